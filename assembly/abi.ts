@@ -1,0 +1,51 @@
+/*
+ * The engine's ABI: numbers shared with TypeScript (src/engine/abi.ts mirrors
+ * this file word for word; a test checks that the two agree).
+ *
+ * Every function returns 0 or a negative errno. Offsets are u32 byte offsets
+ * into the one shared memory. Nothing here allocates: tables and state blocks
+ * are laid out by TypeScript inside the arena and passed in by offset.
+ */
+
+/** Copy strategies, selected per call (AUTO chooses per segment). */
+export const STRATEGY_BULK: i32 = 0;
+export const STRATEGY_SIMD: i32 = 1;
+export const STRATEGY_WORDS: i32 = 2;
+export const STRATEGY_BYTES: i32 = 3;
+export const STRATEGY_REFERENCE: i32 = 4;
+export const STRATEGY_AUTO: i32 = 5;
+
+/** Errors, as negative errno values (Linux numbering). */
+export const EFAULT: i32 = 14;
+export const EINVAL: i32 = 22;
+
+/** A copy descriptor: 12 bytes, three u32 words. */
+export const SG_DESC_DST: usize = 0;
+export const SG_DESC_SRC: usize = 4;
+export const SG_DESC_LEN: usize = 8;
+export const SG_DESC_SIZE: usize = 12;
+
+/** A segment-list entry (gather, scatter, checksum): 8 bytes, two u32 words. */
+export const SG_SEG_ADDR: usize = 0;
+export const SG_SEG_LEN: usize = 4;
+export const SG_SEG_SIZE: usize = 8;
+
+/**
+ * The AUTO calibration table: AUTO_BUCKETS entries for 64-bit-aligned
+ * segments, then AUTO_BUCKETS for the others, one strategy byte each.
+ * Bucket b holds lengths in [2^(b-1), 2^b): b = 32 - clz(len).
+ */
+export const AUTO_BUCKETS: usize = 33;
+export const AUTO_TABLE_SIZE: usize = 2 * AUTO_BUCKETS;
+
+/** A streaming xxHash32 state block, 48 bytes, 16-byte aligned. */
+export const XXH_LANES: usize = 0;     // v1..v4, four u32 (one v128)
+export const XXH_TOTAL: usize = 16;    // total length hashed, u32 (mod 2^32)
+export const XXH_LARGE: usize = 20;    // 1 once 16 or more bytes were hashed
+export const XXH_MEMSIZE: usize = 24;  // bytes pending in XXH_MEM (0..15)
+export const XXH_RESULT: usize = 28;   // the digest of the last sg_checksum
+export const XXH_MEM: usize = 32;      // 16 bytes of pending input
+export const XXH_STATE_SIZE: usize = 48;
+
+/** Cache line size of the coherence model and of the SIMD strategy. */
+export const CACHE_LINE: usize = 64;

@@ -1,0 +1,21 @@
+/*
+ * dmabuf-lab copy engine: the exports of the WebAssembly module.
+ *
+ * Contract: one compiled module, instantiated once per thread over the one
+ * shared memory (imported as env.memory). Each instance calls engine_init()
+ * before anything else; its globals (bounds, fault index) are its own, all
+ * other state is in the arena. Nothing here allocates. Every call that takes
+ * offsets validates them first and returns 0 or a negative errno; on error
+ * no byte has moved and lastFaultIndex() names the first bad entry (-1 when
+ * the table itself, or an argument, was bad).
+ */
+import { setBounds } from "./bounds";
+
+/** Sets this instance's DMA range and the AUTO calibration table. */
+export function engine_init(dmaLo: usize, dmaHi: usize, autoTable: usize): void {
+  setBounds(dmaLo, dmaHi, autoTable);
+}
+
+export { lastFaultIndex as last_fault_index } from "./bounds";
+export { copy, sgCopy as sg_copy, sgGather as sg_gather, sgScatter as sg_scatter, fill } from "./sg";
+export { sgChecksum as sg_checksum } from "./xxhash";

@@ -1,0 +1,156 @@
+#!/usr/bin/env node
+/*
+ * Builds everything the package runs, skipping each step whose outputs are
+ * newer than its inputs:
+ *   engine   assembly/ -> build/engine.wasm (asc, release), then validated by
+ *            binaryen: the feature set must be within ALLOWED_FEATURES, the
+ *            module must validate with exactly those, import only a shared
+ *            env.memory, keep its static data below the arena's control
+ *            block, and export every function src/engine/abi.ts names.
+ *   bundles  workers/*.ts -> build/workers/*.mjs, test/workers/*.ts ->
+ *            build/test-workers/*.mjs, src/index.ts -> dist/lib/index.js,
+ *            src/cli/main.ts -> dist/lib/cli.js (esbuild)
+ *   types    tsc: type-checks src, workers, bench and test; declarations in dist/types
+ * Usage: node scripts/build.mjs [--quiet] [--force]
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { execFileSync } from "node:child_process";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const { values: args } = parseArgs({ options: { quiet: { type: "boolean" }, force: { type: "boolean" } } });
+const log = (msg) => { if (!args.quiet) process.stderr.write(`build: ${msg}\n`); };
+
+// Must match src/memory/layout.ts: static data lives in [MEMORY_BASE, STATIC_END).
+const MEMORY_BASE = 1024;
+const STATIC_END = 64 * 1024;
+const MAX_PAGES = 65536;
+
+function files(dir, ext) {
+  const out = [];
+  const abs = join(root, dir);
+  if (!existsSync(abs)) return out;
+  for (const entry of readdirSync(abs, { withFileTypes: true })) {
+    const p = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...files(p, ext));
+    else if (ext.some((e) => entry.name.endsWith(e))) out.push(p);
+  }
+  return out;
+}
+
+const newest = (paths) => Math.max(0, ...paths.map((p) => statSync(join(root, p)).mtimeMs));
+const oldest = (paths) => Math.min(...paths.map((p) => (existsSync(join(root, p)) ? statSync(join(root, p)).mtimeMs : 0)));
+const stale = (inputs, outputs) => args.force || oldest(outputs) < newest([...inputs, "scripts/build.mjs", "package.json"]);
+
+function fail(step, message) {
+  process.stderr.write(`build: ${step} failed: ${message}\n`);
+  process.exit(1);
+}
+
+async function buildEngine() {
+  const inputs = files("assembly", [".ts", ".json"]);
+  const out = "build/engine.wasm";
+  if (!stale(inputs, [out])) return;
+  mkdirSync(join(root, "build"), { recursive: true });
+  const { default: asc } = await import("assemblyscript/asc");
+  const { error, stderr } = await asc.main([
+    "assembly/index.ts", "--outFile", out,
+    "--importMemory", "--sharedMemory", "--initialMemory", "2", "--maximumMemory", String(MAX_PAGES),
+    "--enable", "threads", "--enable", "simd", "--runtime", "stub", "--noAssert",
+    "--zeroFilledMemory", "--memoryBase", String(MEMORY_BASE),
+    "-O3", "--converge", "--runPasses", "emit-target-features",
+  ], { stdout: process.stdout, stderr: process.stderr, baseDir: root });
+  if (error) fail("asc", `${error.message}\n${stderr.toString()}`);
+  await validateEngine(out);
+  log(`engine: ${out} (${statSync(join(root, out)).size} bytes, validated)`);
+}
+
+async function validateEngine(path) {
+  const { default: binaryen } = await import("binaryen");
+  const F = binaryen.Features;
+  const ALLOWED_FEATURES = F.MVP | F.Atomics | F.SIMD128 | F.BulkMemory | F.BulkMemoryOpt |
+    F.MutableGlobals | F.SignExt | F.NontrappingFPToInt;
+  const module = binaryen.readBinary(readFileSync(join(root, path)));
+  try {
+    const declared = module.getFeatures();
+    const extra = declared & ~ALLOWED_FEATURES;
+    if (extra !== 0) {
+      const names = Object.entries(F).filter(([k, v]) => v && (extra & v) === v && !["All", "Default"].includes(k)).map(([k]) => k);
+      fail("validate", `the engine declares features outside the allowed set: ${names.join(", ") || extra}`);
+    }
+    module.setFeatures(ALLOWED_FEATURES);
+    if (!module.validate()) fail("validate", "binaryen reports the module invalid (see above)");
+    const mem = module.getMemoryInfo();
+    if (mem.module !== "env" || mem.base !== "memory" || !mem.shared || mem.is64) {
+      fail("validate", `the engine must import a shared 32-bit env.memory, not ${JSON.stringify(mem)}`);
+    }
+    for (let i = 0; i < module.getNumDataSegments(); i++) {
+      const seg = module.getDataSegmentInfo(module.getDataSegmentByIndex(i));
+      const offset = binaryen.getExpressionInfo(seg.offset).value;
+      if (offset + seg.data.length > STATIC_END) {
+        fail("validate", `static data [${offset}, ${offset + seg.data.length}) passes the control block at ${STATIC_END}`);
+      }
+    }
+    const exported = new Set();
+    for (let i = 0; i < module.getNumExports(); i++) exported.add(binaryen.getExportInfo(module.getExportByIndex(i)).name);
+    const { ENGINE_EXPORTS } = await importTs("src/engine/abi.ts");
+    const missing = ENGINE_EXPORTS.filter((name) => !exported.has(name));
+    if (missing.length) fail("validate", `the engine does not export ${missing.join(", ")}`);
+  } finally {
+    module.dispose();
+  }
+}
+
+async function importTs(path) {
+  const { build } = await import("esbuild");
+  const result = await build({ entryPoints: [join(root, path)], bundle: true, format: "esm", write: false, logLevel: "silent" });
+  return import(`data:text/javascript;base64,${Buffer.from(result.outputFiles[0].text).toString("base64")}`);
+}
+
+async function buildBundles() {
+  const { build } = await import("esbuild");
+  const inputs = [...files("src", [".ts", ".json"]), ...files("workers", [".ts"]), ...files("test/workers", [".ts"]), ...files("bench", [".ts"])];
+  const jobs = [
+    { entries: files("workers", [".ts"]), outdir: "build/workers", ext: ".mjs", packages: "bundle" },
+    { entries: files("test/workers", [".ts"]), outdir: "build/test-workers", ext: ".mjs", packages: "bundle" },
+    { entries: ["src/index.ts", "src/cli/main.ts"], outdir: "dist/lib", ext: ".js", packages: "external",
+      rename: { main: "cli" } },
+  ];
+  for (const job of jobs) {
+    const outputs = job.entries.map((e) => {
+      const base = e.split("/").pop().replace(/\.ts$/, "");
+      return `${job.outdir}/${job.rename?.[base] ?? base}${job.ext}`;
+    });
+    if (job.entries.length === 0 || !stale(inputs, outputs)) continue;
+    await build({
+      entryPoints: job.entries.map((e, i) => ({ in: join(root, e), out: relative(join(root, job.outdir), join(root, outputs[i])).replace(/\.m?js$/, "") })),
+      outdir: join(root, job.outdir), outExtension: { ".js": job.ext }, bundle: true, splitting: false,
+      format: "esm", platform: "node", target: "node20", packages: job.packages === "external" ? "external" : undefined,
+      sourcemap: "linked", logLevel: "warning",
+      // Bundled CommonJS dependencies may call require(); give ESM bundles one.
+      banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    });
+    log(`bundles: ${outputs.join(", ")}`);
+  }
+}
+
+function buildTypes() {
+  const inputs = [...files("src", [".ts", ".json"]), ...files("workers", [".ts"]), ...files("bench", [".ts"]), ...files("test", [".ts"]), "tsconfig.json"];
+  if (!stale(inputs, ["dist/types/src/index.d.ts"])) return;
+  try {
+    execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.json"], { cwd: root, stdio: "inherit" });
+  } catch {
+    fail("tsc", "type errors (see above)");
+  }
+  // tsc leaves an unchanged file's timestamp alone; mark the step done.
+  const stamp = join(root, "dist/types/src/index.d.ts");
+  writeFileSync(stamp, readFileSync(stamp));
+  log("types: dist/types");
+}
+
+await buildEngine();
+await buildBundles();
+buildTypes();
+

@@ -1,0 +1,53 @@
+/*
+ * The engine's ABI, mirrored from assembly/abi.ts (test/engine-abi.test.ts
+ * checks that the two files agree). Offsets are u32 byte offsets into the
+ * shared memory; every engine call returns 0 or a negative errno.
+ */
+
+export const STRATEGY_BULK = 0;
+export const STRATEGY_SIMD = 1;
+export const STRATEGY_WORDS = 2;
+export const STRATEGY_BYTES = 3;
+export const STRATEGY_REFERENCE = 4;
+export const STRATEGY_AUTO = 5;
+
+export const EFAULT = 14;
+export const EINVAL = 22;
+
+export const SG_DESC_DST = 0;
+export const SG_DESC_SRC = 4;
+export const SG_DESC_LEN = 8;
+export const SG_DESC_SIZE = 12;
+
+export const SG_SEG_ADDR = 0;
+export const SG_SEG_LEN = 4;
+export const SG_SEG_SIZE = 8;
+
+export const AUTO_BUCKETS = 33;
+export const AUTO_TABLE_SIZE = 2 * AUTO_BUCKETS;
+
+export const XXH_LANES = 0;
+export const XXH_TOTAL = 16;
+export const XXH_LARGE = 20;
+export const XXH_MEMSIZE = 24;
+export const XXH_RESULT = 28;
+export const XXH_MEM = 32;
+export const XXH_STATE_SIZE = 48;
+
+export const CACHE_LINE = 64;
+
+/** The module's exports, as the build checks them and Engine calls them. */
+export interface EngineExports {
+  engine_init(dmaLo: number, dmaHi: number, autoTable: number): void;
+  last_fault_index(): number;
+  copy(strategy: number, dst: number, src: number, n: number): number;
+  sg_copy(table: number, count: number, strategy: number): number;
+  sg_gather(list: number, count: number, dst: number, strategy: number): number;
+  sg_scatter(list: number, count: number, src: number, strategy: number): number;
+  sg_checksum(list: number, count: number, state: number, seed: number): number;
+  fill(dst: number, value: number, n: number): number;
+}
+
+export const ENGINE_EXPORTS: readonly (keyof EngineExports)[] = [
+  "engine_init", "last_fault_index", "copy", "sg_copy", "sg_gather", "sg_scatter", "sg_checksum", "fill",
+];

@@ -1,0 +1,45 @@
+/*
+ * The AUTO calibration table: for each size bucket (b = bit length of the
+ * segment length, 0..32) and each alignment class (source and destination
+ * both 8-byte aligned, or not), the strategy AUTO uses. Segments of up to 64
+ * bytes always take the inline SIMD path inside the engine, whatever the
+ * table says. `dmabuf-lab bench calibrate --write` regenerates
+ * calibration.json from measurements on the machine at hand.
+ */
+import { AUTO_BUCKETS, AUTO_TABLE_SIZE } from "./abi.js";
+import { fixedStrategyNames, strategies, type FixedStrategy } from "./strategy.js";
+import { DmaBufError } from "../errno.js";
+import defaults from "./calibration.json" with { type: "json" };
+
+export interface Calibration {
+  /** Where the table came from (machine, date), for people. */
+  source: string;
+  aligned: FixedStrategy[];
+  misaligned: FixedStrategy[];
+}
+
+export const defaultCalibration = defaults as Calibration;
+
+/** Checks a table and encodes it as the engine's 66 strategy bytes. */
+export function encodeCalibration(table: Calibration): Uint8Array {
+  const bytes = new Uint8Array(AUTO_TABLE_SIZE);
+  const rows: [string, FixedStrategy[]][] = [["aligned", table.aligned], ["misaligned", table.misaligned]];
+  rows.forEach(([name, row], r) => {
+    if (!Array.isArray(row) || row.length !== AUTO_BUCKETS) {
+      throw new DmaBufError("EINVAL", "set_calibration", `${name} must list ${AUTO_BUCKETS} strategies, one per size bucket`);
+    }
+    row.forEach((s, b) => {
+      if (!fixedStrategyNames.includes(s)) {
+        throw new DmaBufError("EINVAL", "set_calibration",
+          `${name}[${b}] is '${s}'; AUTO may choose ${fixedStrategyNames.join(", ")}`);
+      }
+      bytes[r * AUTO_BUCKETS + b] = strategies[s];
+    });
+  });
+  return bytes;
+}
+
+/** The bucket of a segment length, as the engine computes it. */
+export function sizeBucket(len: number): number {
+  return len === 0 ? 0 : 32 - Math.clz32(len);
+}

@@ -1,0 +1,155 @@
+/*
+ * Lab: the arena plus this thread's engine; the object users start from.
+ *
+ *   const lab = await Lab.create();           // creating thread
+ *   const lab = await Lab.attach(handle);     // any other thread
+ *
+ * Contract: a Lab is a per-thread view. lab.share() returns a handle (the
+ * shared memory and the compiled module) that crosses to workers in a
+ * message; Lab.attach() there rebuilds the same arena and a new engine
+ * instance. User memory from lab.alloc() is a Uint8Array inside the arena,
+ * so both sides of a hot copy are wasm memory; lab.copy() takes that fast
+ * path when it can and falls back to TypedArray.set for foreign views.
+ */
+import { DmaBufError, hex } from "./errno.js";
+import { Arena } from "./memory/arena.js";
+import type { BuddyStats } from "./memory/buddy.js";
+import { CACHE_LINE, REGION_ALIGN, kCtlAutoTable, type Layout, type LayoutOptions } from "./memory/layout.js";
+import { defaultCalibration, encodeCalibration, type Calibration } from "./engine/calibration.js";
+import { Engine } from "./engine/engine.js";
+import { loadEngineModule, type EngineSource } from "./engine/module.js";
+import type { StrategyName } from "./engine/strategy.js";
+import { SegmentList, SgTable } from "./engine/tables.js";
+
+export interface LabOptions extends LayoutOptions {
+  /** The engine: a compiled module, or the URL of engine.wasm. */
+  engine?: EngineSource;
+  /** The AUTO calibration table (default: src/engine/calibration.json). */
+  calibration?: Calibration;
+}
+
+/** What crosses to another thread: structured-clonable, shared not copied. */
+export interface LabHandle {
+  memory: WebAssembly.Memory;
+  module: WebAssembly.Module;
+}
+
+export interface AllocOptions {
+  /** A power of two up to 2 MiB; default 64 (a cache line). */
+  align?: number;
+  /** Zero the memory (default true, like new Uint8Array). */
+  zero?: boolean;
+}
+
+export class Lab {
+  private constructor(readonly arena: Arena, readonly engine: Engine) {}
+
+  static async create(options: LabOptions = {}): Promise<Lab> {
+    const calibration = encodeCalibration(options.calibration ?? defaultCalibration);
+    const module = await loadEngineModule(options.engine);
+    const arena = Arena.create(options);
+    arena.u8.set(calibration, arena.control(kCtlAutoTable));
+    return new Lab(arena, new Engine(arena, module));
+  }
+
+  static async attach(handle: LabHandle): Promise<Lab> {
+    const arena = Arena.attach(handle.memory);
+    return new Lab(arena, new Engine(arena, await loadEngineModule(handle.module)));
+  }
+
+  share(): LabHandle {
+    return { memory: this.arena.memory, module: this.engine.module };
+  }
+
+  get memory(): WebAssembly.Memory {
+    return this.arena.memory;
+  }
+
+  get layout(): Layout {
+    return this.arena.layout;
+  }
+
+  /** Replaces the AUTO table for every thread of this lab. */
+  setCalibration(table: Calibration): void {
+    this.arena.u8.set(encodeCalibration(table), this.arena.control(kCtlAutoTable));
+  }
+
+  /** A view of `bytes` bytes of user memory (rounded up to a power of two). */
+  alloc(bytes: number, options: AllocOptions = {}): Uint8Array {
+    const align = options.align ?? CACHE_LINE;
+    if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+      throw new DmaBufError("EINVAL", "alloc", `size ${bytes} must be a positive integer`);
+    }
+    if (!Number.isInteger(align) || align <= 0 || (align & (align - 1)) !== 0 || align > REGION_ALIGN) {
+      throw new DmaBufError("EINVAL", "alloc", `align ${align} must be a power of two up to ${REGION_ALIGN}`);
+    }
+    const user = this.arena.user;
+    const order = user.orderFor(bytes, align);
+    if (order > user.maxOrder) {
+      throw new DmaBufError("ENOMEM", "alloc",
+        `size ${bytes} exceeds the largest block of user memory (${user.granuleBytes * 2 ** user.maxOrder} bytes)`);
+    }
+    const offset = user.alloc(order, "alloc");
+    if (options.zero ?? true) this.engine.fill(offset, 0, user.granuleBytes * 2 ** order);
+    return new Uint8Array(this.arena.memory.buffer, offset, bytes);
+  }
+
+  /** Returns a view from alloc(); EINVAL for a foreign view or a double free. */
+  free(view: Uint8Array): void {
+    if (!this.arena.owns(view) || !this.arena.user.contains(view.byteOffset)) {
+      throw new DmaBufError("EINVAL", "free", `a view at ${this.arena.owns(view) ? hex(view.byteOffset) : "foreign memory"} was not allocated by lab.alloc()`);
+    }
+    this.arena.user.free(view.byteOffset, undefined, "free");
+  }
+
+  /** The arena offset of a view of this lab's memory (EFAULT otherwise). */
+  offsetOf(view: ArrayBufferView): number {
+    return this.arena.offsetOf(view, "offset_of");
+  }
+
+  /**
+   * Copies src into the start of dst. Both in the arena: one engine call
+   * with the strategy; otherwise TypedArray.set (the slower path).
+   */
+  copy(dst: Uint8Array, src: Uint8Array, strategy: StrategyName = "auto"): void {
+    if (src.byteLength > dst.byteLength) {
+      throw new DmaBufError("EINVAL", "copy", `source of ${src.byteLength} bytes does not fit a destination of ${dst.byteLength}`);
+    }
+    if (this.arena.owns(dst) && this.arena.owns(src)) {
+      this.engine.copy(dst.byteOffset, src.byteOffset, src.byteLength, strategy);
+    } else {
+      dst.set(src);
+    }
+  }
+
+  /** Allocates 2^order pages from the page pool; returns the byte offset. */
+  allocPages(order: number): number {
+    return this.arena.pages.alloc(order, "alloc_pages");
+  }
+
+  /** Frees pages from allocPages(); the order must match. */
+  freePages(offset: number, order: number): void {
+    this.arena.pages.free(offset, order, "free_pages");
+  }
+
+  sgTable(capacity?: number): SgTable {
+    return new SgTable(this.arena, capacity);
+  }
+
+  segmentList(capacity?: number): SegmentList {
+    return new SegmentList(this.arena, capacity);
+  }
+
+  stats(): { pages: BuddyStats; user: BuddyStats } {
+    return { pages: this.arena.pages.stats(), user: this.arena.user.stats() };
+  }
+
+  /** Frees this thread's engine scratch. The memory lives while any thread holds it. */
+  close(): void {
+    this.engine.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

@@ -1,0 +1,287 @@
+/*
+ * A buddy allocator whose whole state lives in the arena, like the kernel's
+ * page allocator: blocks of 2^order granules, split on allocation and
+ * coalesced with their buddy on free. Two instances serve the lab: the page
+ * pool (4 KiB granules, the heaps' pages) and user memory (64-byte granules,
+ * lab.alloc()).
+ *
+ * Contract: any thread may call alloc/free at any time; every change happens
+ * under the state block's mutex. alloc gives ENOMEM and changes nothing when
+ * no block is large enough; free gives EINVAL and changes nothing for an
+ * offset that is not the start of an allocated block (double free, foreign
+ * or interior offset). Blocks are aligned to their size relative to the
+ * region base, which the layout aligns to 2 MiB.
+ *
+ * State block (all u32 unless said):
+ *   kBuddyLock        the mutex (MUTEX_BYTES)
+ *   kBuddyBase        byte offset of the region
+ *   kBuddyGranules    region size in granules
+ *   kBuddyShift       log2 of the granule size
+ *   kBuddyMaxOrder    the largest order
+ *   kBuddyFree        free granules
+ *   kBuddyAllocs      successful allocations
+ *   kBuddyFrees       frees
+ *   kBuddyFailures    allocations refused with ENOMEM
+ *   kBuddyFreeCount   free blocks per order, MAX_ORDERS words
+ *   kBuddyFreeHead    head of each order's free list (granule index, NIL = empty)
+ *   kBuddyMap         one byte per granule: HEAD | FREE? | order at a block's
+ *                     first granule, 0 inside a block
+ * A free block keeps its list links in its own first 8 bytes (next, prev:
+ * granule indices), as the block's contents are garbage while it is free.
+ */
+import { DmaBufError, hex } from "../errno.js";
+import { MUTEX_BYTES, Mutex, type MutexStats } from "./mutex.js";
+
+export const MAX_ORDERS = 32;
+/** The order at which stats().fragmentation is read (1 MiB of pages). */
+export const FRAGMENTATION_ORDER = 8;
+export const kBuddyLock = 0;
+export const kBuddyBase = MUTEX_BYTES;
+export const kBuddyGranules = kBuddyBase + 4;
+export const kBuddyShift = kBuddyBase + 8;
+export const kBuddyMaxOrder = kBuddyBase + 12;
+export const kBuddyFree = kBuddyBase + 16;
+export const kBuddyAllocs = kBuddyBase + 20;
+export const kBuddyFrees = kBuddyBase + 24;
+export const kBuddyFailures = kBuddyBase + 28;
+export const kBuddyFreeCount = 64;
+export const kBuddyFreeHead = kBuddyFreeCount + 4 * MAX_ORDERS;
+export const kBuddyMap = kBuddyFreeHead + 4 * MAX_ORDERS;
+
+const NIL = 0xffffffff;
+const MAP_HEAD = 0x80;
+const MAP_FREE = 0x40;
+const MAP_ORDER = 0x1f;
+const kLinkNext = 0;
+const kLinkPrev = 4;
+
+export interface BuddyStats {
+  granuleBytes: number;
+  totalBytes: number;
+  freeBytes: number;
+  /** Free blocks per order (index = order). */
+  freeBlocks: number[];
+  largestFreeBytes: number;
+  /**
+   * The kernel's unusable free space index per order (as in
+   * /sys/kernel/debug/extfrag/unusable_index): the share of free memory in
+   * blocks too small for an allocation of that order. 0 when nothing is free.
+   */
+  unusable: number[];
+  /** unusable[FRAGMENTATION_ORDER]: how much free memory cannot serve a 256-granule block. */
+  fragmentation: number;
+  allocs: number;
+  frees: number;
+  failures: number;
+  lock: MutexStats;
+}
+
+export class BuddyAllocator {
+  /** Bytes of state for a region of `granules` granules. */
+  static stateBytes(granules: number): number {
+    return kBuddyMap + granules;
+  }
+
+  private readonly u8: Uint8Array;
+  private readonly u32: Uint32Array;
+  private readonly mutex: Mutex;
+  readonly base: number;
+  readonly granules: number;
+  readonly shift: number;
+  readonly maxOrder: number;
+
+  /** A view of an initialised state block at `state`, from any thread. */
+  constructor(buffer: ArrayBufferLike, readonly state: number, readonly name: string) {
+    this.u8 = new Uint8Array(buffer);
+    this.u32 = new Uint32Array(buffer);
+    this.mutex = new Mutex(buffer, state + kBuddyLock);
+    this.base = this.word(kBuddyBase);
+    this.granules = this.word(kBuddyGranules);
+    this.shift = this.word(kBuddyShift);
+    this.maxOrder = this.word(kBuddyMaxOrder);
+  }
+
+  /** Writes a fresh state block: the whole region free in maximal aligned blocks. */
+  static init(buffer: ArrayBufferLike, state: number, base: number, bytes: number, shift: number): void {
+    const u8 = new Uint8Array(buffer);
+    const u32 = new Uint32Array(buffer);
+    const granules = Math.floor(bytes / 2 ** shift);
+    u8.fill(0, state, state + BuddyAllocator.stateBytes(granules));
+    new Mutex(buffer, state + kBuddyLock).init();
+    const w = (off: number, v: number) => { u32[(state + off) >>> 2] = v; };
+    w(kBuddyBase, base);
+    w(kBuddyGranules, granules);
+    w(kBuddyShift, shift);
+    w(kBuddyMaxOrder, Math.min(MAX_ORDERS - 1, Math.floor(Math.log2(granules))));
+    for (let o = 0; o < MAX_ORDERS; o++) w(kBuddyFreeHead + 4 * o, NIL);
+    const a = new BuddyAllocator(buffer, state, "init");
+    for (let idx = 0; idx < granules;) {
+      let order = a.maxOrder;
+      while (idx % 2 ** order !== 0 || idx + 2 ** order > granules) order--;
+      a.push(order, idx);
+      idx += 2 ** order;
+    }
+    w(kBuddyFree, granules);
+  }
+
+  get granuleBytes(): number {
+    return 2 ** this.shift;
+  }
+
+  /** The order of the smallest block holding `bytes` with the given alignment. */
+  orderFor(bytes: number, align = 1): number {
+    const need = Math.max(bytes, align, this.granuleBytes);
+    return Math.max(0, Math.ceil(Math.log2(need)) - this.shift);
+  }
+
+  /** Allocates a block of 2^order granules; returns its byte offset. */
+  alloc(order: number, syscall = "alloc"): number {
+    if (!Number.isInteger(order) || order < 0 || order > this.maxOrder) {
+      throw new DmaBufError("EINVAL", syscall, `${this.name}: order ${order} is outside 0..${this.maxOrder}`);
+    }
+    return this.mutex.with(() => {
+      let k = order;
+      while (k <= this.maxOrder && this.head(k) === NIL) k++;
+      if (k > this.maxOrder) {
+        this.bump(kBuddyFailures, 1);
+        throw new DmaBufError("ENOMEM", syscall,
+          `${this.name}: no free block of order ${order} (${this.granuleBytes << order} bytes); ` +
+          `${this.word(kBuddyFree) * this.granuleBytes} bytes free in smaller blocks`);
+      }
+      const idx = this.head(k);
+      this.remove(k, idx);
+      while (k > order) {
+        k--;
+        this.push(k, idx + 2 ** k);
+      }
+      this.u8[this.state + kBuddyMap + idx] = MAP_HEAD | order;
+      this.bump(kBuddyFree, -(2 ** order));
+      this.bump(kBuddyAllocs, 1);
+      return this.base + idx * this.granuleBytes;
+    });
+  }
+
+  /**
+   * Frees the block at `offset`; returns its order. With `order` given, it
+   * must match the block's (like the kernel's __free_pages).
+   */
+  free(offset: number, order?: number, syscall = "free"): number {
+    const rel = offset - this.base;
+    const idx = rel / this.granuleBytes;
+    if (!Number.isInteger(idx) || idx < 0 || idx >= this.granules) {
+      throw new DmaBufError("EINVAL", syscall, `${this.name}: offset ${hex(offset)} is not a block of this allocator`);
+    }
+    return this.mutex.with(() => {
+      const m = this.u8[this.state + kBuddyMap + idx];
+      if ((m & MAP_HEAD) === 0 || (m & MAP_FREE) !== 0) {
+        const what = (m & MAP_FREE) !== 0 ? "already free (double free?)" : "not the start of an allocated block";
+        throw new DmaBufError("EINVAL", syscall, `${this.name}: offset ${hex(offset)} is ${what}`);
+      }
+      let k = m & MAP_ORDER;
+      if (order !== undefined && order !== k) {
+        throw new DmaBufError("EINVAL", syscall, `${this.name}: block at ${hex(offset)} has order ${k}, not ${order}`);
+      }
+      const freed = k;
+      this.bump(kBuddyFree, 2 ** k);
+      this.bump(kBuddyFrees, 1);
+      let i = idx;
+      while (k < this.maxOrder) {
+        const buddy = i ^ 2 ** k;
+        if (buddy + 2 ** k > this.granules) break;
+        if (this.u8[this.state + kBuddyMap + buddy] !== (MAP_HEAD | MAP_FREE | k)) break;
+        this.remove(k, buddy);
+        this.u8[this.state + kBuddyMap + Math.max(i, buddy)] = 0;
+        i = Math.min(i, buddy);
+        k++;
+      }
+      this.u8[this.state + kBuddyMap + idx] = 0;
+      this.push(k, i);
+      return freed;
+    });
+  }
+
+  /** The order of the allocated block at `offset`, or -1 if there is none. */
+  orderAt(offset: number): number {
+    const idx = (offset - this.base) / this.granuleBytes;
+    if (!Number.isInteger(idx) || idx < 0 || idx >= this.granules) return -1;
+    const m = Atomics.load(this.u8, this.state + kBuddyMap + idx);
+    return (m & MAP_HEAD) !== 0 && (m & MAP_FREE) === 0 ? m & MAP_ORDER : -1;
+  }
+
+  contains(offset: number): boolean {
+    return offset >= this.base && offset < this.base + this.granules * this.granuleBytes;
+  }
+
+  stats(): BuddyStats {
+    return this.mutex.with(() => {
+      const g = this.granuleBytes;
+      const freeBlocks: number[] = [];
+      let largest = 0;
+      for (let o = 0; o <= this.maxOrder; o++) {
+        const n = this.word(kBuddyFreeCount + 4 * o);
+        freeBlocks.push(n);
+        if (n > 0) largest = g * 2 ** o;
+      }
+      const freeGranules = this.word(kBuddyFree);
+      const freeBytes = freeGranules * g;
+      const unusable: number[] = [];
+      let below = 0;
+      for (let o = 0; o <= this.maxOrder; o++) {
+        unusable.push(freeGranules === 0 ? 0 : below / freeGranules);
+        below += freeBlocks[o] * 2 ** o;
+      }
+      return {
+        granuleBytes: g,
+        totalBytes: this.granules * g,
+        freeBytes,
+        freeBlocks,
+        largestFreeBytes: largest,
+        unusable,
+        fragmentation: unusable[Math.min(FRAGMENTATION_ORDER, this.maxOrder)],
+        allocs: this.word(kBuddyAllocs),
+        frees: this.word(kBuddyFrees),
+        failures: this.word(kBuddyFailures),
+        lock: this.mutex.stats(),
+      };
+    });
+  }
+
+  // Free lists: doubly linked through the free blocks, head per order.
+  // Called with the mutex held (or before the state block is shared).
+
+  private word(off: number): number {
+    return this.u32[(this.state + off) >>> 2];
+  }
+
+  private bump(off: number, delta: number): void {
+    this.u32[(this.state + off) >>> 2] += delta;
+  }
+
+  private head(order: number): number {
+    return this.word(kBuddyFreeHead + 4 * order);
+  }
+
+  private link(idx: number, field: number): number {
+    return ((this.base + idx * this.granuleBytes + field) >>> 2);
+  }
+
+  private push(order: number, idx: number): void {
+    const head = this.head(order);
+    this.u32[this.link(idx, kLinkNext)] = head;
+    this.u32[this.link(idx, kLinkPrev)] = NIL;
+    if (head !== NIL) this.u32[this.link(head, kLinkPrev)] = idx;
+    this.u32[(this.state + kBuddyFreeHead + 4 * order) >>> 2] = idx;
+    this.u8[this.state + kBuddyMap + idx] = MAP_HEAD | MAP_FREE | order;
+    this.bump(kBuddyFreeCount + 4 * order, 1);
+  }
+
+  private remove(order: number, idx: number): void {
+    const next = this.u32[this.link(idx, kLinkNext)];
+    const prev = this.u32[this.link(idx, kLinkPrev)];
+    if (prev === NIL) this.u32[(this.state + kBuddyFreeHead + 4 * order) >>> 2] = next;
+    else this.u32[this.link(prev, kLinkNext)] = next;
+    if (next !== NIL) this.u32[this.link(next, kLinkPrev)] = prev;
+    this.u8[this.state + kBuddyMap + idx] = 0;
+    this.bump(kBuddyFreeCount + 4 * order, -1);
+  }
+}

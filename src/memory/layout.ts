@@ -1,0 +1,167 @@
+/*
+ * The arena layout: one shared WebAssembly.Memory cut into named regions.
+ *
+ *   [0, 64 KiB)            engine static data (the wasm module's data
+ *                          segments start at ENGINE_MEMORY_BASE; the build
+ *                          refuses a module whose data would pass 64 KiB)
+ *   [64 KiB, +4 KiB)       the control block: magic, version, the region
+ *                          table below, the AUTO calibration table
+ *   metadata               allocator state blocks (locks, free lists, maps)
+ *   sync                   reserved for fences, reservation objects, rings
+ *   page pool              4 KiB pages for heaps (buddy allocator, orders
+ *                          0..MAX); base aligned to 2 MiB
+ *   user memory            lab.alloc() views, 64-byte granules (buddy
+ *                          allocator); base aligned to 2 MiB
+ *
+ * DMA (engine copies) may touch only [pool base, end of memory). The layout
+ * is computed once by the creating thread and written to the control block;
+ * any other thread rebuilds it from there (readLayout), never from options.
+ */
+import { DmaBufError, hex } from "../errno.js";
+
+export const WASM_PAGE = 65536;
+export const PAGE_SIZE = 4096;
+export const PAGE_SHIFT = 12;
+export const CACHE_LINE = 64;
+export const USER_GRANULE_SHIFT = 6;
+export const REGION_ALIGN = 2 * 1024 * 1024;
+/** The largest arena: 65535 wasm pages, so that every offset fits in a u32. */
+export const MAX_MEMORY_BYTES = 65535 * WASM_PAGE;
+export const DEFAULT_MEMORY_BYTES = 256 * 1024 * 1024;
+export const DEFAULT_SYNC_BYTES = 4 * 1024 * 1024;
+
+/** Where asc places static data (--memoryBase); below is a null guard. */
+export const ENGINE_MEMORY_BASE = 1024;
+export const ENGINE_STATIC_END = 64 * 1024;
+export const CONTROL_BASE = ENGINE_STATIC_END;
+export const CONTROL_BYTES = 4096;
+
+export const LAB_MAGIC = 0x42414d44; // the bytes "DMAB"
+export const LAB_LAYOUT_VERSION = 1;
+
+/** Control block words: byte offsets from CONTROL_BASE, each a u32. */
+export const kCtlMagic = 0;
+export const kCtlVersion = 4;
+export const kCtlMemoryBytes = 8;
+export const kCtlMetaBase = 12;
+export const kCtlMetaBytes = 16;
+export const kCtlSyncBase = 20;
+export const kCtlSyncBytes = 24;
+export const kCtlPoolBase = 28;
+export const kCtlPoolBytes = 32;
+export const kCtlUserBase = 36;
+export const kCtlUserBytes = 40;
+export const kCtlPoolAllocator = 44;
+export const kCtlUserAllocator = 48;
+/** AUTO calibration table (engine ABI: 2 x 33 strategy bytes). */
+export const kCtlAutoTable = 64;
+export const kCtlAutoTableBytes = 66;
+
+export interface Layout {
+  memoryBytes: number;
+  metaBase: number;
+  metaBytes: number;
+  syncBase: number;
+  syncBytes: number;
+  poolBase: number;
+  poolBytes: number;
+  userBase: number;
+  userBytes: number;
+  poolAllocator: number;
+  userAllocator: number;
+}
+
+export interface LayoutOptions {
+  /** Size of the whole shared memory; default 256 MiB, at most 4 GiB - 64 KiB. */
+  memoryBytes?: number;
+  /** Size of the page pool; default half of what is left after the fixed regions. */
+  poolBytes?: number;
+  /** Size of the reserved synchronization region; default 4 MiB. */
+  syncBytes?: number;
+}
+
+export const alignUp = (n: number, a: number): number => Math.ceil(n / a) * a;
+export const alignDown = (n: number, a: number): number => Math.floor(n / a) * a;
+
+function checkSize(name: string, value: number, min: number, max: number, unit: number): void {
+  if (!Number.isSafeInteger(value) || value < min || value > max || value % unit !== 0) {
+    throw new DmaBufError("EINVAL", "lab_create",
+      `${name}=${value} must be a multiple of ${unit} between ${min} and ${max}`);
+  }
+}
+
+/**
+ * Computes the layout. `stateBytes(granules)` is the size of an allocator
+ * state block for a region of that many granules.
+ */
+export function computeLayout(
+  options: LayoutOptions,
+  stateBytes: (granules: number) => number,
+): Layout {
+  const memoryBytes = options.memoryBytes ?? DEFAULT_MEMORY_BYTES;
+  checkSize("memoryBytes", memoryBytes, 16 * 1024 * 1024, MAX_MEMORY_BYTES, WASM_PAGE);
+  const syncBytes = options.syncBytes ?? DEFAULT_SYNC_BYTES;
+  checkSize("syncBytes", syncBytes, 0, memoryBytes, PAGE_SIZE);
+
+  // Metadata for the worst case (all of memory in 64-byte granules) would be
+  // wasteful; size it for the actual regions, iterating once because the
+  // metadata itself moves the regions.
+  const metaBase = CONTROL_BASE + CONTROL_BYTES;
+  let metaBytes = 0;
+  for (let pass = 0; pass < 2; pass++) {
+    const syncBase = alignUp(metaBase + metaBytes, PAGE_SIZE);
+    const poolBase = alignUp(syncBase + syncBytes, REGION_ALIGN);
+    const rest = memoryBytes - poolBase;
+    if (rest < 2 * REGION_ALIGN) {
+      throw new DmaBufError("EINVAL", "lab_create",
+        `memoryBytes=${memoryBytes} leaves no room for the page pool and user memory after syncBytes=${syncBytes}`);
+    }
+    const poolBytes = options.poolBytes ?? alignDown(rest / 2, REGION_ALIGN);
+    checkSize("poolBytes", poolBytes, REGION_ALIGN, rest - REGION_ALIGN, REGION_ALIGN);
+    const userBase = poolBase + poolBytes;
+    const userBytes = memoryBytes - userBase;
+    const poolMeta = alignUp(stateBytes(poolBytes >>> PAGE_SHIFT), CACHE_LINE);
+    const userMeta = alignUp(stateBytes(userBytes >>> USER_GRANULE_SHIFT), CACHE_LINE);
+    const needed = poolMeta + userMeta;
+    if (pass === 1 || needed <= metaBytes) {
+      if (needed > metaBytes) throw new Error("layout: metadata did not converge");
+      return {
+        memoryBytes, metaBase, metaBytes, syncBase, syncBytes, poolBase, poolBytes, userBase, userBytes,
+        poolAllocator: metaBase, userAllocator: metaBase + poolMeta,
+      };
+    }
+    metaBytes = needed;
+  }
+  throw new Error("unreachable");
+}
+
+const layoutWords: [keyof Layout, number][] = [
+  ["memoryBytes", kCtlMemoryBytes], ["metaBase", kCtlMetaBase], ["metaBytes", kCtlMetaBytes],
+  ["syncBase", kCtlSyncBase], ["syncBytes", kCtlSyncBytes], ["poolBase", kCtlPoolBase],
+  ["poolBytes", kCtlPoolBytes], ["userBase", kCtlUserBase], ["userBytes", kCtlUserBytes],
+  ["poolAllocator", kCtlPoolAllocator], ["userAllocator", kCtlUserAllocator],
+];
+
+/** Writes the magic, version and region table. Called once, before sharing. */
+export function writeLayout(u32: Uint32Array, layout: Layout): void {
+  const base = CONTROL_BASE >>> 2;
+  for (const [key, word] of layoutWords) u32[base + (word >>> 2)] = layout[key];
+  u32[base + (kCtlVersion >>> 2)] = LAB_LAYOUT_VERSION;
+  // Published last: a thread that sees the magic sees the table (the memory
+  // reaches other threads through postMessage, which orders everything).
+  Atomics.store(u32, base + (kCtlMagic >>> 2), LAB_MAGIC);
+}
+
+/** Rebuilds the layout in any thread; EINVAL if this memory is not a lab. */
+export function readLayout(u32: Uint32Array): Layout {
+  const base = CONTROL_BASE >>> 2;
+  const magic = Atomics.load(u32, base + (kCtlMagic >>> 2));
+  const version = u32[base + (kCtlVersion >>> 2)];
+  if (magic !== LAB_MAGIC || version !== LAB_LAYOUT_VERSION) {
+    throw new DmaBufError("EINVAL", "lab_attach",
+      `memory is not a dmabuf-lab arena (magic ${hex(magic)}, version ${version})`);
+  }
+  const layout = {} as Layout;
+  for (const [key, word] of layoutWords) layout[key] = u32[base + (word >>> 2)];
+  return layout;
+}

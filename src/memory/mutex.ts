@@ -1,0 +1,110 @@
+/*
+ * A mutex in shared memory that any thread can take (Drepper's three-state
+ * futex mutex), with statistics. Storage-first: MUTEX_BYTES of the arena at
+ * a byte offset; any thread rebuilds the view with new Mutex(memory, offset).
+ *
+ *   kMutexState         0 unlocked, 1 locked, 2 locked with waiters
+ *   kMutexAcquisitions  u32, updated by the holder
+ *   kMutexContended     u32, acquisitions that had to wait, by the holder
+ *   kMutexWaitMs        f64, total time spent waiting, by the holder
+ *
+ * lock() gives up after `timeoutMs` (default 10 s) with EDEADLK, so that a
+ * holder that died cannot hang every other thread. The statistics are written
+ * under the lock and read without it: a reader may see them a moment stale.
+ */
+import { DmaBufError, hex } from "../errno.js";
+import { futexWait, futexWake, nowMs } from "./futex.js";
+
+export const MUTEX_BYTES = 32;
+export const kMutexState = 0;
+export const kMutexAcquisitions = 4;
+export const kMutexContended = 8;
+export const kMutexWaitMs = 16;
+
+const UNLOCKED = 0;
+const LOCKED = 1;
+const CONTENDED = 2;
+const SPINS = 64;
+export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
+
+export interface MutexStats {
+  acquisitions: number;
+  contended: number;
+  waitMs: number;
+}
+
+export class Mutex {
+  private readonly i32: Int32Array;
+  private readonly u32: Uint32Array;
+  private readonly f64: Float64Array;
+  private readonly state: number;
+
+  constructor(buffer: ArrayBufferLike, readonly offset: number) {
+    if (offset % 8 !== 0) throw new RangeError(`mutex offset ${hex(offset)} is not 8-byte aligned`);
+    this.i32 = new Int32Array(buffer);
+    this.u32 = new Uint32Array(buffer);
+    this.f64 = new Float64Array(buffer);
+    this.state = (offset + kMutexState) >>> 2;
+  }
+
+  /** Initialises the storage. Only before the mutex is shared. */
+  init(): void {
+    this.i32.fill(0, this.offset >>> 2, (this.offset + MUTEX_BYTES) >>> 2);
+  }
+
+  lock(timeoutMs = DEFAULT_LOCK_TIMEOUT_MS): void {
+    // Acquire: a successful compareExchange is sequentially consistent, so
+    // everything the previous holder wrote before its release is visible.
+    let c = Atomics.compareExchange(this.i32, this.state, UNLOCKED, LOCKED);
+    if (c === UNLOCKED) {
+      this.u32[(this.offset + kMutexAcquisitions) >>> 2]++;
+      return;
+    }
+    const start = nowMs();
+    for (let i = 0; i < SPINS && c !== UNLOCKED; i++) {
+      c = Atomics.compareExchange(this.i32, this.state, UNLOCKED, LOCKED);
+    }
+    if (c !== UNLOCKED) {
+      const deadline = start + timeoutMs;
+      // Mark the lock contended so that the holder's unlock wakes us.
+      while ((c = Atomics.exchange(this.i32, this.state, CONTENDED)) !== UNLOCKED) {
+        const left = deadline - nowMs();
+        if (left <= 0) {
+          throw new DmaBufError("EDEADLK", "mutex_lock",
+            `mutex at ${hex(this.offset)} still held after ${timeoutMs} ms`);
+        }
+        futexWait(this.i32, this.state, CONTENDED, left);
+      }
+    }
+    this.u32[(this.offset + kMutexAcquisitions) >>> 2]++;
+    this.u32[(this.offset + kMutexContended) >>> 2]++;
+    this.f64[(this.offset + kMutexWaitMs) >>> 3] += nowMs() - start;
+  }
+
+  unlock(): void {
+    // Release: Atomics.sub is sequentially consistent, so every write made
+    // under the lock is visible to the next holder.
+    if (Atomics.sub(this.i32, this.state, 1) !== LOCKED) {
+      Atomics.store(this.i32, this.state, UNLOCKED);
+      futexWake(this.i32, this.state, 1);
+    }
+  }
+
+  /** Runs fn under the lock. */
+  with<T>(fn: () => T, timeoutMs?: number): T {
+    this.lock(timeoutMs);
+    try {
+      return fn();
+    } finally {
+      this.unlock();
+    }
+  }
+
+  stats(): MutexStats {
+    return {
+      acquisitions: this.u32[(this.offset + kMutexAcquisitions) >>> 2],
+      contended: this.u32[(this.offset + kMutexContended) >>> 2],
+      waitMs: this.f64[(this.offset + kMutexWaitMs) >>> 3],
+    };
+  }
+}
