@@ -1,0 +1,55 @@
+/*
+ * A seeded PRNG for tests (mulberry32). The seed comes from DMABUF_SEED when
+ * set, otherwise from the clock; withSeed() prints it when the test fails,
+ * so that `DMABUF_SEED=<seed> npx vitest run <file>` replays the failure.
+ */
+
+export interface Prng {
+  readonly seed: number;
+  /** A uniform float in [0, 1). */
+  next(): number;
+  /** A uniform integer in [lo, hi] (inclusive). */
+  int(lo: number, hi: number): number;
+  /** Fills a view with random bytes. */
+  bytes(view: Uint8Array): Uint8Array;
+  pick<T>(items: readonly T[]): T;
+}
+
+export function prng(seed: number): Prng {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return {
+    seed,
+    next,
+    int: (lo, hi) => lo + Math.floor(next() * (hi - lo + 1)),
+    bytes(view) {
+      for (let i = 0; i < view.length; i++) view[i] = (next() * 256) | 0;
+      return view;
+    },
+    pick: (items) => items[Math.floor(next() * items.length)],
+  };
+}
+
+/** The seed for this run: DMABUF_SEED, or a fresh one. */
+export function testSeed(): number {
+  const env = process.env.DMABUF_SEED;
+  return env !== undefined ? Number(env) >>> 0 : (Date.now() ^ (Math.random() * 0x100000000)) >>> 0;
+}
+
+/** Runs fn with a seeded PRNG; on failure, adds the seed to the error. */
+export async function withSeed<T>(fn: (rng: Prng) => T | Promise<T>, seed = testSeed()): Promise<T> {
+  try {
+    return await fn(prng(seed));
+  } catch (e) {
+    const note = `(replay with DMABUF_SEED=${seed})`;
+    if (e instanceof Error) e.message = `${e.message} ${note}`;
+    console.error(`seeded test failed ${note}`);
+    throw e;
+  }
+}
