@@ -18,7 +18,7 @@ import { CACHE_LINE, REGION_ALIGN, kCtlAutoTable, type Layout, type LayoutOption
 import { defaultCalibration, encodeCalibration, type Calibration } from "./engine/calibration.js";
 import { Engine } from "./engine/engine.js";
 import { loadEngineModule, type EngineSource } from "./engine/module.js";
-import type { StrategyName } from "./engine/strategy.js";
+import { strategyId, type StrategyName } from "./engine/strategy.js";
 import { SegmentList, SgTable } from "./engine/tables.js";
 
 export interface LabOptions extends LayoutOptions {
@@ -112,6 +112,7 @@ export class Lab {
    * with the strategy; otherwise TypedArray.set (the slower path).
    */
   copy(dst: Uint8Array, src: Uint8Array, strategy: StrategyName = "auto"): void {
+    strategyId(strategy, "copy");
     if (src.byteLength > dst.byteLength) {
       throw new DmaBufError("EINVAL", "copy", `source of ${src.byteLength} bytes does not fit a destination of ${dst.byteLength}`);
     }

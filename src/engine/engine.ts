@@ -11,7 +11,7 @@
 import { DmaBufError, hex } from "../errno.js";
 import type { Arena } from "../memory/arena.js";
 import { kCtlAutoTable } from "../memory/layout.js";
-import { XXH_RESULT, XXH_STATE_SIZE, type EngineExports } from "./abi.js";
+import { SG_SEG_SIZE, XXH_RESULT, XXH_STATE_SIZE, type EngineExports } from "./abi.js";
 import { instantiateEngine } from "./module.js";
 import { strategyId, type StrategyName } from "./strategy.js";
 import { SegmentList, type SgTable } from "./tables.js";
@@ -36,6 +36,7 @@ export class Engine {
     const rc = this.wasm.sg_copy(table.offset, table.count, strategyId(strategy, "sg_copy"));
     if (rc !== 0) {
       this.fail(rc, "sg_copy", (i) => {
+        if (i < 0) return `the descriptor table {offset=${hex(table.offset)}, count=${table.count}}`;
         const d = table.entry(i);
         return `descriptor ${i} {dst=${hex(d.dst)}, src=${hex(d.src)}, len=${d.len}}`;
       }, strategy);
@@ -91,12 +92,18 @@ export class Engine {
   }
 
   private describeSegment(list: SegmentList, i: number, side?: string, linear?: number): string {
-    if (i < 0 || side === undefined) {
-      const s = i < 0 ? undefined : list.entry(i);
-      return s ? `segment ${i} {addr=${hex(s.addr)}, len=${s.len}}` : `a list of ${list.count} segments`;
+    if (i < 0) {
+      // The list itself, or (gather, scatter) the linear range it maps to.
+      const { dmaLo, dmaHi } = this.arena;
+      const end = list.offset + list.count * SG_SEG_SIZE;
+      if (side === undefined || list.offset < dmaLo || end > dmaHi) {
+        return `the segment list {offset=${hex(list.offset)}, count=${list.count}}`;
+      }
+      return `the linear range {${side}=${hex(linear!)}, len=${list.totalBytes}}`;
     }
     const s = list.entry(i);
-    return `segment ${i} {addr=${hex(s.addr)}, len=${s.len}} (linear ${side}=${hex(linear!)})`;
+    const segment = `segment ${i} {addr=${hex(s.addr)}, len=${s.len}}`;
+    return side === undefined ? segment : `${segment} (linear ${side}=${hex(linear!)})`;
   }
 
   private fail(rc: number, syscall: string, describe: (index: number) => string, strategy: StrategyName): never {
@@ -106,7 +113,7 @@ export class Engine {
     let what: string;
     if (index < 0) {
       what = code === "EFAULT"
-        ? `the table or linear range is outside ${range}`
+        ? `${describe(index)} is outside ${range} or wraps around`
         : `bad argument (strategy '${strategy}')`;
     } else if (code === "EFAULT") {
       what = `${describe(index)} is outside ${range} or wraps around`;

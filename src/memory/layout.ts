@@ -155,6 +155,10 @@ export function writeLayout(u32: Uint32Array, layout: Layout): void {
 /** Rebuilds the layout in any thread; EINVAL if this memory is not a lab. */
 export function readLayout(u32: Uint32Array): Layout {
   const base = CONTROL_BASE >>> 2;
+  if (u32.byteLength < CONTROL_BASE + CONTROL_BYTES) {
+    throw new DmaBufError("EINVAL", "lab_attach",
+      `memory of ${u32.byteLength} bytes is too small to be a dmabuf-lab arena`);
+  }
   const magic = Atomics.load(u32, base + (kCtlMagic >>> 2));
   const version = u32[base + (kCtlVersion >>> 2)];
   if (magic !== LAB_MAGIC || version !== LAB_LAYOUT_VERSION) {

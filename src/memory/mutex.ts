@@ -69,7 +69,9 @@ export class Mutex {
       // Mark the lock contended so that the holder's unlock wakes us.
       while ((c = Atomics.exchange(this.i32, this.state, CONTENDED)) !== UNLOCKED) {
         const left = deadline - nowMs();
-        if (left <= 0) {
+        // !(left > 0) rather than left <= 0: a NaN timeout must not become
+        // an unbounded Atomics.wait (which reads NaN as +Infinity).
+        if (!(left > 0)) {
           throw new DmaBufError("EDEADLK", "mutex_lock",
             `mutex at ${hex(this.offset)} still held after ${timeoutMs} ms`);
         }

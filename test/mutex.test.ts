@@ -1,0 +1,263 @@
+/*
+ * The shared-memory mutex: one thread, a holder that never lets go, and real
+ * workers incrementing a non-atomic counter under it.
+ *
+ * The workers run a few lines of plain JavaScript (eval) that import the
+ * built library (dist/lib/index.js, written by scripts/build.mjs): a worker
+ * cannot load the TypeScript sources.
+ */
+import { Worker } from "node:worker_threads";
+import { afterEach, describe, expect, test } from "vitest";
+import { DmaBufError } from "../src/index.js";
+import { packageUrl } from "../src/engine/artifacts.js";
+import { MUTEX_BYTES, Mutex, kMutexState } from "../src/memory/mutex.js";
+
+const WAIT_MS = 20_000;
+
+function lockError(fn: () => unknown): DmaBufError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(DmaBufError);
+    return e as DmaBufError;
+  }
+  throw new Error("expected a DmaBufError, but the call returned");
+}
+
+/** A mutex at a non-zero offset of a fresh shared buffer, with room around it. */
+function fresh(offset = 64): { mutex: Mutex; i32: Int32Array; state: number } {
+  const sab = new SharedArrayBuffer(offset + MUTEX_BYTES + 64);
+  const mutex = new Mutex(sab, offset);
+  mutex.init();
+  return { mutex, i32: new Int32Array(sab), state: (offset + kMutexState) >>> 2 };
+}
+
+describe("one thread", () => {
+  test("lock, unlock and with; stats count the acquisitions", () => {
+    const { mutex, i32, state } = fresh();
+    expect(mutex.stats()).toEqual({ acquisitions: 0, contended: 0, waitMs: 0 });
+    mutex.lock();
+    expect(Atomics.load(i32, state)).not.toBe(0);
+    mutex.unlock();
+    expect(Atomics.load(i32, state)).toBe(0);
+    expect(mutex.with(() => 42)).toBe(42);
+    expect(Atomics.load(i32, state)).toBe(0);
+    // with() releases the lock when fn throws.
+    expect(() => mutex.with(() => { throw new Error("inside"); })).toThrow("inside");
+    expect(Atomics.load(i32, state)).toBe(0);
+    for (let i = 0; i < 100; i++) mutex.with(() => undefined);
+    expect(mutex.stats()).toEqual({ acquisitions: 103, contended: 0, waitMs: 0 });
+  });
+
+  test("the storage must be 8-byte aligned", () => {
+    const sab = new SharedArrayBuffer(256);
+    expect(() => new Mutex(sab, 4)).toThrow(RangeError);
+    expect(() => new Mutex(sab, 8)).not.toThrow();
+  });
+
+  test("a holder that never unlocks: lock times out with EDEADLK, leaving the lock held and the stats alone", () => {
+    const { mutex, i32, state } = fresh(128);
+    mutex.with(() => undefined);
+    const before = mutex.stats();
+    Atomics.store(i32, state, 1); // a holder that died with the lock
+    for (const timeoutMs of [0, 1, 30]) {
+      const e = lockError(() => mutex.lock(timeoutMs));
+      expect({ code: e.code, errno: e.errno, syscall: e.syscall }).toEqual({ code: "EDEADLK", errno: 35, syscall: "mutex_lock" });
+      expect(e.message).toContain("0x80");
+      expect(e.message).toContain(`${timeoutMs} ms`);
+      // Still held: a waiter may mark it contended (1 -> 2), never release it.
+      expect(Atomics.load(i32, state)).not.toBe(0);
+      expect(mutex.stats()).toEqual(before);
+    }
+    let ran = false;
+    expect(lockError(() => mutex.with(() => { ran = true; }, 10)).code).toBe("EDEADLK");
+    expect(ran).toBe(false);
+    expect(Atomics.load(i32, state)).not.toBe(0);
+    // The holder's unlock releases it, and the mutex works again.
+    mutex.unlock();
+    expect(Atomics.load(i32, state)).toBe(0);
+    expect(mutex.with(() => "again", 1000)).toBe("again");
+    expect(mutex.stats().acquisitions).toBe(before.acquisitions + 1);
+  });
+
+  test("the mutex is not recursive: locking it twice on one thread times out", () => {
+    const { mutex } = fresh();
+    mutex.lock();
+    try {
+      expect(lockError(() => mutex.lock(5)).code).toBe("EDEADLK");
+    } finally {
+      mutex.unlock();
+    }
+    expect(mutex.stats().acquisitions).toBe(1);
+  });
+});
+
+// ---------------------------------------------------------------- threads
+
+/** The worker: waits for the start flag, then increments the counter n times under the mutex. */
+const WORKER = `
+const { workerData, parentPort } = require("node:worker_threads");
+(async () => {
+  const { Mutex } = await import(workerData.lib);
+  const { sab, mutexOffset, counter, flag, n, mode, timeoutMs } = workerData;
+  const mutex = new Mutex(sab, mutexOffset);
+  const u32 = new Uint32Array(sab);
+  const i32 = new Int32Array(sab);
+  if (mode === "try") {
+    // The main thread holds the lock; report how lock(tryTimeout) ends.
+    try {
+      mutex.lock(workerData.tryTimeout);
+      parentPort.postMessage({ type: "result", code: "acquired" });
+    } catch (e) {
+      parentPort.postMessage({ type: "result", code: e.code, message: e.message });
+    }
+    return;
+  }
+  if (mode === "hold") {
+    mutex.lock(timeoutMs);
+    parentPort.postMessage({ type: "locked" });
+    return; // and never unlock: the main thread terminates this worker
+  }
+  parentPort.postMessage({ type: "ready" });
+  const deadline = Date.now() + timeoutMs;
+  while (Atomics.load(i32, flag) === 0) {
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error("the start flag never came");
+    Atomics.wait(i32, flag, 0, left);
+  }
+  let scratch = 0;
+  for (let i = 0; i < n; i++) {
+    const step = () => {
+      // A plain read-modify-write with a window in the middle: without
+      // mutual exclusion, increments get lost.
+      const v = u32[counter];
+      for (let j = 0; j < (i & 15); j++) scratch += j;
+      u32[counter] = v + 1;
+    };
+    if (i % 2 === 0) {
+      mutex.lock(timeoutMs);
+      try { step(); } finally { mutex.unlock(); }
+    } else {
+      mutex.with(step, timeoutMs);
+    }
+  }
+  parentPort.postMessage({ type: "done", n, scratch });
+})().catch((e) => parentPort.postMessage({ type: "error", message: String((e && e.stack) || e) }));
+`;
+
+interface Msg {
+  type: string;
+  message?: string;
+  n?: number;
+  code?: string;
+}
+
+/** Collects a worker's messages from the start, so that none is missed. */
+class Inbox {
+  private readonly queue: Msg[] = [];
+  private failure: Error | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(readonly worker: Worker, readonly name: string) {
+    worker.on("message", (m: Msg) => {
+      if (m.type === "error") this.failure ??= new Error(`${name}: ${m.message}`);
+      else this.queue.push(m);
+      this.wake?.();
+    });
+    worker.on("error", (e: Error) => { this.failure ??= e; this.wake?.(); });
+    worker.on("exit", (code: number) => { this.failure ??= new Error(`${name} exited with code ${code}`); this.wake?.(); });
+  }
+
+  /** The next message, which must be of this type; rejects after ms. */
+  async next(type: string, ms: number): Promise<Msg> {
+    const deadline = Date.now() + ms;
+    while (this.queue.length === 0) {
+      if (this.failure) throw this.failure;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`${this.name}: no '${type}' message within ${ms} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.wake = () => { clearTimeout(timer); resolve(); };
+      });
+      this.wake = undefined;
+    }
+    const m = this.queue.shift()!;
+    expect(m.type, `${this.name}'s message`).toBe(type);
+    return m;
+  }
+}
+
+const workers: Worker[] = [];
+afterEach(async () => {
+  await Promise.all(workers.splice(0).map((w) => w.terminate()));
+});
+
+function start(name: string, workerData: object): Inbox {
+  const worker = new Worker(WORKER, {
+    eval: true, name,
+    workerData: { lib: packageUrl("dist/lib/index.js").href, timeoutMs: WAIT_MS, ...workerData },
+  });
+  workers.push(worker);
+  return new Inbox(worker, name);
+}
+
+describe("threads", () => {
+  test.each([2, 3, 4])("%i workers increment a non-atomic counter under one mutex: the count is exact", async (count) => {
+    const n = 20_000;
+    const sab = new SharedArrayBuffer(256);
+    const mutexOffset = 64;
+    const mutex = new Mutex(sab, mutexOffset);
+    mutex.init();
+    const counter = 160 >>> 2;
+    const flag = 192 >>> 2;
+    const i32 = new Int32Array(sab);
+    const u32 = new Uint32Array(sab);
+    const inboxes = Array.from({ length: count }, (_, k) =>
+      start(`counter-${k}`, { sab, mutexOffset, counter, flag, n, mode: "count" }));
+    await Promise.all(inboxes.map((box) => box.next("ready", WAIT_MS)));
+    Atomics.store(i32, flag, 1);
+    Atomics.notify(i32, flag);
+    const done = await Promise.all(inboxes.map((box) => box.next("done", WAIT_MS)));
+    expect(done.map((m) => m.n)).toEqual(Array(count).fill(n));
+    expect(u32[counter]).toBe(count * n);
+    const s = mutex.stats();
+    expect(s.acquisitions).toBe(count * n);
+    expect(s.contended).toBeGreaterThanOrEqual(0);
+    expect(s.contended).toBeLessThanOrEqual(s.acquisitions);
+    expect(s.waitMs).toBeGreaterThanOrEqual(0);
+    expect(Atomics.load(i32, mutexOffset >>> 2)).toBe(0);
+    // Still usable from this thread.
+    mutex.with(() => { u32[counter]++; }, 1000);
+    expect(u32[counter]).toBe(count * n + 1);
+  });
+
+  test.each([Number.NaN, -5, 0, 20])("lock(%s) from another thread while this one holds the mutex ends in EDEADLK", async (tryTimeout) => {
+    // Run in a worker: were the wait unbounded, only the worker would hang,
+    // and afterEach terminates it.
+    const sab = new SharedArrayBuffer(128);
+    const mutex = new Mutex(sab, 0);
+    mutex.init();
+    mutex.lock();
+    try {
+      const box = start("try", { sab, mutexOffset: 0, counter: 16, flag: 24, n: 0, mode: "try", tryTimeout });
+      const m = await box.next("result", WAIT_MS);
+      expect(m.code, m.message).toBe("EDEADLK");
+      expect(mutex.stats().acquisitions).toBe(1);
+    } finally {
+      mutex.unlock();
+    }
+  });
+
+  test("a worker that dies holding the mutex: lock times out with EDEADLK instead of hanging", async () => {
+    const sab = new SharedArrayBuffer(128);
+    const mutex = new Mutex(sab, 0);
+    mutex.init();
+    const box = start("holder", { sab, mutexOffset: 0, counter: 16, flag: 24, n: 0, mode: "hold" });
+    await box.next("locked", WAIT_MS);
+    await workers.pop()!.terminate();
+    expect(mutex.stats().acquisitions).toBe(1);
+    const e = lockError(() => mutex.lock(20));
+    expect(e).toMatchObject({ code: "EDEADLK", errno: 35, syscall: "mutex_lock" });
+    expect(mutex.stats().acquisitions).toBe(1);
+  });
+});
