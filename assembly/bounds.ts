@@ -28,6 +28,17 @@ export function autoTableBase(): usize {
   return end >= addr && addr >= dmaLo && end <= dmaHi;
 }
 
+/**
+ * True when every range of a table is inside the DMA range, given the
+ * table's lowest start and highest end. The end is computed in 64 bits, so a
+ * range that wraps around 2^32 shows as an end above dmaHi: the answer is
+ * the conjunction of inBounds() over the table's ranges.
+ */
+// @ts-ignore: decorator
+@inline export function spanInBounds(lowest: usize, highestEnd: u64): bool {
+  return lowest >= dmaLo && highestEnd <= <u64>dmaHi;
+}
+
 /** Records which descriptor failed validation, for the error message. */
 export function fault(index: i32, errno: i32): i32 {
   faultIndex = index;

@@ -62,6 +62,13 @@ import { lineHead, lineBody } from "./lines";
   }
 }
 
+
+/** True when a forward copy would overwrite source bytes not yet read. */
+// @ts-ignore: decorator
+@inline export function mustCopyBackward(dst: usize, src: usize, n: usize): bool {
+  return dst > src && dst - src < n;
+}
+
 /** One 64-byte line: four loads, then four stores. */
 // @ts-ignore: decorator
 @inline function copyLine(dst: usize, src: usize): void {
@@ -75,10 +82,25 @@ import { lineHead, lineBody } from "./lines";
   v128.store(dst, d, 48);
 }
 
-/** True when a forward copy would overwrite source bytes not yet read. */
+/**
+ * Copies 64 < n <= 256 bytes for AUTO, where memory.copy's call costs more
+ * than the copy: whole lines from the start and one line ending at n (the
+ * last two may overlap each other, which is harmless when source and
+ * destination do not). Overlapping source and destination go to
+ * memory.copy, so the result is always memmove's.
+ */
 // @ts-ignore: decorator
-@inline export function mustCopyBackward(dst: usize, src: usize, n: usize): bool {
-  return dst > src && dst - src < n;
+@inline export function copyMedium(dst: usize, src: usize, n: usize): void {
+  if (dst - src < n || src - dst < n) {
+    memory.copy(dst, src, n);
+    return;
+  }
+  copyLine(dst, src);
+  if (n > 128) {
+    copyLine(dst + 64, src + 64);
+    if (n > 192) copyLine(dst + 128, src + 128);
+  }
+  copyLine(dst + n - 64, src + n - 64);
 }
 
 export function copySimd(dst: usize, src: usize, n: usize): void {

@@ -5,9 +5,10 @@
  */
 import type { Command, CommandIo } from "./command.js";
 import { tour } from "./commands/tour.js";
+import { bench } from "./commands/bench.js";
 import { DmaBufError } from "../errno.js";
 
-const commands: Command[] = [tour];
+const commands: Command[] = [tour, bench];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

@@ -3,8 +3,9 @@
  * segment length, 0..32) and each alignment class (source and destination
  * both 8-byte aligned, or not), the strategy AUTO uses. Segments of up to
  * 256 bytes always take the inline SIMD paths inside the engine, whatever
- * the table says (so buckets 0..8 are never consulted). `dmabuf-lab bench calibrate --write` regenerates
- * calibration.json from measurements on the machine at hand.
+ * the table says (so buckets 0..8 are never consulted).
+ * `dmabuf-lab bench calibrate --write` regenerates calibration.json from
+ * measurements on the machine at hand.
  */
 import { AUTO_BUCKETS, AUTO_TABLE_SIZE } from "./abi.js";
 import { fixedStrategyNames, strategies, type FixedStrategy } from "./strategy.js";

@@ -1,0 +1,199 @@
+/*
+ * Rendering a copy-benchmark result (bench/copy.ts) for people and programs:
+ *
+ *   renderTable(result)  a table under 120 columns, grouped by regime: GB/s
+ *                        (or ns per segment), x native, x SAB set, rme, p99
+ *                        spread, samples and batch; then the targets
+ *   renderJson(result)   { machine, date, ..., targets, rows, notes }, every
+ *                        row with regime, method, bytes, gbps, nsPerSegment,
+ *                        vsNative, vsSabSet and its statistics
+ *   renderSvg(result)    a self-contained SVG chart, bandwidth against size
+ *                        (log-log) per method, contiguous aligned copies
+ *
+ * Pure functions of the result: nothing here measures or prints.
+ */
+import type { CopyBenchResult, CopyBenchRow, Regime, TargetResult } from "./copy.js";
+import { sizeLabel } from "./copy.js";
+
+const regimeTitles: Record<Regime, string> = {
+  "contiguous": "contiguous: one call per copy",
+  "pages-scatter": "pages-scatter: linear -> random 4 KiB pages of the pool",
+  "pages-gather": "pages-gather: random 4 KiB pages of the pool -> linear",
+  "tiny-cache": "tiny-cache: 1..256 B segments at random offsets, cache-resident window",
+  "tiny-dram": "tiny-dram: 1..256 B segments at random offsets, DRAM-sized window",
+};
+
+const methodOrder = (m: string): number => {
+  const order = ["native:memcpy", "engine:bulk", "engine:simd", "engine:words", "engine:bytes", "engine:reference",
+    "engine:auto", "js:engine.copy", "sab:set", "sab:copyWithin", "ab:set", "ab:copyWithin"];
+  const i = order.indexOf(m);
+  return i < 0 ? order.length : i;
+};
+
+const num = (v: number | null, digits: number): string =>
+  v === null || !Number.isFinite(v) ? "-" : v >= 1000 ? v.toFixed(0) : v >= 100 ? v.toFixed(Math.min(digits, 1)) : v.toFixed(digits);
+const ratio = (v: number | null): string => (v === null || !Number.isFinite(v) ? "-" : `${v.toFixed(2)}`);
+
+function row(cells: string[], widths: number[], right: boolean[]): string {
+  return cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ").trimEnd();
+}
+
+function byCase(rows: CopyBenchRow[]): CopyBenchRow[][] {
+  const m = new Map<string, CopyBenchRow[]>();
+  for (const r of rows) {
+    const k = `${r.bytes}|${r.alignment}`;
+    m.set(k, [...(m.get(k) ?? []), r]);
+  }
+  return [...m.values()].map((g) => g.sort((a, b) => methodOrder(a.method) - methodOrder(b.method)));
+}
+
+function regimeTable(regime: Regime, rows: CopyBenchRow[]): string[] {
+  const contiguous = regime === "contiguous";
+  const head = contiguous
+    ? ["size", "align", "method", "GB/s", "×native", "×SAB-set", "±rme%", "p99/p50", "samples", "batch"]
+    : ["method", "ns/seg", "GB/s", "×native", "×SAB-set", "±rme%", "p99/p50", "samples", "ms/table"];
+  const widths = contiguous ? [7, 10, 16, 8, 8, 8, 6, 7, 7, 5] : [16, 8, 8, 8, 8, 6, 7, 7, 8];
+  const right = contiguous
+    ? [false, false, false, true, true, true, true, true, true, true]
+    : [false, true, true, true, true, true, true, true, true];
+  const out = [regimeTitles[regime], row(head, widths, right)];
+  for (const g of byCase(rows)) {
+    if (!contiguous) {
+      const r0 = g[0];
+      out.push(`  ${r0.segments} ${r0.alignment === "page" ? "pages" : "segments"}, ${sizeLabel(r0.bytes)} per table` +
+        (r0.alignment === "random" ? ` (${(r0.bytes / r0.segments).toFixed(1)} B mean)` : ""));
+    }
+    g.forEach((r, i) => {
+      const spread = r.stats.p99Ns / r.stats.p50Ns;
+      const common = [ratio(r.vsNative), ratio(r.vsSabSet), num(r.stats.rme, 1), spread.toFixed(2), String(r.stats.samples)];
+      out.push(row(contiguous
+        ? [i === 0 ? sizeLabel(r.bytes) : "", i === 0 ? r.alignment : "", r.method, num(r.gbps, 2), ...common, String(r.batch)]
+        : [r.method, num(r.nsPerSegment, 1), num(r.gbps, 2), ...common, (r.nsPerOp / 1e6).toFixed(2)],
+      widths, right));
+    });
+    if (contiguous) out.push("");
+  }
+  if (out[out.length - 1] !== "") out.push("");
+  return out;
+}
+
+function wrap(text: string, width: number, indent: string): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = indent + word;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
+export function renderTargets(targets: TargetResult[]): string[] {
+  const out = ["targets (issue 2, section 5): best engine path, worst case over the sizes that count"];
+  for (const t of targets) {
+    const status = t.met === null ? "n/a" : t.met ? "met" : "MISSED";
+    const measured = t.measured === null ? "not measured" : `${t.measured.toFixed(2)} ${t.unit}`;
+    out.push(...wrap(`  [${status}] ${t.description}: ${measured} (target ${t.threshold}); ${t.detail}`, 116, "      "));
+  }
+  return out;
+}
+
+export function renderTable(result: CopyBenchResult): string {
+  const m = result.machine;
+  const out = [
+    `dmabuf-lab bench copy${result.quick ? " --quick" : ""}: ${result.date}, seed ${result.seed}, ${(result.durationMs / 1000).toFixed(0)} s`,
+    `machine: ${m.cpu}, ${m.cpus} CPUs${m.caches ? ` (${m.caches})` : m.cacheSize ? `, cache ${m.cacheSize}` : ""}`,
+    `         ${m.os}, Node ${m.node} (V8 ${m.v8}), ${(m.memoryBytes / 2 ** 30).toFixed(0)} GiB`,
+    ...(m.flags.length ? [`         cpu flags: ${m.flags.join(" ")}`] : []),
+    `native:  ${result.native.status === "ran" ? `memcpy built with ${result.native.compiler}` : `SKIPPED: ${result.native.reason}`}`,
+    `budget:  ${result.budget.timeMs} ms per method and case in ${result.rounds} round${result.rounds === 1 ? "" : "s"} ` +
+      `(native, then JavaScript), each after ${result.budget.warmupMs} ms warm-up; at least ${result.budget.minSamples} samples`,
+    "",
+  ];
+  const regimes = [...new Set(result.rows.map((r) => r.regime))];
+  for (const regime of regimes) out.push(...regimeTable(regime, result.rows.filter((r) => r.regime === regime)));
+  out.push(...renderTargets(result.targets), "", "notes:");
+  for (const n of result.notes) out.push(...wrap(`  - ${n}`, 116, "    "));
+  return out.join("\n") + "\n";
+}
+
+/** JSON for programs: numbers rounded to 5 significant digits. */
+export function renderJson(result: CopyBenchResult): string {
+  const { machine, date, quick, seed, regimes, budget, rounds, load, native, targets, rows, notes, durationMs } = result;
+  const ordered = { machine, date, quick, seed, regimes, budget, rounds, load, native, durationMs, targets, rows, notes };
+  return JSON.stringify(ordered, (_k, v: unknown) =>
+    typeof v === "number" && !Number.isInteger(v) && Number.isFinite(v) ? Number(v.toPrecision(5)) : v, 2) + "\n";
+}
+
+const palette = ["#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+  "#7f7f7f", "#bcbd22", "#17becf", "#393b79"];
+
+const esc = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+
+/** A log-log chart of GB/s against copy size for contiguous aligned copies. */
+export function renderSvg(result: CopyBenchResult): string {
+  const rows = result.rows.filter((r) => r.regime === "contiguous" && r.alignment === "aligned" && r.gbps > 0);
+  const W = 960, H = 560, left = 70, top = 50, plotW = 640, plotH = 440;
+  const methods = [...new Set(rows.map((r) => r.method))].sort((a, b) => methodOrder(a) - methodOrder(b));
+  const parts: string[] = [];
+  const title = `dmabuf-lab bench copy: contiguous aligned copies, GB/s (p50) against size`;
+  const sub = `${result.machine.cpu}, ${result.machine.cpus} CPUs, Node ${result.machine.node}, ${result.date.slice(0, 10)}` +
+    (result.native.status === "ran" ? "" : " (native skipped)");
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="#ffffff"/>`,
+    `<text x="${left}" y="22" font-size="15" font-weight="bold">${esc(title)}</text>`,
+    `<text x="${left}" y="40" fill="#555555">${esc(sub)}</text>`);
+  if (rows.length === 0) {
+    parts.push(`<text x="${left}" y="${top + 40}">no contiguous rows in this result</text>`, "</svg>");
+    return parts.join("\n") + "\n";
+  }
+  const sizes = rows.map((r) => r.bytes);
+  const xMin = Math.log2(Math.min(...sizes)), xMax = Math.log2(Math.max(...sizes));
+  const yMin = Math.floor(Math.log10(Math.min(...rows.map((r) => r.gbps))));
+  const yMax = Math.ceil(Math.log10(Math.max(...rows.map((r) => r.gbps))));
+  const x = (bytes: number) => left + ((Math.log2(bytes) - xMin) / Math.max(1, xMax - xMin)) * plotW;
+  const y = (gbps: number) => top + plotH - ((Math.log10(gbps) - yMin) / Math.max(1, yMax - yMin)) * plotH;
+  const f = (v: number) => v.toFixed(1);
+
+  parts.push(`<rect x="${left}" y="${top}" width="${plotW}" height="${plotH}" fill="none" stroke="#999999"/>`);
+  for (let e = yMin; e <= yMax; e++) {
+    for (const k of [1, 2, 5]) {
+      const v = k * 10 ** e;
+      if (Math.log10(v) > yMax + 1e-9) continue;
+      const yy = y(v);
+      parts.push(`<line x1="${left}" x2="${left + plotW}" y1="${f(yy)}" y2="${f(yy)}" stroke="${k === 1 ? "#cccccc" : "#eeeeee"}"/>`);
+      if (k === 1 || yMax - yMin <= 3) parts.push(`<text x="${left - 6}" y="${f(yy + 4)}" text-anchor="end">${v >= 1 ? v : v.toPrecision(1)}</text>`);
+    }
+  }
+  for (let e = Math.ceil(xMin); e <= xMax; e += 2) {
+    const xx = x(2 ** e);
+    parts.push(`<line x1="${f(xx)}" x2="${f(xx)}" y1="${top}" y2="${top + plotH}" stroke="#eeeeee"/>`,
+      `<text x="${f(xx)}" y="${top + plotH + 16}" text-anchor="middle">${esc(sizeLabel(2 ** e))}</text>`);
+  }
+  parts.push(`<text x="${left + plotW / 2}" y="${top + plotH + 36}" text-anchor="middle">copy size (log scale)</text>`,
+    `<text transform="translate(18 ${top + plotH / 2}) rotate(-90)" text-anchor="middle">GB/s (log scale)</text>`);
+
+  methods.forEach((method, i) => {
+    const color = palette[i % palette.length];
+    const pts = rows.filter((r) => r.method === method).sort((a, b) => a.bytes - b.bytes);
+    const dash = method.startsWith("native") ? "" : method.startsWith("engine") ? "" : ` stroke-dasharray="5 3"`;
+    const width = method === "native:memcpy" || method === "engine:auto" ? 2.5 : 1.5;
+    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="${width}"${dash} points="${pts.map((p) => `${f(x(p.bytes))},${f(y(p.gbps))}`).join(" ")}"/>`);
+    for (const p of pts) {
+      parts.push(`<circle cx="${f(x(p.bytes))}" cy="${f(y(p.gbps))}" r="2.5" fill="${color}"><title>${esc(`${method} ${sizeLabel(p.bytes)}: ${p.gbps.toFixed(2)} GB/s`)}</title></circle>`);
+    }
+    const ly = top + 10 + i * 20;
+    parts.push(`<line x1="${left + plotW + 20}" x2="${left + plotW + 48}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="${width}"${dash}/>`,
+      `<text x="${left + plotW + 54}" y="${ly + 4}">${esc(method)}</text>`);
+  });
+  const noteY = top + 20 + methods.length * 20;
+  const legendNotes = ["engine:* one wasm call per copy", "sab:* built-ins on the shared memory", "ab:* built-ins on an ArrayBuffer",
+    "dashed: JavaScript built-ins"];
+  legendNotes.forEach((n, i) => parts.push(`<text x="${left + plotW + 20}" y="${noteY + i * 16}" fill="#555555" font-size="11">${esc(n)}</text>`));
+  parts.push("</svg>");
+  return parts.join("\n") + "\n";
+}

@@ -1,0 +1,126 @@
+/*
+ * `dmabuf-lab bench copy` and `dmabuf-lab bench calibrate`: the copy
+ * benchmark (bench/copy.ts) and the AUTO calibration (bench/calibrate.ts).
+ * Results on stdout (a table, or JSON with --json), progress on stderr;
+ * files only where an option names them (--chart, --out, --write).
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import type { Command, CommandIo } from "../command.js";
+import { packageUrl } from "../../engine/artifacts.js";
+import { regimeGroups, runCopyBench, type RegimeGroup } from "../../../bench/copy.js";
+import { renderJson, renderSvg, renderTable } from "../../../bench/report.js";
+import { renderCalibration, runCalibration } from "../../../bench/calibrate.js";
+
+const usage = `usage: dmabuf-lab bench copy [--quick] [--json] [--chart FILE.svg] [--out FILE.json]
+                            [--regime contiguous|pages|tiny]... [--seed N] [--no-native]
+       dmabuf-lab bench calibrate [--quick] [--json] [--write]
+
+bench copy: every engine strategy against Uint8Array.set / copyWithin (on the
+shared memory and on an ordinary ArrayBuffer), JavaScript per-segment loops and
+native C memcpy (built from bench/native/memcpy.c with cc -O2 when a C compiler
+is present; skipped, with a note, when not), in one run. Regimes: contiguous
+64 B..64 MiB, 4 KiB page scatter/gather, tiny segments (cache and DRAM windows).
+Prints a table with GB/s (ns per segment), x native and x SAB-set ratios and
+the issue's targets. About 2 minutes; --quick about 15 seconds.
+
+  --quick          a reduced run (fewer sizes, a smaller pool, 40 ms per method)
+  --json           print the result as JSON ({ machine, date, targets, rows, notes })
+  --chart FILE     also write an SVG chart of GB/s against size (contiguous);
+                   no chart is written unless asked for
+  --out FILE       also write the JSON result to FILE
+  --regime R       run only regime R (repeatable): contiguous, pages, tiny
+  --seed N         seed of the random page and segment layouts (default 24301)
+  --no-native      do not build or run the native memcpy peer
+
+bench calibrate: measures bulk, simd, words and bytes through the sg walker for
+each size bucket (1 B..64 MiB) and alignment class, and prints the AUTO table.
+About 40 seconds; --quick about 10 (noisier).
+
+  --write          rewrite src/engine/calibration.json with the measured table
+                   (bundles pick it up at the next build: npm run build)
+  --json           print the measurements and the table as JSON
+  --quick          shorter measurements
+`;
+
+function writeFile(path: string, text: string): string {
+  const abs = resolve(path);
+  mkdirSync(dirname(abs), { recursive: true });
+  writeFileSync(abs, text);
+  return abs;
+}
+
+async function copy(argv: string[], io: CommandIo): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: "boolean" },
+      json: { type: "boolean" },
+      chart: { type: "string" },
+      out: { type: "string" },
+      regime: { type: "string", multiple: true },
+      seed: { type: "string" },
+      "no-native": { type: "boolean" },
+    },
+  });
+  const regimes = values.regime ?? [...regimeGroups];
+  const bad = regimes.filter((r) => !regimeGroups.includes(r as RegimeGroup));
+  if (bad.length) {
+    io.stderr(`dmabuf-lab bench copy: unknown regime '${bad[0]}' (expected ${regimeGroups.join(", ")})\n`);
+    return 2;
+  }
+  const seed = values.seed === undefined ? undefined : Number(values.seed);
+  if (seed !== undefined && (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)) {
+    io.stderr(`dmabuf-lab bench copy: --seed must be an integer in 0..4294967295\n`);
+    return 2;
+  }
+  const t0 = performance.now();
+  const result = await runCopyBench(
+    { quick: values.quick, regimes: regimes as RegimeGroup[], seed, native: !values["no-native"] },
+    (e) => {
+      const s = ((performance.now() - t0) / 1000).toFixed(0).padStart(4);
+      io.stderr(e.phase === "native" ? `bench [${s} s] ${e.message}\n` : `bench [${s} s] ${e.index + 1}/${e.total} ${e.label}\n`);
+    },
+  );
+  const json = renderJson(result);
+  io.stdout(values.json ? json : renderTable(result));
+  if (values.out !== undefined) io.stderr(`bench: wrote ${writeFile(values.out, json)}\n`);
+  if (values.chart !== undefined) io.stderr(`bench: wrote ${writeFile(values.chart, renderSvg(result))}\n`);
+  return 0;
+}
+
+async function calibrate(argv: string[], io: CommandIo): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { quick: { type: "boolean" }, json: { type: "boolean" }, write: { type: "boolean" } },
+  });
+  const t0 = performance.now();
+  const result = await runCalibration({ quick: values.quick }, (e) => {
+    const s = ((performance.now() - t0) / 1000).toFixed(0).padStart(4);
+    io.stderr(`calibrate [${s} s] ${e.index + 1}/${e.total} ${e.label}\n`);
+  });
+  io.stdout(values.json ? JSON.stringify(result, null, 2) + "\n" : renderCalibration(result));
+  if (values.write) {
+    const path = fileURLToPath(packageUrl("src/engine/calibration.json"));
+    writeFileSync(path, JSON.stringify(result.calibration, null, 1) + "\n");
+    io.stderr(`calibrate: wrote ${path} (run npm run build so that the bundles use it)\n`);
+  }
+  return 0;
+}
+
+export const bench: Command = {
+  name: "bench",
+  summary: "copy benchmark against native memcpy and TypedArray.set (bench copy), AUTO calibration (bench calibrate)",
+  usage,
+  async run(argv, io) {
+    const [sub, ...rest] = argv;
+    if (sub === "copy") return copy(rest, io);
+    if (sub === "calibrate") return calibrate(rest, io);
+    io.stderr(sub === undefined
+      ? `dmabuf-lab bench: which benchmark? (copy or calibrate)\n\n${usage}`
+      : `dmabuf-lab bench: unknown benchmark '${sub}'\n\n${usage}`);
+    return 2;
+  },
+};
