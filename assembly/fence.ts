@@ -72,11 +72,16 @@ export function fenceWait(f: usize, timeoutNs: i64): i32 {
   if (!checkFence(f)) return fault(-1, EFAULT);
   let status = atomic.load<i32>(f + FENCE_STATUS);
   if (status != 0 || timeoutNs == 0) return status;
-  atomic.add<i32>(f + FENCE_WAITERS, 1);
+  atomic.add<i32>(f, 1, FENCE_WAITERS);
   // Only a signal notifies STATUS, and it publishes STATUS first, so one
   // wait suffices: it ends signalled ("ok", "not-equal") or timed out.
   atomic.wait<i32>(f + FENCE_STATUS, 0, timeoutNs);
-  atomic.sub<i32>(f + FENCE_WAITERS, 1);
-  status = atomic.load<i32>(f + FENCE_STATUS);
-  return status;
+  // After the wait, addresses come from the parameter and immediate offsets
+  // only, never from a local: V8's baseline compiler (Liftoff, as in Node
+  // 20) loses non-parameter locals across memory.atomic.wait32 (they read
+  // 0 in a reduced module). With f + FENCE_WAITERS kept in a local, as
+  // binaryen had it, WAITERS never went down and the subtraction hit
+  // another word.
+  atomic.sub<i32>(f, 1, FENCE_WAITERS);
+  return atomic.load<i32>(f, FENCE_STATUS);
 }

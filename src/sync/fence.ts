@@ -131,6 +131,10 @@ export class Fence {
   /** dma_fence_check_and_signal: true if it was signalled already, else signals it. */
   checkAndSignal(error = 0): boolean {
     this.requireLeaf("dma_fence_signal");
+    // Checked here too: the engine takes an i32, and ToInt32 would make 0.5 a 0 and 2**32 - 5 an EIO.
+    if (!Number.isInteger(error) || error > 0 || error < -MAX_ERRNO) {
+      throw new DmaBufError("EINVAL", "dma_fence_signal", `fence ${this.describe()}: error ${error} must be 0 or a negative errno`);
+    }
     const rc = this.sync.engine.wasm.fence_signal(this.offset, error, this.sync.clock.nowNs());
     if (rc === SIGNAL_ALREADY) return true;
     if (rc !== 0) {

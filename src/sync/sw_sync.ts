@@ -20,7 +20,7 @@
  * all under its lock; points are signalled under the lock, so concurrent
  * inc() calls still signal in order.
  */
-import { DmaBufError } from "../errno.js";
+import { DmaBufError, hex } from "../errno.js";
 import { FENCE_AUX, FENCE_SEQNO } from "../engine/abi.js";
 import { SyncFile } from "./sync_file.js";
 import type { Sync } from "./sync.js";
@@ -47,8 +47,13 @@ export class SwSyncTimeline {
     return new SwSyncTimeline(sync, t.offset);
   }
 
-  /** Opens another reference to the timeline at `offset` (dup, or another thread's). */
+  /**
+   * Opens another reference to the timeline at `offset` (dup, or another
+   * thread's). EINVAL when there is no sw_sync timeline there; EBADF when
+   * its last reference was closed.
+   */
   static dup(sync: Sync, offset: number): SwSyncTimeline {
+    if (sync.arena.syncHeap.orderAt(offset) < 0) throw new DmaBufError("EINVAL", "sw_sync", `no timeline at ${hex(offset)}`);
     const t = new Timeline(sync, offset);
     if (t.kind !== TIMELINE_SW_SYNC) throw new DmaBufError("EINVAL", "sw_sync", "not an sw_sync timeline");
     t.lock.with(() => {

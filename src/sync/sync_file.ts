@@ -3,8 +3,9 @@
  * the unit user space passes around. It holds a reference on its fence.
  *
  *   merge    SYNC_IOC_MERGE: flags or pad non-zero EINVAL; the other side
- *            not a sync_file ENOENT; the fence is unwrap-merge of both; the
- *            name is at most 31 bytes (longer is cut, as the kernel does).
+ *            not an open sync_file of the same lab ENOENT; the fence is
+ *            unwrap-merge of both; the name is at most 31 bytes (longer is
+ *            cut, as the kernel does).
  *   info     SYNC_IOC_FILE_INFO, two calls: numFences 0 answers the count and
  *            the fence's status; then numFences at least the count gives one
  *            entry per unwrapped fence (obj_name = timeline name, driver_name,
@@ -14,6 +15,8 @@
  *   name     the merge name, else "<driver>-<timeline><context>-<seqno>".
  *   poll     POLLIN once signalled, an error included.
  *   setDeadline  SYNC_IOC_SET_DEADLINE: pad non-zero EINVAL.
+ *   close    every later use of the file gives EBADF, before any argument
+ *            is checked (as an ioctl on a closed fd fails in fdget).
  */
 import { DmaBufError } from "../errno.js";
 import type { Fence } from "./fence.js";
@@ -70,13 +73,17 @@ export class SyncFile {
   }
 
   static merge(a: SyncFile, b: unknown, args: { name: string; flags?: number; pad?: number }): SyncFile {
+    const first = a.fence;
     if ((args.flags ?? 0) !== 0 || (args.pad ?? 0) !== 0) {
       throw new DmaBufError("EINVAL", "SYNC_IOC_MERGE", `flags ${args.flags ?? 0} and pad ${args.pad ?? 0} must be 0`);
     }
     if (!(b instanceof SyncFile) || b.held === null) {
       throw new DmaBufError("ENOENT", "SYNC_IOC_MERGE", "the second file is not an open sync_file");
     }
-    const merged = merge(a.sync, [a.fence, b.fence]);
+    if (b.sync.arena.memory !== a.sync.arena.memory) {
+      throw new DmaBufError("ENOENT", "SYNC_IOC_MERGE", "the second file belongs to another lab");
+    }
+    const merged = merge(a.sync, [first, b.fence]);
     try {
       return new SyncFile(a.sync, merged, args.name);
     } finally {
@@ -86,12 +93,13 @@ export class SyncFile {
 
   info(args: { numFences?: number; flags?: number; pad?: number } = {}): SyncFileInfo {
     const { numFences = 0, flags = 0, pad = 0 } = args;
+    const fence = this.fence;
     if (flags !== 0 || pad !== 0) {
       throw new DmaBufError("EINVAL", "SYNC_IOC_FILE_INFO", `flags ${flags} and pad ${pad} must be 0`);
     }
-    const leaves = unwrap(this.fence);
+    const leaves = unwrap(fence);
     if (numFences === 0) {
-      return { name: this.name, status: this.fence.status, flags: 0, numFences: leaves.length };
+      return { name: this.name, status: fence.status, flags: 0, numFences: leaves.length };
     }
     if (numFences < leaves.length) {
       throw new DmaBufError("EINVAL", "SYNC_IOC_FILE_INFO",
@@ -108,8 +116,9 @@ export class SyncFile {
   }
 
   setDeadline(args: { deadlineNs: number; pad?: number }): void {
+    const fence = this.fence;
     if ((args.pad ?? 0) !== 0) throw new DmaBufError("EINVAL", "SYNC_IOC_SET_DEADLINE", `pad ${args.pad} must be 0`);
-    this.fence.setDeadline(args.deadlineNs);
+    fence.setDeadline(args.deadlineNs);
   }
 
   poll(): number {
