@@ -168,7 +168,8 @@ describe("KUnit dma-fence-chain", () => {
     try {
       const tail = fc.tail;
       const same = FenceChain.findSeqno(tail, 0n);
-      expect(same === tail, "find_seqno(0) is a no-op").toBe(true);
+      expect(same !== null && same.is(tail), "find_seqno(0) is a no-op: the same node").toBe(true);
+      expect(same!.owned, "and, like every find_seqno result, a borrowed view").toBe(false);
       for (let i = 0; i < 64; i++) {
         const s = BigInt(i + 1);
         expect(FenceChain.findSeqno(tail, s)?.is(fc.chains[i]), `find_seqno(tail, ${s})`).toBe(true);
@@ -177,7 +178,7 @@ describe("KUnit dma-fence-chain", () => {
         if (i > 0) {
           expect(FenceChain.findSeqno(fc.chains[i], s - 1n)?.is(fc.chains[i - 1]), `find_seqno(chains[${i}], ${s - 1n})`).toBe(true);
         } else {
-          expect(FenceChain.findSeqno(fc.chains[i], 0n) === fc.chains[i]).toBe(true);
+          expect(FenceChain.findSeqno(fc.chains[i], 0n)?.is(fc.chains[i])).toBe(true);
         }
       }
       // A plain fence is not a chain: EINVAL.

@@ -404,6 +404,24 @@ describe("st-dma-fence (KUnit suite dma-buf-fence)", () => {
 // ---------------------------------------------------------------------------
 
 describe("dma_fence contract", () => {
+  test("a fence whose callbacks were all removed is released by the watch even if it never signals", async () => {
+    const lab = await newLab();
+    const before = lab.stats().sync.freeBytes;
+    const tl = lab.sync.timeline({ name: "never" });
+    const f = tl.createFence();
+    const cb = () => { throw new Error("must not run"); };
+    f.addCallback(cb);
+    expect(f.removeCallback(cb)).toBe(true);
+    f.put();
+    tl.unref();
+    // The watch lets go at its next slice (about a second); wait for that, bounded.
+    const deadline = performance.now() + 10_000;
+    while (lab.stats().sync.freeBytes !== before && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(lab.stats().sync.freeBytes).toBe(before);
+  });
+
   test("contexts are unique and increasing, never 0, also from two worker threads at once", async () => {
     const lab = await newLab();
     const { sync } = lab;

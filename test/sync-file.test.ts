@@ -405,6 +405,29 @@ describe("SYNC_IOC_SET_DEADLINE", () => {
   });
 });
 
+describe("sw_sync callbacks", () => {
+  test("a callback of a point may use its own timeline: it runs after inc() released the lock", async () => {
+    const lab = await newLab();
+    const tl = lab.sync.swSync("reentrant");
+    const first = tl.createFence(1);
+    const order: string[] = [];
+    first.fence.addCallback(() => {
+      order.push("cb");
+      const later = tl.createFence(3); // takes the timeline lock
+      later.close();
+      tl.inc(1); // and advances it
+    });
+    tl.inc(1);
+    order.push("after inc");
+    expect(order).toEqual(["cb", "after inc"]);
+    // Under the lock, the callback's createFence would have failed with
+    // EDEADLK and its inc would not have happened.
+    expect(tl.value).toBe(2);
+    first.close();
+    tl.close();
+  });
+});
+
 describe("poll and wait", () => {
   test("POLLIN once signalled, and after an error signal too", async () => {
     const lab = await newLab();

@@ -174,7 +174,7 @@ export class FenceChain extends Fence {
    * means every node up to that point is signalled already.
    */
   static findSeqno(from: Fence, seqno: bigint): Fence | null {
-    if (seqno === 0n) return from;
+    if (seqno === 0n) return from.sync.view(from.offset, false);
     if (!(from instanceof FenceChain) || from.seqno < seqno) {
       throw new DmaBufError("EINVAL", "dma_fence_chain_find_seqno",
         `point ${seqno} is not on or before ${from.describe()}`);

@@ -18,7 +18,8 @@
  * The timeline record (timeline.ts) holds VALUE, the PENDING list (points
  * linked through FENCE_AUX, ascending, each holding one reference) and OPEN,
  * all under its lock; points are signalled under the lock, so concurrent
- * inc() calls still signal in order.
+ * inc() calls still signal in order, and this thread's callbacks run after
+ * the lock is released (a callback may use the timeline).
  */
 import { DmaBufError, hex } from "../errno.js";
 import { FENCE_AUX, FENCE_SEQNO } from "../engine/abi.js";
@@ -144,7 +145,8 @@ export class SwSyncTimeline {
   /** Under the lock: value += inc; signal reached points (all, with `error`). */
   private advance(inc: number, error: number): void {
     const { sync } = this;
-    this.timeline.lock.with(() => {
+    // Callbacks of the points signalled here run after the lock is released.
+    sync.callbacks.batch(() => this.timeline.lock.with(() => {
       const value = (this.value + inc) >>> 0;
       sync.u32[(this.offset + TL_VALUE) >>> 2] = value;
       let p = sync.u32[(this.offset + TL_PENDING) >>> 2];
@@ -158,7 +160,7 @@ export class SwSyncTimeline {
         sync.unref(p);
         p = next;
       }
-    });
+    }));
   }
 
   private requireOpen(syscall: string): void {
