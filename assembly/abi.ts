@@ -49,3 +49,36 @@ export const XXH_STATE_SIZE: usize = 48;
 
 /** Cache line size of the coherence model and of the SIMD strategy. */
 export const CACHE_LINE: usize = 64;
+
+/**
+ * A fence record: 64 bytes in the sync heap (src/sync/fence.ts owns the
+ * rest of the contract). STATUS is the futex word and the publish point:
+ * 0 pending, 1 signalled, -errno signalled with an error.
+ */
+export const FENCE_STATUS: usize = 0;     // i32
+export const FENCE_CLAIM: usize = 4;      // i32: set by the one signaller that wins
+export const FENCE_ERROR: usize = 8;      // i32: error to signal with (0 none)
+export const FENCE_WAITERS: usize = 12;   // i32: threads waiting on STATUS
+export const FENCE_REFCOUNT: usize = 16;  // i32
+export const FENCE_KIND: usize = 20;      // u32: FENCE_KIND_* | flags << 8
+export const FENCE_TIMELINE: usize = 24;  // u32: timeline record, 0 for built-in names
+export const FENCE_AUX: usize = 28;       // u32: kind-specific (container block, next pt)
+export const FENCE_CONTEXT: usize = 32;   // u64
+export const FENCE_SEQNO: usize = 40;     // u64
+export const FENCE_TIMESTAMP: usize = 48; // f64: ns on the lab clock, set before STATUS
+export const FENCE_DEADLINE: usize = 56;  // f64: ns on the lab clock, 0 = none (a hint)
+export const FENCE_SIZE: usize = 64;
+
+export const FENCE_KIND_MASK: u32 = 0xff;
+export const FENCE_KIND_PLAIN: u32 = 1;
+export const FENCE_KIND_STUB: u32 = 2;
+export const FENCE_KIND_ARRAY: u32 = 3;
+export const FENCE_KIND_CHAIN: u32 = 4;
+
+/** fence_signal: 0 signalled now, SIGNAL_ALREADY if it was signalled before. */
+export const SIGNAL_ALREADY: i32 = 1;
+export const MAX_ERRNO: i32 = 4095;
+
+/** Control-block words of the sync layer (offsets from the control block). */
+export const CTL_ANY_WAITERS: usize = 128; // i32: threads in a wait-for-any
+export const CTL_ANY_EPOCH: usize = 132;   // i32: bumped by every signal while any-waiters exist

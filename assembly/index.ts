@@ -10,12 +10,18 @@
  * the table itself, or an argument, was bad).
  */
 import { setBounds } from "./bounds";
+import { setSyncBounds } from "./fence";
 
-/** Sets this instance's DMA range and the AUTO calibration table. */
-export function engine_init(dmaLo: usize, dmaHi: usize, autoTable: usize): void {
+/**
+ * Sets this instance's DMA range, the AUTO calibration table, the sync heap
+ * (where fence records live) and the control block.
+ */
+export function engine_init(dmaLo: usize, dmaHi: usize, autoTable: usize, syncLo: usize, syncHi: usize, control: usize): void {
   setBounds(dmaLo, dmaHi, autoTable);
+  setSyncBounds(syncLo, syncHi, control);
 }
 
 export { lastFaultIndex as last_fault_index } from "./bounds";
 export { copy, sgCopy as sg_copy, sgGather as sg_gather, sgScatter as sg_scatter, fill } from "./sg";
 export { sgChecksum as sg_checksum } from "./xxhash";
+export { fenceSignal as fence_signal, fenceWait as fence_wait } from "./fence";

@@ -17,3 +17,15 @@ export { defaultCalibration, type Calibration } from "./engine/calibration.js";
 export { lineSplit, type LineSplit } from "./engine/lines.js";
 export { loadEngineModule } from "./engine/module.js";
 export { spawnLabThread, type LabThread } from "./thread/host.js";
+export { Sync } from "./sync/sync.js";
+export { Fence, type FenceCallback, type FenceNames } from "./sync/fence.js";
+export { FenceArray } from "./sync/fence_array.js";
+export { FenceChain } from "./sync/fence_chain.js";
+export { unwrap, merge } from "./sync/fence_unwrap.js";
+export { SyncFile, POLLIN, type SyncFileInfo, type SyncFenceInfo } from "./sync/sync_file.js";
+export { SwSyncTimeline } from "./sync/sw_sync.js";
+export { Timeline, type TimelineOptions } from "./sync/timeline.js";
+export {
+  Resv, usageRw, usageNames, type ResvUsage, type ResvEntry,
+  DMA_RESV_USAGE_KERNEL, DMA_RESV_USAGE_WRITE, DMA_RESV_USAGE_READ, DMA_RESV_USAGE_BOOKKEEP,
+} from "./sync/resv.js";

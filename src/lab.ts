@@ -20,6 +20,7 @@ import { Engine } from "./engine/engine.js";
 import { loadEngineModule, type EngineSource } from "./engine/module.js";
 import { strategyId, type StrategyName } from "./engine/strategy.js";
 import { SegmentList, SgTable } from "./engine/tables.js";
+import { Sync } from "./sync/sync.js";
 
 export interface LabOptions extends LayoutOptions {
   /** The engine: a compiled module, or the URL of engine.wasm. */
@@ -42,14 +43,21 @@ export interface AllocOptions {
 }
 
 export class Lab {
-  private constructor(readonly arena: Arena, readonly engine: Engine) {}
+  /** Fences, timelines, sync_files, reservation objects: see src/sync/. */
+  readonly sync: Sync;
+
+  private constructor(readonly arena: Arena, readonly engine: Engine) {
+    this.sync = new Sync(arena, engine);
+  }
 
   static async create(options: LabOptions = {}): Promise<Lab> {
     const calibration = encodeCalibration(options.calibration ?? defaultCalibration);
     const module = await loadEngineModule(options.engine);
     const arena = Arena.create(options);
     arena.u8.set(calibration, arena.control(kCtlAutoTable));
-    return new Lab(arena, new Engine(arena, module));
+    const engine = new Engine(arena, module);
+    Sync.init(arena, engine);
+    return new Lab(arena, engine);
   }
 
   static async attach(handle: LabHandle): Promise<Lab> {
@@ -141,8 +149,8 @@ export class Lab {
     return new SegmentList(this.arena, capacity);
   }
 
-  stats(): { pages: BuddyStats; user: BuddyStats } {
-    return { pages: this.arena.pages.stats(), user: this.arena.user.stats() };
+  stats(): { pages: BuddyStats; user: BuddyStats; sync: BuddyStats } {
+    return { pages: this.arena.pages.stats(), user: this.arena.user.stats(), sync: this.arena.syncHeap.stats() };
   }
 
   /** Frees this thread's engine scratch. The memory lives while any thread holds it. */

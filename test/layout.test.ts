@@ -66,7 +66,7 @@ describe("computeLayout", () => {
     ["the smallest memory", { memoryBytes: 16 * MiB }],
     ["a small lab", { memoryBytes: 32 * MiB, poolBytes: 8 * MiB }],
     ["an odd size", { memoryBytes: 100 * MiB + WASM_PAGE }],
-    ["no sync region", { memoryBytes: 64 * MiB, syncBytes: 0 }],
+    ["the smallest sync heap", { memoryBytes: 64 * MiB, syncBytes: 64 * 1024 }],
     ["a large sync region", { memoryBytes: 64 * MiB, syncBytes: 40 * MiB }],
     ["the largest pool", { memoryBytes: 64 * MiB, poolBytes: 56 * MiB }],
     ["the smallest pool", { memoryBytes: 64 * MiB, poolBytes: 2 * MiB }],
@@ -98,6 +98,7 @@ describe("computeLayout", () => {
     ["poolBytes negative", { memoryBytes: 64 * MiB, poolBytes: -2 * MiB }, `poolBytes=${-2 * MiB}`],
     ["syncBytes not a multiple of 4 KiB", { memoryBytes: 64 * MiB, syncBytes: 1000 }, "syncBytes=1000"],
     ["syncBytes negative", { memoryBytes: 64 * MiB, syncBytes: -4096 }, "syncBytes=-4096"],
+    ["syncBytes below 64 KiB (the sync heap needs room for the stub fence)", { memoryBytes: 64 * MiB, syncBytes: 0 }, "syncBytes=0"],
     ["syncBytes larger than memory", { memoryBytes: 64 * MiB, syncBytes: 128 * MiB }, `syncBytes=${128 * MiB}`],
     ["syncBytes leaving no room", { memoryBytes: 64 * MiB, syncBytes: 60 * MiB }, `syncBytes=${60 * MiB}`],
   ])("%s is EINVAL naming the value", (_, options, named) => {

@@ -49,6 +49,20 @@ describe("one thread", () => {
     expect(mutex.stats()).toEqual({ acquisitions: 103, contended: 0, waitMs: 0 });
   });
 
+  test("taking a lock this thread already holds is EDEADLK at once, and the lock stays held", () => {
+    const { mutex, i32, state } = fresh();
+    mutex.lock();
+    expect(mutex.heldByMe()).toBe(true);
+    const before = mutex.stats();
+    // With no timeout at all, only the recursion check can end this call
+    // (without it the test would hang until vitest's own limit fails it).
+    expect(() => mutex.lock(Infinity)).toThrow(expect.objectContaining({ code: "EDEADLK", errno: 35 }));
+    expect(Atomics.load(i32, state)).not.toBe(0);
+    expect(mutex.stats()).toEqual(before);
+    mutex.unlock();
+    expect(mutex.heldByMe()).toBe(false);
+  });
+
   test("the storage must be 8-byte aligned", () => {
     const sab = new SharedArrayBuffer(256);
     expect(() => new Mutex(sab, 4)).toThrow(RangeError);

@@ -38,7 +38,7 @@ export const CACHE_LINE = 64;
 
 /** The module's exports, as the build checks them and Engine calls them. */
 export interface EngineExports {
-  engine_init(dmaLo: number, dmaHi: number, autoTable: number): void;
+  engine_init(dmaLo: number, dmaHi: number, autoTable: number, syncLo: number, syncHi: number, control: number): void;
   last_fault_index(): number;
   copy(strategy: number, dst: number, src: number, n: number): number;
   sg_copy(table: number, count: number, strategy: number): number;
@@ -46,8 +46,37 @@ export interface EngineExports {
   sg_scatter(list: number, count: number, src: number, strategy: number): number;
   sg_checksum(list: number, count: number, state: number, seed: number): number;
   fill(dst: number, value: number, n: number): number;
+  fence_signal(fence: number, error: number, timestampNs: number): number;
+  fence_wait(fence: number, timeoutNs: bigint): number;
 }
 
 export const ENGINE_EXPORTS: readonly (keyof EngineExports)[] = [
   "engine_init", "last_fault_index", "copy", "sg_copy", "sg_gather", "sg_scatter", "sg_checksum", "fill",
+  "fence_signal", "fence_wait",
 ];
+
+export const FENCE_STATUS = 0;
+export const FENCE_CLAIM = 4;
+export const FENCE_ERROR = 8;
+export const FENCE_WAITERS = 12;
+export const FENCE_REFCOUNT = 16;
+export const FENCE_KIND = 20;
+export const FENCE_TIMELINE = 24;
+export const FENCE_AUX = 28;
+export const FENCE_CONTEXT = 32;
+export const FENCE_SEQNO = 40;
+export const FENCE_TIMESTAMP = 48;
+export const FENCE_DEADLINE = 56;
+export const FENCE_SIZE = 64;
+
+export const FENCE_KIND_MASK = 0xff;
+export const FENCE_KIND_PLAIN = 1;
+export const FENCE_KIND_STUB = 2;
+export const FENCE_KIND_ARRAY = 3;
+export const FENCE_KIND_CHAIN = 4;
+
+export const SIGNAL_ALREADY = 1;
+export const MAX_ERRNO = 4095;
+
+export const CTL_ANY_WAITERS = 128;
+export const CTL_ANY_EPOCH = 132;

@@ -22,7 +22,9 @@ export class Engine {
 
   constructor(readonly arena: Arena, readonly module: WebAssembly.Module) {
     this.wasm = instantiateEngine(module, arena.memory);
-    this.wasm.engine_init(arena.dmaLo, arena.dmaHi, arena.control(kCtlAutoTable));
+    const { syncBase, syncBytes } = arena.layout;
+    this.wasm.engine_init(arena.dmaLo, arena.dmaHi, arena.control(kCtlAutoTable), syncBase, syncBase + syncBytes,
+      arena.control(0));
   }
 
   /** Copies len bytes from src to dst (memmove semantics but for reference). */

@@ -11,7 +11,7 @@
 import { DmaBufError, hex } from "../errno.js";
 import { BuddyAllocator } from "./buddy.js";
 import {
-  CONTROL_BASE, PAGE_SHIFT, USER_GRANULE_SHIFT, WASM_PAGE, computeLayout, readLayout, writeLayout,
+  CONTROL_BASE, PAGE_SHIFT, SYNC_GRANULE_SHIFT, USER_GRANULE_SHIFT, WASM_PAGE, computeLayout, readLayout, writeLayout,
   type Layout, type LayoutOptions,
 } from "./layout.js";
 
@@ -23,6 +23,8 @@ export class Arena {
   readonly pages: BuddyAllocator;
   /** User memory: 64-byte granules, for lab.alloc(). */
   readonly user: BuddyAllocator;
+  /** The sync heap: 64-byte granules, for fence records and other sync objects. */
+  readonly syncHeap: BuddyAllocator;
 
   private constructor(readonly memory: WebAssembly.Memory, readonly layout: Layout) {
     const buffer = memory.buffer;
@@ -31,6 +33,7 @@ export class Arena {
     this.i32 = new Int32Array(buffer);
     this.pages = new BuddyAllocator(buffer, layout.poolAllocator, "page pool");
     this.user = new BuddyAllocator(buffer, layout.userAllocator, "user memory");
+    this.syncHeap = new BuddyAllocator(buffer, layout.syncAllocator, "sync heap");
   }
 
   static create(options: LayoutOptions = {}): Arena {
@@ -45,6 +48,7 @@ export class Arena {
     const buffer = memory.buffer;
     BuddyAllocator.init(buffer, layout.poolAllocator, layout.poolBase, layout.poolBytes, PAGE_SHIFT);
     BuddyAllocator.init(buffer, layout.userAllocator, layout.userBase, layout.userBytes, USER_GRANULE_SHIFT);
+    BuddyAllocator.init(buffer, layout.syncAllocator, layout.syncBase, layout.syncBytes, SYNC_GRANULE_SHIFT);
     writeLayout(new Uint32Array(buffer), layout);
     return new Arena(memory, layout);
   }

@@ -23,6 +23,14 @@ export function canBlock(): boolean {
   return blocking;
 }
 
+let token = 0;
+
+/** A non-zero number naming this thread, for lock ownership (random, per thread). */
+export function threadToken(): number {
+  while (token === 0) token = crypto.getRandomValues(new Int32Array(1))[0];
+  return token;
+}
+
 /** Monotonic milliseconds (performance.now works in Node and browsers). */
 export const nowMs = (): number => performance.now();
 

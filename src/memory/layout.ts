@@ -7,7 +7,8 @@
  *   [64 KiB, +4 KiB)       the control block: magic, version, the region
  *                          table below, the AUTO calibration table
  *   metadata               allocator state blocks (locks, free lists, maps)
- *   sync                   reserved for fences, reservation objects, rings
+ *   sync                   the sync heap: fence records, reservation objects,
+ *                          timelines, rings (buddy allocator, 64-byte granules)
  *   page pool              4 KiB pages for heaps (buddy allocator, orders
  *                          0..MAX); base aligned to 2 MiB
  *   user memory            lab.alloc() views, 64-byte granules (buddy
@@ -24,6 +25,7 @@ export const PAGE_SIZE = 4096;
 export const PAGE_SHIFT = 12;
 export const CACHE_LINE = 64;
 export const USER_GRANULE_SHIFT = 6;
+export const SYNC_GRANULE_SHIFT = 6;
 export const REGION_ALIGN = 2 * 1024 * 1024;
 /** The largest arena: 65535 wasm pages, so that every offset fits in a u32. */
 export const MAX_MEMORY_BYTES = 65535 * WASM_PAGE;
@@ -37,7 +39,7 @@ export const CONTROL_BASE = ENGINE_STATIC_END;
 export const CONTROL_BYTES = 4096;
 
 export const LAB_MAGIC = 0x42414d44; // the bytes "DMAB"
-export const LAB_LAYOUT_VERSION = 1;
+export const LAB_LAYOUT_VERSION = 2;
 
 /** Control block words: byte offsets from CONTROL_BASE, each a u32. */
 export const kCtlMagic = 0;
@@ -53,9 +55,20 @@ export const kCtlUserBase = 36;
 export const kCtlUserBytes = 40;
 export const kCtlPoolAllocator = 44;
 export const kCtlUserAllocator = 48;
+export const kCtlSyncAllocator = 52;
 /** AUTO calibration table (engine ABI: 2 x 33 strategy bytes). */
 export const kCtlAutoTable = 64;
 export const kCtlAutoTableBytes = 66;
+/*
+ * Words of the sync layer: CTL_ANY_WAITERS (128) and CTL_ANY_EPOCH (132) are
+ * engine ABI (src/engine/abi.ts); the rest are src/sync's.
+ */
+/** u64: the next fence context (0 is the stub's; contexts start at 1). */
+export const kCtlContextNext = 136;
+/** f64: the lab clock's epoch, in ms of performance.timeOrigin + now(). */
+export const kCtlClockEpochMs = 144;
+/** u32: offset of the stub fence record. */
+export const kCtlStubFence = 152;
 
 export interface Layout {
   memoryBytes: number;
@@ -69,6 +82,7 @@ export interface Layout {
   userBytes: number;
   poolAllocator: number;
   userAllocator: number;
+  syncAllocator: number;
 }
 
 export interface LayoutOptions {
@@ -76,7 +90,7 @@ export interface LayoutOptions {
   memoryBytes?: number;
   /** Size of the page pool; default half of what is left after the fixed regions. */
   poolBytes?: number;
-  /** Size of the reserved synchronization region; default 4 MiB. */
+  /** Size of the sync heap (fences, reservation objects); default 4 MiB. */
   syncBytes?: number;
 }
 
@@ -101,7 +115,7 @@ export function computeLayout(
   const memoryBytes = options.memoryBytes ?? DEFAULT_MEMORY_BYTES;
   checkSize("memoryBytes", memoryBytes, 16 * 1024 * 1024, MAX_MEMORY_BYTES, WASM_PAGE);
   const syncBytes = options.syncBytes ?? DEFAULT_SYNC_BYTES;
-  checkSize("syncBytes", syncBytes, 0, memoryBytes, PAGE_SIZE);
+  checkSize("syncBytes", syncBytes, 64 * 1024, memoryBytes, PAGE_SIZE);
 
   // Metadata for the worst case (all of memory in 64-byte granules) would be
   // wasteful; size it for the actual regions, iterating once because the
@@ -122,12 +136,13 @@ export function computeLayout(
     const userBytes = memoryBytes - userBase;
     const poolMeta = alignUp(stateBytes(poolBytes >>> PAGE_SHIFT), CACHE_LINE);
     const userMeta = alignUp(stateBytes(userBytes >>> USER_GRANULE_SHIFT), CACHE_LINE);
-    const needed = poolMeta + userMeta;
+    const syncMeta = alignUp(stateBytes(syncBytes >>> SYNC_GRANULE_SHIFT), CACHE_LINE);
+    const needed = poolMeta + userMeta + syncMeta;
     if (pass === 1 || needed <= metaBytes) {
       if (needed > metaBytes) throw new Error("layout: metadata did not converge");
       return {
         memoryBytes, metaBase, metaBytes, syncBase, syncBytes, poolBase, poolBytes, userBase, userBytes,
-        poolAllocator: metaBase, userAllocator: metaBase + poolMeta,
+        poolAllocator: metaBase, userAllocator: metaBase + poolMeta, syncAllocator: metaBase + poolMeta + userMeta,
       };
     }
     metaBytes = needed;
@@ -140,6 +155,7 @@ const layoutWords: [keyof Layout, number][] = [
   ["syncBase", kCtlSyncBase], ["syncBytes", kCtlSyncBytes], ["poolBase", kCtlPoolBase],
   ["poolBytes", kCtlPoolBytes], ["userBase", kCtlUserBase], ["userBytes", kCtlUserBytes],
   ["poolAllocator", kCtlPoolAllocator], ["userAllocator", kCtlUserAllocator],
+  ["syncAllocator", kCtlSyncAllocator],
 ];
 
 /** Writes the magic, version and region table. Called once, before sharing. */

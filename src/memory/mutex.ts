@@ -7,19 +7,22 @@
  *   kMutexAcquisitions  u32, updated by the holder
  *   kMutexContended     u32, acquisitions that had to wait, by the holder
  *   kMutexWaitMs        f64, total time spent waiting, by the holder
+ *   kMutexOwner         i32, the holder's threadToken(), 0 when free
  *
  * lock() gives up after `timeoutMs` (default 10 s) with EDEADLK, so that a
- * holder that died cannot hang every other thread. The statistics are written
+ * holder that died cannot hang every other thread; a thread taking a lock it
+ * already holds (the mutex is not recursive) gets EDEADLK at once. The statistics are written
  * under the lock and read without it: a reader may see them a moment stale.
  */
 import { DmaBufError, hex } from "../errno.js";
-import { futexWait, futexWake, nowMs } from "./futex.js";
+import { futexWait, futexWake, nowMs, threadToken } from "./futex.js";
 
 export const MUTEX_BYTES = 32;
 export const kMutexState = 0;
 export const kMutexAcquisitions = 4;
 export const kMutexContended = 8;
 export const kMutexWaitMs = 16;
+export const kMutexOwner = 24;
 
 const UNLOCKED = 0;
 const LOCKED = 1;
@@ -57,8 +60,11 @@ export class Mutex {
     // everything the previous holder wrote before its release is visible.
     let c = Atomics.compareExchange(this.i32, this.state, UNLOCKED, LOCKED);
     if (c === UNLOCKED) {
-      this.u32[(this.offset + kMutexAcquisitions) >>> 2]++;
+      this.acquired();
       return;
+    }
+    if (this.heldByMe()) {
+      throw new DmaBufError("EDEADLK", "mutex_lock", `mutex at ${hex(this.offset)} is already held by this thread`);
     }
     const start = nowMs();
     for (let i = 0; i < SPINS && c !== UNLOCKED; i++) {
@@ -78,12 +84,24 @@ export class Mutex {
         futexWait(this.i32, this.state, CONTENDED, left);
       }
     }
-    this.u32[(this.offset + kMutexAcquisitions) >>> 2]++;
+    this.acquired();
     this.u32[(this.offset + kMutexContended) >>> 2]++;
     this.f64[(this.offset + kMutexWaitMs) >>> 3] += nowMs() - start;
   }
 
+  private acquired(): void {
+    this.i32[(this.offset + kMutexOwner) >>> 2] = threadToken();
+    this.u32[(this.offset + kMutexAcquisitions) >>> 2]++;
+  }
+
+  /** Whether this thread holds the lock. */
+  heldByMe(): boolean {
+    return Atomics.load(this.i32, this.state) !== UNLOCKED &&
+      this.i32[(this.offset + kMutexOwner) >>> 2] === threadToken();
+  }
+
   unlock(): void {
+    this.i32[(this.offset + kMutexOwner) >>> 2] = 0;
     // Release: Atomics.sub is sequentially consistent, so every write made
     // under the lock is visible to the next holder.
     if (Atomics.sub(this.i32, this.state, 1) !== LOCKED) {

@@ -1,0 +1,102 @@
+/*
+ * Fence callbacks of one thread. A callback added in a thread runs in that
+ * thread, exactly once, at the first of: this thread's signal() of the fence,
+ * this thread's wait()/waitAsync() seeing it signalled, or the event loop
+ * noticing the signal (one Atomics.waitAsync watch per fence with callbacks).
+ * Each watch holds a reference on its fence until its waitAsync resolves
+ * (the fence signals), so the record cannot be recycled under a waiter. Callbacks run in the order they were added; one
+ * that throws does not stop the others (its error is rethrown from a
+ * microtask). batch() defers every dispatch until its function returns, so
+ * that code signalling under a lock runs no callback while holding it.
+ */
+import type { Fence, FenceCallback } from "./fence.js";
+
+interface Watch {
+  fence: Fence;
+  callbacks: FenceCallback[];
+}
+
+/** How often a watch whose callbacks were all removed notices and lets go. */
+const REARM_MS = 1000;
+
+export class CallbackRegistry {
+  private readonly watches = new Map<number, Watch>();
+  private depth = 0;
+  private deferred: Fence[] = [];
+
+  add(fence: Fence, cb: FenceCallback): void {
+    let watch = this.watches.get(fence.offset);
+    if (watch === undefined) {
+      const held = fence.get();
+      watch = { fence: held, callbacks: [] };
+      this.watches.set(fence.offset, watch);
+      this.arm(watch);
+    }
+    watch.callbacks.push(cb);
+  }
+
+  remove(fence: Fence, cb: FenceCallback): boolean {
+    const watch = this.watches.get(fence.offset);
+    if (watch === undefined || fence.isSignaled()) return false;
+    const i = watch.callbacks.indexOf(cb);
+    if (i < 0) return false;
+    watch.callbacks.splice(i, 1);
+    if (watch.callbacks.length === 0) this.drop(fence.offset, watch);
+    return true;
+  }
+
+  /**
+   * Waits for the fence in slices of REARM_MS: on the signal it dispatches
+   * and lets the reference go; after a slice it goes on only while the
+   * watch still has callbacks, so a watch whose callbacks were all removed
+   * releases its fence within REARM_MS even if the fence never signals.
+   */
+  private arm(watch: Watch): void {
+    const held = watch.fence;
+    void held.waitStatusAsync(performance.now() + REARM_MS).then((signaled) => {
+      if (signaled) this.dispatch(held);
+      if (!signaled && this.watches.get(held.offset) === watch) this.arm(watch);
+      else held.put();
+    });
+  }
+
+  /** Runs fn; dispatches requested meanwhile run after it returns. */
+  batch<T>(fn: () => T): T {
+    this.depth++;
+    try {
+      return fn();
+    } finally {
+      if (--this.depth === 0) {
+        const fences = this.deferred;
+        this.deferred = [];
+        for (const f of fences) this.dispatch(f);
+      }
+    }
+  }
+
+  /** Runs this thread's callbacks of a signalled fence (no-op otherwise). */
+  dispatch(fence: Fence): void {
+    if (this.depth > 0) {
+      this.deferred.push(fence);
+      return;
+    }
+    const watch = this.watches.get(fence.offset);
+    if (watch === undefined || !fence.isSignaled()) return;
+    this.drop(fence.offset, watch);
+    for (const cb of watch.callbacks) {
+      try {
+        cb(watch.fence);
+      } catch (e) {
+        queueMicrotask(() => { throw e; });
+      }
+    }
+  }
+
+  get size(): number {
+    return this.watches.size;
+  }
+
+  private drop(offset: number, watch: Watch): void {
+    if (this.watches.get(offset) === watch) this.watches.delete(offset);
+  }
+}

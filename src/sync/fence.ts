@@ -1,0 +1,296 @@
+/*
+ * dma_fence: a one-shot completion in the arena, visible to every thread.
+ *
+ * A fence record (FENCE_* in src/engine/abi.ts, 64 bytes in the sync heap)
+ * has a context and seqno, a status (0 pending, 1 signalled, -errno
+ * signalled with an error), an error that may be set before signalling and
+ * shows in the status only after, a timestamp taken at signalling (ns on the
+ * lab clock) and a deadline hint. Signalling is one-shot: of any number of
+ * racing signallers in any threads exactly one wins; signal() in a loser
+ * gives EINVAL (the 6.x kernel), checkAndSignal() reports "already" (7.0).
+ *
+ * Views and references: a Fence object is a view of a record. Views that an
+ * API returns own one reference (the kernel's dma_fence_get); put() drops
+ * it, and so does `using`/Symbol.dispose, and a view that is garbage
+ * collected without put() drops it then. Views handed out by iterators
+ * (children, unwrap, resv iteration) are borrowed: valid while their owner
+ * is held; get() makes an owned one. The record is freed when the last
+ * reference in any thread goes.
+ *
+ * Callbacks are per thread: addCallback() in a thread runs the callback in
+ * that thread, exactly once: synchronously inside signal() when this thread
+ * signals, inside wait() when this thread's wait sees the signal, or else
+ * from the event loop once the signal is seen (Atomics.waitAsync). Adding to
+ * a signalled fence gives ENOENT and never runs the callback; removeCallback()
+ * succeeds only while the fence is pending.
+ *
+ * Waiting: wait(timeoutMs) blocks (Atomics.wait) and returns the time left in
+ * ms (> 0; 1 when timeoutMs is 0 and the fence is signalled), 0 on timeout;
+ * where this thread may not block it throws EPERM naming waitAsync(), which
+ * works on every thread including a browser's main thread.
+ */
+import { DmaBufError, hex } from "../errno.js";
+import {
+  FENCE_CONTEXT, FENCE_DEADLINE, FENCE_ERROR, FENCE_KIND, FENCE_KIND_MASK, FENCE_REFCOUNT, FENCE_SEQNO,
+  FENCE_STATUS, FENCE_TIMELINE, FENCE_TIMESTAMP, FENCE_WAITERS, MAX_ERRNO, SIGNAL_ALREADY,
+} from "../engine/abi.js";
+import { canBlock, nowMs } from "../memory/futex.js";
+import type { Sync } from "./sync.js";
+
+export type FenceCallback = (fence: Fence) => void;
+
+/** Names of a fence as sync_file reports them. */
+export interface FenceNames {
+  driver: string;
+  timeline: string;
+}
+
+export class Fence {
+  /** Whether this view holds a reference (see the module comment). */
+  owned: boolean;
+
+  constructor(readonly sync: Sync, readonly offset: number, owned: boolean) {
+    this.owned = owned;
+    if (owned) sync.track(this);
+  }
+
+  // ---- identity ----------------------------------------------------------
+
+  get kind(): number {
+    return this.sync.u32[(this.offset + FENCE_KIND) >>> 2] & FENCE_KIND_MASK;
+  }
+
+  get context(): bigint {
+    return this.sync.u64[(this.offset + FENCE_CONTEXT) >>> 3];
+  }
+
+  get seqno(): bigint {
+    return this.sync.u64[(this.offset + FENCE_SEQNO) >>> 3];
+  }
+
+  /** The driver and timeline names (sync_file's driver_name and obj_name). */
+  get names(): FenceNames {
+    return this.sync.namesOf(this.sync.u32[(this.offset + FENCE_TIMELINE) >>> 2], this.kind);
+  }
+
+  /** Same record. */
+  is(other: Fence | null | undefined): boolean {
+    return other !== null && other !== undefined && other.offset === this.offset;
+  }
+
+  // ---- state -------------------------------------------------------------
+
+  /** get_status: 0 pending, 1 signalled, -errno signalled with an error. */
+  get status(): number {
+    return Atomics.load(this.sync.i32, (this.offset + FENCE_STATUS) >>> 2);
+  }
+
+  isSignaled(): boolean {
+    return this.status !== 0;
+  }
+
+  /** The signal time in ns on the lab clock; 0 while pending. */
+  get timestampNs(): number {
+    return this.status === 0 ? 0 : this.sync.f64[(this.offset + FENCE_TIMESTAMP) >>> 3];
+  }
+
+  /** The deadline hint in ns on the lab clock, 0 when none was set. */
+  get deadlineNs(): number {
+    return this.sync.f64[(this.offset + FENCE_DEADLINE) >>> 3];
+  }
+
+  /** dma_fence_set_deadline: a hint; the earliest deadline is kept. */
+  setDeadline(ns: number): void {
+    if (!(ns > 0)) throw new DmaBufError("EINVAL", "set_deadline", `deadline ${ns} ns must be positive`);
+    const i = (this.offset + FENCE_DEADLINE) >>> 3;
+    const current = this.sync.f64[i];
+    if (current === 0 || ns < current) this.sync.f64[i] = ns;
+  }
+
+  /** dma_fence_set_error: before signalling only; err in [-4095, -1]. */
+  setError(err: number): void {
+    this.requireLeaf("set_error");
+    if (!Number.isInteger(err) || err >= 0 || err < -MAX_ERRNO) {
+      throw new DmaBufError("EINVAL", "set_error", `error ${err} is not a negative errno`);
+    }
+    if (this.isSignaled()) {
+      throw new DmaBufError("EINVAL", "set_error", `fence ${this.describe()} is already signalled`);
+    }
+    Atomics.store(this.sync.i32, (this.offset + FENCE_ERROR) >>> 2, err);
+  }
+
+  // ---- signalling --------------------------------------------------------
+
+  /** Signals; EINVAL if it was signalled already (nothing changes then). */
+  signal(error = 0): void {
+    if (this.checkAndSignal(error)) {
+      throw new DmaBufError("EINVAL", "dma_fence_signal", `fence ${this.describe()} is already signalled`);
+    }
+  }
+
+  /** dma_fence_check_and_signal: true if it was signalled already, else signals it. */
+  checkAndSignal(error = 0): boolean {
+    this.requireLeaf("dma_fence_signal");
+    // Checked here too: the engine takes an i32, and ToInt32 would make 0.5 a 0 and 2**32 - 5 an EIO.
+    if (!Number.isInteger(error) || error > 0 || error < -MAX_ERRNO) {
+      throw new DmaBufError("EINVAL", "dma_fence_signal", `fence ${this.describe()}: error ${error} must be 0 or a negative errno`);
+    }
+    const rc = this.sync.engine.wasm.fence_signal(this.offset, error, this.sync.clock.nowNs());
+    if (rc === SIGNAL_ALREADY) return true;
+    if (rc !== 0) {
+      throw new DmaBufError(DmaBufError.codeOf(rc), "dma_fence_signal",
+        `fence ${this.describe()}: error ${error} must be 0 or a negative errno`);
+    }
+    this.sync.callbacks.dispatch(this);
+    return false;
+  }
+
+  // ---- waiting -----------------------------------------------------------
+
+  /** Blocks until signalled or timeoutMs passes; returns the time left (> 0) or 0. */
+  wait(timeoutMs = Infinity): number {
+    checkTimeout(timeoutMs, "dma_fence_wait");
+    const start = nowMs();
+    const ok = this.blockUntilSignaled(start + timeoutMs);
+    if (ok) this.sync.callbacks.dispatch(this);
+    return ok ? timeLeft(start, timeoutMs) : 0;
+  }
+
+  /** wait() as a Promise (Atomics.waitAsync): any thread, never blocks. */
+  async waitAsync(timeoutMs = Infinity): Promise<number> {
+    checkTimeout(timeoutMs, "dma_fence_wait");
+    const start = nowMs();
+    const ok = await this.untilSignaled(start + timeoutMs);
+    if (ok) this.sync.callbacks.dispatch(this);
+    return ok ? timeLeft(start, timeoutMs) : 0;
+  }
+
+  /** Waits for the fence's leaves (overridden by containers). */
+  protected blockUntilSignaled(deadline: number): boolean {
+    return this.blockOnStatus(deadline);
+  }
+
+  protected untilSignaled(deadline: number): Promise<boolean> {
+    return this.waitStatusAsync(deadline);
+  }
+
+  /** Sleeps on STATUS until non-zero or the deadline (see assembly/fence.ts for the protocol). */
+  blockOnStatus(deadline: number): boolean {
+    const { i32 } = this.sync;
+    const status = (this.offset + FENCE_STATUS) >>> 2;
+    const waiters = (this.offset + FENCE_WAITERS) >>> 2;
+    if (Atomics.load(i32, status) !== 0) return true;
+    Atomics.add(i32, waiters, 1);
+    try {
+      for (;;) {
+        if (Atomics.load(i32, status) !== 0) return true;
+        const left = deadline - nowMs();
+        if (!(left > 0)) return false;
+        requireBlocking("dma_fence_wait");
+        Atomics.wait(i32, status, 0, left);
+      }
+    } finally {
+      Atomics.sub(i32, waiters, 1);
+    }
+  }
+
+  async waitStatusAsync(deadline: number): Promise<boolean> {
+    const { i32 } = this.sync;
+    const status = (this.offset + FENCE_STATUS) >>> 2;
+    const waiters = (this.offset + FENCE_WAITERS) >>> 2;
+    if (Atomics.load(i32, status) !== 0) return true;
+    Atomics.add(i32, waiters, 1);
+    try {
+      for (;;) {
+        if (Atomics.load(i32, status) !== 0) return true;
+        const left = deadline - nowMs();
+        if (!(left > 0)) return false;
+        const r = Atomics.waitAsync(i32, status, 0, left === Infinity ? undefined : left);
+        if (r.async) await r.value;
+      }
+    } finally {
+      Atomics.sub(i32, waiters, 1);
+    }
+  }
+
+  // ---- callbacks ---------------------------------------------------------
+
+  /** dma_fence_add_callback: ENOENT (callback never run) if already signalled. */
+  addCallback(cb: FenceCallback): void {
+    if (this.isSignaled()) {
+      throw new DmaBufError("ENOENT", "dma_fence_add_callback", `fence ${this.describe()} is already signalled`);
+    }
+    this.sync.callbacks.add(this, cb);
+  }
+
+  /** dma_fence_remove_callback: true if it was still queued (and the fence pending). */
+  removeCallback(cb: FenceCallback): boolean {
+    return this.sync.callbacks.remove(this, cb);
+  }
+
+  // ---- references --------------------------------------------------------
+
+  /** dma_fence_get: a new owned view of the same fence. */
+  get(): Fence {
+    this.sync.ref(this.offset);
+    return this.sync.view(this.offset, true);
+  }
+
+  /** dma_fence_put: drops this view's reference. */
+  put(): void {
+    if (!this.owned) {
+      throw new DmaBufError("EINVAL", "dma_fence_put", `fence ${this.describe()}: this view is borrowed and holds no reference`);
+    }
+    this.owned = false;
+    this.sync.untrack(this);
+    this.sync.unref(this.offset);
+  }
+
+  [Symbol.dispose](): void {
+    if (this.owned) this.put();
+  }
+
+  get refcount(): number {
+    return Atomics.load(this.sync.i32, (this.offset + FENCE_REFCOUNT) >>> 2);
+  }
+
+  /** Fences this one stands for: itself for a leaf, children for containers. */
+  leaves(): Fence[] {
+    return [this];
+  }
+
+  describe(): string {
+    return `${hex(this.offset)} (context ${this.context}, seqno ${this.seqno})`;
+  }
+
+  protected requireLeaf(syscall: string): void {
+    if (this.leaves().length !== 1 || !this.leaves()[0].is(this)) {
+      throw new DmaBufError("EINVAL", syscall, `fence ${this.describe()} is a container; it signals through its fences`);
+    }
+  }
+}
+
+/** dma_fence_is_later for fences of one context: 32-bit seqnos with wrap-around. */
+export function isLater(a: Fence, b: Fence): boolean {
+  return ((Number(BigInt.asUintN(32, a.seqno)) - Number(BigInt.asUintN(32, b.seqno))) | 0) > 0;
+}
+
+export function checkTimeout(timeoutMs: number, syscall: string): void {
+  if (typeof timeoutMs !== "number" || Number.isNaN(timeoutMs) || timeoutMs < 0) {
+    throw new DmaBufError("EINVAL", syscall, `timeout ${timeoutMs} ms must be >= 0`);
+  }
+}
+
+/** The kernel's wait_timeout result: remaining time (>0), 1 for a zero timeout. */
+export function timeLeft(start: number, timeoutMs: number): number {
+  if (timeoutMs === 0) return 1;
+  if (timeoutMs === Infinity) return Infinity;
+  return Math.max(Number.EPSILON, timeoutMs - (nowMs() - start));
+}
+
+export function requireBlocking(syscall: string): void {
+  if (!canBlock()) {
+    throw new DmaBufError("EPERM", syscall,
+      "this thread may not block (a browser's main thread); use the Promise form, waitAsync()");
+  }
+}

@@ -1,0 +1,169 @@
+/*
+ * sw_sync: the kernel's debugging timeline, shared in the arena so that any
+ * thread can create points on it and advance it.
+ *
+ *   createFence(value)  a sync_file whose fence signals when the timeline
+ *                       reaches value: already signalled when it has; the
+ *                       same fence again for a value that is still pending
+ *   inc(n)              advances the value and signals, in ascending order,
+ *                       every point it reached (32-bit values, wrap-safe:
+ *                       a point is reached when (int)(value - point) >= 0)
+ *   close()             drops one user reference (dup() adds one, e.g. for
+ *                       another thread); the last signals every pending
+ *                       point with ENOENT
+ * Fences are named driver "sw_sync", timeline = the timeline's name (the
+ * kernel uses the opening process's name; the name argument of
+ * SW_SYNC_IOC_CREATE_FENCE is ignored there and here).
+ *
+ * The timeline record (timeline.ts) holds VALUE, the PENDING list (points
+ * linked through FENCE_AUX, ascending, each holding one reference) and OPEN,
+ * all under its lock; points are signalled under the lock, so concurrent
+ * inc() calls still signal in order, and this thread's callbacks run after
+ * the lock is released (a callback may use the timeline).
+ */
+import { DmaBufError, hex } from "../errno.js";
+import { FENCE_AUX, FENCE_SEQNO } from "../engine/abi.js";
+import { SyncFile } from "./sync_file.js";
+import type { Sync } from "./sync.js";
+import { Timeline, TIMELINE_SW_SYNC, TL_OPEN, TL_PENDING, TL_VALUE } from "./timeline.js";
+
+const ENOENT = -2;
+const INT_MAX = 0x7fffffff;
+
+/** (int)(a - b) > 0: a is after b on a 32-bit wrapping timeline. */
+const after = (a: number, b: number): boolean => ((a - b) | 0) > 0;
+
+export class SwSyncTimeline {
+  private readonly timeline: Timeline;
+  private open = true;
+
+  private constructor(readonly sync: Sync, offset: number) {
+    this.timeline = new Timeline(sync, offset);
+  }
+
+  /** Opens a new timeline (SW_SYNC open of /sys/kernel/debug/sync/sw_sync). */
+  static create(sync: Sync, name = "dmabuf-lab"): SwSyncTimeline {
+    const t = Timeline.create(sync, { driver: "sw_sync", name }, TIMELINE_SW_SYNC);
+    sync.i32[(t.offset + TL_OPEN) >>> 2] = 1;
+    return new SwSyncTimeline(sync, t.offset);
+  }
+
+  /**
+   * Opens another reference to the timeline at `offset` (dup, or another
+   * thread's). EINVAL when there is no sw_sync timeline there; EBADF when
+   * its last reference was closed.
+   */
+  static dup(sync: Sync, offset: number): SwSyncTimeline {
+    if (sync.arena.syncHeap.orderAt(offset) < 0) throw new DmaBufError("EINVAL", "sw_sync", `no timeline at ${hex(offset)}`);
+    const t = new Timeline(sync, offset);
+    if (t.kind !== TIMELINE_SW_SYNC) throw new DmaBufError("EINVAL", "sw_sync", "not an sw_sync timeline");
+    t.lock.with(() => {
+      if (sync.i32[(offset + TL_OPEN) >>> 2] === 0) throw new DmaBufError("EBADF", "sw_sync", "the timeline is closed");
+      sync.i32[(offset + TL_OPEN) >>> 2]++;
+      t.ref();
+    });
+    return new SwSyncTimeline(sync, offset);
+  }
+
+  get offset(): number {
+    return this.timeline.offset;
+  }
+
+  get context(): bigint {
+    return this.timeline.context;
+  }
+
+  get name(): string {
+    return this.timeline.name;
+  }
+
+  get value(): number {
+    return this.sync.u32[(this.offset + TL_VALUE) >>> 2];
+  }
+
+  /** SW_SYNC_IOC_CREATE_FENCE. */
+  createFence(value: number, _name = ""): SyncFile {
+    this.requireOpen("SW_SYNC_IOC_CREATE_FENCE");
+    if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
+      throw new DmaBufError("EINVAL", "SW_SYNC_IOC_CREATE_FENCE", `value ${value} is not a u32`);
+    }
+    const { sync } = this;
+    const fence = this.timeline.lock.with(() => {
+      if (!after(value, this.value)) {
+        const f = this.timeline.createFence(BigInt(value));
+        f.signal();
+        return f;
+      }
+      // Find the pending point with this value, or where a new one goes.
+      let prev = 0;
+      let p = sync.u32[(this.offset + TL_PENDING) >>> 2];
+      while (p !== 0) {
+        const seqno = Number(sync.u64[(p + FENCE_SEQNO) >>> 3] & 0xffffffffn);
+        if (seqno === value) return sync.view(p, false).get();
+        if (after(seqno, value)) break;
+        prev = p;
+        p = sync.u32[(p + FENCE_AUX) >>> 2];
+      }
+      const f = this.timeline.createFence(BigInt(value));
+      sync.ref(f.offset); // the pending list's reference
+      sync.u32[(f.offset + FENCE_AUX) >>> 2] = p;
+      sync.u32[(prev === 0 ? this.offset + TL_PENDING : prev + FENCE_AUX) >>> 2] = f.offset;
+      return f;
+    });
+    try {
+      return new SyncFile(sync, fence);
+    } finally {
+      fence.put();
+    }
+  }
+
+  /** SW_SYNC_IOC_INC: advances by n and signals every point reached, in order. */
+  inc(n: number): void {
+    this.requireOpen("SW_SYNC_IOC_INC");
+    if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
+      throw new DmaBufError("EINVAL", "SW_SYNC_IOC_INC", `increment ${n} is not a u32`);
+    }
+    for (let left = n; ; left -= INT_MAX) {
+      this.advance(Math.min(left, INT_MAX), 0);
+      if (left <= INT_MAX) break;
+    }
+  }
+
+  /** Drops this reference; the last one signals every pending point with ENOENT. */
+  close(): void {
+    if (!this.open) return;
+    this.open = false;
+    const last = this.timeline.lock.with(() => --this.sync.i32[(this.offset + TL_OPEN) >>> 2] === 0);
+    if (last) this.advance(0, ENOENT);
+    this.timeline.unref();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** Under the lock: value += inc; signal reached points (all, with `error`). */
+  private advance(inc: number, error: number): void {
+    const { sync } = this;
+    // Callbacks of the points signalled here run after the lock is released.
+    sync.callbacks.batch(() => this.timeline.lock.with(() => {
+      const value = (this.value + inc) >>> 0;
+      sync.u32[(this.offset + TL_VALUE) >>> 2] = value;
+      let p = sync.u32[(this.offset + TL_PENDING) >>> 2];
+      while (p !== 0) {
+        const seqno = Number(sync.u64[(p + FENCE_SEQNO) >>> 3] & 0xffffffffn);
+        if (error === 0 && after(seqno, value)) break;
+        const next = sync.u32[(p + FENCE_AUX) >>> 2];
+        sync.u32[(this.offset + TL_PENDING) >>> 2] = next;
+        const f = sync.view(p, false);
+        f.signal(error);
+        sync.unref(p);
+        p = next;
+      }
+    }));
+  }
+
+  private requireOpen(syscall: string): void {
+    if (!this.open) throw new DmaBufError("EBADF", syscall, "this sw_sync timeline reference is closed");
+  }
+}

@@ -1,0 +1,298 @@
+/*
+ * Sync: the synchronization objects of one lab, seen from one thread.
+ *
+ * Records (fences, timelines, reservation objects, container blocks) live in
+ * the sync heap, a buddy allocator of 64-byte granules over the arena's sync
+ * region; any thread builds views of them from offsets. Sync.init() runs once
+ * when the lab is created (context counter, clock epoch, the stub fence);
+ * every thread then has its own Sync over the same memory: its own
+ * callbacks, its own engine instance for signalling.
+ *
+ * References: every fence record has a refcount (FENCE_REFCOUNT). unref()
+ * releases iteratively, so that dropping the head of a long chain does not
+ * recurse: a released container drops its children's references in turn.
+ * Owned views that are garbage collected without put() drop their
+ * reference then (a FinalizationRegistry in the thread that made them).
+ */
+import { DmaBufError, hex } from "../errno.js";
+import {
+  CTL_ANY_EPOCH, CTL_ANY_WAITERS, FENCE_AUX, FENCE_CONTEXT, FENCE_KIND, FENCE_KIND_ARRAY, FENCE_KIND_CHAIN,
+  FENCE_KIND_MASK, FENCE_KIND_PLAIN, FENCE_KIND_STUB, FENCE_REFCOUNT, FENCE_SEQNO, FENCE_SIZE, FENCE_TIMELINE,
+} from "../engine/abi.js";
+import type { Engine } from "../engine/engine.js";
+import type { Arena } from "../memory/arena.js";
+import { canBlock, nowMs } from "../memory/futex.js";
+import { kCtlContextNext, kCtlStubFence } from "../memory/layout.js";
+import { CallbackRegistry } from "./callbacks.js";
+import { LabClock } from "./clock.js";
+import { Fence, requireBlocking, type FenceNames } from "./fence.js";
+import { FenceArray, arrayChildren } from "./fence_array.js";
+import { FenceChain, chainLinks } from "./fence_chain.js";
+import { merge } from "./fence_unwrap.js";
+import { Resv } from "./resv.js";
+import { SwSyncTimeline } from "./sw_sync.js";
+import { SyncFile } from "./sync_file.js";
+import { Timeline, readName, TL_DRIVER, TL_NAME, type TimelineOptions } from "./timeline.js";
+
+/** The stub's refcount: never reaches zero, put() on it is harmless. */
+const IMMORTAL = 0x40000000;
+
+const builtinNames: Record<number, FenceNames> = {
+  [FENCE_KIND_STUB]: { driver: "stub", timeline: "stub" },
+  [FENCE_KIND_ARRAY]: { driver: "dma_fence_array", timeline: "unbound" },
+  [FENCE_KIND_CHAIN]: { driver: "dma_fence_chain", timeline: "unbound" },
+  [FENCE_KIND_PLAIN]: { driver: "dmabuf-lab", timeline: "unbound" },
+};
+
+export class Sync {
+  readonly u8: Uint8Array;
+  readonly u32: Uint32Array;
+  readonly i32: Int32Array;
+  readonly u64: BigUint64Array;
+  readonly f64: Float64Array;
+  readonly clock: LabClock;
+  readonly callbacks = new CallbackRegistry();
+  private readonly finalizer = new FinalizationRegistry<number>((offset) => this.unref(offset));
+
+  constructor(readonly arena: Arena, readonly engine: Engine) {
+    const buffer = arena.buffer;
+    this.u8 = arena.u8;
+    this.u32 = arena.u32;
+    this.i32 = arena.i32;
+    this.u64 = new BigUint64Array(buffer);
+    this.f64 = new Float64Array(buffer);
+    this.clock = new LabClock(arena);
+  }
+
+  /** Once per lab, before it is shared: contexts, the clock, the stub fence. */
+  static init(arena: Arena, engine: Engine): void {
+    LabClock.init(arena);
+    new BigUint64Array(arena.buffer)[arena.control(kCtlContextNext) >>> 3] = 1n;
+    const sync = new Sync(arena, engine);
+    const stub = sync.allocFenceRecord(FENCE_KIND_STUB, 0, 0n, 0n, "stub");
+    sync.i32[(stub + FENCE_REFCOUNT) >>> 2] = IMMORTAL;
+    engine.wasm.fence_signal(stub, 0, sync.clock.nowNs());
+    arena.u32[arena.control(kCtlStubFence) >>> 2] = stub;
+  }
+
+  // ---- contexts and records ------------------------------------------------
+
+  /** dma_fence_context_alloc: the first of n new, unique contexts (never 0). */
+  allocContext(n = 1): bigint {
+    const u64 = this.u64;
+    const i = this.arena.control(kCtlContextNext) >>> 3;
+    return Atomics.add(u64, i, BigInt(n));
+  }
+
+  /** A zeroed record of at least `bytes` from the sync heap. */
+  allocRecord(bytes: number, syscall: string): number {
+    const heap = this.arena.syncHeap;
+    const order = heap.orderFor(bytes);
+    if (order > heap.maxOrder) {
+      throw new DmaBufError("ENOMEM", syscall, `a sync record of ${bytes} bytes exceeds the sync heap's largest block`);
+    }
+    const offset = heap.alloc(order, syscall);
+    this.u8.fill(0, offset, offset + heap.granuleBytes * 2 ** order);
+    return offset;
+  }
+
+  freeRecord(offset: number): void {
+    this.arena.syncHeap.free(offset, undefined, "sync_free");
+  }
+
+  /** A fence record with refcount 1; the caller initialises kind-specific words. */
+  allocFenceRecord(kind: number, timeline: number, context: bigint, seqno: bigint, syscall: string): number {
+    const f = this.allocRecord(FENCE_SIZE, syscall);
+    this.u32[(f + FENCE_KIND) >>> 2] = kind;
+    this.u32[(f + FENCE_TIMELINE) >>> 2] = timeline;
+    this.u64[(f + FENCE_CONTEXT) >>> 3] = context;
+    this.u64[(f + FENCE_SEQNO) >>> 3] = seqno;
+    this.i32[(f + FENCE_REFCOUNT) >>> 2] = 1;
+    return f;
+  }
+
+  // ---- objects -------------------------------------------------------------
+
+  /** A fence context with names; fences come from timeline.createFence(). */
+  timeline(options?: TimelineOptions): Timeline {
+    return Timeline.create(this, options);
+  }
+
+  /** A new sw_sync timeline (SW_SYNC open). */
+  swSync(name?: string): SwSyncTimeline {
+    return SwSyncTimeline.create(this, name);
+  }
+
+  /** A new reservation object. */
+  resv(): Resv {
+    return Resv.create(this);
+  }
+
+  /** dma_fence_array_create with a new context (seqno 1). */
+  array(fences: Fence[], signalOnAny = false): FenceArray {
+    return FenceArray.create(this, fences, this.allocContext(), 1n, signalOnAny);
+  }
+
+  /** dma_fence_chain_init. */
+  chain(prev: Fence | null, fence: Fence, seqno: bigint): FenceChain {
+    return FenceChain.create(this, prev, fence, seqno);
+  }
+
+  /** dma_fence_unwrap_merge. */
+  merge(...fences: Fence[]): Fence {
+    return merge(this, fences);
+  }
+
+  /** sync_file_create. */
+  syncFile(fence: Fence, name?: string): SyncFile {
+    return new SyncFile(this, fence, name);
+  }
+
+  // ---- fences --------------------------------------------------------------
+
+  /** A new pending plain fence on a timeline (owned). */
+  createFence(timeline: Timeline, seqno: bigint): Fence {
+    timeline.ref();
+    try {
+      const f = this.allocFenceRecord(FENCE_KIND_PLAIN, timeline.offset, timeline.context, seqno, "dma_fence_init");
+      return this.view(f, true);
+    } catch (e) {
+      timeline.unref();
+      throw e;
+    }
+  }
+
+  /** dma_fence_get_stub: the lab's always-signalled stub (context 0, seqno 0). */
+  stub(): Fence {
+    const offset = this.u32[this.arena.control(kCtlStubFence) >>> 2];
+    this.ref(offset);
+    return this.view(offset, true);
+  }
+
+  /** dma_fence_allocate_private_stub: a new stub, signalled at `timestampNs`. */
+  privateStub(timestampNs: number): Fence {
+    const f = this.allocFenceRecord(FENCE_KIND_STUB, 0, 0n, 0n, "dma_fence_allocate_private_stub");
+    this.engine.wasm.fence_signal(f, 0, timestampNs);
+    return this.view(f, true);
+  }
+
+  /** A view of the fence at `offset`, of the class its kind needs. */
+  view(offset: number, owned: boolean): Fence {
+    switch (this.u32[(offset + FENCE_KIND) >>> 2] & FENCE_KIND_MASK) {
+      case FENCE_KIND_ARRAY: return new FenceArray(this, offset, owned);
+      case FENCE_KIND_CHAIN: return new FenceChain(this, offset, owned);
+      case FENCE_KIND_PLAIN:
+      case FENCE_KIND_STUB: return new Fence(this, offset, owned);
+      default: throw new DmaBufError("EINVAL", "dma_fence", `no fence at ${hex(offset)}`);
+    }
+  }
+
+  /** An owned view from an offset another thread sent; takes a reference. */
+  fenceAt(offset: number): Fence {
+    const heap = this.arena.syncHeap;
+    if (heap.orderAt(offset) < 0) throw new DmaBufError("EINVAL", "dma_fence", `no fence at ${hex(offset)}`);
+    const view = this.view(offset, false);
+    this.ref(offset);
+    view.owned = true;
+    this.track(view);
+    return view;
+  }
+
+  namesOf(timeline: number, kind: number): FenceNames {
+    if (timeline === 0) return builtinNames[kind];
+    return { driver: readName(this.u8, timeline + TL_DRIVER), timeline: readName(this.u8, timeline + TL_NAME) };
+  }
+
+  // ---- references ----------------------------------------------------------
+
+  ref(offset: number): void {
+    Atomics.add(this.i32, (offset + FENCE_REFCOUNT) >>> 2, 1);
+  }
+
+  /** Drops a reference; frees what reaches zero, iteratively. */
+  unref(offset: number): void {
+    const work = [offset];
+    while (work.length > 0) {
+      const f = work.pop()!;
+      if (Atomics.sub(this.i32, (f + FENCE_REFCOUNT) >>> 2, 1) !== 1) continue;
+      const kind = this.u32[(f + FENCE_KIND) >>> 2] & FENCE_KIND_MASK;
+      const aux = this.u32[(f + FENCE_AUX) >>> 2];
+      if (kind === FENCE_KIND_ARRAY) {
+        work.push(...arrayChildren(this, aux));
+        this.freeRecord(aux);
+      } else if (kind === FENCE_KIND_CHAIN) {
+        work.push(...chainLinks(this, aux));
+        this.freeRecord(aux);
+      }
+      const timeline = this.u32[(f + FENCE_TIMELINE) >>> 2];
+      this.freeRecord(f);
+      if (timeline !== 0) new Timeline(this, timeline).unref();
+    }
+  }
+
+  track(view: Fence): void {
+    this.finalizer.register(view, view.offset, view);
+  }
+
+  untrack(view: Fence): void {
+    this.finalizer.unregister(view);
+  }
+
+  // ---- waiting for any of several fences -----------------------------------
+
+  /**
+   * Blocks until any fence is signalled or the deadline passes. Waiters count
+   * themselves in CTL_ANY_WAITERS before reading the fences; a signal bumps
+   * CTL_ANY_EPOCH after publishing its status whenever that count is
+   * non-zero (assembly/fence.ts), so a waiter sleeping on an unchanged epoch
+   * cannot miss a signal.
+   */
+  blockUntilAny(fences: Fence[], deadline: number): boolean {
+    return this.untilAny(fences, deadline, (epoch, seen, left) => {
+      requireBlocking("dma_fence_wait_any");
+      Atomics.wait(this.i32, epoch, seen, left);
+    }) as boolean;
+  }
+
+  untilAnyAsync(fences: Fence[], deadline: number): Promise<boolean> {
+    return this.untilAny(fences, deadline, async (epoch, seen, left) => {
+      const r = Atomics.waitAsync(this.i32, epoch, seen, left === Infinity ? undefined : left);
+      if (r.async) await r.value;
+    }) as Promise<boolean>;
+  }
+
+  private untilAny(
+    fences: Fence[], deadline: number, sleep: (epoch: number, seen: number, left: number) => void | Promise<void>,
+  ): boolean | Promise<boolean> {
+    const epoch = this.arena.control(CTL_ANY_EPOCH) >>> 2;
+    const waiters = this.arena.control(CTL_ANY_WAITERS) >>> 2;
+    const signaled = () => fences.some((f) => f.isSignaled());
+    if (signaled()) return true;
+    Atomics.add(this.i32, waiters, 1);
+    const step = (): boolean | Promise<boolean> => {
+      for (;;) {
+        const seen = Atomics.load(this.i32, epoch);
+        if (signaled()) return true;
+        const left = deadline - nowMs();
+        if (!(left > 0)) return false;
+        const slept = sleep(epoch, seen, left);
+        if (slept instanceof Promise) return slept.then(step);
+      }
+    };
+    const done = () => { Atomics.sub(this.i32, waiters, 1); };
+    try {
+      const r = step();
+      if (r instanceof Promise) return r.finally(done);
+      done();
+      return r;
+    } catch (e) {
+      done();
+      throw e;
+    }
+  }
+
+  /** Whether this thread may block (false on a browser's main thread). */
+  get canBlock(): boolean {
+    return canBlock();
+  }
+}

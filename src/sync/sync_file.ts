@@ -1,0 +1,149 @@
+/*
+ * sync_file: a file-like object holding one fence (possibly a container),
+ * the unit user space passes around. It holds a reference on its fence.
+ *
+ *   merge    SYNC_IOC_MERGE: flags or pad non-zero EINVAL; the other side
+ *            not an open sync_file of the same lab ENOENT; the fence is
+ *            unwrap-merge of both; the name is at most 31 bytes (longer is
+ *            cut, as the kernel does).
+ *   info     SYNC_IOC_FILE_INFO, two calls: numFences 0 answers the count and
+ *            the fence's status; then numFences at least the count gives one
+ *            entry per unwrapped fence (obj_name = timeline name, driver_name,
+ *            status, timestamp_ns, 0 while pending) and an overall status
+ *            that is the first entry status <= 0, else 1. Too small: EINVAL.
+ *            flags or pad non-zero: EINVAL.
+ *   name     the merge name, else "<driver>-<timeline><context>-<seqno>".
+ *   poll     POLLIN once signalled, an error included.
+ *   setDeadline  SYNC_IOC_SET_DEADLINE: pad non-zero EINVAL.
+ *   close    every later use of the file gives EBADF, before any argument
+ *            is checked (as an ioctl on a closed fd fails in fdget).
+ */
+import { DmaBufError } from "../errno.js";
+import type { Fence } from "./fence.js";
+import { merge, unwrap } from "./fence_unwrap.js";
+import type { Sync } from "./sync.js";
+
+export const POLLIN = 0x1;
+const NAME_BYTES = 32;
+
+export interface SyncFenceInfo {
+  objName: string;
+  driverName: string;
+  status: number;
+  flags: number;
+  timestampNs: number;
+}
+
+export interface SyncFileInfo {
+  name: string;
+  status: number;
+  flags: number;
+  numFences: number;
+  /** Present when the call asked for entries (numFences > 0). */
+  fences?: SyncFenceInfo[];
+}
+
+function cut(name: string): string {
+  const bytes = new TextEncoder().encode(name);
+  if (bytes.length < NAME_BYTES) return name;
+  return new TextDecoder().decode(bytes.subarray(0, NAME_BYTES - 1)).replace(/\uFFFD$/, "");
+}
+
+export class SyncFile {
+  private held: Fence | null;
+  private readonly userName: string;
+
+  /** sync_file_create: takes a new reference on the fence. */
+  constructor(readonly sync: Sync, fence: Fence, name = "") {
+    this.held = fence.get();
+    this.userName = cut(name);
+  }
+
+  /** The fence, borrowed (valid until close()). */
+  get fence(): Fence {
+    if (this.held === null) throw new DmaBufError("EBADF", "sync_file", "this sync_file is closed");
+    return this.held;
+  }
+
+  get name(): string {
+    if (this.userName !== "") return this.userName;
+    const f = this.fence;
+    const { driver, timeline } = f.names;
+    return cut(`${driver}-${timeline}${f.context}-${f.seqno}`);
+  }
+
+  static merge(a: SyncFile, b: unknown, args: { name: string; flags?: number; pad?: number }): SyncFile {
+    const first = a.fence;
+    if ((args.flags ?? 0) !== 0 || (args.pad ?? 0) !== 0) {
+      throw new DmaBufError("EINVAL", "SYNC_IOC_MERGE", `flags ${args.flags ?? 0} and pad ${args.pad ?? 0} must be 0`);
+    }
+    if (!(b instanceof SyncFile) || b.held === null) {
+      throw new DmaBufError("ENOENT", "SYNC_IOC_MERGE", "the second file is not an open sync_file");
+    }
+    if (b.sync.arena.memory !== a.sync.arena.memory) {
+      throw new DmaBufError("ENOENT", "SYNC_IOC_MERGE", "the second file belongs to another lab");
+    }
+    const merged = merge(a.sync, [first, b.fence]);
+    try {
+      return new SyncFile(a.sync, merged, args.name);
+    } finally {
+      merged.put();
+    }
+  }
+
+  info(args: { numFences?: number; flags?: number; pad?: number } = {}): SyncFileInfo {
+    const { numFences = 0, flags = 0, pad = 0 } = args;
+    const fence = this.fence;
+    if (flags !== 0 || pad !== 0) {
+      throw new DmaBufError("EINVAL", "SYNC_IOC_FILE_INFO", `flags ${flags} and pad ${pad} must be 0`);
+    }
+    const leaves = unwrap(fence);
+    if (numFences === 0) {
+      return { name: this.name, status: fence.status, flags: 0, numFences: leaves.length };
+    }
+    if (numFences < leaves.length) {
+      throw new DmaBufError("EINVAL", "SYNC_IOC_FILE_INFO",
+        `num_fences ${numFences} is smaller than the ${leaves.length} fences of this file`);
+    }
+    let status = 1;
+    const fences = leaves.map((f) => {
+      const s = f.status;
+      if (status > 0) status = s;
+      const { driver, timeline } = f.names;
+      return { objName: timeline, driverName: driver, status: s, flags: 0, timestampNs: f.timestampNs };
+    });
+    return { name: this.name, status, flags: 0, numFences: leaves.length, fences };
+  }
+
+  setDeadline(args: { deadlineNs: number; pad?: number }): void {
+    const fence = this.fence;
+    if ((args.pad ?? 0) !== 0) throw new DmaBufError("EINVAL", "SYNC_IOC_SET_DEADLINE", `pad ${args.pad} must be 0`);
+    fence.setDeadline(args.deadlineNs);
+  }
+
+  poll(): number {
+    return this.fence.isSignaled() ? POLLIN : 0;
+  }
+
+  /** Blocks like poll(POLLIN) with a timeout: true once signalled. */
+  wait(timeoutMs = Infinity): boolean {
+    return this.fence.wait(timeoutMs) > 0;
+  }
+
+  async waitAsync(timeoutMs = Infinity): Promise<boolean> {
+    return (await this.fence.waitAsync(timeoutMs)) > 0;
+  }
+
+  get closed(): boolean {
+    return this.held === null;
+  }
+
+  close(): void {
+    this.held?.put();
+    this.held = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
