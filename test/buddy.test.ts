@@ -11,39 +11,25 @@
  * and whether an allocation of a given order must succeed, without knowing
  * which block the allocator picks.
  */
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { DmaBufError, Lab, errnoNumbers, type BuddyStats, type ErrnoCode } from "../src/index.js";
 import { FRAGMENTATION_ORDER, type BuddyAllocator } from "../src/memory/buddy.js";
 import { CACHE_LINE, PAGE_SIZE, REGION_ALIGN } from "../src/memory/layout.js";
-import { withSeed, type Prng } from "./helpers/prng.js";
+import { expectPristine } from "./helpers/buddy-stats.js";
+import { dmaBufError } from "./helpers/errors.js";
+import { cleanUpAfterEach, LabSet } from "./helpers/lab.js";
+import { shuffle, takeRandom, withSeed } from "./helpers/prng.js";
 
 const MiB = 1024 * 1024;
 /** A lab small enough for exhaustion to matter: 8 MiB of pages (2048), 18 MiB of user memory. */
 const SMALL = { memoryBytes: 32 * MiB, poolBytes: 8 * MiB };
 
-const labs: Lab[] = [];
-async function smallLab(): Promise<Lab> {
-  const lab = await Lab.create(SMALL);
-  labs.push(lab);
-  return lab;
-}
-afterEach(() => {
-  for (const lab of labs.splice(0)) lab.close();
-});
-
-/** The DmaBufError thrown by fn (fails the test if it returns or throws something else). */
-function thrown(fn: () => unknown): DmaBufError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DmaBufError);
-    return e as DmaBufError;
-  }
-  throw new Error("expected a DmaBufError, but the call returned");
-}
+const labs = new LabSet(SMALL);
+cleanUpAfterEach({ labs });
+const smallLab = (): Promise<Lab> => labs.create();
 
 function expectError(fn: () => unknown, code: ErrnoCode, syscall: string): DmaBufError {
-  const e = thrown(fn);
+  const e = dmaBufError(fn);
   expect({ code: e.code, errno: e.errno, syscall: e.syscall }).toEqual({ code, errno: errnoNumbers[code], syscall });
   expect(e.message).toContain(`${code}: ${syscall}: `);
   return e;
@@ -63,14 +49,6 @@ function refused(alloc: BuddyAllocator, fn: () => unknown, code: ErrnoCode, sysc
   expect(state(after)).toEqual(state(before));
   expect(after.failures).toBe(before.failures + failures);
   return e;
-}
-
-function shuffle<T>(rng: Prng, items: T[]): T[] {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = rng.int(0, i);
-    [items[i], items[j]] = [items[j], items[i]];
-  }
-  return items;
 }
 
 /** A buddy system with eager coalescing, in granule indices. */
@@ -205,18 +183,6 @@ function modelOf(alloc: BuddyAllocator): BuddyModel {
   return new BuddyModel(alloc.granules, alloc.maxOrder, alloc.granuleBytes);
 }
 
-/** The stats of a region with nothing allocated. */
-function expectPristine(s: BuddyStats, pristine: BuddyStats): void {
-  expect(s.freeBytes).toBe(s.totalBytes);
-  expect(s.freeBlocks).toEqual(pristine.freeBlocks);
-  expect(s.largestFreeBytes).toBe(pristine.largestFreeBytes);
-  expect(s.fragmentation).toBe(0);
-  // Not all zero in a region that is not a power of two: its smaller root
-  // blocks cannot serve the largest orders.
-  expect(s.unusable).toEqual(pristine.unusable);
-  expect(s.allocs - pristine.allocs).toBe(s.frees - pristine.frees);
-}
-
 describe("page allocator", () => {
   test("a fresh pool is all free, in maximal aligned blocks", async () => {
     const lab = await smallLab();
@@ -339,10 +305,7 @@ describe("page allocator", () => {
       let failures = 0;
       for (let step = 0; step < 3000; step++) {
         if (held.length > 0 && rng.next() < 0.45) {
-          const i = rng.int(0, held.length - 1);
-          const { p, order, tag } = held[i];
-          held[i] = held[held.length - 1];
-          held.pop();
+          const { p, order, tag } = takeRandom(rng, held);
           const last = (p + PAGE_SIZE * 2 ** order - 4) >>> 2;
           expect([u32[p >>> 2], u32[last]], `stamps of the block at ${p}`).toEqual([tag, tag]);
           lab.freePages(p, order);
@@ -579,7 +542,7 @@ describe("user memory (lab.alloc)", () => {
     ];
     for (const [what, view] of foreign) {
       const before = user.stats();
-      const e = thrown(() => lab.free(view));
+      const e = dmaBufError(() => lab.free(view));
       expect({ what, code: e.code, errno: e.errno, syscall: e.syscall }).toEqual({ what, code: "EINVAL", errno: 22, syscall: "free" });
       expect(state(user.stats())).toEqual(state(before));
     }
@@ -600,10 +563,7 @@ describe("user memory (lab.alloc)", () => {
       const held: { v: Uint8Array; fill: number }[] = [];
       for (let step = 0; step < 1500; step++) {
         if (held.length > 0 && rng.next() < 0.45) {
-          const i = rng.int(0, held.length - 1);
-          const { v, fill } = held[i];
-          held[i] = held[held.length - 1];
-          held.pop();
+          const { v, fill } = takeRandom(rng, held);
           // Every byte still holds this block's fill: no other block overlapped it.
           const bad = v.findIndex((x) => x !== fill);
           expect(bad, `byte ${bad} of the block at ${v.byteOffset}`).toBe(-1);

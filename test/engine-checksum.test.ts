@@ -13,53 +13,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { Lab } from "../src/lab.js";
-import { DmaBufError, hex } from "../src/errno.js";
+import { hex } from "../src/errno.js";
+import { dmaBufError } from "./helpers/errors.js";
 import { testSeed, withSeed } from "./helpers/prng.js";
+import { xxh32 } from "./helpers/xxh32.js";
 
 const seed = testSeed();
 
-// ---- XXH32, the reference (after xxhash.h, XXH32 one-shot) ----------------
-
-const P1 = 0x9e3779b1;
-const P2 = 0x85ebca77;
-const P3 = 0xc2b2ae3d;
-const P4 = 0x27d4eb2f;
-const P5 = 0x165667b1;
-
-const rotl = (x: number, r: number) => ((x << r) | (x >>> (32 - r))) >>> 0;
-const read32 = (b: Uint8Array, i: number) => (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)) >>> 0;
-const round = (acc: number, input: number) => Math.imul(rotl((acc + Math.imul(input, P2)) >>> 0, 13), P1) >>> 0;
-
-function xxh32(bytes: Uint8Array, seed = 0): number {
-  seed >>>= 0;
-  const n = bytes.length;
-  let i = 0;
-  let h: number;
-  if (n >= 16) {
-    let v1 = (seed + P1 + P2) >>> 0;
-    let v2 = (seed + P2) >>> 0;
-    let v3 = seed;
-    let v4 = (seed - P1) >>> 0;
-    for (; i + 16 <= n; i += 16) {
-      v1 = round(v1, read32(bytes, i));
-      v2 = round(v2, read32(bytes, i + 4));
-      v3 = round(v3, read32(bytes, i + 8));
-      v4 = round(v4, read32(bytes, i + 12));
-    }
-    h = (rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18)) >>> 0;
-  } else {
-    h = (seed + P5) >>> 0;
-  }
-  h = (h + n) >>> 0;
-  for (; i + 4 <= n; i += 4) h = Math.imul(rotl((h + Math.imul(read32(bytes, i), P3)) >>> 0, 17), P4) >>> 0;
-  for (; i < n; i++) h = Math.imul(rotl((h + Math.imul(bytes[i], P5)) >>> 0, 11), P1) >>> 0;
-  h ^= h >>> 15;
-  h = Math.imul(h, P2);
-  h ^= h >>> 13;
-  h = Math.imul(h, P3);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
+// ---- XXH32, the reference (test/helpers/xxh32.ts) -------------------------
 
 const text = (s: string) => new TextEncoder().encode(s);
 
@@ -78,16 +39,6 @@ let data: Uint8Array;
 let dataBase: number;
 
 const hex32 = (n: number) => `0x${(n >>> 0).toString(16).padStart(8, "0")}`;
-
-function catchError(fn: () => void): DmaBufError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof DmaBufError) return e;
-    throw e;
-  }
-  throw new Error("expected a DmaBufError, but the call succeeded");
-}
 
 /** The engine's digest of bytes placed at data + at. */
 function engineDigest(bytes: Uint8Array, at: number, seedValue: number): number {
@@ -233,7 +184,7 @@ describe("out-of-range segments", () => {
       for (const s of segs) list.push(s.addr, s.len);
       const listBytes = lab.arena.u8.slice(list.offset, list.offset + 8 * list.count);
       const before = lab.engine.checksumRange(dataBase, 4096, 7);
-      const e = catchError(() => lab.engine.checksum(list, 7));
+      const e = dmaBufError(() => lab.engine.checksum(list, 7));
       const where = `segment ${k} {addr=${hex(bad.addr)}, len=${bad.len}} of ${segs.length}`;
       expect(e, where).toMatchObject({ code: "EFAULT", errno: 14, syscall: "sg_checksum" });
       expect(e.message, where).toContain(`segment ${k} {addr=${hex(bad.addr)}, len=${bad.len}}`);

@@ -21,11 +21,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Lab } from "../src/lab.js";
-import { DmaBufError, hex } from "../src/errno.js";
+import { hex } from "../src/errno.js";
 import { fixedStrategyNames, strategyNames, type FixedStrategy, type StrategyName } from "../src/engine/strategy.js";
 import { defaultCalibration, type Calibration } from "../src/engine/calibration.js";
 import { AUTO_BUCKETS } from "../src/engine/abi.js";
+import { expectSame, firstDifference, same } from "./helpers/bytes.js";
 import { CANARY, brokenCanary, guard } from "./helpers/canary.js";
+import { dmaBufError } from "./helpers/errors.js";
 import { prng, testSeed, withSeed, type Prng } from "./helpers/prng.js";
 
 const seed = testSeed();
@@ -51,30 +53,6 @@ function pattern(rng: Prng, len: number): Uint8Array {
   const bytes = rng.bytes(new Uint8Array(len));
   for (let i = 0; i < len; i++) if (bytes[i] === CANARY) bytes[i] = CANARY ^ 0x5a;
   return bytes;
-}
-
-function firstDifference(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
-  return a.length === b.length ? -1 : n;
-}
-
-function same(a: Uint8Array, b: Uint8Array): boolean {
-  return Buffer.compare(a, b) === 0;
-}
-
-function expectSame(got: Uint8Array, want: Uint8Array, where: string): void {
-  if (!same(got, want)) throw new Error(`${where}: byte ${firstDifference(got, want)} differs from the model`);
-}
-
-function catchError(fn: () => void): DmaBufError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof DmaBufError) return e;
-    throw e;
-  }
-  throw new Error("expected a DmaBufError, but the call succeeded");
 }
 
 beforeAll(async () => {
@@ -319,7 +297,7 @@ describe("overlapping source and destination", () => {
             lab.engine.copy(dst, s, n, "reference");
             return;
           }
-          const e = catchError(() => lab.engine.copy(dst, s, n, "reference"));
+          const e = dmaBufError(() => lab.engine.copy(dst, s, n, "reference"));
           if (e.code !== "EINVAL" || e.errno !== 22 || e.syscall !== "copy" ||
               !e.message.includes(`dst=${hex(dst)}`) || !e.message.includes(`src=${hex(s)}`) ||
               !e.message.includes(`len=${n}`) || !e.message.includes("reference")) {
@@ -355,21 +333,30 @@ describe("Lab.copy()", () => {
     lab.free(srcView);
   }, seed));
 
-  it("refuses a source longer than the destination with EINVAL and copies nothing", () => {
+  /**
+   * Runs refuse() on a 256-byte destination, with canaries around [64, 64 +
+   * len), and a patterned 256-byte source; then the canaries and every byte
+   * of the destination must be as before.
+   */
+  function expectNothingCopied(len: number, refuse: (dst: Uint8Array, srcView: Uint8Array) => void): void {
     const dst = lab.alloc(256);
     const srcView = lab.alloc(256);
     srcView.set(pattern(prng(seed), 256));
-    const g = guard(dst, 64, 100);
+    const g = guard(dst, 64, len);
     const before = dst.slice();
-    const e = catchError(() => lab.copy(dst.subarray(64, 164), srcView.subarray(0, 101), "bulk"));
-    expect(e).toMatchObject({ code: "EINVAL", errno: 22, syscall: "copy" });
-    expect(e.message).toContain("101");
-    expect(e.message).toContain("100");
+    refuse(dst, srcView);
     expect(brokenCanary(g)).toBeUndefined();
     expect(same(dst, before)).toBe(true);
     lab.free(dst);
     lab.free(srcView);
-  });
+  }
+
+  it("refuses a source longer than the destination with EINVAL and copies nothing", () => expectNothingCopied(100, (dst, srcView) => {
+    const e = dmaBufError(() => lab.copy(dst.subarray(64, 164), srcView.subarray(0, 101), "bulk"));
+    expect(e).toMatchObject({ code: "EINVAL", errno: 22, syscall: "copy" });
+    expect(e.message).toContain("101");
+    expect(e.message).toContain("100");
+  }));
 
   it("copies foreign (ordinary ArrayBuffer) views through the slow path", () => withSeed((rng) => {
     const arenaView = lab.alloc(1024);
@@ -397,25 +384,16 @@ describe("Lab.copy()", () => {
     lab.free(arenaView);
   }, seed));
 
-  it("refuses an unknown strategy with EINVAL naming it, and copies nothing", () => {
-    const dst = lab.alloc(256);
-    const srcView = lab.alloc(256);
-    srcView.set(pattern(prng(seed), 256));
-    const g = guard(dst, 64, 128);
-    const before = dst.slice();
+  it("refuses an unknown strategy with EINVAL naming it, and copies nothing", () => expectNothingCopied(128, (dst, srcView) => {
     for (const call of [
       () => lab.copy(dst.subarray(64, 192), srcView.subarray(0, 128), "turbo" as StrategyName),
       () => lab.engine.copy(lab.offsetOf(dst) + 64, lab.offsetOf(srcView), 128, "turbo" as StrategyName),
     ]) {
-      const e = catchError(call);
+      const e = dmaBufError(call);
       expect(e).toMatchObject({ code: "EINVAL", errno: 22, syscall: "copy" });
       expect(e.message).toContain("'turbo'");
     }
-    expect(brokenCanary(g)).toBeUndefined();
-    expect(same(dst, before)).toBe(true);
-    lab.free(dst);
-    lab.free(srcView);
-  });
+  }));
 });
 
 describe("engine.copy() bounds", () => {
@@ -437,7 +415,7 @@ describe("engine.copy() bounds", () => {
     ];
     for (const [dst, s, len] of cases) {
       for (const strategy of strategyNames) {
-        const e = catchError(() => lab.engine.copy(dst, s, len, strategy));
+        const e = dmaBufError(() => lab.engine.copy(dst, s, len, strategy));
         const where = `${strategy}: dst=${hex(dst)} src=${hex(s)} len=${len}`;
         expect(e, where).toMatchObject({ code: "EFAULT", errno: 14, syscall: "copy" });
         expect(e.message, where).toContain(`dst=${hex(dst)}`);

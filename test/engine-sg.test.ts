@@ -17,11 +17,13 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { Lab } from "../src/lab.js";
-import { DmaBufError, hex } from "../src/errno.js";
+import { hex } from "../src/errno.js";
 import { strategyNames, type StrategyName } from "../src/engine/strategy.js";
 import type { SegmentList, SgTable } from "../src/engine/tables.js";
+import { expectSame } from "./helpers/bytes.js";
 import { CANARY, brokenCanary, guard, type Guarded } from "./helpers/canary.js";
-import { prng, testSeed, withSeed, type Prng } from "./helpers/prng.js";
+import { dmaBufError } from "./helpers/errors.js";
+import { prng, shuffle, testSeed, withSeed, type Prng } from "./helpers/prng.js";
 
 const seed = testSeed();
 const PAGE = 4096;
@@ -38,29 +40,6 @@ let regionGuard: Guarded;
 let base: number; // arena offset of the interior
 
 interface Desc { dst: number; src: number; len: number }
-
-function catchError(fn: () => void): DmaBufError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof DmaBufError) return e;
-    throw e;
-  }
-  throw new Error("expected a DmaBufError, but the call succeeded");
-}
-
-function same(a: Uint8Array, b: Uint8Array): boolean {
-  return Buffer.compare(a, b) === 0;
-}
-
-function firstDifference(a: Uint8Array, b: Uint8Array): number {
-  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return i;
-  return a.length === b.length ? -1 : Math.min(a.length, b.length);
-}
-
-function expectSame(got: Uint8Array, want: Uint8Array, where: string): void {
-  if (!same(got, want)) throw new Error(`${where}: byte ${firstDifference(got, want)} differs from the model`);
-}
 
 /** Fills a view from the random pool (a random slice of it). */
 function refill(rng: Prng, view: Uint8Array): void {
@@ -142,14 +121,6 @@ function randomDescs(rng: Prng, count: number): Desc[] {
   return out;
 }
 
-function shuffle<T>(rng: Prng, items: T[]): T[] {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = rng.int(0, i);
-    [items[i], items[j]] = [items[j], items[i]];
-  }
-  return items;
-}
-
 function fillTable(table: SgTable, descs: Desc[]): SgTable {
   table.clear();
   for (const d of descs) table.push(d.dst, d.src, d.len);
@@ -187,7 +158,7 @@ describe("sg_copy with seeded random descriptor tables", () => {
         const bad = strategy === "reference" ? descs.findIndex(backward) : -1;
         if (bad >= 0) {
           refusedRuns++;
-          const e = catchError(() => lab.engine.sgCopy(table, strategy));
+          const e = dmaBufError(() => lab.engine.sgCopy(table, strategy));
           const d = descs[bad];
           expect(e, where).toMatchObject({ code: "EINVAL", errno: 22, syscall: "sg_copy" });
           expect(e.message, where).toContain(`descriptor ${bad} {dst=${hex(d.dst)}, src=${hex(d.src)}, len=${d.len}}`);
@@ -260,16 +231,27 @@ describe("gather and scatter", () => {
     return list;
   }
 
+  /**
+   * One generated case: the segments placed in the interior, the region
+   * refilled (canaries re-armed), and a linear range of their total length
+   * at MARGIN + linearOffset, refilled and framed by fresh canaries.
+   */
+  function prepare(c: { segments: { at: number; len: number; adjacent: number }[]; linearOffset: number; pick: number }) {
+    const r = prng(c.pick);
+    const segs = place(c.segments);
+    const total = segs.reduce((n, s) => n + s.len, 0);
+    resetRegion(r);
+    const at = MARGIN + c.linearOffset;
+    linearGuard = guard(linear, at, total);
+    refill(r, linear.subarray(at, at + total));
+    return { segs, total, at };
+  }
+
   it("gather: the segments in order, concatenated (fast-check)", () => withSeed((rng) => {
     const list = lab.segmentList(2);
-    fc.assert(fc.property(listArb, ({ segments, strategy, linearOffset, pick }) => {
-      const r = prng(pick);
-      const segs = place(segments);
-      const total = segs.reduce((n, s) => n + s.len, 0);
-      resetRegion(r);
-      const at = MARGIN + linearOffset;
-      linearGuard = guard(linear, at, total);
-      refill(r, linear.subarray(at, at + total));
+    fc.assert(fc.property(listArb, (c) => {
+      const { strategy } = c;
+      const { segs, total, at } = prepare(c);
       const regionBefore = region.slice();
       const want = new Uint8Array(total);
       let pos = 0;
@@ -288,14 +270,9 @@ describe("gather and scatter", () => {
 
   it("scatter: the linear range into the segments in order, later segments win (fast-check)", () => withSeed((rng) => {
     const list = lab.segmentList(2);
-    fc.assert(fc.property(listArb, ({ segments, strategy, linearOffset, pick }) => {
-      const r = prng(pick);
-      const segs = place(segments);
-      const total = segs.reduce((n, s) => n + s.len, 0);
-      resetRegion(r);
-      const at = MARGIN + linearOffset;
-      linearGuard = guard(linear, at, total);
-      refill(r, linear.subarray(at, at + total));
+    fc.assert(fc.property(listArb, (c) => {
+      const { strategy } = c;
+      const { segs, total, at } = prepare(c);
       const linearBefore = linear.slice();
       const want = region.slice();
       let pos = 0;
@@ -382,13 +359,13 @@ describe("gather and scatter", () => {
     // scatter: linear [base, base+100) into segments; segment 1 lands at linear + 150,
     // inside its own source [base+100, base+300)
     list.push(base + 4000, 100).push(base + 150, 200).push(base + 6000, 10);
-    let e = catchError(() => lab.engine.scatter(list, base, "reference"));
+    let e = dmaBufError(() => lab.engine.scatter(list, base, "reference"));
     expect(e).toMatchObject({ code: "EINVAL", errno: 22, syscall: "sg_scatter" });
     expect(e.message).toContain(`segment 1 {addr=${hex(base + 150)}, len=200}`);
     expectSame(region, before, "refused scatter");
     // gather: segment 0 [base+10, +100) into linear [base+50, +100)
     list.clear().push(base + 10, 100).push(base + 3000, 5);
-    e = catchError(() => lab.engine.gather(list, base + 50, "reference"));
+    e = dmaBufError(() => lab.engine.gather(list, base + 50, "reference"));
     expect(e).toMatchObject({ code: "EINVAL", errno: 22, syscall: "sg_gather" });
     expect(e.message).toContain(`segment 0 {addr=${hex(base + 10)}, len=100}`);
     expectSame(region, before, "refused gather");
@@ -446,7 +423,7 @@ describe("invalid descriptors are refused before any byte moves", () => {
         const descs = [...good.slice(0, k), bad, ...good.slice(k)];
         fillTable(table, descs);
         const check = snapshot([[lab.offsetOf(region), region.length], [bad.dst, bad.len], [bad.src, bad.len]]);
-        const e = catchError(() => lab.engine.sgCopy(table, strategy));
+        const e = dmaBufError(() => lab.engine.sgCopy(table, strategy));
         const where = `${strategy}: ${what} at index ${k} of ${descs.length}`;
         expect(e, where).toMatchObject({ code: "EFAULT", errno: 14, syscall: "sg_copy" });
         expect(e.message, where).toContain(`descriptor ${k} {dst=${hex(bad.dst)}, src=${hex(bad.src)}, len=${bad.len}}`);
@@ -459,7 +436,7 @@ describe("invalid descriptors are refused before any byte moves", () => {
   it("sg_copy: only the first bad descriptor is named", () => {
     const table = lab.sgTable();
     table.push(base, base + 100, 10).push(base, 0x10, 4).push(0x20, base, 4);
-    const e = catchError(() => lab.engine.sgCopy(table, "auto"));
+    const e = dmaBufError(() => lab.engine.sgCopy(table, "auto"));
     expect(e.message).toContain("descriptor 1 {dst=");
     table.free();
   });
@@ -490,7 +467,7 @@ describe("invalid descriptors are refused before any byte moves", () => {
           for (const s of segs) list.push(s.addr, s.len);
           const check = snapshot([[lab.offsetOf(region), region.length], [lab.offsetOf(linear), linear.length],
             [bad.addr, bad.len]]);
-          const e = catchError(() => op === "gather"
+          const e = dmaBufError(() => op === "gather"
             ? lab.engine.gather(list, lab.offsetOf(linear), strategy)
             : lab.engine.scatter(list, lab.offsetOf(linear), strategy));
           const where = `${op} ${strategy}: segment ${what} at index ${k} of ${segs.length}`;
@@ -513,7 +490,7 @@ describe("invalid descriptors are refused before any byte moves", () => {
         list.clear().push(base, 100).push(base + 5000, 0).push(base + 300, 156); // 256 bytes in all
         for (const linear of [dmaLo - 64, dmaLo - 256, dmaHi - 255, dmaHi, 0, 0xffffff80]) {
           const check = snapshot([[lab.offsetOf(region), region.length], [linear, 256]]);
-          const e = catchError(() => op === "gather"
+          const e = dmaBufError(() => op === "gather"
             ? lab.engine.gather(list, linear, strategy)
             : lab.engine.scatter(list, linear, strategy));
           const where = `${op} ${strategy}: linear ${hex(linear)}`;
@@ -542,13 +519,13 @@ describe("invalid descriptors are refused before any byte moves", () => {
       for (const offset of [0x1000, dmaLo - 12, dmaLo - 4, dmaHi - 12, dmaHi, 0xfffffff0]) {
         for (const strategy of strategyNames) {
           table.offset = offset;
-          let e = catchError(() => lab.engine.sgCopy(table, strategy));
+          let e = dmaBufError(() => lab.engine.sgCopy(table, strategy));
           let where = `sg_copy ${strategy}: table at ${hex(offset)}`;
           expect(e, where).toMatchObject({ code: "EFAULT", errno: 14, syscall: "sg_copy" });
           expect(e.message, where).toContain(`offset=${hex(offset)}, count=3`);
           list.offset = offset;
           for (const op of ["gather", "scatter", "checksum"] as const) {
-            e = catchError(() => op === "gather" ? lab.engine.gather(list, lab.offsetOf(linear), strategy)
+            e = dmaBufError(() => op === "gather" ? lab.engine.gather(list, lab.offsetOf(linear), strategy)
               : op === "scatter" ? lab.engine.scatter(list, lab.offsetOf(linear), strategy)
                 : lab.engine.checksum(list));
             where = `${op} ${strategy}: list at ${hex(offset)}`;
@@ -580,7 +557,7 @@ describe("invalid descriptors are refused before any byte moves", () => {
       ["sg_scatter", () => lab.engine.scatter(list, base + 1000, "warp" as StrategyName)],
     ];
     for (const [syscall, call] of calls) {
-      const e = catchError(call);
+      const e = dmaBufError(call);
       expect(e).toMatchObject({ code: "EINVAL", errno: 22, syscall });
       expect(e.message).toContain("'warp'");
     }

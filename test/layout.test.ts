@@ -10,20 +10,16 @@ import {
   PAGE_SHIFT, PAGE_SIZE, REGION_ALIGN, USER_GRANULE_SHIFT, WASM_PAGE, computeLayout, readLayout,
   type Layout, type LayoutOptions,
 } from "../src/memory/layout.js";
+import { dmaBufError } from "./helpers/errors.js";
 import { withSeed } from "./helpers/prng.js";
 
 const MiB = 1024 * 1024;
 const layoutOf = (options: LayoutOptions): Layout => computeLayout(options, BuddyAllocator.stateBytes);
 
 function einval(fn: () => unknown, syscall: string): DmaBufError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DmaBufError);
-    expect(e).toMatchObject({ code: "EINVAL", errno: 22, syscall });
-    return e as DmaBufError;
-  }
-  throw new Error("expected EINVAL, but the call returned");
+  const e = dmaBufError(fn);
+  expect(e).toMatchObject({ code: "EINVAL", errno: 22, syscall });
+  return e;
 }
 
 /** Every structural promise of a layout. */

@@ -7,22 +7,14 @@
  * cannot load the TypeScript sources.
  */
 import { Worker } from "node:worker_threads";
-import { afterEach, describe, expect, test } from "vitest";
-import { DmaBufError } from "../src/index.js";
+import { describe, expect, test } from "vitest";
 import { packageUrl } from "../src/engine/artifacts.js";
 import { MUTEX_BYTES, Mutex, kMutexState } from "../src/memory/mutex.js";
+import { dmaBufError } from "./helpers/errors.js";
+import { cleanUpAfterEach } from "./helpers/lab.js";
+import { releaseAll, reports, WorkerSet, type Inbox } from "./helpers/workers.js";
 
 const WAIT_MS = 20_000;
-
-function lockError(fn: () => unknown): DmaBufError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DmaBufError);
-    return e as DmaBufError;
-  }
-  throw new Error("expected a DmaBufError, but the call returned");
-}
 
 /** A mutex at a non-zero offset of a fresh shared buffer, with room around it. */
 function fresh(offset = 64): { mutex: Mutex; i32: Int32Array; state: number } {
@@ -75,7 +67,7 @@ describe("one thread", () => {
     const before = mutex.stats();
     Atomics.store(i32, state, 1); // a holder that died with the lock
     for (const timeoutMs of [0, 1, 30]) {
-      const e = lockError(() => mutex.lock(timeoutMs));
+      const e = dmaBufError(() => mutex.lock(timeoutMs));
       expect({ code: e.code, errno: e.errno, syscall: e.syscall }).toEqual({ code: "EDEADLK", errno: 35, syscall: "mutex_lock" });
       expect(e.message).toContain("0x80");
       expect(e.message).toContain(`${timeoutMs} ms`);
@@ -84,7 +76,7 @@ describe("one thread", () => {
       expect(mutex.stats()).toEqual(before);
     }
     let ran = false;
-    expect(lockError(() => mutex.with(() => { ran = true; }, 10)).code).toBe("EDEADLK");
+    expect(dmaBufError(() => mutex.with(() => { ran = true; }, 10)).code).toBe("EDEADLK");
     expect(ran).toBe(false);
     expect(Atomics.load(i32, state)).not.toBe(0);
     // The holder's unlock releases it, and the mutex works again.
@@ -98,7 +90,7 @@ describe("one thread", () => {
     const { mutex } = fresh();
     mutex.lock();
     try {
-      expect(lockError(() => mutex.lock(5)).code).toBe("EDEADLK");
+      expect(dmaBufError(() => mutex.lock(5)).code).toBe("EDEADLK");
     } finally {
       mutex.unlock();
     }
@@ -166,53 +158,15 @@ interface Msg {
   code?: string;
 }
 
-/** Collects a worker's messages from the start, so that none is missed. */
-class Inbox {
-  private readonly queue: Msg[] = [];
-  private failure: Error | undefined;
-  private wake: (() => void) | undefined;
-
-  constructor(readonly worker: Worker, readonly name: string) {
-    worker.on("message", (m: Msg) => {
-      if (m.type === "error") this.failure ??= new Error(`${name}: ${m.message}`);
-      else this.queue.push(m);
-      this.wake?.();
-    });
-    worker.on("error", (e: Error) => { this.failure ??= e; this.wake?.(); });
-    worker.on("exit", (code: number) => { this.failure ??= new Error(`${name} exited with code ${code}`); this.wake?.(); });
-  }
-
-  /** The next message, which must be of this type; rejects after ms. */
-  async next(type: string, ms: number): Promise<Msg> {
-    const deadline = Date.now() + ms;
-    while (this.queue.length === 0) {
-      if (this.failure) throw this.failure;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${this.name}: no '${type}' message within ${ms} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => { clearTimeout(timer); resolve(); };
-      });
-      this.wake = undefined;
-    }
-    const m = this.queue.shift()!;
-    expect(m.type, `${this.name}'s message`).toBe(type);
-    return m;
-  }
-}
-
-const workers: Worker[] = [];
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.terminate()));
-});
+const workers = new WorkerSet();
+cleanUpAfterEach({ workers });
 
 function start(name: string, workerData: object): Inbox {
   const worker = new Worker(WORKER, {
     eval: true, name,
     workerData: { lib: packageUrl("dist/lib/index.js").href, timeoutMs: WAIT_MS, ...workerData },
   });
-  workers.push(worker);
-  return new Inbox(worker, name);
+  return workers.inbox(worker, name);
 }
 
 describe("threads", () => {
@@ -228,10 +182,8 @@ describe("threads", () => {
     const u32 = new Uint32Array(sab);
     const inboxes = Array.from({ length: count }, (_, k) =>
       start(`counter-${k}`, { sab, mutexOffset, counter, flag, n, mode: "count" }));
-    await Promise.all(inboxes.map((box) => box.next("ready", WAIT_MS)));
-    Atomics.store(i32, flag, 1);
-    Atomics.notify(i32, flag);
-    const done = await Promise.all(inboxes.map((box) => box.next("done", WAIT_MS)));
+    await releaseAll(inboxes, i32.subarray(flag, flag + 1), WAIT_MS);
+    const done = await reports<Msg & { type: "done" }>(inboxes, WAIT_MS);
     expect(done.map((m) => m.n)).toEqual(Array(count).fill(n));
     expect(u32[counter]).toBe(count * n);
     const s = mutex.stats();
@@ -254,7 +206,7 @@ describe("threads", () => {
     mutex.lock();
     try {
       const box = start("try", { sab, mutexOffset: 0, counter: 16, flag: 24, n: 0, mode: "try", tryTimeout });
-      const m = await box.next("result", WAIT_MS);
+      const m = await box.next<Msg>("result", WAIT_MS);
       expect(m.code, m.message).toBe("EDEADLK");
       expect(mutex.stats().acquisitions).toBe(1);
     } finally {
@@ -268,9 +220,9 @@ describe("threads", () => {
     mutex.init();
     const box = start("holder", { sab, mutexOffset: 0, counter: 16, flag: 24, n: 0, mode: "hold" });
     await box.next("locked", WAIT_MS);
-    await workers.pop()!.terminate();
+    await box.worker.terminate();
     expect(mutex.stats().acquisitions).toBe(1);
-    const e = lockError(() => mutex.lock(20));
+    const e = dmaBufError(() => mutex.lock(20));
     expect(e).toMatchObject({ code: "EDEADLK", errno: 35, syscall: "mutex_lock" });
     expect(mutex.stats().acquisitions).toBe(1);
   });

@@ -14,13 +14,15 @@
  * afterEach whatever the outcome. Every test checks that the sync heap is
  * back where it started once everything is put.
  */
-import { Worker } from "node:worker_threads";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
-import { DmaBufError, Lab, type Fence } from "../src/index.js";
-import { artifactUrl } from "../src/engine/artifacts.js";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { Lab, type Fence } from "../src/index.js";
 import { FenceChain } from "../src/sync/fence_chain.js";
 import type { Timeline } from "../src/sync/timeline.js";
-import { withSeed } from "./helpers/prng.js";
+import { codeOf } from "./helpers/errors.js";
+import { cleanUpAfterEach, heapBalanced } from "./helpers/lab.js";
+import { shuffle, withSeed } from "./helpers/prng.js";
+import { clockPast, sleep } from "./helpers/waits.js";
+import { releaseAll, reports, WorkerSet } from "./helpers/workers.js";
 import type { ChainRaceData, ChainRaceReport } from "./workers/chain-race.js";
 import type { ChainWaitData, ChainWaitReport } from "./workers/chain-wait.js";
 
@@ -35,45 +37,17 @@ beforeAll(async () => {
 });
 afterAll(() => lab?.close());
 
-const workers: Worker[] = [];
-/** Terminates every worker started so far (before the records they use are freed). */
-const stopWorkers = async (): Promise<void> => {
-  await Promise.all(workers.splice(0).map((w) => w.terminate()));
-};
-afterEach(stopWorkers);
+/** Workers are terminated in afterEach, and by a test itself before it frees the records they use. */
+const workers = new WorkerSet();
+cleanUpAfterEach({ workers });
 
 const heapFree = (): number => lab.stats().sync.freeBytes;
-
-/** Runs a test body and checks that every record it made was released. */
-function balanced(body: () => void | Promise<void>): () => Promise<void> {
-  return async () => {
-    const before = heapFree();
-    await body();
-    expect(heapFree(), "sync heap bytes after the test").toBe(before);
-  };
-}
+const balanced = heapBalanced(() => lab);
 
 const mockTimeline = (): Timeline => lab.sync.timeline({ driver: "mock", name: "mock" });
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DmaBufError);
-    return (e as DmaBufError).code;
-  }
-  throw new Error("expected a DmaBufError, but the call returned");
-}
-
 /** A fence as text for assertions (printing a view would dump the whole arena). */
 const desc = (f: Fence | null | undefined): string | null => (f ? f.describe() : null);
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function clockPast(ns: number): Promise<void> {
-  for (let i = 0; i < 1000 && lab.sync.clock.nowNs() <= ns; i++) await sleep(1);
-  expect(lab.sync.clock.nowNs()).toBeGreaterThan(ns);
-}
 
 interface FenceChains {
   timeline: Timeline;
@@ -109,45 +83,14 @@ function fenceChainsFini(fc: FenceChains): void {
   fc.timeline.unref();
 }
 
-/** Collects a plain worker's messages from the start, so that none is missed. */
-class Inbox {
-  private readonly queue: { type: string }[] = [];
-  private failure: Error | undefined;
-  private wake: (() => void) | undefined;
-
-  constructor(worker: Worker, readonly name: string) {
-    worker.on("message", (m: { type: string; message?: string }) => {
-      if (m.type === "error") this.failure ??= new Error(`${name}: ${m.message}`);
-      else this.queue.push(m);
-      this.wake?.();
-    });
-    worker.on("error", (e: Error) => { this.failure ??= e; this.wake?.(); });
-    worker.on("exit", (code: number) => { this.failure ??= new Error(`${name} exited with code ${code}`); this.wake?.(); });
+/** fenceChainsInit, then body, then fenceChainsFini whatever body did. */
+async function withFenceChains(count: number, seqnoFn: (i: number) => bigint, body: (fc: FenceChains) => void | Promise<void>): Promise<void> {
+  const fc = fenceChainsInit(count, seqnoFn);
+  try {
+    await body(fc);
+  } finally {
+    fenceChainsFini(fc);
   }
-
-  async next<T extends { type: string }>(type: T["type"], ms: number): Promise<T> {
-    const deadline = Date.now() + ms;
-    while (this.queue.length === 0) {
-      if (this.failure) throw this.failure;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${this.name}: no '${type}' message within ${ms} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => { clearTimeout(timer); resolve(); };
-      });
-      this.wake = undefined;
-    }
-    const m = this.queue.shift()!;
-    expect(m.type, `${this.name}'s message`).toBe(type);
-    return m as T;
-  }
-}
-
-/** Starts test-workers/ENTRY.mjs; it is terminated in afterEach. */
-function startWorker(entry: string, name: string, data: unknown): Inbox {
-  const worker = new Worker(artifactUrl(`test-workers/${entry}.mjs`), { workerData: data, name });
-  workers.push(worker);
-  return new Inbox(worker, name);
 }
 
 describe("KUnit dma-fence-chain", () => {
@@ -163,66 +106,46 @@ describe("KUnit dma-fence-chain", () => {
     t.unref();
   }));
 
-  test("find_seqno", balanced(() => {
-    const fc = fenceChainsInit(64, seqnoInc);
-    try {
-      const tail = fc.tail;
-      const same = FenceChain.findSeqno(tail, 0n);
-      expect(same !== null && same.is(tail), "find_seqno(0) is a no-op: the same node").toBe(true);
-      expect(same!.owned, "and, like every find_seqno result, a borrowed view").toBe(false);
-      for (let i = 0; i < 64; i++) {
-        const s = BigInt(i + 1);
-        expect(FenceChain.findSeqno(tail, s)?.is(fc.chains[i]), `find_seqno(tail, ${s})`).toBe(true);
-        expect(FenceChain.findSeqno(fc.chains[i], s)?.is(fc.chains[i]), `find-self ${s}`).toBe(true);
-        expect(codeOf(() => FenceChain.findSeqno(fc.chains[i], s + 1n)), `future point ${s + 1n}`).toBe("EINVAL");
-        if (i > 0) {
-          expect(FenceChain.findSeqno(fc.chains[i], s - 1n)?.is(fc.chains[i - 1]), `find_seqno(chains[${i}], ${s - 1n})`).toBe(true);
-        } else {
-          expect(FenceChain.findSeqno(fc.chains[i], 0n)?.is(fc.chains[i])).toBe(true);
-        }
+  test("find_seqno", balanced(() => withFenceChains(64, seqnoInc, (fc) => {
+    const tail = fc.tail;
+    const same = FenceChain.findSeqno(tail, 0n);
+    expect(same !== null && same.is(tail), "find_seqno(0) is a no-op: the same node").toBe(true);
+    expect(same!.owned, "and, like every find_seqno result, a borrowed view").toBe(false);
+    for (let i = 0; i < 64; i++) {
+      const s = BigInt(i + 1);
+      expect(FenceChain.findSeqno(tail, s)?.is(fc.chains[i]), `find_seqno(tail, ${s})`).toBe(true);
+      expect(FenceChain.findSeqno(fc.chains[i], s)?.is(fc.chains[i]), `find-self ${s}`).toBe(true);
+      expect(codeOf(() => FenceChain.findSeqno(fc.chains[i], s + 1n)), `future point ${s + 1n}`).toBe("EINVAL");
+      if (i > 0) {
+        expect(FenceChain.findSeqno(fc.chains[i], s - 1n)?.is(fc.chains[i - 1]), `find_seqno(chains[${i}], ${s - 1n})`).toBe(true);
+      } else {
+        expect(FenceChain.findSeqno(fc.chains[i], 0n)?.is(fc.chains[i])).toBe(true);
       }
-      // A plain fence is not a chain: EINVAL.
-      expect(codeOf(() => FenceChain.findSeqno(fc.fences[0], 1n))).toBe("EINVAL");
-    } finally {
-      fenceChainsFini(fc);
     }
-  }));
+    // A plain fence is not a chain: EINVAL.
+    expect(codeOf(() => FenceChain.findSeqno(fc.fences[0], 1n))).toBe("EINVAL");
+  })));
 
-  test("find_signaled", balanced(() => {
-    const fc = fenceChainsInit(2, seqnoInc);
-    try {
-      fc.fences[0].signal();
-      const f = FenceChain.findSeqno(fc.tail, 1n);
-      expect(f === null || f.is(fc.chains[0]), "NULL or chains[0]").toBe(true);
-      // The kernel's answer: NULL (node 0 is signalled and collected).
-      expect(desc(f)).toBeNull();
-    } finally {
-      fenceChainsFini(fc);
-    }
-  }));
+  test("find_signaled", balanced(() => withFenceChains(2, seqnoInc, (fc) => {
+    fc.fences[0].signal();
+    const f = FenceChain.findSeqno(fc.tail, 1n);
+    expect(f === null || f.is(fc.chains[0]), "NULL or chains[0]").toBe(true);
+    // The kernel's answer: NULL (node 0 is signalled and collected).
+    expect(desc(f)).toBeNull();
+  })));
 
-  test("find_out_of_order", balanced(() => {
-    const fc = fenceChainsInit(3, seqnoInc);
-    try {
-      fc.fences[1].signal();
-      const f = FenceChain.findSeqno(fc.tail, 2n);
-      expect(f?.is(fc.chains[0]), "point 2 waits on node 0, the first pending one before it").toBe(true);
-    } finally {
-      fenceChainsFini(fc);
-    }
-  }));
+  test("find_out_of_order", balanced(() => withFenceChains(3, seqnoInc, (fc) => {
+    fc.fences[1].signal();
+    const f = FenceChain.findSeqno(fc.tail, 2n);
+    expect(f?.is(fc.chains[0]), "point 2 waits on node 0, the first pending one before it").toBe(true);
+  })));
 
-  test("find_gap", balanced(() => {
-    const fc = fenceChainsInit(64, seqnoInc2);
-    try {
-      for (let i = 0; i < 64; i++) {
-        expect(FenceChain.findSeqno(fc.tail, BigInt(2 * i + 1))?.is(fc.chains[i]), `point ${2 * i + 1}`).toBe(true);
-        expect(FenceChain.findSeqno(fc.chains[i], BigInt(2 * i + 2))?.is(fc.chains[i]), `point ${2 * i + 2}`).toBe(true);
-      }
-    } finally {
-      fenceChainsFini(fc);
+  test("find_gap", balanced(() => withFenceChains(64, seqnoInc2, (fc) => {
+    for (let i = 0; i < 64; i++) {
+      expect(FenceChain.findSeqno(fc.tail, BigInt(2 * i + 1))?.is(fc.chains[i]), `point ${2 * i + 1}`).toBe(true);
+      expect(FenceChain.findSeqno(fc.chains[i], BigInt(2 * i + 2))?.is(fc.chains[i]), `point ${2 * i + 2}`).toBe(true);
     }
-  }));
+  })));
 
   test("find_race", balanced(async () => {
     const fc = fenceChainsInit(CHAIN_SZ, seqnoInc);
@@ -235,22 +158,20 @@ describe("KUnit dma-fence-chain", () => {
             handle: lab.share(), index, seed: rng.int(0, 0xffffffff), tail: fc.tail.offset,
             fences: fc.fences.map((f) => f.offset), start, stop, timeoutMs: WAIT_MS,
           };
-          return startWorker("chain-race", `chain-race-${index}`, data);
+          return workers.start("chain-race", `chain-race-${index}`, data);
         });
-        await Promise.all(boxes.map((b) => b.next("ready", WAIT_MS)));
-        Atomics.store(start, 0, 1);
-        Atomics.notify(start, 0);
+        await releaseAll(boxes, start, WAIT_MS);
         await sleep(RACE_MS);
         Atomics.store(stop, 0, 1);
-        const reports = await Promise.all(boxes.map((b) => b.next<ChainRaceReport>("done", WAIT_MS)));
+        const done = await reports<ChainRaceReport>(boxes, WAIT_MS);
 
-        for (const r of reports) {
+        for (const r of done) {
           expect(r.problems, `worker ${r.index}`).toEqual([]);
           expect(r.iterations, `worker ${r.index} iterations`).toBeGreaterThan(0);
         }
         // One-shot signalling across threads: each signalled fence had exactly one winner.
         const signalled = fc.fences.filter((f) => f.isSignaled()).length;
-        expect(reports.reduce((n, r) => n + r.signalled, 0)).toBe(signalled);
+        expect(done.reduce((n, r) => n + r.signalled, 0)).toBe(signalled);
         // The last fence is never signalled by the threads, so the tail is pending.
         expect(fc.fences[CHAIN_SZ - 1].isSignaled()).toBe(false);
         expect(fc.tail.isSignaled()).toBe(false);
@@ -261,43 +182,33 @@ describe("KUnit dma-fence-chain", () => {
     } finally {
       // Whatever happened, no worker touches the chain once it is freed.
       Atomics.store(stop, 0, 1);
-      await stopWorkers();
+      await workers.terminateAll();
       fenceChainsFini(fc);
     }
   }));
 
-  test("signal_forward", balanced(() => {
-    const fc = fenceChainsInit(64, seqnoInc);
-    try {
-      for (let i = 0; i < 64; i++) {
-        fc.fences[i].signal();
-        expect(fc.chains[i].isSignaled(), `chains[${i}]`).toBe(true);
-        if (i + 1 < 64) expect(fc.chains[i + 1].isSignaled(), `chains[${i + 1}]`).toBe(false);
-      }
-    } finally {
-      fenceChainsFini(fc);
+  test("signal_forward", balanced(() => withFenceChains(64, seqnoInc, (fc) => {
+    for (let i = 0; i < 64; i++) {
+      fc.fences[i].signal();
+      expect(fc.chains[i].isSignaled(), `chains[${i}]`).toBe(true);
+      if (i + 1 < 64) expect(fc.chains[i + 1].isSignaled(), `chains[${i + 1}]`).toBe(false);
     }
-  }));
+  })));
 
-  test("signal_backward", balanced(() => {
-    const fc = fenceChainsInit(64, seqnoInc);
-    try {
-      for (let i = 63; i >= 0; i--) {
-        fc.fences[i].signal();
-        if (i > 0) expect(fc.chains[i].isSignaled(), `chains[${i}]`).toBe(false);
-      }
-      for (let i = 0; i < 64; i++) expect(fc.chains[i].isSignaled(), `chains[${i}]`).toBe(true);
-    } finally {
-      fenceChainsFini(fc);
+  test("signal_backward", balanced(() => withFenceChains(64, seqnoInc, (fc) => {
+    for (let i = 63; i >= 0; i--) {
+      fc.fences[i].signal();
+      if (i > 0) expect(fc.chains[i].isSignaled(), `chains[${i}]`).toBe(false);
     }
-  }));
+    for (let i = 0; i < 64; i++) expect(fc.chains[i].isSignaled(), `chains[${i}]`).toBe(true);
+  })));
 
   /** wait_forward / wait_backward / wait_random: a worker waits on the tail while this thread signals. */
   async function waitTest(order: (fences: Fence[]) => Fence[]): Promise<void> {
     const fc = fenceChainsInit(CHAIN_SZ, seqnoInc);
     try {
       const data: ChainWaitData = { handle: lab.share(), fence: fc.tail.offset, timeoutMs: WAIT_MS };
-      const box = startWorker("chain-wait", "chain-wait", data);
+      const box = workers.start("chain-wait", "chain-wait", data);
       await box.next("ready", WAIT_MS);
       for (const f of order(fc.fences)) f.signal();
       const report = await box.next<ChainWaitReport>("done", WAIT_MS + 5_000);
@@ -305,7 +216,7 @@ describe("KUnit dma-fence-chain", () => {
       expect(report.status).toBe(1);
       expect(fc.tail.isSignaled()).toBe(true);
     } finally {
-      await stopWorkers();
+      await workers.terminateAll();
       fenceChainsFini(fc);
     }
   }
@@ -314,36 +225,25 @@ describe("KUnit dma-fence-chain", () => {
 
   test("wait_backward", balanced(() => waitTest((fences) => [...fences].reverse())));
 
-  test("wait_random", balanced(() => withSeed((rng) => waitTest((fences) => {
-    // The kernel's randomise_fences: Fisher-Yates over the fences array.
-    for (let count = fences.length - 1; count > 0; count--) {
-      const swp = rng.int(0, count);
-      if (swp !== count) [fences[count], fences[swp]] = [fences[swp], fences[count]];
-    }
-    return fences;
-  }))));
+  // The kernel's randomise_fences: Fisher-Yates over the fences array.
+  test("wait_random", balanced(() => withSeed((rng) => waitTest((fences) => shuffle(rng, fences)))));
 });
 
 describe("chain init", () => {
-  test("a later seqno after a chain node shares its context and records prev_seqno", balanced(() => {
-    const fc = fenceChainsInit(64, seqnoInc);
-    try {
-      const ctx = fc.chains[0].context;
-      expect(desc(fc.chains[0].prev)).toBeNull();
-      expect(fc.chains[0].prevSeqno).toBe(0n);
-      for (let i = 0; i < 64; i++) {
-        expect(fc.chains[i].context).toBe(ctx);
-        expect(fc.chains[i].seqno).toBe(BigInt(i + 1));
-        expect(fc.chains[i].prevSeqno).toBe(BigInt(i));
-        expect(fc.chains[i].fence.is(fc.fences[i])).toBe(true);
-        if (i > 0) expect(fc.chains[i].prev?.is(fc.chains[i - 1])).toBe(true);
-      }
-      // The contained fence's context plays no part.
-      expect(ctx).not.toBe(fc.timeline.context);
-    } finally {
-      fenceChainsFini(fc);
+  test("a later seqno after a chain node shares its context and records prev_seqno", balanced(() => withFenceChains(64, seqnoInc, (fc) => {
+    const ctx = fc.chains[0].context;
+    expect(desc(fc.chains[0].prev)).toBeNull();
+    expect(fc.chains[0].prevSeqno).toBe(0n);
+    for (let i = 0; i < 64; i++) {
+      expect(fc.chains[i].context).toBe(ctx);
+      expect(fc.chains[i].seqno).toBe(BigInt(i + 1));
+      expect(fc.chains[i].prevSeqno).toBe(BigInt(i));
+      expect(fc.chains[i].fence.is(fc.fences[i])).toBe(true);
+      if (i > 0) expect(fc.chains[i].prev?.is(fc.chains[i - 1])).toBe(true);
     }
-  }));
+    // The contained fence's context plays no part.
+    expect(ctx).not.toBe(fc.timeline.context);
+  })));
 
   test("a seqno not later than the previous node's: a new context, the seqno never goes below prev", balanced(() => {
     const t = mockTimeline();
@@ -417,41 +317,32 @@ describe("chain init", () => {
 });
 
 describe("chain state", () => {
-  test("timestamps: 0 while pending, then the latest of the node's fences and every earlier one's", balanced(async () => {
-    const fc = fenceChainsInit(3, seqnoInc);
-    try {
+  test("timestamps: 0 while pending, then the latest of the node's fences and every earlier one's",
+    balanced(() => withFenceChains(3, seqnoInc, async (fc) => {
       const [f0, f1, f2] = fc.fences;
       f2.signal();
       expect(fc.chains.map((c) => c.timestampNs)).toEqual([0, 0, 0]);
-      await clockPast(f2.timestampNs);
+      await clockPast(lab, f2.timestampNs);
       f0.signal();
       expect(fc.chains[0].timestampNs).toBe(f0.timestampNs);
       expect(fc.chains[2].timestampNs).toBe(0);
-      await clockPast(f0.timestampNs);
+      await clockPast(lab, f0.timestampNs);
       f1.signal();
       expect(fc.chains[0].timestampNs).toBe(f0.timestampNs);
       expect(fc.chains[1].timestampNs).toBe(f1.timestampNs);
       expect(fc.chains[2].timestampNs).toBe(f1.timestampNs);
       expect(f1.timestampNs).toBeGreaterThan(f2.timestampNs);
-    } finally {
-      fenceChainsFini(fc);
-    }
-  }));
+    })));
 
-  test("a chain carries no error of its own: status 1 once all its fences are signalled", balanced(() => {
-    const fc = fenceChainsInit(2, seqnoInc);
-    try {
-      fc.fences[0].signal(-5);
-      expect(fc.fences[0].status).toBe(-5);
-      expect(fc.chains[0].status).toBe(1);
-      expect(fc.chains[1].status).toBe(0);
-      fc.fences[1].signal();
-      expect(fc.chains[1].status).toBe(1);
-      expect(codeOf(() => fc.chains[1].signal())).toBe("EINVAL");
-    } finally {
-      fenceChainsFini(fc);
-    }
-  }));
+  test("a chain carries no error of its own: status 1 once all its fences are signalled", balanced(() => withFenceChains(2, seqnoInc, (fc) => {
+    fc.fences[0].signal(-5);
+    expect(fc.fences[0].status).toBe(-5);
+    expect(fc.chains[0].status).toBe(1);
+    expect(fc.chains[1].status).toBe(0);
+    fc.fences[1].signal();
+    expect(fc.chains[1].status).toBe(1);
+    expect(codeOf(() => fc.chains[1].signal())).toBe("EINVAL");
+  })));
 
   test("names are dma_fence_chain / unbound", balanced(() => {
     const fc = fenceChainsInit(1, seqnoInc);
@@ -486,9 +377,8 @@ describe("chain state", () => {
     }
   }));
 
-  test("wait and waitAsync on a node: time out while pending, return once every fence up to it is signalled", balanced(async () => {
-    const fc = fenceChainsInit(3, seqnoInc);
-    try {
+  test("wait and waitAsync on a node: time out while pending, return once every fence up to it is signalled",
+    balanced(() => withFenceChains(3, seqnoInc, async (fc) => {
       expect(fc.tail.wait(0)).toBe(0);
       expect(fc.tail.wait(5)).toBe(0);
       expect(await fc.tail.waitAsync(5)).toBe(0);
@@ -500,8 +390,5 @@ describe("chain state", () => {
       setTimeout(() => fc.fences[1].signal(), 1);
       expect(await waiting).toBeGreaterThan(0);
       expect(fc.tail.wait(0)).toBe(1);
-    } finally {
-      fenceChainsFini(fc);
-    }
-  }));
+    })));
 });

@@ -18,14 +18,18 @@
  * Every worker is terminated in afterEach, whatever the outcome; every wait
  * has a timeout.
  */
-import { threadId, Worker } from "node:worker_threads";
-import { afterEach, describe, expect, test } from "vitest";
-import { DmaBufError, Lab, type Fence } from "../src/index.js";
-import { artifactUrl } from "../src/engine/artifacts.js";
+import { threadId } from "node:worker_threads";
+import { describe, expect, test } from "vitest";
+import { Lab, type Fence } from "../src/index.js";
 import { FENCE_WAITERS } from "../src/engine/abi.js";
 import { isLater } from "../src/sync/fence.js";
+import { codeOf } from "./helpers/errors.js";
+import { FenceAgent } from "./helpers/fence-agent.js";
+import { cleanUpAfterEach, LabSet } from "./helpers/lab.js";
 import { withSeed } from "./helpers/prng.js";
-import type { FenceAgentEvent, FenceAgentRequest, GcDropResult, SignalResult, WaitResult } from "./workers/fence-agent.js";
+import { until, within } from "./helpers/waits.js";
+import { releaseAll, reports, WorkerSet } from "./helpers/workers.js";
+import type { GcDropResult, SignalResult, WaitResult } from "./workers/fence-agent.js";
 import { RACE_WORDS, SLOT0, STOP, type FenceRaceData, type FenceRaceReport } from "./workers/fence-race.js";
 import type { FenceSignalRaceData, FenceSignalRaceReport } from "./workers/fence-signal-race.js";
 
@@ -33,18 +37,11 @@ const MiB = 1024 * 1024;
 const WAIT_MS = 20_000;
 const EIO = -5;
 
-const workers: Worker[] = [];
-const labs: Lab[] = [];
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.terminate()));
-  for (const lab of labs.splice(0)) lab.close();
-});
-
-async function newLab(): Promise<Lab> {
-  const lab = await Lab.create({ memoryBytes: 16 * MiB });
-  labs.push(lab);
-  return lab;
-}
+const workers = new WorkerSet();
+const labs = new LabSet({ memoryBytes: 16 * MiB });
+cleanUpAfterEach({ workers, labs });
+const newLab = (): Promise<Lab> => labs.create();
+const startAgent = (lab: Lab, name: string): Promise<FenceAgent> => FenceAgent.start(workers, lab, name, WAIT_MS);
 
 /** The kernel's mock fence: driver and timeline "mock", seqno 0 (on a fresh context). */
 function mock(lab: Lab): Fence {
@@ -56,162 +53,7 @@ function mock(lab: Lab): Fence {
   }
 }
 
-/** The code of the DmaBufError fn throws (fails if it throws something else or nothing). */
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DmaBufError);
-    return (e as DmaBufError).code;
-  }
-  throw new Error("expected a DmaBufError, nothing was thrown");
-}
-
-/** Rejects when the promise has not settled within ms. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const turns = async (n: number) => { for (let i = 0; i < n; i++) await new Promise<void>((resolve) => setImmediate(resolve)); };
-
-/** Polls cond (every few ms) until it holds; fails after ms. */
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(2);
-  }
-}
-
-type AgentOp = FenceAgentRequest extends infer R ? (R extends unknown ? Omit<R, "id"> : never) : never;
-
-/** The main thread's side of a fence-agent worker. */
-class Agent {
-  threadId = -1;
-  /** What arrived, in order: "event:NAME" and "reply:OP". */
-  readonly log: string[] = [];
-  private serial = 0;
-  private readonly ops = new Map<number, string>();
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  private readonly events: FenceAgentEvent[] = [];
-  private wake: (() => void) | undefined;
-  private failure: Error | undefined;
-  private readonly ready: Promise<void>;
-
-  private constructor(readonly worker: Worker, readonly name: string) {
-    let ready!: () => void;
-    this.ready = new Promise<void>((resolve) => { ready = resolve; });
-    worker.on("message", (m: { type: string; id?: number; result?: unknown; message?: string; threadId?: number }) => {
-      if (m.type === "ready") {
-        this.threadId = m.threadId!;
-        ready();
-      } else if (m.type === "reply") {
-        this.log.push(`reply:${this.ops.get(m.id!)}`);
-        this.pending.get(m.id!)?.resolve(m.result);
-        this.pending.delete(m.id!);
-      } else if (m.type === "error") {
-        this.pending.get(m.id!)?.reject(new Error(`${name}: ${m.message}`));
-        this.pending.delete(m.id!);
-      } else if (m.type === "event") {
-        this.log.push(`event:${(m as FenceAgentEvent).name}`);
-        this.events.push(m as FenceAgentEvent);
-        this.wake?.();
-      }
-    });
-    worker.on("error", (e: Error) => this.fail(e));
-    worker.on("exit", (code: number) => this.fail(new Error(`${name} exited with code ${code}`)));
-  }
-
-  static async start(lab: Lab, name: string): Promise<Agent> {
-    const worker = new Worker(artifactUrl("test-workers/fence-agent.mjs"), { workerData: { handle: lab.share(), name }, name });
-    workers.push(worker);
-    const agent = new Agent(worker, name);
-    await within(Promise.race([agent.ready, new Promise<never>((_, reject) => { agent.onFail = reject; })]), WAIT_MS, `${name} start`);
-    return agent;
-  }
-
-  private onFail: ((e: Error) => void) | undefined;
-
-  private fail(e: Error): void {
-    this.failure ??= e;
-    for (const p of this.pending.values()) p.reject(e);
-    this.pending.clear();
-    this.onFail?.(e);
-    this.wake?.();
-  }
-
-  request<T>(op: AgentOp, ms = WAIT_MS): Promise<T> {
-    if (this.failure) return Promise.reject(this.failure);
-    const id = ++this.serial;
-    this.ops.set(id, op.op);
-    const reply = new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-    });
-    this.worker.postMessage({ ...op, id });
-    return within(reply, ms, `${this.name} ${op.op}`);
-  }
-
-  async event(name: FenceAgentEvent["name"], ms = WAIT_MS): Promise<FenceAgentEvent> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const i = this.events.findIndex((e) => e.name === name);
-      if (i >= 0) return this.events.splice(i, 1)[0];
-      if (this.failure) throw this.failure;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${this.name}: no '${name}' event within ${ms} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => { clearTimeout(timer); resolve(); };
-      });
-      this.wake = undefined;
-    }
-  }
-}
-
-/** Collects a plain worker's messages ("error" and exit fail it). */
-class Inbox {
-  private readonly queue: { type: string }[] = [];
-  private failure: Error | undefined;
-  private wake: (() => void) | undefined;
-
-  constructor(worker: Worker, readonly name: string) {
-    worker.on("message", (m: { type: string; message?: string }) => {
-      if (m.type === "error") this.failure ??= new Error(`${name}: ${m.message}`);
-      else this.queue.push(m);
-      this.wake?.();
-    });
-    worker.on("error", (e: Error) => { this.failure ??= e; this.wake?.(); });
-    worker.on("exit", (code: number) => { this.failure ??= new Error(`${name} exited with code ${code}`); this.wake?.(); });
-  }
-
-  async next<T extends { type: string }>(type: T["type"], ms: number): Promise<T> {
-    const deadline = Date.now() + ms;
-    while (this.queue.length === 0) {
-      if (this.failure) throw this.failure;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${this.name}: no '${type}' message within ${ms} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => { clearTimeout(timer); resolve(); };
-      });
-      this.wake = undefined;
-    }
-    const m = this.queue.shift()!;
-    expect(m.type, `${this.name}'s message`).toBe(type);
-    return m as T;
-  }
-}
-
-function startWorker(name: string, file: string, workerData: unknown): Inbox {
-  const worker = new Worker(artifactUrl(`test-workers/${file}`), { workerData, name });
-  workers.push(worker);
-  return new Inbox(worker, name);
-}
 
 // ---------------------------------------------------------------------------
 
@@ -319,7 +161,7 @@ describe("st-dma-fence (KUnit suite dma-buf-fence)", () => {
 
   test("wait_timeout", async (ctx) => {
     const lab = await newLab();
-    const agent = await Agent.start(lab, "timer");
+    const agent = await startAgent(lab, "timer");
     const f = mock(lab);
     const JIFFY = 4; // ms, HZ = 250
     const HZ = WAIT_MS; // one "second", generous for a loaded 2-core machine
@@ -374,7 +216,7 @@ describe("st-dma-fence (KUnit suite dma-buf-fence)", () => {
       const words = new Int32Array(lab.memory.buffer, mem.byteOffset, RACE_WORDS);
       const inboxes = ([0, 1] as const).map((id) => {
         const data: FenceRaceData = { handle: lab.share(), id, before, words: mem.byteOffset, maxIterations: 8000, timeoutMs: 5000 };
-        return startWorker(`race-${Number(before)}-${id}`, "fence-race.mjs", data);
+        return workers.start("fence-race", `race-${Number(before)}-${id}`, data);
       });
       // The kernel lets the threads run for 50 ms; here about 300 ms or 8000 iterations, whichever comes first.
       const stop = setTimeout(() => {
@@ -383,8 +225,7 @@ describe("st-dma-fence (KUnit suite dma-buf-fence)", () => {
         Atomics.notify(words, SLOT0 + 1);
       }, 300);
       try {
-        const reports = await Promise.all(inboxes.map((b) => b.next<FenceRaceReport>("done", WAIT_MS)));
-        for (const r of reports) {
+        for (const r of await reports<FenceRaceReport>(inboxes, WAIT_MS)) {
           expect(r.error, `pass before=${before}, thread ${r.id} (${r.passes} passes, ${r.misses} misses)`).toBeUndefined();
           expect(r.passes, `thread ${r.id}`).toBeGreaterThan(0);
         }
@@ -395,7 +236,7 @@ describe("st-dma-fence (KUnit suite dma-buf-fence)", () => {
         await until(() => lab.stats().sync.freeBytes === freeBefore, WAIT_MS, `sync heap back to ${freeBefore} free bytes`);
       } finally {
         clearTimeout(stop);
-        await Promise.all(workers.splice(0).map((w) => w.terminate()));
+        await workers.terminateAll();
       }
     }
   });
@@ -432,7 +273,7 @@ describe("dma_fence contract", () => {
     expect(b).toBe(a + 1n);
     expect(c).toBe(b + 5n);
 
-    const agents = await Promise.all([Agent.start(lab, "ctx-0"), Agent.start(lab, "ctx-1")]);
+    const agents = await Promise.all([startAgent(lab, "ctx-0"), startAgent(lab, "ctx-1")]);
     await withSeed(async (rng) => {
       const counts = agents.map(() => Array.from({ length: 3000 }, () => rng.int(1, 4)));
       const mainCounts = Array.from({ length: 300 }, () => rng.int(1, 4));
@@ -500,7 +341,7 @@ describe("dma_fence contract", () => {
 
   test("timestamps are monotonic across threads: 500 alternating turns of main and a worker", async () => {
     const lab = await newLab();
-    const agent = await Agent.start(lab, "alternate");
+    const agent = await startAgent(lab, "alternate");
     const tl = lab.sync.timeline();
     const fences = Array.from({ length: 1000 }, () => tl.createFence());
     tl.unref();
@@ -618,7 +459,7 @@ describe("dma_fence contract", () => {
 
   test("references: the record is freed with the last put, in whichever thread", async () => {
     const lab = await newLab();
-    const agent = await Agent.start(lab, "refs");
+    const agent = await startAgent(lab, "refs");
     const free = () => lab.stats().sync.freeBytes;
     const before = free();
     const tl = lab.sync.timeline();
@@ -648,7 +489,7 @@ describe("dma_fence contract", () => {
 
   test("an owned view collected without put() drops its reference (FinalizationRegistry)", async () => {
     const lab = await newLab();
-    const agent = await Agent.start(lab, "gc");
+    const agent = await startAgent(lab, "gc");
     const f = mock(lab);
     const r = await agent.request<GcDropResult>({ op: "gc-drop", offset: f.offset, attempts: 50 });
     expect(r.refcountWithView).toBe(2);
@@ -674,7 +515,7 @@ describe("dma_fence contract", () => {
 
   test("waitAsync resolves when a worker signals, and gives 0 on timeout", async () => {
     const lab = await newLab();
-    const agent = await Agent.start(lab, "async");
+    const agent = await startAgent(lab, "async");
     const f = mock(lab);
     const g = mock(lab);
     expect(await g.waitAsync(0)).toBe(0);
@@ -700,7 +541,7 @@ describe("dma_fence contract", () => {
 
   test("callbacks added in main run once, in order, from the event loop when a worker signals", async () => {
     const lab = await newLab();
-    const agent = await Agent.start(lab, "signaller");
+    const agent = await startAgent(lab, "signaller");
     const f = mock(lab);
     const calls: string[] = [];
     let done!: () => void;
@@ -720,7 +561,7 @@ describe("dma_fence contract", () => {
 
   test("a worker's callback runs in the worker, once, when main signals; main's runs inside signal()", async () => {
     const lab = await newLab();
-    const agent = await Agent.start(lab, "listener");
+    const agent = await startAgent(lab, "listener");
     const f = mock(lab);
     expect(await agent.request({ op: "callback", offset: f.offset })).toEqual({ added: true });
     let mine = 0;
@@ -741,7 +582,7 @@ describe("dma_fence contract", () => {
 
   test("a worker's callback runs inside its own wait() when another thread signals", async () => {
     const lab = await newLab();
-    const [listener, signaller] = await Promise.all([Agent.start(lab, "listener"), Agent.start(lab, "signaller")]);
+    const [listener, signaller] = await Promise.all([startAgent(lab, "listener"), startAgent(lab, "signaller")]);
     const f = mock(lab);
     expect(await listener.request({ op: "callback", offset: f.offset })).toEqual({ added: true });
     const waiting = listener.request<WaitResult>({ op: "wait", offset: f.offset, timeoutMs: WAIT_MS });
@@ -774,22 +615,20 @@ describe("dma_fence contract", () => {
       const data: FenceSignalRaceData = {
         handle: lab.share(), index, count: N, offsets: offsetsMem.byteOffset, wins: winsMem.byteOffset, start, timeoutMs: WAIT_MS,
       };
-      return startWorker(`signaller-${index}`, "fence-signal-race.mjs", data);
+      return workers.start("fence-signal-race", `signaller-${index}`, data);
     });
-    await Promise.all(boxes.map((b) => b.next("ready", WAIT_MS)));
-    Atomics.store(start, 0, 1);
-    Atomics.notify(start, 0);
-    const reports = await Promise.all(boxes.map((b) => b.next<FenceSignalRaceReport>("done", WAIT_MS)));
-    for (const r of reports) expect(r.won + r.lost).toBe(N);
-    expect(reports.reduce((n, r) => n + r.won, 0)).toBe(N);
-    const errors = new Set(reports.map((r) => -(r.index + 1)));
+    await releaseAll(boxes, start, WAIT_MS);
+    const done = await reports<FenceSignalRaceReport>(boxes, WAIT_MS);
+    for (const r of done) expect(r.won + r.lost).toBe(N);
+    expect(done.reduce((n, r) => n + r.won, 0)).toBe(N);
+    const errors = new Set(done.map((r) => -(r.index + 1)));
     fences.forEach((f, i) => {
       if (wins[i] !== 1) expect.fail(`fence ${i}: ${wins[i]} winners`);
       if (!errors.has(f.status)) expect.fail(`fence ${i}: status ${f.status} is no worker's error`);
       if (!(f.timestampNs > 0)) expect.fail(`fence ${i}: no timestamp`);
     });
     // The status names the winner: each worker's wins are the fences with its error.
-    for (const r of reports) expect(fences.filter((f) => f.status === -(r.index + 1)).length, `worker ${r.index}`).toBe(r.won);
+    for (const r of done) expect(fences.filter((f) => f.status === -(r.index + 1)).length, `worker ${r.index}`).toBe(r.won);
     for (const f of fences) f.put();
     lab.free(offsetsMem);
     lab.free(winsMem);

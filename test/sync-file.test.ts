@@ -16,8 +16,10 @@
  * Every error case also checks that nothing changed: the sync heap (records
  * allocated and freed), reference counts, timeline values and fence states.
  */
-import { afterEach, describe, expect, test, vi } from "vitest";
-import { DmaBufError, Lab, POLLIN, SwSyncTimeline, SyncFile, type Fence } from "../src/index.js";
+import { describe, expect, test, vi } from "vitest";
+import { Lab, POLLIN, SwSyncTimeline, SyncFile, type Fence } from "../src/index.js";
+import { expectErrno, expectErrnoAsync } from "./helpers/errors.js";
+import { cleanUpAfterEach, LabSet } from "./helpers/lab.js";
 import { withSeed } from "./helpers/prng.js";
 
 const MiB = 1024 * 1024;
@@ -25,39 +27,9 @@ const ENOENT = -2;
 const EIO = -5;
 const INT_MAX = 0x7fffffff;
 
-const labs: Lab[] = [];
-afterEach(() => {
-  for (const lab of labs.splice(0)) lab.close();
-});
-
-async function newLab(): Promise<Lab> {
-  const lab = await Lab.create({ memoryBytes: 32 * MiB });
-  labs.push(lab);
-  return lab;
-}
-
-function expectErrno(fn: () => unknown, code: string): DmaBufError {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (e) {
-    thrown = e;
-  }
-  expect(thrown, `expected ${code}`).toBeInstanceOf(DmaBufError);
-  expect((thrown as DmaBufError).code).toBe(code);
-  return thrown as DmaBufError;
-}
-
-async function expectErrnoAsync(fn: () => Promise<unknown>, code: string): Promise<void> {
-  let thrown: unknown;
-  try {
-    await fn();
-  } catch (e) {
-    thrown = e;
-  }
-  expect(thrown, `expected ${code}`).toBeInstanceOf(DmaBufError);
-  expect((thrown as DmaBufError).code).toBe(code);
-}
+const labs = new LabSet({ memoryBytes: 32 * MiB });
+cleanUpAfterEach({ labs });
+const newLab = (): Promise<Lab> => labs.create();
 
 /** What the sync heap has done: a failed call must not move any of it. */
 function heapState(lab: Lab): { freeBytes: number; allocs: number; frees: number } {

@@ -16,10 +16,8 @@
  * never assumed (two cores, no parallelism guarantee) except where this
  * thread holds the lock and watches a worker block on it.
  */
-import { Worker } from "node:worker_threads";
-import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { DmaBufError, Lab, type Fence } from "../src/index.js";
-import { artifactUrl } from "../src/engine/artifacts.js";
 import { FENCE_KIND_ARRAY } from "../src/engine/abi.js";
 import { kMutexState } from "../src/memory/mutex.js";
 import { FenceArray } from "../src/sync/fence_array.js";
@@ -28,7 +26,11 @@ import {
   Resv, usageNames, usageRw, type ResvUsage,
 } from "../src/sync/resv.js";
 import type { Timeline } from "../src/sync/timeline.js";
+import { codeOf, dmaBufError } from "./helpers/errors.js";
+import { cleanUpAfterEach, heapBalanced, LabSet } from "./helpers/lab.js";
 import { withSeed, type Prng } from "./helpers/prng.js";
+import { sleep } from "./helpers/waits.js";
+import { releaseAll, reports, WorkerSet, type Inbox } from "./helpers/workers.js";
 import type { ResvAgentData, ResvAgentReport } from "./workers/resv-agent.js";
 
 const MiB = 1024 * 1024;
@@ -41,45 +43,24 @@ beforeAll(async () => {
 });
 afterAll(() => lab?.close());
 
-const workers: Worker[] = [];
-const extraLabs: Lab[] = [];
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.terminate()));
-  for (const l of extraLabs.splice(0)) l.close();
-});
+const workers = new WorkerSet();
+/** Labs of single tests (the shared one is `lab`). */
+const extraLabs = new LabSet();
+cleanUpAfterEach({ workers, labs: extraLabs });
 // A test that fails while a worker works on its object leaks the object
 // rather than freeing records a worker may still touch.
 
 const heapFree = (l: Lab = lab): number => l.stats().sync.freeBytes;
 
 /** Runs a test body and checks that every record it made was released. */
-function balanced(body: () => void | Promise<void>): () => Promise<void> {
-  return async () => {
-    const before = heapFree();
-    await body();
-    expect(heapFree(), "sync heap bytes after the test").toBe(before);
-  };
-}
+const balanced = heapBalanced(() => lab);
 
 /** The selftest's fences: one context (one timeline), seqno 0. The caller unrefs it. */
 const selftestTimeline = (l: Lab = lab): Timeline => l.sync.timeline({ driver: "selftest", name: "selftest" });
 const mockTimeline = (): Timeline => lab.sync.timeline({ driver: "mock", name: "mock" });
 
-function errorOf(fn: () => unknown): DmaBufError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DmaBufError);
-    return e as DmaBufError;
-  }
-  throw new Error("expected a DmaBufError, but the call returned");
-}
-const codeOf = (fn: () => unknown): string => errorOf(fn).code;
-
 /** A fence as text for assertions (printing a view would dump the whole arena). */
 const desc = (f: Fence | null | undefined): string | null => (f ? f.describe() : null);
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** The entries under the lock: [fence offset, usage], in slot order. */
 function entries(resv: Resv): [number, number][] {
@@ -94,50 +75,31 @@ function addLocked(resv: Resv, f: Fence, usage: ResvUsage, reserve = 1): void {
   });
 }
 
-/** Collects a plain worker's messages from the start, so that none is missed. */
-class Inbox {
-  private readonly queue: { type: string }[] = [];
-  private failure: Error | undefined;
-  private wake: (() => void) | undefined;
-
-  constructor(worker: Worker, readonly name: string) {
-    worker.on("message", (m: { type: string; message?: string }) => {
-      if (m.type === "error") this.failure ??= new Error(`${name}: ${m.message}`);
-      else this.queue.push(m);
-      this.wake?.();
-    });
-    worker.on("error", (e: Error) => { this.failure ??= e; this.wake?.(); });
-    worker.on("exit", (code: number) => { this.failure ??= new Error(`${name} exited with code ${code}`); this.wake?.(); });
-  }
-
-  async next<T extends { type: string }>(type: T["type"], ms: number): Promise<T> {
-    const deadline = Date.now() + ms;
-    while (this.queue.length === 0) {
-      if (this.failure) throw this.failure;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${this.name}: no '${type}' message within ${ms} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => { clearTimeout(timer); resolve(); };
-      });
-      this.wake = undefined;
-    }
-    const m = this.queue.shift()!;
-    expect(m.type, `${this.name}'s message`).toBe(type);
-    return m as T;
-  }
-}
-
 function startAgent(name: string, data: Omit<ResvAgentData, "handle" | "start" | "timeoutMs"> & { start?: Int32Array }): Inbox {
   const full: ResvAgentData = {
     handle: lab.share(), start: new Int32Array(new SharedArrayBuffer(4)), timeoutMs: WAIT_MS, ...data,
   };
-  const worker = new Worker(artifactUrl("test-workers/resv-agent.mjs"), { workerData: full, name });
-  workers.push(worker);
-  return new Inbox(worker, name);
+  return workers.start("resv-agent", name, full);
 }
 
 // ---- the KUnit suite ----------------------------------------------------------
+
+/**
+ * The selftests' setup and teardown around body: a fence on the selftest
+ * timeline (seqno 0) and a new object; after body, the object and the fence
+ * are put and the timeline unref'd. The sync heap must balance.
+ */
+function withFenceAndResv(body: (f: Fence, resv: Resv) => void): () => Promise<void> {
+  return balanced(() => {
+    const t = selftestTimeline();
+    const f = t.createFence(0n);
+    const resv = lab.sync.resv();
+    body(f, resv);
+    resv.put();
+    f.put();
+    t.unref();
+  });
+}
 
 describe.each(USAGES.map((u) => [usageNames[u], u] as const))("KUnit dma-resv, usage %s", (_name, usage) => {
   test("sanitycheck", balanced(() => {
@@ -152,10 +114,7 @@ describe.each(USAGES.map((u) => [usageNames[u], u] as const))("KUnit dma-resv, u
     t.unref();
   }));
 
-  test("signaling", balanced(() => {
-    const t = selftestTimeline();
-    const f = t.createFence(0n);
-    const resv = lab.sync.resv();
+  test("signaling", withFenceAndResv((f, resv) => {
     resv.lock();
     resv.reserveFences(1);
     resv.addFence(f, usage);
@@ -164,15 +123,9 @@ describe.each(USAGES.map((u) => [usageNames[u], u] as const))("KUnit dma-resv, u
     expect(resv.testSignaled(usage), "test_signaled with the fence pending").toBe(false);
     f.signal();
     expect(resv.testSignaled(usage), "test_signaled with the fence signalled").toBe(true);
-    resv.put();
-    f.put();
-    t.unref();
   }));
 
-  test("for_each", balanced(() => {
-    const t = selftestTimeline();
-    const f = t.createFence(0n);
-    const resv = lab.sync.resv();
+  test("for_each", withFenceAndResv((f, resv) => {
     resv.lock();
     resv.reserveFences(1);
     resv.addFence(f, usage);
@@ -185,15 +138,9 @@ describe.each(USAGES.map((u) => [usageNames[u], u] as const))("KUnit dma-resv, u
     // The locked iteration does not skip signalled fences.
     expect([...resv.iter(usage)].length).toBe(1);
     resv.unlock();
-    resv.put();
-    f.put();
-    t.unref();
   }));
 
-  test("for_each_unlocked", balanced(() => {
-    const t = selftestTimeline();
-    const f = t.createFence(0n);
-    const resv = lab.sync.resv();
+  test("for_each_unlocked", withFenceAndResv((f, resv) => {
     addLocked(resv, f, usage);
     let r = "ENOENT";
     let runs = 0;
@@ -219,15 +166,9 @@ describe.each(USAGES.map((u) => [usageNames[u], u] as const))("KUnit dma-resv, u
     expect(runs, "the body runs exactly twice").toBe(2);
     expect(r).toBe("OK");
     f.signal();
-    resv.put();
-    f.put();
-    t.unref();
   }));
 
-  test("get_fences", balanced(() => {
-    const t = selftestTimeline();
-    const f = t.createFence(0n);
-    const resv = lab.sync.resv();
+  test("get_fences", withFenceAndResv((f, resv) => {
     addLocked(resv, f, usage);
     const fences = resv.getFences(usage);
     expect(fences.length).toBe(1);
@@ -236,9 +177,6 @@ describe.each(USAGES.map((u) => [usageNames[u], u] as const))("KUnit dma-resv, u
     expect(f.refcount).toBe(3);
     f.signal();
     fences.forEach((x) => x.put());
-    resv.put();
-    f.put();
-    t.unref();
   }));
 });
 
@@ -516,7 +454,7 @@ describe("misuse changes nothing", () => {
     const t = mockTimeline();
     const first = t.createFence(1n);
     // No list at all.
-    expect(resv.withLock(() => errorOf(() => resv.addFence(first, DMA_RESV_USAGE_WRITE))).code).toBe("ENOSPC");
+    expect(resv.withLock(() => dmaBufError(() => resv.addFence(first, DMA_RESV_USAGE_WRITE))).code).toBe("ENOSPC");
     expect(resv.count).toBe(0);
     expect(first.refcount).toBe(1);
     addLocked(resv, first, DMA_RESV_USAGE_WRITE);
@@ -587,8 +525,7 @@ describe("misuse changes nothing", () => {
   }));
 
   test("the sync heap exhausted: ENOMEM from reserveFences and getSingleton, nothing changed", async () => {
-    const small = await Lab.create({ memoryBytes: 16 * MiB, syncBytes: 64 * 1024 });
-    extraLabs.push(small);
+    const small = await extraLabs.create({ memoryBytes: 16 * MiB, syncBytes: 64 * 1024 });
     const pristine = heapFree(small);
     const t = selftestTimeline(small);
     const a = t.createFence(1n);
@@ -615,14 +552,14 @@ describe("misuse changes nothing", () => {
     const cursor = resv.iterUnlocked(DMA_RESV_USAGE_BOOKKEEP);
     const first = cursor.next();
     expect(first.done).toBe(false);
-    expect(resv.withLock(() => errorOf(() => resv.reserveFences(64))).code).toBe("ENOMEM");
+    expect(resv.withLock(() => dmaBufError(() => resv.reserveFences(64))).code).toBe("ENOMEM");
     expect(entries(resv)).toEqual(before);
     expect(resv.count).toBe(2);
     const second = cursor.next();
     expect(second.done || second.value.restarted, "the slot array was not replaced").toBe(false);
     for (const r of [first, second]) if (!r.done) r.value.fence.put();
     expect(cursor.next().done).toBe(true);
-    expect(errorOf(() => resv.getSingleton(DMA_RESV_USAGE_BOOKKEEP)).code).toBe("ENOMEM");
+    expect(dmaBufError(() => resv.getSingleton(DMA_RESV_USAGE_BOOKKEEP)).code).toBe("ENOMEM");
     expect([a.refcount, b.refcount]).toEqual(refs);
     expect(heapFree(small)).toBe(0);
 
@@ -800,14 +737,12 @@ describe("the lock", () => {
       const contexts = 16;
       const boxes = [0, 1].map((index) =>
         startAgent(`resv-add-${index}`, { mode: "add", index, resv: resv.offset, fence: 0, steps, contexts, start }));
-      await Promise.all(boxes.map((b) => b.next("ready", WAIT_MS)));
-      Atomics.store(start, 0, 1);
-      Atomics.notify(start, 0);
-      const reports = await Promise.all(boxes.map((b) => b.next<ResvAgentReport>("done", WAIT_MS)));
+      await releaseAll(boxes, start, WAIT_MS);
+      const done = await reports<ResvAgentReport>(boxes, WAIT_MS);
       const after = resv.lockStats();
 
-      for (const r of reports) expect(r.problems, `worker ${r.index}`).toEqual([]);
-      const acquisitions = reports.reduce((n, r) => n + r.acquisitions, 0);
+      for (const r of done) expect(r.problems, `worker ${r.index}`).toEqual([]);
+      const acquisitions = done.reduce((n, r) => n + r.acquisitions, 0);
       expect(after.acquisitions - before.acquisitions).toBe(acquisitions);
       const contended = after.contended - before.contended;
       expect(contended).toBeGreaterThanOrEqual(0);
@@ -815,7 +750,7 @@ describe("the lock", () => {
       if (contended === 0) expect(after.waitMs).toBe(before.waitMs);
 
       // Exactly the last fence of each worker's contexts, each once, each held only by the object.
-      const expected = reports.flatMap((r) => r.last.map((e) => [e.fence, e.usage] as [number, number]));
+      const expected = done.flatMap((r) => r.last.map((e) => [e.fence, e.usage] as [number, number]));
       expect(expected.length).toBe(2 * contexts);
       const list = entries(resv);
       expect(resv.count).toBe(2 * contexts);
@@ -823,7 +758,7 @@ describe("the lock", () => {
       expect([...list].sort(byOffset)).toEqual([...expected].sort(byOffset));
       for (const [offset] of list) expect(lab.sync.view(offset, false).refcount).toBe(1);
       // Each worker's entries keep the order of its first adds (round robin over its contexts).
-      for (const r of reports) {
+      for (const r of done) {
         const mine = new Set(r.last.map((e) => e.fence));
         expect(list.filter(([o]) => mine.has(o)).map(([o]) => o)).toEqual(r.last.map((e) => e.fence));
       }

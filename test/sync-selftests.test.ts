@@ -27,12 +27,13 @@
  * opens its own reference to the shared timelines with SwSyncTimeline.dup().
  * Every worker is terminated in afterEach, whatever the outcome.
  */
-import { Worker } from "node:worker_threads";
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { DmaBufError, Lab, POLLIN, SwSyncTimeline, SyncFile } from "../src/index.js";
-import { artifactUrl } from "../src/engine/artifacts.js";
 import { MUTEX_BYTES, Mutex } from "../src/memory/mutex.js";
+import { expectErrno } from "./helpers/errors.js";
+import { cleanUpAfterEach, LabSet } from "./helpers/lab.js";
 import { withSeed } from "./helpers/prng.js";
+import { releaseAll, reports, WorkerSet } from "./helpers/workers.js";
 import type { MpscData, MpscReport } from "./workers/sw-sync-mpsc.js";
 import type { TurnsData, TurnsReport } from "./workers/sw-sync-turns.js";
 
@@ -44,18 +45,10 @@ const FENCE_STATUS_ERROR = -1;
 const FENCE_STATUS_ACTIVE = 0;
 const FENCE_STATUS_SIGNALED = 1;
 
-const workers: Worker[] = [];
-const labs: Lab[] = [];
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.terminate()));
-  for (const lab of labs.splice(0)) lab.close();
-});
-
-async function newLab(options: Parameters<typeof Lab.create>[0] = {}): Promise<Lab> {
-  const lab = await Lab.create({ memoryBytes: 32 * MiB, ...options });
-  labs.push(lab);
-  return lab;
-}
+const workers = new WorkerSet();
+const labs = new LabSet({ memoryBytes: 32 * MiB });
+cleanUpAfterEach({ workers, labs });
+const newLab = (options: Parameters<typeof Lab.create>[0] = {}): Promise<Lab> => labs.create(options);
 
 // ---- the selftests' helpers -------------------------------------------------
 
@@ -92,71 +85,6 @@ function countWithStatus(f: SyncFile, status: number): number {
   const { fences } = f.info({ numFences, flags: 0 });
   expect(fences).toHaveLength(numFences);
   return fences!.filter((e) => e.status === status).length;
-}
-
-function expectErrno(fn: () => unknown, code: string): void {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (e) {
-    thrown = e;
-  }
-  expect(thrown, `expected ${code}`).toBeInstanceOf(DmaBufError);
-  expect((thrown as DmaBufError).code).toBe(code);
-}
-
-// ---- workers ------------------------------------------------------------------
-
-/** Messages of one worker: "ready", then its report; an "error" message, an error event or an exit fails next(). */
-class Inbox {
-  private readonly queue: { type: string }[] = [];
-  private failure: Error | undefined;
-  private wake: (() => void) | undefined;
-
-  constructor(worker: Worker, readonly name: string) {
-    worker.on("message", (m: { type: string; message?: string }) => {
-      if (m.type === "error") this.failure ??= new Error(`${name}: ${m.message}`);
-      else this.queue.push(m);
-      this.wake?.();
-    });
-    worker.on("error", (e: Error) => { this.failure ??= e; this.wake?.(); });
-    worker.on("exit", (code: number) => { this.failure ??= new Error(`${name} exited with code ${code}`); this.wake?.(); });
-  }
-
-  async next<T extends { type: string }>(type: T["type"], ms: number): Promise<T> {
-    const deadline = Date.now() + ms;
-    while (this.queue.length === 0) {
-      if (this.failure) throw this.failure;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${this.name}: no '${type}' message within ${ms} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => { clearTimeout(timer); resolve(); };
-      });
-      this.wake = undefined;
-    }
-    const m = this.queue.shift()!;
-    expect(m.type, `${this.name}'s message`).toBe(type);
-    return m as T;
-  }
-}
-
-function startWorker<D>(file: string, data: D, name: string): Inbox {
-  const worker = new Worker(artifactUrl(`test-workers/${file}`), { workerData: data, name });
-  workers.push(worker);
-  return new Inbox(worker, name);
-}
-
-/** Waits for every worker's "ready", then lets them all go at once. */
-async function release(boxes: Inbox[], start: Int32Array): Promise<void> {
-  await Promise.all(boxes.map((b) => b.next("ready", WAIT_MS)));
-  Atomics.store(start, 0, 1);
-  Atomics.notify(start, 0);
-}
-
-/** Waits for every worker's report; the first failure (an "error" message, a crash) rejects. */
-function reports<T extends { type: string }>(boxes: Inbox[], ms: number): Promise<T[]> {
-  return Promise.all(boxes.map((b) => b.next<T>("done", ms)));
 }
 
 // ---- the tests, in the kernel's order ----------------------------------------------
@@ -338,9 +266,9 @@ describe("tools/testing/selftests/sync", () => {
       const data: TurnsData = {
         handle: lab.share(), id, timeline: timeline.offset, counter: counterView.byteOffset, iterations, start, waitMs: WAIT_MS,
       };
-      return startWorker("sw-sync-turns.mjs", data, `turns-${id}`);
+      return workers.start("sw-sync-turns", `turns-${id}`, data);
     });
-    await release(boxes, start);
+    await releaseAll(boxes, start, WAIT_MS);
     // The whole run, 131,072 cross-thread turns, is bounded by this (each
     // wait inside is bounded by WAIT_MS as well).
     const done = await reports<TurnsReport>(boxes, 10 * 60_000);
@@ -370,12 +298,12 @@ describe("tools/testing/selftests/sync", () => {
       mutex: shared.byteOffset, counter: shared.byteOffset + MUTEX_BYTES, iterations, start, waitMs: WAIT_MS,
     };
     const boxes = [
-      ...Array.from({ length: n }, (_, id) => startWorker<MpscData>("sw-sync-mpsc.mjs", { ...base, role: "producer", id }, `producer-${id}`)),
+      ...Array.from({ length: n }, (_, id) => workers.start("sw-sync-mpsc", `producer-${id}`, { ...base, role: "producer", id } satisfies MpscData)),
       // The consumer: the C test's main thread, here a sixth worker so that
       // this thread stays free to notice a failure.
-      startWorker<MpscData>("sw-sync-mpsc.mjs", { ...base, role: "consumer", id: n }, "consumer"),
+      workers.start("sw-sync-mpsc", "consumer", { ...base, role: "consumer", id: n } satisfies MpscData),
     ];
-    await release(boxes, start);
+    await releaseAll(boxes, start, WAIT_MS);
     const done = await reports<MpscReport>(boxes, 10 * 60_000);
 
     for (const r of done) expect(r.iterations, `${r.role} ${r.id}`).toBe(iterations);

@@ -12,11 +12,14 @@
  * that the sync heap is back to where it started: nothing leaked.
  */
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { DmaBufError, Lab, type Fence } from "../src/index.js";
+import { Lab, type Fence } from "../src/index.js";
 import { FENCE_KIND_ARRAY, FENCE_KIND_PLAIN, FENCE_KIND_STUB } from "../src/engine/abi.js";
 import { FenceArray } from "../src/sync/fence_array.js";
 import { unwrap } from "../src/sync/fence_unwrap.js";
 import type { Timeline } from "../src/sync/timeline.js";
+import { codeOf } from "./helpers/errors.js";
+import { heapBalanced } from "./helpers/lab.js";
+import { clockPast } from "./helpers/waits.js";
 
 const MiB = 1024 * 1024;
 
@@ -25,8 +28,6 @@ beforeAll(async () => {
   lab = await Lab.create({ memoryBytes: 32 * MiB });
 });
 afterAll(() => lab?.close());
-
-const heapFree = (): number => lab.stats().sync.freeBytes;
 
 /** A "mock" timeline: a fresh context. The caller unrefs it. */
 const mockTimeline = (): Timeline => lab.sync.timeline({ driver: "mock", name: "mock" });
@@ -42,13 +43,7 @@ function mock(seqno = 1n): Fence {
 }
 
 /** Runs a test body and checks that every record it made was released. */
-function balanced(body: () => void | Promise<void>): () => Promise<void> {
-  return async () => {
-    const before = heapFree();
-    await body();
-    expect(heapFree(), "sync heap bytes after the test").toBe(before);
-  };
-}
+const balanced = heapBalanced(() => lab);
 
 const putAll = (...fences: Fence[]): void => fences.forEach((f) => f.put());
 
@@ -61,23 +56,6 @@ function expectExactly(seen: Fence[], expected: Fence[]): void {
   expect([...ids(seen)].sort((a, b) => a - b)).toEqual([...ids(expected)].sort((a, b) => a - b));
 }
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Waits until the lab clock has moved past `ns`, so that the next signal gets a later timestamp. */
-async function clockPast(ns: number): Promise<void> {
-  for (let i = 0; i < 1000 && lab.sync.clock.nowNs() <= ns; i++) await sleep(1);
-  expect(lab.sync.clock.nowNs()).toBeGreaterThan(ns);
-}
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(DmaBufError);
-    return (e as DmaBufError).code;
-  }
-  throw new Error("expected a DmaBufError, but the call returned");
-}
 
 describe("KUnit dma-fence-unwrap", () => {
   test("sanitycheck", balanced(() => {
@@ -259,9 +237,9 @@ describe("merge rules", () => {
     const f3 = mock();
     const a = lab.sync.array([f2, f3]);
     f2.signal();
-    await clockPast(f2.timestampNs);
+    await clockPast(lab, f2.timestampNs);
     f3.signal(-5);
-    await clockPast(f3.timestampNs);
+    await clockPast(lab, f3.timestampNs);
     f1.signal();
     const latest = Math.max(f1.timestampNs, f2.timestampNs, f3.timestampNs);
     expect(latest).toBe(f1.timestampNs);
@@ -397,7 +375,7 @@ describe("dma_fence_array", () => {
     expect(a.isSignaled()).toBe(true);
     expect(a.timestampNs).toBe(f2.timestampNs);
     expect(a.wait(0)).toBe(1);
-    await clockPast(f2.timestampNs);
+    await clockPast(lab, f2.timestampNs);
     f1.signal();
     expect(a.status).toBe(-5);
     expect(a.timestampNs).toBe(f2.timestampNs);
@@ -411,7 +389,7 @@ describe("dma_fence_array", () => {
     expect(a.timestampNs).toBe(0);
     f2.signal();
     expect(a.timestampNs).toBe(0);
-    await clockPast(f2.timestampNs);
+    await clockPast(lab, f2.timestampNs);
     f1.signal();
     expect(f1.timestampNs).toBeGreaterThan(f2.timestampNs);
     expect(a.timestampNs).toBe(f1.timestampNs);

@@ -11,12 +11,14 @@
  * each waiter is really asleep when the signal comes. Workers are
  * fence-agent threads, terminated in afterEach whatever the outcome.
  */
-import { Worker } from "node:worker_threads";
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { Lab, type Fence } from "../src/index.js";
-import { artifactUrl } from "../src/engine/artifacts.js";
 import { CTL_ANY_WAITERS, FENCE_WAITERS } from "../src/engine/abi.js";
-import type { FenceAgentEvent, FenceAgentRequest, SignalResult, WaitResult, WasmWaitResult } from "./workers/fence-agent.js";
+import { FenceAgent } from "./helpers/fence-agent.js";
+import { cleanUpAfterEach, LabSet } from "./helpers/lab.js";
+import { until, within } from "./helpers/waits.js";
+import { WorkerSet } from "./helpers/workers.js";
+import type { SignalResult, WaitResult, WasmWaitResult } from "./workers/fence-agent.js";
 
 const MiB = 1024 * 1024;
 const WAIT_MS = 20_000;
@@ -26,42 +28,17 @@ const EIO = -5;
 const EFAULT = -14;
 const EINVAL = -22;
 
-const workers: Worker[] = [];
-const labs: Lab[] = [];
-afterEach(async () => {
-  await Promise.all(workers.splice(0).map((w) => w.terminate()));
-  for (const lab of labs.splice(0)) lab.close();
-});
-
-async function newLab(): Promise<Lab> {
-  const lab = await Lab.create({ memoryBytes: 16 * MiB });
-  labs.push(lab);
-  return lab;
-}
+const workers = new WorkerSet();
+const labs = new LabSet({ memoryBytes: 16 * MiB });
+cleanUpAfterEach({ workers, labs });
+const newLab = (): Promise<Lab> => labs.create();
+const startAgents = (lab: Lab, names: string[]): Promise<FenceAgent[]> => FenceAgent.startAll(workers, lab, names, WAIT_MS);
 
 function fences(lab: Lab, n: number): Fence[] {
   const tl = lab.sync.timeline({ driver: "wasm-test", name: "wasm" });
   const out = Array.from({ length: n }, () => tl.createFence());
   tl.unref();
   return out;
-}
-
-/** Rejects when the promise has not settled within ms. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Polls cond (every few ms) until it holds; fails after ms. */
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise<void>((resolve) => setTimeout(resolve, 2));
-  }
 }
 
 const waiters = (lab: Lab, f: Fence) => Atomics.load(lab.sync.i32, (f.offset + FENCE_WAITERS) >>> 2);
@@ -73,73 +50,12 @@ async function untilWaiters(lab: Lab, f: Fence, n: number): Promise<void> {
   expect(waiters(lab, f)).toBe(n);
 }
 
-type AgentOp = FenceAgentRequest extends infer R ? (R extends unknown ? Omit<R, "id"> : never) : never;
-
-/** The main thread's side of a fence-agent worker (see test/workers/fence-agent.ts). */
-class Agent {
-  threadId = -1;
-  private serial = 0;
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  private failure: Error | undefined;
-  private onFail: ((e: Error) => void) | undefined;
-  private readonly ready: Promise<void>;
-
-  private constructor(readonly worker: Worker, readonly name: string) {
-    let ready!: () => void;
-    this.ready = new Promise<void>((resolve) => { ready = resolve; });
-    worker.on("message", (m: { type: string; id?: number; result?: unknown; message?: string; threadId?: number }) => {
-      if (m.type === "ready") {
-        this.threadId = m.threadId!;
-        ready();
-      } else if (m.type === "reply" || m.type === "error") {
-        const p = this.pending.get(m.id!);
-        this.pending.delete(m.id!);
-        if (m.type === "reply") p?.resolve(m.result);
-        else p?.reject(new Error(`${name}: ${m.message}`));
-      } else if (m.type !== "event") {
-        this.fail(new Error(`${name}: unexpected message ${JSON.stringify(m as FenceAgentEvent)}`));
-      }
-    });
-    worker.on("error", (e: Error) => this.fail(e));
-    worker.on("exit", (code: number) => this.fail(new Error(`${name} exited with code ${code}`)));
-  }
-
-  static async start(lab: Lab, name: string): Promise<Agent> {
-    const worker = new Worker(artifactUrl("test-workers/fence-agent.mjs"), { workerData: { handle: lab.share(), name }, name });
-    workers.push(worker);
-    const agent = new Agent(worker, name);
-    await within(Promise.race([agent.ready, new Promise<never>((_, reject) => { agent.onFail = reject; })]), WAIT_MS, `${name} start`);
-    return agent;
-  }
-
-  static startAll(lab: Lab, names: string[]): Promise<Agent[]> {
-    return Promise.all(names.map((n) => Agent.start(lab, n)));
-  }
-
-  private fail(e: Error): void {
-    this.failure ??= e;
-    for (const p of this.pending.values()) p.reject(e);
-    this.pending.clear();
-    this.onFail?.(e);
-  }
-
-  request<T>(op: AgentOp, ms = WAIT_MS): Promise<T> {
-    if (this.failure) return Promise.reject(this.failure);
-    const id = ++this.serial;
-    const reply = new Promise<T>((resolve, reject) => {
-      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-    });
-    this.worker.postMessage({ ...op, id });
-    return within(reply, ms, `${this.name} ${op.op}`);
-  }
-}
-
 // ---------------------------------------------------------------------------
 
 describe("wasm signals, JavaScript waits", () => {
   test("a worker's fence_signal wakes a blocking wait() in another worker and the main thread's waitAsync", async () => {
     const lab = await newLab();
-    const [waiter, signaller] = await Agent.startAll(lab, ["js-waiter", "wasm-signaller"]);
+    const [waiter, signaller] = await startAgents(lab, ["js-waiter", "wasm-signaller"]);
     for (const error of [0, EIO]) {
       const [f] = fences(lab, 1);
       let called = 0;
@@ -173,7 +89,7 @@ describe("wasm signals, JavaScript waits", () => {
 
   test("a wasm signal wakes a worker waiting on a signal-on-any array", async () => {
     const lab = await newLab();
-    const [waiter, signaller] = await Agent.startAll(lab, ["any-waiter", "wasm-signaller"]);
+    const [waiter, signaller] = await startAgents(lab, ["any-waiter", "wasm-signaller"]);
     const [a, b, c] = fences(lab, 3);
     const any = lab.sync.array([a, b, c], true);
     const waiting = waiter.request<WaitResult>({ op: "wait", offset: any.offset, timeoutMs: WAIT_MS });
@@ -189,7 +105,7 @@ describe("wasm signals, JavaScript waits", () => {
 describe("JavaScript signals, wasm waits", () => {
   test("main's signal() ends a worker's fence_wait with the status", async () => {
     const lab = await newLab();
-    const [waiter] = await Agent.startAll(lab, ["wasm-waiter"]);
+    const [waiter] = await startAgents(lab, ["wasm-waiter"]);
     for (const error of [0, EIO]) {
       const [f] = fences(lab, 1);
       const waiting = waiter.request<WasmWaitResult>({ op: "wasm-wait", offset: f.offset, timeoutNs: WAIT_NS });
@@ -203,7 +119,7 @@ describe("JavaScript signals, wasm waits", () => {
 
   test("fence_wait without a limit (-1) also ends at the signal", async () => {
     const lab = await newLab();
-    const [waiter] = await Agent.startAll(lab, ["wasm-waiter"]);
+    const [waiter] = await startAgents(lab, ["wasm-waiter"]);
     const [f] = fences(lab, 1);
     const waiting = waiter.request<WasmWaitResult>({ op: "wasm-wait", offset: f.offset, timeoutNs: -1n });
     await untilWaiters(lab, f, 1);
@@ -214,7 +130,7 @@ describe("JavaScript signals, wasm waits", () => {
 
   test("fence_wait with a timeout returns 0 when it passes, and the status once signalled", async () => {
     const lab = await newLab();
-    const [waiter] = await Agent.startAll(lab, ["wasm-waiter"]);
+    const [waiter] = await startAgents(lab, ["wasm-waiter"]);
     const [f] = fences(lab, 1);
     const word0 = Atomics.load(lab.arena.i32, 0); // static data: nothing writes it
     expect((await waiter.request<WasmWaitResult>({ op: "wasm-wait", offset: f.offset, timeoutNs: 20_000_000n })).rc).toBe(0);
@@ -236,7 +152,7 @@ describe("JavaScript signals, wasm waits", () => {
 describe("one signal wakes every waiter", () => {
   test("four workers (two in wasm, two in JavaScript) and the main thread's waitAsync", async () => {
     const lab = await newLab();
-    const agents = await Agent.startAll(lab, ["wasm-0", "js-1", "wasm-2", "js-3"]);
+    const agents = await startAgents(lab, ["wasm-0", "js-1", "wasm-2", "js-3"]);
     for (const signalFromWasm of [false, true]) {
       const [f] = fences(lab, 1);
       const inWorkers = agents.map((a, i) => (i % 2 === 0
@@ -257,7 +173,7 @@ describe("one signal wakes every waiter", () => {
 describe("the signal-on-any array", () => {
   test("a worker's wait() on array([a, b, c], any) wakes when main signals b", async () => {
     const lab = await newLab();
-    const [waiter] = await Agent.startAll(lab, ["any-waiter"]);
+    const [waiter] = await startAgents(lab, ["any-waiter"]);
     const [a, b, c] = fences(lab, 3);
     const any = lab.sync.array([a, b, c], true);
     expect(any.signalOnAny).toBe(true);

@@ -4,82 +4,42 @@
  * churning the page allocator at once, and errors crossing threads.
  * Every worker is terminated in afterEach, whatever the test's outcome.
  */
-import { Worker } from "node:worker_threads";
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { DmaBufError, Lab, spawnLabThread, type LabThread, type StrategyName } from "../src/index.js";
 import { artifactUrl } from "../src/engine/artifacts.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
+import { expectPristine } from "./helpers/buddy-stats.js";
 import { brokenCanary, guard, type Guarded } from "./helpers/canary.js";
+import { cleanUpAfterEach, LabSet } from "./helpers/lab.js";
 import { withSeed } from "./helpers/prng.js";
+import { within } from "./helpers/waits.js";
+import { releaseAll, reports, WorkerSet } from "./helpers/workers.js";
+import { xxh32 } from "./helpers/xxh32.js";
 import type { HeldBlock, PageChurnData, PageChurnReport } from "./workers/page-churn.js";
 
 const MiB = 1024 * 1024;
 const WAIT_MS = 20_000;
 
-const threads: LabThread[] = [];
-const workers: Worker[] = [];
-const labs: Lab[] = [];
-afterEach(async () => {
-  await Promise.all([
-    ...threads.splice(0).map((t) => t.terminate()),
-    ...workers.splice(0).map((w) => w.terminate()),
-  ]);
-  for (const lab of labs.splice(0)) lab.close();
-});
-
-async function newLab(options: Parameters<typeof Lab.create>[0]): Promise<Lab> {
-  const lab = await Lab.create(options);
-  labs.push(lab);
-  return lab;
-}
+/** Plain workers and lab threads alike. */
+const workers = new WorkerSet();
+const labs = new LabSet();
+cleanUpAfterEach({ workers, labs });
+const newLab = (options: Parameters<typeof Lab.create>[0]): Promise<Lab> => labs.create(options);
 
 /** Starts n lab threads; all are registered for termination even if one fails to start. */
 async function spawn(lab: Lab, n: number, prefix: string): Promise<LabThread[]> {
   const settled = await Promise.allSettled(Array.from({ length: n }, (_, i) => spawnLabThread(lab, { name: `${prefix}-${i}` })));
-  for (const s of settled) if (s.status === "fulfilled") threads.push(s.value);
+  for (const s of settled) if (s.status === "fulfilled") workers.track(s.value);
   for (const s of settled) if (s.status === "rejected") throw s.reason;
   return settled.map((s) => (s as PromiseFulfilledResult<LabThread>).value);
 }
 
-/** Rejects when the promise has not settled within ms. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** xxHash32, written from the specification, to check the engine's checksums independently. */
-function xxh32(data: Uint8Array, seed = 0): number {
-  const P1 = 0x9e3779b1, P2 = 0x85ebca77, P3 = 0xc2b2ae3d, P4 = 0x27d4eb2f, P5 = 0x165667b1;
-  const rotl = (x: number, r: number) => (x << r) | (x >>> (32 - r));
-  const word = (i: number) => data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24);
-  const round = (acc: number, lane: number) => Math.imul(rotl((acc + Math.imul(lane, P2)) | 0, 13), P1);
-  const len = data.length;
-  let i = 0;
-  let h: number;
-  if (len >= 16) {
-    let v1 = (seed + P1 + P2) | 0, v2 = (seed + P2) | 0, v3 = seed | 0, v4 = (seed - P1) | 0;
-    for (; i + 16 <= len; i += 16) {
-      v1 = round(v1, word(i));
-      v2 = round(v2, word(i + 4));
-      v3 = round(v3, word(i + 8));
-      v4 = round(v4, word(i + 12));
-    }
-    h = (rotl(v1, 1) + rotl(v2, 7) + rotl(v3, 12) + rotl(v4, 18)) | 0;
-  } else {
-    h = (seed + P5) | 0;
-  }
-  h = (h + len) | 0;
-  for (; i + 4 <= len; i += 4) h = Math.imul(rotl((h + Math.imul(word(i), P3)) | 0, 17), P4);
-  for (; i < len; i++) h = Math.imul(rotl((h + Math.imul(data[i], P5)) | 0, 11), P1);
-  h ^= h >>> 15;
-  h = Math.imul(h, P2);
-  h ^= h >>> 13;
-  h = Math.imul(h, P3);
-  h ^= h >>> 16;
-  return h >>> 0;
+/** What spawnLabThread rejects with (undefined if it starts: the thread is then registered for termination). */
+function spawnError(lab: Lab, options: Parameters<typeof spawnLabThread>[1]): Promise<unknown> {
+  return within(spawnLabThread(lab, options).then(
+    (t) => { workers.track(t); return undefined; },
+    (err: unknown) => err,
+  ), WAIT_MS, "spawnLabThread");
 }
 
 test("the reference xxHash32 matches the published vectors and the engine", async () => {
@@ -155,40 +115,6 @@ describe("four lab threads on one memory", () => {
   });
 });
 
-/** Collects a plain worker's messages from the start, so that none is missed. */
-class Inbox {
-  private readonly queue: { type: string }[] = [];
-  private failure: Error | undefined;
-  private wake: (() => void) | undefined;
-
-  constructor(worker: Worker, readonly name: string) {
-    worker.on("message", (m: { type: string; message?: string }) => {
-      if (m.type === "error") this.failure ??= new Error(`${name}: ${m.message}`);
-      else this.queue.push(m);
-      this.wake?.();
-    });
-    worker.on("error", (e: Error) => { this.failure ??= e; this.wake?.(); });
-    worker.on("exit", (code: number) => { this.failure ??= new Error(`${name} exited with code ${code}`); this.wake?.(); });
-  }
-
-  async next<T extends { type: string }>(type: T["type"], ms: number): Promise<T> {
-    const deadline = Date.now() + ms;
-    while (this.queue.length === 0) {
-      if (this.failure) throw this.failure;
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${this.name}: no '${type}' message within ${ms} ms`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => { clearTimeout(timer); resolve(); };
-      });
-      this.wake = undefined;
-    }
-    const m = this.queue.shift()!;
-    expect(m.type, `${this.name}'s message`).toBe(type);
-    return m as T;
-  }
-}
-
 /** The words page-churn stamps with a block's tag: each page's first word and the block's last. */
 function stampWords(offset: number, order: number): number[] {
   const words: number[] = [];
@@ -210,17 +136,13 @@ describe("page allocation under contention", () => {
           handle: lab.share(), index, seed: rng.int(0, 0xffffffff), steps: 10_000, maxHeld: 12, maxOrder: 8,
           start, timeoutMs: WAIT_MS,
         };
-        const worker = new Worker(artifactUrl("test-workers/page-churn.mjs"), { workerData: data, name: `churn-${index}` });
-        workers.push(worker);
-        return new Inbox(worker, `churn-${index}`);
+        return workers.start("page-churn", `churn-${index}`, data);
       });
-      await Promise.all(boxes.map((b) => b.next("ready", WAIT_MS)));
-      Atomics.store(start, 0, 1);
-      Atomics.notify(start, 0);
-      const reports = await Promise.all(boxes.map((b) => b.next<PageChurnReport>("done", WAIT_MS)));
+      await releaseAll(boxes, start, WAIT_MS);
+      const done = await reports<PageChurnReport>(boxes, WAIT_MS);
 
-      for (const r of reports) expect(r.corrupt, `worker ${r.index}`).toEqual([]);
-      const held: (HeldBlock & { worker: number })[] = reports.flatMap((r) => r.held.map((b) => ({ ...b, worker: r.index })));
+      for (const r of done) expect(r.corrupt, `worker ${r.index}`).toEqual([]);
+      const held: (HeldBlock & { worker: number })[] = done.flatMap((r) => r.held.map((b) => ({ ...b, worker: r.index })));
       held.sort((a, b) => a.offset - b.offset);
       for (const [i, b] of held.entries()) {
         const size = PAGE_SIZE * 2 ** b.order;
@@ -238,7 +160,7 @@ describe("page allocation under contention", () => {
       }
 
       // The allocator counted exactly what the workers did.
-      const sum = (f: (r: PageChurnReport) => number) => reports.reduce((n, r) => n + f(r), 0);
+      const sum = (f: (r: PageChurnReport) => number) => done.reduce((n, r) => n + f(r), 0);
       const s = pages.stats();
       expect(s.allocs - pristine.allocs).toBe(sum((r) => r.allocs));
       expect(s.frees - pristine.frees).toBe(sum((r) => r.frees));
@@ -250,10 +172,7 @@ describe("page allocation under contention", () => {
       for (const b of held) lab.freePages(b.offset, b.order);
       const end = pages.stats();
       expect(end.freeBytes).toBe(poolBytes);
-      expect(end.freeBlocks).toEqual(pristine.freeBlocks);
-      expect(end.fragmentation).toBe(0);
-      expect(end.unusable).toEqual(pristine.unusable);
-      expect(end.allocs - pristine.allocs).toBe(end.frees - pristine.frees);
+      expectPristine(end, pristine);
     });
   });
 });
@@ -290,10 +209,7 @@ describe("errors across threads", () => {
     const notALab = {
       share: () => ({ memory: new WebAssembly.Memory({ initial: 2, maximum: 2, shared: true }), module: lab.engine.module }),
     } as unknown as Lab;
-    const e = await within(spawnLabThread(notALab, { name: "not-a-lab" }).then(
-      (t) => { threads.push(t); return undefined; },
-      (err: unknown) => err,
-    ), WAIT_MS, "spawnLabThread");
+    const e = await spawnError(notALab, { name: "not-a-lab" });
     expect(e).toBeInstanceOf(Error);
     expect((e as Error).message).toMatch(/not a dmabuf-lab arena/);
     expect(e).toMatchObject({ code: "EINVAL", errno: 22, syscall: "lab_attach" });
@@ -302,10 +218,7 @@ describe("errors across threads", () => {
   test("a missing worker bundle fails spawnLabThread instead of hanging", async () => {
     const lab = await newLab({ memoryBytes: 16 * MiB });
     const entry = artifactUrl("test-workers/no-such-worker.mjs");
-    const e = await within(spawnLabThread(lab, { entry }).then(
-      (t) => { threads.push(t); return undefined; },
-      (err: unknown) => err,
-    ), WAIT_MS, "spawnLabThread");
+    const e = await spawnError(lab, { entry });
     expect(e).toBeInstanceOf(Error);
     expect((e as Error).message).toContain("no-such-worker");
   });

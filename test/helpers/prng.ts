@@ -2,6 +2,8 @@
  * A seeded PRNG for tests (mulberry32). The seed comes from DMABUF_SEED when
  * set, otherwise from the clock; withSeed() prints it when the test fails,
  * so that `DMABUF_SEED=<seed> npx vitest run <file>` replays the failure.
+ * shuffle() permutes an array in place with a PRNG (Fisher-Yates);
+ * takeRandom() removes a random item from an array whose order does not matter.
  */
 
 export interface Prng {
@@ -34,6 +36,24 @@ export function prng(seed: number): Prng {
     },
     pick: (items) => items[Math.floor(next() * items.length)],
   };
+}
+
+/** Shuffles items in place (Fisher-Yates, from the end) and returns them. */
+export function shuffle<T>(rng: Prng, items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = rng.int(0, i);
+    [items[i], items[j]] = [items[j], items[i]];
+  }
+  return items;
+}
+
+/** Removes a random item (the last one takes its place) and returns it; items must not be empty. */
+export function takeRandom<T>(rng: Prng, items: T[]): T {
+  const i = rng.int(0, items.length - 1);
+  const item = items[i];
+  items[i] = items[items.length - 1];
+  items.pop();
+  return item;
 }
 
 /** The seed for this run: DMABUF_SEED, or a fresh one. */

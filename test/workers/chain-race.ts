@@ -14,11 +14,11 @@
  * ChainRaceReport; problems are reported, not thrown, so that the main
  * thread sees all of them.
  */
-import { parentPort, workerData } from "node:worker_threads";
 import { Lab, type LabHandle } from "../../src/lab.js";
 import type { Fence } from "../../src/sync/fence.js";
 import { FenceChain } from "../../src/sync/fence_chain.js";
 import { prng } from "../helpers/prng.js";
+import { readyThenAwaitStart, runWorker } from "./protocol.js";
 
 export interface ChainRaceData {
   handle: LabHandle;
@@ -60,13 +60,7 @@ async function main(data: ChainRaceData): Promise<ChainRaceReport> {
     if (report.problems.length < 20) report.problems.push(`worker ${data.index}, iteration ${report.iterations}: ${msg}`);
   };
 
-  parentPort!.postMessage({ type: "ready" });
-  const deadline = Date.now() + data.timeoutMs;
-  while (Atomics.load(data.start, 0) === 0) {
-    const left = deadline - Date.now();
-    if (left <= 0) throw new Error(`worker ${data.index}: the start flag never came`);
-    Atomics.wait(data.start, 0, 0, left);
-  }
+  readyThenAwaitStart(data.start, data.timeoutMs, `worker ${data.index}`);
 
   do {
     const seqno = rng.int(1, n);
@@ -104,7 +98,4 @@ async function main(data: ChainRaceData): Promise<ChainRaceReport> {
   return report;
 }
 
-main(workerData as ChainRaceData).then(
-  (report) => parentPort!.postMessage(report),
-  (e: unknown) => parentPort!.postMessage({ type: "error", message: e instanceof Error ? e.stack ?? e.message : String(e) }),
-);
+runWorker(main);

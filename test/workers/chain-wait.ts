@@ -8,8 +8,9 @@
  * the node at `fence` (held by the main thread) and reports the time left
  * (0: timed out) and the node's status after the wait.
  */
-import { parentPort, workerData } from "node:worker_threads";
+import { parentPort } from "node:worker_threads";
 import { Lab, type LabHandle } from "../../src/lab.js";
+import { runWorker } from "./protocol.js";
 
 export interface ChainWaitData {
   handle: LabHandle;
@@ -34,7 +35,4 @@ async function main(data: ChainWaitData): Promise<ChainWaitReport> {
   return report;
 }
 
-main(workerData as ChainWaitData).then(
-  (report) => parentPort!.postMessage(report),
-  (e: unknown) => parentPort!.postMessage({ type: "error", message: e instanceof Error ? e.stack ?? e.message : String(e) }),
-);
+runWorker(main);

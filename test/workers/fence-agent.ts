@@ -21,6 +21,7 @@ import v8 from "node:v8";
 import { DmaBufError } from "../../src/errno.js";
 import { Lab, type LabHandle } from "../../src/lab.js";
 import type { Fence } from "../../src/sync/fence.js";
+import { errorText } from "./protocol.js";
 
 export interface FenceAgentData {
   handle: LabHandle;
@@ -204,7 +205,7 @@ parentPort!.on("message", (req: FenceAgentRequest) => {
     try {
       parentPort!.postMessage({ type: "reply", id: req.id, result: await handle(req) });
     } catch (e) {
-      parentPort!.postMessage({ type: "error", id: req.id, message: e instanceof Error ? e.stack ?? e.message : String(e) });
+      parentPort!.postMessage({ type: "error", id: req.id, message: errorText(e) });
     }
   });
 });

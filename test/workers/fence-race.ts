@@ -28,10 +28,10 @@
  * last watches can still release theirs while the main thread checks that
  * every fence record was freed.
  */
-import { parentPort, workerData } from "node:worker_threads";
 import { DmaBufError } from "../../src/errno.js";
 import { Lab, type LabHandle } from "../../src/lab.js";
 import type { Fence } from "../../src/sync/fence.js";
+import { errorText, runWorker } from "./protocol.js";
 
 export const SLOT0 = 0;
 export const STOP = 2;
@@ -127,7 +127,7 @@ async function main(data: FenceRaceData): Promise<FenceRaceReport> {
       if (report.passes % 64 === 0) await yieldToEventLoop();
     }
   } catch (e) {
-    report.error = e instanceof Error ? e.stack ?? e.message : String(e);
+    report.error = errorText(e);
   }
   // The first thread to finish stops the other (which may be waiting for a slot).
   Atomics.store(words, STOP, 1);
@@ -137,12 +137,5 @@ async function main(data: FenceRaceData): Promise<FenceRaceReport> {
   return report;
 }
 
-// Runs only as a worker: the test imports this module for its constants and types.
-if (parentPort !== null) {
-  const port = parentPort;
-  port.on("message", () => { /* keeps this thread alive until it is terminated */ });
-  main(workerData as FenceRaceData).then(
-    (report) => port.postMessage(report),
-    (e: unknown) => port.postMessage({ type: "error", message: e instanceof Error ? e.stack ?? e.message : String(e) }),
-  );
-}
+// Runs only as a worker (runWorker does nothing elsewhere): the test imports this module for its constants and types.
+runWorker(main, { keepAlive: true });

@@ -11,9 +11,9 @@
  * odd ones (a loser gets EINVAL). A win adds one to the fence's counter.
  * It ends with a FenceSignalRaceReport; any other outcome is an error.
  */
-import { parentPort, workerData } from "node:worker_threads";
 import { DmaBufError } from "../../src/errno.js";
 import { Lab, type LabHandle } from "../../src/lab.js";
+import { readyThenAwaitStart, runWorker } from "./protocol.js";
 
 export interface FenceSignalRaceData {
   handle: LabHandle;
@@ -45,13 +45,7 @@ async function main(data: FenceSignalRaceData): Promise<FenceSignalRaceReport> {
   const error = -(data.index + 1);
   const report: FenceSignalRaceReport = { type: "done", index: data.index, won: 0, lost: 0 };
 
-  parentPort!.postMessage({ type: "ready" });
-  const deadline = performance.now() + data.timeoutMs;
-  while (Atomics.load(data.start, 0) === 0) {
-    const left = deadline - performance.now();
-    if (left <= 0) throw new Error(`worker ${data.index}: the start flag never came`);
-    Atomics.wait(data.start, 0, 0, left);
-  }
+  readyThenAwaitStart(data.start, data.timeoutMs, `worker ${data.index}`);
 
   fences.forEach((f, i) => {
     let won: boolean;
@@ -77,7 +71,4 @@ async function main(data: FenceSignalRaceData): Promise<FenceSignalRaceReport> {
   return report;
 }
 
-main(workerData as FenceSignalRaceData).then(
-  (report) => parentPort!.postMessage(report),
-  (e: unknown) => parentPort!.postMessage({ type: "error", message: e instanceof Error ? e.stack ?? e.message : String(e) }),
-);
+runWorker(main);

@@ -11,11 +11,11 @@
  * PageChurnReport: counts, broken stamps, and the blocks it still holds
  * (which the main thread checks and frees).
  */
-import { parentPort, workerData } from "node:worker_threads";
 import { DmaBufError } from "../../src/errno.js";
 import { Lab, type LabHandle } from "../../src/lab.js";
 import { PAGE_SIZE } from "../../src/memory/layout.js";
-import { prng } from "../helpers/prng.js";
+import { prng, takeRandom } from "../helpers/prng.js";
+import { readyThenAwaitStart, runWorker } from "./protocol.js";
 
 export interface PageChurnData {
   handle: LabHandle;
@@ -75,20 +75,11 @@ async function main(data: PageChurnData): Promise<PageChurnReport> {
     }
   };
 
-  parentPort!.postMessage({ type: "ready" });
-  const deadline = Date.now() + data.timeoutMs;
-  while (Atomics.load(data.start, 0) === 0) {
-    const left = deadline - Date.now();
-    if (left <= 0) throw new Error(`worker ${data.index}: the start flag never came`);
-    Atomics.wait(data.start, 0, 0, left);
-  }
+  readyThenAwaitStart(data.start, data.timeoutMs, `worker ${data.index}`);
 
   for (let step = 0; step < data.steps; step++) {
     if (held.length > 0 && (held.length >= data.maxHeld || rng.next() < 0.5)) {
-      const i = rng.int(0, held.length - 1);
-      const b = held[i];
-      held[i] = held[held.length - 1];
-      held.pop();
+      const b = takeRandom(rng, held);
       check(b, "before free");
       lab.freePages(b.offset, b.order);
       report.frees++;
@@ -115,7 +106,4 @@ async function main(data: PageChurnData): Promise<PageChurnReport> {
   return report;
 }
 
-main(workerData as PageChurnData).then(
-  (report) => parentPort!.postMessage(report),
-  (e: unknown) => parentPort!.postMessage({ type: "error", message: e instanceof Error ? e.stack ?? e.message : String(e) }),
-);
+runWorker(main);

@@ -18,10 +18,12 @@
  * Every fence and timeline it made is put before it reports; the object
  * keeps its own references.
  */
-import { parentPort, workerData } from "node:worker_threads";
+import { parentPort } from "node:worker_threads";
 import { Lab, type LabHandle } from "../../src/lab.js";
 import { DMA_RESV_USAGE_BOOKKEEP, DMA_RESV_USAGE_WRITE, Resv, type ResvUsage } from "../../src/sync/resv.js";
+import type { Fence } from "../../src/sync/fence.js";
 import type { Timeline } from "../../src/sync/timeline.js";
+import { readyThenAwaitStart, runWorker } from "./protocol.js";
 
 export interface ResvAgentData {
   handle: LabHandle;
@@ -48,15 +50,6 @@ export interface ResvAgentReport {
   problems: string[];
 }
 
-function waitStart(data: ResvAgentData): void {
-  const deadline = Date.now() + data.timeoutMs;
-  while (Atomics.load(data.start, 0) === 0) {
-    const left = deadline - Date.now();
-    if (left <= 0) throw new Error(`worker ${data.index}: the start flag never came`);
-    Atomics.wait(data.start, 0, 0, left);
-  }
-}
-
 async function main(data: ResvAgentData): Promise<ResvAgentReport> {
   const lab = await Lab.attach(data.handle);
   const sync = lab.sync;
@@ -71,20 +64,24 @@ async function main(data: ResvAgentData): Promise<ResvAgentReport> {
 
   const resv = Resv.attach(sync, data.resv);
   const timelines: Timeline[] = [];
+  /** Takes the lock (bounded, counted), reserves a slot, adds f, unlocks. */
+  const addLocked = (f: Fence, usage: ResvUsage): void => {
+    resv.lock(data.timeoutMs);
+    report.acquisitions++;
+    try {
+      resv.reserveFences(1);
+      resv.addFence(f, usage);
+    } finally {
+      resv.unlock();
+    }
+  };
   try {
     if (data.mode === "lock-once") {
       const t = sync.timeline({ driver: "mock", name: `agent-${data.index}` });
       timelines.push(t);
       const f = t.createFence(1n);
       parentPort!.postMessage({ type: "ready" });
-      resv.lock(data.timeoutMs);
-      report.acquisitions++;
-      try {
-        resv.reserveFences(1);
-        resv.addFence(f, DMA_RESV_USAGE_WRITE);
-      } finally {
-        resv.unlock();
-      }
+      addLocked(f, DMA_RESV_USAGE_WRITE);
       report.last.push({ fence: f.offset, usage: DMA_RESV_USAGE_WRITE });
       f.put();
       return report;
@@ -92,20 +89,12 @@ async function main(data: ResvAgentData): Promise<ResvAgentReport> {
 
     for (let c = 0; c < data.contexts; c++) timelines.push(sync.timeline({ driver: "mock", name: `agent-${data.index}-${c}` }));
     const last = new Map<number, { fence: number; usage: number }>();
-    parentPort!.postMessage({ type: "ready" });
-    waitStart(data);
+    readyThenAwaitStart(data.start, data.timeoutMs, `worker ${data.index}`);
     for (let step = 0; step < data.steps; step++) {
       const c = step % data.contexts;
       const usage = (c % 4) as ResvUsage;
       const f = timelines[c].createFence(BigInt(Math.floor(step / data.contexts) + 1));
-      resv.lock(data.timeoutMs);
-      report.acquisitions++;
-      try {
-        resv.reserveFences(1);
-        resv.addFence(f, usage);
-      } finally {
-        resv.unlock();
-      }
+      addLocked(f, usage);
       last.set(c, { fence: f.offset, usage });
       f.put();
       if (step % 8 === 7) {
@@ -127,7 +116,4 @@ async function main(data: ResvAgentData): Promise<ResvAgentReport> {
   }
 }
 
-main(workerData as ResvAgentData).then(
-  (report) => parentPort!.postMessage(report),
-  (e: unknown) => parentPort!.postMessage({ type: "error", message: e instanceof Error ? e.stack ?? e.message : String(e) }),
-);
+runWorker(main);

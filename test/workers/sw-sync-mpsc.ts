@@ -20,11 +20,11 @@
  * Every wait has a timeout; a failure ends the worker with an "error"
  * message naming the iteration.
  */
-import { parentPort, workerData } from "node:worker_threads";
 import { Lab, type LabHandle } from "../../src/lab.js";
 import { Mutex } from "../../src/memory/mutex.js";
 import { SwSyncTimeline } from "../../src/sync/sw_sync.js";
 import { SyncFile } from "../../src/sync/sync_file.js";
+import { readyThenAwaitStart, runWorker } from "./protocol.js";
 
 export interface MpscData {
   handle: LabHandle;
@@ -93,13 +93,7 @@ async function main(data: MpscData): Promise<MpscReport> {
   const name = data.role === "consumer" ? "consumer" : `producer ${data.id}`;
   try {
     for (const offset of data.producerTimelines) producerTls.push(SwSyncTimeline.dup(lab.sync, offset));
-    parentPort!.postMessage({ type: "ready" });
-    const deadline = performance.now() + data.waitMs;
-    while (Atomics.load(data.start, 0) === 0) {
-      const left = deadline - performance.now();
-      if (left <= 0) throw new Error(`${name}: the start flag never came`);
-      Atomics.wait(data.start, 0, 0, left);
-    }
+    readyThenAwaitStart(data.start, data.waitMs, `${name}`);
     const t0 = performance.now();
     if (data.role === "producer") {
       const id = data.id;
@@ -162,7 +156,4 @@ async function main(data: MpscData): Promise<MpscReport> {
   }
 }
 
-main(workerData as MpscData).then(
-  (report) => parentPort!.postMessage(report),
-  (e: unknown) => parentPort!.postMessage({ type: "error", message: e instanceof Error ? e.stack ?? e.message : String(e) }),
-);
+runWorker(main);

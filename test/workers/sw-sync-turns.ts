@@ -14,9 +14,9 @@
  * Every wait has a timeout; the first failure ends the loop with an "error"
  * message naming the turn, the timeline value and the counter.
  */
-import { parentPort, workerData } from "node:worker_threads";
 import { Lab, type LabHandle } from "../../src/lab.js";
 import { SwSyncTimeline } from "../../src/sync/sw_sync.js";
+import { readyThenAwaitStart, runWorker } from "./protocol.js";
 
 export interface TurnsData {
   handle: LabHandle;
@@ -48,13 +48,7 @@ async function main(data: TurnsData): Promise<TurnsReport> {
   const counter = new Int32Array(lab.memory.buffer, data.counter, 1);
   const report: TurnsReport = { type: "done", id: data.id, turns: 0, signaledAtCreate: 0, ms: 0 };
   try {
-    parentPort!.postMessage({ type: "ready" });
-    const deadline = performance.now() + data.waitMs;
-    while (Atomics.load(data.start, 0) === 0) {
-      const left = deadline - performance.now();
-      if (left <= 0) throw new Error(`worker ${data.id}: the start flag never came`);
-      Atomics.wait(data.start, 0, 0, left);
-    }
+    readyThenAwaitStart(data.start, data.waitMs, `worker ${data.id}`);
     const t0 = performance.now();
     for (let i = 0; i < data.iterations; i++) {
       const value = 2 * i + data.id;
@@ -85,7 +79,4 @@ async function main(data: TurnsData): Promise<TurnsReport> {
   }
 }
 
-main(workerData as TurnsData).then(
-  (report) => parentPort!.postMessage(report),
-  (e: unknown) => parentPort!.postMessage({ type: "error", message: e instanceof Error ? e.stack ?? e.message : String(e) }),
-);
+runWorker(main);
