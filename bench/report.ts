@@ -1,6 +1,7 @@
 /*
- * Rendering a copy-benchmark result (bench/copy.ts) for people and programs:
+ * Rendering benchmark results for people and programs.
  *
+ * The copy benchmark (bench/copy.ts):
  *   renderTable(result)  a table under 120 columns, grouped by regime: GB/s
  *                        (or ns per segment), x native, x SAB set, rme, p99
  *                        spread, samples and batch; then the targets
@@ -9,11 +10,19 @@
  *                        vsNative, vsSabSet and its statistics
  *   renderSvg(result)    a self-contained SVG chart, bandwidth against size
  *                        (log-log) per method, contiguous aligned copies
+ * The fence benchmark (bench/fence.ts):
+ *   renderFenceTable(result)  a table under 120 columns, grouped by section
+ *                        and case: p50, p90, p99 per operation, x raw (a cost
+ *                        ratio), rme, samples and batch; then the targets
+ *   renderFenceJson(result)   { machine, date, ..., targets, rows, notes }
+ * Both share the machine header, the target list, the note wrapping and the
+ * JSON rounding.
  *
  * Pure functions of the result: nothing here measures or prints.
  */
-import type { CopyBenchResult, CopyBenchRow, Regime, TargetResult } from "./copy.js";
+import type { CopyBenchResult, CopyBenchRow, MachineInfo, Regime, TargetResult } from "./copy.js";
 import { sizeLabel } from "./copy.js";
+import { QUICK_WAKE_NS, durationLabel, fenceSections, type FenceBenchResult, type FenceBenchRow, type FenceSection } from "./fence.js";
 
 const regimeTitles: Record<Regime, string> = {
   "contiguous": "contiguous: one call per copy",
@@ -34,7 +43,7 @@ const num = (v: number | null, digits: number): string =>
   v === null || !Number.isFinite(v) ? "-" : v >= 1000 ? v.toFixed(0) : v >= 100 ? v.toFixed(Math.min(digits, 1)) : v.toFixed(digits);
 const ratio = (v: number | null): string => (v === null || !Number.isFinite(v) ? "-" : `${v.toFixed(2)}`);
 
-function row(cells: string[], widths: number[], right: boolean[]): string {
+export function row(cells: string[], widths: number[], right: boolean[]): string {
   return cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ").trimEnd();
 }
 
@@ -77,7 +86,7 @@ function regimeTable(regime: Regime, rows: CopyBenchRow[]): string[] {
   return out;
 }
 
-function wrap(text: string, width: number, indent: string): string[] {
+export function wrap(text: string, width: number, indent: string): string[] {
   const lines: string[] = [];
   let line = "";
   for (const word of text.split(" ")) {
@@ -92,8 +101,9 @@ function wrap(text: string, width: number, indent: string): string[] {
   return lines;
 }
 
-export function renderTargets(targets: TargetResult[]): string[] {
-  const out = ["targets (issue 2, section 5): best engine path, worst case over the sizes that count"];
+export function renderTargets(targets: TargetResult[],
+  heading = "targets (issue 2, section 5): best engine path, worst case over the sizes that count"): string[] {
+  const out = [heading];
   for (const t of targets) {
     const status = t.met === null ? "n/a" : t.met ? "met" : "MISSED";
     const measured = t.measured === null ? "not measured" : `${t.measured.toFixed(2)} ${t.unit}`;
@@ -102,13 +112,25 @@ export function renderTargets(targets: TargetResult[]): string[] {
   return out;
 }
 
-export function renderTable(result: CopyBenchResult): string {
-  const m = result.machine;
-  const out = [
-    `dmabuf-lab bench copy${result.quick ? " --quick" : ""}: ${result.date}, seed ${result.seed}, ${(result.durationMs / 1000).toFixed(0)} s`,
+/** The machine lines of a table's header. */
+export function machineLines(m: MachineInfo): string[] {
+  return [
     `machine: ${m.cpu}, ${m.cpus} CPUs${m.caches ? ` (${m.caches})` : m.cacheSize ? `, cache ${m.cacheSize}` : ""}`,
     `         ${m.os}, Node ${m.node} (V8 ${m.v8}), ${(m.memoryBytes / 2 ** 30).toFixed(0)} GiB`,
     ...(m.flags.length ? [`         cpu flags: ${m.flags.join(" ")}`] : []),
+  ];
+}
+
+function renderNotes(notes: string[]): string[] {
+  const out = ["notes:"];
+  for (const n of notes) out.push(...wrap(`  - ${n}`, 116, "    "));
+  return out;
+}
+
+export function renderTable(result: CopyBenchResult): string {
+  const out = [
+    `dmabuf-lab bench copy${result.quick ? " --quick" : ""}: ${result.date}, seed ${result.seed}, ${(result.durationMs / 1000).toFixed(0)} s`,
+    ...machineLines(result.machine),
     `native:  ${result.native.status === "ran" ? `memcpy built with ${result.native.compiler}` : `SKIPPED: ${result.native.reason}`}`,
     `budget:  ${result.budget.timeMs} ms per method and case in ${result.rounds} round${result.rounds === 1 ? "" : "s"} ` +
       `(native, then JavaScript), each after ${result.budget.warmupMs} ms warm-up; at least ${result.budget.minSamples} samples`,
@@ -116,17 +138,19 @@ export function renderTable(result: CopyBenchResult): string {
   ];
   const regimes = [...new Set(result.rows.map((r) => r.regime))];
   for (const regime of regimes) out.push(...regimeTable(regime, result.rows.filter((r) => r.regime === regime)));
-  out.push(...renderTargets(result.targets), "", "notes:");
-  for (const n of result.notes) out.push(...wrap(`  - ${n}`, 116, "    "));
+  out.push(...renderTargets(result.targets), "", ...renderNotes(result.notes));
   return out.join("\n") + "\n";
 }
 
 /** JSON for programs: numbers rounded to 5 significant digits. */
+export function roundedJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    typeof v === "number" && !Number.isInteger(v) && Number.isFinite(v) ? Number(v.toPrecision(5)) : v, 2) + "\n";
+}
+
 export function renderJson(result: CopyBenchResult): string {
   const { machine, date, quick, seed, regimes, budget, rounds, load, native, targets, rows, notes, durationMs } = result;
-  const ordered = { machine, date, quick, seed, regimes, budget, rounds, load, native, durationMs, targets, rows, notes };
-  return JSON.stringify(ordered, (_k, v: unknown) =>
-    typeof v === "number" && !Number.isInteger(v) && Number.isFinite(v) ? Number(v.toPrecision(5)) : v, 2) + "\n";
+  return roundedJson({ machine, date, quick, seed, regimes, budget, rounds, load, native, durationMs, targets, rows, notes });
 }
 
 const palette = ["#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -196,4 +220,93 @@ export function renderSvg(result: CopyBenchResult): string {
   legendNotes.forEach((n, i) => parts.push(`<text x="${left + plotW + 20}" y="${noteY + i * 16}" fill="#555555" font-size="11">${esc(n)}</text>`));
   parts.push("</svg>");
   return parts.join("\n") + "\n";
+}
+
+// ---------------------------------------------------------------------------
+// The fence benchmark
+
+function fenceSectionTitle(section: FenceSection, result: FenceBenchResult): string {
+  const b = result.budget;
+  switch (section) {
+    case "signal": return `signal, no waiter: batches of ${b.signalBatch} pending fences, only the signals timed (per signal)`;
+    case "signal-waiter": return "signal with a waiter: a worker blocked in wait() on the fence; the signaller's cost (per signal)";
+    case "wake": return "signal-to-wake: ping-pong round trips, each two signal-to-wake latencies (per round trip)";
+    case "resv": return "resv: add xN = N x (lock, reserveFences(1), addFence, unlock) into an empty resv; test = one call";
+    case "lock": return "lock: uncontended per lock + unlock; contended per acquisition over a window (two workers)";
+  }
+}
+
+const fenceHead = ["method", "p50", "p90", "p99", "×raw", "±rme%", "samples", "batch"];
+const fenceWidths = [44, 9, 9, 9, 6, 6, 7, 5];
+const fenceRight = [false, true, true, true, true, true, true, true];
+
+function fenceRow(r: FenceBenchRow): string {
+  const s = r.stats;
+  return row([`    ${r.method}${r.kind === "reference" ? " *" : ""}`, durationLabel(s.p50Ns), durationLabel(s.p90Ns),
+    durationLabel(s.p99Ns), ratio(r.vsRaw), num(s.rme, 1), String(s.samples), String(r.batch)], fenceWidths, fenceRight);
+}
+
+const pctLabel = (v: number | null | undefined): string =>
+  v === null || v === undefined || !Number.isFinite(v) ? "-" : `${(100 * v).toFixed(v < 0.01 && v > 0 ? 2 : 0)}%`;
+
+/** A line of case-specific figures under a case, or none. */
+function fenceCaseExtra(rows: FenceBenchRow[]): string[] {
+  const fence = rows.find((r) => r.kind === "fence");
+  const raw = rows.find((r) => r.kind === "raw");
+  if (!fence || !raw) return [];
+  if (fence.extra.waiterAsleep !== undefined) {
+    return [`    a waiter was registered (fence) / woken (raw notify) at ${pctLabel(fence.extra.waiterAsleep)} / ` +
+      `${pctLabel(raw.extra.waiterAsleep)} of the signals`];
+  }
+  if (fence.extra.quickFraction !== undefined) {
+    const split = (r: FenceBenchRow) => `${r.kind === "reference" ? "engine" : r.kind} ${pctLabel(r.extra.quickFraction)}` +
+      (r.extra.quickP50Ns ? ` (p50 ${durationLabel(r.extra.quickP50Ns)})` : "");
+    const slow = (r: FenceBenchRow) => `${r.kind === "reference" ? "engine" : r.kind} ${durationLabel(r.extra.slowP50Ns ?? NaN)}`;
+    return [
+      `    quick wake-ups (round trip < ${durationLabel(QUICK_WAKE_NS)}): ${rows.map(split).join(", ")}`,
+      `    the slower ones, p50: ${rows.map(slow).join(", ")}`,
+    ];
+  }
+  if (fence.extra.acquisitionsPerSec !== undefined) {
+    const rate = (r: FenceBenchRow) => `${((r.extra.acquisitionsPerSec ?? NaN) / 1e6).toFixed(2)} M acquisitions/s`;
+    const cont = (r: FenceBenchRow) => `${pctLabel(r.extra.contendedFraction)} contended`;
+    return [
+      `    Mutex: ${rate(fence)}, ${cont(fence)} (its statistics: ${fence.extra.acquisitions} acquisitions, ` +
+        `${fence.extra.contended} contended, ${(fence.extra.waitMs ?? NaN).toFixed(0)} ms waiting)`,
+      `    raw:   ${rate(raw)}, ${cont(raw)}`,
+    ];
+  }
+  return [];
+}
+
+export function renderFenceTable(result: FenceBenchResult): string {
+  const b = result.budget;
+  const out = [
+    `dmabuf-lab bench fence${result.quick ? " --quick" : ""}: ${result.date}, ${(result.durationMs / 1000).toFixed(0)} s`,
+    ...machineLines(result.machine),
+    `budget:  main thread: tinybench, ${b.rounds} rounds of ${b.microMs} ms per method (order alternating), each after ` +
+      `${b.warmupMs} ms warm-up`,
+    `         across threads, per method in turns: ${b.waiterBlocks} x ${b.waiterSamples} signals with a waiter, ` +
+      `${b.roundTripBlocks} x ${b.roundTrips} round trips, ${b.lockWindows} lock windows of ${b.lockMs} ms`,
+    "",
+  ];
+  const sections = fenceSections.filter((x) => result.rows.some((r) => r.section === x));
+  for (const section of sections) {
+    const rows = result.rows.filter((r) => r.section === section);
+    out.push(fenceSectionTitle(section, result), row(fenceHead, fenceWidths, fenceRight));
+    for (const c of [...new Set(rows.map((r) => r.case))]) {
+      const group = rows.filter((r) => r.case === c);
+      out.push(`  ${c}`, ...group.map(fenceRow), ...fenceCaseExtra(group));
+    }
+    out.push("");
+  }
+  out.push("* reference: a component of the fence's cost, not a peer", "",
+    ...renderTargets(result.targets, "targets (issue 3, section 6): p50 of the fence path over the p50 of its raw peer, same run"),
+    "", ...renderNotes(result.notes));
+  return out.join("\n") + "\n";
+}
+
+export function renderFenceJson(result: FenceBenchResult): string {
+  const { machine, date, quick, budget, load, durationMs, targets, rows, notes } = result;
+  return roundedJson({ machine, date, quick, budget, load, durationMs, targets, rows, notes });
 }

@@ -1,6 +1,7 @@
 /*
- * `dmabuf-lab bench copy` and `dmabuf-lab bench calibrate`: the copy
- * benchmark (bench/copy.ts) and the AUTO calibration (bench/calibrate.ts).
+ * `dmabuf-lab bench copy`, `dmabuf-lab bench fence` and `dmabuf-lab bench
+ * calibrate`: the copy benchmark (bench/copy.ts), the fence benchmark
+ * (bench/fence.ts) and the AUTO calibration (bench/calibrate.ts).
  * Results on stdout (a table, or JSON with --json), progress on stderr;
  * files only where an option names them (--chart, --out, --write).
  */
@@ -11,11 +12,13 @@ import { parseArgs } from "node:util";
 import type { Command, CommandIo } from "../command.js";
 import { packageUrl } from "../../engine/artifacts.js";
 import { regimeGroups, runCopyBench, type RegimeGroup } from "../../../bench/copy.js";
-import { renderJson, renderSvg, renderTable } from "../../../bench/report.js";
+import { runFenceBench } from "../../../bench/fence.js";
+import { renderFenceJson, renderFenceTable, renderJson, renderSvg, renderTable } from "../../../bench/report.js";
 import { renderCalibration, runCalibration } from "../../../bench/calibrate.js";
 
 const usage = `usage: dmabuf-lab bench copy [--quick] [--json] [--chart FILE.svg] [--out FILE.json]
                             [--regime contiguous|pages|tiny]... [--seed N] [--no-native]
+       dmabuf-lab bench fence [--quick] [--json] [--out FILE.json]
        dmabuf-lab bench calibrate [--quick] [--json] [--write]
 
 bench copy: every engine strategy against Uint8Array.set / copyWithin (on the
@@ -34,6 +37,18 @@ the issue's targets. About 2 minutes; --quick about 15 seconds.
   --regime R       run only regime R (repeatable): contiguous, pages, tiny
   --seed N         seed of the random page and segment layouts (default 24301)
   --no-native      do not build or run the native memcpy peer
+
+bench fence: fences, reservation objects and locks, each beside its raw Atomics
+equivalent in the same run, with the ratio (x raw, a cost ratio): a signal with
+and without a waiter (vs Atomics.store + notify), signal-to-wake round trips
+worker <-> worker and worker -> main waitAsync (vs an Atomics.wait/notify
+ping-pong), resv add and testSignaled with 1..64 fences, Mutex lock/unlock
+uncontended and contended by two workers. Prints p50/p90/p99 and the issue's
+targets. About 50 seconds; --quick under 10.
+
+  --quick          a reduced run (2 rounds of 40 ms per method, fewer samples)
+  --json           print the result as JSON ({ machine, date, targets, rows, notes })
+  --out FILE       also write the JSON result to FILE
 
 bench calibrate: measures bulk, simd, words and bytes through the sg walker for
 each size bucket (1 B..64 MiB) and alignment class, and prints the AUTO table.
@@ -91,6 +106,22 @@ async function copy(argv: string[], io: CommandIo): Promise<number> {
   return 0;
 }
 
+async function fence(argv: string[], io: CommandIo): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { quick: { type: "boolean" }, json: { type: "boolean" }, out: { type: "string" } },
+  });
+  const t0 = performance.now();
+  const result = await runFenceBench({ quick: values.quick }, (e) => {
+    const s = ((performance.now() - t0) / 1000).toFixed(0).padStart(4);
+    io.stderr(`bench [${s} s] ${e.index + 1}/${e.total} ${e.label}\n`);
+  });
+  const json = renderFenceJson(result);
+  io.stdout(values.json ? json : renderFenceTable(result));
+  if (values.out !== undefined) io.stderr(`bench: wrote ${writeFile(values.out, json)}\n`);
+  return 0;
+}
+
 async function calibrate(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -112,14 +143,15 @@ async function calibrate(argv: string[], io: CommandIo): Promise<number> {
 
 export const bench: Command = {
   name: "bench",
-  summary: "copy benchmark against native memcpy and TypedArray.set (bench copy), AUTO calibration (bench calibrate)",
+  summary: "benchmarks: copy (vs memcpy, TypedArray.set), fence (vs raw Atomics), calibrate (the AUTO table)",
   usage,
   async run(argv, io) {
     const [sub, ...rest] = argv;
     if (sub === "copy") return copy(rest, io);
+    if (sub === "fence") return fence(rest, io);
     if (sub === "calibrate") return calibrate(rest, io);
     io.stderr(sub === undefined
-      ? `dmabuf-lab bench: which benchmark? (copy or calibrate)\n\n${usage}`
+      ? `dmabuf-lab bench: which benchmark? (copy, fence or calibrate)\n\n${usage}`
       : `dmabuf-lab bench: unknown benchmark '${sub}'\n\n${usage}`);
     return 2;
   },
