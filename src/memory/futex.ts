@@ -6,6 +6,8 @@
  * helpers here always take a timeout: no wait in this project is unbounded.
  */
 
+import { DmaBufError } from "../errno.js";
+
 let blocking: boolean | undefined;
 
 /** Whether this thread may block in Atomics.wait. */
@@ -50,4 +52,70 @@ export function futexWait(i32: Int32Array, index: number, expected: number, time
 
 export function futexWake(i32: Int32Array, index: number, count = Infinity): number {
   return Atomics.notify(i32, index, count);
+}
+
+/** EPERM where this thread may not block, naming the Promise form. */
+export function requireBlocking(syscall: string): void {
+  if (!canBlock()) {
+    throw new DmaBufError("EPERM", syscall,
+      "this thread may not block (a browser's main thread); use the Promise form, waitAsync()");
+  }
+}
+
+/*
+ * Waiting until a condition holds, on a word that changes whenever it may
+ * have become true (a fence's status, the any-epoch). The waiter counts
+ * itself in `waiters` for the duration, so that the waker knows to notify,
+ * then loops: read the word, check the condition, sleep while the word still
+ * holds what was read. The waker changes the word and then reads `waiters`;
+ * with sequentially consistent atomics on both sides, either the waiter sees
+ * the change or the waker sees the waiter, so no wake-up is lost.
+ * waitSteps is that loop; waitUntil and waitUntilAsync only choose how to sleep.
+ */
+function* waitSteps(i32: Int32Array, word: number, done: () => boolean, deadline: number):
+  Generator<[seen: number, left: number], boolean> {
+  for (;;) {
+    const seen = Atomics.load(i32, word);
+    if (done()) return true;
+    const left = deadline - nowMs();
+    if (!(left > 0)) return false;
+    yield [seen, left];
+  }
+}
+
+/** Blocks (Atomics.wait) until done() or the deadline; false on timeout. */
+export function waitUntil(
+  i32: Int32Array, word: number, waiters: number, done: () => boolean, deadline: number, syscall: string,
+): boolean {
+  if (done()) return true;
+  Atomics.add(i32, waiters, 1);
+  try {
+    const steps = waitSteps(i32, word, done, deadline);
+    for (let step = steps.next(); ; step = steps.next()) {
+      if (step.done) return step.value;
+      requireBlocking(syscall);
+      Atomics.wait(i32, word, step.value[0], step.value[1]);
+    }
+  } finally {
+    Atomics.sub(i32, waiters, 1);
+  }
+}
+
+/** waitUntil as a Promise (Atomics.waitAsync): any thread, never blocks. */
+export async function waitUntilAsync(
+  i32: Int32Array, word: number, waiters: number, done: () => boolean, deadline: number,
+): Promise<boolean> {
+  if (done()) return true;
+  Atomics.add(i32, waiters, 1);
+  try {
+    const steps = waitSteps(i32, word, done, deadline);
+    for (let step = steps.next(); ; step = steps.next()) {
+      if (step.done) return step.value;
+      const [seen, left] = step.value;
+      const r = Atomics.waitAsync(i32, word, seen, left === Infinity ? undefined : left);
+      if (r.async) await r.value;
+    }
+  } finally {
+    Atomics.sub(i32, waiters, 1);
+  }
 }

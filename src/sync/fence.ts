@@ -34,7 +34,7 @@ import {
   FENCE_CONTEXT, FENCE_DEADLINE, FENCE_ERROR, FENCE_KIND, FENCE_KIND_MASK, FENCE_REFCOUNT, FENCE_SEQNO,
   FENCE_STATUS, FENCE_TIMELINE, FENCE_TIMESTAMP, FENCE_WAITERS, MAX_ERRNO, SIGNAL_ALREADY,
 } from "../engine/abi.js";
-import { canBlock, nowMs } from "../memory/futex.js";
+import { nowMs, waitUntil, waitUntilAsync } from "../memory/futex.js";
 import type { Sync } from "./sync.js";
 
 export type FenceCallback = (fence: Fence) => void;
@@ -174,43 +174,17 @@ export class Fence {
     return this.waitStatusAsync(deadline);
   }
 
-  /** Sleeps on STATUS until non-zero or the deadline (see assembly/fence.ts for the protocol). */
+  /** Sleeps on STATUS until non-zero or the deadline (the protocol: assembly/fence.ts). */
   blockOnStatus(deadline: number): boolean {
-    const { i32 } = this.sync;
     const status = (this.offset + FENCE_STATUS) >>> 2;
-    const waiters = (this.offset + FENCE_WAITERS) >>> 2;
-    if (Atomics.load(i32, status) !== 0) return true;
-    Atomics.add(i32, waiters, 1);
-    try {
-      for (;;) {
-        if (Atomics.load(i32, status) !== 0) return true;
-        const left = deadline - nowMs();
-        if (!(left > 0)) return false;
-        requireBlocking("dma_fence_wait");
-        Atomics.wait(i32, status, 0, left);
-      }
-    } finally {
-      Atomics.sub(i32, waiters, 1);
-    }
+    return waitUntil(this.sync.i32, status, (this.offset + FENCE_WAITERS) >>> 2,
+      () => Atomics.load(this.sync.i32, status) !== 0, deadline, "dma_fence_wait");
   }
 
-  async waitStatusAsync(deadline: number): Promise<boolean> {
-    const { i32 } = this.sync;
+  waitStatusAsync(deadline: number): Promise<boolean> {
     const status = (this.offset + FENCE_STATUS) >>> 2;
-    const waiters = (this.offset + FENCE_WAITERS) >>> 2;
-    if (Atomics.load(i32, status) !== 0) return true;
-    Atomics.add(i32, waiters, 1);
-    try {
-      for (;;) {
-        if (Atomics.load(i32, status) !== 0) return true;
-        const left = deadline - nowMs();
-        if (!(left > 0)) return false;
-        const r = Atomics.waitAsync(i32, status, 0, left === Infinity ? undefined : left);
-        if (r.async) await r.value;
-      }
-    } finally {
-      Atomics.sub(i32, waiters, 1);
-    }
+    return waitUntilAsync(this.sync.i32, status, (this.offset + FENCE_WAITERS) >>> 2,
+      () => Atomics.load(this.sync.i32, status) !== 0, deadline);
   }
 
   // ---- callbacks ---------------------------------------------------------
@@ -270,9 +244,30 @@ export class Fence {
   }
 }
 
-/** dma_fence_is_later for fences of one context: 32-bit seqnos with wrap-around. */
+/*
+ * Raw record reads for hot loops (a reservation object's slot scan): no view,
+ * no BigInt. `f` is a fence record's offset.
+ */
+export function statusAt(sync: Sync, f: number): number {
+  return Atomics.load(sync.i32, (f + FENCE_STATUS) >>> 2);
+}
+
+export function sameContextAt(sync: Sync, a: number, b: number): boolean {
+  const u32 = sync.u32;
+  const ia = (a + FENCE_CONTEXT) >>> 2;
+  const ib = (b + FENCE_CONTEXT) >>> 2;
+  return u32[ia] === u32[ib] && u32[ia + 1] === u32[ib + 1];
+}
+
+/** dma_fence_is_later of two records of one context: 32-bit seqnos with wrap-around. */
+export function isLaterAt(sync: Sync, a: number, b: number): boolean {
+  const u32 = sync.u32;
+  return ((u32[(a + FENCE_SEQNO) >>> 2] - u32[(b + FENCE_SEQNO) >>> 2]) | 0) > 0;
+}
+
+/** dma_fence_is_later for fences of one context. */
 export function isLater(a: Fence, b: Fence): boolean {
-  return ((Number(BigInt.asUintN(32, a.seqno)) - Number(BigInt.asUintN(32, b.seqno))) | 0) > 0;
+  return isLaterAt(a.sync, a.offset, b.offset);
 }
 
 export function checkTimeout(timeoutMs: number, syscall: string): void {
@@ -286,11 +281,4 @@ export function timeLeft(start: number, timeoutMs: number): number {
   if (timeoutMs === 0) return 1;
   if (timeoutMs === Infinity) return Infinity;
   return Math.max(Number.EPSILON, timeoutMs - (nowMs() - start));
-}
-
-export function requireBlocking(syscall: string): void {
-  if (!canBlock()) {
-    throw new DmaBufError("EPERM", syscall,
-      "this thread may not block (a browser's main thread); use the Promise form, waitAsync()");
-  }
 }

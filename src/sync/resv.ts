@@ -32,7 +32,7 @@ import { DmaBufError } from "../errno.js";
 import { FENCE_KIND_ARRAY, FENCE_KIND_CHAIN } from "../engine/abi.js";
 import { nowMs } from "../memory/futex.js";
 import { Mutex, type MutexStats } from "../memory/mutex.js";
-import { checkTimeout, isLater, timeLeft, type Fence } from "./fence.js";
+import { checkTimeout, isLaterAt, sameContextAt, statusAt, timeLeft, type Fence } from "./fence.js";
 import { FenceArray } from "./fence_array.js";
 import type { Sync } from "./sync.js";
 
@@ -154,7 +154,7 @@ export class Resv {
     const dropped: number[] = [];
     for (let i = 0; i < count; i++) {
       const { fence, usage } = this.slot(i);
-      if (this.sync.view(fence, false).isSignaled()) {
+      if (statusAt(this.sync, fence) !== 0) {
         dropped.push(fence);
         continue;
       }
@@ -176,12 +176,13 @@ export class Resv {
     if (fence.kind === FENCE_KIND_ARRAY || fence.kind === FENCE_KIND_CHAIN) {
       throw new DmaBufError("EINVAL", "dma_resv_add_fence", `fence ${fence.describe()} is a container; add its fences`);
     }
+    const { sync } = this;
+    const f = fence.offset;
     const count = this.word(RESV_COUNT);
     for (let i = 0; i < count; i++) {
       const old = this.slot(i);
-      const oldFence = this.sync.view(old.fence, false);
-      const replace = (oldFence.context === fence.context && old.usage >= usage && (fence.is(oldFence) || isLater(fence, oldFence))) ||
-        oldFence.isSignaled();
+      const replace = (sameContextAt(sync, old.fence, f) && old.usage >= usage && (old.fence === f || isLaterAt(sync, f, old.fence))) ||
+        statusAt(sync, old.fence) !== 0;
       if (replace) {
         this.sync.ref(fence.offset);
         this.setSlot(i, fence.offset, usage);
@@ -232,7 +233,7 @@ export class Resv {
         }
         for (; index < this.word(RESV_COUNT); index++) {
           const s = this.slot(index);
-          if (s.usage > usage || this.sync.view(s.fence, false).isSignaled()) continue;
+          if (s.usage > usage || statusAt(this.sync, s.fence) !== 0) continue;
           index++;
           return { fence: this.sync.view(s.fence, false).get(), usage: s.usage };
         }
@@ -263,9 +264,14 @@ export class Resv {
 
   /** dma_resv_test_signaled: no pending fence with usage <= u. */
   testSignaled(usage: ResvUsage): boolean {
-    const fences = this.getFences(usage);
-    fences.forEach((f) => f.put());
-    return fences.length === 0;
+    checkUsage(usage, "dma_resv_test_signaled");
+    return this.withLock(() => {
+      for (let i = 0; i < this.word(RESV_COUNT); i++) {
+        const s = this.slot(i);
+        if (s.usage <= usage && statusAt(this.sync, s.fence) === 0) return false;
+      }
+      return true;
+    });
   }
 
   /** dma_resv_wait_timeout: waits for every fence with usage <= u; time left (> 0) or 0. */

@@ -21,11 +21,11 @@ import {
 } from "../engine/abi.js";
 import type { Engine } from "../engine/engine.js";
 import type { Arena } from "../memory/arena.js";
-import { canBlock, nowMs } from "../memory/futex.js";
+import { canBlock, waitUntil, waitUntilAsync } from "../memory/futex.js";
 import { kCtlContextNext, kCtlStubFence } from "../memory/layout.js";
 import { CallbackRegistry } from "./callbacks.js";
 import { LabClock } from "./clock.js";
-import { Fence, requireBlocking, type FenceNames } from "./fence.js";
+import { Fence, type FenceNames } from "./fence.js";
 import { FenceArray, arrayChildren } from "./fence_array.js";
 import { FenceChain, chainLinks } from "./fence_chain.js";
 import { merge } from "./fence_unwrap.js";
@@ -241,54 +241,18 @@ export class Sync {
   // ---- waiting for any of several fences -----------------------------------
 
   /**
-   * Blocks until any fence is signalled or the deadline passes. Waiters count
-   * themselves in CTL_ANY_WAITERS before reading the fences; a signal bumps
-   * CTL_ANY_EPOCH after publishing its status whenever that count is
-   * non-zero (assembly/fence.ts), so a waiter sleeping on an unchanged epoch
-   * cannot miss a signal.
+   * Blocks until any of the fences is signalled or the deadline passes. The
+   * word is CTL_ANY_EPOCH, which every signal bumps while CTL_ANY_WAITERS is
+   * non-zero (assembly/fence.ts); the loop is waitUntil's.
    */
   blockUntilAny(fences: Fence[], deadline: number): boolean {
-    return this.untilAny(fences, deadline, (epoch, seen, left) => {
-      requireBlocking("dma_fence_wait_any");
-      Atomics.wait(this.i32, epoch, seen, left);
-    }) as boolean;
+    return waitUntil(this.i32, this.arena.control(CTL_ANY_EPOCH) >>> 2, this.arena.control(CTL_ANY_WAITERS) >>> 2,
+      () => fences.some((f) => f.isSignaled()), deadline, "dma_fence_wait_any");
   }
 
   untilAnyAsync(fences: Fence[], deadline: number): Promise<boolean> {
-    return this.untilAny(fences, deadline, async (epoch, seen, left) => {
-      const r = Atomics.waitAsync(this.i32, epoch, seen, left === Infinity ? undefined : left);
-      if (r.async) await r.value;
-    }) as Promise<boolean>;
-  }
-
-  private untilAny(
-    fences: Fence[], deadline: number, sleep: (epoch: number, seen: number, left: number) => void | Promise<void>,
-  ): boolean | Promise<boolean> {
-    const epoch = this.arena.control(CTL_ANY_EPOCH) >>> 2;
-    const waiters = this.arena.control(CTL_ANY_WAITERS) >>> 2;
-    const signaled = () => fences.some((f) => f.isSignaled());
-    if (signaled()) return true;
-    Atomics.add(this.i32, waiters, 1);
-    const step = (): boolean | Promise<boolean> => {
-      for (;;) {
-        const seen = Atomics.load(this.i32, epoch);
-        if (signaled()) return true;
-        const left = deadline - nowMs();
-        if (!(left > 0)) return false;
-        const slept = sleep(epoch, seen, left);
-        if (slept instanceof Promise) return slept.then(step);
-      }
-    };
-    const done = () => { Atomics.sub(this.i32, waiters, 1); };
-    try {
-      const r = step();
-      if (r instanceof Promise) return r.finally(done);
-      done();
-      return r;
-    } catch (e) {
-      done();
-      throw e;
-    }
+    return waitUntilAsync(this.i32, this.arena.control(CTL_ANY_EPOCH) >>> 2, this.arena.control(CTL_ANY_WAITERS) >>> 2,
+      () => fences.some((f) => f.isSignaled()), deadline);
   }
 
   /** Whether this thread may block (false on a browser's main thread). */
