@@ -70,16 +70,34 @@ export function requireBlocking(syscall: string): void {
  * holds what was read. The waker changes the word and then reads `waiters`;
  * with sequentially consistent atomics on both sides, either the waiter sees
  * the change or the waker sees the waiter, so no wake-up is lost.
- * waitSteps is that loop; waitUntil and waitUntilAsync only choose how to sleep.
+ * waitSteps is that loop (it stops when done() holds or the deadline passes;
+ * the caller's last done() is the answer); waitUntil and waitUntilAsync only
+ * choose how to sleep.
  */
 function* waitSteps(i32: Int32Array, word: number, done: () => boolean, deadline: number):
-  Generator<[seen: number, left: number], boolean> {
+  Generator<[seen: number, left: number]> {
   for (;;) {
     const seen = Atomics.load(i32, word);
-    if (done()) return true;
+    if (done()) return;
     const left = deadline - nowMs();
-    if (!(left > 0)) return false;
+    if (!(left > 0)) return;
     yield [seen, left];
+  }
+}
+
+/** Runs body counted in `waiters` until it returns, or until its Promise settles. */
+function withWaiter<T>(i32: Int32Array, waiters: number, body: () => T): T {
+  Atomics.add(i32, waiters, 1);
+  let settlesLater = false;
+  try {
+    const result = body();
+    if (result instanceof Promise) {
+      settlesLater = true;
+      return result.finally(() => Atomics.sub(i32, waiters, 1)) as T;
+    }
+    return result;
+  } finally {
+    if (!settlesLater) Atomics.sub(i32, waiters, 1);
   }
 }
 
@@ -88,34 +106,25 @@ export function waitUntil(
   i32: Int32Array, word: number, waiters: number, done: () => boolean, deadline: number, syscall: string,
 ): boolean {
   if (done()) return true;
-  Atomics.add(i32, waiters, 1);
-  try {
-    const steps = waitSteps(i32, word, done, deadline);
-    for (let step = steps.next(); ; step = steps.next()) {
-      if (step.done) return step.value;
+  return withWaiter(i32, waiters, () => {
+    for (const [seen, left] of waitSteps(i32, word, done, deadline)) {
       requireBlocking(syscall);
-      Atomics.wait(i32, word, step.value[0], step.value[1]);
+      Atomics.wait(i32, word, seen, left);
     }
-  } finally {
-    Atomics.sub(i32, waiters, 1);
-  }
+    return done();
+  });
 }
 
 /** waitUntil as a Promise (Atomics.waitAsync): any thread, never blocks. */
-export async function waitUntilAsync(
+export function waitUntilAsync(
   i32: Int32Array, word: number, waiters: number, done: () => boolean, deadline: number,
 ): Promise<boolean> {
-  if (done()) return true;
-  Atomics.add(i32, waiters, 1);
-  try {
-    const steps = waitSteps(i32, word, done, deadline);
-    for (let step = steps.next(); ; step = steps.next()) {
-      if (step.done) return step.value;
-      const [seen, left] = step.value;
+  if (done()) return Promise.resolve(true);
+  return withWaiter(i32, waiters, async () => {
+    for (const [seen, left] of waitSteps(i32, word, done, deadline)) {
       const r = Atomics.waitAsync(i32, word, seen, left === Infinity ? undefined : left);
       if (r.async) await r.value;
     }
-  } finally {
-    Atomics.sub(i32, waiters, 1);
-  }
+    return done();
+  });
 }
