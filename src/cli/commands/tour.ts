@@ -27,6 +27,7 @@ function render(r: TourResult): string {
       `user memory: ${mib(r.user.freeBytes)} free`,
     "",
     "next: dmabuf-lab bench copy --quick   (strategies against native memcpy and TypedArray.set)",
+    "      dmabuf-lab bench fence --quick  (fences, resv and locks against raw Atomics)",
   ];
   return lines.join("\n") + "\n";
 }
