@@ -11,13 +11,18 @@ export { Mutex, type MutexStats } from "./memory/mutex.js";
 export { canBlock } from "./memory/futex.js";
 export * as layout from "./memory/layout.js";
 export { Engine } from "./engine/engine.js";
-export { SgTable, SegmentList } from "./engine/tables.js";
+export { SgTable, SegmentList, type SegmentSource } from "./engine/tables.js";
 export { strategies, strategyNames, type StrategyName, type FixedStrategy } from "./engine/strategy.js";
 export { defaultCalibration, type Calibration } from "./engine/calibration.js";
 export { lineSplit, type LineSplit } from "./engine/lines.js";
 export { loadEngineModule } from "./engine/module.js";
 export { spawnLabThread, type LabThread } from "./thread/host.js";
 export { Sync } from "./sync/sync.js";
+export { Heap, heapNames, SYSTEM_HEAP_ORDERS, type HeapName } from "./dmabuf/heap.js";
+export {
+  DmaBuf, mergeAdjacent, exporterNames, CACHING_CACHED, CACHING_WRITE_COMBINE, CACHING_UNCACHED,
+  type Caching, type ExporterName, type PagePiece, type Segment,
+} from "./dmabuf/dma_buf.js";
 export { Fence, type FenceCallback, type FenceNames } from "./sync/fence.js";
 export { FenceArray } from "./sync/fence_array.js";
 export { FenceChain } from "./sync/fence_chain.js";

@@ -21,6 +21,7 @@ import { loadEngineModule, type EngineSource } from "./engine/module.js";
 import { strategyId, type StrategyName } from "./engine/strategy.js";
 import { SegmentList, SgTable } from "./engine/tables.js";
 import { Sync } from "./sync/sync.js";
+import { Heap, heapNames, type HeapName } from "./dmabuf/heap.js";
 
 export interface LabOptions extends LayoutOptions {
   /** The engine: a compiled module, or the URL of engine.wasm. */
@@ -129,6 +130,14 @@ export class Lab {
     } else {
       dst.set(src);
     }
+  }
+
+  /** A dma-heap exporter: lab.heap("system").alloc(size) gives a DmaBuf. */
+  heap(name: HeapName): Heap {
+    if (!heapNames.includes(name)) {
+      throw new DmaBufError("ENOENT", "open", `no heap '${String(name)}' (heaps: ${heapNames.join(", ")})`);
+    }
+    return new Heap(this.sync, this.engine, name);
   }
 
   /** Allocates 2^order pages from the page pool; returns the byte offset. */

@@ -196,6 +196,40 @@ describe("page allocator", () => {
     expect({ allocs: s.allocs, frees: s.frees, failures: s.failures }).toEqual({ allocs: 0, frees: 0, failures: 0 });
   });
 
+  test("allocRun: exactly n contiguous pages in aligned pieces; the rest stays free; freeing each piece restores the pool", async () => {
+    const lab = await smallLab();
+    const pages = lab.arena.pages;
+    const pristine = lab.stats().pages;
+    for (const n of [1, 2, 3, 5, 7, 12, 100, 255, 257]) {
+      const pieces = pages.allocRun(n);
+      // Contiguous, in address order, each piece aligned to its size, n pages in all.
+      let at = pieces[0].offset;
+      for (const p of pieces) {
+        expect(p.offset, `run of ${n}`).toBe(at);
+        expect((p.offset - lab.layout.poolBase) % (PAGE_SIZE * 2 ** p.order)).toBe(0);
+        expect(pages.orderAt(p.offset)).toBe(p.order);
+        at += PAGE_SIZE * 2 ** p.order;
+      }
+      expect((at - pieces[0].offset) / PAGE_SIZE).toBe(n);
+      expect(lab.stats().pages.freeBytes).toBe(pristine.freeBytes - n * PAGE_SIZE);
+      for (const p of pieces) lab.freePages(p.offset, p.order);
+      expectPristine(lab.stats().pages, pristine);
+    }
+  });
+
+  test("allocRun refuses 0 or a run larger than the largest block (EINVAL), and ENOMEM changes nothing", async () => {
+    const lab = await smallLab();
+    const pages = lab.arena.pages;
+    const before = lab.stats().pages;
+    for (const n of [0, -1, 2.5, 2 ** (pages.maxOrder + 1)]) expect(dmaBufError(() => pages.allocRun(n)).code).toBe("EINVAL");
+    const hold = pages.allocRun(2 ** pages.maxOrder); // the largest block: no run of that size is left
+    const held = lab.stats().pages;
+    expect(dmaBufError(() => pages.allocRun(2 ** pages.maxOrder)).code).toBe("ENOMEM");
+    expect({ ...lab.stats().pages, failures: held.failures, lock: held.lock }).toEqual(held);
+    hold.forEach((p) => lab.freePages(p.offset, p.order));
+    expectPristine(lab.stats().pages, { ...before });
+  });
+
   test("every order gives a block aligned to its size inside the pool; freeing restores the pool", async () => {
     const lab = await smallLab();
     const { poolBase, poolBytes } = lab.layout;

@@ -14,7 +14,7 @@ import { kCtlAutoTable } from "../memory/layout.js";
 import { SG_SEG_SIZE, XXH_RESULT, XXH_STATE_SIZE, type EngineExports } from "./abi.js";
 import { instantiateEngine } from "./module.js";
 import { strategyId, type StrategyName } from "./strategy.js";
-import { SegmentList, type SgTable } from "./tables.js";
+import { SegmentList, type SegmentSource, type SgTable } from "./tables.js";
 
 export class Engine {
   readonly wasm: EngineExports;
@@ -46,19 +46,19 @@ export class Engine {
   }
 
   /** Gathers the list's segments, in order, into [dst, dst + total). */
-  gather(list: SegmentList, dst: number, strategy: StrategyName = "auto"): void {
+  gather(list: SegmentSource, dst: number, strategy: StrategyName = "auto"): void {
     const rc = this.wasm.sg_gather(list.offset, list.count, dst, strategyId(strategy, "sg_gather"));
     if (rc !== 0) this.fail(rc, "sg_gather", (i) => this.describeSegment(list, i, "dst", dst), strategy);
   }
 
   /** Scatters [src, src + total) into the list's segments, in order. */
-  scatter(list: SegmentList, src: number, strategy: StrategyName = "auto"): void {
+  scatter(list: SegmentSource, src: number, strategy: StrategyName = "auto"): void {
     const rc = this.wasm.sg_scatter(list.offset, list.count, src, strategyId(strategy, "sg_scatter"));
     if (rc !== 0) this.fail(rc, "sg_scatter", (i) => this.describeSegment(list, i, "src", src), strategy);
   }
 
   /** xxHash32 of the list's segments, concatenated. */
-  checksum(list: SegmentList, seed = 0): number {
+  checksum(list: SegmentSource, seed = 0): number {
     const state = this.scratchState();
     const rc = this.wasm.sg_checksum(list.offset, list.count, state, seed >>> 0);
     if (rc !== 0) this.fail(rc, "sg_checksum", (i) => this.describeSegment(list, i), "auto");
@@ -93,7 +93,7 @@ export class Engine {
     return this.scratchList().offset + 16;
   }
 
-  private describeSegment(list: SegmentList, i: number, side?: string, linear?: number): string {
+  private describeSegment(list: SegmentSource, i: number, side?: string, linear?: number): string {
     if (i < 0) {
       // The list itself, or (gather, scatter) the linear range it maps to.
       const { dmaLo, dmaHi } = this.arena;
@@ -101,7 +101,9 @@ export class Engine {
       if (side === undefined || list.offset < dmaLo || end > dmaHi) {
         return `the segment list {offset=${hex(list.offset)}, count=${list.count}}`;
       }
-      return `the linear range {${side}=${hex(linear!)}, len=${list.totalBytes}}`;
+      let total = 0;
+      for (let k = 0; k < list.count; k++) total += list.entry(k).len;
+      return `the linear range {${side}=${hex(linear!)}, len=${total}}`;
     }
     const s = list.entry(i);
     const segment = `segment ${i} {addr=${hex(s.addr)}, len=${s.len}}`;

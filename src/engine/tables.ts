@@ -14,6 +14,16 @@ import type { Arena } from "../memory/arena.js";
 import { DmaBufError } from "../errno.js";
 import { SG_DESC_DST, SG_DESC_LEN, SG_DESC_SIZE, SG_DESC_SRC, SG_SEG_ADDR, SG_SEG_LEN, SG_SEG_SIZE } from "./abi.js";
 
+/**
+ * A segment list the engine can walk: SG_SEG entries at `offset`. A
+ * SegmentList is one; so is a dma-buf's scatter list (DmaBuf.segmentTable).
+ */
+export interface SegmentSource {
+  readonly offset: number;
+  readonly count: number;
+  entry(i: number): { addr: number; len: number };
+}
+
 abstract class ArenaTable {
   offset: number;
   capacity: number;

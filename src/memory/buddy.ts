@@ -140,25 +140,68 @@ export class BuddyAllocator {
       throw new DmaBufError("EINVAL", syscall, `${this.name}: order ${order} is outside 0..${this.maxOrder}`);
     }
     return this.mutex.with(() => {
-      let k = order;
-      while (k <= this.maxOrder && this.head(k) === NIL) k++;
-      if (k > this.maxOrder) {
-        this.bump(kBuddyFailures, 1);
-        throw new DmaBufError("ENOMEM", syscall,
-          `${this.name}: no free block of order ${order} (${this.granuleBytes << order} bytes); ` +
-          `${this.word(kBuddyFree) * this.granuleBytes} bytes free in smaller blocks`);
-      }
-      const idx = this.head(k);
-      this.remove(k, idx);
-      while (k > order) {
-        k--;
-        this.push(k, idx + 2 ** k);
-      }
-      this.u8[this.state + kBuddyMap + idx] = MAP_HEAD | order;
-      this.bump(kBuddyFree, -(2 ** order));
-      this.bump(kBuddyAllocs, 1);
+      const idx = this.takeBlock(order, syscall);
+      this.markAllocated(idx, order);
       return this.base + idx * this.granuleBytes;
     });
+  }
+
+  /**
+   * Allocates exactly `granules` contiguous granules (like CMA): a block of
+   * the next power of two is split into aligned pieces, the first ones
+   * covering the run and the rest going back to the free lists. Returns the
+   * pieces in address order; each is freed on its own with free(offset, order).
+   */
+  allocRun(granules: number, syscall = "alloc_run"): { offset: number; order: number }[] {
+    const order = Math.ceil(Math.log2(granules));
+    if (!Number.isInteger(granules) || granules < 1 || order > this.maxOrder) {
+      throw new DmaBufError("EINVAL", syscall, `${this.name}: a run of ${granules} granules does not fit this allocator`);
+    }
+    return this.mutex.with(() => {
+      const idx = this.takeBlock(order, syscall);
+      const pieces: { offset: number; order: number }[] = [];
+      let pos = idx;
+      for (let b = order; b >= 0; b--) {
+        if ((granules & 2 ** b) === 0) continue;
+        this.markAllocated(pos, b);
+        pieces.push({ offset: this.base + pos * this.granuleBytes, order: b });
+        pos += 2 ** b;
+      }
+      // The tail of the block goes back in maximal aligned pieces.
+      const end = idx + 2 ** order;
+      while (pos < end) {
+        let b = 0;
+        while (pos % 2 ** (b + 1) === 0 && pos + 2 ** (b + 1) <= end) b++;
+        this.push(b, pos);
+        pos += 2 ** b;
+      }
+      return pieces;
+    });
+  }
+
+  /** Under the lock: removes a free block of at least `order`, split down to it. */
+  private takeBlock(order: number, syscall: string): number {
+    let k = order;
+    while (k <= this.maxOrder && this.head(k) === NIL) k++;
+    if (k > this.maxOrder) {
+      this.bump(kBuddyFailures, 1);
+      throw new DmaBufError("ENOMEM", syscall,
+        `${this.name}: no free block of order ${order} (${this.granuleBytes * 2 ** order} bytes); ` +
+        `${this.word(kBuddyFree) * this.granuleBytes} bytes free in smaller blocks`);
+    }
+    const idx = this.head(k);
+    this.remove(k, idx);
+    while (k > order) {
+      k--;
+      this.push(k, idx + 2 ** k);
+    }
+    return idx;
+  }
+
+  private markAllocated(idx: number, order: number): void {
+    this.u8[this.state + kBuddyMap + idx] = MAP_HEAD | order;
+    this.bump(kBuddyFree, -(2 ** order));
+    this.bump(kBuddyAllocs, 1);
   }
 
   /**

@@ -1,0 +1,244 @@
+/*
+ * dma_buf: a buffer of pages from the page pool, shared by every thread of
+ * the lab. The record lives in the arena, so a buffer crosses threads as an
+ * offset (DmaBuf.attach), the way a file descriptor crosses processes.
+ *
+ * Record (DMABUF_*, 128 bytes in the sync heap):
+ *   DMABUF_REFCOUNT  i32: references (files, mappings, attachments, views);
+ *                    the pages, lists and reservation object go with the last
+ *   DMABUF_SIZE      u32: bytes, a whole number of pages
+ *   DMABUF_PIECES    u32: the page allocation, {offset u32, order u32}[] in
+ *                    buffer order (what free() gives back to the page pool)
+ *   DMABUF_NPIECES   u32
+ *   DMABUF_SEGMENTS  u32: the scatter list the engine walks, SG_SEG format
+ *                    {addr u32, len u32}[]: the pieces with physically
+ *                    adjacent ones merged (sg_alloc_table_from_pages does too);
+ *                    in user memory, where the engine reads sg tables
+ *   DMABUF_NSEGMENTS u32
+ *   DMABUF_RESV      u32: the buffer's reservation object (dma_resv)
+ *   DMABUF_CACHING   u32: CACHING_CACHED, CACHING_WRITE_COMBINE, CACHING_UNCACHED
+ *   DMABUF_EXPORTER  u32: the exporter (exporterNames): fdinfo's exp_name
+ *   DMABUF_NAME_LOCK a Mutex (32 bytes): guards DMABUF_NAME
+ *   DMABUF_NAME      32 bytes: DMA_BUF_SET_NAME's name, UTF-8, NUL-padded
+ *
+ * Contract: create() takes the pieces from an exporter (a heap) and owns them
+ * from then on; a failed create() gives them back and changes nothing else.
+ * Views returned by create()/attach()/get() own a reference; put() drops it.
+ */
+import { DmaBufError, hex } from "../errno.js";
+import { SG_SEG_ADDR, SG_SEG_LEN, SG_SEG_SIZE } from "../engine/abi.js";
+import type { SegmentSource } from "../engine/tables.js";
+import { Mutex } from "../memory/mutex.js";
+import { PAGE_SIZE } from "../memory/layout.js";
+import { Resv } from "../sync/resv.js";
+import type { Sync } from "../sync/sync.js";
+import { readName, writeName } from "../sync/timeline.js";
+
+export const DMABUF_REFCOUNT = 0;
+export const DMABUF_SIZE = 4;
+export const DMABUF_PIECES = 8;
+export const DMABUF_NPIECES = 12;
+export const DMABUF_SEGMENTS = 16;
+export const DMABUF_NSEGMENTS = 20;
+export const DMABUF_RESV = 24;
+export const DMABUF_CACHING = 28;
+export const DMABUF_EXPORTER = 32;
+export const DMABUF_NAME_LOCK = 40;
+export const DMABUF_NAME = 72;
+export const DMABUF_RECORD_SIZE = 104;
+export const DMA_BUF_NAME_LEN = 32;
+
+const PIECE_OFFSET = 0;
+const PIECE_ORDER = 4;
+const PIECE_SIZE = 8;
+
+export const CACHING_CACHED = 1;
+export const CACHING_WRITE_COMBINE = 2;
+export const CACHING_UNCACHED = 3;
+export type Caching = typeof CACHING_CACHED | typeof CACHING_WRITE_COMBINE | typeof CACHING_UNCACHED;
+
+/** Exporter ids as stored in DMABUF_EXPORTER, and their exp_name. */
+export const exporterNames = ["", "system", "system-uncached", "cma", "udmabuf"] as const;
+export type ExporterName = Exclude<(typeof exporterNames)[number], "">;
+
+export interface PagePiece {
+  offset: number;
+  order: number;
+}
+
+export interface Segment {
+  addr: number;
+  len: number;
+}
+
+export class DmaBuf {
+  private owned: boolean;
+
+  private constructor(readonly sync: Sync, readonly offset: number, owned: boolean) {
+    this.owned = owned;
+  }
+
+  /**
+   * A new buffer over `pieces` (page-pool blocks, in buffer order), which it
+   * owns from now on. On failure the pieces go back to the pool.
+   */
+  static create(sync: Sync, pieces: PagePiece[], caching: Caching, exporter: ExporterName): DmaBuf {
+    const pool = sync.arena.pages;
+    const records: number[] = [];
+    let segmentList = -1;
+    let resv: Resv | undefined;
+    try {
+      const merged = mergeAdjacent(pieces);
+      const record = sync.allocRecord(DMABUF_RECORD_SIZE, "dma_buf_export");
+      records.push(record);
+      const pieceList = sync.allocRecord(pieces.length * PIECE_SIZE, "dma_buf_export");
+      records.push(pieceList);
+      const user = sync.arena.user;
+      segmentList = user.alloc(user.orderFor(merged.length * SG_SEG_SIZE), "dma_buf_export");
+      resv = Resv.create(sync);
+      const { u32, i32 } = sync;
+      pieces.forEach((p, i) => {
+        u32[(pieceList + i * PIECE_SIZE + PIECE_OFFSET) >>> 2] = p.offset;
+        u32[(pieceList + i * PIECE_SIZE + PIECE_ORDER) >>> 2] = p.order;
+      });
+      merged.forEach((s, i) => {
+        u32[(segmentList + i * SG_SEG_SIZE + SG_SEG_ADDR) >>> 2] = s.addr;
+        u32[(segmentList + i * SG_SEG_SIZE + SG_SEG_LEN) >>> 2] = s.len;
+      });
+      const w = (off: number, v: number) => { u32[(record + off) >>> 2] = v; };
+      w(DMABUF_SIZE, pieces.reduce((n, p) => n + PAGE_SIZE * 2 ** p.order, 0));
+      w(DMABUF_PIECES, pieceList);
+      w(DMABUF_NPIECES, pieces.length);
+      w(DMABUF_SEGMENTS, segmentList);
+      w(DMABUF_NSEGMENTS, merged.length);
+      w(DMABUF_RESV, resv.offset);
+      w(DMABUF_CACHING, caching);
+      w(DMABUF_EXPORTER, exporterNames.indexOf(exporter));
+      new Mutex(sync.arena.buffer, record + DMABUF_NAME_LOCK).init();
+      // Published by whatever hands the offset to another thread (postMessage
+      // or an Atomics store), which orders these plain writes before it.
+      Atomics.store(i32, (record + DMABUF_REFCOUNT) >>> 2, 1);
+      return new DmaBuf(sync, record, true);
+    } catch (e) {
+      resv?.put();
+      for (const r of records) sync.freeRecord(r);
+      if (segmentList >= 0) sync.arena.user.free(segmentList, undefined, "dma_buf_export");
+      for (const p of pieces) pool.free(p.offset, p.order, "dma_buf_export");
+      throw e;
+    }
+  }
+
+  /** Another view of the buffer at `offset` (another thread's), taking a reference. */
+  static attach(sync: Sync, offset: number): DmaBuf {
+    if (sync.arena.syncHeap.orderAt(offset) < 0 || Atomics.load(sync.i32, (offset + DMABUF_REFCOUNT) >>> 2) <= 0) {
+      throw new DmaBufError("EBADF", "dma_buf_get", `no dma-buf at ${hex(offset)}`);
+    }
+    Atomics.add(sync.i32, (offset + DMABUF_REFCOUNT) >>> 2, 1);
+    return new DmaBuf(sync, offset, true);
+  }
+
+  private word(off: number): number {
+    return this.sync.u32[(this.offset + off) >>> 2];
+  }
+
+  get size(): number {
+    return this.word(DMABUF_SIZE);
+  }
+
+  get caching(): Caching {
+    return this.word(DMABUF_CACHING) as Caching;
+  }
+
+  get exporter(): ExporterName {
+    return exporterNames[this.word(DMABUF_EXPORTER)] as ExporterName;
+  }
+
+  get refcount(): number {
+    return Atomics.load(this.sync.i32, (this.offset + DMABUF_REFCOUNT) >>> 2);
+  }
+
+  /** The reservation object, borrowed (valid while the buffer is held). */
+  get resv(): Resv {
+    return new Resv(this.sync, this.word(DMABUF_RESV), false);
+  }
+
+  /** The page allocation, in buffer order. */
+  pieces(): PagePiece[] {
+    const list = this.word(DMABUF_PIECES);
+    return Array.from({ length: this.word(DMABUF_NPIECES) }, (_, i) => ({
+      offset: this.sync.u32[(list + i * PIECE_SIZE + PIECE_OFFSET) >>> 2],
+      order: this.sync.u32[(list + i * PIECE_SIZE + PIECE_ORDER) >>> 2],
+    }));
+  }
+
+  /** The scatter list: arena address and length of each physically contiguous chunk. */
+  segments(): Segment[] {
+    const table = this.segmentTable;
+    return Array.from({ length: table.count }, (_, i) => table.entry(i));
+  }
+
+  /** The scatter list as the engine walks it (gather, scatter, checksum). */
+  get segmentTable(): SegmentSource {
+    const list = this.word(DMABUF_SEGMENTS);
+    const { u32 } = this.sync;
+    return {
+      offset: list,
+      count: this.word(DMABUF_NSEGMENTS),
+      entry: (i) => ({ addr: u32[(list + i * SG_SEG_SIZE + SG_SEG_ADDR) >>> 2], len: u32[(list + i * SG_SEG_SIZE + SG_SEG_LEN) >>> 2] }),
+    };
+  }
+
+  /** DMA_BUF_SET_NAME's name ("" when unset). */
+  get name(): string {
+    return this.nameLock().with(() => readName(this.sync.u8, this.offset + DMABUF_NAME));
+  }
+
+  /** DMA_BUF_SET_NAME: at most 31 bytes, else EINVAL (the name is unchanged). */
+  setName(name: string): void {
+    this.nameLock().with(() => {
+      try {
+        writeName(this.sync.u8, this.offset + DMABUF_NAME, name, "name");
+      } catch (e) {
+        throw new DmaBufError("EINVAL", "DMA_BUF_SET_NAME", `name '${name}' is longer than ${DMA_BUF_NAME_LEN - 1} bytes`, { cause: e });
+      }
+    });
+  }
+
+  private nameLock(): Mutex {
+    return new Mutex(this.sync.arena.buffer, this.offset + DMABUF_NAME_LOCK);
+  }
+
+  /** dma_buf get: a new owned view. */
+  get(): DmaBuf {
+    return DmaBuf.attach(this.sync, this.offset);
+  }
+
+  /** Drops this view's reference; the last one frees the pages and the record. */
+  put(): void {
+    if (!this.owned) throw new DmaBufError("EINVAL", "dma_buf_put", "this view holds no reference");
+    this.owned = false;
+    if (Atomics.sub(this.sync.i32, (this.offset + DMABUF_REFCOUNT) >>> 2, 1) !== 1) return;
+    const pieces = this.pieces();
+    new Resv(this.sync, this.word(DMABUF_RESV), true).put();
+    this.sync.freeRecord(this.word(DMABUF_PIECES));
+    this.sync.arena.user.free(this.word(DMABUF_SEGMENTS), undefined, "dma_buf_release");
+    this.sync.freeRecord(this.offset);
+    for (const p of pieces) this.sync.arena.pages.free(p.offset, p.order, "dma_buf_release");
+  }
+
+  [Symbol.dispose](): void {
+    if (this.owned) this.put();
+  }
+}
+
+/** The scatter list of a piece list: physically adjacent pieces merged. */
+export function mergeAdjacent(pieces: PagePiece[]): Segment[] {
+  const out: Segment[] = [];
+  for (const p of pieces) {
+    const len = PAGE_SIZE * 2 ** p.order;
+    const last = out[out.length - 1];
+    if (last !== undefined && last.addr + last.len === p.offset && last.len + len <= 0x80000000) last.len += len;
+    else out.push({ addr: p.offset, len });
+  }
+  return out;
+}
