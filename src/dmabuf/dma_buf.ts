@@ -6,6 +6,9 @@
  * Record (DMABUF_*, 128 bytes in the sync heap):
  *   DMABUF_REFCOUNT  i32: references (files, mappings, attachments, views);
  *                    the pages, lists and reservation object go with the last
+ *   DMABUF_FILES     i32: open files (fd table entries, in any thread) that
+ *                    refer to the buffer: fdinfo's count; each also holds a
+ *                    reference (openFile/closeFile)
  *   DMABUF_SIZE      u32: bytes, a whole number of pages
  *   DMABUF_PIECES    u32: the page allocation, {offset u32, order u32}[] in
  *                    buffer order (what free() gives back to the page pool)
@@ -43,6 +46,7 @@ export const DMABUF_NSEGMENTS = 20;
 export const DMABUF_RESV = 24;
 export const DMABUF_CACHING = 28;
 export const DMABUF_EXPORTER = 32;
+export const DMABUF_FILES = 36;
 export const DMABUF_NAME_LOCK = 40;
 export const DMABUF_NAME = 72;
 export const DMABUF_RECORD_SIZE = 104;
@@ -155,6 +159,24 @@ export class DmaBuf {
 
   get refcount(): number {
     return Atomics.load(this.sync.i32, (this.offset + DMABUF_REFCOUNT) >>> 2);
+  }
+
+  /** Open files referring to the buffer (fdinfo's count). */
+  get fileCount(): number {
+    return Atomics.load(this.sync.i32, (this.offset + DMABUF_FILES) >>> 2);
+  }
+
+  /** A new file referring to the buffer: counts it and returns an owned view for it. */
+  openFile(): DmaBuf {
+    const view = this.get();
+    Atomics.add(this.sync.i32, (this.offset + DMABUF_FILES) >>> 2, 1);
+    return view;
+  }
+
+  /** Closes a file made by openFile() (this view): uncounts it and drops its reference. */
+  closeFile(): void {
+    Atomics.sub(this.sync.i32, (this.offset + DMABUF_FILES) >>> 2, 1);
+    this.put();
   }
 
   /** The reservation object, borrowed (valid while the buffer is held). */
