@@ -23,6 +23,10 @@ export {
   DmaBuf, mergeAdjacent, exporterNames, CACHING_CACHED, CACHING_WRITE_COMBINE, CACHING_UNCACHED,
   type Caching, type ExporterName, type PagePiece, type Segment,
 } from "./dmabuf/dma_buf.js";
+export {
+  Memfd, MFD_CLOEXEC, MFD_ALLOW_SEALING, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE,
+} from "./dmabuf/memfd.js";
+export { udmabufCreate, UDMABUF_SIZE_LIMIT, UDMABUF_LIST_LIMIT, UDMABUF_FLAGS_CLOEXEC, type UdmabufItem } from "./dmabuf/udmabuf.js";
 export { Fence, type FenceCallback, type FenceNames } from "./sync/fence.js";
 export { FenceArray } from "./sync/fence_array.js";
 export { FenceChain } from "./sync/fence_chain.js";

@@ -22,6 +22,9 @@ import { strategyId, type StrategyName } from "./engine/strategy.js";
 import { SegmentList, SgTable } from "./engine/tables.js";
 import { Sync } from "./sync/sync.js";
 import { Heap, heapNames, type HeapName } from "./dmabuf/heap.js";
+import { Memfd } from "./dmabuf/memfd.js";
+import { udmabufCreate, type UdmabufItem } from "./dmabuf/udmabuf.js";
+import type { DmaBuf } from "./dmabuf/dma_buf.js";
 
 export interface LabOptions extends LayoutOptions {
   /** The engine: a compiled module, or the URL of engine.wasm. */
@@ -138,6 +141,16 @@ export class Lab {
       throw new DmaBufError("ENOENT", "open", `no heap '${String(name)}' (heaps: ${heapNames.join(", ")})`);
     }
     return new Heap(this.sync, this.engine, name);
+  }
+
+  /** memfd_create: an empty file whose pages come from the page pool. */
+  memfd(name: string, flags?: number): Memfd {
+    return Memfd.create(this.sync, this.engine, name, flags);
+  }
+
+  /** UDMABUF_CREATE(_LIST): a dma-buf over memfd pages (see src/dmabuf/udmabuf.ts). */
+  udmabuf(items: UdmabufItem[], flags?: number): DmaBuf {
+    return udmabufCreate(this.sync, items, flags);
   }
 
   /** Allocates 2^order pages from the page pool; returns the byte offset. */

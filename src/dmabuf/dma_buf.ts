@@ -23,9 +23,16 @@
  *   DMABUF_EXPORTER  u32: the exporter (exporterNames): fdinfo's exp_name
  *   DMABUF_NAME_LOCK a Mutex (32 bytes): guards DMABUF_NAME
  *   DMABUF_NAME      32 bytes: DMA_BUF_SET_NAME's name, UTF-8, NUL-padded
+ *   DMABUF_BACKING   u32: for a buffer whose pages belong to memfds (udmabuf),
+ *                    the list of memfd records it holds a reference on, u32[];
+ *                    0 when the buffer owns its pages (heaps)
+ *   DMABUF_NBACKING  u32
  *
  * Contract: create() takes the pieces from an exporter (a heap) and owns them
  * from then on; a failed create() gives them back and changes nothing else.
+ * With `backing` (udmabuf), the pieces belong to those memfds instead: the
+ * buffer holds one memfd reference each (taken by the caller), dropped on
+ * release, and never frees the pages itself.
  * Views returned by create()/attach()/get() own a reference; put() drops it.
  */
 import { DmaBufError, hex } from "../errno.js";
@@ -36,6 +43,7 @@ import { PAGE_SIZE } from "../memory/layout.js";
 import { Resv } from "../sync/resv.js";
 import type { Sync } from "../sync/sync.js";
 import { readName, writeName } from "../sync/timeline.js";
+import { memfdUnref } from "./memfd.js";
 
 export const DMABUF_REFCOUNT = 0;
 export const DMABUF_SIZE = 4;
@@ -49,7 +57,9 @@ export const DMABUF_EXPORTER = 32;
 export const DMABUF_FILES = 36;
 export const DMABUF_NAME_LOCK = 40;
 export const DMABUF_NAME = 72;
-export const DMABUF_RECORD_SIZE = 104;
+export const DMABUF_BACKING = 104;
+export const DMABUF_NBACKING = 108;
+export const DMABUF_RECORD_SIZE = 112;
 export const DMA_BUF_NAME_LEN = 32;
 
 const PIECE_OFFSET = 0;
@@ -86,7 +96,7 @@ export class DmaBuf {
    * A new buffer over `pieces` (page-pool blocks, in buffer order), which it
    * owns from now on. On failure the pieces go back to the pool.
    */
-  static create(sync: Sync, pieces: PagePiece[], caching: Caching, exporter: ExporterName): DmaBuf {
+  static create(sync: Sync, pieces: PagePiece[], caching: Caching, exporter: ExporterName, backing: number[] = []): DmaBuf {
     const pool = sync.arena.pages;
     const records: number[] = [];
     let segmentList = -1;
@@ -99,8 +109,11 @@ export class DmaBuf {
       records.push(pieceList);
       const user = sync.arena.user;
       segmentList = user.alloc(user.orderFor(merged.length * SG_SEG_SIZE), "dma_buf_export");
+      const backingList = backing.length > 0 ? sync.allocRecord(backing.length * 4, "dma_buf_export") : 0;
+      if (backingList !== 0) records.push(backingList);
       resv = Resv.create(sync);
       const { u32, i32 } = sync;
+      backing.forEach((m, i) => { u32[(backingList >>> 2) + i] = m; });
       pieces.forEach((p, i) => {
         u32[(pieceList + i * PIECE_SIZE + PIECE_OFFSET) >>> 2] = p.offset;
         u32[(pieceList + i * PIECE_SIZE + PIECE_ORDER) >>> 2] = p.order;
@@ -118,6 +131,8 @@ export class DmaBuf {
       w(DMABUF_RESV, resv.offset);
       w(DMABUF_CACHING, caching);
       w(DMABUF_EXPORTER, exporterNames.indexOf(exporter));
+      w(DMABUF_BACKING, backingList);
+      w(DMABUF_NBACKING, backing.length);
       new Mutex(sync.arena.buffer, record + DMABUF_NAME_LOCK).init();
       // Published by whatever hands the offset to another thread (postMessage
       // or an Atomics store), which orders these plain writes before it.
@@ -127,7 +142,8 @@ export class DmaBuf {
       resv?.put();
       for (const r of records) sync.freeRecord(r);
       if (segmentList >= 0) sync.arena.user.free(segmentList, undefined, "dma_buf_export");
-      for (const p of pieces) pool.free(p.offset, p.order, "dma_buf_export");
+      if (backing.length > 0) backing.forEach((m) => memfdUnref(sync, m));
+      else for (const p of pieces) pool.free(p.offset, p.order, "dma_buf_export");
       throw e;
     }
   }
@@ -240,12 +256,17 @@ export class DmaBuf {
     if (!this.owned) throw new DmaBufError("EINVAL", "dma_buf_put", "this view holds no reference");
     this.owned = false;
     if (Atomics.sub(this.sync.i32, (this.offset + DMABUF_REFCOUNT) >>> 2, 1) !== 1) return;
+    const { sync } = this;
     const pieces = this.pieces();
-    new Resv(this.sync, this.word(DMABUF_RESV), true).put();
-    this.sync.freeRecord(this.word(DMABUF_PIECES));
-    this.sync.arena.user.free(this.word(DMABUF_SEGMENTS), undefined, "dma_buf_release");
-    this.sync.freeRecord(this.offset);
-    for (const p of pieces) this.sync.arena.pages.free(p.offset, p.order, "dma_buf_release");
+    const backingList = this.word(DMABUF_BACKING);
+    const backing = Array.from(sync.u32.subarray(backingList >>> 2, (backingList >>> 2) + this.word(DMABUF_NBACKING)));
+    new Resv(sync, this.word(DMABUF_RESV), true).put();
+    sync.freeRecord(this.word(DMABUF_PIECES));
+    sync.arena.user.free(this.word(DMABUF_SEGMENTS), undefined, "dma_buf_release");
+    if (backingList !== 0) sync.freeRecord(backingList);
+    sync.freeRecord(this.offset);
+    if (backing.length > 0) backing.forEach((m) => memfdUnref(sync, m));
+    else for (const p of pieces) sync.arena.pages.free(p.offset, p.order, "dma_buf_release");
   }
 
   [Symbol.dispose](): void {
