@@ -23,6 +23,7 @@ import { SegmentList, SgTable } from "./engine/tables.js";
 import { Sync } from "./sync/sync.js";
 import { Heap, heapNames, type HeapName } from "./dmabuf/heap.js";
 import { Memfd } from "./dmabuf/memfd.js";
+import { isCoherent, setCoherent } from "./dmabuf/coherence.js";
 import { udmabufCreate, type UdmabufItem } from "./dmabuf/udmabuf.js";
 import type { DmaBuf } from "./dmabuf/dma_buf.js";
 
@@ -31,6 +32,12 @@ export interface LabOptions extends LayoutOptions {
   engine?: EngineSource;
   /** The AUTO calibration table (default: src/engine/calibration.json). */
   calibration?: Calibration;
+  /**
+   * false models a non-coherent (ARM-like) machine: cached buffers are seen
+   * by the CPU through a simulated write-back cache (src/dmabuf/coherence.ts).
+   * Default true (x86-like).
+   */
+  coherent?: boolean;
 }
 
 /** What crosses to another thread: structured-clonable, shared not copied. */
@@ -61,6 +68,7 @@ export class Lab {
     arena.u8.set(calibration, arena.control(kCtlAutoTable));
     const engine = new Engine(arena, module);
     Sync.init(arena, engine);
+    setCoherent(arena, options.coherent ?? true);
     return new Lab(arena, engine);
   }
 
@@ -79,6 +87,11 @@ export class Lab {
 
   get layout(): Layout {
     return this.arena.layout;
+  }
+
+  /** False when the lab models a non-coherent machine (Lab.create({ coherent: false })). */
+  get coherent(): boolean {
+    return isCoherent(this.arena);
   }
 
   /** Replaces the AUTO table for every thread of this lab. */

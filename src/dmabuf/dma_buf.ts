@@ -27,6 +27,10 @@
  *                    the list of memfd records it holds a reference on, u32[];
  *                    0 when the buffer owns its pages (heaps)
  *   DMABUF_NBACKING  u32
+ *   DMABUF_CPU_COPY  u32: non-coherent labs, cached buffers: the simulated
+ *                    CPU cache of the buffer (coherence.ts), in user memory
+ *   DMABUF_CPU_CLEAN u32: its clean snapshot
+ *   DMABUF_PARTIAL   i32: maintenance calls on ranges that split a cache line
  *
  * Contract: create() takes the pieces from an exporter (a heap) and owns them
  * from then on; a failed create() gives them back and changes nothing else.
@@ -59,7 +63,10 @@ export const DMABUF_NAME_LOCK = 40;
 export const DMABUF_NAME = 72;
 export const DMABUF_BACKING = 104;
 export const DMABUF_NBACKING = 108;
-export const DMABUF_RECORD_SIZE = 112;
+export const DMABUF_CPU_COPY = 112;
+export const DMABUF_CPU_CLEAN = 116;
+export const DMABUF_PARTIAL = 120;
+export const DMABUF_RECORD_SIZE = 124;
 export const DMA_BUF_NAME_LEN = 32;
 
 const PIECE_OFFSET = 0;
@@ -264,6 +271,10 @@ export class DmaBuf {
     sync.freeRecord(this.word(DMABUF_PIECES));
     sync.arena.user.free(this.word(DMABUF_SEGMENTS), undefined, "dma_buf_release");
     if (backingList !== 0) sync.freeRecord(backingList);
+    for (const word of [DMABUF_CPU_COPY, DMABUF_CPU_CLEAN]) {
+      const block = this.word(word);
+      if (block !== 0) sync.arena.user.free(block, undefined, "dma_buf_release");
+    }
     sync.freeRecord(this.offset);
     if (backing.length > 0) backing.forEach((m) => memfdUnref(sync, m));
     else for (const p of pieces) sync.arena.pages.free(p.offset, p.order, "dma_buf_release");

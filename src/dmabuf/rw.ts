@@ -24,6 +24,9 @@
  * grows), one at or past the end with bytes to write is ENOSPC. Write-combined
  * and uncached buffers are written with the line-granular SIMD strategy
  * (whole 64-byte lines where the range allows) and read with bulk copies.
+ * In a non-coherent lab the copy goes through the buffer's CPU cache with
+ * the maintenance done here (coherence.ts): the range's lines are refilled
+ * from memory first, and after a write its changed lines are cleaned back.
  * Every call has an async twin that waits with waitAsync.
  */
 import { DmaBufError } from "../errno.js";
@@ -35,6 +38,8 @@ import { DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE, usageRw } from "../sync/resv
 import type { Sync } from "../sync/sync.js";
 import type { Timeline } from "../sync/timeline.js";
 import { CACHING_CACHED, type DmaBuf } from "./dma_buf.js";
+import { bufferRuns, iovRuns, zipRuns } from "./runs.js";
+import { CpuCache } from "./coherence.js";
 
 export interface RwOptions {
   /** O_NONBLOCK: EAGAIN instead of waiting for a pending fence. */
@@ -115,40 +120,28 @@ function begin(p: Plan, options: RwOptions): { own: Fence; deps: Fence[] } {
 function copy(p: Plan): void {
   const { buf, iov, pos, bytes, write, strategy } = p;
   const { sync } = buf;
-  const arena = sync.arena;
-  const segments = buf.segments();
+  const { arena } = sync;
   const state = cpu(sync);
   const table = (state.table ??= new SgTable(arena)).clear();
-  // Walk the buffer's segments from `pos` and the iovecs in parallel.
-  let seg = 0;
-  let segOff = pos;
-  while (seg < segments.length && segOff >= segments[seg].len) segOff -= segments[seg++].len;
-  let left = bytes;
-  for (const v of iov) {
-    let vOff = 0;
-    while (vOff < v.byteLength && left > 0) {
-      const s = segments[seg];
-      const n = Math.min(v.byteLength - vOff, s.len - segOff, left);
-      const bufAddr = s.addr + segOff;
-      if (arena.owns(v)) {
-        const userAddr = v.byteOffset + vOff;
-        if (write) table.push(bufAddr, userAddr, n);
-        else table.push(userAddr, bufAddr, n);
-      } else {
-        if (write) arena.u8.set(v.subarray(vOff, vOff + n), bufAddr);
-        else v.set(arena.u8.subarray(bufAddr, bufAddr + n), vOff);
-      }
-      vOff += n;
-      segOff += n;
-      left -= n;
-      if (segOff === s.len) {
-        seg++;
-        segOff = 0;
-      }
+  // Non-coherent labs: the path goes through the CPU cache and maintains
+  // the range's whole lines itself (invalidate before, clean after a write).
+  const cache = CpuCache.of(buf);
+  cache?.invalidate(pos, bytes, false);
+  const target = cache ? [{ addr: cache.copy + pos, len: bytes }] : bufferRuns(buf, pos, bytes);
+  zipRuns(target, iovRuns(iov), (b, bOff, u, uOff, n) => {
+    const bufAddr = b.addr + bOff;
+    const v = u.view!;
+    if (arena.owns(v)) {
+      if (write) table.push(bufAddr, u.addr + uOff, n);
+      else table.push(u.addr + uOff, bufAddr, n);
+    } else if (write) {
+      arena.u8.set(v.subarray(uOff, uOff + n), bufAddr);
+    } else {
+      v.set(arena.u8.subarray(bufAddr, bufAddr + n), uOff);
     }
-    if (left === 0) break;
-  }
+  });
   if (table.count > 0) sync.engine.sgCopy(table, strategy);
+  if (write) cache?.cleanRange(pos, bytes, false);
 }
 
 /** How one call waits for a dependency: the time left (> 0) or 0 on timeout. */

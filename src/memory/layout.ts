@@ -69,6 +69,8 @@ export const kCtlContextNext = 136;
 export const kCtlClockEpochMs = 144;
 /** u32: offset of the stub fence record. */
 export const kCtlStubFence = 152;
+/** u32: 1 when the lab models a non-coherent (ARM-like) machine (src/dmabuf/coherence.ts). */
+export const kCtlNonCoherent = 156;
 
 export interface Layout {
   memoryBytes: number;

@@ -1,0 +1,146 @@
+/*
+ * The cache-coherence model.
+ *
+ * Coherent (the default, x86-like): CPU and devices see the same memory;
+ * there is nothing to maintain and CpuCache.of() is null.
+ *
+ * Non-coherent (ARM-like, Lab.create({ coherent: false })): the CPU reaches a
+ * cached buffer through a simulated write-back cache of 64-byte lines. The
+ * cache is a CPU copy of the buffer (DMABUF_CPU_COPY, linear, in user
+ * memory) plus a clean snapshot of it (DMABUF_CPU_CLEAN: what the cache last
+ * exchanged with memory). Devices see only memory (the buffer's pages).
+ *   invalidate(pos, len)  begin_cpu_access: the lines of the range are
+ *                         refilled from memory; CPU writes to them that were
+ *                         not cleaned are lost, as on hardware
+ *   clean(pos, len)       end_cpu_access: the lines of the range where the
+ *                         cache differs from its snapshot are written back
+ *                         to memory (only those: a device's writes to other
+ *                         lines survive); the snapshot takes their value
+ * A range that starts or ends inside a line is counted (DMABUF_PARTIAL) and
+ * reported: on hardware, maintenance of that line spills onto its
+ * neighbours. The read/write path maintains whole lines itself and is not
+ * counted. Write-combined and uncached buffers bypass the cache. The cache
+ * is made on first use, filled from memory (any thread; the first to publish
+ * it wins, a loser frees its copy).
+ */
+import { CACHE_LINE, kCtlNonCoherent } from "../memory/layout.js";
+import { SgTable } from "../engine/tables.js";
+import type { Arena } from "../memory/arena.js";
+import { CACHING_CACHED, DMABUF_CPU_CLEAN, DMABUF_CPU_COPY, DMABUF_PARTIAL, type DmaBuf } from "./dma_buf.js";
+import { bufferRuns, zipRuns } from "./runs.js";
+
+export function isCoherent(arena: Arena): boolean {
+  return arena.u32[arena.control(kCtlNonCoherent) >>> 2] === 0;
+}
+
+export function setCoherent(arena: Arena, coherent: boolean): void {
+  arena.u32[arena.control(kCtlNonCoherent) >>> 2] = coherent ? 0 : 1;
+}
+
+export interface Maintenance {
+  /** The range split a cache line at its start or end. */
+  partial: boolean;
+  /** Lines written back (clean) or refilled (invalidate). */
+  lines: number;
+}
+
+export class CpuCache {
+  private constructor(readonly buf: DmaBuf, readonly copy: number, readonly clean: number) {}
+
+  /** The buffer's CPU cache, or null where there is none (coherent lab, uncached buffer). */
+  static of(buf: DmaBuf): CpuCache | null {
+    const { arena } = buf.sync;
+    if (isCoherent(arena) || buf.caching !== CACHING_CACHED) return null;
+    const i32 = arena.i32;
+    const copyWord = (buf.offset + DMABUF_CPU_COPY) >>> 2;
+    let copy = Atomics.load(i32, copyWord);
+    if (copy === 0) {
+      const user = arena.user;
+      const order = user.orderFor(buf.size);
+      const fresh = user.alloc(order, "dma_buf_cache");
+      const snapshot = user.alloc(order, "dma_buf_cache");
+      buf.sync.engine.gather(buf.segmentTable, fresh);
+      buf.sync.engine.copy(snapshot, fresh, buf.size);
+      arena.u32[(buf.offset + DMABUF_CPU_CLEAN) >>> 2] = snapshot;
+      // Publish: the seq-cst compareExchange orders the fill above before it.
+      const prev = Atomics.compareExchange(i32, copyWord, 0, fresh);
+      if (prev !== 0) {
+        user.free(fresh, undefined, "dma_buf_cache");
+        user.free(snapshot, undefined, "dma_buf_cache");
+        copy = prev;
+      } else {
+        copy = fresh;
+      }
+    }
+    return new CpuCache(buf, copy, arena.u32[(buf.offset + DMABUF_CPU_CLEAN) >>> 2]);
+  }
+
+  /** The CPU's view of the whole buffer (what an mmap of it shows). */
+  cpuView(): Uint8Array {
+    return this.buf.sync.arena.view(this.copy, this.buf.size);
+  }
+
+  /** The number of maintenance calls so far on ranges that split a line. */
+  get partialSyncs(): number {
+    return Atomics.load(this.buf.sync.i32, (this.buf.offset + DMABUF_PARTIAL) >>> 2);
+  }
+
+  /** begin_cpu_access: refill the range's lines from memory. */
+  invalidate(pos = 0, len = this.buf.size, counted = true): Maintenance {
+    const { start, end, partial } = this.lines(pos, len, counted);
+    const table = this.table();
+    zipRuns(bufferRuns(this.buf, start, end - start), [{ addr: this.copy + start, len: end - start }], (m, mOff, c, cOff, n) => {
+      table.push(c.addr + cOff, m.addr + mOff, n);
+    });
+    table.push(this.clean + start, this.copy + start, end - start);
+    this.run(table);
+    return { partial, lines: (end - start) / CACHE_LINE };
+  }
+
+  /** end_cpu_access: write the range's changed lines back to memory. */
+  cleanRange(pos = 0, len = this.buf.size, counted = true): Maintenance {
+    const { start, end, partial } = this.lines(pos, len, counted);
+    const { u8 } = this.buf.sync.arena;
+    const dirty: { addr: number; len: number }[] = [];
+    for (let line = start; line < end; line += CACHE_LINE) {
+      const a = this.copy + line;
+      const b = this.clean + line;
+      if (Buffer.compare(u8.subarray(a, a + CACHE_LINE), u8.subarray(b, b + CACHE_LINE)) === 0) continue;
+      const last = dirty[dirty.length - 1];
+      if (last !== undefined && last.addr + last.len === line) last.len += CACHE_LINE;
+      else dirty.push({ addr: line, len: CACHE_LINE });
+    }
+    const table = this.table();
+    for (const d of dirty) {
+      zipRuns([{ addr: this.copy + d.addr, len: d.len }], bufferRuns(this.buf, d.addr, d.len), (c, cOff, m, mOff, n) => {
+        table.push(m.addr + mOff, c.addr + cOff, n);
+      });
+      table.push(this.clean + d.addr, this.copy + d.addr, d.len);
+    }
+    this.run(table);
+    return { partial, lines: dirty.reduce((n, d) => n + d.len / CACHE_LINE, 0) };
+  }
+
+  private lines(pos: number, len: number, counted: boolean): { start: number; end: number; partial: boolean } {
+    const end = Math.min(this.buf.size, pos + len);
+    const partial = pos % CACHE_LINE !== 0 || (end % CACHE_LINE !== 0 && end !== this.buf.size);
+    if (partial && counted) Atomics.add(this.buf.sync.i32, (this.buf.offset + DMABUF_PARTIAL) >>> 2, 1);
+    return {
+      start: pos - (pos % CACHE_LINE),
+      end: Math.min(this.buf.size, Math.ceil(end / CACHE_LINE) * CACHE_LINE),
+      partial,
+    };
+  }
+
+  private table(): SgTable {
+    return new SgTable(this.buf.sync.arena);
+  }
+
+  private run(table: SgTable): void {
+    try {
+      if (table.count > 0) this.buf.sync.engine.sgCopy(table, "bulk");
+    } finally {
+      table.free();
+    }
+  }
+}
