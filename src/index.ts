@@ -40,3 +40,4 @@ export {
   Resv, usageRw, usageNames, type ResvUsage, type ResvEntry,
   DMA_RESV_USAGE_KERNEL, DMA_RESV_USAGE_WRITE, DMA_RESV_USAGE_READ, DMA_RESV_USAGE_BOOKKEEP,
 } from "./sync/resv.js";
+export * from "./uapi/index.js";

@@ -152,6 +152,13 @@ describe("cma heap", () => {
     }
   });
 
+  test("a run larger than the whole pool is ENOMEM too, nothing changed", async () => {
+    const lab = await labs.create();
+    const before = poolState(lab);
+    expectErrno(() => lab.heap("cma").alloc(2 * lab.layout.poolBytes), "ENOMEM");
+    expect(poolState(lab)).toEqual(before);
+  });
+
   test("ENOMEM when the pool is fragmented, though enough pages are free; nothing changes", async () => {
     const lab = await labs.create();
     const held = fragmentPool(lab);

@@ -48,6 +48,11 @@ export class Heap {
   }
 
   private contiguous(pages: number): PagePiece[] {
+    const pool = this.sync.arena.pages;
+    if (pages > 2 ** pool.maxOrder) {
+      throw new DmaBufError("ENOMEM", "DMA_HEAP_IOCTL_ALLOC",
+        `cma: ${pages} contiguous pages exceed the page pool's largest block (${2 ** pool.maxOrder} pages)`);
+    }
     try {
       return this.sync.arena.pages.allocRun(pages, "DMA_HEAP_IOCTL_ALLOC");
     } catch (e) {

@@ -1,0 +1,243 @@
+/*
+ * The file operations of a dma-buf fd (drivers/dma-buf/dma-buf.c, dma_buf_fops).
+ *
+ * Contract (reference section 2; every failure changes nothing):
+ *   DMA_BUF_IOCTL_SYNC {flags}  a bit outside RW|END, or no READ/WRITE bit:
+ *                    EINVAL. START waits for the implicit fences: READ for
+ *                    usage WRITE, WRITE or RW for usage READ; O_NONBLOCK
+ *                    gives EAGAIN instead of waiting, the lab's `timeoutMs`
+ *                    ETIMEDOUT after that long; then cpuAccessHook(). END
+ *                    calls cpuAccessHook() and does not wait. Pairing is not
+ *                    enforced. ioctlAsync waits with a Promise instead.
+ *   DMA_BUF_SET_NAME "name"  at most 31 bytes, else EINVAL; not a string: EFAULT.
+ *   DMA_BUF_IOCTL_EXPORT_SYNC_FILE {flags, fd}  flags a non-zero subset of RW,
+ *                    else EINVAL; fd <- a new sync_file (close-on-exec) with
+ *                    a snapshot of what a reader (READ) or a writer (WRITE,
+ *                    RW) would wait for: none a signalled stub, one that
+ *                    fence, several a fence array (dma_resv_get_singleton).
+ *   DMA_BUF_IOCTL_IMPORT_SYNC_FILE {flags, fd}  the same flag rule; fd not an
+ *                    open sync_file: EINVAL. Each leaf of the sync_file's
+ *                    fence is added on its own, usage WRITE when WRITE is
+ *                    set, else READ; the slots are reserved first (ENOMEM
+ *                    there leaves the reservation object as it was).
+ *   other ioctls     ENOTTY
+ *   llseek           offset 0 only: SEEK_END gives the size, SEEK_SET 0,
+ *                    anything else EINVAL (the read/write path extends this).
+ *   mmap             offset page aligned, length > 0, and the page-rounded
+ *                    range within the buffer's pages, else EINVAL.
+ *   poll             POLLIN when no pending KERNEL/WRITE fence, POLLOUT when
+ *                    no pending KERNEL/WRITE/READ fence.
+ *   fdinfo           size, count (DmaBuf.fileCount: fds and mappings in every
+ *                    thread), exp_name, and name when set.
+ * File references: each get() is one more DmaBuf.openFile(), each put() one
+ * closeFile(), so fdinfo's count follows dup, close, mmap and fd passing as
+ * the kernel's file_count does.
+ */
+import { DmaBufError } from "../errno.js";
+import type { DmaBuf } from "../dmabuf/dma_buf.js";
+import { PAGE_SIZE } from "../memory/layout.js";
+import { DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE, usageRw } from "../sync/resv.js";
+import { SyncFile } from "../sync/sync_file.js";
+import { unwrap } from "../sync/fence_unwrap.js";
+import { OpenFile, type FdToken } from "./file.js";
+import { DmaBufMapping } from "./mapping.js";
+import type { Process } from "./process.js";
+import { SyncFileFile, installSyncFile } from "./sync_file_file.js";
+import {
+  DMA_BUF_IOCTL_EXPORT_SYNC_FILE, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, DMA_BUF_IOCTL_SYNC, DMA_BUF_SET_NAME,
+  DMA_BUF_SET_NAME_A, DMA_BUF_SYNC_END, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_VALID_FLAGS_MASK, DMA_BUF_SYNC_WRITE,
+  POLLIN, POLLOUT, SEEK_END, SEEK_SET,
+  type dma_buf_export_sync_file, type dma_buf_import_sync_file, type dma_buf_sync,
+} from "./uapi.js";
+
+/**
+ * THE COHERENCE HOOK: the exporter's begin_cpu_access (START: invalidate
+ * toward the CPU) and end_cpu_access (END: flush toward devices) for the
+ * directions in `flags`. Coherent memory needs nothing, so it does nothing
+ * yet; the coherence model (issue 4, section 5) goes here and only here.
+ */
+export function cpuAccessHook(_buf: DmaBuf, _flags: number): void {}
+
+interface SyncRequest {
+  flags: number;
+  end: boolean;
+  usage: ReturnType<typeof usageRw>;
+  timeoutMs: number;
+}
+
+export class DmaBufFile extends OpenFile {
+  readonly kind = "dma-buf";
+  /** One owned view per file reference (each from openFile()). */
+  private readonly views: DmaBuf[];
+
+  /** A new file over `buf` (borrowed; the file opens its own reference). */
+  constructor(buf: DmaBuf, flags: number) {
+    super(flags);
+    this.views = [buf.openFile()];
+  }
+
+  /** The buffer, borrowed (valid while the file is open). */
+  get buf(): DmaBuf {
+    const v = this.views[0];
+    if (v === undefined) throw new DmaBufError("EBADF", "dma_buf", "this dma-buf file is released");
+    return v;
+  }
+
+  protected override acquire(): void {
+    this.views.push(this.buf.openFile());
+  }
+
+  protected drop(_last: boolean): void {
+    this.views.pop()!.closeFile();
+  }
+
+  override ioctl(proc: Process, request: number, arg: unknown): number {
+    switch (request) {
+      case DMA_BUF_IOCTL_SYNC: {
+        const req = this.syncRequest(arg);
+        if (!req.end) this.waitSync(req);
+        cpuAccessHook(this.buf, req.flags);
+        return 0;
+      }
+      case DMA_BUF_SET_NAME:
+      case DMA_BUF_SET_NAME_A:
+        if (typeof arg !== "string") throw new DmaBufError("EFAULT", "DMA_BUF_SET_NAME", "the argument must be the name, a string");
+        this.buf.setName(arg);
+        return 0;
+      case DMA_BUF_IOCTL_EXPORT_SYNC_FILE:
+        return this.exportSyncFile(proc, arg as dma_buf_export_sync_file);
+      case DMA_BUF_IOCTL_IMPORT_SYNC_FILE:
+        return this.importSyncFile(proc, arg as dma_buf_import_sync_file);
+      default:
+        return super.ioctl(proc, request, arg);
+    }
+  }
+
+  override async ioctlAsync(proc: Process, request: number, arg: unknown): Promise<number> {
+    if (request !== DMA_BUF_IOCTL_SYNC) return super.ioctlAsync(proc, request, arg);
+    const req = this.syncRequest(arg);
+    if (!req.end) {
+      if (this.nonblock) this.waitSync(req);
+      else if ((await this.buf.resv.waitAsync(req.usage, req.timeoutMs)) === 0) throw timedOut(req);
+    }
+    cpuAccessHook(this.buf, req.flags);
+    return 0;
+  }
+
+  private syncRequest(arg: unknown): SyncRequest {
+    const { flags, timeoutMs = Infinity } = (arg ?? {}) as Partial<dma_buf_sync>;
+    if (typeof flags !== "number" || !Number.isInteger(flags) || flags < 0) {
+      throw new DmaBufError("EFAULT", "DMA_BUF_IOCTL_SYNC", `flags ${String(flags)} is not a __u64`);
+    }
+    if ((flags & ~DMA_BUF_SYNC_VALID_FLAGS_MASK) !== 0 || flags > DMA_BUF_SYNC_VALID_FLAGS_MASK) {
+      throw new DmaBufError("EINVAL", "DMA_BUF_IOCTL_SYNC", `flags 0x${flags.toString(16)} has bits outside RW|END`);
+    }
+    if ((flags & DMA_BUF_SYNC_RW) === 0) {
+      throw new DmaBufError("EINVAL", "DMA_BUF_IOCTL_SYNC", `flags 0x${flags.toString(16)} has neither READ nor WRITE`);
+    }
+    if (typeof timeoutMs !== "number" || Number.isNaN(timeoutMs) || timeoutMs < 0) {
+      throw new DmaBufError("EINVAL", "DMA_BUF_IOCTL_SYNC", `timeout ${String(timeoutMs)} ms must be >= 0`);
+    }
+    return { flags, end: (flags & DMA_BUF_SYNC_END) !== 0, usage: usageRw((flags & DMA_BUF_SYNC_WRITE) !== 0), timeoutMs };
+  }
+
+  private waitSync(req: SyncRequest): void {
+    const resv = this.buf.resv;
+    if (this.nonblock) {
+      if (!resv.testSignaled(req.usage)) {
+        throw new DmaBufError("EAGAIN", "DMA_BUF_IOCTL_SYNC", `O_NONBLOCK and a pending ${req.usage === DMA_RESV_USAGE_READ ? "reader or writer" : "writer"} fence`);
+      }
+      return;
+    }
+    if (resv.wait(req.usage, req.timeoutMs) === 0) throw timedOut(req);
+  }
+
+  private exportSyncFile(proc: Process, arg: dma_buf_export_sync_file): number {
+    const flags = rwFlags(arg, "DMA_BUF_IOCTL_EXPORT_SYNC_FILE");
+    const { sync } = this.buf;
+    arg.fd = installSyncFile(proc, () => {
+      const fence = this.buf.resv.getSingleton(usageRw((flags & DMA_BUF_SYNC_WRITE) !== 0)) ?? sync.stub();
+      try {
+        return new SyncFile(sync, fence);
+      } finally {
+        fence.put();
+      }
+    });
+    return 0;
+  }
+
+  private importSyncFile(proc: Process, arg: dma_buf_import_sync_file): number {
+    const flags = rwFlags(arg, "DMA_BUF_IOCTL_IMPORT_SYNC_FILE");
+    const file = proc.lookup(arg.fd);
+    if (!(file instanceof SyncFileFile)) {
+      throw new DmaBufError("EINVAL", "DMA_BUF_IOCTL_IMPORT_SYNC_FILE", `fd ${String(arg.fd)} is not a sync_file`);
+    }
+    const leaves = unwrap(file.syncFile.fence);
+    if (leaves.length === 0) return 0;
+    const usage = (flags & DMA_BUF_SYNC_WRITE) !== 0 ? DMA_RESV_USAGE_WRITE : DMA_RESV_USAGE_READ;
+    const resv = this.buf.resv;
+    resv.withLock(() => {
+      resv.reserveFences(leaves.length);
+      for (const f of leaves) resv.addFence(f, usage);
+    });
+    return 0;
+  }
+
+  override llseek(offset: number, whence: number): number {
+    if (whence !== SEEK_END && whence !== SEEK_SET) throw new DmaBufError("EINVAL", "lseek", `whence ${whence}: a dma-buf seeks with SEEK_SET or SEEK_END only`);
+    if (offset !== 0) throw new DmaBufError("EINVAL", "lseek", `offset ${offset}: a dma-buf seeks to offset 0 only`);
+    return whence === SEEK_END ? this.buf.size : 0;
+  }
+
+  override mmap(offset: number, length: number): DmaBufMapping {
+    const size = this.buf.size;
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset % PAGE_SIZE !== 0) {
+      throw new DmaBufError("EINVAL", "mmap", `offset ${offset} is not a multiple of the page size ${PAGE_SIZE}`);
+    }
+    if (!Number.isSafeInteger(length) || length <= 0) throw new DmaBufError("EINVAL", "mmap", `length ${length} must be positive`);
+    const len = Math.ceil(length / PAGE_SIZE) * PAGE_SIZE;
+    if (offset + len > size) {
+      throw new DmaBufError("EINVAL", "mmap", `range [${offset}, ${offset + len}) is past the buffer's ${size / PAGE_SIZE} pages`);
+    }
+    const views: Uint8Array[] = [];
+    const memory = this.buf.sync.arena.memory.buffer;
+    let pos = 0;
+    for (const s of this.buf.segments()) {
+      const from = Math.max(offset, pos);
+      const to = Math.min(offset + len, pos + s.len);
+      if (from < to) views.push(new Uint8Array(memory, s.addr + (from - pos), to - from));
+      pos += s.len;
+    }
+    return new DmaBufMapping(this, offset, len, views);
+  }
+
+  override poll(): number {
+    const resv = this.buf.resv;
+    return (resv.testSignaled(DMA_RESV_USAGE_WRITE) ? POLLIN : 0) | (resv.testSignaled(DMA_RESV_USAGE_READ) ? POLLOUT : 0);
+  }
+
+  override fdinfo(): string {
+    const buf = this.buf;
+    const name = buf.name;
+    return `size:\t${buf.size}\ncount:\t${buf.fileCount}\nexp_name:\t${buf.exporter}\n${name !== "" ? `name:\t${name}\n` : ""}`;
+  }
+
+  override exportToken(): FdToken {
+    return { kind: "dma-buf", offset: this.buf.offset, flags: this.flags };
+  }
+}
+
+function timedOut(req: SyncRequest): DmaBufError {
+  return new DmaBufError("ETIMEDOUT", "DMA_BUF_IOCTL_SYNC", `the implicit fences did not signal within ${req.timeoutMs} ms`);
+}
+
+/** The flag rule of EXPORT_SYNC_FILE and IMPORT_SYNC_FILE: a non-zero subset of RW. */
+function rwFlags(arg: { flags?: unknown } | undefined, syscall: string): number {
+  const flags = arg?.flags;
+  if (typeof flags !== "number" || !Number.isInteger(flags)) throw new DmaBufError("EFAULT", syscall, `flags ${String(flags)} is not a __u32`);
+  if ((flags & ~DMA_BUF_SYNC_RW) !== 0 || flags < 0 || flags > DMA_BUF_SYNC_RW) {
+    throw new DmaBufError("EINVAL", syscall, `flags 0x${flags.toString(16)} has bits outside RW`);
+  }
+  if (flags === 0) throw new DmaBufError("EINVAL", syscall, "flags has neither READ nor WRITE");
+  return flags;
+}

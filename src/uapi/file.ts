@@ -1,0 +1,117 @@
+/*
+ * OpenFile: one open file description (the kernel's struct file) of the uapi
+ * layer: what an fd-table entry points to.
+ *
+ * Contract:
+ *   - A file is made with one reference, which the fd it is installed under
+ *     takes over. Every other fd (dup, or the table slot an fd token is
+ *     imported into) and every mapping takes one more with get() and gives it
+ *     back with put(); the last put() releases the object the file stands for
+ *     (DmaBuf.closeFile(), SyncFile.close(), SwSyncTimeline.close()).
+ *   - `flags` is the file's access mode and status flags (O_NONBLOCK); they
+ *     belong to the description, so dup()ed fds share them (fcntl F_SETFL).
+ *   - The operations a kind of file does not have answer as the kernel's VFS
+ *     does for a file without that operation: ioctl ENOTTY, llseek ESPIPE,
+ *     mmap ENODEV, poll DEFAULT_POLLMASK, fdinfo only the generic lines.
+ *   - A failed operation changes nothing.
+ */
+import { DmaBufError } from "../errno.js";
+import type { Process } from "./process.js";
+import type { DmaBufMapping } from "./mapping.js";
+import { DEFAULT_POLLMASK, O_ACCMODE, O_NONBLOCK } from "./uapi.js";
+
+export type FileKind = "dma-buf" | "sync_file" | "sw_sync" | "dma-heap";
+
+/** What crosses to another thread for an fd (process.exportFd): structured-clonable, holds no reference. */
+export interface FdToken {
+  kind: Exclude<FileKind, "dma-heap">;
+  /** The object's record in the arena (dma-buf record, fence, sw_sync timeline). */
+  offset: number;
+  /** The sender's file flags (access mode, O_NONBLOCK), copied to the new description. */
+  flags: number;
+  /** sync_file: its name. */
+  name?: string;
+}
+
+export abstract class OpenFile {
+  abstract readonly kind: FileKind;
+  private refs = 1;
+
+  protected constructor(public flags: number) {}
+
+  get nonblock(): boolean {
+    return (this.flags & O_NONBLOCK) !== 0;
+  }
+
+  get accessMode(): number {
+    return this.flags & O_ACCMODE;
+  }
+
+  /** References: fds in any table of this thread, plus mappings. */
+  get references(): number {
+    return this.refs;
+  }
+
+  /** One more reference (an fd or a mapping). */
+  get(): this {
+    this.acquire();
+    this.refs++;
+    return this;
+  }
+
+  /** Drops one reference; the last releases the object. */
+  put(): void {
+    if (this.refs <= 0) throw new DmaBufError("EBADF", "fput", `this ${this.kind} file is already released`);
+    this.refs--;
+    this.drop(this.refs === 0);
+  }
+
+  /** Per-reference bookkeeping of get() (a dma-buf counts its file references). */
+  protected acquire(): void {}
+
+  /** Per-reference bookkeeping of put(); `last` releases the object. */
+  protected abstract drop(last: boolean): void;
+
+  ioctl(_proc: Process, request: number, _arg: unknown): number {
+    throw new DmaBufError("ENOTTY", "ioctl", `request 0x${request.toString(16)} is not an ioctl of a ${this.kind} file`);
+  }
+
+  /** The ioctl's async twin: the same, but a wait is a Promise (default: the blocking form, for ioctls that never wait). */
+  ioctlAsync(proc: Process, request: number, arg: unknown): Promise<number> {
+    return Promise.resolve().then(() => this.ioctl(proc, request, arg));
+  }
+
+  llseek(_offset: number, _whence: number): number {
+    throw new DmaBufError("ESPIPE", "lseek", `a ${this.kind} file cannot seek`);
+  }
+
+  mmap(_offset: number, _length: number): DmaBufMapping {
+    throw new DmaBufError("ENODEV", "mmap", `a ${this.kind} file cannot be mapped`);
+  }
+
+  poll(): number {
+    return DEFAULT_POLLMASK;
+  }
+
+  /** The file-specific lines of /proc/<pid>/fdinfo/<fd> ("" for none). */
+  fdinfo(): string {
+    return "";
+  }
+
+  /** The token another thread imports (process.importFd); EINVAL for files that cannot be passed. */
+  exportToken(): FdToken {
+    throw new DmaBufError("EINVAL", "exportFd", `a ${this.kind} file cannot be passed to another thread`);
+  }
+}
+
+/** A file over one object that it closes with its last reference (a SyncFile, an SwSyncTimeline). */
+export abstract class ObjectFile<T extends { close(): void }> extends OpenFile {
+  /** Takes over `object`. */
+  constructor(protected readonly object: T, flags: number) {
+    super(flags);
+  }
+
+  protected drop(last: boolean): void {
+    if (last) this.object.close();
+  }
+}

@@ -1,0 +1,13 @@
+/*
+ * The kernel-shaped uapi: a Process with an fd table and the system calls of
+ * dma-heaps, dma-buf, sync_file and sw_sync fds. Constants and argument
+ * structs carry the kernel's names (uapi.ts).
+ */
+export * from "./uapi.js";
+export { Process, FIRST_FD, DEFAULT_MAX_FDS, type PollFd, type ProcessOptions } from "./process.js";
+export { OpenFile, ObjectFile, type FdToken, type FileKind } from "./file.js";
+export { DmaBufMapping } from "./mapping.js";
+export { DmaBufFile, cpuAccessHook } from "./dma_buf_file.js";
+export { DmaHeapFile } from "./dma_heap.js";
+export { SyncFileFile } from "./sync_file_file.js";
+export { SwSyncFile } from "./sw_sync_file.js";

@@ -1,0 +1,33 @@
+/*
+ * DmaBufMapping: what mmap() of a dma-buf fd gives, the lab's vm_area.
+ *
+ * Contract: `views` are Uint8Arrays over the shared memory, one per
+ * physically contiguous chunk of the buffer that the mapped range touches, in
+ * buffer order, together covering exactly [offset, offset + length) (length
+ * is the requested length rounded up to whole pages). The mapping holds a
+ * reference on the file (as vma->vm_file does), so the pages stay while it
+ * exists even after every fd is closed, and fdinfo's count includes it.
+ * unmap() (process.munmap) drops it; a second unmap is EINVAL. CPU access
+ * through the views must be bracketed by DMA_BUF_IOCTL_SYNC START/END.
+ */
+import { DmaBufError } from "../errno.js";
+import type { OpenFile } from "./file.js";
+
+export class DmaBufMapping {
+  private file: OpenFile | null;
+
+  constructor(file: OpenFile, readonly offset: number, readonly length: number, readonly views: Uint8Array[]) {
+    this.file = file.get();
+  }
+
+  get mapped(): boolean {
+    return this.file !== null;
+  }
+
+  unmap(): void {
+    if (this.file === null) throw new DmaBufError("EINVAL", "munmap", "this mapping is already unmapped");
+    const file = this.file;
+    this.file = null;
+    file.put();
+  }
+}

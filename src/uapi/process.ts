@@ -1,0 +1,274 @@
+/*
+ * Process: a file-descriptor table and the system calls on it, the uapi's
+ * entry point. One per thread is normal; a test may make several.
+ *
+ * Contract:
+ *   fds      small integers from 3 up (0-2 are stdin/out/err, never
+ *            opened here), the lowest free one first, below `maxFds`
+ *            (RLIMIT_NOFILE, default 1024): none free EMFILE. An fd not
+ *            in the table (never opened, closed, not an integer): EBADF.
+ *            Each fd has its own close-on-exec bit (FD_CLOEXEC) and points
+ *            to an open file description (OpenFile, src/uapi/file.ts); dup
+ *            shares the description, so close() of one fd leaves the file
+ *            open, and the last reference (fd or mapping) releases it.
+ *   open     /dev/dma_heap/{system,system-uncached,cma} (a DmaHeapFile) and
+ *            /dev/sw_sync (also /sys/kernel/debug/sync/sw_sync: a new timeline
+ *            per open). /dev/udmabuf: ENOENT for now; memfd_create: ENOSYS
+ *            for now. Other paths ENOENT. flags: the access mode, O_NONBLOCK
+ *            and O_CLOEXEC are kept, other bits ignored.
+ *   fcntl    F_GETFD/F_SETFD (FD_CLOEXEC), F_GETFL (access mode | O_NONBLOCK),
+ *            F_SETFL (only O_NONBLOCK changes); other commands EINVAL.
+ *   ioctl    the file's operation (ENOTTY when it has none; a dma-heap
+ *            EINVAL); ioctlAsync is its twin, which waits with Promises.
+ *   lseek, mmap, poll, fdinfo  the file's operations. poll is a snapshot (no
+ *            timeout): revents = events' ready bits, POLLNVAL for a bad fd;
+ *            it returns how many entries have revents.
+ *   munmap   drops a mapping's reference (EINVAL when already unmapped).
+ *   exportFd/importFd  pass an fd to another thread (worker): exportFd(fd)
+ *            gives a structured-clonable FdToken {kind, offset, flags}; the
+ *            receiving thread's Process.importFd(token) installs a new fd
+ *            for the same object, with a description of its own (flags
+ *            copied). THE TOKEN RULE: a token holds no reference, so one
+ *            that is never imported leaks nothing; in exchange the sender
+ *            must keep its fd (or another reference) open until the receiver
+ *            has imported it (reply, then close), as SCM_RIGHTS holds the
+ *            file while the fd is in flight. Importing a token whose object is
+ *            gone gives EBADF where that can be detected (a dma-buf whose
+ *            refcount is 0, a closed sw_sync timeline).
+ *   close()  of the process (closeAll / Symbol.dispose) unmaps what it
+ *            mapped and closes every fd.
+ * Every failed call changes nothing: a call that makes a new fd finds the
+ * slot first (EMFILE before any object is made) and installs only after.
+ */
+import { DmaBufError } from "../errno.js";
+import { DmaBuf } from "../dmabuf/dma_buf.js";
+import { heapNames, type HeapName } from "../dmabuf/heap.js";
+import type { Lab } from "../lab.js";
+import { SwSyncTimeline } from "../sync/sw_sync.js";
+import { SyncFile } from "../sync/sync_file.js";
+import { DmaBufFile } from "./dma_buf_file.js";
+import { DmaHeapFile } from "./dma_heap.js";
+import type { FdToken, OpenFile } from "./file.js";
+import type { DmaBufMapping } from "./mapping.js";
+import { SwSyncFile } from "./sw_sync_file.js";
+import { SyncFileFile } from "./sync_file_file.js";
+import {
+  DMA_HEAP_DIR, F_GETFD, F_GETFL, F_SETFD, F_SETFL, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLNVAL,
+  SW_SYNC_PATH, UDMABUF_PATH,
+} from "./uapi.js";
+
+export const FIRST_FD = 3;
+export const DEFAULT_MAX_FDS = 1024;
+const SW_SYNC_DEBUGFS = "/sys/kernel/debug/sync/sw_sync";
+
+interface FdEntry {
+  file: OpenFile;
+  cloexec: boolean;
+}
+
+export interface PollFd {
+  fd: number;
+  events: number;
+  /** Output. */
+  revents?: number;
+}
+
+export interface ProcessOptions {
+  /** RLIMIT_NOFILE: fds are below it (default 1024). */
+  maxFds?: number;
+  /** The name sw_sync timelines opened here get (the kernel uses the process name). */
+  name?: string;
+}
+
+export class Process {
+  readonly maxFds: number;
+  readonly name: string;
+  private readonly table = new Map<number, FdEntry>();
+  private readonly mappings = new Set<DmaBufMapping>();
+
+  constructor(readonly lab: Lab, options: ProcessOptions = {}) {
+    const { maxFds = DEFAULT_MAX_FDS, name = "dmabuf-lab" } = options;
+    if (!Number.isSafeInteger(maxFds) || maxFds <= FIRST_FD) {
+      throw new DmaBufError("EINVAL", "setrlimit", `maxFds ${maxFds} must be an integer above ${FIRST_FD}`);
+    }
+    this.maxFds = maxFds;
+    this.name = name;
+  }
+
+  /** The open fds, ascending. */
+  get fds(): number[] {
+    return [...this.table.keys()].sort((a, b) => a - b);
+  }
+
+  /** The file an fd refers to (EBADF when there is none). */
+  file(fd: number, syscall = "fget"): OpenFile {
+    const entry = this.table.get(fd);
+    if (entry === undefined) throw new DmaBufError("EBADF", syscall, `fd ${String(fd)} is not open`);
+    return entry.file;
+  }
+
+  /** The file an fd refers to, or undefined (for arguments that name fds: sync_file_fdget and the like). */
+  lookup(fd: unknown): OpenFile | undefined {
+    return typeof fd === "number" ? this.table.get(fd)?.file : undefined;
+  }
+
+  /**
+   * Makes a file and installs it under the lowest free fd: the fd is found
+   * first (EMFILE, and make() is not called), then make() builds the file
+   * (its failure leaves the table alone). Returns the fd.
+   */
+  installNew(make: () => OpenFile, cloexec: boolean, syscall = "get_unused_fd"): number {
+    const fd = this.freeFd(syscall);
+    this.table.set(fd, { file: make(), cloexec });
+    return fd;
+  }
+
+  private freeFd(syscall: string): number {
+    for (let fd = FIRST_FD; fd < this.maxFds; fd++) if (!this.table.has(fd)) return fd;
+    throw new DmaBufError("EMFILE", syscall, `all ${this.maxFds - FIRST_FD} fds below the limit ${this.maxFds} are open`);
+  }
+
+  // ---- open, close, dup, fcntl ---------------------------------------------
+
+  open(path: string, flags = 0): number {
+    const fileFlags = flags & (O_ACCMODE | O_NONBLOCK);
+    const cloexec = (flags & O_CLOEXEC) !== 0;
+    if (path.startsWith(DMA_HEAP_DIR)) {
+      const name = path.slice(DMA_HEAP_DIR.length);
+      if (!heapNames.includes(name as HeapName)) {
+        throw new DmaBufError("ENOENT", "open", `${path}: no such heap (heaps: ${heapNames.join(", ")})`);
+      }
+      return this.installNew(() => new DmaHeapFile(this.lab.heap(name as HeapName), fileFlags), cloexec, "open");
+    }
+    if (path === SW_SYNC_PATH || path === SW_SYNC_DEBUGFS) {
+      return this.installNew(() => new SwSyncFile(this.lab.sync.swSync(this.name), fileFlags), cloexec, "open");
+    }
+    if (path === UDMABUF_PATH) {
+      throw new DmaBufError("ENOENT", "open", `${path}: udmabuf is not in the uapi layer yet (it comes with src/dmabuf/udmabuf)`);
+    }
+    throw new DmaBufError("ENOENT", "open", `${path}: no such device`);
+  }
+
+  /** memfd_create: not yet (it comes with udmabuf). */
+  memfd_create(name: string, _flags = 0): number {
+    throw new DmaBufError("ENOSYS", "memfd_create", `memfd '${name}': memfds are not in the uapi layer yet (they come with udmabuf)`);
+  }
+
+  close(fd: number): void {
+    const file = this.file(fd, "close");
+    this.table.delete(fd);
+    file.put();
+  }
+
+  /** The lowest free fd for the same open file description (close-on-exec clear). */
+  dup(fd: number): number {
+    const file = this.file(fd, "dup");
+    return this.installNew(() => file.get(), false, "dup");
+  }
+
+  fcntl(fd: number, cmd: number, arg = 0): number {
+    const entry = this.table.get(fd);
+    if (entry === undefined) throw new DmaBufError("EBADF", "fcntl", `fd ${String(fd)} is not open`);
+    switch (cmd) {
+      case F_GETFD: return entry.cloexec ? FD_CLOEXEC : 0;
+      case F_SETFD: entry.cloexec = (arg & FD_CLOEXEC) !== 0; return 0;
+      case F_GETFL: return entry.file.flags;
+      case F_SETFL: entry.file.flags = (entry.file.flags & ~O_NONBLOCK) | (arg & O_NONBLOCK); return 0;
+      default: throw new DmaBufError("EINVAL", "fcntl", `command ${cmd} is not F_GETFD, F_SETFD, F_GETFL or F_SETFL`);
+    }
+  }
+
+  // ---- file operations ---------------------------------------------------------
+
+  ioctl(fd: number, request: number, arg?: unknown): number {
+    return this.file(fd, "ioctl").ioctl(this, request, arg);
+  }
+
+  /** ioctl's async twin: a wait (DMA_BUF_IOCTL_SYNC START) is a Promise, never a blocked thread. */
+  async ioctlAsync(fd: number, request: number, arg?: unknown): Promise<number> {
+    return this.file(fd, "ioctl").ioctlAsync(this, request, arg);
+  }
+
+  lseek(fd: number, offset: number, whence: number): number {
+    return this.file(fd, "lseek").llseek(offset, whence);
+  }
+
+  mmap(fd: number, offset: number, length: number): DmaBufMapping {
+    const mapping = this.file(fd, "mmap").mmap(offset, length);
+    this.mappings.add(mapping);
+    return mapping;
+  }
+
+  munmap(mapping: DmaBufMapping): void {
+    mapping.unmap();
+    this.mappings.delete(mapping);
+  }
+
+  poll(fds: PollFd[]): number {
+    let ready = 0;
+    for (const p of fds) {
+      const file = this.table.get(p.fd)?.file;
+      p.revents = file === undefined ? POLLNVAL : file.poll() & p.events;
+      if (p.revents !== 0) ready++;
+    }
+    return ready;
+  }
+
+  /** The text of /proc/self/fdinfo/<fd>: pos, flags (octal, O_CLOEXEC included), then the file's own lines. */
+  fdinfo(fd: number): string {
+    const entry = this.table.get(fd);
+    if (entry === undefined) throw new DmaBufError("EBADF", "fdinfo", `fd ${String(fd)} is not open`);
+    const flags = entry.file.flags | (entry.cloexec ? O_CLOEXEC : 0);
+    return `pos:\t0\nflags:\t0${flags.toString(8)}\n${entry.file.fdinfo()}`;
+  }
+
+  // ---- passing fds between threads -----------------------------------------------
+
+  /** A token for fd that another thread's Process.importFd() installs (see THE TOKEN RULE above). */
+  exportFd(fd: number): FdToken {
+    return this.file(fd, "exportFd").exportToken();
+  }
+
+  /** Installs a new fd (close-on-exec clear) for the object of a token from another thread. */
+  importFd(token: FdToken): number {
+    const { sync } = this.lab;
+    const flags = token.flags & (O_ACCMODE | O_NONBLOCK);
+    return this.installNew(() => {
+      switch (token.kind) {
+        case "dma-buf": {
+          const buf = DmaBuf.attach(sync, token.offset);
+          try {
+            return new DmaBufFile(buf, flags);
+          } finally {
+            buf.put();
+          }
+        }
+        case "sync_file": {
+          const fence = sync.fenceAt(token.offset);
+          try {
+            return new SyncFileFile(new SyncFile(sync, fence, token.name), flags);
+          } finally {
+            fence.put();
+          }
+        }
+        case "sw_sync":
+          return new SwSyncFile(SwSyncTimeline.dup(sync, token.offset), flags);
+        default:
+          throw new DmaBufError("EINVAL", "importFd", `token kind '${String((token as { kind: unknown }).kind)}' is not a dma-buf, sync_file or sw_sync`);
+      }
+    }, false, "importFd");
+  }
+
+  // ---- teardown --------------------------------------------------------------
+
+  /** Unmaps every mapping made here and closes every fd. */
+  closeAll(): void {
+    for (const m of this.mappings) if (m.mapped) m.unmap();
+    this.mappings.clear();
+    for (const fd of this.fds) this.close(fd);
+  }
+
+  [Symbol.dispose](): void {
+    this.closeAll();
+  }
+}

@@ -1,0 +1,46 @@
+/*
+ * The file operations of an sw_sync fd (drivers/dma-buf/sw_sync.c): one
+ * timeline per open of /dev/sw_sync, over SwSyncTimeline (src/sync/sw_sync.ts).
+ *
+ * Contract:
+ *   SW_SYNC_IOC_CREATE_FENCE {value, name, fence}  a free fd is found first
+ *                    (EMFILE); fence <- a new sync_file fd (close-on-exec)
+ *                    whose fence signals when the timeline reaches value.
+ *   SW_SYNC_IOC_INC n  (the argument is the __u32 itself) advances the
+ *                    timeline and signals every point reached, in order.
+ *   other ioctls ENOTTY; poll DEFAULT_POLLMASK (sw_sync has no poll).
+ * The last reference in this thread closes this thread's SwSyncTimeline
+ * reference; the timeline's last (in any thread) signals every pending
+ * point with ENOENT.
+ */
+import { DmaBufError } from "../errno.js";
+import type { SwSyncTimeline } from "../sync/sw_sync.js";
+import { ObjectFile, type FdToken } from "./file.js";
+import type { Process } from "./process.js";
+import { installSyncFile } from "./sync_file_file.js";
+import { SW_SYNC_IOC_CREATE_FENCE, SW_SYNC_IOC_INC, type sw_sync_create_fence_data } from "./uapi.js";
+
+export class SwSyncFile extends ObjectFile<SwSyncTimeline> {
+  readonly kind = "sw_sync";
+
+  override ioctl(proc: Process, request: number, arg: unknown): number {
+    switch (request) {
+      case SW_SYNC_IOC_CREATE_FENCE:
+        (arg as sw_sync_create_fence_data).fence = installSyncFile(proc, () => {
+          const { value, name } = arg as sw_sync_create_fence_data;
+          return this.object.createFence(value, name);
+        });
+        return 0;
+      case SW_SYNC_IOC_INC:
+        if (typeof arg !== "number") throw new DmaBufError("EFAULT", "SW_SYNC_IOC_INC", "the argument must be the increment, a __u32");
+        this.object.inc(arg);
+        return 0;
+      default:
+        return super.ioctl(proc, request, arg);
+    }
+  }
+
+  override exportToken(): FdToken {
+    return { kind: "sw_sync", offset: this.object.offset, flags: this.flags };
+  }
+}
