@@ -359,15 +359,20 @@ describe("mmap, llseek, poll", () => {
     proc.munmap(all);
   });
 
-  test("llseek: offset 0 with SEEK_SET (0) or SEEK_END (the size) only; other files cannot seek", async () => {
+  test("llseek: SEEK_SET, SEEK_CUR and SEEK_END (the read/write path makes the position matter); the upstream answers hold; other files cannot seek", async () => {
     const { proc, alloc, timeline, point } = await world();
     const buf = alloc(8 * KiB);
+    // Every answer upstream gave (offset 0 only) is the same here.
     expect(proc.lseek(buf, 0, SEEK_END)).toBe(8 * KiB);
     expect(proc.lseek(buf, 0, SEEK_SET)).toBe(0);
-    expectErrno(() => proc.lseek(buf, 0, SEEK_CUR), "EINVAL");
-    expectErrno(() => proc.lseek(buf, 1, SEEK_SET), "EINVAL");
-    expectErrno(() => proc.lseek(buf, -1, SEEK_END), "EINVAL");
+    expect(proc.lseek(buf, 100, SEEK_SET)).toBe(100);
+    expect(proc.lseek(buf, 28, SEEK_CUR)).toBe(128);
+    expect(proc.lseek(buf, -8, SEEK_END)).toBe(8 * KiB - 8);
+    expect(proc.lseek(buf, 4 * KiB, SEEK_END)).toBe(12 * KiB); // past the end: reads give 0
+    expectErrno(() => proc.lseek(buf, -1, SEEK_SET), "EINVAL");
+    expectErrno(() => proc.lseek(buf, -(8 * KiB) - 1, SEEK_END), "EINVAL");
     expectErrno(() => proc.lseek(buf, 0, 3), "EINVAL");
+    expect(proc.lseek(buf, 0, SEEK_CUR)).toBe(12 * KiB); // failures left the position alone
     const tl = timeline();
     expectErrno(() => proc.lseek(tl, 0, SEEK_SET), "ESPIPE");
     expectErrno(() => proc.lseek(point(tl, 1), 0, SEEK_SET), "ESPIPE");

@@ -21,8 +21,16 @@
  *                    set, else READ; the slots are reserved first (ENOMEM
  *                    there leaves the reservation object as it was).
  *   other ioctls     ENOTTY
- *   llseek           offset 0 only: SEEK_END gives the size, SEEK_SET 0,
- *                    anything else EINVAL (the read/write path extends this).
+ *   read, write, pread, pwrite, readv, writev  the read/write path
+ *                    (src/dmabuf/rw.ts) at the file position (advanced by
+ *                    what moved) or at the given one, O_NONBLOCK giving
+ *                    EAGAIN instead of waiting for the implicit fences.
+ *   llseek           SEEK_SET, SEEK_CUR, SEEK_END (the position now matters
+ *                    for read and write); a negative result or another whence
+ *                    EINVAL. Upstream, without a read/write path, only offset 0
+ *                    was accepted; every upstream answer is the same here.
+ *   mmap             in a non-coherent lab, a cached buffer maps the CPU's
+ *                    view (its cache), which SYNC START/END maintain.
  *   mmap             offset page aligned, length > 0, and the page-rounded
  *                    range within the buffer's pages, else EINVAL.
  *   poll             POLLIN when no pending KERNEL/WRITE fence, POLLOUT when
@@ -40,23 +48,30 @@ import { DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE, usageRw } from "../sync/resv
 import { SyncFile } from "../sync/sync_file.js";
 import { unwrap } from "../sync/fence_unwrap.js";
 import { OpenFile, type FdToken } from "./file.js";
+import { CpuCache } from "../dmabuf/coherence.js";
+import { preadv, preadvAsync, pwritev, pwritevAsync } from "../dmabuf/rw.js";
 import { DmaBufMapping } from "./mapping.js";
 import type { Process } from "./process.js";
 import { SyncFileFile, installSyncFile } from "./sync_file_file.js";
 import {
   DMA_BUF_IOCTL_EXPORT_SYNC_FILE, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, DMA_BUF_IOCTL_SYNC, DMA_BUF_SET_NAME,
   DMA_BUF_SET_NAME_A, DMA_BUF_SYNC_END, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_VALID_FLAGS_MASK, DMA_BUF_SYNC_WRITE,
-  POLLIN, POLLOUT, SEEK_END, SEEK_SET,
+  POLLIN, POLLOUT, SEEK_CUR, SEEK_END, SEEK_SET,
   type dma_buf_export_sync_file, type dma_buf_import_sync_file, type dma_buf_sync,
 } from "./uapi.js";
 
 /**
  * THE COHERENCE HOOK: the exporter's begin_cpu_access (START: invalidate
- * toward the CPU) and end_cpu_access (END: flush toward devices) for the
- * directions in `flags`. Coherent memory needs nothing, so it does nothing
- * yet; the coherence model (issue 4, section 5) goes here and only here.
+ * toward the CPU) and end_cpu_access (END: clean toward devices), through
+ * the coherence model (src/dmabuf/coherence.ts). Coherent labs and
+ * uncached buffers have no CPU cache, and nothing to do.
  */
-export function cpuAccessHook(_buf: DmaBuf, _flags: number): void {}
+export function cpuAccessHook(buf: DmaBuf, flags: number): void {
+  const cache = CpuCache.of(buf);
+  if (cache === null) return;
+  if ((flags & DMA_BUF_SYNC_END) !== 0) cache.cleanRange();
+  else cache.invalidate();
+}
 
 interface SyncRequest {
   flags: number;
@@ -183,10 +198,29 @@ export class DmaBufFile extends OpenFile {
     return 0;
   }
 
+  /** The file position (f_pos) of this open file description. */
+  private position = 0;
+
   override llseek(offset: number, whence: number): number {
-    if (whence !== SEEK_END && whence !== SEEK_SET) throw new DmaBufError("EINVAL", "lseek", `whence ${whence}: a dma-buf seeks with SEEK_SET or SEEK_END only`);
-    if (offset !== 0) throw new DmaBufError("EINVAL", "lseek", `offset ${offset}: a dma-buf seeks to offset 0 only`);
-    return whence === SEEK_END ? this.buf.size : 0;
+    const base = whence === SEEK_SET ? 0 : whence === SEEK_CUR ? this.position : whence === SEEK_END ? this.buf.size : NaN;
+    if (Number.isNaN(base)) throw new DmaBufError("EINVAL", "lseek", `whence ${whence} is not SEEK_SET, SEEK_CUR or SEEK_END`);
+    const to = base + offset;
+    if (!Number.isSafeInteger(offset) || to < 0) throw new DmaBufError("EINVAL", "lseek", `offset ${offset} from ${base} gives position ${to}`);
+    this.position = to;
+    return to;
+  }
+
+  override rw(iov: Uint8Array[], pos: number | undefined, write: boolean): number {
+    const n = (write ? pwritev : preadv)(this.buf, iov, pos ?? this.position, { nonblock: this.nonblock });
+    if (pos === undefined) this.position += n;
+    return n;
+  }
+
+  override async rwAsync(iov: Uint8Array[], pos: number | undefined, write: boolean): Promise<number> {
+    const at = pos ?? this.position;
+    const n = await (write ? pwritevAsync : preadvAsync)(this.buf, iov, at, { nonblock: this.nonblock });
+    if (pos === undefined) this.position = at + n;
+    return n;
   }
 
   override mmap(offset: number, length: number): DmaBufMapping {
@@ -201,6 +235,8 @@ export class DmaBufFile extends OpenFile {
     }
     const views: Uint8Array[] = [];
     const memory = this.buf.sync.arena.memory.buffer;
+    const cache = CpuCache.of(this.buf);
+    if (cache !== null) return new DmaBufMapping(this, offset, len, [cache.cpuView().subarray(offset, offset + len)]);
     let pos = 0;
     for (const s of this.buf.segments()) {
       const from = Math.max(offset, pos);

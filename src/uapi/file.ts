@@ -89,6 +89,18 @@ export abstract class OpenFile {
     throw new DmaBufError("ENODEV", "mmap", `a ${this.kind} file cannot be mapped`);
   }
 
+  /**
+   * read_iter / write_iter: the iovecs at `pos`, or at (and advancing) the
+   * file position when pos is undefined. A file without them: EINVAL.
+   */
+  rw(_iov: Uint8Array[], _pos: number | undefined, write: boolean): number {
+    throw new DmaBufError("EINVAL", write ? "write" : "read", `a ${this.kind} file cannot be ${write ? "written" : "read"}`);
+  }
+
+  rwAsync(iov: Uint8Array[], pos: number | undefined, write: boolean): Promise<number> {
+    return Promise.resolve().then(() => this.rw(iov, pos, write));
+  }
+
   poll(): number {
     return DEFAULT_POLLMASK;
   }

@@ -20,6 +20,9 @@
  *            F_SETFL (only O_NONBLOCK changes); other commands EINVAL.
  *   ioctl    the file's operation (ENOTTY when it has none; a dma-heap
  *            EINVAL); ioctlAsync is its twin, which waits with Promises.
+ *   read, write, pread, pwrite, readv, writev (and Async twins)  the file's
+ *            read/write operation (a dma-buf: the read/write path); files
+ *            without one: EINVAL.
  *   lseek, mmap, poll, fdinfo  the file's operations. poll is a snapshot (no
  *            timeout): revents = events' ready bits, POLLNVAL for a bad fd;
  *            it returns how many entries have revents.
@@ -191,6 +194,47 @@ export class Process {
 
   lseek(fd: number, offset: number, whence: number): number {
     return this.file(fd, "lseek").llseek(offset, whence);
+  }
+
+  /** read(2) at the file position; readv with several buffers. The async twins never block. */
+  read(fd: number, buf: Uint8Array): number {
+    return this.file(fd, "read").rw([buf], undefined, false);
+  }
+
+  write(fd: number, buf: Uint8Array): number {
+    return this.file(fd, "write").rw([buf], undefined, true);
+  }
+
+  pread(fd: number, buf: Uint8Array, pos: number): number {
+    return this.file(fd, "pread").rw([buf], pos, false);
+  }
+
+  pwrite(fd: number, buf: Uint8Array, pos: number): number {
+    return this.file(fd, "pwrite").rw([buf], pos, true);
+  }
+
+  readv(fd: number, iov: Uint8Array[]): number {
+    return this.file(fd, "readv").rw(iov, undefined, false);
+  }
+
+  writev(fd: number, iov: Uint8Array[]): number {
+    return this.file(fd, "writev").rw(iov, undefined, true);
+  }
+
+  readAsync(fd: number, buf: Uint8Array, pos?: number): Promise<number> {
+    return this.file(fd, "read").rwAsync([buf], pos, false);
+  }
+
+  writeAsync(fd: number, buf: Uint8Array, pos?: number): Promise<number> {
+    return this.file(fd, "write").rwAsync([buf], pos, true);
+  }
+
+  readvAsync(fd: number, iov: Uint8Array[], pos?: number): Promise<number> {
+    return this.file(fd, "readv").rwAsync(iov, pos, false);
+  }
+
+  writevAsync(fd: number, iov: Uint8Array[], pos?: number): Promise<number> {
+    return this.file(fd, "writev").rwAsync(iov, pos, true);
   }
 
   mmap(fd: number, offset: number, length: number): DmaBufMapping {
