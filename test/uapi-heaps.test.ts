@@ -9,7 +9,10 @@ import {
   DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_END, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_START, DMA_HEAP_IOCTL_ALLOC, F_GETFD, F_GETFL,
   FD_CLOEXEC, O_CLOEXEC, O_RDONLY, O_RDWR, Process, SEEK_END, _IOWR, DMA_HEAP_IOC_MAGIC, dmaHeapAllocRequest,
   heapNames, type Lab, type dma_heap_allocation_data,
+  F_ADD_SEALS, F_GET_SEALS, F_SEAL_SHRINK, F_SEAL_WRITE, MFD_ALLOW_SEALING, UDMABUF_CREATE, UDMABUF_CREATE_LIST,
+  UDMABUF_FLAGS_CLOEXEC, type udmabuf_create, type udmabuf_create_list,
 } from "../src/index.js";
+import { PAGE_SIZE } from "../src/memory/layout.js";
 import { expectErrno } from "./helpers/errors.js";
 import { LabSet, cleanUpAfterEach } from "./helpers/lab.js";
 
@@ -160,11 +163,65 @@ describe.each(heapNames)("dmabuf-heaps selftests on %s", (heap) => {
   });
 });
 
-test("open: unknown heaps and devices are ENOENT; udmabuf and memfd_create are not here yet", async () => {
+test("open: unknown heaps and devices are ENOENT", async () => {
   const proc = new Process(await labs.create());
   expectErrno(() => proc.open("/dev/dma_heap/nope"), "ENOENT");
   expectErrno(() => proc.open("/dev/null"), "ENOENT");
-  expect(expectErrno(() => proc.open("/dev/udmabuf"), "ENOENT").message).toMatch(/udmabuf/);
-  expectErrno(() => proc.memfd_create("x"), "ENOSYS");
   expect(proc.fds).toEqual([]);
+});
+
+describe("udmabuf selftests, through fds", () => {
+  /** memfd_create + ftruncate + F_ADD_SEALS, as the selftest prepares its memfd. */
+  function memfd(proc: Process, pages: number, seals = F_SEAL_SHRINK): number {
+    const fd = proc.memfd_create("udmabuf-test", MFD_ALLOW_SEALING);
+    proc.ftruncate(fd, pages * PAGE_SIZE);
+    proc.fcntl(fd, F_ADD_SEALS, seals);
+    return fd;
+  }
+
+  test("a half-page offset fails, a half-page size fails, a non-memfd fails, a sealed 4-page memfd works", async () => {
+    const lab = await labs.create();
+    const proc = new Process(lab);
+    const dev = proc.open("/dev/udmabuf", O_RDWR);
+    const mfd = memfd(proc, 4);
+    const create = (arg: udmabuf_create) => proc.ioctl(dev, UDMABUF_CREATE, arg);
+    const before = state(lab, proc);
+    expectErrno(() => create({ memfd: mfd, flags: UDMABUF_FLAGS_CLOEXEC, offset: PAGE_SIZE / 2, size: PAGE_SIZE }), "EINVAL");
+    expectErrno(() => create({ memfd: mfd, flags: UDMABUF_FLAGS_CLOEXEC, offset: 0, size: PAGE_SIZE / 2 }), "EINVAL");
+    expectErrno(() => create({ memfd: dev, flags: 0, offset: 0, size: PAGE_SIZE }), "EBADFD"); // not a memfd
+    expectErrno(() => create({ memfd: 999, flags: 0, offset: 0, size: PAGE_SIZE }), "EBADF"); // not open
+    expect(state(lab, proc)).toEqual(before);
+    const buf = create({ memfd: mfd, flags: UDMABUF_FLAGS_CLOEXEC, offset: 0, size: 4 * PAGE_SIZE });
+    expect(proc.fcntl(buf, F_GETFD)).toBe(FD_CLOEXEC);
+    expect(proc.fdinfo(buf)).toContain("exp_name:\tudmabuf");
+    expect(proc.lseek(buf, 0, SEEK_END)).toBe(4 * PAGE_SIZE);
+    // The buffer's pages are the memfd's: write through the dma-buf, see it through a fresh udmabuf.
+    proc.pwrite(buf, new Uint8Array(16).fill(0x6b), PAGE_SIZE);
+    const again = create({ memfd: mfd, flags: 0, offset: PAGE_SIZE, size: PAGE_SIZE });
+    const out = new Uint8Array(16);
+    proc.pread(again, out, 0);
+    expect(out.every((b) => b === 0x6b)).toBe(true);
+    proc.closeAll();
+  });
+
+  test("the memfd must be sealed against shrinking and not against writing; F_GET_SEALS answers; CREATE_LIST joins ranges", async () => {
+    const lab = await labs.create();
+    const proc = new Process(lab);
+    const dev = proc.open("/dev/udmabuf", O_RDWR);
+    const unsealed = proc.memfd_create("plain", MFD_ALLOW_SEALING);
+    proc.ftruncate(unsealed, PAGE_SIZE);
+    expectErrno(() => proc.ioctl(dev, UDMABUF_CREATE, { memfd: unsealed, flags: 0, offset: 0, size: PAGE_SIZE }), "EINVAL");
+    const writeSealed = memfd(proc, 1, F_SEAL_SHRINK | F_SEAL_WRITE);
+    expect(proc.fcntl(writeSealed, F_GET_SEALS)).toBe(F_SEAL_SHRINK | F_SEAL_WRITE);
+    expectErrno(() => proc.ioctl(dev, UDMABUF_CREATE, { memfd: writeSealed, flags: 0, offset: 0, size: PAGE_SIZE }), "EINVAL");
+    expectErrno(() => proc.ftruncate(writeSealed, 0), "EPERM");
+    expectErrno(() => proc.ftruncate(dev, 0), "EINVAL");
+    const a = memfd(proc, 2);
+    const b = memfd(proc, 2);
+    const list: udmabuf_create_list = { flags: 0, count: 2, list: [{ memfd: a, offset: 0, size: 2 * PAGE_SIZE }, { memfd: b, offset: PAGE_SIZE, size: PAGE_SIZE }] };
+    const joined = proc.ioctl(dev, UDMABUF_CREATE_LIST, list);
+    expect(proc.lseek(joined, 0, SEEK_END)).toBe(3 * PAGE_SIZE);
+    expectErrno(() => proc.ioctl(dev, UDMABUF_CREATE_LIST, { ...list, count: 3 }), "EINVAL");
+    proc.closeAll();
+  });
 });

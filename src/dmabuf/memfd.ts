@@ -191,6 +191,11 @@ export class Memfd {
     Atomics.add(this.sync.i32, (this.offset + MEMFD_REFCOUNT) >>> 2, 1);
   }
 
+  /** close(2) of the file: the same as put(). */
+  close(): void {
+    this.put();
+  }
+
   /** close(): the pages live on while a udmabuf uses them. */
   put(): void {
     if (!this.owned) throw new DmaBufError("EBADF", "close", "this memfd is closed");

@@ -20,7 +20,7 @@ import type { Process } from "./process.js";
 import type { DmaBufMapping } from "./mapping.js";
 import { DEFAULT_POLLMASK, O_ACCMODE, O_NONBLOCK } from "./uapi.js";
 
-export type FileKind = "dma-buf" | "sync_file" | "sw_sync" | "dma-heap";
+export type FileKind = "dma-buf" | "sync_file" | "sw_sync" | "dma-heap" | "memfd" | "udmabuf";
 
 /** What crosses to another thread for an fd (process.exportFd): structured-clonable, holds no reference. */
 export interface FdToken {

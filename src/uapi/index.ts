@@ -11,3 +11,5 @@ export { DmaBufFile, cpuAccessHook } from "./dma_buf_file.js";
 export { DmaHeapFile } from "./dma_heap.js";
 export { SyncFileFile } from "./sync_file_file.js";
 export { SwSyncFile } from "./sw_sync_file.js";
+export { MemfdFile } from "./memfd_file.js";
+export { UdmabufDevFile } from "./udmabuf_file.js";

@@ -13,11 +13,13 @@
  *            open, and the last reference (fd or mapping) releases it.
  *   open     /dev/dma_heap/{system,system-uncached,cma} (a DmaHeapFile) and
  *            /dev/sw_sync (also /sys/kernel/debug/sync/sw_sync: a new timeline
- *            per open). /dev/udmabuf: ENOENT for now; memfd_create: ENOSYS
- *            for now. Other paths ENOENT. flags: the access mode, O_NONBLOCK
+ *            per open), /dev/udmabuf (UDMABUF_CREATE, UDMABUF_CREATE_LIST).
+ *            Other paths ENOENT. flags: the access mode, O_NONBLOCK
  *            and O_CLOEXEC are kept, other bits ignored.
  *   fcntl    F_GETFD/F_SETFD (FD_CLOEXEC), F_GETFL (access mode | O_NONBLOCK),
- *            F_SETFL (only O_NONBLOCK changes); other commands EINVAL.
+ *            F_SETFL (only O_NONBLOCK changes), F_ADD_SEALS/F_GET_SEALS on a
+ *            memfd; other commands EINVAL.
+ *   memfd_create, ftruncate  memfds, the page source of /dev/udmabuf.
  *   ioctl    the file's operation (ENOTTY when it has none; a dma-heap
  *            EINVAL); ioctlAsync is its twin, which waits with Promises.
  *   read, write, pread, pwrite, readv, writev (and Async twins)  the file's
@@ -53,10 +55,12 @@ import { DmaBufFile } from "./dma_buf_file.js";
 import { DmaHeapFile } from "./dma_heap.js";
 import type { FdToken, OpenFile } from "./file.js";
 import type { DmaBufMapping } from "./mapping.js";
+import { MemfdFile } from "./memfd_file.js";
+import { UdmabufDevFile } from "./udmabuf_file.js";
 import { SwSyncFile } from "./sw_sync_file.js";
 import { SyncFileFile } from "./sync_file_file.js";
 import {
-  DMA_HEAP_DIR, F_GETFD, F_GETFL, F_SETFD, F_SETFL, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLNVAL,
+  DMA_HEAP_DIR, F_ADD_SEALS, F_GET_SEALS, F_GETFD, F_GETFL, F_SETFD, F_SETFL, MFD_CLOEXEC, O_RDWR, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLNVAL,
   SW_SYNC_PATH, UDMABUF_PATH,
 } from "./uapi.js";
 
@@ -147,14 +151,21 @@ export class Process {
       return this.installNew(() => new SwSyncFile(this.lab.sync.swSync(this.name), fileFlags), cloexec, "open");
     }
     if (path === UDMABUF_PATH) {
-      throw new DmaBufError("ENOENT", "open", `${path}: udmabuf is not in the uapi layer yet (it comes with src/dmabuf/udmabuf)`);
+      return this.installNew(() => new UdmabufDevFile(fileFlags), cloexec, "open");
     }
     throw new DmaBufError("ENOENT", "open", `${path}: no such device`);
   }
 
-  /** memfd_create: not yet (it comes with udmabuf). */
-  memfd_create(name: string, _flags = 0): number {
-    throw new DmaBufError("ENOSYS", "memfd_create", `memfd '${name}': memfds are not in the uapi layer yet (they come with udmabuf)`);
+  /** memfd_create(2): a new memfd fd (MFD_CLOEXEC, MFD_ALLOW_SEALING). */
+  memfd_create(name: string, flags = 0): number {
+    return this.installNew(() => new MemfdFile(this.lab.memfd(name, flags), O_RDWR), (flags & MFD_CLOEXEC) !== 0, "memfd_create");
+  }
+
+  /** ftruncate(2): a memfd's size; other files EINVAL. */
+  ftruncate(fd: number, size: number): void {
+    const file = this.file(fd, "ftruncate");
+    if (!(file instanceof MemfdFile)) throw new DmaBufError("EINVAL", "ftruncate", `fd ${fd} is a ${file.kind} file, not a memfd`);
+    file.truncate(size);
   }
 
   close(fd: number): void {
@@ -177,7 +188,14 @@ export class Process {
       case F_SETFD: entry.cloexec = (arg & FD_CLOEXEC) !== 0; return 0;
       case F_GETFL: return entry.file.flags;
       case F_SETFL: entry.file.flags = (entry.file.flags & ~O_NONBLOCK) | (arg & O_NONBLOCK); return 0;
-      default: throw new DmaBufError("EINVAL", "fcntl", `command ${cmd} is not F_GETFD, F_SETFD, F_GETFL or F_SETFL`);
+      case F_ADD_SEALS:
+      case F_GET_SEALS: {
+        if (!(entry.file instanceof MemfdFile)) throw new DmaBufError("EINVAL", "fcntl", `fd ${fd}: only a memfd has seals`);
+        if (cmd === F_GET_SEALS) return entry.file.seals;
+        entry.file.addSeals(arg);
+        return 0;
+      }
+      default: throw new DmaBufError("EINVAL", "fcntl", `command ${cmd} is not F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_ADD_SEALS or F_GET_SEALS`);
     }
   }
 

@@ -184,3 +184,37 @@ export const SW_SYNC_IOC_INC = _IOW(SW_SYNC_IOC_MAGIC, 1, 4);
 export const DMA_HEAP_DIR = "/dev/dma_heap/";
 export const SW_SYNC_PATH = "/dev/sw_sync";
 export const UDMABUF_PATH = "/dev/udmabuf";
+
+// ---- memfd and udmabuf (include/uapi/linux/fcntl.h, memfd.h, udmabuf.h) -----
+
+/** F_LINUX_SPECIFIC_BASE + 9 and + 10. */
+export const F_ADD_SEALS = 1033;
+export const F_GET_SEALS = 1034;
+export { MFD_CLOEXEC, MFD_ALLOW_SEALING, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE } from "../dmabuf/memfd.js";
+
+/** struct udmabuf_create { __u32 memfd; __u32 flags; __u64 offset; __u64 size; } */
+export interface udmabuf_create {
+  memfd: number;
+  flags: number;
+  offset: number;
+  size: number;
+}
+
+/** struct udmabuf_create_item { __u32 memfd; __u32 __pad; __u64 offset; __u64 size; } */
+export interface udmabuf_create_item {
+  memfd: number;
+  offset: number;
+  size: number;
+}
+
+/** struct udmabuf_create_list { __u32 flags; __u32 count; struct udmabuf_create_item list[]; } */
+export interface udmabuf_create_list {
+  flags: number;
+  count: number;
+  list: udmabuf_create_item[];
+}
+
+const UDMABUF_IOC_MAGIC = 0x75; // 'u'
+export const UDMABUF_CREATE = _IOW(UDMABUF_IOC_MAGIC, 0x42, 24);
+export const UDMABUF_CREATE_LIST = _IOW(UDMABUF_IOC_MAGIC, 0x43, 8);
+export { UDMABUF_FLAGS_CLOEXEC } from "../dmabuf/udmabuf.js";

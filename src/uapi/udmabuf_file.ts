@@ -1,0 +1,59 @@
+/*
+ * The file operations of /dev/udmabuf (drivers/dma-buf/udmabuf.c):
+ *   UDMABUF_CREATE {memfd, flags, offset, size}  returns a new dma-buf fd
+ *   UDMABUF_CREATE_LIST {flags, count, list[]}   the same over several ranges
+ * An item's memfd fd not open: EBADF; open but not a memfd: EBADFD; every
+ * other rule (alignment, seals, limits) is udmabufCreate's
+ * (src/dmabuf/udmabuf.ts). count must match the list given (EINVAL). A
+ * free fd is found first (EMFILE) and a failed call changes nothing. The
+ * new fd is close-on-exec with UDMABUF_FLAGS_CLOEXEC. Other ioctls ENOTTY.
+ */
+import { DmaBufError } from "../errno.js";
+import { UDMABUF_FLAGS_CLOEXEC, udmabufCreate, type UdmabufItem } from "../dmabuf/udmabuf.js";
+import { DmaBufFile } from "./dma_buf_file.js";
+import { OpenFile } from "./file.js";
+import { MemfdFile } from "./memfd_file.js";
+import type { Process } from "./process.js";
+import { O_RDWR, UDMABUF_CREATE, UDMABUF_CREATE_LIST, type udmabuf_create, type udmabuf_create_list } from "./uapi.js";
+
+export class UdmabufDevFile extends OpenFile {
+  readonly kind = "udmabuf";
+
+  constructor(flags: number) {
+    super(flags);
+  }
+
+  protected drop(_last: boolean): void {}
+
+  override ioctl(proc: Process, request: number, arg: unknown): number {
+    if (request === UDMABUF_CREATE) {
+      const a = (arg ?? {}) as Partial<udmabuf_create>;
+      return this.create(proc, "UDMABUF_CREATE", a.flags ?? 0, [{ memfd: a.memfd, offset: a.offset ?? 0, size: a.size ?? 0 }]);
+    }
+    if (request === UDMABUF_CREATE_LIST) {
+      const a = (arg ?? {}) as Partial<udmabuf_create_list>;
+      const list = a.list ?? [];
+      if (a.count !== list.length) {
+        throw new DmaBufError("EINVAL", "UDMABUF_CREATE_LIST", `count ${String(a.count)} does not match the ${list.length} items given`);
+      }
+      return this.create(proc, "UDMABUF_CREATE_LIST", a.flags ?? 0, list);
+    }
+    return super.ioctl(proc, request, arg);
+  }
+
+  private create(proc: Process, syscall: string, flags: number, items: { memfd?: unknown; offset: number; size: number }[]): number {
+    const resolved: UdmabufItem[] = items.map((item, i) => {
+      const file = proc.lookup(item.memfd);
+      if (file === undefined) throw new DmaBufError("EBADF", syscall, `item ${i}: fd ${String(item.memfd)} is not open`);
+      return { memfd: file instanceof MemfdFile ? file.memfd : file, offset: item.offset, size: item.size };
+    });
+    return proc.installNew(() => {
+      const buf = udmabufCreate(proc.lab.sync, resolved, flags);
+      try {
+        return new DmaBufFile(buf, O_RDWR);
+      } finally {
+        buf.put();
+      }
+    }, (flags & UDMABUF_FLAGS_CLOEXEC) !== 0, syscall);
+  }
+}
