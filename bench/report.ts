@@ -15,13 +15,19 @@
  *                        and case: p50, p90, p99 per operation, x raw (a cost
  *                        ratio), rme, samples and batch; then the targets
  *   renderFenceJson(result)   { machine, date, ..., targets, rows, notes }
- * Both share the machine header, the target list, the note wrapping and the
+ * The read/write benchmark (bench/rw.ts):
+ *   renderRwTable(result)  a table under 120 columns by regime and size: GB/s
+ *                        (ns per op for 64-byte ops), x native, x SAB set,
+ *                        x fs, rme, p99 spread, samples, batch; the targets
+ *   renderRwJson(result)   { machine, date, ..., targets, rows, notes }
+ * All share the machine header, the target list, the note wrapping and the
  * JSON rounding.
  *
  * Pure functions of the result: nothing here measures or prints.
  */
 import type { CopyBenchResult, CopyBenchRow, MachineInfo, Regime, TargetResult } from "./copy.js";
 import { sizeLabel } from "./copy.js";
+import type { RwBenchResult, RwBenchRow, RwRegime } from "./rw.js";
 import { QUICK_WAKE_NS, durationLabel, fenceSections, type FenceBenchResult, type FenceBenchRow, type FenceSection } from "./fence.js";
 
 const regimeTitles: Record<Regime, string> = {
@@ -121,7 +127,7 @@ export function machineLines(m: MachineInfo): string[] {
   ];
 }
 
-function renderNotes(notes: string[]): string[] {
+export function renderNotes(notes: string[]): string[] {
   const out = ["notes:"];
   for (const n of notes) out.push(...wrap(`  - ${n}`, 116, "    "));
   return out;
@@ -309,4 +315,50 @@ export function renderFenceTable(result: FenceBenchResult): string {
 export function renderFenceJson(result: FenceBenchResult): string {
   const { machine, date, quick, budget, load, durationMs, targets, rows, notes } = result;
   return roundedJson({ machine, date, quick, budget, load, durationMs, targets, rows, notes });
+}
+
+// ---------------------------------------------------------------------------
+// The read/write benchmark
+
+const rwTitles: Record<RwRegime, string> = {
+  "throughput": "throughput: one pwrite/pread of a whole dma-buf per call, user memory from lab.alloc (arena)",
+  "small-op": "small-op: 64-byte calls on the system heap (ns per call)",
+  "parts": "parts: components of one 64-byte pwrite on the system heap (reference rows, ns per call)",
+};
+const rwHead = ["size", "heap", "method", "GB/s", "ns/op", "×nat", "×SAB", "×fs", "±rme%", "p99/p50", "n"];
+const rwWidths = [6, 15, 28, 6, 8, 5, 5, 5, 6, 7, 6];
+const rwRight = [false, false, false, true, true, true, true, true, true, true, true];
+
+function rwRow(r: RwBenchRow, first: boolean): string {
+  return row([first ? sizeLabel(r.bytes) : "", r.heap ?? "", r.method, num(r.gbps, 2), num(r.nsPerOp, 0),
+    ratio(r.vsNative), ratio(r.vsSabSet), ratio(r.vsFs), num(r.stats.rme, 1), (r.stats.p99Ns / r.stats.p50Ns).toFixed(2),
+    String(r.stats.samples)], rwWidths, rwRight);
+}
+
+export function renderRwTable(result: RwBenchResult): string {
+  const out = [
+    `dmabuf-lab bench rw${result.quick ? " --quick" : ""}: ${result.date}, ${(result.durationMs / 1000).toFixed(0)} s`,
+    ...machineLines(result.machine),
+    `native:  ${result.native.status === "ran" ? `memcpy built with ${result.native.compiler}` : `SKIPPED: ${result.native.reason}`}`,
+    `budget:  ${result.budget.timeMs} ms per method and case in ${result.rounds} round${result.rounds === 1 ? "" : "s"} ` +
+      `(native, then JavaScript), each after ${result.budget.warmupMs} ms warm-up; load ${result.load.start.toFixed(2)} -> ${result.load.end.toFixed(2)}`,
+    "",
+  ];
+  for (const regime of [...new Set(result.rows.map((r) => r.regime))]) {
+    out.push(rwTitles[regime], row(rwHead, rwWidths, rwRight));
+    const rows = result.rows.filter((r) => r.regime === regime);
+    for (const bytes of [...new Set(rows.map((r) => r.bytes))]) {
+      rows.filter((r) => r.bytes === bytes).forEach((r, i) => out.push(rwRow(r, i === 0)));
+      out.push("");
+    }
+  }
+  out.push(...wrap("×nat, ×SAB, ×fs: speed ratios (>1 faster) against native:memcpy, sab:set and the fs call of the same " +
+    "direction; n: samples (batch in the JSON)", 116, "  "), "",
+    ...renderTargets(result.targets, "targets (issue 4, section 8): p50s of the same run"), "", ...renderNotes(result.notes));
+  return out.join("\n") + "\n";
+}
+
+export function renderRwJson(result: RwBenchResult): string {
+  const { machine, date, quick, budget, rounds, load, native, shmFile, durationMs, targets, rows, notes } = result;
+  return roundedJson({ machine, date, quick, budget, rounds, load, native, shmFile, durationMs, targets, rows, notes });
 }

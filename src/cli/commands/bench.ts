@@ -1,7 +1,8 @@
 /*
- * `dmabuf-lab bench copy`, `dmabuf-lab bench fence` and `dmabuf-lab bench
- * calibrate`: the copy benchmark (bench/copy.ts), the fence benchmark
- * (bench/fence.ts) and the AUTO calibration (bench/calibrate.ts).
+ * `dmabuf-lab bench copy`, `dmabuf-lab bench fence`, `dmabuf-lab bench rw` and
+ * `dmabuf-lab bench calibrate`: the copy benchmark (bench/copy.ts), the fence
+ * benchmark (bench/fence.ts), the read/write benchmark (bench/rw.ts) and the
+ * AUTO calibration (bench/calibrate.ts).
  * Results on stdout (a table, or JSON with --json), progress on stderr;
  * files only where an option names them (--chart, --out, --write).
  */
@@ -13,12 +14,16 @@ import type { Command, CommandIo } from "../command.js";
 import { packageUrl } from "../../engine/artifacts.js";
 import { regimeGroups, runCopyBench, type RegimeGroup } from "../../../bench/copy.js";
 import { runFenceBench } from "../../../bench/fence.js";
-import { renderFenceJson, renderFenceTable, renderJson, renderSvg, renderTable } from "../../../bench/report.js";
+import { runRwBench } from "../../../bench/rw.js";
+import {
+  renderFenceJson, renderFenceTable, renderJson, renderRwJson, renderRwTable, renderSvg, renderTable,
+} from "../../../bench/report.js";
 import { renderCalibration, runCalibration } from "../../../bench/calibrate.js";
 
 const usage = `usage: dmabuf-lab bench copy [--quick] [--json] [--chart FILE.svg] [--out FILE.json]
                             [--regime contiguous|pages|tiny]... [--seed N] [--no-native]
        dmabuf-lab bench fence [--quick] [--json] [--out FILE.json]
+       dmabuf-lab bench rw [--quick] [--json] [--out FILE.json] [--no-native]
        dmabuf-lab bench calibrate [--quick] [--json] [--write]
 
 bench copy: every engine strategy against Uint8Array.set / copyWithin (on the
@@ -49,6 +54,19 @@ targets. About 50 seconds; --quick under 10.
   --quick          a reduced run (2 rounds of 40 ms per method, fewer samples)
   --json           print the result as JSON ({ machine, date, targets, rows, notes })
   --out FILE       also write the JSON result to FILE
+
+bench rw: pread and pwrite on dma-buf fds (Process.pread/pwrite) on the system,
+cma and system-uncached heaps, 4 KiB..64 MiB, from arena memory (lab.alloc, the
+fast path) and at 1 MiB from an ordinary ArrayBuffer (the slow path), against
+native memcpy, Uint8Array.set on the shared memory and fs.writeSync/readSync on
+a file in /dev/shm, in one run; 64-byte calls against 64-byte fs calls, and the
+parts of a 64-byte pwrite as reference rows. Prints the issue's targets.
+About a minute; --quick about 15 seconds.
+
+  --quick          a reduced run (4 KiB, 1 MiB, 16 MiB; 40 ms per method)
+  --json           print the result as JSON ({ machine, date, targets, rows, notes })
+  --out FILE       also write the JSON result to FILE
+  --no-native      do not build or run the native memcpy peer
 
 bench calibrate: measures bulk, simd, words and bytes through the sg walker for
 each size bucket (1 B..64 MiB) and alignment class, and prints the AUTO table.
@@ -122,6 +140,22 @@ async function fence(argv: string[], io: CommandIo): Promise<number> {
   return 0;
 }
 
+async function rw(argv: string[], io: CommandIo): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { quick: { type: "boolean" }, json: { type: "boolean" }, out: { type: "string" }, "no-native": { type: "boolean" } },
+  });
+  const t0 = performance.now();
+  const result = await runRwBench({ quick: values.quick, native: !values["no-native"] }, (e) => {
+    const s = ((performance.now() - t0) / 1000).toFixed(0).padStart(4);
+    io.stderr(e.index < 0 ? `bench [${s} s] ${e.label}\n` : `bench [${s} s] ${e.index + 1}/${e.total} ${e.label}\n`);
+  });
+  const json = renderRwJson(result);
+  io.stdout(values.json ? json : renderRwTable(result));
+  if (values.out !== undefined) io.stderr(`bench: wrote ${writeFile(values.out, json)}\n`);
+  return 0;
+}
+
 async function calibrate(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -143,15 +177,16 @@ async function calibrate(argv: string[], io: CommandIo): Promise<number> {
 
 export const bench: Command = {
   name: "bench",
-  summary: "benchmarks: copy (vs memcpy, TypedArray.set), fence (vs raw Atomics), calibrate (the AUTO table)",
+  summary: "benchmarks: copy (vs memcpy, TypedArray.set), fence (vs raw Atomics), rw (pread/pwrite vs memcpy, fs), calibrate (the AUTO table)",
   usage,
   async run(argv, io) {
     const [sub, ...rest] = argv;
     if (sub === "copy") return copy(rest, io);
     if (sub === "fence") return fence(rest, io);
+    if (sub === "rw") return rw(rest, io);
     if (sub === "calibrate") return calibrate(rest, io);
     io.stderr(sub === undefined
-      ? `dmabuf-lab bench: which benchmark? (copy, fence or calibrate)\n\n${usage}`
+      ? `dmabuf-lab bench: which benchmark? (copy, fence, rw or calibrate)\n\n${usage}`
       : `dmabuf-lab bench: unknown benchmark '${sub}'\n\n${usage}`);
     return 2;
   },
