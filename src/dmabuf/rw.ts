@@ -91,7 +91,8 @@ function plan(buf: DmaBuf, iov: Uint8Array[], pos: number, write: boolean, optio
 function begin(p: Plan, options: RwOptions): { own: Fence; deps: Fence[] } {
   const { sync } = p.buf;
   const resv = p.buf.resv;
-  const own = cpu(sync).timeline.createFence();
+  // Put in every path (run's end), so it needs no FinalizationRegistry.
+  const own = cpu(sync).timeline.createFence(undefined, false);
   try {
     const deps = resv.withLock(() => {
       const pending = [...resv.iter(usageRw(p.write))].filter((e) => !e.fence.isSignaled()).map((e) => e.fence.get());

@@ -15,7 +15,9 @@
  * collected without put() drops it then. Views handed out by iterators
  * (children, unwrap, resv iteration) are borrowed: valid while their owner
  * is held; get() makes an owned one. The record is freed when the last
- * reference in any thread goes.
+ * reference in any thread goes. Library code that puts a view in a finally
+ * makes it untracked (no registry), as the read/write path does for its own
+ * fence.
  *
  * Callbacks are per thread: addCallback() in a thread runs the callback in
  * that thread, exactly once: synchronously inside signal() when this thread
@@ -49,9 +51,18 @@ export class Fence {
   /** Whether this view holds a reference (see the module comment). */
   owned: boolean;
 
-  constructor(readonly sync: Sync, readonly offset: number, owned: boolean) {
+  /** Whether a FinalizationRegistry puts this view if it is collected without put(). */
+  private readonly tracked: boolean;
+
+  /**
+   * tracked: false for an owned view whose put() is certain (a finally in
+   * library code): it skips the registry, which costs about as much as the
+   * rest of a signal.
+   */
+  constructor(readonly sync: Sync, readonly offset: number, owned: boolean, tracked = owned) {
     this.owned = owned;
-    if (owned) sync.track(this);
+    this.tracked = owned && tracked;
+    if (this.tracked) sync.track(this);
   }
 
   // ---- identity ----------------------------------------------------------
@@ -216,7 +227,7 @@ export class Fence {
       throw new DmaBufError("EINVAL", "dma_fence_put", `fence ${this.describe()}: this view is borrowed and holds no reference`);
     }
     this.owned = false;
-    this.sync.untrack(this);
+    if (this.tracked) this.sync.untrack(this);
     this.sync.unref(this.offset);
   }
 

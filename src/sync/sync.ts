@@ -150,12 +150,12 @@ export class Sync {
 
   // ---- fences --------------------------------------------------------------
 
-  /** A new pending plain fence on a timeline (owned). */
-  createFence(timeline: Timeline, seqno: bigint): Fence {
+  /** A new pending plain fence on a timeline (owned; see Fence for `tracked`). */
+  createFence(timeline: Timeline, seqno: bigint, tracked = true): Fence {
     timeline.ref();
     try {
       const f = this.allocFenceRecord(FENCE_KIND_PLAIN, timeline.offset, timeline.context, seqno, "dma_fence_init");
-      return this.view(f, true);
+      return new Fence(this, f, true, tracked);
     } catch (e) {
       timeline.unref();
       throw e;
@@ -191,11 +191,9 @@ export class Sync {
   fenceAt(offset: number): Fence {
     const heap = this.arena.syncHeap;
     if (heap.orderAt(offset) < 0) throw new DmaBufError("EINVAL", "dma_fence", `no fence at ${hex(offset)}`);
-    const view = this.view(offset, false);
+    this.view(offset, false); // checks the kind before a reference is taken
     this.ref(offset);
-    view.owned = true;
-    this.track(view);
-    return view;
+    return this.view(offset, true);
   }
 
   namesOf(timeline: number, kind: number): FenceNames {

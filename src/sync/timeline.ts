@@ -106,14 +106,14 @@ export class Timeline {
   }
 
   /** A new pending fence on this timeline: the next seqno, or the one given. */
-  createFence(seqno?: bigint): import("./fence.js").Fence {
+  createFence(seqno?: bigint, tracked = true): import("./fence.js").Fence {
     const s = seqno ?? this.lock.with(() => {
       const i = (this.offset + TL_NEXT_SEQNO) >>> 3;
       const next = this.sync.u64[i];
       this.sync.u64[i] = next + 1n;
       return next;
     });
-    return this.sync.createFence(this, s);
+    return this.sync.createFence(this, s, tracked);
   }
 
   ref(): void {
