@@ -291,7 +291,7 @@ function partsCase(lab: Lab, proc: Process, allocFd: (h: HeapName, len: number) 
   const batch = SMALL_BATCH;
   const bufFd = allocFd("system", 64 * KiB);
   bufFds.push(bufFd);
-  const buf = lab.heap("system").alloc(64 * KiB);
+  const buf = lab.exporter("system").alloc(64 * KiB);
   const { sync } = lab;
   const timeline = sync.timeline({ driver: "bench-rw", name: "parts" });
   const table = new SgTable(sync.arena);
@@ -321,7 +321,7 @@ function partsCase(lab: Lab, proc: Process, allocFd: (h: HeapName, len: number) 
   const copyTable = () => sync.engine.sgCopy(table, "auto");
   const methods: Method[] = [
     ref("pwrite (the whole call)", () => { for (let i = 0; i < batch; i++) proc.pwrite(bufFd, s, 0); }),
-    ref("pwritev(DmaBuf), no fd layer", () => { for (let i = 0; i < batch; i++) pwritev(buf, iov, 0); }),
+    ref("pwritev(DmaBufRecord), no fd layer", () => { for (let i = 0; i < batch; i++) pwritev(buf, iov, 0); }),
     ref("fd: process.file(fd)", () => { for (let i = 0; i < batch; i++) proc.file(bufFd, "pwrite"); }),
     ref("fence: create, signal, put", () => { for (let i = 0; i < batch; i++) fenceCycle(); }),
     ref("fence + resv section", () => { for (let i = 0; i < batch; i++) resvCycle(); }),

@@ -5,6 +5,7 @@
  */
 export { DmaBufError, errnoNumbers, type ErrnoCode } from "./errno.js";
 export { Lab, type LabOptions, type LabHandle, type AllocOptions } from "./lab.js";
+export { DmaBuf, DmaHeap, type Direction } from "./api/dma_buf.js";
 export { Arena } from "./memory/arena.js";
 export { BuddyAllocator, type BuddyStats } from "./memory/buddy.js";
 export { Mutex, type MutexStats } from "./memory/mutex.js";
@@ -20,7 +21,7 @@ export { spawnLabThread, type LabThread } from "./thread/host.js";
 export { Sync } from "./sync/sync.js";
 export { Heap, heapNames, SYSTEM_HEAP_ORDERS, type HeapName } from "./dmabuf/heap.js";
 export {
-  DmaBuf, mergeAdjacent, exporterNames, CACHING_CACHED, CACHING_WRITE_COMBINE, CACHING_UNCACHED,
+  DmaBufRecord, mergeAdjacent, exporterNames, CACHING_CACHED, CACHING_WRITE_COMBINE, CACHING_UNCACHED,
   type Caching, type ExporterName, type PagePiece, type Segment,
 } from "./dmabuf/dma_buf.js";
 export {

@@ -21,11 +21,13 @@ import { loadEngineModule, type EngineSource } from "./engine/module.js";
 import { strategyId, type StrategyName } from "./engine/strategy.js";
 import { SegmentList, SgTable } from "./engine/tables.js";
 import { Sync } from "./sync/sync.js";
+import { Process } from "./uapi/process.js";
+import { DmaHeap } from "./api/dma_buf.js";
 import { Heap, heapNames, type HeapName } from "./dmabuf/heap.js";
 import { Memfd } from "./dmabuf/memfd.js";
 import { isCoherent, setCoherent } from "./dmabuf/coherence.js";
 import { udmabufCreate, type UdmabufItem } from "./dmabuf/udmabuf.js";
-import type { DmaBuf } from "./dmabuf/dma_buf.js";
+import type { DmaBufRecord } from "./dmabuf/dma_buf.js";
 
 export interface LabOptions extends LayoutOptions {
   /** The engine: a compiled module, or the URL of engine.wasm. */
@@ -148,8 +150,27 @@ export class Lab {
     }
   }
 
-  /** A dma-heap exporter: lab.heap("system").alloc(size) gives a DmaBuf. */
-  heap(name: HeapName): Heap {
+  private proc: Process | undefined;
+
+  /** This thread's Process (fd table) for the object API; made on first use. */
+  get process(): Process {
+    this.proc ??= new Process(this);
+    return this.proc;
+  }
+
+  /** A dma-heap as the object API sees it: lab.heap("system").alloc(size) gives a DmaBuf. */
+  heap(name: HeapName): DmaHeap {
+    if (!heapNames.includes(name)) {
+      throw new DmaBufError("ENOENT", "open", `no heap '${String(name)}' (heaps: ${heapNames.join(", ")})`);
+    }
+    return new DmaHeap(this.process, name);
+  }
+
+  /**
+   * A dma-heap exporter, below the uapi: exporter("system").alloc(size)
+   * gives a DmaBufRecord. Users want lab.heap(name) (the object API).
+   */
+  exporter(name: HeapName): Heap {
     if (!heapNames.includes(name)) {
       throw new DmaBufError("ENOENT", "open", `no heap '${String(name)}' (heaps: ${heapNames.join(", ")})`);
     }
@@ -162,7 +183,7 @@ export class Lab {
   }
 
   /** UDMABUF_CREATE(_LIST): a dma-buf over memfd pages (see src/dmabuf/udmabuf.ts). */
-  udmabuf(items: UdmabufItem[], flags?: number): DmaBuf {
+  udmabuf(items: UdmabufItem[], flags?: number): DmaBufRecord {
     return udmabufCreate(this.sync, items, flags);
   }
 
@@ -190,6 +211,8 @@ export class Lab {
 
   /** Frees this thread's engine scratch. The memory lives while any thread holds it. */
   close(): void {
+    this.proc?.closeAll();
+    this.proc = undefined;
     this.engine.dispose();
   }
 

@@ -6,7 +6,7 @@
  * only the lines the CPU changed; partial-line ranges are counted.
  */
 import { describe, expect, test } from "vitest";
-import { CpuCache, type DmaBuf, type Lab } from "../src/index.js";
+import { CpuCache, type DmaBufRecord, type Lab } from "../src/index.js";
 import { preadv, pwritev } from "../src/dmabuf/rw.js";
 import { CACHE_LINE, PAGE_SIZE } from "../src/memory/layout.js";
 import { LabSet, cleanUpAfterEach } from "./helpers/lab.js";
@@ -16,7 +16,7 @@ const labs = new LabSet({ memoryBytes: 64 * MiB, poolBytes: 16 * MiB });
 cleanUpAfterEach({ labs });
 
 /** What a device sees: byte `at` of the buffer in memory (its pages). */
-function memoryByte(lab: Lab, buf: DmaBuf, at: number): number {
+function memoryByte(lab: Lab, buf: DmaBufRecord, at: number): number {
   let skip = at;
   for (const s of buf.segments()) {
     if (skip < s.len) return lab.arena.u8[s.addr + skip];
@@ -26,7 +26,7 @@ function memoryByte(lab: Lab, buf: DmaBuf, at: number): number {
 }
 
 /** A device writes `value` to memory bytes [at, at + len) of the buffer. */
-function deviceWrite(lab: Lab, buf: DmaBuf, at: number, len: number, value: number): void {
+function deviceWrite(lab: Lab, buf: DmaBufRecord, at: number, len: number, value: number): void {
   let skip = at;
   let left = len;
   for (const s of buf.segments()) {
@@ -43,19 +43,19 @@ describe("coherence", () => {
   test("a coherent lab (the default) has no CPU cache; write-combined buffers bypass it in any lab", async () => {
     const coherent = await labs.create();
     expect(coherent.coherent).toBe(true);
-    const buf = coherent.heap("system").alloc(PAGE_SIZE);
+    const buf = coherent.exporter("system").alloc(PAGE_SIZE);
     expect(CpuCache.of(buf)).toBeNull();
     buf.put();
     const arm = await labs.create({ coherent: false });
     expect(arm.coherent).toBe(false);
-    const wc = arm.heap("system-uncached").alloc(PAGE_SIZE);
+    const wc = arm.exporter("system-uncached").alloc(PAGE_SIZE);
     expect(CpuCache.of(wc)).toBeNull();
     wc.put();
   });
 
   test("without SYNC the CPU reads stale data and the device misses CPU writes; with it both are right", async () => {
     const lab = await labs.create({ coherent: false });
-    const buf = lab.heap("system").alloc(4 * PAGE_SIZE);
+    const buf = lab.exporter("system").alloc(4 * PAGE_SIZE);
     try {
       const cache = CpuCache.of(buf)!;
       const cpu = cache.cpuView();
@@ -78,7 +78,7 @@ describe("coherence", () => {
 
   test("cleaning writes back only the lines the CPU changed, so a device's writes to other lines survive", async () => {
     const lab = await labs.create({ coherent: false });
-    const buf = lab.heap("system").alloc(PAGE_SIZE);
+    const buf = lab.exporter("system").alloc(PAGE_SIZE);
     try {
       const cache = CpuCache.of(buf)!;
       cache.cpuView()[3 * CACHE_LINE + 5] = 0xaa; // the CPU dirties line 3
@@ -95,7 +95,7 @@ describe("coherence", () => {
 
   test("invalidating loses CPU writes that were not cleaned, as on hardware", async () => {
     const lab = await labs.create({ coherent: false });
-    const buf = lab.heap("system").alloc(PAGE_SIZE);
+    const buf = lab.exporter("system").alloc(PAGE_SIZE);
     try {
       const cache = CpuCache.of(buf)!;
       cache.cpuView()[10] = 0x77;
@@ -109,7 +109,7 @@ describe("coherence", () => {
 
   test("maintenance of a range that splits a cache line is counted as a warning; whole lines are not", async () => {
     const lab = await labs.create({ coherent: false });
-    const buf = lab.heap("system").alloc(PAGE_SIZE);
+    const buf = lab.exporter("system").alloc(PAGE_SIZE);
     try {
       const cache = CpuCache.of(buf)!;
       expect(cache.invalidate(0, 2 * CACHE_LINE).partial).toBe(false);
@@ -125,7 +125,7 @@ describe("coherence", () => {
 
   test("the read/write path does the maintenance itself: device and CPU both see the truth", async () => {
     const lab = await labs.create({ coherent: false });
-    const buf = lab.heap("system").alloc(2 * PAGE_SIZE);
+    const buf = lab.exporter("system").alloc(2 * PAGE_SIZE);
     const user = lab.alloc(300);
     try {
       const cache = CpuCache.of(buf)!;

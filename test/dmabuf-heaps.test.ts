@@ -6,7 +6,7 @@
  * with a real worker by offset.
  */
 import { describe, expect, test } from "vitest";
-import { CACHING_CACHED, CACHING_WRITE_COMBINE, DmaBuf, DMA_RESV_USAGE_WRITE, type Lab } from "../src/index.js";
+import { CACHING_CACHED, CACHING_WRITE_COMBINE, DmaBufRecord, DMA_RESV_USAGE_WRITE, type Lab } from "../src/index.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
 import { expectErrno } from "./helpers/errors.js";
 import { LabSet, cleanUpAfterEach } from "./helpers/lab.js";
@@ -44,18 +44,18 @@ function fragmentPool(lab: Lab): number[] {
   return taken.filter((_, i) => i % 2 === 1);
 }
 
-function fillBuffer(lab: Lab, buf: DmaBuf, value: number): void {
+function fillBuffer(lab: Lab, buf: DmaBufRecord, value: number): void {
   for (const s of buf.segments()) lab.engine.fill(s.addr, value, s.len);
 }
 
-function isAll(lab: Lab, buf: DmaBuf, value: number): boolean {
+function isAll(lab: Lab, buf: DmaBufRecord, value: number): boolean {
   return buf.segments().every((s) => lab.arena.u8.subarray(s.addr, s.addr + s.len).every((b) => b === value));
 }
 
 describe("system heap", () => {
   test("rounds up to pages and takes chunks of order 8, 4, then 0", async () => {
     const lab = await labs.create();
-    const buf = lab.heap("system").alloc(MiB + 64 * KiB + PAGE_SIZE + 1);
+    const buf = lab.exporter("system").alloc(MiB + 64 * KiB + PAGE_SIZE + 1);
     try {
       expect(buf.size).toBe(MiB + 64 * KiB + 2 * PAGE_SIZE);
       expect(buf.pieces().map((p) => p.order)).toEqual([8, 4, 0, 0]);
@@ -75,7 +75,7 @@ describe("system heap", () => {
   test("falls back to smaller chunks when the pool has no large block, so buffers scatter", async () => {
     const lab = await labs.create();
     const held = fragmentPool(lab);
-    const buf = lab.heap("system").alloc(8 * PAGE_SIZE);
+    const buf = lab.exporter("system").alloc(8 * PAGE_SIZE);
     try {
       expect(buf.pieces().map((p) => p.order)).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
       expect(buf.segments().length).toBe(8); // no two pieces adjacent: a scattered buffer
@@ -89,10 +89,10 @@ describe("system heap", () => {
   test("alloc_zeroed: 32 buffers filled with 0xff and closed; 32 new ones read all zero (4 KiB and 1 MiB)", async () => {
     const lab = await labs.create();
     for (const size of [4 * KiB, MiB]) {
-      const dirty = Array.from({ length: size === MiB ? 8 : 32 }, () => lab.heap("system").alloc(size));
+      const dirty = Array.from({ length: size === MiB ? 8 : 32 }, () => lab.exporter("system").alloc(size));
       for (const b of dirty) fillBuffer(lab, b, 0xff);
       dirty.forEach((b) => b.put());
-      const fresh = Array.from({ length: dirty.length }, () => lab.heap("system").alloc(size));
+      const fresh = Array.from({ length: dirty.length }, () => lab.exporter("system").alloc(size));
       try {
         for (const b of fresh) expect(isAll(lab, b, 0)).toBe(true);
       } finally {
@@ -104,7 +104,7 @@ describe("system heap", () => {
   test("out of pages: ENOMEM, and every page taken meanwhile goes back", async () => {
     const lab = await labs.create();
     const before = poolState(lab);
-    const err = expectErrno(() => lab.heap("system").alloc(lab.layout.poolBytes + PAGE_SIZE), "ENOMEM");
+    const err = expectErrno(() => lab.exporter("system").alloc(lab.layout.poolBytes + PAGE_SIZE), "ENOMEM");
     expect(err.syscall).toBe("DMA_HEAP_IOCTL_ALLOC");
     expect(poolState(lab)).toEqual(before);
   });
@@ -113,9 +113,9 @@ describe("system heap", () => {
     const lab = await labs.create();
     const before = poolState(lab);
     for (const len of [0, -1, 1.5, Number.NaN, 2 ** 32]) {
-      expect(expectErrno(() => lab.heap("system").alloc(len), "EINVAL").message).toContain(`len ${len}`);
+      expect(expectErrno(() => lab.exporter("system").alloc(len), "EINVAL").message).toContain(`len ${len}`);
     }
-    expect(expectErrno(() => lab.heap("nope" as "system"), "ENOENT").message).toContain("'nope'");
+    expect(expectErrno(() => lab.exporter("nope" as "system"), "ENOENT").message).toContain("'nope'");
     expect(poolState(lab)).toEqual(before);
   });
 });
@@ -123,7 +123,7 @@ describe("system heap", () => {
 describe("system-uncached heap", () => {
   test("the same zeroed pages, write-combined", async () => {
     const lab = await labs.create();
-    const buf = lab.heap("system-uncached").alloc(3 * PAGE_SIZE);
+    const buf = lab.exporter("system-uncached").alloc(3 * PAGE_SIZE);
     try {
       expect(buf.caching).toBe(CACHING_WRITE_COMBINE);
       expect(buf.exporter).toBe("system-uncached");
@@ -139,7 +139,7 @@ describe("cma heap", () => {
     const lab = await labs.create();
     for (const pages of [1, 3, 5, 17, 100, 1000]) {
       const before = lab.stats().pages.freeBytes;
-      const buf = lab.heap("cma").alloc(pages * PAGE_SIZE);
+      const buf = lab.exporter("cma").alloc(pages * PAGE_SIZE);
       try {
         expect(buf.segments()).toHaveLength(1);
         expect(buf.size).toBe(pages * PAGE_SIZE);
@@ -155,7 +155,7 @@ describe("cma heap", () => {
   test("a run larger than the whole pool is ENOMEM too, nothing changed", async () => {
     const lab = await labs.create();
     const before = poolState(lab);
-    expectErrno(() => lab.heap("cma").alloc(2 * lab.layout.poolBytes), "ENOMEM");
+    expectErrno(() => lab.exporter("cma").alloc(2 * lab.layout.poolBytes), "ENOMEM");
     expect(poolState(lab)).toEqual(before);
   });
 
@@ -165,10 +165,10 @@ describe("cma heap", () => {
     try {
       const before = poolState(lab);
       expect(before.pagesFree).toBeGreaterThan(4 * PAGE_SIZE);
-      expectErrno(() => lab.heap("cma").alloc(2 * PAGE_SIZE), "ENOMEM");
+      expectErrno(() => lab.exporter("cma").alloc(2 * PAGE_SIZE), "ENOMEM");
       expect(poolState(lab)).toEqual(before);
       // The system heap still finds the scattered pages.
-      lab.heap("system").alloc(4 * PAGE_SIZE).put();
+      lab.exporter("system").alloc(4 * PAGE_SIZE).put();
     } finally {
       held.forEach((p) => lab.freePages(p, 0));
     }
@@ -179,7 +179,7 @@ describe("the dma-buf record", () => {
   test("references: the last put frees the pages and every record", async () => {
     const lab = await labs.create();
     const before = poolState(lab);
-    const buf = lab.heap("system").alloc(200 * KiB);
+    const buf = lab.exporter("system").alloc(200 * KiB);
     const again = buf.get();
     expect(buf.refcount).toBe(2);
     buf.put();
@@ -188,12 +188,12 @@ describe("the dma-buf record", () => {
     again.put();
     expect(poolState(lab)).toEqual(before);
     expectErrno(() => again.put(), "EINVAL");
-    expectErrno(() => DmaBuf.attach(lab.sync, again.offset), "EBADF");
+    expectErrno(() => DmaBufRecord.attach(lab.sync, again.offset), "EBADF");
   });
 
   test("DMA_BUF_SET_NAME: up to 31 bytes; longer is EINVAL and keeps the old name", async () => {
     const lab = await labs.create();
-    const buf = lab.heap("system").alloc(PAGE_SIZE);
+    const buf = lab.exporter("system").alloc(PAGE_SIZE);
     try {
       expect(buf.name).toBe("");
       buf.setName("camera-frame-0");
@@ -213,8 +213,8 @@ describe("the dma-buf record", () => {
   test("each buffer has its own reservation object, released with it", async () => {
     const lab = await labs.create();
     const syncBefore = lab.stats().sync.freeBytes;
-    const buf = lab.heap("system").alloc(PAGE_SIZE);
-    const other = lab.heap("system").alloc(PAGE_SIZE);
+    const buf = lab.exporter("system").alloc(PAGE_SIZE);
+    const other = lab.exporter("system").alloc(PAGE_SIZE);
     const tl = lab.sync.timeline({ name: "writer" });
     const write = tl.createFence();
     const { resv } = buf;
@@ -235,7 +235,7 @@ describe("the dma-buf record", () => {
   test("a worker attaches by offset and reads the same bytes through its own engine", async () => {
     const lab = await labs.create();
     await withSeed(async (rng) => {
-      const buf = lab.heap("system").alloc(MiB + 12 * PAGE_SIZE);
+      const buf = lab.exporter("system").alloc(MiB + 12 * PAGE_SIZE);
       try {
         const src = lab.alloc(buf.size, { zero: false });
         rng.bytes(src);

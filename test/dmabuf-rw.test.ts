@@ -6,7 +6,7 @@
  * while the call waits, and a real worker that never sees a half-done write.
  */
 import { describe, expect, test } from "vitest";
-import { DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE, type DmaBuf, type Lab } from "../src/index.js";
+import { DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE, type DmaBufRecord, type Lab } from "../src/index.js";
 import { preadv, preadvAsync, pwritev, pwritevAsync } from "../src/dmabuf/rw.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
 import { brokenCanary, guard } from "./helpers/canary.js";
@@ -23,7 +23,7 @@ const workers = new WorkerSet();
 cleanUpAfterEach({ workers, labs });
 
 /** The buffer's bytes in buffer order (read through its segments, not the path under test). */
-function contents(lab: Lab, buf: DmaBuf): Uint8Array {
+function contents(lab: Lab, buf: DmaBufRecord): Uint8Array {
   const out = new Uint8Array(buf.size);
   let at = 0;
   for (const s of buf.segments()) {
@@ -34,10 +34,10 @@ function contents(lab: Lab, buf: DmaBuf): Uint8Array {
 }
 
 /** A buffer scattered over non-adjacent pages, so copies cross segment boundaries. */
-function scattered(lab: Lab, pages: number): DmaBuf {
+function scattered(lab: Lab, pages: number): DmaBufRecord {
   const spacers = Array.from({ length: pages }, () => [lab.allocPages(0), lab.allocPages(0)]);
   spacers.forEach(([a]) => lab.freePages(a, 0));
-  const buf = lab.heap("system").alloc(pages * PAGE_SIZE);
+  const buf = lab.exporter("system").alloc(pages * PAGE_SIZE);
   spacers.forEach(([, b]) => lab.freePages(b, 0));
   return buf;
 }
@@ -52,7 +52,7 @@ describe("pread and pwrite", () => {
   test("random iovecs at random positions, in arena and foreign memory, agree with a plain model; canaries survive", async () => {
     const lab = await labs.create();
     await withSeed((rng) => {
-      for (const make of [() => scattered(lab, 24), () => lab.heap("cma").alloc(24 * PAGE_SIZE), () => lab.heap("system-uncached").alloc(24 * PAGE_SIZE)]) {
+      for (const make of [() => scattered(lab, 24), () => lab.exporter("cma").alloc(24 * PAGE_SIZE), () => lab.exporter("system-uncached").alloc(24 * PAGE_SIZE)]) {
         const buf = make();
         const model = new Uint8Array(buf.size);
         const area = lab.alloc(buf.size + 4096, { zero: false });
@@ -108,7 +108,7 @@ describe("pread and pwrite", () => {
 
   test("edges: 0 at the end, short across it; bad positions EINVAL, bad iovecs EFAULT, nothing changed", async () => {
     const lab = await labs.create();
-    const buf = lab.heap("system").alloc(2 * PAGE_SIZE);
+    const buf = lab.exporter("system").alloc(2 * PAGE_SIZE);
     const user = lab.alloc(PAGE_SIZE);
     try {
       expect(preadv(buf, [user], buf.size)).toBe(0);
@@ -135,7 +135,7 @@ describe("pread and pwrite", () => {
 describe("implicit sync", () => {
   test("O_NONBLOCK: EAGAIN while a writer's fence is pending, with nothing published; a read waits at WRITE, a write at READ", async () => {
     const lab = await labs.create();
-    const buf = lab.heap("system").alloc(PAGE_SIZE);
+    const buf = lab.exporter("system").alloc(PAGE_SIZE);
     const user = lab.alloc(PAGE_SIZE);
     const tl = lab.sync.timeline({ driver: "gpu", name: "ring" });
     const { resv } = buf;
@@ -169,7 +169,7 @@ describe("implicit sync", () => {
 
   test("a waiting write is itself visible as a pending WRITE fence until it has copied", async () => {
     const lab = await labs.create();
-    const buf = lab.heap("system").alloc(PAGE_SIZE);
+    const buf = lab.exporter("system").alloc(PAGE_SIZE);
     const user = lab.alloc(PAGE_SIZE);
     user.fill(0x42);
     const tl = lab.sync.timeline({ driver: "display", name: "scanout" });

@@ -38,7 +38,7 @@ describe("udmabuf selftests", () => {
     const before = state(lab);
     expectErrno(() => lab.udmabuf([{ memfd, offset: PAGE_SIZE / 2, size: PAGE_SIZE }]), "EINVAL");
     expectErrno(() => lab.udmabuf([{ memfd, offset: 0, size: PAGE_SIZE / 2 }]), "EINVAL");
-    const notMemfd = lab.heap("system").alloc(4 * PAGE_SIZE);
+    const notMemfd = lab.exporter("system").alloc(4 * PAGE_SIZE);
     expectErrno(() => lab.udmabuf([{ memfd: notMemfd, offset: 0, size: PAGE_SIZE }]), "EBADFD");
     notMemfd.put();
     expect(state(lab)).toEqual(before);

@@ -26,7 +26,7 @@
 import { CACHE_LINE, kCtlNonCoherent } from "../memory/layout.js";
 import { SgTable } from "../engine/tables.js";
 import type { Arena } from "../memory/arena.js";
-import { CACHING_CACHED, DMABUF_CPU_CLEAN, DMABUF_CPU_COPY, DMABUF_PARTIAL, type DmaBuf } from "./dma_buf.js";
+import { CACHING_CACHED, DMABUF_CPU_CLEAN, DMABUF_CPU_COPY, DMABUF_PARTIAL, type DmaBufRecord } from "./dma_buf.js";
 import { bufferRuns, zipRuns } from "./runs.js";
 
 export function isCoherent(arena: Arena): boolean {
@@ -45,10 +45,10 @@ export interface Maintenance {
 }
 
 export class CpuCache {
-  private constructor(readonly buf: DmaBuf, readonly copy: number, readonly clean: number) {}
+  private constructor(readonly buf: DmaBufRecord, readonly copy: number, readonly clean: number) {}
 
   /** The buffer's CPU cache, or null where there is none (coherent lab, uncached buffer). */
-  static of(buf: DmaBuf): CpuCache | null {
+  static of(buf: DmaBufRecord): CpuCache | null {
     const { arena } = buf.sync;
     if (isCoherent(arena) || buf.caching !== CACHING_CACHED) return null;
     const i32 = arena.i32;

@@ -1,7 +1,7 @@
 /*
  * dma_buf: a buffer of pages from the page pool, shared by every thread of
  * the lab. The record lives in the arena, so a buffer crosses threads as an
- * offset (DmaBuf.attach), the way a file descriptor crosses processes.
+ * offset (DmaBufRecord.attach), the way a file descriptor crosses processes.
  *
  * Record (DMABUF_*, 128 bytes in the sync heap):
  *   DMABUF_REFCOUNT  i32: references (files, mappings, attachments, views);
@@ -92,7 +92,7 @@ export interface Segment {
   len: number;
 }
 
-export class DmaBuf {
+export class DmaBufRecord {
   private owned: boolean;
 
   private constructor(readonly sync: Sync, readonly offset: number, owned: boolean) {
@@ -103,7 +103,7 @@ export class DmaBuf {
    * A new buffer over `pieces` (page-pool blocks, in buffer order), which it
    * owns from now on. On failure the pieces go back to the pool.
    */
-  static create(sync: Sync, pieces: PagePiece[], caching: Caching, exporter: ExporterName, backing: number[] = []): DmaBuf {
+  static create(sync: Sync, pieces: PagePiece[], caching: Caching, exporter: ExporterName, backing: number[] = []): DmaBufRecord {
     const pool = sync.arena.pages;
     const records: number[] = [];
     let segmentList = -1;
@@ -144,7 +144,7 @@ export class DmaBuf {
       // Published by whatever hands the offset to another thread (postMessage
       // or an Atomics store), which orders these plain writes before it.
       Atomics.store(i32, (record + DMABUF_REFCOUNT) >>> 2, 1);
-      return new DmaBuf(sync, record, true);
+      return new DmaBufRecord(sync, record, true);
     } catch (e) {
       resv?.put();
       for (const r of records) sync.freeRecord(r);
@@ -156,12 +156,12 @@ export class DmaBuf {
   }
 
   /** Another view of the buffer at `offset` (another thread's), taking a reference. */
-  static attach(sync: Sync, offset: number): DmaBuf {
+  static attach(sync: Sync, offset: number): DmaBufRecord {
     if (sync.arena.syncHeap.orderAt(offset) < 0 || Atomics.load(sync.i32, (offset + DMABUF_REFCOUNT) >>> 2) <= 0) {
       throw new DmaBufError("EBADF", "dma_buf_get", `no dma-buf at ${hex(offset)}`);
     }
     Atomics.add(sync.i32, (offset + DMABUF_REFCOUNT) >>> 2, 1);
-    return new DmaBuf(sync, offset, true);
+    return new DmaBufRecord(sync, offset, true);
   }
 
   private word(off: number): number {
@@ -190,7 +190,7 @@ export class DmaBuf {
   }
 
   /** A new file referring to the buffer: counts it and returns an owned view for it. */
-  openFile(): DmaBuf {
+  openFile(): DmaBufRecord {
     const view = this.get();
     Atomics.add(this.sync.i32, (this.offset + DMABUF_FILES) >>> 2, 1);
     return view;
@@ -254,8 +254,8 @@ export class DmaBuf {
   }
 
   /** dma_buf get: a new owned view. */
-  get(): DmaBuf {
-    return DmaBuf.attach(this.sync, this.offset);
+  get(): DmaBufRecord {
+    return DmaBufRecord.attach(this.sync, this.offset);
   }
 
   /** Drops this view's reference; the last one frees the pages and the record. */

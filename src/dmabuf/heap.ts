@@ -20,7 +20,7 @@ import type { Engine } from "../engine/engine.js";
 import { PAGE_SIZE } from "../memory/layout.js";
 import type { Sync } from "../sync/sync.js";
 import {
-  CACHING_CACHED, CACHING_WRITE_COMBINE, DmaBuf, type Caching, type ExporterName, type PagePiece,
+  CACHING_CACHED, CACHING_WRITE_COMBINE, DmaBufRecord, type Caching, type ExporterName, type PagePiece,
 } from "./dma_buf.js";
 
 export type HeapName = "system" | "system-uncached" | "cma";
@@ -37,14 +37,14 @@ export class Heap {
   }
 
   /** A new zeroed buffer of at least len bytes (whole pages). */
-  alloc(len: number): DmaBuf {
+  alloc(len: number): DmaBufRecord {
     if (!Number.isSafeInteger(len) || len <= 0 || len > 0xffff_f000) {
       throw new DmaBufError("EINVAL", "DMA_HEAP_IOCTL_ALLOC", `len ${len} must be a positive number of bytes below 4 GiB`);
     }
     const pages = Math.ceil(len / PAGE_SIZE);
     const pieces = this.name === "cma" ? this.contiguous(pages) : this.scattered(pages);
     for (const p of pieces) this.engine.fill(p.offset, 0, PAGE_SIZE * 2 ** p.order);
-    return DmaBuf.create(this.sync, pieces, this.caching, this.name as ExporterName);
+    return DmaBufRecord.create(this.sync, pieces, this.caching, this.name as ExporterName);
   }
 
   private contiguous(pages: number): PagePiece[] {

@@ -6,7 +6,7 @@
  * turn "these bytes of the buffer against those bytes" into one descriptor
  * table for the engine.
  */
-import type { DmaBuf } from "./dma_buf.js";
+import type { DmaBufRecord } from "./dma_buf.js";
 
 export interface Run {
   /** Arena offset of the first byte (when `view` is undefined or inside the arena). */
@@ -17,7 +17,7 @@ export interface Run {
 }
 
 /** The buffer's runs holding [pos, pos + len), clipped to the buffer. */
-export function bufferRuns(buf: DmaBuf, pos: number, len: number): Run[] {
+export function bufferRuns(buf: DmaBufRecord, pos: number, len: number): Run[] {
   const runs: Run[] = [];
   let skip = pos;
   let left = len;

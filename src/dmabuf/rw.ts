@@ -37,7 +37,7 @@ import type { Fence } from "../sync/fence.js";
 import { DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE, usageRw } from "../sync/resv.js";
 import type { Sync } from "../sync/sync.js";
 import type { Timeline } from "../sync/timeline.js";
-import { CACHING_CACHED, type DmaBuf } from "./dma_buf.js";
+import { CACHING_CACHED, type DmaBufRecord } from "./dma_buf.js";
 import { bufferRuns, iovRuns, zipRuns } from "./runs.js";
 import { CpuCache } from "./coherence.js";
 
@@ -63,7 +63,7 @@ function cpu(sync: Sync): { timeline: Timeline; table: SgTable | undefined } {
 }
 
 interface Plan {
-  buf: DmaBuf;
+  buf: DmaBufRecord;
   iov: Uint8Array[];
   pos: number;
   bytes: number;
@@ -71,7 +71,7 @@ interface Plan {
   strategy: StrategyName;
 }
 
-function plan(buf: DmaBuf, iov: Uint8Array[], pos: number, write: boolean, options: RwOptions): Plan {
+function plan(buf: DmaBufRecord, iov: Uint8Array[], pos: number, write: boolean, options: RwOptions): Plan {
   const syscall = write ? "pwrite" : "pread";
   if (!Number.isSafeInteger(pos) || pos < 0) throw new DmaBufError("EINVAL", syscall, `position ${pos} must be a non-negative integer`);
   if (!Array.isArray(iov) || iov.some((v) => !(v instanceof Uint8Array))) {
@@ -155,7 +155,7 @@ const nonBlocking: WaitStep = (f, ms) => f.waitAsync(ms);
  * after the other, synchronously or through Promises as `wait` answers, and
  * the own fence is signalled (and the dependencies put) however it ends.
  */
-function run(buf: DmaBuf, iov: Uint8Array[], pos: number, write: boolean, options: RwOptions, wait: WaitStep): number | Promise<number> {
+function run(buf: DmaBufRecord, iov: Uint8Array[], pos: number, write: boolean, options: RwOptions, wait: WaitStep): number | Promise<number> {
   const p = plan(buf, iov, pos, write, options);
   const { own, deps } = begin(p, options);
   const syscall = write ? "pwrite" : "pread";
@@ -195,12 +195,12 @@ function run(buf: DmaBuf, iov: Uint8Array[], pos: number, write: boolean, option
 }
 
 /** preadv: reads from `pos` into the iovecs; returns the bytes read (0 at the end). */
-export const preadv = (buf: DmaBuf, iov: Uint8Array[], pos: number, options: RwOptions = {}): number =>
+export const preadv = (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwOptions = {}): number =>
   run(buf, iov, pos, false, options, blocking) as number;
 /** pwritev: writes the iovecs at `pos`; returns the bytes written (short at the end). */
-export const pwritev = (buf: DmaBuf, iov: Uint8Array[], pos: number, options: RwOptions = {}): number =>
+export const pwritev = (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwOptions = {}): number =>
   run(buf, iov, pos, true, options, blocking) as number;
-export const preadvAsync = async (buf: DmaBuf, iov: Uint8Array[], pos: number, options: RwOptions = {}): Promise<number> =>
+export const preadvAsync = async (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwOptions = {}): Promise<number> =>
   run(buf, iov, pos, false, options, nonBlocking);
-export const pwritevAsync = async (buf: DmaBuf, iov: Uint8Array[], pos: number, options: RwOptions = {}): Promise<number> =>
+export const pwritevAsync = async (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwOptions = {}): Promise<number> =>
   run(buf, iov, pos, true, options, nonBlocking);

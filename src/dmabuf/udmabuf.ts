@@ -19,7 +19,7 @@
 import { DmaBufError, hex } from "../errno.js";
 import { PAGE_SIZE } from "../memory/layout.js";
 import type { Sync } from "../sync/sync.js";
-import { CACHING_CACHED, DmaBuf, type PagePiece } from "./dma_buf.js";
+import { CACHING_CACHED, DmaBufRecord, type PagePiece } from "./dma_buf.js";
 import { F_SEAL_FUTURE_WRITE, F_SEAL_SHRINK, F_SEAL_WRITE, Memfd } from "./memfd.js";
 
 export const UDMABUF_FLAGS_CLOEXEC = 0x01;
@@ -35,7 +35,7 @@ export interface UdmabufItem {
 }
 
 /** UDMABUF_CREATE_LIST (UDMABUF_CREATE is a list of one item). */
-export function udmabufCreate(sync: Sync, items: UdmabufItem[], flags = 0): DmaBuf {
+export function udmabufCreate(sync: Sync, items: UdmabufItem[], flags = 0): DmaBufRecord {
   const syscall = items.length === 1 ? "UDMABUF_CREATE" : "UDMABUF_CREATE_LIST";
   void flags;
   if (items.length === 0 || items.length > UDMABUF_LIST_LIMIT) {
@@ -75,5 +75,5 @@ export function udmabufCreate(sync: Sync, items: UdmabufItem[], flags = 0): DmaB
     memfd.ref();
     backing.push(memfd.offset);
   }
-  return DmaBuf.create(sync, pieces, CACHING_CACHED, "udmabuf", backing);
+  return DmaBufRecord.create(sync, pieces, CACHING_CACHED, "udmabuf", backing);
 }

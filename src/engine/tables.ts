@@ -16,7 +16,7 @@ import { SG_DESC_DST, SG_DESC_LEN, SG_DESC_SIZE, SG_DESC_SRC, SG_SEG_ADDR, SG_SE
 
 /**
  * A segment list the engine can walk: SG_SEG entries at `offset`. A
- * SegmentList is one; so is a dma-buf's scatter list (DmaBuf.segmentTable).
+ * SegmentList is one; so is a dma-buf's scatter list (DmaBufRecord.segmentTable).
  */
 export interface SegmentSource {
   readonly offset: number;

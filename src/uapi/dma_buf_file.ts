@@ -35,14 +35,14 @@
  *                    range within the buffer's pages, else EINVAL.
  *   poll             POLLIN when no pending KERNEL/WRITE fence, POLLOUT when
  *                    no pending KERNEL/WRITE/READ fence.
- *   fdinfo           size, count (DmaBuf.fileCount: fds and mappings in every
+ *   fdinfo           size, count (DmaBufRecord.fileCount: fds and mappings in every
  *                    thread), exp_name, and name when set.
- * File references: each get() is one more DmaBuf.openFile(), each put() one
+ * File references: each get() is one more DmaBufRecord.openFile(), each put() one
  * closeFile(), so fdinfo's count follows dup, close, mmap and fd passing as
  * the kernel's file_count does.
  */
 import { DmaBufError } from "../errno.js";
-import type { DmaBuf } from "../dmabuf/dma_buf.js";
+import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { PAGE_SIZE } from "../memory/layout.js";
 import { DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE, usageRw } from "../sync/resv.js";
 import { SyncFile } from "../sync/sync_file.js";
@@ -66,7 +66,7 @@ import {
  * the coherence model (src/dmabuf/coherence.ts). Coherent labs and
  * uncached buffers have no CPU cache, and nothing to do.
  */
-export function cpuAccessHook(buf: DmaBuf, flags: number): void {
+export function cpuAccessHook(buf: DmaBufRecord, flags: number): void {
   const cache = CpuCache.of(buf);
   if (cache === null) return;
   if ((flags & DMA_BUF_SYNC_END) !== 0) cache.cleanRange();
@@ -83,16 +83,16 @@ interface SyncRequest {
 export class DmaBufFile extends OpenFile {
   readonly kind = "dma-buf";
   /** One owned view per file reference (each from openFile()). */
-  private readonly views: DmaBuf[];
+  private readonly views: DmaBufRecord[];
 
   /** A new file over `buf` (borrowed; the file opens its own reference). */
-  constructor(buf: DmaBuf, flags: number) {
+  constructor(buf: DmaBufRecord, flags: number) {
     super(flags);
     this.views = [buf.openFile()];
   }
 
   /** The buffer, borrowed (valid while the file is open). */
-  get buf(): DmaBuf {
+  get buf(): DmaBufRecord {
     const v = this.views[0];
     if (v === undefined) throw new DmaBufError("EBADF", "dma_buf", "this dma-buf file is released");
     return v;

@@ -7,7 +7,7 @@
  *     takes over. Every other fd (dup, or the table slot an fd token is
  *     imported into) and every mapping takes one more with get() and gives it
  *     back with put(); the last put() releases the object the file stands for
- *     (DmaBuf.closeFile(), SyncFile.close(), SwSyncTimeline.close()).
+ *     (DmaBufRecord.closeFile(), SyncFile.close(), SwSyncTimeline.close()).
  *   - `flags` is the file's access mode and status flags (O_NONBLOCK); they
  *     belong to the description, so dup()ed fds share them (fcntl F_SETFL).
  *   - The operations a kind of file does not have answer as the kernel's VFS

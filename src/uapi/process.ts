@@ -46,7 +46,7 @@
  * slot first (EMFILE before any object is made) and installs only after.
  */
 import { DmaBufError } from "../errno.js";
-import { DmaBuf } from "../dmabuf/dma_buf.js";
+import { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { heapNames, type HeapName } from "../dmabuf/heap.js";
 import type { Lab } from "../lab.js";
 import { SwSyncTimeline } from "../sync/sw_sync.js";
@@ -145,7 +145,7 @@ export class Process {
       if (!heapNames.includes(name as HeapName)) {
         throw new DmaBufError("ENOENT", "open", `${path}: no such heap (heaps: ${heapNames.join(", ")})`);
       }
-      return this.installNew(() => new DmaHeapFile(this.lab.heap(name as HeapName), fileFlags), cloexec, "open");
+      return this.installNew(() => new DmaHeapFile(this.lab.exporter(name as HeapName), fileFlags), cloexec, "open");
     }
     if (path === SW_SYNC_PATH || path === SW_SYNC_DEBUGFS) {
       return this.installNew(() => new SwSyncFile(this.lab.sync.swSync(this.name), fileFlags), cloexec, "open");
@@ -298,7 +298,7 @@ export class Process {
     return this.installNew(() => {
       switch (token.kind) {
         case "dma-buf": {
-          const buf = DmaBuf.attach(sync, token.offset);
+          const buf = DmaBufRecord.attach(sync, token.offset);
           try {
             return new DmaBufFile(buf, flags);
           } finally {

@@ -4,7 +4,7 @@
  * the buffer is shared, not copied.
  */
 import { Lab } from "../../src/lab.js";
-import { DmaBuf } from "../../src/dmabuf/dma_buf.js";
+import { DmaBufRecord } from "../../src/dmabuf/dma_buf.js";
 import type { LabHandle } from "../../src/lab.js";
 import { runWorker } from "./protocol.js";
 
@@ -24,7 +24,7 @@ export interface DmabufReaderReport {
 
 runWorker<DmabufReaderData, DmabufReaderReport>(async ({ handle, buffer, rename }) => {
   const lab = await Lab.attach(handle);
-  const buf = DmaBuf.attach(lab.sync, buffer);
+  const buf = DmaBufRecord.attach(lab.sync, buffer);
   try {
     const report: DmabufReaderReport = {
       type: "done", size: buf.size, name: buf.name, checksum: lab.engine.checksum(buf.segmentTable),

@@ -4,7 +4,7 @@
  * it read, so the test can check it saw one whole generation of the data.
  */
 import { Lab, type LabHandle } from "../../src/lab.js";
-import { DmaBuf } from "../../src/dmabuf/dma_buf.js";
+import { DmaBufRecord } from "../../src/dmabuf/dma_buf.js";
 import { preadv } from "../../src/dmabuf/rw.js";
 import { runWorker } from "./protocol.js";
 
@@ -22,7 +22,7 @@ export interface RwReaderReport {
 
 runWorker<RwReaderData, RwReaderReport>(async ({ handle, buffer, timeoutMs }) => {
   const lab = await Lab.attach(handle);
-  const buf = DmaBuf.attach(lab.sync, buffer);
+  const buf = DmaBufRecord.attach(lab.sync, buffer);
   const out = lab.alloc(buf.size, { zero: false });
   try {
     const bytes = preadv(buf, [out], 0, { timeoutMs });

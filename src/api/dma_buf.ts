@@ -1,0 +1,220 @@
+/*
+ * The object API: dma-bufs as JavaScript objects, built on the uapi (each
+ * call is a system call on this thread's Process), not beside it.
+ *
+ *   const buf = lab.heap("system").alloc(1 << 20);   // DMA_HEAP_IOCTL_ALLOC
+ *   buf.write(bytes, 0);                             // pwrite(2): the read/write path
+ *   buf.beginCpuAccess("rw"); ...; buf.endCpuAccess("rw");   // DMA_BUF_IOCTL_SYNC
+ *   const map = buf.map();                           // mmap(2)
+ *   const fence = buf.exportSyncFile("write");       // DMA_BUF_IOCTL_EXPORT_SYNC_FILE
+ *   buf.close();                                     // close(2); also `using`
+ *
+ * Contract: a DmaBuf owns one fd of its Process (lab.process, one per
+ * thread) until close(); every method maps to the system call named beside
+ * it and throws its DmaBufError unchanged; every blocking method has an
+ * Async twin (Promise, never blocking). Positions: read/write without a
+ * position use and advance the file position, with one they are pread/pwrite.
+ * share() gives a token another thread turns into its own DmaBuf with
+ * DmaBuf.import(lab, token) (the sender keeps its DmaBuf open until then).
+ */
+import { DmaBufError } from "../errno.js";
+import type { HeapName } from "../dmabuf/heap.js";
+import type { Lab } from "../lab.js";
+import { SyncFile } from "../sync/sync_file.js";
+import { DmaBufFile } from "../uapi/dma_buf_file.js";
+import type { FdToken } from "../uapi/file.js";
+import type { DmaBufMapping } from "../uapi/mapping.js";
+import type { Process } from "../uapi/process.js";
+import { SyncFileFile, installSyncFile } from "../uapi/sync_file_file.js";
+import {
+  DMA_BUF_IOCTL_EXPORT_SYNC_FILE, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, DMA_BUF_IOCTL_SYNC, DMA_BUF_SET_NAME,
+  DMA_BUF_SYNC_END, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_START, DMA_BUF_SYNC_WRITE,
+  DMA_HEAP_IOCTL_ALLOC, O_CLOEXEC, O_NONBLOCK, O_RDWR, SEEK_CUR, SEEK_END, SEEK_SET, F_GETFL, F_SETFL,
+  type dma_buf_export_sync_file,
+} from "../uapi/uapi.js";
+
+/** Which way CPU access or a fence goes: "read", "write" or both. */
+export type Direction = "read" | "write" | "rw";
+
+const directionFlags: Record<Direction, number> = { read: DMA_BUF_SYNC_READ, write: DMA_BUF_SYNC_WRITE, rw: DMA_BUF_SYNC_RW };
+
+function flagsOf(direction: Direction, syscall: string): number {
+  const flags = directionFlags[direction];
+  if (flags === undefined) throw new DmaBufError("EINVAL", syscall, `direction '${String(direction)}' is not "read", "write" or "rw"`);
+  return flags;
+}
+
+export class DmaBuf {
+  private open = true;
+
+  /** A DmaBuf over an fd of `process` that it now owns. */
+  constructor(readonly process: Process, readonly fd: number) {}
+
+  /** Takes an fd token from another thread (Process.importFd) as a DmaBuf of this thread. */
+  static import(lab: Lab, token: FdToken): DmaBuf {
+    return new DmaBuf(lab.process, lab.process.importFd(token));
+  }
+
+  private get file(): DmaBufFile {
+    if (!this.open) throw new DmaBufError("EBADF", "dma_buf", "this DmaBuf is closed");
+    return this.process.file(this.fd) as DmaBufFile;
+  }
+
+  get size(): number {
+    return this.file.buf.size;
+  }
+
+  get name(): string {
+    return this.file.buf.name;
+  }
+
+  /** DMA_BUF_SET_NAME. */
+  set name(name: string) {
+    this.process.ioctl(this.fd, DMA_BUF_SET_NAME, name);
+  }
+
+  /** O_NONBLOCK: read, write and beginCpuAccess give EAGAIN instead of waiting. */
+  get nonblock(): boolean {
+    return (this.process.fcntl(this.fd, F_GETFL) & O_NONBLOCK) !== 0;
+  }
+
+  set nonblock(on: boolean) {
+    this.process.fcntl(this.fd, F_SETFL, on ? O_NONBLOCK : 0);
+  }
+
+  /** The file position; assigning it is lseek(SEEK_SET). */
+  get position(): number {
+    return this.process.lseek(this.fd, 0, SEEK_CUR);
+  }
+
+  set position(pos: number) {
+    this.process.lseek(this.fd, pos, SEEK_SET);
+  }
+
+  /** lseek(2) with SEEK_SET, SEEK_CUR or SEEK_END. */
+  seek(offset: number, whence: typeof SEEK_SET | typeof SEEK_CUR | typeof SEEK_END = SEEK_SET): number {
+    return this.process.lseek(this.fd, offset, whence);
+  }
+
+  /** read(2), or pread(2) at `pos`: the bytes read, 0 at the end. */
+  read(into: Uint8Array, pos?: number): number {
+    return pos === undefined ? this.process.read(this.fd, into) : this.process.pread(this.fd, into, pos);
+  }
+
+  /** write(2), or pwrite(2) at `pos`: the bytes written (short at the end). */
+  write(from: Uint8Array, pos?: number): number {
+    return pos === undefined ? this.process.write(this.fd, from) : this.process.pwrite(this.fd, from, pos);
+  }
+
+  /** readv(2) at the file position. */
+  readv(iov: Uint8Array[]): number {
+    return this.process.readv(this.fd, iov);
+  }
+
+  /** writev(2) at the file position. */
+  writev(iov: Uint8Array[]): number {
+    return this.process.writev(this.fd, iov);
+  }
+
+  readAsync(into: Uint8Array, pos?: number): Promise<number> {
+    return this.process.readAsync(this.fd, into, pos);
+  }
+
+  writeAsync(from: Uint8Array, pos?: number): Promise<number> {
+    return this.process.writeAsync(this.fd, from, pos);
+  }
+
+  readvAsync(iov: Uint8Array[], pos?: number): Promise<number> {
+    return this.process.readvAsync(this.fd, iov, pos);
+  }
+
+  writevAsync(iov: Uint8Array[], pos?: number): Promise<number> {
+    return this.process.writevAsync(this.fd, iov, pos);
+  }
+
+  /** DMA_BUF_IOCTL_SYNC START: waits for the implicit fences of the direction, then invalidates. */
+  beginCpuAccess(direction: Direction = "rw", timeoutMs?: number): void {
+    this.process.ioctl(this.fd, DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_START | flagsOf(direction, "DMA_BUF_IOCTL_SYNC"), timeoutMs });
+  }
+
+  async beginCpuAccessAsync(direction: Direction = "rw", timeoutMs?: number): Promise<void> {
+    await this.process.ioctlAsync(this.fd, DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_START | flagsOf(direction, "DMA_BUF_IOCTL_SYNC"), timeoutMs });
+  }
+
+  /** DMA_BUF_IOCTL_SYNC END: cleans toward devices; does not wait. */
+  endCpuAccess(direction: Direction = "rw"): void {
+    this.process.ioctl(this.fd, DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_END | flagsOf(direction, "DMA_BUF_IOCTL_SYNC") });
+  }
+
+  /** mmap(2) of [offset, offset + length): views to bracket with begin/endCpuAccess; unmap() it. */
+  map(offset = 0, length = this.size - offset): DmaBufMapping {
+    return this.process.mmap(this.fd, offset, length);
+  }
+
+  unmap(mapping: DmaBufMapping): void {
+    this.process.munmap(mapping);
+  }
+
+  /** DMA_BUF_IOCTL_EXPORT_SYNC_FILE: what a reader ("read") or writer ("write", "rw") would wait for. */
+  exportSyncFile(direction: Direction = "write"): SyncFile {
+    const arg: dma_buf_export_sync_file = { flags: flagsOf(direction, "DMA_BUF_IOCTL_EXPORT_SYNC_FILE") };
+    this.process.ioctl(this.fd, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, arg);
+    const file = this.process.file(arg.fd!) as SyncFileFile;
+    try {
+      return new SyncFile(file.syncFile.sync, file.syncFile.fence);
+    } finally {
+      this.process.close(arg.fd!);
+    }
+  }
+
+  /** DMA_BUF_IOCTL_IMPORT_SYNC_FILE: the file's fences join the buffer's (as writers with "write"/"rw"). */
+  importSyncFile(syncFile: SyncFile, direction: Direction = "write"): void {
+    const flags = flagsOf(direction, "DMA_BUF_IOCTL_IMPORT_SYNC_FILE");
+    const fd = installSyncFile(this.process, () => new SyncFile(syncFile.sync, syncFile.fence));
+    try {
+      this.process.ioctl(this.fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, { flags, fd });
+    } finally {
+      this.process.close(fd);
+    }
+  }
+
+  /** fdinfo: size, count, exp_name, name. */
+  fdinfo(): string {
+    return this.process.fdinfo(this.fd);
+  }
+
+  /** A token for another thread (DmaBuf.import there); keep this DmaBuf open until it is imported. */
+  share(): FdToken {
+    return this.process.exportFd(this.fd);
+  }
+
+  get closed(): boolean {
+    return !this.open;
+  }
+
+  /** close(2). A second close is harmless. */
+  close(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.process.close(this.fd);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** A dma-heap opened by this thread's Process: alloc() is DMA_HEAP_IOCTL_ALLOC. */
+export class DmaHeap {
+  private heapFd: number | undefined;
+
+  constructor(readonly process: Process, readonly name: HeapName) {}
+
+  /** A new zeroed DmaBuf of at least `size` bytes (whole pages). */
+  alloc(size: number): DmaBuf {
+    this.heapFd ??= this.process.open(`/dev/dma_heap/${this.name}`, O_RDWR | O_CLOEXEC);
+    const data = { len: size, fd: 0, fd_flags: O_RDWR | O_CLOEXEC, heap_flags: 0 };
+    this.process.ioctl(this.heapFd, DMA_HEAP_IOCTL_ALLOC, data);
+    return new DmaBuf(this.process, data.fd);
+  }
+}
