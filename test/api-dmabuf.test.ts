@@ -63,6 +63,8 @@ describe("DmaBuf, the object API", () => {
     expectErrno(() => buf.beginCpuAccess("read"), "EAGAIN");
     buf.nonblock = false;
     expectErrno(() => buf.beginCpuAccess("read", 5), "ETIMEDOUT");
+    expectErrno(() => buf.read(new Uint8Array(8), 0, { timeoutMs: 5 }), "ETIMEDOUT");
+    await expectErrnoAsync(() => buf.readAsync(new Uint8Array(8), 0, { timeoutMs: 5 }), "ETIMEDOUT");
     await expectErrnoAsync(() => buf.beginCpuAccessAsync("read", 5), "ETIMEDOUT");
     expect(buf.exportSyncFile("read").poll()).toBe(0);
     writer.signal();

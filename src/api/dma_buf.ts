@@ -22,7 +22,7 @@ import type { HeapName } from "../dmabuf/heap.js";
 import type { Lab } from "../lab.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { DmaBufFile } from "../uapi/dma_buf_file.js";
-import type { FdToken } from "../uapi/file.js";
+import type { FdToken, IoOptions } from "../uapi/file.js";
 import type { DmaBufMapping } from "../uapi/mapping.js";
 import type { Process } from "../uapi/process.js";
 import { SyncFileFile, installSyncFile } from "../uapi/sync_file_file.js";
@@ -97,39 +97,39 @@ export class DmaBuf {
   }
 
   /** read(2), or pread(2) at `pos`: the bytes read, 0 at the end. */
-  read(into: Uint8Array, pos?: number): number {
-    return pos === undefined ? this.process.read(this.fd, into) : this.process.pread(this.fd, into, pos);
+  read(into: Uint8Array, pos?: number, io?: IoOptions): number {
+    return pos === undefined ? this.process.read(this.fd, into, io) : this.process.pread(this.fd, into, pos, io);
   }
 
   /** write(2), or pwrite(2) at `pos`: the bytes written (short at the end). */
-  write(from: Uint8Array, pos?: number): number {
-    return pos === undefined ? this.process.write(this.fd, from) : this.process.pwrite(this.fd, from, pos);
+  write(from: Uint8Array, pos?: number, io?: IoOptions): number {
+    return pos === undefined ? this.process.write(this.fd, from, io) : this.process.pwrite(this.fd, from, pos, io);
   }
 
   /** readv(2) at the file position. */
-  readv(iov: Uint8Array[]): number {
-    return this.process.readv(this.fd, iov);
+  readv(iov: Uint8Array[], io?: IoOptions): number {
+    return this.process.readv(this.fd, iov, io);
   }
 
   /** writev(2) at the file position. */
-  writev(iov: Uint8Array[]): number {
-    return this.process.writev(this.fd, iov);
+  writev(iov: Uint8Array[], io?: IoOptions): number {
+    return this.process.writev(this.fd, iov, io);
   }
 
-  readAsync(into: Uint8Array, pos?: number): Promise<number> {
-    return this.process.readAsync(this.fd, into, pos);
+  readAsync(into: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
+    return this.process.readAsync(this.fd, into, pos, io);
   }
 
-  writeAsync(from: Uint8Array, pos?: number): Promise<number> {
-    return this.process.writeAsync(this.fd, from, pos);
+  writeAsync(from: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
+    return this.process.writeAsync(this.fd, from, pos, io);
   }
 
-  readvAsync(iov: Uint8Array[], pos?: number): Promise<number> {
-    return this.process.readvAsync(this.fd, iov, pos);
+  readvAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
+    return this.process.readvAsync(this.fd, iov, pos, io);
   }
 
-  writevAsync(iov: Uint8Array[], pos?: number): Promise<number> {
-    return this.process.writevAsync(this.fd, iov, pos);
+  writevAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
+    return this.process.writevAsync(this.fd, iov, pos, io);
   }
 
   /** DMA_BUF_IOCTL_SYNC START: waits for the implicit fences of the direction, then invalidates. */

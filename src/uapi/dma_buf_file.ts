@@ -47,7 +47,7 @@ import { PAGE_SIZE } from "../memory/layout.js";
 import { DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE, usageRw } from "../sync/resv.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { unwrap } from "../sync/fence_unwrap.js";
-import { OpenFile, type FdToken } from "./file.js";
+import { OpenFile, type FdToken, type IoOptions } from "./file.js";
 import { CpuCache } from "../dmabuf/coherence.js";
 import { preadv, preadvAsync, pwritev, pwritevAsync } from "../dmabuf/rw.js";
 import { DmaBufMapping } from "./mapping.js";
@@ -210,15 +210,15 @@ export class DmaBufFile extends OpenFile {
     return to;
   }
 
-  override rw(iov: Uint8Array[], pos: number | undefined, write: boolean): number {
-    const n = (write ? pwritev : preadv)(this.buf, iov, pos ?? this.position, { nonblock: this.nonblock });
+  override rw(iov: Uint8Array[], pos: number | undefined, write: boolean, io: IoOptions = {}): number {
+    const n = (write ? pwritev : preadv)(this.buf, iov, pos ?? this.position, { nonblock: this.nonblock, timeoutMs: io.timeoutMs });
     if (pos === undefined) this.position += n;
     return n;
   }
 
-  override async rwAsync(iov: Uint8Array[], pos: number | undefined, write: boolean): Promise<number> {
+  override async rwAsync(iov: Uint8Array[], pos: number | undefined, write: boolean, io: IoOptions = {}): Promise<number> {
     const at = pos ?? this.position;
-    const n = await (write ? pwritevAsync : preadvAsync)(this.buf, iov, at, { nonblock: this.nonblock });
+    const n = await (write ? pwritevAsync : preadvAsync)(this.buf, iov, at, { nonblock: this.nonblock, timeoutMs: io.timeoutMs });
     if (pos === undefined) this.position = at + n;
     return n;
   }

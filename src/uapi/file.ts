@@ -33,6 +33,11 @@ export interface FdToken {
   name?: string;
 }
 
+/** Per-call options of read and write: give up waiting for fences after timeoutMs (ETIMEDOUT). */
+export interface IoOptions {
+  timeoutMs?: number;
+}
+
 export abstract class OpenFile {
   abstract readonly kind: FileKind;
   private refs = 1;
@@ -93,12 +98,12 @@ export abstract class OpenFile {
    * read_iter / write_iter: the iovecs at `pos`, or at (and advancing) the
    * file position when pos is undefined. A file without them: EINVAL.
    */
-  rw(_iov: Uint8Array[], _pos: number | undefined, write: boolean): number {
+  rw(_iov: Uint8Array[], _pos: number | undefined, write: boolean, _io?: IoOptions): number {
     throw new DmaBufError("EINVAL", write ? "write" : "read", `a ${this.kind} file cannot be ${write ? "written" : "read"}`);
   }
 
-  rwAsync(iov: Uint8Array[], pos: number | undefined, write: boolean): Promise<number> {
-    return Promise.resolve().then(() => this.rw(iov, pos, write));
+  rwAsync(iov: Uint8Array[], pos: number | undefined, write: boolean, io?: IoOptions): Promise<number> {
+    return Promise.resolve().then(() => this.rw(iov, pos, write, io));
   }
 
   poll(): number {

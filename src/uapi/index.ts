@@ -5,7 +5,7 @@
  */
 export * from "./uapi.js";
 export { Process, FIRST_FD, DEFAULT_MAX_FDS, type PollFd, type ProcessOptions } from "./process.js";
-export { OpenFile, ObjectFile, type FdToken, type FileKind } from "./file.js";
+export { OpenFile, ObjectFile, type FdToken, type FileKind, type IoOptions } from "./file.js";
 export { DmaBufMapping } from "./mapping.js";
 export { DmaBufFile, cpuAccessHook } from "./dma_buf_file.js";
 export { DmaHeapFile } from "./dma_heap.js";

@@ -53,7 +53,7 @@ import { SwSyncTimeline } from "../sync/sw_sync.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { DmaBufFile } from "./dma_buf_file.js";
 import { DmaHeapFile } from "./dma_heap.js";
-import type { FdToken, OpenFile } from "./file.js";
+import type { FdToken, IoOptions, OpenFile } from "./file.js";
 import type { DmaBufMapping } from "./mapping.js";
 import { MemfdFile } from "./memfd_file.js";
 import { UdmabufDevFile } from "./udmabuf_file.js";
@@ -214,45 +214,50 @@ export class Process {
     return this.file(fd, "lseek").llseek(offset, whence);
   }
 
-  /** read(2) at the file position; readv with several buffers. The async twins never block. */
-  read(fd: number, buf: Uint8Array): number {
-    return this.file(fd, "read").rw([buf], undefined, false);
+  /**
+   * read(2) at the file position; readv with several buffers; pread/pwrite
+   * at a given one. io.timeoutMs: ETIMEDOUT when the implicit fences take
+   * longer. The Async twins never block (a position of undefined uses the
+   * file position).
+   */
+  read(fd: number, buf: Uint8Array, io?: IoOptions): number {
+    return this.file(fd, "read").rw([buf], undefined, false, io);
   }
 
-  write(fd: number, buf: Uint8Array): number {
-    return this.file(fd, "write").rw([buf], undefined, true);
+  write(fd: number, buf: Uint8Array, io?: IoOptions): number {
+    return this.file(fd, "write").rw([buf], undefined, true, io);
   }
 
-  pread(fd: number, buf: Uint8Array, pos: number): number {
-    return this.file(fd, "pread").rw([buf], pos, false);
+  pread(fd: number, buf: Uint8Array, pos: number, io?: IoOptions): number {
+    return this.file(fd, "pread").rw([buf], pos, false, io);
   }
 
-  pwrite(fd: number, buf: Uint8Array, pos: number): number {
-    return this.file(fd, "pwrite").rw([buf], pos, true);
+  pwrite(fd: number, buf: Uint8Array, pos: number, io?: IoOptions): number {
+    return this.file(fd, "pwrite").rw([buf], pos, true, io);
   }
 
-  readv(fd: number, iov: Uint8Array[]): number {
-    return this.file(fd, "readv").rw(iov, undefined, false);
+  readv(fd: number, iov: Uint8Array[], io?: IoOptions): number {
+    return this.file(fd, "readv").rw(iov, undefined, false, io);
   }
 
-  writev(fd: number, iov: Uint8Array[]): number {
-    return this.file(fd, "writev").rw(iov, undefined, true);
+  writev(fd: number, iov: Uint8Array[], io?: IoOptions): number {
+    return this.file(fd, "writev").rw(iov, undefined, true, io);
   }
 
-  readAsync(fd: number, buf: Uint8Array, pos?: number): Promise<number> {
-    return this.file(fd, "read").rwAsync([buf], pos, false);
+  readAsync(fd: number, buf: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
+    return this.file(fd, "read").rwAsync([buf], pos, false, io);
   }
 
-  writeAsync(fd: number, buf: Uint8Array, pos?: number): Promise<number> {
-    return this.file(fd, "write").rwAsync([buf], pos, true);
+  writeAsync(fd: number, buf: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
+    return this.file(fd, "write").rwAsync([buf], pos, true, io);
   }
 
-  readvAsync(fd: number, iov: Uint8Array[], pos?: number): Promise<number> {
-    return this.file(fd, "readv").rwAsync(iov, pos, false);
+  readvAsync(fd: number, iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
+    return this.file(fd, "readv").rwAsync(iov, pos, false, io);
   }
 
-  writevAsync(fd: number, iov: Uint8Array[], pos?: number): Promise<number> {
-    return this.file(fd, "writev").rwAsync(iov, pos, true);
+  writevAsync(fd: number, iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
+    return this.file(fd, "writev").rwAsync(iov, pos, true, io);
   }
 
   mmap(fd: number, offset: number, length: number): DmaBufMapping {
