@@ -37,6 +37,7 @@ describe("dmabuf-lab", () => {
       expect(c.gbps).toEqual(expect.any(Number));
     }
     expect(result.worker.matches).toBe(true);
+    expect(result.dmabuf.verified).toBe(true);
     expect(result.pages.freeBytes).toBe(result.pages.totalBytes);
   });
 

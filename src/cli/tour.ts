@@ -3,7 +3,8 @@
  * embedded defaults, allocates from both allocators, copies with every
  * strategy (verifying each copy against an independent checksum), runs a
  * scatter-gather copy over scattered pages, and has a real worker thread
- * check the result through its own engine instance. Returns data; the
+ * check the result through its own engine instance, and writes and reads a
+ * system-heap dma-buf through the read/write path. Returns data; the
  * command renders it.
  */
 import { Lab } from "../lab.js";
@@ -12,6 +13,7 @@ import { strategyNames, type StrategyName } from "../engine/strategy.js";
 import type { Layout } from "../memory/layout.js";
 import type { BuddyStats } from "../memory/buddy.js";
 import { PAGE_SIZE } from "../memory/layout.js";
+import { DmaBufFile } from "../uapi/dma_buf_file.js";
 
 export interface TourOptions {
   /** Bytes per strategy copy; default 4 MiB. */
@@ -26,6 +28,7 @@ export interface TourResult {
   copies: { strategy: StrategyName; bytes: number; gbps: number; verified: boolean }[];
   scatterGather: { pages: number; bytes: number; gbps: number; verified: boolean };
   worker: { threadId: number; checksum: number; matches: boolean };
+  dmabuf: { bytes: number; segments: number; writeGbps: number; readGbps: number; verified: boolean };
   pages: BuddyStats;
   user: BuddyStats;
 }
@@ -93,18 +96,33 @@ export async function runTour(options: TourOptions = {}): Promise<TourResult> {
       await thread.terminate();
     }
 
+    progress("writing and reading a system-heap dma-buf through the read/write path");
+    const buf = lab.heap("system").alloc(bytes);
+    let dmabuf: TourResult["dmabuf"];
+    try {
+      const writeMs = measure(() => buf.write(src, 0), budget);
+      engine.fill(dstOff, 0, bytes);
+      const readMs = measure(() => buf.read(dst, 0), budget);
+      const verified = engine.checksumRange(dstOff, bytes) === expected;
+      const segments = (lab.process.file(buf.fd) as DmaBufFile).buf.segments().length;
+      dmabuf = { bytes, segments, writeGbps: bytes / writeMs / 1e6, readGbps: bytes / readMs / 1e6, verified };
+    } finally {
+      buf.close();
+    }
+
     list.free();
     pages.forEach((p) => lab.freePages(p, 0));
+    lab.free(src);
+    lab.free(dst);
     const result: TourResult = {
       layout: lab.layout,
       copies,
       scatterGather: { pages: pageCount, bytes: sgBytes, gbps: sgBytes / sgMs / 1e6, verified: sgVerified },
       worker,
+      dmabuf,
       pages: lab.arena.pages.stats(),
       user: lab.arena.user.stats(),
     };
-    lab.free(src);
-    lab.free(dst);
     return result;
   } finally {
     lab.close();

@@ -23,6 +23,9 @@ function render(r: TourResult): string {
       `${r.scatterGather.gbps.toFixed(1)} GB/s, verified ${r.scatterGather.verified ? "yes" : "NO"}`,
     `worker thread ${r.worker.threadId} checksummed the copy through its own engine: ` +
       `${r.worker.matches ? "matches" : "DIFFERS"} (xxh32 0x${r.worker.checksum.toString(16).padStart(8, "0")})`,
+    `dma-buf: ${mib(r.dmabuf.bytes)} from the system heap in ${r.dmabuf.segments} scattered chunks, through pwrite ` +
+      `${r.dmabuf.writeGbps.toFixed(1)} GB/s and pread ${r.dmabuf.readGbps.toFixed(1)} GB/s (fences and all), ` +
+      `verified ${r.dmabuf.verified ? "yes" : "NO"}`,
     `page pool: ${mib(r.pages.freeBytes)} free of ${mib(r.pages.totalBytes)}, fragmentation ${(r.pages.fragmentation * 100).toFixed(0)}%; ` +
       `user memory: ${mib(r.user.freeBytes)} free`,
     "",
@@ -40,7 +43,8 @@ export const tour: Command = {
     const { values } = parseArgs({ args: argv, options: { json: { type: "boolean" } } });
     const result = await runTour({ onProgress: (m) => io.stderr(`tour: ${m}\n`) });
     io.stdout(values.json ? JSON.stringify(result, null, 2) + "\n" : render(result));
-    const ok = result.copies.every((c) => c.verified) && result.scatterGather.verified && result.worker.matches;
+    const ok = result.copies.every((c) => c.verified) && result.scatterGather.verified && result.worker.matches &&
+      result.dmabuf.verified;
     return ok ? 0 : 1;
   },
 };
