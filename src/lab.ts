@@ -183,8 +183,8 @@ export class Lab {
   }
 
   /** UDMABUF_CREATE(_LIST): a dma-buf over memfd pages (see src/dmabuf/udmabuf.ts). */
-  udmabuf(items: UdmabufItem[], flags?: number): DmaBufRecord {
-    return udmabufCreate(this.sync, items, flags);
+  udmabuf(items: UdmabufItem[]): DmaBufRecord {
+    return udmabufCreate(this.sync, items);
   }
 
   /** Allocates 2^order pages from the page pool; returns the byte offset. */

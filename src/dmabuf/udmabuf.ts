@@ -13,8 +13,8 @@
  *   offset + size past the memfd's end: EINVAL
  *   no items, or more than UDMABUF_LIST_LIMIT: EINVAL
  *   a total of 0, or above UDMABUF_SIZE_LIMIT: EINVAL
- * Unknown flags are ignored, as mainline does (UDMABUF_FLAGS_CLOEXEC is the
- * only defined one).
+ * Flags are the uapi's business (UDMABUF_FLAGS_CLOEXEC is the only defined
+ * one, and mainline ignores unknown bits), so this takes none.
  */
 import { DmaBufError, hex } from "../errno.js";
 import { PAGE_SIZE } from "../memory/layout.js";
@@ -35,9 +35,8 @@ export interface UdmabufItem {
 }
 
 /** UDMABUF_CREATE_LIST (UDMABUF_CREATE is a list of one item). */
-export function udmabufCreate(sync: Sync, items: UdmabufItem[], flags = 0): DmaBufRecord {
+export function udmabufCreate(sync: Sync, items: UdmabufItem[]): DmaBufRecord {
   const syscall = items.length === 1 ? "UDMABUF_CREATE" : "UDMABUF_CREATE_LIST";
-  void flags;
   if (items.length === 0 || items.length > UDMABUF_LIST_LIMIT) {
     throw new DmaBufError("EINVAL", syscall, `count ${items.length} must be between 1 and ${UDMABUF_LIST_LIMIT}`);
   }

@@ -48,7 +48,7 @@ export class UdmabufDevFile extends OpenFile {
       return { memfd: file instanceof MemfdFile ? file.memfd : file, offset: item.offset, size: item.size };
     });
     return proc.installNew(() => {
-      const buf = udmabufCreate(proc.lab.sync, resolved, flags);
+      const buf = udmabufCreate(proc.lab.sync, resolved);
       try {
         return new DmaBufFile(buf, O_RDWR);
       } finally {
