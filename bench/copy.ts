@@ -207,7 +207,8 @@ function buf(view: Uint8Array, offset = 0, length = view.length - offset): Buffe
 const T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145,
   2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042];
 
-const quantile = (sorted: number[], q: number): number => {
+/** The q-quantile of sorted samples, interpolated linearly. */
+export const quantile = (sorted: readonly number[], q: number): number => {
   const pos = (sorted.length - 1) * q;
   const lo = Math.floor(pos);
   return lo + 1 < sorted.length ? sorted[lo] + (pos - lo) * (sorted[lo + 1] - sorted[lo]) : sorted[lo];

@@ -72,7 +72,7 @@ import type { Timeline } from "../src/sync/timeline.js";
 import type {
   BenchFenceData, BenchFenceJob, BenchFenceReply, BenchFenceRequest, BenchFenceResult, BenchMode, HammerResult, PingMode,
 } from "../workers/bench-fence.js";
-import { machineInfo, summarize, type MachineInfo, type SampleStats, type TargetResult } from "./copy.js";
+import { machineInfo, quantile, summarize, type MachineInfo, type SampleStats, type TargetResult } from "./copy.js";
 
 export type FenceSection = "signal" | "signal-waiter" | "wake" | "resv" | "lock";
 /** The sections in the order, which rows and tables follow. */
@@ -179,12 +179,6 @@ export function fenceBudgetFor(quick: boolean): FenceBudget {
 
 // ---------------------------------------------------------------------------
 // Statistics and rows
-
-const quantile = (sorted: number[], q: number): number => {
-  const pos = (sorted.length - 1) * q;
-  const lo = Math.floor(pos);
-  return lo + 1 < sorted.length ? sorted[lo] + (pos - lo) * (sorted[lo + 1] - sorted[lo]) : sorted[lo];
-};
 
 export function fenceStats(samplesNs: readonly number[]): FenceStats {
   const sorted = [...samplesNs].sort((a, b) => a - b);

@@ -6,6 +6,7 @@
  * turn "these bytes of the buffer against those bytes" into one descriptor
  * table for the engine.
  */
+import { SG_SEG_ADDR, SG_SEG_LEN, SG_SEG_SIZE } from "../engine/abi.js";
 import type { DmaBufRecord } from "./dma_buf.js";
 
 export interface Run {
@@ -16,19 +17,26 @@ export interface Run {
   view?: Uint8Array;
 }
 
-/** The buffer's runs holding [pos, pos + len), clipped to the buffer. */
+/**
+ * The buffer's runs holding [pos, pos + len), clipped to the buffer. Reads
+ * the scatter list's words directly and stops once the range is covered: a
+ * hot path, called for every read and write.
+ */
 export function bufferRuns(buf: DmaBufRecord, pos: number, len: number): Run[] {
   const runs: Run[] = [];
+  const { offset: list, count } = buf.segmentTable;
+  const u32 = buf.sync.u32;
   let skip = pos;
   let left = len;
-  for (const s of buf.segments()) {
-    if (left === 0) break;
-    if (skip >= s.len) {
-      skip -= s.len;
+  for (let i = 0; i < count && left > 0; i++) {
+    const at = (list + i * SG_SEG_SIZE) >>> 2;
+    const segLen = u32[at + (SG_SEG_LEN >>> 2)];
+    if (skip >= segLen) {
+      skip -= segLen;
       continue;
     }
-    const n = Math.min(s.len - skip, left);
-    runs.push({ addr: s.addr + skip, len: n });
+    const n = Math.min(segLen - skip, left);
+    runs.push({ addr: u32[at + (SG_SEG_ADDR >>> 2)] + skip, len: n });
     left -= n;
     skip = 0;
   }

@@ -85,6 +85,16 @@ function writeFile(path: string, text: string): string {
   return abs;
 }
 
+/** A progress printer on stderr: "PREFIX [  12 s] TEXT", seconds since it was made. */
+function progress(io: CommandIo, prefix: string): (text: string) => void {
+  const t0 = performance.now();
+  return (text) => io.stderr(`${prefix} [${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${text}\n`);
+}
+
+/** A benchmark step as progress text: "3/40 label" (a negative index is a note, just the label). */
+const step = (e: { index: number; total: number; label: string }): string =>
+  e.index < 0 ? e.label : `${e.index + 1}/${e.total} ${e.label}`;
+
 async function copy(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -109,13 +119,10 @@ async function copy(argv: string[], io: CommandIo): Promise<number> {
     io.stderr(`dmabuf-lab bench copy: --seed must be an integer in 0..4294967295\n`);
     return 2;
   }
-  const t0 = performance.now();
+  const say = progress(io, "bench");
   const result = await runCopyBench(
     { quick: values.quick, regimes: regimes as RegimeGroup[], seed, native: !values["no-native"] },
-    (e) => {
-      const s = ((performance.now() - t0) / 1000).toFixed(0).padStart(4);
-      io.stderr(e.phase === "native" ? `bench [${s} s] ${e.message}\n` : `bench [${s} s] ${e.index + 1}/${e.total} ${e.label}\n`);
-    },
+    (e) => say(e.phase === "native" ? e.message : step(e)),
   );
   const json = renderJson(result);
   io.stdout(values.json ? json : renderTable(result));
@@ -129,11 +136,8 @@ async function fence(argv: string[], io: CommandIo): Promise<number> {
     args: argv,
     options: { quick: { type: "boolean" }, json: { type: "boolean" }, out: { type: "string" } },
   });
-  const t0 = performance.now();
-  const result = await runFenceBench({ quick: values.quick }, (e) => {
-    const s = ((performance.now() - t0) / 1000).toFixed(0).padStart(4);
-    io.stderr(`bench [${s} s] ${e.index + 1}/${e.total} ${e.label}\n`);
-  });
+  const say = progress(io, "bench");
+  const result = await runFenceBench({ quick: values.quick }, (e) => say(step(e)));
   const json = renderFenceJson(result);
   io.stdout(values.json ? json : renderFenceTable(result));
   if (values.out !== undefined) io.stderr(`bench: wrote ${writeFile(values.out, json)}\n`);
@@ -145,11 +149,8 @@ async function rw(argv: string[], io: CommandIo): Promise<number> {
     args: argv,
     options: { quick: { type: "boolean" }, json: { type: "boolean" }, out: { type: "string" }, "no-native": { type: "boolean" } },
   });
-  const t0 = performance.now();
-  const result = await runRwBench({ quick: values.quick, native: !values["no-native"] }, (e) => {
-    const s = ((performance.now() - t0) / 1000).toFixed(0).padStart(4);
-    io.stderr(e.index < 0 ? `bench [${s} s] ${e.label}\n` : `bench [${s} s] ${e.index + 1}/${e.total} ${e.label}\n`);
-  });
+  const say = progress(io, "bench");
+  const result = await runRwBench({ quick: values.quick, native: !values["no-native"] }, (e) => say(step(e)));
   const json = renderRwJson(result);
   io.stdout(values.json ? json : renderRwTable(result));
   if (values.out !== undefined) io.stderr(`bench: wrote ${writeFile(values.out, json)}\n`);
@@ -161,11 +162,8 @@ async function calibrate(argv: string[], io: CommandIo): Promise<number> {
     args: argv,
     options: { quick: { type: "boolean" }, json: { type: "boolean" }, write: { type: "boolean" } },
   });
-  const t0 = performance.now();
-  const result = await runCalibration({ quick: values.quick }, (e) => {
-    const s = ((performance.now() - t0) / 1000).toFixed(0).padStart(4);
-    io.stderr(`calibrate [${s} s] ${e.index + 1}/${e.total} ${e.label}\n`);
-  });
+  const say = progress(io, "calibrate");
+  const result = await runCalibration({ quick: values.quick }, (e) => say(step(e)));
   io.stdout(values.json ? JSON.stringify(result, null, 2) + "\n" : renderCalibration(result));
   if (values.write) {
     const path = fileURLToPath(packageUrl("src/engine/calibration.json"));
