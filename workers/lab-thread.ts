@@ -3,21 +3,21 @@
  * own engine instance and serves LabThreadApi over comlink. Bundled by the
  * build to build/workers/lab-thread.mjs; started by spawnLabThread().
  */
-import { parentPort, threadId, workerData } from "node:worker_threads";
 import * as Comlink from "comlink";
-import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { Lab } from "../src/lab.js";
+import { threadToken } from "../src/memory/futex.js";
 import { installErrorTransfer } from "../src/thread/errors.js";
 import type { LabThreadApi, LabThreadData } from "../src/thread/protocol.js";
+import { workerContext } from "../src/thread/spawn.js";
 
 installErrorTransfer();
-const data = workerData as LabThreadData;
+const { data, endpoint } = await workerContext<LabThreadData>();
 const lab = await Lab.attach(data.handle);
 const { engine } = lab;
 const descriptors = lab.sgTable();
 
 const api: LabThreadApi = {
-  hello: () => ({ threadId, name: data.name }),
+  hello: () => ({ threadId: threadToken(), name: data.name }),
   copy: (dst, src, len, strategy) => engine.copy(dst, src, len, strategy),
   fill: (dst, value, len) => engine.fill(dst, value, len),
   checksumRange: (offset, len, seed) => engine.checksumRange(offset, len, seed),
@@ -33,4 +33,4 @@ const api: LabThreadApi = {
   stats: () => lab.stats(),
 };
 
-Comlink.expose(api, nodeEndpoint(parentPort!));
+Comlink.expose(api, endpoint);

@@ -89,6 +89,8 @@ export class BuddyAllocator {
   readonly granules: number;
   readonly shift: number;
   readonly maxOrder: number;
+  /** Bytes per granule (2^shift), a field: the hot paths read it per call. */
+  readonly granuleBytes: number;
 
   /** A view of an initialised state block at `state`, from any thread. */
   constructor(buffer: ArrayBufferLike, readonly state: number, readonly name: string) {
@@ -99,6 +101,7 @@ export class BuddyAllocator {
     this.granules = this.word(kBuddyGranules);
     this.shift = this.word(kBuddyShift);
     this.maxOrder = this.word(kBuddyMaxOrder);
+    this.granuleBytes = 2 ** this.shift;
   }
 
   /** Writes a fresh state block: the whole region free in maximal aligned blocks. */
@@ -122,10 +125,6 @@ export class BuddyAllocator {
       idx += 2 ** order;
     }
     w(kBuddyFree, granules);
-  }
-
-  get granuleBytes(): number {
-    return 2 ** this.shift;
   }
 
   /** The order of the smallest block holding `bytes` with the given alignment. */

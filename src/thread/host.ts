@@ -1,5 +1,5 @@
 /*
- * The host side of a lab thread: a real worker_threads Worker running
+ * The host side of a lab thread: a real worker (spawn.ts) running
  * workers/lab-thread.ts (bundled to build/workers/lab-thread.mjs) with its
  * own engine instance over the lab's memory, controlled through comlink.
  *
@@ -11,6 +11,7 @@ import * as Comlink from "comlink";
 import { artifactUrl } from "../engine/artifacts.js";
 import type { Lab } from "../lab.js";
 import { installErrorTransfer } from "./errors.js";
+import { spawnWorker } from "./spawn.js";
 import type { LabThreadApi, LabThreadData } from "./protocol.js";
 
 export interface LabThread {
@@ -29,25 +30,20 @@ export function workerUrl(name: string): URL {
 
 export async function spawnLabThread(lab: Lab, options: { name?: string; entry?: URL } = {}): Promise<LabThread> {
   installErrorTransfer();
-  const { Worker } = await import("node:worker_threads");
-  const { default: nodeEndpoint } = await import("comlink/dist/esm/node-adapter.mjs");
   const name = options.name ?? `lab-thread-${++serial}`;
   const data: LabThreadData = { handle: lab.share(), name };
-  const worker = new Worker(options.entry ?? workerUrl("lab-thread"), { workerData: data, name });
-  const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
-  const api = Comlink.wrap<LabThreadApi>(nodeEndpoint(worker));
+  const worker = await spawnWorker(options.entry ?? workerUrl("lab-thread"), data, name);
+  const api = Comlink.wrap<LabThreadApi>(worker.endpoint);
   const terminate = async () => {
     api[Comlink.releaseProxy]();
     await worker.terminate();
-    await exited;
   };
   try {
     // The first call answers once the worker has attached to the lab; an
     // error during start-up (a missing bundle, a bad handle) rejects it.
     await Promise.race([
       api.hello(),
-      new Promise((_, reject) => worker.once("error", reject)),
-      exited.then(() => { throw new Error(`lab thread ${name} exited during start-up`); }),
+      worker.exited.then(({ error }) => { throw error ?? new Error(`lab thread ${name} exited during start-up`); }),
     ]);
   } catch (e) {
     await terminate();

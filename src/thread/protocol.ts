@@ -13,7 +13,7 @@ export interface LabThreadData {
 }
 
 export interface LabThreadApi {
-  /** The worker's threadId and name, once its engine is instantiated. */
+  /** A number naming the worker's thread (threadToken()) and its name, once its engine is instantiated. */
   hello(): { threadId: number; name: string };
   copy(dst: number, src: number, len: number, strategy?: StrategyName): void;
   fill(dst: number, value: number, len: number): void;
