@@ -202,9 +202,11 @@ export class DmaBufRecord {
     this.put();
   }
 
+  private resvView: Resv | undefined;
+
   /** The reservation object, borrowed (valid while the buffer is held). */
   get resv(): Resv {
-    return new Resv(this.sync, this.word(DMABUF_RESV), false);
+    return (this.resvView ??= new Resv(this.sync, this.word(DMABUF_RESV), false));
   }
 
   /** The page allocation, in buffer order. */

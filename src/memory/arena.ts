@@ -26,8 +26,12 @@ export class Arena {
   /** The sync heap: 64-byte granules, for fence records and other sync objects. */
   readonly syncHeap: BuddyAllocator;
 
+  /** The memory's buffer, read once: the memory never grows (initial = maximum). */
+  readonly buffer: SharedArrayBuffer;
+
   private constructor(readonly memory: WebAssembly.Memory, readonly layout: Layout) {
-    const buffer = memory.buffer;
+    const buffer = memory.buffer as unknown as SharedArrayBuffer;
+    this.buffer = buffer;
     this.u8 = new Uint8Array(buffer);
     this.u32 = new Uint32Array(buffer);
     this.i32 = new Int32Array(buffer);
@@ -60,9 +64,6 @@ export class Arena {
     return new Arena(memory, readLayout(new Uint32Array(memory.buffer)));
   }
 
-  get buffer(): SharedArrayBuffer {
-    return this.memory.buffer as unknown as SharedArrayBuffer;
-  }
 
   /** Byte offset of a control block word. */
   control(word: number): number {
@@ -80,7 +81,7 @@ export class Arena {
 
   /** True when a view lies in this arena's memory. */
   owns(view: ArrayBufferView): boolean {
-    return view.buffer === this.memory.buffer;
+    return view.buffer === this.buffer;
   }
 
   /** The arena offset of a view; EFAULT for a view of other memory. */
@@ -97,6 +98,6 @@ export class Arena {
         offset + len > this.layout.memoryBytes) {
       throw new DmaBufError("EFAULT", "view", `range ${hex(offset)}+${len} is outside the arena`);
     }
-    return new Uint8Array(this.memory.buffer, offset, len);
+    return new Uint8Array(this.buffer, offset, len);
   }
 }

@@ -30,6 +30,8 @@ const CONTENDED = 2;
 const SPINS = 64;
 export const DEFAULT_LOCK_TIMEOUT_MS = 10_000;
 
+const viewsOf = new WeakMap<ArrayBufferLike, { i32: Int32Array; u32: Uint32Array; f64: Float64Array }>();
+
 export interface MutexStats {
   acquisitions: number;
   contended: number;
@@ -44,9 +46,16 @@ export class Mutex {
 
   constructor(buffer: ArrayBufferLike, readonly offset: number) {
     if (offset % 8 !== 0) throw new RangeError(`mutex offset ${hex(offset)} is not 8-byte aligned`);
-    this.i32 = new Int32Array(buffer);
-    this.u32 = new Uint32Array(buffer);
-    this.f64 = new Float64Array(buffer);
+    // Mutex views are made per call by the objects that embed one (resv,
+    // timelines): the typed arrays over a buffer are made once per thread.
+    let v = viewsOf.get(buffer);
+    if (v === undefined) {
+      v = { i32: new Int32Array(buffer), u32: new Uint32Array(buffer), f64: new Float64Array(buffer) };
+      viewsOf.set(buffer, v);
+    }
+    this.i32 = v.i32;
+    this.u32 = v.u32;
+    this.f64 = v.f64;
     this.state = (offset + kMutexState) >>> 2;
   }
 
