@@ -205,8 +205,20 @@ export class Lab {
     return new SegmentList(this.arena, capacity);
   }
 
-  stats(): { pages: BuddyStats; user: BuddyStats; sync: BuddyStats } {
-    return { pages: this.arena.pages.stats(), user: this.arena.user.stats(), sync: this.arena.syncHeap.stats() };
+  /**
+   * The three allocators' statistics. The sync heap's freeBytes counts the
+   * fence records parked in the record cache (cachedBytes of them), which
+   * any allocation takes back: a balanced program returns to the same
+   * figure whatever the cache holds.
+   */
+  stats(): { pages: BuddyStats; user: BuddyStats; sync: BuddyStats & { cachedBytes: number } } {
+    const sync = this.arena.syncHeap.stats();
+    const cachedBytes = this.sync.fenceCache.bytes();
+    return {
+      pages: this.arena.pages.stats(),
+      user: this.arena.user.stats(),
+      sync: { ...sync, freeBytes: sync.freeBytes + cachedBytes, cachedBytes },
+    };
   }
 
   /** Frees this thread's engine scratch. The memory lives while any thread holds it. */

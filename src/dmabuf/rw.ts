@@ -34,7 +34,6 @@ import type { StrategyName } from "../engine/strategy.js";
 import { SgTable } from "../engine/tables.js";
 import { nowMs } from "../memory/futex.js";
 import type { Fence } from "../sync/fence.js";
-import { DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE, usageRw } from "../sync/resv.js";
 import type { Sync } from "../sync/sync.js";
 import type { Timeline } from "../sync/timeline.js";
 import { CACHING_CACHED, type DmaBufRecord } from "./dma_buf.js";
@@ -74,10 +73,12 @@ interface Plan {
 function plan(buf: DmaBufRecord, iov: Uint8Array[], pos: number, write: boolean, options: RwOptions): Plan {
   const syscall = write ? "pwrite" : "pread";
   if (!Number.isSafeInteger(pos) || pos < 0) throw new DmaBufError("EINVAL", syscall, `position ${pos} must be a non-negative integer`);
-  if (!Array.isArray(iov) || iov.some((v) => !(v instanceof Uint8Array))) {
-    throw new DmaBufError("EFAULT", syscall, "every iovec must be a Uint8Array");
+  if (!Array.isArray(iov)) throw new DmaBufError("EFAULT", syscall, "the iovecs must be an array of Uint8Array");
+  let total = 0;
+  for (const v of iov) {
+    if (!(v instanceof Uint8Array)) throw new DmaBufError("EFAULT", syscall, "every iovec must be a Uint8Array");
+    total += v.byteLength;
   }
-  const total = iov.reduce((n, v) => n + v.byteLength, 0);
   const size = buf.size;
   if (write && pos >= size && total > 0) {
     throw new DmaBufError("ENOSPC", syscall, `position ${pos} is at or past the end of a ${size}-byte dma-buf (it never grows)`);
@@ -87,61 +88,39 @@ function plan(buf: DmaBufRecord, iov: Uint8Array[], pos: number, write: boolean,
   return { buf, iov, pos, bytes, write, strategy };
 }
 
-/** Step 2: under the resv lock, the dependencies and the published own fence. */
-function begin(p: Plan, options: RwOptions): { own: Fence; deps: Fence[] } {
-  const { sync } = p.buf;
-  const resv = p.buf.resv;
-  // Put in every path (run's end), so it needs no FinalizationRegistry.
-  const own = cpu(sync).timeline.createFence(undefined, false);
-  try {
-    const deps = resv.withLock(() => {
-      const pending = [...resv.iter(usageRw(p.write))].filter((e) => !e.fence.isSignaled()).map((e) => e.fence.get());
-      if (options.nonblock && pending.length > 0) {
-        pending.forEach((f) => f.put());
-        throw new DmaBufError("EAGAIN", p.write ? "pwrite" : "pread",
-          `${pending.length} fence(s) of the dma-buf are pending and the file is O_NONBLOCK`);
-      }
-      try {
-        resv.reserveFences(1);
-        resv.addFence(own, p.write ? DMA_RESV_USAGE_WRITE : DMA_RESV_USAGE_READ);
-      } catch (e) {
-        pending.forEach((f) => f.put());
-        throw e;
-      }
-      return pending;
-    });
-    return { own, deps };
-  } catch (e) {
-    own.put();
-    throw e;
-  }
-}
-
 /** Step 4: one engine call for arena views; the slow path for the others. */
 function copy(p: Plan): void {
   const { buf, iov, pos, bytes, write, strategy } = p;
   const { sync } = buf;
   const { arena } = sync;
-  const state = cpu(sync);
-  const table = (state.table ??= new SgTable(arena)).clear();
   // Non-coherent labs: the path goes through the CPU cache and maintains
   // the range's whole lines itself (invalidate before, clean after a write).
   const cache = CpuCache.of(buf);
   cache?.invalidate(pos, bytes, false);
   const target = cache ? [{ addr: cache.copy + pos, len: bytes }] : bufferRuns(buf, pos, bytes);
-  zipRuns(target, iovRuns(iov), (b, bOff, u, uOff, n) => {
-    const bufAddr = b.addr + bOff;
-    const v = u.view!;
-    if (arena.owns(v)) {
-      if (write) table.push(bufAddr, u.addr + uOff, n);
-      else table.push(u.addr + uOff, bufAddr, n);
-    } else if (write) {
-      arena.u8.set(v.subarray(uOff, uOff + n), bufAddr);
-    } else {
-      v.set(arena.u8.subarray(bufAddr, bufAddr + n), uOff);
-    }
-  });
-  if (table.count > 0) sync.engine.sgCopy(table, strategy);
+  if (target.length === 1 && iov.length === 1 && arena.owns(iov[0])) {
+    // One run against one arena view (small calls, contiguous buffers):
+    // one engine copy, no descriptor table.
+    const user = iov[0].byteOffset;
+    if (write) sync.engine.copy(target[0].addr, user, bytes, strategy);
+    else sync.engine.copy(user, target[0].addr, bytes, strategy);
+  } else {
+    const state = cpu(sync);
+    const table = (state.table ??= new SgTable(arena)).clear();
+    zipRuns(target, iovRuns(iov), (b, bOff, u, uOff, n) => {
+      const bufAddr = b.addr + bOff;
+      const v = u.view!;
+      if (arena.owns(v)) {
+        if (write) table.push(bufAddr, u.addr + uOff, n);
+        else table.push(u.addr + uOff, bufAddr, n);
+      } else if (write) {
+        arena.u8.set(v.subarray(uOff, uOff + n), bufAddr);
+      } else {
+        v.set(arena.u8.subarray(bufAddr, bufAddr + n), uOff);
+      }
+    });
+    if (table.count > 0) sync.engine.sgCopy(table, strategy);
+  }
   if (write) cache?.cleanRange(pos, bytes, false);
 }
 
@@ -157,15 +136,33 @@ const nonBlocking: WaitStep = (f, ms) => f.waitAsync(ms);
  */
 function run(buf: DmaBufRecord, iov: Uint8Array[], pos: number, write: boolean, options: RwOptions, wait: WaitStep): number | Promise<number> {
   const p = plan(buf, iov, pos, write, options);
-  const { own, deps } = begin(p, options);
   const syscall = write ? "pwrite" : "pread";
-  const timeout = options.timeoutMs ?? Infinity;
-  const start = nowMs();
+  // Step 2. The own fence is put in every path (run's end), so it needs no
+  // FinalizationRegistry.
+  const own = cpu(buf.sync).timeline.createFence(undefined, false);
+  let deps: Fence[];
+  try {
+    deps = buf.resv.publishAccess(own, write, options.nonblock === true, syscall);
+  } catch (e) {
+    own.put();
+    throw e;
+  }
   const end = () => {
-    deps.forEach((d) => d.put());
+    for (const d of deps) d.put();
     own.signal();
     own.put();
   };
+  if (deps.length === 0) {
+    // Nothing to wait for (the common case): copy and signal.
+    try {
+      copy(p);
+      return p.bytes;
+    } finally {
+      end();
+    }
+  }
+  const timeout = options.timeoutMs ?? Infinity;
+  const start = nowMs();
   const checked = (left: number) => {
     if (left === 0) throw new DmaBufError("ETIMEDOUT", syscall, `a fence of the dma-buf did not signal within ${timeout} ms`);
   };

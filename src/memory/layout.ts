@@ -71,6 +71,9 @@ export const kCtlClockEpochMs = 144;
 export const kCtlStubFence = 152;
 /** u32: 1 when the lab models a non-coherent (ARM-like) machine (src/dmabuf/coherence.ts). */
 export const kCtlNonCoherent = 156;
+/** u32[kCtlFenceCacheSlots]: fence records parked for reuse, 0 = empty (src/sync/fence_cache.ts). */
+export const kCtlFenceCache = 192;
+export const kCtlFenceCacheSlots = 16;
 
 export interface Layout {
   memoryBytes: number;

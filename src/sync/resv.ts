@@ -248,7 +248,51 @@ export class Resv {
   /** dma_resv_get_fences: owned views of the pending fences with usage <= u. */
   getFences(usage: ResvUsage): Fence[] {
     checkUsage(usage, "dma_resv_get_fences");
-    return this.withLock(() => [...this.iter(usage)].filter((e) => !e.fence.isSignaled()).map((e) => e.fence.get()));
+    return this.withLock(() => this.pending(usage));
+  }
+
+  /** Under the lock: owned views of the pending fences with usage <= u. */
+  private pending(usage: ResvUsage): Fence[] {
+    const { sync } = this;
+    const out: Fence[] = [];
+    const slots = this.word(RESV_SLOTS);
+    const count = this.word(RESV_COUNT);
+    for (let i = 0; i < count; i++) {
+      const s = slots + i * SLOT_SIZE;
+      if (sync.u32[(s + SLOT_USAGE) >>> 2] > usage) continue;
+      const f = sync.u32[(s + SLOT_FENCE) >>> 2];
+      if (statusAt(sync, f) !== 0) continue;
+      sync.ref(f);
+      out.push(sync.view(f, true));
+    }
+    return out;
+  }
+
+  /**
+   * The implicit-sync step of one access to the buffer (a CPU read or write,
+   * a device job's use of it), in one critical section: the pending fences
+   * the access must wait for (usageRw(write); owned views), then `own`
+   * published at usage WRITE for a write, READ for a read, so that later
+   * accesses wait for it. With `nonblock` and anything pending: EAGAIN and
+   * nothing published; any failure leaves the object as it was.
+   */
+  publishAccess(own: Fence, write: boolean, nonblock: boolean, syscall: string): Fence[] {
+    this.lock();
+    let deps: Fence[] = [];
+    try {
+      deps = this.pending(usageRw(write));
+      if (nonblock && deps.length > 0) {
+        throw new DmaBufError("EAGAIN", syscall, `${deps.length} fence(s) of the dma-buf are pending and the file is O_NONBLOCK`);
+      }
+      this.reserveFences(1);
+      this.addFence(own, write ? DMA_RESV_USAGE_WRITE : DMA_RESV_USAGE_READ);
+      return deps;
+    } catch (e) {
+      for (const d of deps) d.put();
+      throw e;
+    } finally {
+      this.unlock();
+    }
   }
 
   /** dma_resv_get_singleton: null, the one fence, or a new array of them (owned). */

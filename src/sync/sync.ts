@@ -13,6 +13,8 @@
  * recurse: a released container drops its children's references in turn.
  * Owned views that are garbage collected without put() drop their
  * reference then (a FinalizationRegistry in the thread that made them).
+ * Freed fence records go to the fence-record cache (fence_cache.ts) when it
+ * has room, and new fences take records from it first.
  */
 import { DmaBufError, hex } from "../errno.js";
 import {
@@ -32,6 +34,7 @@ import { merge } from "./fence_unwrap.js";
 import { Resv } from "./resv.js";
 import { SwSyncTimeline } from "./sw_sync.js";
 import { SyncFile } from "./sync_file.js";
+import { FenceCache } from "./fence_cache.js";
 import { Timeline, readName, TL_DRIVER, TL_NAME, type TimelineOptions } from "./timeline.js";
 
 /** The stub's refcount: never reaches zero, put() on it is harmless. */
@@ -52,6 +55,8 @@ export class Sync {
   readonly f64: Float64Array;
   readonly clock: LabClock;
   readonly callbacks = new CallbackRegistry();
+  /** Freed fence records parked for reuse (fence_cache.ts). */
+  readonly fenceCache: FenceCache;
   private readonly finalizer = new FinalizationRegistry<number>((offset) => this.unref(offset));
 
   constructor(readonly arena: Arena, readonly engine: Engine) {
@@ -62,6 +67,7 @@ export class Sync {
     this.u64 = new BigUint64Array(buffer);
     this.f64 = new Float64Array(buffer);
     this.clock = new LabClock(arena);
+    this.fenceCache = new FenceCache(arena);
   }
 
   /** Once per lab, before it is shared: contexts, the clock, the stub fence. */
@@ -84,14 +90,25 @@ export class Sync {
     return Atomics.add(u64, i, BigInt(n));
   }
 
-  /** A zeroed record of at least `bytes` from the sync heap. */
+  /**
+   * A zeroed record of at least `bytes` from the sync heap. When the heap
+   * has no block, the fence-record cache is drained into it and the
+   * allocation tried once more before ENOMEM.
+   */
   allocRecord(bytes: number, syscall: string): number {
     const heap = this.arena.syncHeap;
     const order = heap.orderFor(bytes);
     if (order > heap.maxOrder) {
       throw new DmaBufError("ENOMEM", syscall, `a sync record of ${bytes} bytes exceeds the sync heap's largest block`);
     }
-    const offset = heap.alloc(order, syscall);
+    let offset: number;
+    try {
+      offset = heap.alloc(order, syscall);
+    } catch (e) {
+      if (!(e instanceof DmaBufError && e.code === "ENOMEM") || this.fenceCache.bytes() === 0) throw e;
+      this.fenceCache.drain();
+      offset = heap.alloc(order, syscall);
+    }
     this.u8.fill(0, offset, offset + heap.granuleBytes * 2 ** order);
     return offset;
   }
@@ -102,7 +119,9 @@ export class Sync {
 
   /** A fence record with refcount 1; the caller initialises kind-specific words. */
   allocFenceRecord(kind: number, timeline: number, context: bigint, seqno: bigint, syscall: string): number {
-    const f = this.allocRecord(FENCE_SIZE, syscall);
+    let f = this.fenceCache.take();
+    if (f !== 0) this.i32.fill(0, f >>> 2, (f + FENCE_SIZE) >>> 2);
+    else f = this.allocRecord(FENCE_SIZE, syscall);
     this.u32[(f + FENCE_KIND) >>> 2] = kind;
     this.u32[(f + FENCE_TIMELINE) >>> 2] = timeline;
     this.u64[(f + FENCE_CONTEXT) >>> 3] = context;
@@ -209,22 +228,22 @@ export class Sync {
 
   /** Drops a reference; frees what reaches zero, iteratively. */
   unref(offset: number): void {
-    const work = [offset];
-    while (work.length > 0) {
-      const f = work.pop()!;
-      if (Atomics.sub(this.i32, (f + FENCE_REFCOUNT) >>> 2, 1) !== 1) continue;
+    // The common case, a reference that is not the last, allocates nothing.
+    if (Atomics.sub(this.i32, (offset + FENCE_REFCOUNT) >>> 2, 1) !== 1) return;
+    let f: number | undefined = offset;
+    const dead: number[] = []; // records whose last reference went, still to free
+    for (; f !== undefined; f = dead.pop()) {
       const kind = this.u32[(f + FENCE_KIND) >>> 2] & FENCE_KIND_MASK;
       const aux = this.u32[(f + FENCE_AUX) >>> 2];
-      if (kind === FENCE_KIND_ARRAY) {
-        work.push(...arrayChildren(this, aux));
-        this.freeRecord(aux);
-      } else if (kind === FENCE_KIND_CHAIN) {
-        work.push(...chainLinks(this, aux));
+      if (kind === FENCE_KIND_ARRAY || kind === FENCE_KIND_CHAIN) {
+        for (const child of kind === FENCE_KIND_ARRAY ? arrayChildren(this, aux) : chainLinks(this, aux)) {
+          if (Atomics.sub(this.i32, (child + FENCE_REFCOUNT) >>> 2, 1) === 1) dead.push(child);
+        }
         this.freeRecord(aux);
       }
       const timeline = this.u32[(f + FENCE_TIMELINE) >>> 2];
-      this.freeRecord(f);
-      if (timeline !== 0) new Timeline(this, timeline).unref();
+      if (!this.fenceCache.give(f)) this.freeRecord(f);
+      if (timeline !== 0) Timeline.unrefAt(this, timeline);
     }
   }
 

@@ -11,9 +11,9 @@
  *   TL_PENDING   u32: sw_sync: the first pending point (fences linked through
  *                FENCE_AUX, ascending seqno), 0 when none
  *   TL_OPEN      i32: sw_sync: references held by timeline users (not fences)
- *   TL_LOCK      a Mutex (32 bytes): guards VALUE, PENDING, NEXT_SEQNO
+ *   TL_LOCK      a Mutex (32 bytes): guards VALUE, PENDING (sw_sync)
  *   TL_CONTEXT   u64
- *   TL_NEXT_SEQNO u64
+ *   TL_NEXT_SEQNO u64, taken by Atomics.add (no lock)
  *   TL_DRIVER    32 bytes: driver name, UTF-8, NUL-padded
  *   TL_NAME      32 bytes: timeline name
  */
@@ -107,12 +107,8 @@ export class Timeline {
 
   /** A new pending fence on this timeline: the next seqno, or the one given. */
   createFence(seqno?: bigint, tracked = true): import("./fence.js").Fence {
-    const s = seqno ?? this.lock.with(() => {
-      const i = (this.offset + TL_NEXT_SEQNO) >>> 3;
-      const next = this.sync.u64[i];
-      this.sync.u64[i] = next + 1n;
-      return next;
-    });
+    // One atomic add hands out each seqno exactly once, in order.
+    const s = seqno ?? Atomics.add(this.sync.u64, (this.offset + TL_NEXT_SEQNO) >>> 3, 1n);
     return this.sync.createFence(this, s, tracked);
   }
 
@@ -122,8 +118,11 @@ export class Timeline {
 
   /** Drops a reference; the record goes with the last one. */
   unref(): void {
-    if (Atomics.sub(this.sync.i32, (this.offset + TL_REFCOUNT) >>> 2, 1) === 1) {
-      this.sync.freeRecord(this.offset);
-    }
+    Timeline.unrefAt(this.sync, this.offset);
+  }
+
+  /** unref() without a view, for the fence-free path. */
+  static unrefAt(sync: Sync, offset: number): void {
+    if (Atomics.sub(sync.i32, (offset + TL_REFCOUNT) >>> 2, 1) === 1) sync.freeRecord(offset);
   }
 }
