@@ -11,8 +11,8 @@
  *   small-op    64-byte pwrite and pread on the system heap, ns per call.
  *   parts       reference rows: the pieces of one 64-byte pwrite (the fd
  *               lookup, the path without the fd layer, fence create/signal/
- *               put, the resv critical section with a fence, the run-zipping
- *               that builds the descriptor table, one sgCopy of 64 bytes),
+ *               put, the resv critical section with a fence, one engine
+ *               copy of 64 bytes),
  *               to show which part dominates the per-call cost.
  *
  * Peers, per size: native:memcpy (bench/native/memcpy.c, the contiguous case
@@ -40,9 +40,7 @@ import { Process } from "../src/uapi/process.js";
 import { DMA_HEAP_IOCTL_ALLOC, O_RDWR } from "../src/uapi/uapi.js";
 import type { HeapName } from "../src/dmabuf/heap.js";
 import { pwritev } from "../src/dmabuf/rw.js";
-import { bufferRuns, iovRuns, zipRuns } from "../src/dmabuf/runs.js";
-import { SgTable } from "../src/engine/tables.js";
-import { DMA_RESV_USAGE_WRITE, usageRw } from "../src/sync/resv.js";
+import { bufferRuns } from "../src/dmabuf/runs.js";
 import {
   budgetFor, contiguousBatch, fillPattern, machineInfo, measure, sizeLabel, summarize,
   type MachineInfo, type NativeStatus, type SampleStats, type TargetResult,
@@ -294,39 +292,25 @@ function partsCase(lab: Lab, proc: Process, allocFd: (h: HeapName, len: number) 
   const buf = lab.exporter("system").alloc(64 * KiB);
   const { sync } = lab;
   const timeline = sync.timeline({ driver: "bench-rw", name: "parts" });
-  const table = new SgTable(sync.arena);
   const ref = (id: string, body: () => void): Method => ({ id, kind: "reference", heap: "system", memory: null, body });
-  const fenceCycle = () => { const f = timeline.createFence(); f.signal(); f.put(); };
+  // The pieces as the path uses them: an untracked fence put in the same
+  // call, the one resv critical section (publishAccess), one engine copy.
+  const fenceCycle = () => { const f = timeline.createFence(undefined, false); f.signal(); f.put(); };
   const resvCycle = () => {
-    const own = timeline.createFence();
-    const resv = buf.resv;
-    const deps = resv.withLock(() => {
-      const pending = [...resv.iter(usageRw(true))].filter((e) => !e.fence.isSignaled()).map((e) => e.fence.get());
-      resv.reserveFences(1);
-      resv.addFence(own, DMA_RESV_USAGE_WRITE);
-      return pending;
-    });
-    deps.forEach((f) => f.put());
+    const own = timeline.createFence(undefined, false);
+    for (const d of buf.resv.publishAccess(own, true, false, "pwrite")) d.put();
     own.signal();
     own.put();
   };
-  const iov = [s];
-  const zip = () => {
-    table.clear();
-    zipRuns(bufferRuns(buf, 0, SMALL), iovRuns(iov), (b, bOff, u, uOff, n) => {
-      if (sync.arena.owns(u.view!)) table.push(b.addr + bOff, u.addr + uOff, n);
-    });
-  };
-  zip();
-  const copyTable = () => sync.engine.sgCopy(table, "auto");
+  const [run] = bufferRuns(buf, 0, SMALL);
+  const copy = () => sync.engine.copy(run.addr, s.byteOffset, SMALL, "auto");
   const methods: Method[] = [
     ref("pwrite (the whole call)", () => { for (let i = 0; i < batch; i++) proc.pwrite(bufFd, s, 0); }),
-    ref("pwritev(DmaBufRecord), no fd layer", () => { for (let i = 0; i < batch; i++) pwritev(buf, iov, 0); }),
+    ref("pwritev(DmaBufRecord), no fd layer", () => { for (let i = 0; i < batch; i++) pwritev(buf, [s], 0); }),
     ref("fd: process.file(fd)", () => { for (let i = 0; i < batch; i++) proc.file(bufFd, "pwrite"); }),
     ref("fence: create, signal, put", () => { for (let i = 0; i < batch; i++) fenceCycle(); }),
     ref("fence + resv section", () => { for (let i = 0; i < batch; i++) resvCycle(); }),
-    ref("table: zip runs into SgTable", () => { for (let i = 0; i < batch; i++) zip(); }),
-    ref("engine: sgCopy of 1 x 64 B", () => { for (let i = 0; i < batch; i++) copyTable(); }),
+    ref("engine: copy of 64 B", () => { for (let i = 0; i < batch; i++) copy(); }),
   ];
   return {
     regime: "parts", bytes: SMALL, batch, label: "parts of a 64 B pwrite", native: null, methods,
