@@ -10,11 +10,18 @@
  *   bundles  workers/*.ts -> build/workers/*.mjs, test/workers/*.ts ->
  *            build/test-workers/*.mjs, src/index.ts -> dist/lib/index.js,
  *            src/cli/main.ts -> dist/lib/cli.js (esbuild)
- *   types    tsc: type-checks src, workers, bench and test; declarations in dist/types
+ *   browser  src/index.ts -> dist/browser/index.js, the workers that do not
+ *            import node: modules -> dist/browser/workers/*.mjs, engine.wasm
+ *            copied to dist/browser/; the browser tests' pages
+ *            (test-browser/pages/: *.ts -> build/test-browser/*.mjs, *.html
+ *            copied) and workers (-> build/test-browser/workers/*.mjs).
+ *            Each browser bundle gets __DMABUF_LAB_BROWSER_ROOT__ (see
+ *            src/engine/artifacts.ts) and must import no node: module.
+ *   types    tsc: type-checks src, workers, bench, test and test-browser; declarations in dist/types
  * Usage: node scripts/build.mjs [--quiet] [--force]
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, posix, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { execFileSync } from "node:child_process";
@@ -109,14 +116,34 @@ async function importTs(path) {
   return import(`data:text/javascript;base64,${Buffer.from(result.outputFiles[0].text).toString("base64")}`);
 }
 
+/** Node-only workers (they import node: modules themselves) get no browser bundle. */
+const browserCapable = (path) => !/\bfrom\s+["']node:|\bimport\(\s*["']node:/.test(readFileSync(join(root, path), "utf8"));
+
+// The browser tests' pages import the library's sources for their types; in
+// the page the import is "dmabuf-lab", which the page's import map resolves
+// to /dist/browser/index.js, so the pages exercise the browser bundle itself.
+const libraryAsPackage = {
+  name: "library-as-package",
+  setup(b) { b.onResolve({ filter: /\/src\/index\.js$/ }, () => ({ path: "dmabuf-lab", external: true })); },
+};
+
 async function buildBundles() {
   const { build } = await import("esbuild");
-  const inputs = [...files("src", [".ts", ".json"]), ...files("workers", [".ts"]), ...files("test/workers", [".ts"]), ...files("bench", [".ts"])];
+  const inputs = [...files("src", [".ts", ".json"]), ...files("workers", [".ts"]), ...files("test/workers", [".ts"]),
+    ...files("bench", [".ts"]), ...files("test-browser", [".ts"])];
+  const workers = files("workers", [".ts"]);
+  const nodeOnly = workers.filter((w) => !browserCapable(w));
   const jobs = [
-    { entries: files("workers", [".ts"]), outdir: "build/workers", ext: ".mjs", packages: "bundle" },
+    { entries: workers, outdir: "build/workers", ext: ".mjs", packages: "bundle" },
     { entries: files("test/workers", [".ts"]), outdir: "build/test-workers", ext: ".mjs", packages: "bundle" },
     { entries: ["src/index.ts", "src/cli/main.ts"], outdir: "dist/lib", ext: ".js", packages: "external",
       rename: { main: "cli" } },
+    { browser: true, entries: ["src/index.ts"], outdir: "dist/browser", ext: ".js" },
+    { browser: true, entries: workers.filter(browserCapable), outdir: "dist/browser/workers", ext: ".mjs",
+      note: nodeOnly.length ? `no browser bundle for the Node-only ${nodeOnly.join(", ")}` : undefined },
+    { browser: true, entries: files("test-browser/workers", [".ts"]), outdir: "build/test-browser/workers", ext: ".mjs" },
+    { browser: true, entries: files("test-browser/pages", [".ts"]), outdir: "build/test-browser", ext: ".mjs",
+      plugins: [libraryAsPackage] },
   ];
   for (const job of jobs) {
     const outputs = job.entries.map((e) => {
@@ -124,20 +151,55 @@ async function buildBundles() {
       return `${job.outdir}/${job.rename?.[base] ?? base}${job.ext}`;
     });
     if (job.entries.length === 0 || !stale(inputs, outputs)) continue;
-    await build({
+    const result = await build({
       entryPoints: job.entries.map((e, i) => ({ in: join(root, e), out: relative(join(root, job.outdir), join(root, outputs[i])).replace(/\.m?js$/, "") })),
       outdir: join(root, job.outdir), outExtension: { ".js": job.ext }, bundle: true, splitting: false,
-      format: "esm", platform: "node", target: "node20", packages: job.packages === "external" ? "external" : undefined,
-      sourcemap: "linked", logLevel: "warning",
-      // Bundled CommonJS dependencies may call require(); give ESM bundles one.
-      banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+      format: "esm", sourcemap: "linked", logLevel: "warning", metafile: job.browser,
+      ...(job.browser ? browserOptions(job) : {
+        platform: "node", target: "node20", packages: job.packages === "external" ? "external" : undefined,
+        // Bundled CommonJS dependencies may call require(); give ESM bundles one.
+        banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+      }),
     });
-    log(`bundles: ${outputs.join(", ")}`);
+    if (job.browser) checkBrowserImports(result.metafile);
+    log(`bundles: ${outputs.join(", ")}${job.note ? `; ${job.note}` : ""}`);
+  }
+}
+
+/**
+ * A browser bundle: platform browser, the root of dist/browser/ as seen from
+ * the bundle (artifacts.ts), and syntax minification, which folds that
+ * constant and drops the Node branches with their node: imports (left
+ * external for the scan, then checked gone by checkBrowserImports).
+ */
+function browserOptions(job) {
+  const up = posix.relative(job.outdir, "dist/browser");
+  return {
+    platform: "browser", target: "es2023", minifySyntax: true, external: ["node:*"], plugins: job.plugins ?? [],
+    define: { __DMABUF_LAB_BROWSER_ROOT__: JSON.stringify(up === "" ? "./" : `${up}/`) },
+  };
+}
+
+function checkBrowserImports(metafile) {
+  for (const [out, { imports }] of Object.entries(metafile.outputs)) {
+    const node = imports.filter((i) => i.external && i.path.startsWith("node:")).map((i) => i.path);
+    if (node.length) fail("browser", `${relative(root, out)} imports ${[...new Set(node)].join(", ")}; browser code must not`);
+  }
+}
+
+/** Copies each [from, to] whose copy is older than its source. */
+function copyFiles(pairs) {
+  for (const [from, to] of pairs) {
+    if (!args.force && existsSync(join(root, to)) && oldest([to]) >= newest([from])) continue;
+    mkdirSync(dirname(join(root, to)), { recursive: true });
+    copyFileSync(join(root, from), join(root, to));
+    log(`copy: ${to}`);
   }
 }
 
 function buildTypes() {
-  const inputs = [...files("src", [".ts", ".json"]), ...files("workers", [".ts"]), ...files("bench", [".ts"]), ...files("test", [".ts"]), "tsconfig.json"];
+  const inputs = [...files("src", [".ts", ".json"]), ...files("workers", [".ts"]), ...files("bench", [".ts"]), ...files("test", [".ts"]),
+    ...files("test-browser", [".ts"]), "tsconfig.json"];
   if (!stale(inputs, ["dist/types/src/index.d.ts"])) return;
   try {
     execFileSync(process.execPath, [join(root, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.json"], { cwd: root, stdio: "inherit" });
@@ -152,5 +214,7 @@ function buildTypes() {
 
 await buildEngine();
 await buildBundles();
+copyFiles([["build/engine.wasm", "dist/browser/engine.wasm"],
+  ...files("test-browser/pages", [".html"]).map((p) => [p, `build/test-browser/${p.split("/").pop()}`])]);
 buildTypes();
 

@@ -55,6 +55,21 @@ export interface AllocOptions {
   zero?: boolean;
 }
 
+/**
+ * A browser shares memory between threads only in a cross-origin isolated
+ * page; elsewhere the arena could not reach a worker (a DataCloneError at
+ * the first spawn). EPERM up front, naming the two headers. Node has no
+ * crossOriginIsolated and always shares.
+ */
+function requireCrossOriginIsolation(): void {
+  if ((globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === false) {
+    throw new DmaBufError("EPERM", "lab_create",
+      "this page is not cross-origin isolated (crossOriginIsolated is false), so it cannot share memory with workers: " +
+      "serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp " +
+      "(`dmabuf-lab serve` does)");
+  }
+}
+
 export class Lab {
   /** Fences, timelines, sync_files, reservation objects: see src/sync/. */
   readonly sync: Sync;
@@ -64,6 +79,7 @@ export class Lab {
   }
 
   static async create(options: LabOptions = {}): Promise<Lab> {
+    requireCrossOriginIsolation();
     const calibration = encodeCalibration(options.calibration ?? defaultCalibration);
     const module = await loadEngineModule(options.engine);
     const arena = Arena.create(options);

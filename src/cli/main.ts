@@ -6,9 +6,10 @@
 import type { Command, CommandIo } from "./command.js";
 import { tour } from "./commands/tour.js";
 import { bench } from "./commands/bench.js";
+import { serve } from "./commands/serve.js";
 import { DmaBufError } from "../errno.js";
 
-const commands: Command[] = [tour, bench];
+const commands: Command[] = [tour, bench, serve];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

@@ -100,12 +100,10 @@ export class CpuCache {
   /** end_cpu_access: write the range's changed lines back to memory. */
   cleanRange(pos = 0, len = this.buf.size, counted = true): Maintenance {
     const { start, end, partial } = this.lines(pos, len, counted);
-    const { u8 } = this.buf.sync.arena;
+    const { i32 } = this.buf.sync;
     const dirty: { addr: number; len: number }[] = [];
     for (let line = start; line < end; line += CACHE_LINE) {
-      const a = this.copy + line;
-      const b = this.clean + line;
-      if (Buffer.compare(u8.subarray(a, a + CACHE_LINE), u8.subarray(b, b + CACHE_LINE)) === 0) continue;
+      if (sameLine(i32, this.copy + line, this.clean + line)) continue;
       const last = dirty[dirty.length - 1];
       if (last !== undefined && last.addr + last.len === line) last.len += CACHE_LINE;
       else dirty.push({ addr: line, len: CACHE_LINE });
@@ -143,4 +141,10 @@ export class CpuCache {
       table.free();
     }
   }
+}
+
+/** Whether the 64-byte lines at a and b (both 4-byte aligned) hold the same bytes; no Node Buffer, for browsers. */
+function sameLine(i32: Int32Array, a: number, b: number): boolean {
+  for (let i = 0; i < CACHE_LINE; i += 4) if (i32[(a + i) >>> 2] !== i32[(b + i) >>> 2]) return false;
+  return true;
 }

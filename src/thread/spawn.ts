@@ -10,12 +10,18 @@
  * registers a listener for an error thrown at the worker's top level.
  *
  * Worker side: workerContext<T>() resolves to the data and the endpoint to
- * expose an API on. In Node the data is workerData; in a browser it is the
- * first message the host posts, sent before anything else.
+ * expose an API on. In Node the data is workerData and the endpoint the
+ * parent port. In a browser the data is the first message the host posts,
+ * together with a MessagePort (of a MessageChannel) that is the endpoint on
+ * both sides: a port holds messages until comlink starts it, so the worker
+ * may await its own set-up before it exposes an API.
  *
  * Contract: the host must terminate() every worker it spawns (a live Node
  * worker keeps the process alive); terminate() is idempotent and resolves
- * once the worker is gone.
+ * once the worker is gone. A browser worker must call workerContext() in its
+ * top level before any other await: the data message is dispatched once the
+ * module's synchronous part has run, and a message nobody listens for is lost.
+ * Browser bundles (scripts/build.mjs) keep only the Web Worker branches.
  */
 import type { Endpoint } from "comlink";
 
@@ -33,7 +39,15 @@ export interface WorkerContext<T> {
   endpoint: Endpoint;
 }
 
-const isNode = typeof process !== "undefined" && process.versions?.node !== undefined;
+const isNode = typeof __DMABUF_LAB_BROWSER_ROOT__ !== "string" &&
+  typeof process !== "undefined" && process.versions?.node !== undefined;
+
+/** The first message to a browser worker. */
+const DATA_KEY = "dmabuf-lab:data";
+interface DataMessage<T> {
+  [DATA_KEY]: T;
+  port: MessagePort;
+}
 
 export async function spawnWorker<T>(entry: URL, data: T, name: string): Promise<SpawnedWorker> {
   return isNode ? spawnNode(entry, data, name) : spawnWeb(entry, data, name);
@@ -61,24 +75,35 @@ async function spawnNode<T>(entry: URL, data: T, name: string): Promise<SpawnedW
 
 async function spawnWeb<T>(entry: URL, data: T, name: string): Promise<SpawnedWorker> {
   const worker = new Worker(entry, { type: "module", name });
+  const channel = new MessageChannel();
   let finish!: (result: { code: number | null; error?: unknown }) => void;
   const exited = new Promise<{ code: number | null; error?: unknown }>((resolve) => { finish = resolve; });
-  // A Web Worker has no exit event: an uncaught error is its end as far as
-  // the lab is concerned (the host terminates it), and terminate() ends it.
+  const failure = (event: Event) =>
+    new Error(`worker ${name} (${entry.href}): ${(event as ErrorEvent).message || "failed to load or threw"}`);
+  // A Web Worker has no exit event: an uncaught error (or a module that
+  // fails to load) is its end as far as the lab is concerned (the host
+  // terminates it), and terminate() ends it.
   worker.addEventListener("error", (event) => {
     event.preventDefault();
-    finish({ code: 1, error: new Error(`worker ${name}: ${event.message || "failed to load or threw"}`) });
+    finish({ code: 1, error: failure(event) });
   });
-  worker.postMessage({ "dmabuf-lab:data": data });
+  try {
+    const message: DataMessage<T> = { [DATA_KEY]: data, port: channel.port2 };
+    worker.postMessage(message, [channel.port2]);
+  } catch (e) {
+    worker.terminate();
+    throw e;
+  }
   return {
     name,
-    endpoint: worker,
+    endpoint: channel.port1,
     exited,
     onError: (listener) => {
-      worker.addEventListener("error", (event) => listener(new Error(`worker ${name}: ${event.message}`)));
+      worker.addEventListener("error", (event) => listener(failure(event)));
     },
     terminate: async () => {
       worker.terminate();
+      channel.port1.close();
       finish({ code: null });
       await exited;
     },
@@ -91,16 +116,15 @@ export async function workerContext<T>(): Promise<WorkerContext<T>> {
     const { default: nodeEndpoint } = await import("comlink/dist/esm/node-adapter.mjs");
     return { data: workerData as T, endpoint: nodeEndpoint(parentPort!) };
   }
-  const scope = globalThis as unknown as Endpoint & { addEventListener: Endpoint["addEventListener"] };
-  const data = await new Promise<T>((resolve) => {
+  const scope = globalThis as unknown as Pick<EventTarget, "addEventListener" | "removeEventListener">;
+  return new Promise<WorkerContext<T>>((resolve) => {
     const first = (event: Event) => {
-      const message = (event as MessageEvent).data as Record<string, unknown> | null;
-      if (message && typeof message === "object" && "dmabuf-lab:data" in message) {
-        scope.removeEventListener("message", first as EventListener);
-        resolve(message["dmabuf-lab:data"] as T);
+      const message = (event as MessageEvent).data as DataMessage<T> | null;
+      if (message !== null && typeof message === "object" && DATA_KEY in message) {
+        scope.removeEventListener("message", first);
+        resolve({ data: message[DATA_KEY], endpoint: message.port });
       }
     };
-    scope.addEventListener("message", first as EventListener);
+    scope.addEventListener("message", first);
   });
-  return { data, endpoint: scope };
 }

@@ -1,0 +1,48 @@
+/*
+ * The page's entry: creates one lab (this thread's view of the shared
+ * arena) and runs each section module with it, in order. A section is
+ * { title, run(lab, element) } and fills its element; add a section module
+ * to `sections` to add one to the page. When it is done the page sets
+ * document.body.dataset.state to "ok" or "error" (the browser tests read it).
+ */
+import { Lab } from "dmabuf-lab";
+import * as hello from "./hello.js";
+
+const sections = [hello];
+
+const status = document.getElementById("status");
+const container = document.getElementById("sections");
+
+function show(element, text, isError = false) {
+  element.textContent = text;
+  element.classList.toggle("error", isError);
+}
+
+async function main() {
+  let lab;
+  try {
+    lab = await Lab.create({ memoryBytes: 64 << 20 });
+  } catch (e) {
+    // Not cross-origin isolated, most likely: the message names the headers.
+    show(status, `${e.message}`, true);
+    return "error";
+  }
+  show(status, `a ${lab.layout.memoryBytes >> 20} MiB shared arena, cross-origin isolated: ${crossOriginIsolated}`);
+  let state = "ok";
+  for (const section of sections) {
+    const element = document.createElement("section");
+    element.innerHTML = `<h2></h2><pre></pre>`;
+    element.querySelector("h2").textContent = section.title;
+    container.append(element);
+    const out = element.querySelector("pre");
+    try {
+      show(out, await section.run(lab, element));
+    } catch (e) {
+      show(out, e.stack ?? String(e), true);
+      state = "error";
+    }
+  }
+  return state;
+}
+
+document.body.dataset.state = await main();
