@@ -28,6 +28,7 @@ import { Memfd } from "./dmabuf/memfd.js";
 import { isCoherent, setCoherent } from "./dmabuf/coherence.js";
 import { udmabufCreate, type UdmabufItem } from "./dmabuf/udmabuf.js";
 import type { DmaBufRecord } from "./dmabuf/dma_buf.js";
+import { spawnDevice, type Device, type DeviceOptions } from "./devices/device.js";
 
 export interface LabOptions extends LayoutOptions {
   /** The engine: a compiled module, or the URL of engine.wasm. */
@@ -191,6 +192,14 @@ export class Lab {
       throw new DmaBufError("ENOENT", "open", `no heap '${String(name)}' (heaps: ${heapNames.join(", ")})`);
     }
     return new Heap(this.sync, this.engine, name);
+  }
+
+  /**
+   * Starts a device: a worker with its own engine, IOMMU, job ring and
+   * fence context (src/devices/device.ts). shutdown() it when done.
+   */
+  spawnDevice(options?: DeviceOptions): Promise<Device> {
+    return spawnDevice(this, options);
   }
 
   /** memfd_create: an empty file whose pages come from the page pool. */

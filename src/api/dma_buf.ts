@@ -17,6 +17,7 @@
  * share() gives a token another thread turns into its own DmaBuf with
  * DmaBuf.import(lab, token) (the sender keeps its DmaBuf open until then).
  */
+import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { DmaBufError } from "../errno.js";
 import type { HeapName } from "../dmabuf/heap.js";
 import type { Lab } from "../lab.js";
@@ -58,6 +59,11 @@ export class DmaBuf {
   private get file(): DmaBufFile {
     if (!this.open) throw new DmaBufError("EBADF", "dma_buf", "this DmaBuf is closed");
     return this.process.file(this.fd) as DmaBufFile;
+  }
+
+  /** The buffer object behind the fd (borrowed: valid while this DmaBuf is open). */
+  get record(): DmaBufRecord {
+    return this.file.buf;
   }
 
   get size(): number {

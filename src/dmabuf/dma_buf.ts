@@ -3,7 +3,7 @@
  * the lab. The record lives in the arena, so a buffer crosses threads as an
  * offset (DmaBufRecord.attach), the way a file descriptor crosses processes.
  *
- * Record (DMABUF_*, 128 bytes in the sync heap):
+ * Record (DMABUF_*, 132 bytes: a 256-byte block of the sync heap):
  *   DMABUF_REFCOUNT  i32: references (files, mappings, attachments, views);
  *                    the pages, lists and reservation object go with the last
  *   DMABUF_FILES     i32: open files (fd table entries, in any thread) that
@@ -31,6 +31,11 @@
  *                    CPU cache of the buffer (coherence.ts), in user memory
  *   DMABUF_CPU_CLEAN u32: its clean snapshot
  *   DMABUF_PARTIAL   i32: maintenance calls on ranges that split a cache line
+ *   DMABUF_ATTACHMENTS u32: the first attachment record of the buffer's
+ *                    attachment list (attachment.ts), 0 when none; changed
+ *                    under the resv lock. Each attachment holds a reference
+ *   DMABUF_REVOKED   i32: 1 once the exporter revoked the buffer (attachment.ts:
+ *                    no new attachment or mapping); stored under the resv lock
  *
  * Contract: create() takes the pieces from an exporter (a heap) and owns them
  * from then on; a failed create() gives them back and changes nothing else.
@@ -66,7 +71,9 @@ export const DMABUF_NBACKING = 108;
 export const DMABUF_CPU_COPY = 112;
 export const DMABUF_CPU_CLEAN = 116;
 export const DMABUF_PARTIAL = 120;
-export const DMABUF_RECORD_SIZE = 124;
+export const DMABUF_ATTACHMENTS = 124;
+export const DMABUF_REVOKED = 128;
+export const DMABUF_RECORD_SIZE = 132;
 export const DMA_BUF_NAME_LEN = 32;
 
 const PIECE_OFFSET = 0;
@@ -164,6 +171,14 @@ export class DmaBufRecord {
     return new DmaBufRecord(sync, offset, true);
   }
 
+  /**
+   * A view that stands for a reference already held in the arena (an
+   * attachment's, attachment.ts) and takes none: its put() drops that one.
+   */
+  static adopt(sync: Sync, offset: number): DmaBufRecord {
+    return new DmaBufRecord(sync, offset, true);
+  }
+
   private word(off: number): number {
     return this.sync.u32[(this.offset + off) >>> 2];
   }
@@ -182,6 +197,11 @@ export class DmaBufRecord {
 
   get refcount(): number {
     return Atomics.load(this.sync.i32, (this.offset + DMABUF_REFCOUNT) >>> 2);
+  }
+
+  /** Whether the exporter revoked the buffer (attachment.ts). */
+  get revoked(): boolean {
+    return Atomics.load(this.sync.i32, (this.offset + DMABUF_REVOKED) >>> 2) !== 0;
   }
 
   /** Open files referring to the buffer (fdinfo's count). */

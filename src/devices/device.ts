@@ -1,0 +1,482 @@
+/*
+ * Devices, host side: spawnDevice() starts a worker that plays a device
+ * (workers/device.ts: its own engine instance, IOMMU page table, job ring
+ * and fence context), and Device is the driver's handle on it.
+ *
+ *   attach(buf, {dynamic})  the worker attaches (static: pinned and mapped
+ *                           at attach; dynamic: mapped under the resv lock,
+ *                           told of revocation by move_notify) and answers
+ *                           the device-address range: a DeviceBuffer
+ *   submit(job)             a job over DeviceBuffers; returns its out-fence
+ *   loadKernel(url)         a user-defined kernel module for kernel jobs
+ *   stats(), detach(), shutdown({drain})
+ *
+ * Submission (any thread that has the Device; synchronous, never waits
+ * for the device): validates the job entirely first (EINVAL, nothing
+ * changed); creates the out-fence on the device's timeline; for each buffer
+ * the job uses, in one resv critical section each (Resv.publishAccess),
+ * collects the fences implicit sync makes it wait for (a written buffer
+ * waits like a writer, a read one like a reader) and publishes the out-fence
+ * with usage WRITE or READ; adds the explicit in-fences (Fence or SyncFile);
+ * folds the dependencies into one fence (an array when several) and pushes
+ * the job record into the ring. A failure after a fence was published (the
+ * sync heap exhausted, a full ring) signals the out-fence with that error,
+ * so nothing waits on a job that never runs.
+ *
+ * Faults: a job whose range leaves the device's mappings fails with EFAULT
+ * (its fence carries it) and nothing else is touched. The worker exiting,
+ * throwing at top level or being terminated fails the device at once (EIO
+ * for every pending fence); the lab's watchdog worker (workers/watchdog.ts)
+ * fails it when a job overruns jobTimeoutMs (ETIMEDOUT for that job, EIO
+ * for the queued ones) or the loop goes silent while this thread is
+ * blocked. A failed device is then reaped here: the worker is terminated,
+ * its attachments are released, its records freed. Submitting to it is
+ * ENODEV; the rest of the lab is untouched.
+ *
+ * Contract: shutdown() every device (a live worker keeps Node alive); the
+ * workers are unref'd, so a forgotten device does not hang the process.
+ */
+import * as Comlink from "comlink";
+import { DmaBufError } from "../errno.js";
+import type { DmaBuf } from "../api/dma_buf.js";
+import { DmaBufAttachment, dmaBufAttachments } from "../dmabuf/attachment.js";
+import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
+import type { Lab } from "../lab.js";
+import { Fence } from "../sync/fence.js";
+import { SyncFile } from "../sync/sync_file.js";
+import type { Timeline } from "../sync/timeline.js";
+import { installErrorTransfer } from "../thread/errors.js";
+import { workerUrl } from "../thread/host.js";
+import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
+import { DEV_DEAD, DEV_TIMELINE, DeviceRecord, freeJob, type DeviceStats } from "./device_record.js";
+import { IOMMU_READ, IOMMU_WRITE, Iommu } from "./iommu.js";
+import {
+  JOB_ARGS, JOB_BUF_ACCESS, JOB_BUF_BUFFER, JOB_BUF_IOVA, JOB_BUF_OFFSET, JOB_BUF_LEN, JOB_BUF_SIZE, JOB_BUFS, JOB_CHECKSUM, JOB_COPY, JOB_DEP,
+  JOB_FENCE, JOB_FILL, JOB_KERNEL, JOB_KERNEL_ID, JOB_KIND, JOB_MAX_ARGS, JOB_MAX_BUFS, JOB_NARGS, JOB_NBUFS,
+  JOB_NOP, JOB_RECORD_SIZE, JOB_SUBMIT_NS,
+} from "./job.js";
+import type { DeviceApi, WatchdogApi } from "./protocol.js";
+import { DEFAULT_RING_ENTRIES, JobRing } from "./ring.js";
+
+export interface DeviceOptions {
+  name?: string;
+  /**
+   * Whether the device snoops the CPU caches (default true). In a
+   * non-coherent lab a coherent device sees the CPU's dirty lines of the
+   * ranges it reads, and the CPU sees its writes without a SYNC; a
+   * non-coherent one sees only memory, as on ARM without dma-coherent.
+   */
+  coherent?: boolean;
+  /** The watchdog's limit for one job's execution (default 5000 ms). */
+  jobTimeoutMs?: number;
+  /** Job ring entries, a power of two (default 256). */
+  ringEntries?: number;
+  /** Device address space (default 256 MiB). */
+  iovaBytes?: number;
+  /** How long submit() may wait for room in a full ring (default 1000 ms; 0: EAGAIN at once). */
+  submitTimeoutMs?: number;
+}
+
+/** A buffer as one device sees it: an attachment and its device-address range. */
+export interface DeviceBuffer {
+  readonly device: Device;
+  readonly attachment: number;
+  readonly iova: number;
+  readonly bytes: number;
+  readonly dynamic: boolean;
+  /** The buffer (a view owned by this DeviceBuffer until detach). */
+  readonly buffer: DmaBufRecord;
+}
+
+/** A range of a DeviceBuffer: all of it by default. */
+export type Range = DeviceBuffer | { buffer: DeviceBuffer; offset?: number; length?: number };
+
+export type InFence = Fence | SyncFile;
+
+/**
+ * What every job may add: explicit in-fences (waited for besides the
+ * implicit ones), and `bypassFences`, which skips implicit sync entirely
+ * (the job neither waits on its buffers' fences nor publishes its own: the
+ * contention experiment's switch to show what goes wrong without them).
+ */
+interface JobCommon { inFences?: InFence[]; bypassFences?: boolean }
+
+export type Job = JobCommon & (
+  | { kind: "nop" }
+  | { kind: "copy"; src: Range; dst: Range }
+  | { kind: "fill"; dst: Range; value: number }
+  | { kind: "checksum"; src: Range; dst: Range }
+  | { kind: "kernel"; kernel: number; buffers: { range: Range; access: "read" | "write" | "read-write" }[]; args?: number[] });
+
+interface Use { iova: number; len: number; access: number; buffer: DeviceBuffer; offset: number }
+
+const SUBMIT = "drm_sched_job_submit";
+const WATCHDOG_PERIOD_MS = 10;
+const SILENCE_MS = 2000;
+
+let serial = 0;
+
+/** One watchdog worker per lab view, shared by its devices. */
+const watchdogs = new WeakMap<Lab, { worker: SpawnedWorker; api: Comlink.Remote<WatchdogApi>; devices: number }>();
+
+async function watchdogFor(lab: Lab) {
+  let w = watchdogs.get(lab);
+  if (w === undefined) {
+    const worker = await spawnWorker(workerUrl("watchdog"), { handle: lab.share(), periodMs: WATCHDOG_PERIOD_MS, silenceMs: SILENCE_MS }, "watchdog");
+    unrefWorker(worker);
+    const api = Comlink.wrap<WatchdogApi>(worker.endpoint);
+    await api.hello();
+    w = { worker, api, devices: 0 };
+    watchdogs.set(lab, w);
+  }
+  w.devices++;
+  return w;
+}
+
+async function releaseWatchdog(lab: Lab): Promise<void> {
+  const w = watchdogs.get(lab);
+  if (w === undefined || --w.devices > 0) return;
+  watchdogs.delete(lab);
+  w.api[Comlink.releaseProxy]();
+  await w.worker.terminate();
+}
+
+/** A Node worker that does not keep the process alive (browsers: nothing to do). */
+function unrefWorker(worker: SpawnedWorker): void {
+  (worker.endpoint as unknown as { unref?: () => void }).unref?.();
+}
+
+function checkOptions(o: DeviceOptions): Required<DeviceOptions> {
+  const name = o.name ?? `device-${++serial}`;
+  const check = (what: string, v: number, ok: boolean) => {
+    if (!ok) throw new DmaBufError("EINVAL", "device_create", `${what} ${v} is out of range`);
+  };
+  const r = {
+    name, coherent: o.coherent ?? true, jobTimeoutMs: o.jobTimeoutMs ?? 5000, ringEntries: o.ringEntries ?? DEFAULT_RING_ENTRIES,
+    iovaBytes: o.iovaBytes ?? 256 * 1024 * 1024, submitTimeoutMs: o.submitTimeoutMs ?? 1000,
+  };
+  check("jobTimeoutMs", r.jobTimeoutMs, Number.isInteger(r.jobTimeoutMs) && r.jobTimeoutMs > 0 && r.jobTimeoutMs < 2 ** 31);
+  check("submitTimeoutMs", r.submitTimeoutMs, r.submitTimeoutMs >= 0);
+  if (new TextEncoder().encode(name).length > 31) throw new DmaBufError("EINVAL", "device_create", `device name '${name}' is longer than 31 bytes`);
+  return r;
+}
+
+/** Starts a device worker; resolves once its loop runs. */
+export async function spawnDevice(lab: Lab, options: DeviceOptions = {}): Promise<Device> {
+  installErrorTransfer();
+  const o = checkOptions(options);
+  const { sync } = lab;
+  const ring = JobRing.create(sync, o.ringEntries);
+  let iommu: Iommu | undefined;
+  let timeline: Timeline | undefined;
+  let record: DeviceRecord | undefined;
+  try {
+    iommu = Iommu.create(sync, { iovaBytes: o.iovaBytes });
+    timeline = sync.timeline({ driver: "dmabuf-lab-device", name: o.name });
+    record = DeviceRecord.create(sync, { name: o.name, ring, iommu: iommu.offset, timeline: timeline.offset, timeoutMs: o.jobTimeoutMs, coherent: o.coherent });
+  } catch (e) {
+    timeline?.unref();
+    iommu?.destroy();
+    ring.destroy();
+    throw e;
+  }
+  const watchdog = await watchdogFor(lab);
+  let worker: SpawnedWorker | undefined;
+  try {
+    worker = await spawnWorker(workerUrl("device"), { handle: lab.share(), device: record.offset, name: o.name }, o.name);
+    const api = Comlink.wrap<DeviceApi>(worker.endpoint);
+    const device = new Device(lab, record, iommu, timeline, worker, api, o);
+    await device.call(() => api.hello());
+    await watchdog.api.watch(record.offset);
+    unrefWorker(worker);
+    return device;
+  } catch (e) {
+    record.fail(-5);
+    await worker?.terminate();
+    record.reap((job) => freeJob(sync, job));
+    iommu.destroy();
+    timeline.unref();
+    await releaseWatchdog(lab);
+    throw e;
+  }
+}
+
+export class Device {
+  readonly name: string;
+  private readonly buffers = new Map<number, DeviceBuffer>();
+  private reaped: Promise<void> | undefined;
+  /** Set once the worker has detached everything itself (a clean stop). */
+  private detachedByWorker = false;
+  /** shutdown() is under way: it reaps when the worker has stopped. */
+  private stopping = false;
+  /** The counters when the device was reaped: its records are gone from then on. */
+  private final: (DeviceStats & { faultsIommu: number }) | undefined;
+  private readonly gone: Promise<never>;
+
+  /** @internal spawnDevice() makes devices. */
+  constructor(
+    readonly lab: Lab,
+    readonly record: DeviceRecord,
+    private readonly iommu: Iommu,
+    private readonly timeline: Timeline,
+    private readonly worker: SpawnedWorker,
+    private readonly api: Comlink.Remote<DeviceApi>,
+    private readonly options: Required<DeviceOptions>,
+  ) {
+    this.name = options.name;
+    // The worker ending (exit, a top-level throw, terminate) fails every
+    // pending fence with EIO at once, then the device is reaped.
+    this.gone = worker.exited.then(({ error }) => {
+      record.fail(-5);
+      if (!this.stopping) void this.reap();
+      throw new DmaBufError("ENODEV", "device", `device ${this.name} is gone` + (error ? `: ${String(error)}` : ""));
+    });
+    this.gone.catch(() => {});
+    // A device failed by the watchdog is reaped once this thread sees it.
+    void this.whenDead().then(() => { if (!this.stopping) return this.reap(); });
+  }
+
+  /** Resolves when the device is dead (failed or stopped). */
+  async whenDead(): Promise<void> {
+    const i32 = this.lab.sync.i32;
+    const i = this.record.stateIndex;
+    for (;;) {
+      if (this.final !== undefined) return;
+      const s = Atomics.load(i32, i);
+      if (s === DEV_DEAD) return;
+      const r = Atomics.waitAsync(i32, i, s, 1000);
+      if (r.async) await r.value;
+    }
+  }
+
+  get alive(): boolean {
+    return this.final === undefined && this.record.state !== DEV_DEAD;
+  }
+
+  /** A control-plane call that fails with ENODEV instead of hanging when the worker is gone. */
+  async call<T>(fn: () => Promise<T>): Promise<T> {
+    return Promise.race([fn(), this.gone]);
+  }
+
+  private requireAlive(syscall: string): void {
+    if (!this.alive) {
+      const errno = this.stats().error;
+      throw new DmaBufError("ENODEV", syscall, `device ${this.name} is dead (${errno === 0 ? "stopped" : `errno ${-errno}`})`);
+    }
+  }
+
+  // ---- control plane -------------------------------------------------------
+
+  async attach(buf: DmaBuf | DmaBufRecord, options: { dynamic?: boolean } = {}): Promise<DeviceBuffer> {
+    this.requireAlive("dma_buf_attach");
+    const record = "record" in buf ? buf.record : buf;
+    const dynamic = options.dynamic ?? false;
+    const r = await this.call(() => this.api.attach(record.offset, dynamic));
+    const b: DeviceBuffer = { device: this, attachment: r.attachment, iova: r.iova, bytes: r.bytes, dynamic, buffer: record.get() };
+    this.buffers.set(r.attachment, b);
+    return b;
+  }
+
+  async detach(b: DeviceBuffer): Promise<void> {
+    if (this.buffers.get(b.attachment) !== b) throw new DmaBufError("EINVAL", "dma_buf_detach", `not an attachment of device ${this.name}`);
+    await this.call(() => this.api.detach(b.attachment));
+    this.buffers.delete(b.attachment);
+    b.buffer.put();
+  }
+
+  /** dma_buf_map_attachment: the sg table of device addresses. */
+  map(b: DeviceBuffer): Promise<{ iova: number; bytes: number; entries: { dmaAddress: number; length: number }[] }> {
+    return this.call(() => this.api.map(b.attachment));
+  }
+
+  loadKernel(url: string | URL): Promise<number> {
+    return this.call(() => this.api.loadKernel(String(url)));
+  }
+
+  /** Attachments whose buffer the exporter revoked (move_notify seen by the device). */
+  async revoked(): Promise<DeviceBuffer[]> {
+    const offsets = await this.call(() => this.api.revoked());
+    return offsets.map((o) => this.buffers.get(o)).filter((b): b is DeviceBuffer => b !== undefined);
+  }
+
+  /** The counters (for a reaped device, as they were when it was reaped). */
+  stats(): DeviceStats & { faultsIommu: number } {
+    return this.final ?? { ...this.record.stats(), faultsIommu: this.iommu.faults().count };
+  }
+
+  /**
+   * Stops the device: with drain (default) after its queued jobs, else at
+   * once, their fences signalled ECANCELED. Then the worker ends and
+   * everything it held is released.
+   */
+  async shutdown(options: { drain?: boolean } = {}): Promise<void> {
+    this.stopping = true;
+    if (this.alive) {
+      try {
+        await this.call(() => this.api.stop(options.drain ?? true));
+        this.detachedByWorker = true;
+      } catch (e) {
+        if (!(e instanceof DmaBufError && e.code === "ENODEV")) throw e;
+      }
+    }
+    await this.reap();
+  }
+
+  private reap(): Promise<void> {
+    this.reaped ??= (async () => {
+      this.record.fail(-5);
+      await releaseWatchdog(this.lab);
+      this.api[Comlink.releaseProxy]();
+      await this.worker.terminate();
+      const { sync } = this.lab;
+      this.final = this.stats();
+      this.record.reap((job) => freeJob(sync, job));
+      // Attachments the worker did not detach (it died): released here.
+      for (const b of this.buffers.values()) {
+        if (!this.detachedByWorker && dmaBufAttachments(b.buffer).includes(b.attachment)) {
+          DmaBufAttachment.at(sync, b.attachment).detach();
+        }
+        b.buffer.put();
+      }
+      this.buffers.clear();
+      this.iommu.destroy();
+      this.timeline.unref();
+    })();
+    return this.reaped;
+  }
+
+  // ---- data plane ----------------------------------------------------------
+
+  /** Submits a job; returns its out-fence (owned: put() it). */
+  submit(job: Job): Fence {
+    this.requireAlive(SUBMIT);
+    const { sync } = this.lab;
+    const uses = this.uses(job);
+    const kernelId = job.kind === "kernel" ? job.kernel : 0;
+    const args = job.kind === "kernel" ? job.args ?? [] : job.kind === "fill" ? [job.value] : [];
+    if (job.kind === "fill" && !(Number.isInteger(job.value) && job.value >= 0 && job.value <= 255)) {
+      throw new DmaBufError("EINVAL", SUBMIT, `fill value ${job.value} is not a byte`);
+    }
+    if (args.length > JOB_MAX_ARGS || args.some((a) => !Number.isInteger(a) || a < 0 || a > 0xffffffff)) {
+      throw new DmaBufError("EINVAL", SUBMIT, `kernel arguments ${JSON.stringify(args)}: at most ${JOB_MAX_ARGS} u32s`);
+    }
+    if (job.kind === "kernel" && !(Number.isInteger(kernelId) && kernelId > 0)) {
+      throw new DmaBufError("EINVAL", SUBMIT, `kernel id ${kernelId} is not one loadKernel() returned`);
+    }
+    const inFences = (job.inFences ?? []).map((f, i) => {
+      if (f instanceof SyncFile) return f.fence;
+      if (f instanceof Fence) return f;
+      throw new DmaBufError("EINVAL", SUBMIT, `in-fence ${i} is neither a Fence nor a SyncFile`);
+    });
+
+    const fence = this.timeline.createFence();
+    const deps: Fence[] = [];
+    let published = false;
+    try {
+      // Implicit sync, once per buffer: a buffer written by any range waits like a writer.
+      const perBuffer = new Map<number, { buf: DmaBufRecord; write: boolean }>();
+      for (const u of uses) {
+        const e = perBuffer.get(u.buffer.buffer.offset);
+        const write = (u.access & IOMMU_WRITE) !== 0;
+        if (e === undefined) perBuffer.set(u.buffer.buffer.offset, { buf: u.buffer.buffer, write });
+        else e.write ||= write;
+      }
+      for (const { buf, write } of job.bypassFences === true ? [] : perBuffer.values()) {
+        deps.push(...buf.resv.publishAccess(fence, write, false, SUBMIT));
+        published = true;
+      }
+      for (const f of inFences) if (!f.isSignaled()) deps.push(f.get());
+      // One dependency: the fence itself, several: a dma_fence_array of them.
+      if (deps.length > 1) {
+        const array = sync.array(deps);
+        for (const d of deps.splice(0)) d.put();
+        deps.push(array);
+      }
+      const rec = this.writeJob(job, uses, fence, deps[0] ?? null, kernelId, args);
+      try {
+        this.record.ring.push(rec, this.options.submitTimeoutMs);
+      } catch (e) {
+        freeJob(sync, rec);
+        throw e;
+      }
+      return fence;
+    } catch (e) {
+      if (published) fence.checkAndSignal(-(e instanceof DmaBufError ? e.errno : 5));
+      fence.put();
+      throw e;
+    } finally {
+      for (const d of deps) d.put();
+    }
+  }
+
+  /** The job's ranges as device addresses, validated (EINVAL names the bad one). */
+  private uses(job: Job): Use[] {
+    const range = (r: Range, access: number, what: string): Use => {
+      const b = "attachment" in r ? r : r.buffer;
+      const offset = "attachment" in r ? 0 : r.offset ?? 0;
+      if (this.buffers.get(b?.attachment) !== b) {
+        throw new DmaBufError("EINVAL", SUBMIT, `${what} is not a buffer attached to device ${this.name}`);
+      }
+      const length = "attachment" in r ? b.bytes : r.length ?? b.bytes - offset;
+      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > b.bytes) {
+        throw new DmaBufError("EINVAL", SUBMIT, `${what}: range ${offset}+${length} is outside the ${b.bytes}-byte buffer`);
+      }
+      return { iova: b.iova + offset, len: length, access, buffer: b, offset };
+    };
+    switch (job.kind) {
+      case "nop": return [];
+      case "copy": return [range(job.src, IOMMU_READ, "src"), range(job.dst, IOMMU_WRITE, "dst")];
+      case "fill": return [range(job.dst, IOMMU_WRITE, "dst")];
+      case "checksum": {
+        const uses = [range(job.src, IOMMU_READ, "src"), range(job.dst, IOMMU_WRITE, "dst")];
+        if (uses[1].len < 4) throw new DmaBufError("EINVAL", SUBMIT, `checksum dst of ${uses[1].len} bytes cannot hold 4`);
+        return uses;
+      }
+      case "kernel": {
+        if (!Array.isArray(job.buffers) || job.buffers.length > JOB_MAX_BUFS) {
+          throw new DmaBufError("EINVAL", SUBMIT, `a kernel job takes at most ${JOB_MAX_BUFS} buffers`);
+        }
+        return job.buffers.map((b, i) => {
+          const access = b.access === "read" ? IOMMU_READ : b.access === "write" ? IOMMU_WRITE : b.access === "read-write" ? IOMMU_READ | IOMMU_WRITE : 0;
+          if (access === 0) throw new DmaBufError("EINVAL", SUBMIT, `buffer ${i}: access '${String(b.access)}' is not read, write or read-write`);
+          return range(b.range, access, `buffer ${i}`);
+        });
+      }
+      default:
+        throw new DmaBufError("EINVAL", SUBMIT, `job kind '${String((job as { kind: unknown }).kind)}' is not nop, copy, fill, checksum or kernel`);
+    }
+  }
+
+  private writeJob(job: Job, uses: Use[], fence: Fence, dep: Fence | null, kernelId: number, args: number[]): number {
+    const { sync } = this.lab;
+    const rec = sync.allocRecord(JOB_RECORD_SIZE, SUBMIT);
+    const u32 = sync.u32;
+    const kind = { nop: JOB_NOP, copy: JOB_COPY, fill: JOB_FILL, checksum: JOB_CHECKSUM, kernel: JOB_KERNEL }[job.kind];
+    u32[(rec + JOB_KIND) >>> 2] = kind;
+    sync.ref(fence.offset);
+    u32[(rec + JOB_FENCE) >>> 2] = fence.offset;
+    if (dep !== null) {
+      sync.ref(dep.offset);
+      u32[(rec + JOB_DEP) >>> 2] = dep.offset;
+    }
+    u32[(rec + JOB_NBUFS) >>> 2] = uses.length;
+    u32[(rec + JOB_KERNEL_ID) >>> 2] = kernelId;
+    u32[(rec + JOB_NARGS) >>> 2] = args.length;
+    args.forEach((a, i) => { u32[(rec + JOB_ARGS + 4 * i) >>> 2] = a; });
+    sync.f64[(rec + JOB_SUBMIT_NS) >>> 3] = sync.clock.nowNs();
+    uses.forEach((u, i) => {
+      const at = rec + JOB_BUFS + i * JOB_BUF_SIZE;
+      u32[(at + JOB_BUF_IOVA) >>> 2] = u.iova;
+      u32[(at + JOB_BUF_LEN) >>> 2] = u.len;
+      u32[(at + JOB_BUF_ACCESS) >>> 2] = u.access;
+      u32[(at + JOB_BUF_BUFFER) >>> 2] = u.buffer.buffer.offset;
+      u32[(at + JOB_BUF_OFFSET) >>> 2] = u.offset;
+    });
+    return rec;
+  }
+
+  /** The timeline offset of this device's fences (its fence context). */
+  get timelineOffset(): number {
+    return this.record.word(DEV_TIMELINE);
+  }
+}

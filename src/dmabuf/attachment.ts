@@ -1,0 +1,382 @@
+/*
+ * dma-buf attachments: an importer's (a device's) link to a buffer, and the
+ * exporter's revoke. These are the kernel's dma_buf_attach,
+ * dma_buf_dynamic_attach, dma_buf_map_attachment, dma_buf_unmap_attachment,
+ * dma_buf_detach and dma_buf_move_notify. The device addresses come from the
+ * importer's IOMMU (src/devices/iommu.ts). That module sits below this
+ * layer, as the kernel's DMA API sits below dma-buf: it imports only the
+ * memory and sync layers.
+ *
+ *   static   dmaBufAttach(buf, iommu, direction): the buffer is pinned and
+ *            mapped into the IOMMU at attach. map() returns that mapping (the
+ *            kernel's cached sg table); unmap() leaves it in place, and
+ *            detach() removes it.
+ *   dynamic  dmaBufDynamicAttach(buf, iommu, { moveNotify }): map() and
+ *            unmap() run with the buffer's resv lock held by this thread
+ *            (attachment.resv.withLock), else EPERM (the kernel's
+ *            dma_resv_assert_held). moveNotify(attachment) is called when
+ *            the exporter revokes the buffer.
+ *
+ * map(direction) returns an sg table of device addresses, {iova, bytes,
+ * entries: {dmaAddress, length}[]}: one entry per segment of the buffer,
+ * consecutive in IOVA space. A mapping serves one direction:
+ * DMA_TO_DEVICE (the device reads: IOMMU_READ), DMA_FROM_DEVICE (it writes:
+ * IOMMU_WRITE) or DMA_BIDIRECTIONAL. Asking for another direction while the
+ * mapping exists is EBUSY, unless the mapping is bidirectional (the kernel's
+ * rule for a cached mapping). A revoked buffer gives ENODEV.
+ *
+ * Revoke (dmaBufRevoke(buf), the exporter's call) takes the resv lock,
+ * marks the buffer revoked, unmaps every attachment's mapping from its IOMMU
+ * (a later DMA through it faults), then tells every dynamic importer
+ * (move_notify). A second revoke does nothing and returns false. Revoke does
+ * not wait for DMA that was translated before it: that DMA lands in the
+ * buffer's pages, which stay allocated while an attachment holds the buffer.
+ *
+ * Delivery of move_notify: it runs once, in the importer's thread, with the
+ * buffer's resv lock held, as the kernel calls it:
+ *   - inside revoke, when the revoking thread is the importer's;
+ *   - otherwise from the importer's event loop, or earlier if the importer's
+ *     map() finds the notification pending.
+ * The carrier is the attachment's notify fence, a private fence that revoke
+ * signals. The importer's thread holds a callback on it, so the per-thread
+ * callback machinery of src/sync/callbacks.ts (an Atomics.waitAsync watch)
+ * delivers it. Detach signals the fence with -ENOENT, which each watch reads
+ * as "no notification", and the watch ends. moveNotify must not detach,
+ * because the lock is held; detach afterwards.
+ *
+ * Record (ATTACH_*, 36 bytes: a 64-byte block of the sync heap). The words
+ * change under the buffer's resv lock:
+ *   ATTACH_MAGIC      u32: ATTACH_MAGIC_VALUE while attached, 0 after
+ *                     detach; stored last at attach (the publish point for
+ *                     DmaBufAttachment.at in other threads)
+ *   ATTACH_BUFFER     u32: the dma-buf record; the attachment holds a reference
+ *   ATTACH_IOMMU      u32: the importer's IOMMU header; the attachment is one
+ *                     of its users (Iommu.addUser)
+ *   ATTACH_FLAGS      u32: ATTACH_DYNAMIC, ATTACH_REVOKED
+ *   ATTACH_DIRECTION  u32: the direction of the current mapping (DMA_*)
+ *   ATTACH_IOVA       u32: the mapping's first device address, 0 when unmapped
+ *   ATTACH_BYTES      u32: its length (the buffer's size)
+ *   ATTACH_NOTIFY     u32: dynamic only: the notify fence (the attachment
+ *                     holds a reference); 0 for a static attachment
+ *   ATTACH_NEXT       u32: the buffer's next attachment; 0 ends the list,
+ *                     whose head is DMABUF_ATTACHMENTS
+ *
+ * Lifetime: an attachment holds a reference on its buffer, so the pages stay
+ * until the last fd, mapping and attachment are gone. It also counts as a
+ * user of its IOMMU, which therefore cannot be destroyed first. detach()
+ * unmaps, unlinks and drops both. Attach and detach take the resv lock
+ * themselves, so EDEADLK when this thread already holds it. Detaching an
+ * attachment that is not attached (a second time, or a foreign offset) is
+ * EINVAL. Every error changes nothing. Like an fd, an offset names the
+ * attachment that lives there now.
+ */
+import { DmaBufError, errnoNumbers, hex } from "../errno.js";
+import { FENCE_KIND_PLAIN } from "../engine/abi.js";
+import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../devices/iommu.js";
+import type { Fence } from "../sync/fence.js";
+import type { Resv } from "../sync/resv.js";
+import type { Sync } from "../sync/sync.js";
+import { DMABUF_ATTACHMENTS, DMABUF_REVOKED, DmaBufRecord } from "./dma_buf.js";
+
+export const ATTACH_MAGIC = 0;
+export const ATTACH_BUFFER = 4;
+export const ATTACH_IOMMU = 8;
+export const ATTACH_FLAGS = 12;
+export const ATTACH_DIRECTION = 16;
+export const ATTACH_IOVA = 20;
+export const ATTACH_BYTES = 24;
+export const ATTACH_NOTIFY = 28;
+export const ATTACH_NEXT = 32;
+export const ATTACH_RECORD_SIZE = 36;
+export const ATTACH_MAGIC_VALUE = 0x48435441; // the bytes "ATCH"
+export const ATTACH_DYNAMIC = 1;
+export const ATTACH_REVOKED = 2;
+
+/** enum dma_data_direction. */
+export const DMA_BIDIRECTIONAL = 0;
+export const DMA_TO_DEVICE = 1;
+export const DMA_FROM_DEVICE = 2;
+export type DmaDirection = typeof DMA_BIDIRECTIONAL | typeof DMA_TO_DEVICE | typeof DMA_FROM_DEVICE;
+const directionNames = ["DMA_BIDIRECTIONAL", "DMA_TO_DEVICE", "DMA_FROM_DEVICE"];
+/** The IOMMU permissions of a direction (the kernel's dma_info_to_prot). */
+const directionProt = [IOMMU_READ | IOMMU_WRITE, IOMMU_READ, IOMMU_WRITE];
+
+/** struct dma_buf_attach_ops: what a dynamic importer provides. */
+export interface DmaBufAttachOps {
+  /** The exporter took the buffer back: the mapping is gone (called with the resv lock held). */
+  moveNotify(attachment: DmaBufAttachment): void;
+}
+
+export interface DmaSgEntry {
+  dmaAddress: number;
+  length: number;
+}
+
+/** An sg table of device addresses: one entry per segment of the buffer, consecutive from `iova`. */
+export interface DmaSgTable {
+  iova: number;
+  bytes: number;
+  entries: DmaSgEntry[];
+}
+
+function checkDirection(direction: number, syscall: string): asserts direction is DmaDirection {
+  if (direction !== DMA_BIDIRECTIONAL && direction !== DMA_TO_DEVICE && direction !== DMA_FROM_DEVICE) {
+    throw new DmaBufError("EINVAL", syscall, `direction ${direction} is not DMA_BIDIRECTIONAL (0), DMA_TO_DEVICE (1) or DMA_FROM_DEVICE (2)`);
+  }
+}
+
+const word = (sync: Sync, record: number, off: number): number => sync.u32[(record + off) >>> 2];
+const setWord = (sync: Sync, record: number, off: number, v: number): void => { sync.u32[(record + off) >>> 2] = v; };
+
+/** Under the resv lock: the buffer's attachment records, in list order. */
+function listOf(buf: DmaBufRecord): number[] {
+  const out: number[] = [];
+  for (let a = word(buf.sync, buf.offset, DMABUF_ATTACHMENTS); a !== 0; a = word(buf.sync, a, ATTACH_NEXT)) out.push(a);
+  return out;
+}
+
+/** Under the resv lock: tears down the attachment's mapping, if it has one. */
+function unmapLocked(sync: Sync, iommu: Iommu, record: number): void {
+  const iova = word(sync, record, ATTACH_IOVA);
+  if (iova === 0) return;
+  iommu.unmap(iova, word(sync, record, ATTACH_BYTES));
+  setWord(sync, record, ATTACH_IOVA, 0);
+  setWord(sync, record, ATTACH_BYTES, 0);
+}
+
+export class DmaBufAttachment {
+  private detached = false;
+
+  /**
+   * buf: a view owning the attachment's reference on the buffer; notify:
+   * the notify fence, borrowed from the record (null for a static one).
+   */
+  private constructor(readonly sync: Sync, readonly offset: number, private readonly buf: DmaBufRecord,
+    readonly iommu: Iommu, private readonly notify: Fence | null) {}
+
+  /** The view of the attachment at `offset` in any thread (without the importer's ops); EINVAL when none lives there. */
+  static at(sync: Sync, offset: number): DmaBufAttachment {
+    if (sync.arena.syncHeap.orderAt(offset) < 0 || Atomics.load(sync.u32, (offset + ATTACH_MAGIC) >>> 2) !== ATTACH_MAGIC_VALUE) {
+      throw new DmaBufError("EINVAL", "dma_buf_attachment", `no attachment at ${hex(offset)}`);
+    }
+    const notify = word(sync, offset, ATTACH_NOTIFY);
+    return new DmaBufAttachment(sync, offset, DmaBufRecord.adopt(sync, word(sync, offset, ATTACH_BUFFER)),
+      new Iommu(sync, word(sync, offset, ATTACH_IOMMU)), notify === 0 ? null : sync.view(notify, false));
+  }
+
+  /**
+   * The attach of dmaBufAttach (ops null) and dmaBufDynamicAttach: under the
+   * buffer's resv lock, a complete record linked at the list's head.
+   */
+  static create(buf: DmaBufRecord, iommu: Iommu, ops: DmaBufAttachOps | null, direction: DmaDirection, syscall: string): DmaBufAttachment {
+    const { sync } = buf;
+    const held = buf.get();
+    try {
+      return buf.resv.withLock(() => {
+        if (buf.revoked) throw new DmaBufError("ENODEV", syscall, `dma-buf ${hex(buf.offset)} was revoked by its exporter`);
+        iommu.addUser(syscall);
+        let record = 0;
+        let iova = 0;
+        let notify = 0;
+        try {
+          record = sync.allocRecord(ATTACH_RECORD_SIZE, syscall);
+          if (ops === null) iova = iommu.map(buf.segments(), directionProt[direction]);
+          else notify = sync.allocFenceRecord(FENCE_KIND_PLAIN, 0, sync.allocContext(), 1n, syscall);
+        } catch (e) {
+          if (iova !== 0) iommu.unmap(iova, buf.size);
+          if (record !== 0) sync.freeRecord(record);
+          iommu.dropUser(syscall);
+          throw e;
+        }
+        setWord(sync, record, ATTACH_BUFFER, buf.offset);
+        setWord(sync, record, ATTACH_IOMMU, iommu.offset);
+        setWord(sync, record, ATTACH_FLAGS, ops === null ? 0 : ATTACH_DYNAMIC);
+        setWord(sync, record, ATTACH_DIRECTION, direction);
+        setWord(sync, record, ATTACH_IOVA, iova);
+        setWord(sync, record, ATTACH_BYTES, iova === 0 ? 0 : buf.size);
+        setWord(sync, record, ATTACH_NOTIFY, notify);
+        setWord(sync, record, ATTACH_NEXT, word(sync, buf.offset, DMABUF_ATTACHMENTS));
+        // Publishes the record to DmaBufAttachment.at(); the list itself is
+        // read under the lock.
+        Atomics.store(sync.u32, (record + ATTACH_MAGIC) >>> 2, ATTACH_MAGIC_VALUE);
+        setWord(sync, buf.offset, DMABUF_ATTACHMENTS, record);
+        const att = new DmaBufAttachment(sync, record, held, iommu, notify === 0 ? null : sync.view(notify, false));
+        // Under the lock, so that no revoke can signal the fence before the callback is on it.
+        if (ops !== null) att.notify!.addCallback((f) => att.deliver(ops, f));
+        return att;
+      });
+    } catch (e) {
+      held.put();
+      throw e;
+    }
+  }
+
+  /** The notify fence's callback, in the importer's thread: move_notify, under the resv lock. */
+  private deliver(ops: DmaBufAttachOps, fence: Fence): void {
+    if (this.detached || fence.status !== 1) return; // -ENOENT: detached, nothing to tell
+    const resv = this.resv;
+    if (resv.mutex.heldByMe()) ops.moveNotify(this);
+    else resv.withLock(() => ops.moveNotify(this));
+  }
+
+  private flags(): number {
+    return Atomics.load(this.sync.u32, (this.offset + ATTACH_FLAGS) >>> 2);
+  }
+
+  get dynamic(): boolean {
+    return (this.flags() & ATTACH_DYNAMIC) !== 0;
+  }
+
+  /** The exporter revoked the buffer: the mapping is gone, map() gives ENODEV. */
+  get revoked(): boolean {
+    return (this.flags() & ATTACH_REVOKED) !== 0;
+  }
+
+  /** The buffer's reservation object (borrowed): a dynamic importer maps under its lock. */
+  get resv(): Resv {
+    return this.buf.resv;
+  }
+
+  get bufferOffset(): number {
+    return this.buf.offset;
+  }
+
+  /** The current mapping, or null. Exact under the resv lock, a snapshot without it. */
+  get mapping(): { iova: number; bytes: number; direction: DmaDirection } | null {
+    const iova = word(this.sync, this.offset, ATTACH_IOVA);
+    return iova === 0 ? null : {
+      iova, bytes: word(this.sync, this.offset, ATTACH_BYTES), direction: word(this.sync, this.offset, ATTACH_DIRECTION) as DmaDirection,
+    };
+  }
+
+  /** Runs fn under the resv lock: a dynamic attachment's caller must hold it, a static one's may. */
+  private underLock<T>(syscall: string, fn: () => T): T {
+    const resv = this.resv;
+    if (resv.mutex.heldByMe()) return fn();
+    if (this.dynamic) {
+      throw new DmaBufError("EPERM", syscall,
+        `a dynamic attachment of dma-buf ${hex(this.buf.offset)} maps and unmaps with the buffer's resv lock held (attachment.resv.withLock)`);
+    }
+    return resv.withLock(fn);
+  }
+
+  /** Under the lock: EINVAL unless this attachment is still attached. */
+  private checkAttached(syscall: string): void {
+    if (this.detached || Atomics.load(this.sync.u32, (this.offset + ATTACH_MAGIC) >>> 2) !== ATTACH_MAGIC_VALUE) {
+      throw new DmaBufError("EINVAL", syscall, `the attachment at ${hex(this.offset)} is detached`);
+    }
+  }
+
+  /** dma_buf_map_attachment: the sg table of device addresses. */
+  map(direction: DmaDirection = DMA_BIDIRECTIONAL): DmaSgTable {
+    const syscall = "dma_buf_map_attachment";
+    checkDirection(direction, syscall);
+    return this.underLock(syscall, () => {
+      this.checkAttached(syscall);
+      // The importer learns of a pending move_notify before it uses a mapping.
+      if (this.notify?.isSignaled()) this.sync.callbacks.dispatch(this.notify);
+      if (this.revoked) throw new DmaBufError("ENODEV", syscall, `dma-buf ${hex(this.buf.offset)} was revoked by its exporter`);
+      let iova = word(this.sync, this.offset, ATTACH_IOVA);
+      if (iova !== 0) {
+        const mapped = word(this.sync, this.offset, ATTACH_DIRECTION);
+        if (mapped !== direction && mapped !== DMA_BIDIRECTIONAL) {
+          throw new DmaBufError("EBUSY", syscall,
+            `the attachment at ${hex(this.offset)} is mapped ${directionNames[mapped]}, not ${directionNames[direction]}`);
+        }
+      } else {
+        iova = this.iommu.map(this.buf.segments(), directionProt[direction]);
+        setWord(this.sync, this.offset, ATTACH_IOVA, iova);
+        setWord(this.sync, this.offset, ATTACH_BYTES, this.buf.size);
+        setWord(this.sync, this.offset, ATTACH_DIRECTION, direction);
+      }
+      const entries: DmaSgEntry[] = [];
+      let at = iova;
+      for (const s of this.buf.segments()) {
+        entries.push({ dmaAddress: at, length: s.len });
+        at += s.len;
+      }
+      return { iova, bytes: at - iova, entries };
+    });
+  }
+
+  /**
+   * dma_buf_unmap_attachment: tears down a dynamic attachment's mapping (none
+   * left, as after a revoke, is fine). A static mapping stays until detach.
+   */
+  unmap(): void {
+    const syscall = "dma_buf_unmap_attachment";
+    this.underLock(syscall, () => {
+      this.checkAttached(syscall);
+      if (this.dynamic) unmapLocked(this.sync, this.iommu, this.offset);
+    });
+  }
+
+  /** dma_buf_detach: unmaps, unlinks, drops the buffer reference and the IOMMU use. */
+  detach(): void {
+    const syscall = "dma_buf_detach";
+    const { sync, offset, buf } = this;
+    buf.resv.withLock(() => {
+      this.checkAttached(syscall);
+      // The word that points at this record: the list head or a predecessor's ATTACH_NEXT.
+      const prev = [buf.offset + DMABUF_ATTACHMENTS, ...listOf(buf).map((a) => a + ATTACH_NEXT)]
+        .find((link) => word(sync, link, 0) === offset);
+      if (prev === undefined) {
+        throw new DmaBufError("EINVAL", syscall, `the attachment at ${hex(offset)} is not on dma-buf ${hex(buf.offset)}'s list`);
+      }
+      unmapLocked(sync, this.iommu, offset);
+      setWord(sync, prev, 0, word(sync, offset, ATTACH_NEXT));
+      Atomics.store(sync.u32, (offset + ATTACH_MAGIC) >>> 2, 0);
+    });
+    this.detached = true;
+    if (this.notify !== null) {
+      this.notify.checkAndSignal(-errnoNumbers.ENOENT);
+      sync.unref(this.notify.offset);
+    }
+    this.iommu.dropUser(syscall);
+    sync.freeRecord(offset);
+    buf.put();
+  }
+}
+
+/** dma_buf_attach: a static attachment, mapped for `direction` from now until detach. */
+export function dmaBufAttach(buf: DmaBufRecord, iommu: Iommu, direction: DmaDirection = DMA_BIDIRECTIONAL): DmaBufAttachment {
+  checkDirection(direction, "dma_buf_attach");
+  return DmaBufAttachment.create(buf, iommu, null, direction, "dma_buf_attach");
+}
+
+/** dma_buf_dynamic_attach: mapped on demand under the resv lock; ops.moveNotify on revoke. */
+export function dmaBufDynamicAttach(buf: DmaBufRecord, iommu: Iommu, ops: DmaBufAttachOps): DmaBufAttachment {
+  if (typeof ops?.moveNotify !== "function") {
+    throw new DmaBufError("EINVAL", "dma_buf_dynamic_attach", "a dynamic importer must provide ops.moveNotify");
+  }
+  return DmaBufAttachment.create(buf, iommu, ops, DMA_BIDIRECTIONAL, "dma_buf_dynamic_attach");
+}
+
+/** The offsets of the buffer's attachments, newest first (a snapshot, under the resv lock). */
+export function dmaBufAttachments(buf: DmaBufRecord): number[] {
+  return buf.resv.withLock(() => listOf(buf));
+}
+
+/**
+ * The exporter's revoke: marks the buffer revoked, unmaps every attachment
+ * from its IOMMU, then signals each dynamic attachment's notify fence
+ * (move_notify). Returns false when the buffer was revoked already.
+ */
+export function dmaBufRevoke(buf: DmaBufRecord): boolean {
+  const { sync } = buf;
+  return buf.resv.withLock(() => {
+    if (buf.revoked) return false;
+    Atomics.store(sync.i32, (buf.offset + DMABUF_REVOKED) >>> 2, 1);
+    const notify: Fence[] = [];
+    for (const a of listOf(buf)) {
+      unmapLocked(sync, new Iommu(sync, word(sync, a, ATTACH_IOMMU)), a);
+      Atomics.or(sync.u32, (a + ATTACH_FLAGS) >>> 2, ATTACH_REVOKED);
+      const n = word(sync, a, ATTACH_NOTIFY);
+      if (n !== 0) notify.push(sync.view(n, false));
+    }
+    // The importers learn once every mapping is gone. An importer in this
+    // thread runs its move_notify inside signal(), under this lock.
+    for (const f of notify) f.checkAndSignal();
+    return true;
+  });
+}
