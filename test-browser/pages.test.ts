@@ -100,7 +100,8 @@ describe.skipIf(!inject("chromium"))("in headless Chromium", () => {
       expect(b.fenceWait.threw && b.fenceWait.message).toMatch(/waitAsync\(\)/);
       expectEperm(b.syncFileWait, "dma_fence_wait");
       expectEperm(b.resvWait, "dma_fence_wait");
-      expectEperm(b.read, "dma_fence_wait");
+      expectEperm(b.read, "pread");
+      expect(b.read.threw && b.read.message).toMatch(/preadAsync\(\).*readAsync\(\)/);
       expectEperm(b.beginCpuAccess, "dma_fence_wait");
       expect(b.waitersAfterFailures).toBe(0);
       expect(b.fenceWaitSignalled).toMatchObject({ threw: false });

@@ -54,11 +54,11 @@ export function futexWake(i32: Int32Array, index: number, count = Infinity): num
   return Atomics.notify(i32, index, count);
 }
 
-/** EPERM where this thread may not block, naming the Promise form. */
-export function requireBlocking(syscall: string): void {
+/** EPERM where this thread may not block, naming the Promise form (`twin`). */
+export function requireBlocking(syscall: string, twin = "waitAsync()"): void {
   if (!canBlock()) {
     throw new DmaBufError("EPERM", syscall,
-      "this thread may not block (a browser's main thread); use the Promise form, waitAsync()");
+      `this thread may not block (a browser's main thread); use the Promise form, ${twin}`);
   }
 }
 

@@ -13,7 +13,7 @@
  * clears its slot the same way at the end of its iteration and drops the
  * reference if nobody took it.
  *
- * Loop (until STOP, maxIterations, or an error), as in the kernel:
+ * Loop (until STOP, after at least one pass; maxIterations; or an error), as in the kernel:
  *   1. f1 = a new fence, published in slot[id].
  *   2. Wait for slot[!id] (Atomics.wait in short slices, checking STOP).
  *   3. If before: signal f1.
@@ -84,7 +84,9 @@ async function main(data: FenceRaceData): Promise<FenceRaceReport> {
   };
 
   try {
-    while (!stopped() && report.passes < data.maxIterations) {
+    // At least one pass, even when STOP came before this thread started (a
+    // loaded machine may start a worker after the host's 300 ms are up).
+    while ((report.passes === 0 || !stopped()) && report.passes < data.maxIterations) {
       const f1 = timeline.createFence();
       sync.ref(f1.offset); // the slot's reference
       Atomics.store(words, mine, f1.offset);
