@@ -32,7 +32,7 @@
 import { DmaBufError } from "../errno.js";
 import type { StrategyName } from "../engine/strategy.js";
 import { SgTable } from "../engine/tables.js";
-import { nowMs } from "../memory/futex.js";
+import { nowMs, requireBlocking } from "../memory/futex.js";
 import type { Fence } from "../sync/fence.js";
 import type { Sync } from "../sync/sync.js";
 import type { Timeline } from "../sync/timeline.js";
@@ -47,6 +47,12 @@ export interface RwOptions {
   timeoutMs?: number;
   /** Override the copy strategy (default: by the buffer's caching attribute). */
   strategy?: StrategyName;
+  /**
+   * How each dependency is waited for (default Fence.wait, waitAsync in the
+   * async twins), e.g. to time the waits or to spin; the blocking forms need
+   * a step that answers synchronously.
+   */
+  wait?: WaitStep;
 }
 
 /** One CPU timeline per thread's Sync: the fences of its read/write calls. */
@@ -125,7 +131,7 @@ function copy(p: Plan): void {
 }
 
 /** How one call waits for a dependency: the time left (> 0) or 0 on timeout. */
-type WaitStep = (fence: Fence, timeoutMs: number) => number | Promise<number>;
+export type WaitStep = (fence: Fence, timeoutMs: number) => number | Promise<number>;
 const blocking: WaitStep = (f, ms) => f.wait(ms);
 const nonBlocking: WaitStep = (f, ms) => f.waitAsync(ms);
 
@@ -161,6 +167,16 @@ function run(buf: DmaBufRecord, iov: Uint8Array[], pos: number, write: boolean, 
       end();
     }
   }
+  if (wait === blocking) {
+    // It would block: where this thread may not, say so with the call's
+    // own name before anything waits (the dependencies are put by end()).
+    try {
+      requireBlocking(syscall, `${syscall}Async() (readAsync()/writeAsync() on a DmaBuf)`);
+    } catch (e) {
+      end();
+      throw e;
+    }
+  }
   const timeout = options.timeoutMs ?? Infinity;
   const start = nowMs();
   const checked = (left: number) => {
@@ -193,11 +209,11 @@ function run(buf: DmaBufRecord, iov: Uint8Array[], pos: number, write: boolean, 
 
 /** preadv: reads from `pos` into the iovecs; returns the bytes read (0 at the end). */
 export const preadv = (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwOptions = {}): number =>
-  run(buf, iov, pos, false, options, blocking) as number;
+  run(buf, iov, pos, false, options, options.wait ?? blocking) as number;
 /** pwritev: writes the iovecs at `pos`; returns the bytes written (short at the end). */
 export const pwritev = (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwOptions = {}): number =>
-  run(buf, iov, pos, true, options, blocking) as number;
+  run(buf, iov, pos, true, options, options.wait ?? blocking) as number;
 export const preadvAsync = async (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwOptions = {}): Promise<number> =>
-  run(buf, iov, pos, false, options, nonBlocking);
+  run(buf, iov, pos, false, options, options.wait ?? nonBlocking);
 export const pwritevAsync = async (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwOptions = {}): Promise<number> =>
-  run(buf, iov, pos, true, options, nonBlocking);
+  run(buf, iov, pos, true, options, options.wait ?? nonBlocking);
