@@ -8,6 +8,7 @@
  *   - revoke: move_notify once per dynamic importer, in its own thread and
  *     with the lock held, mappings gone (translate faults), map ENODEV; a
  *     real worker importer, both through its event loop and through map();
+ *     a revoke from a worker whose notification another view's detach overtakes;
  *   - references: the pages stay until the last fd, mapping and attachment
  *     are gone;
  *   - every error changing nothing.
@@ -32,6 +33,7 @@ import { shuffle, withSeed, type Prng } from "./helpers/prng.js";
 import { until } from "./helpers/waits.js";
 import { WorkerSet } from "./helpers/workers.js";
 import type { AttachImporterData, AttachImporterReady, AttachImporterReport } from "./workers/attach-importer.js";
+import type { AttachRevokerData, AttachRevokerReport } from "./workers/attach-revoker.js";
 
 const MiB = 1024 * 1024;
 const WAIT_MS = 20_000;
@@ -292,6 +294,30 @@ describe("revoke", () => {
       });
     });
   }
+
+  test("a notification in flight is dropped when another view detaches first: no move_notify after detach", async () => {
+    const lab = await labs.create();
+    const before = baseline(lab);
+    const buf = lab.exporter("system").alloc(2 * PAGE_SIZE);
+    const iommu = Iommu.create(lab.sync);
+    const ops = counting();
+    const att = dmaBufDynamicAttach(buf, iommu, ops);
+    const flags = new Int32Array(new SharedArrayBuffer(8));
+    const data: AttachRevokerData = { handle: lab.share(), buffer: buf.offset, flags, timeoutMs: WAIT_MS };
+    const revoker = workers.start("attach-revoker", "revoker", data);
+    await revoker.next("ready", WAIT_MS);
+    Atomics.store(flags, 0, 1);
+    Atomics.notify(flags, 0);
+    // Blocked: this thread's event loop cannot deliver the notification meanwhile.
+    expect(Atomics.wait(flags, 1, 0, WAIT_MS)).not.toBe("timed-out");
+    expect(att.revoked).toBe(true);
+    DmaBufAttachment.at(lab.sync, att.offset).detach(); // another view, as another thread would detach
+    expect((await revoker.next<AttachRevokerReport>("done", WAIT_MS)).revoked).toBe(true);
+    iommu.destroy();
+    buf.put();
+    await released(lab, before); // the watch ran and let go of the notify fence
+    expect(ops.calls).toEqual([]);
+  });
 });
 
 describe("references", () => {

@@ -59,7 +59,7 @@
  *   ATTACH_NOTIFY     u32: dynamic only: the notify fence (the attachment
  *                     holds a reference); 0 for a static attachment
  *   ATTACH_NEXT       u32: the buffer's next attachment; 0 ends the list,
- *                     whose head is DMABUF_ATTACHMENTS
+ *                     whose head is DMABUF_ATTACH (beside the revoked bit)
  *
  * Lifetime: an attachment holds a reference on its buffer, so the pages stay
  * until the last fd, mapping and attachment are gone. It also counts as a
@@ -76,7 +76,7 @@ import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../devices/iommu.js";
 import type { Fence } from "../sync/fence.js";
 import type { Resv } from "../sync/resv.js";
 import type { Sync } from "../sync/sync.js";
-import { DMABUF_ATTACHMENTS, DMABUF_REVOKED, DmaBufRecord } from "./dma_buf.js";
+import { DMABUF_ATTACH, DMABUF_ATTACH_REVOKED, DmaBufRecord } from "./dma_buf.js";
 
 export const ATTACH_MAGIC = 0;
 export const ATTACH_BUFFER = 4;
@@ -128,10 +128,13 @@ function checkDirection(direction: number, syscall: string): asserts direction i
 const word = (sync: Sync, record: number, off: number): number => sync.u32[(record + off) >>> 2];
 const setWord = (sync: Sync, record: number, off: number, v: number): void => { sync.u32[(record + off) >>> 2] = v; };
 
+/** Under the resv lock: the buffer's first attachment record (DMABUF_ATTACH without the revoked bit), 0 for none. */
+const firstOf = (buf: DmaBufRecord): number => (word(buf.sync, buf.offset, DMABUF_ATTACH) & ~DMABUF_ATTACH_REVOKED) >>> 0;
+
 /** Under the resv lock: the buffer's attachment records, in list order. */
 function listOf(buf: DmaBufRecord): number[] {
   const out: number[] = [];
-  for (let a = word(buf.sync, buf.offset, DMABUF_ATTACHMENTS); a !== 0; a = word(buf.sync, a, ATTACH_NEXT)) out.push(a);
+  for (let a = firstOf(buf); a !== 0; a = word(buf.sync, a, ATTACH_NEXT)) out.push(a);
   return out;
 }
 
@@ -195,11 +198,11 @@ export class DmaBufAttachment {
         setWord(sync, record, ATTACH_IOVA, iova);
         setWord(sync, record, ATTACH_BYTES, iova === 0 ? 0 : buf.size);
         setWord(sync, record, ATTACH_NOTIFY, notify);
-        setWord(sync, record, ATTACH_NEXT, word(sync, buf.offset, DMABUF_ATTACHMENTS));
+        setWord(sync, record, ATTACH_NEXT, firstOf(buf));
         // Publishes the record to DmaBufAttachment.at(); the list itself is
         // read under the lock.
         Atomics.store(sync.u32, (record + ATTACH_MAGIC) >>> 2, ATTACH_MAGIC_VALUE);
-        setWord(sync, buf.offset, DMABUF_ATTACHMENTS, record);
+        setWord(sync, buf.offset, DMABUF_ATTACH, record); // the revoked bit is clear (checked above)
         const att = new DmaBufAttachment(sync, record, held, iommu, notify === 0 ? null : sync.view(notify, false));
         // Under the lock, so that no revoke can signal the fence before the callback is on it.
         if (ops !== null) att.notify!.addCallback((f) => att.deliver(ops, f));
@@ -211,12 +214,20 @@ export class DmaBufAttachment {
     }
   }
 
-  /** The notify fence's callback, in the importer's thread: move_notify, under the resv lock. */
+  /**
+   * The notify fence's callback, in the importer's thread: move_notify, under
+   * the resv lock. Status -ENOENT: detached, nothing to tell. The watch holds
+   * the fence, so no other record can have it as ATTACH_NOTIFY meanwhile:
+   * that check (made again under the lock) tells whether another view (another
+   * thread's) detached this attachment while the notification was in flight.
+   */
   private deliver(ops: DmaBufAttachOps, fence: Fence): void {
-    if (this.detached || fence.status !== 1) return; // -ENOENT: detached, nothing to tell
+    const live = () => !this.detached && Atomics.load(this.sync.u32, (this.offset + ATTACH_MAGIC) >>> 2) === ATTACH_MAGIC_VALUE &&
+      word(this.sync, this.offset, ATTACH_NOTIFY) === fence.offset;
+    if (fence.status !== 1 || !live()) return;
     const resv = this.resv;
     if (resv.mutex.heldByMe()) ops.moveNotify(this);
-    else resv.withLock(() => ops.moveNotify(this));
+    else resv.withLock(() => { if (live()) ops.moveNotify(this); });
   }
 
   private flags(): number {
@@ -317,14 +328,16 @@ export class DmaBufAttachment {
     const { sync, offset, buf } = this;
     buf.resv.withLock(() => {
       this.checkAttached(syscall);
-      // The word that points at this record: the list head or a predecessor's ATTACH_NEXT.
-      const prev = [buf.offset + DMABUF_ATTACHMENTS, ...listOf(buf).map((a) => a + ATTACH_NEXT)]
-        .find((link) => word(sync, link, 0) === offset);
-      if (prev === undefined) {
+      // The record before this one, 0 when this one is the list's head.
+      const list = listOf(buf);
+      const at = list.indexOf(offset);
+      if (at < 0) {
         throw new DmaBufError("EINVAL", syscall, `the attachment at ${hex(offset)} is not on dma-buf ${hex(buf.offset)}'s list`);
       }
       unmapLocked(sync, this.iommu, offset);
-      setWord(sync, prev, 0, word(sync, offset, ATTACH_NEXT));
+      const next = word(sync, offset, ATTACH_NEXT);
+      if (at > 0) setWord(sync, list[at - 1], ATTACH_NEXT, next);
+      else setWord(sync, buf.offset, DMABUF_ATTACH, next | (word(sync, buf.offset, DMABUF_ATTACH) & DMABUF_ATTACH_REVOKED));
       Atomics.store(sync.u32, (offset + ATTACH_MAGIC) >>> 2, 0);
     });
     this.detached = true;
@@ -366,7 +379,8 @@ export function dmaBufRevoke(buf: DmaBufRecord): boolean {
   const { sync } = buf;
   return buf.resv.withLock(() => {
     if (buf.revoked) return false;
-    Atomics.store(sync.i32, (buf.offset + DMABUF_REVOKED) >>> 2, 1);
+    // Read without the lock by buf.revoked (attach and map check it again under the lock).
+    Atomics.or(sync.u32, (buf.offset + DMABUF_ATTACH) >>> 2, DMABUF_ATTACH_REVOKED);
     const notify: Fence[] = [];
     for (const a of listOf(buf)) {
       unmapLocked(sync, new Iommu(sync, word(sync, a, ATTACH_IOMMU)), a);

@@ -3,7 +3,7 @@
  * the lab. The record lives in the arena, so a buffer crosses threads as an
  * offset (DmaBufRecord.attach), the way a file descriptor crosses processes.
  *
- * Record (DMABUF_*, 132 bytes: a 256-byte block of the sync heap):
+ * Record (DMABUF_*, 128 bytes in the sync heap):
  *   DMABUF_REFCOUNT  i32: references (files, mappings, attachments, views);
  *                    the pages, lists and reservation object go with the last
  *   DMABUF_FILES     i32: open files (fd table entries, in any thread) that
@@ -31,11 +31,13 @@
  *                    CPU cache of the buffer (coherence.ts), in user memory
  *   DMABUF_CPU_CLEAN u32: its clean snapshot
  *   DMABUF_PARTIAL   i32: maintenance calls on ranges that split a cache line
- *   DMABUF_ATTACHMENTS u32: the first attachment record of the buffer's
- *                    attachment list (attachment.ts), 0 when none; changed
- *                    under the resv lock. Each attachment holds a reference
- *   DMABUF_REVOKED   i32: 1 once the exporter revoked the buffer (attachment.ts:
- *                    no new attachment or mapping); stored under the resv lock
+ *   DMABUF_ATTACH    u32: the buffer's attachment list (attachment.ts): its
+ *                    first attachment record (64-byte aligned; 0 when none)
+ *                    | DMABUF_ATTACH_REVOKED (bit 0), set for good when the
+ *                    exporter revoked the buffer (no new attachment or
+ *                    mapping). Changed under the resv lock; the bit is read
+ *                    with Atomics.load without it. Each attachment holds a
+ *                    reference
  *
  * Contract: create() takes the pieces from an exporter (a heap) and owns them
  * from then on; a failed create() gives them back and changes nothing else.
@@ -71,9 +73,10 @@ export const DMABUF_NBACKING = 108;
 export const DMABUF_CPU_COPY = 112;
 export const DMABUF_CPU_CLEAN = 116;
 export const DMABUF_PARTIAL = 120;
-export const DMABUF_ATTACHMENTS = 124;
-export const DMABUF_REVOKED = 128;
-export const DMABUF_RECORD_SIZE = 132;
+export const DMABUF_ATTACH = 124;
+export const DMABUF_RECORD_SIZE = 128;
+/** DMABUF_ATTACH's low bit (records are 64-byte aligned; the kernel tags a dma_resv_list's fence pointers so). */
+export const DMABUF_ATTACH_REVOKED = 1;
 export const DMA_BUF_NAME_LEN = 32;
 
 const PIECE_OFFSET = 0;
@@ -201,7 +204,7 @@ export class DmaBufRecord {
 
   /** Whether the exporter revoked the buffer (attachment.ts). */
   get revoked(): boolean {
-    return Atomics.load(this.sync.i32, (this.offset + DMABUF_REVOKED) >>> 2) !== 0;
+    return (Atomics.load(this.sync.u32, (this.offset + DMABUF_ATTACH) >>> 2) & DMABUF_ATTACH_REVOKED) !== 0;
   }
 
   /** Open files referring to the buffer (fdinfo's count). */
