@@ -21,7 +21,7 @@ export { spawnLabThread, type LabThread } from "./thread/host.js";
 export { spawnDevice, Device, type DeviceOptions, type DeviceBuffer, type Job, type Range, type InFence } from "./devices/device.js";
 export type { DeviceStats } from "./devices/device_record.js";
 export type { Kernel, KernelContext } from "./devices/runtime.js";
-export { Iommu, IOMMU_READ, IOMMU_WRITE } from "./devices/iommu.js";
+export { Iommu, IOMMU_READ, IOMMU_WRITE } from "./dmabuf/iommu.js";
 export { DmaBufAttachment, dmaBufAttach, dmaBufDynamicAttach, dmaBufRevoke, type DmaSgTable } from "./dmabuf/attachment.js";
 export { Sync } from "./sync/sync.js";
 export { Heap, heapNames, SYSTEM_HEAP_ORDERS, type HeapName } from "./dmabuf/heap.js";

@@ -1,6 +1,6 @@
 /*
  * dma-buf attachments (src/dmabuf/attachment.ts) through IOMMUs
- * (src/devices/iommu.ts):
+ * (src/dmabuf/iommu.ts):
  *   - device addresses that translate back to exactly the buffer's bytes, for
  *     reads and for writes (engine gathers and scatters with canaries);
  *   - static attachments (mapped at attach, for one direction) and dynamic
@@ -18,7 +18,7 @@
 import { threadId } from "node:worker_threads";
 import { describe, expect, test } from "vitest";
 import { CACHING_CACHED, DmaBufRecord, preadv, pwritev, type Lab } from "../src/index.js";
-import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../src/devices/iommu.js";
+import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../src/dmabuf/iommu.js";
 import {
   DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE, DmaBufAttachment, dmaBufAttach, dmaBufAttachments, dmaBufDynamicAttach,
   dmaBufRevoke, type DmaBufAttachOps,

@@ -49,7 +49,7 @@ import { installErrorTransfer } from "../thread/errors.js";
 import { workerUrl } from "../thread/host.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
 import { DEV_DEAD, DEV_TIMELINE, DeviceRecord, freeJob, type DeviceStats } from "./device_record.js";
-import { IOMMU_READ, IOMMU_WRITE, Iommu } from "./iommu.js";
+import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
 import {
   JOB_ARGS, JOB_BUF_ACCESS, JOB_BUF_BUFFER, JOB_BUF_IOVA, JOB_BUF_OFFSET, JOB_BUF_LEN, JOB_BUF_SIZE, JOB_BUFS, JOB_CHECKSUM, JOB_COPY, JOB_DEP,
   JOB_FENCE, JOB_FILL, JOB_KERNEL, JOB_KERNEL_ID, JOB_KIND, JOB_MAX_ARGS, JOB_MAX_BUFS, JOB_NARGS, JOB_NBUFS,

@@ -29,7 +29,7 @@ import { zipRuns, type Run } from "../dmabuf/runs.js";
 import { DEV_DEAD, DEV_FLAG_COHERENT, DEV_FLAGS, DEV_IOMMU, DEV_STOPPING, DeviceRecord, freeJob } from "./device_record.js";
 import { CpuCache, isCoherent } from "../dmabuf/coherence.js";
 import { DmaBufRecord } from "../dmabuf/dma_buf.js";
-import { IOMMU_READ, IOMMU_WRITE, Iommu } from "./iommu.js";
+import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
 import {
   JOB_ARGS, JOB_BUF_ACCESS, JOB_BUF_BUFFER, JOB_BUF_IOVA, JOB_BUF_OFFSET, JOB_BUF_LEN, JOB_BUF_SIZE, JOB_BUFS, JOB_CHECKSUM, JOB_COPY, JOB_DEP,
   JOB_FILL, JOB_KERNEL, JOB_KERNEL_ID, JOB_KIND, JOB_NARGS, JOB_NBUFS, JOB_NOP,

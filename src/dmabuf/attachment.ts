@@ -3,7 +3,7 @@
  * exporter's revoke. These are the kernel's dma_buf_attach,
  * dma_buf_dynamic_attach, dma_buf_map_attachment, dma_buf_unmap_attachment,
  * dma_buf_detach and dma_buf_move_notify. The device addresses come from the
- * importer's IOMMU (src/devices/iommu.ts). That module sits below this
+ * importer's IOMMU (src/dmabuf/iommu.ts). That module sits below this
  * layer, as the kernel's DMA API sits below dma-buf: it imports only the
  * memory and sync layers.
  *
@@ -72,7 +72,7 @@
  */
 import { DmaBufError, errnoNumbers, hex } from "../errno.js";
 import { FENCE_KIND_PLAIN } from "../engine/abi.js";
-import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../devices/iommu.js";
+import { IOMMU_READ, IOMMU_WRITE, Iommu } from "./iommu.js";
 import type { Fence } from "../sync/fence.js";
 import type { Resv } from "../sync/resv.js";
 import type { Sync } from "../sync/sync.js";

@@ -18,7 +18,7 @@
  * leaves the IOMMU and the attachment to the lab's end.
  */
 import { parentPort, threadId } from "node:worker_threads";
-import { Iommu, IOMMU_READ } from "../../src/devices/iommu.js";
+import { Iommu, IOMMU_READ } from "../../src/dmabuf/iommu.js";
 import { DmaBufRecord } from "../../src/dmabuf/dma_buf.js";
 import { dmaBufDynamicAttach, type DmaBufAttachment, type DmaSgTable } from "../../src/dmabuf/attachment.js";
 import { DmaBufError } from "../../src/errno.js";

@@ -14,7 +14,7 @@
  *     (`pages`), in whole-range order, and add up to the length asked.
  * Problems are reported, not thrown (at most 20).
  */
-import { Iommu, IOMMU_READ, type PhysRun } from "../../src/devices/iommu.js";
+import { Iommu, IOMMU_READ, type PhysRun } from "../../src/dmabuf/iommu.js";
 import { DmaBufError } from "../../src/errno.js";
 import { Lab, type LabHandle } from "../../src/lab.js";
 import { PAGE_SIZE } from "../../src/memory/layout.js";

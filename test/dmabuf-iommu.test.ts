@@ -1,5 +1,5 @@
 /*
- * The IOMMU (src/devices/iommu.ts): map, translate and unmap against a plain
+ * The IOMMU (src/dmabuf/iommu.ts): map, translate and unmap against a plain
  * model of the page table with a seeded PRNG; faults (unmapped, forbidden,
  * outside the space) recorded and emitting nothing; the IOVA allocator's
  * exhaustion and page 0; bad arguments changing nothing; destroy giving
@@ -9,7 +9,7 @@
  */
 import { describe, expect, test } from "vitest";
 import type { Lab } from "../src/index.js";
-import { IOMMU_READ, IOMMU_WRITE, Iommu, type PhysRun } from "../src/devices/iommu.js";
+import { IOMMU_READ, IOMMU_WRITE, Iommu, type PhysRun } from "../src/dmabuf/iommu.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
 import { expectPristine } from "./helpers/buddy-stats.js";
 import { expectErrno } from "./helpers/errors.js";
