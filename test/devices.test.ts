@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, test } from "vitest";
 import { Lab } from "../src/lab.js";
+import { POLLIN, type PollFd } from "../src/index.js";
 import { spawnDevice, type Device, type DeviceBuffer } from "../src/devices/device.js";
 import { dmaBufRevoke } from "../src/dmabuf/attachment.js";
 import type { DmaBufRecord } from "../src/dmabuf/dma_buf.js";
@@ -163,6 +164,34 @@ describe("device jobs", () => {
       expect({ sync: lab.stats().sync.freeBytes, count: a.resv.count }).toEqual(before);
     } finally {
       a.put();
+    }
+  });
+});
+
+describe("poll on a dma-buf a device writes", () => {
+  test("poll(timeout) waits for the device's write fence; a short timeout returns 0; pollAsync too", async () => {
+    const lab = await labs.create();
+    const dev = await device(lab);
+    const buf = lab.heap("system").alloc(4 * KiB);
+    try {
+      const db = await dev.attach(buf);
+      const faulty = await dev.loadKernel(FAULTY);
+      const spin = (ms: number) => dev.submit({ kind: "kernel", kernel: faulty, buffers: [{ range: db, access: "write" }], args: [FAULT_SPIN, ms] });
+      const fds: PollFd[] = [{ fd: buf.fd, events: POLLIN }];
+      let job = spin(300);
+      expect(lab.process.poll(fds, 20)).toBe(0); // the device still writes: not readable yet
+      expect(fds[0].revents).toBe(0);
+      expect(lab.process.poll(fds, WAIT_MS)).toBe(1); // woken by the device thread's signal
+      expect(fds[0].revents).toBe(POLLIN);
+      expect(job.status).toBe(1);
+      job.put();
+      job = spin(100);
+      expect(await lab.process.pollAsync(fds, WAIT_MS)).toBe(1);
+      expect(job.status).toBe(1);
+      job.put();
+      expectErrno(() => lab.process.poll(fds, Number.NaN), "EINVAL");
+    } finally {
+      buf.close();
     }
   });
 });

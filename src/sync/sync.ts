@@ -258,18 +258,29 @@ export class Sync {
   // ---- waiting for any of several fences -----------------------------------
 
   /**
-   * Blocks until any of the fences is signalled or the deadline passes. The
-   * word is CTL_ANY_EPOCH, which every signal bumps while CTL_ANY_WAITERS is
-   * non-zero (assembly/fence.ts); the loop is waitUntil's.
+   * Blocks until done() holds or the deadline passes, re-checking done()
+   * whenever any fence of the lab is signalled: the word is CTL_ANY_EPOCH,
+   * which every signal bumps while CTL_ANY_WAITERS is non-zero
+   * (assembly/fence.ts); the loop is waitUntil's. For conditions over
+   * fences: any of several signalled (dma_fence_wait_any), a file ready (poll).
    */
-  blockUntilAny(fences: Fence[], deadline: number): boolean {
+  blockUntilSignal(done: () => boolean, deadline: number, syscall: string): boolean {
     return waitUntil(this.i32, this.arena.control(CTL_ANY_EPOCH) >>> 2, this.arena.control(CTL_ANY_WAITERS) >>> 2,
-      () => fences.some((f) => f.isSignaled()), deadline, "dma_fence_wait_any");
+      done, deadline, syscall);
+  }
+
+  untilSignalAsync(done: () => boolean, deadline: number): Promise<boolean> {
+    return waitUntilAsync(this.i32, this.arena.control(CTL_ANY_EPOCH) >>> 2, this.arena.control(CTL_ANY_WAITERS) >>> 2,
+      done, deadline);
+  }
+
+  /** Blocks until any of the fences is signalled or the deadline passes. */
+  blockUntilAny(fences: Fence[], deadline: number): boolean {
+    return this.blockUntilSignal(() => fences.some((f) => f.isSignaled()), deadline, "dma_fence_wait_any");
   }
 
   untilAnyAsync(fences: Fence[], deadline: number): Promise<boolean> {
-    return waitUntilAsync(this.i32, this.arena.control(CTL_ANY_EPOCH) >>> 2, this.arena.control(CTL_ANY_WAITERS) >>> 2,
-      () => fences.some((f) => f.isSignaled()), deadline);
+    return this.untilSignalAsync(() => fences.some((f) => f.isSignaled()), deadline);
   }
 
   /** Whether this thread may block (false on a browser's main thread). */

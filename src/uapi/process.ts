@@ -25,9 +25,11 @@
  *   read, write, pread, pwrite, readv, writev (and Async twins)  the file's
  *            read/write operation (a dma-buf: the read/write path); files
  *            without one: EINVAL.
- *   lseek, mmap, poll, fdinfo  the file's operations. poll is a snapshot (no
- *            timeout): revents = events' ready bits, POLLNVAL for a bad fd;
- *            it returns how many entries have revents.
+ *   lseek, mmap, poll, fdinfo  the file's operations. poll: revents =
+ *            events' ready bits, POLLNVAL for a bad fd; it returns how many
+ *            entries have revents. Its timeout (ms; 0 a snapshot, negative
+ *            without limit) waits for readiness, re-checked at every fence
+ *            signal of the lab; pollAsync is its twin.
  *   munmap   drops a mapping's reference (EINVAL when already unmapped).
  *   exportFd/importFd  pass an fd to another thread (worker): exportFd(fd)
  *            gives a structured-clonable FdToken {kind, offset, flags}; the
@@ -49,6 +51,7 @@ import { DmaBufError } from "../errno.js";
 import { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { heapNames, type HeapName } from "../dmabuf/heap.js";
 import type { Lab } from "../lab.js";
+import { nowMs, requireBlocking } from "../memory/futex.js";
 import { SwSyncTimeline } from "../sync/sw_sync.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { DmaBufFile } from "./dma_buf_file.js";
@@ -271,7 +274,35 @@ export class Process {
     this.mappings.delete(mapping);
   }
 
-  poll(fds: PollFd[]): number {
+  /**
+   * poll(2): sets each entry's revents and returns how many are ready.
+   * timeoutMs 0 (the default) is a snapshot; a positive one waits until an
+   * entry is ready (re-checked at every fence signal of the lab) or the time
+   * is up (0 returned); a negative one waits without limit.
+   */
+  poll(fds: PollFd[], timeoutMs = 0): number {
+    const { ready, deadline } = this.pollStart(fds, timeoutMs);
+    if (ready > 0 || timeoutMs === 0) return ready;
+    requireBlocking("poll", "pollAsync()");
+    this.lab.sync.blockUntilSignal(() => this.pollScan(fds) > 0, deadline, "poll");
+    return this.pollScan(fds);
+  }
+
+  async pollAsync(fds: PollFd[], timeoutMs = 0): Promise<number> {
+    const { ready, deadline } = this.pollStart(fds, timeoutMs);
+    if (ready > 0 || timeoutMs === 0) return ready;
+    await this.lab.sync.untilSignalAsync(() => this.pollScan(fds) > 0, deadline);
+    return this.pollScan(fds);
+  }
+
+  private pollStart(fds: PollFd[], timeoutMs: number): { ready: number; deadline: number } {
+    if (typeof timeoutMs !== "number" || Number.isNaN(timeoutMs)) {
+      throw new DmaBufError("EINVAL", "poll", `timeout ${String(timeoutMs)} is not a number of ms`);
+    }
+    return { ready: this.pollScan(fds), deadline: timeoutMs < 0 ? Infinity : nowMs() + timeoutMs };
+  }
+
+  private pollScan(fds: PollFd[]): number {
     let ready = 0;
     for (const p of fds) {
       const file = this.table.get(p.fd)?.file;
