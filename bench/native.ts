@@ -1,8 +1,10 @@
 /*
  * The native C peer: builds bench/native/memcpy.c with the system's C
- * compiler (cc -O2, or $CC) into build/native/memcpy when the binary is
- * missing or older than its source, runs it as a subprocess with a spec of
- * cases on stdin and returns its samples.
+ * compiler (cc -O2 -pthread, or $CC) into build/native/memcpy when the
+ * binary is missing or older than its source, runs it as a subprocess with a
+ * spec of cases on stdin and returns its samples. The "threads" case runs
+ * memcpy on several threads at once (each its own src and dst) and samples
+ * the aggregate: ns per copy over all threads.
  *
  * Contract: never throws for an absent or broken toolchain. No compiler, a
  * failed build or a missing source file (an installed package ships no
@@ -28,7 +30,9 @@ export interface NativeBudget {
 export type NativeCase =
   | { kind: "contig"; bytes: number; srcOff: number; dstOff: number; batch: number }
   | { kind: "scatter" | "gather"; poolPages: number; pages: number; seed: number; batch: number }
-  | { kind: "tiny"; window: number; segments: number; maxLen: number; seed: number; batch: number };
+  | { kind: "tiny"; window: number; segments: number; maxLen: number; seed: number; batch: number }
+  /** batch: copies per thread in one timed round. */
+  | { kind: "threads"; bytes: number; threads: number; batch: number };
 
 export interface NativeSamples {
   /** FNV-1a of the random layout as C drew it (0 for contiguous cases). */
@@ -50,6 +54,7 @@ export function nativeCaseKey(c: NativeCase): string {
     case "scatter":
     case "gather": return `${c.kind} ${c.poolPages} ${c.pages} ${c.seed} ${c.batch}`;
     case "tiny": return `tiny ${c.window} ${c.segments} ${c.maxLen} ${c.seed} ${c.batch}`;
+    case "threads": return `threads ${c.bytes} ${c.threads} ${c.batch}`;
   }
 }
 
@@ -86,10 +91,10 @@ export async function buildNative(): Promise<NativeBuild> {
       ? { binary, compiler: `${binary}, built earlier (no C compiler found now)` }
       : { reason: "no C compiler found ($CC, cc, gcc, clang)" };
   }
-  const label = `${compiler.cc} -O2 (${compiler.version})`;
+  const label = `${compiler.cc} -O2 -pthread (${compiler.version})`;
   if (fresh) return { binary, compiler: label };
   mkdirSync(dirname(binary), { recursive: true });
-  const r = await run(compiler.cc, ["-O2", "-o", binary, source], 120_000);
+  const r = await run(compiler.cc, ["-O2", "-pthread", "-o", binary, source], 120_000);
   if (r.code !== 0) {
     const why = (r.stderr.trim() || r.error?.message || "unknown error").split("\n").slice(0, 6).join(" | ");
     return { reason: `building ${source} with ${compiler.cc} failed: ${why}` };

@@ -159,10 +159,10 @@ export function renderJson(result: CopyBenchResult): string {
   return roundedJson({ machine, date, quick, seed, regimes, budget, rounds, load, native, durationMs, targets, rows, notes });
 }
 
-const palette = ["#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+export const palette = ["#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
   "#7f7f7f", "#bcbd22", "#17becf", "#393b79"];
 
-const esc = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+export const esc = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
 /** A log-log chart of GB/s against copy size for contiguous aligned copies. */
 export function renderSvg(result: CopyBenchResult): string {

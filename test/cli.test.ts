@@ -2,19 +2,8 @@
  * The command line, run as a real subprocess on the built bundle
  * (npm test builds it first).
  */
-import { execFile } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-
-const bin = fileURLToPath(new URL("../bin/dmabuf-lab.mjs", import.meta.url));
-
-function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [bin, ...args], { timeout: 60_000 }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === "number" ? error.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
+import { runCli as run } from "./helpers/cli.js";
 
 describe("dmabuf-lab", () => {
   it("runs the tour with no arguments: every copy verified, progress on stderr only", async () => {

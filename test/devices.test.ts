@@ -354,6 +354,18 @@ describe("device faults", () => {
 });
 
 describe("device lifecycle", () => {
+  test("devices spawned together share one watchdog, and all of it goes with the last", async () => {
+    const lab = await labs.create();
+    const sync0 = lab.stats().sync.freeBytes;
+    const devs = await Promise.all([0, 1, 2].map((i) => spawnDevice(lab, { name: `together-${i}` })));
+    const jobs = devs.map((d) => d.submit({ kind: "nop" }));
+    for (const f of jobs) { expect(f.wait(WAIT_MS)).toBeGreaterThan(0); f.put(); }
+    await Promise.all(devs.map((d, i) => (i === 1 ? d.kill() : d.shutdown())));
+    expect(devs.map((d) => d.alive)).toEqual([false, false, false]);
+    expect(lab.stats().sync.freeBytes).toBe(sync0);
+  });
+
+
   test("shutdown drains queued jobs, and releases the attachments and records", async () => {
     const lab = await labs.create();
     const a = lab.exporter("system").alloc(16 * KiB);

@@ -15,6 +15,14 @@
  *   scatter POOL_PAGES PAGES SEED BATCH       linear -> 4 KiB pages
  *   gather  POOL_PAGES PAGES SEED BATCH       4 KiB pages -> linear
  *   tiny    WINDOW SEGMENTS MAX_LEN SEED BATCH  memcpy per segment
+ *   threads BYTES THREADS COPIES              THREADS pthreads, each with its
+ *                                              own src and dst mappings; one
+ *                                              operation is a round between
+ *                                              two barriers in which every
+ *                                              thread memcpys BYTES COPIES
+ *                                              times; samples are ns per copy
+ *                                              of the aggregate (round time /
+ *                                              (THREADS * COPIES))
  *
  * Random layouts come from mulberry32 seeded with SEED, drawn in the same
  * order as bench/copy.ts (pages: a partial Fisher-Yates shuffle of the pool's
@@ -29,6 +37,7 @@
  * MAX_SAMPLES.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +89,21 @@ static void touch(uint8_t *p, size_t bytes) {
   for (size_t i = 0; i < bytes; i++) p[i] = (uint8_t)(i * 131u + 7u);
 }
 
-enum kind { CONTIG, SCATTER, GATHER, TINY };
+enum kind { CONTIG, SCATTER, GATHER, TINY, THREADS };
+
+/* The threads case: members copy between barriers, the main thread times rounds. */
+struct team {
+  pthread_barrier_t start, end;
+  int stop;
+  long copies;
+  size_t bytes;
+};
+
+struct member {
+  struct team *team;
+  uint8_t *src, *dst;
+  pthread_t id;
+};
 
 struct work {
   enum kind kind;
@@ -89,7 +112,23 @@ struct work {
   uint32_t *pages;          /* page indices */
   uint32_t *desc;           /* tiny: dst, src, len triples (offsets from base) */
   size_t count;
+  struct team *team;        /* threads */
 };
+
+static void *member_main(void *arg) {
+  struct member *m = arg;
+  struct team *t = m->team;
+  for (;;) {
+    pthread_barrier_wait(&t->start);
+    if (t->stop) break;
+    for (long c = 0; c < t->copies; c++) {
+      memcpy(m->dst, m->src, t->bytes);
+      KEEP(m->dst);
+    }
+    pthread_barrier_wait(&t->end);
+  }
+  return NULL;
+}
 
 static void op(const struct work *w) {
   switch (w->kind) {
@@ -118,10 +157,15 @@ static void op(const struct work *w) {
     }
     break;
   }
+  case THREADS: /* one round: every member copies, the main thread waits at both barriers */
+    pthread_barrier_wait(&w->team->start);
+    pthread_barrier_wait(&w->team->end);
+    break;
   }
 }
 
-static void measure(const struct work *w, long batch, const char *name, uint32_t hash, int first) {
+/* Samples are ns per operation, divided further by `per` (copies in one operation). */
+static void measure(const struct work *w, long batch, double per, const char *name, uint32_t hash, int first) {
   double *samples = malloc(sizeof(double) * (size_t)max_samples);
   long n = 0;
   double start = now_ns();
@@ -130,7 +174,7 @@ static void measure(const struct work *w, long batch, const char *name, uint32_t
   while (n < max_samples && (n < min_samples || now_ns() - start < budget_ms * 1e6)) {
     double t0 = now_ns();
     for (long b = 0; b < batch; b++) op(w);
-    samples[n++] = (now_ns() - t0) / (double)batch;
+    samples[n++] = (now_ns() - t0) / (double)batch / per;
   }
   printf("%s\n  {\"case\": \"%s\", \"hash\": %u, \"batch\": %ld, \"samples\": [", first ? "" : ",", name, hash, batch);
   for (long i = 0; i < n; i++) printf(i ? ",%.2f" : "%.2f", samples[i]);
@@ -185,7 +229,7 @@ int main(void) {
       w.src = contig + (size_t)b;
       w.dst = contig + CONTIG_DST + (size_t)c;
       w.bytes = (size_t)a;
-      measure(&w, (long)d, name, 0, first);
+      measure(&w, (long)d, 1, name, 0, first);
       if (memcmp(w.dst, w.src, w.bytes) != 0) fprintf(stderr, "native: %s copied wrong bytes\n", line);
     } else if (strcmp(kind, "scatter") == 0 || strcmp(kind, "gather") == 0) {
       uint32_t pool_pages = (uint32_t)a, count = (uint32_t)b, hash;
@@ -197,7 +241,7 @@ int main(void) {
       w.kind = kind[0] == 's' ? SCATTER : GATHER;
       w.src = w.kind == SCATTER ? linear : pool;
       w.dst = w.kind == SCATTER ? pool : linear;
-      measure(&w, (long)d, name, hash, first);
+      measure(&w, (long)d, 1, name, hash, first);
       free(w.pages);
       munmap(pool, (size_t)pool_pages * PAGE);
       munmap(linear, (size_t)count * PAGE);
@@ -220,9 +264,41 @@ int main(void) {
       w.kind = TINY;
       w.src = base;
       w.count = count;
-      measure(&w, (long)e, name, hash, first);
+      measure(&w, (long)e, 1, name, hash, first);
       free(w.desc);
       munmap(base, window);
+    } else if (strcmp(kind, "threads") == 0) {
+      struct team team = { .stop = 0, .copies = (long)c, .bytes = (size_t)a };
+      long threads = (long)b;
+      if (threads < 1 || threads > 64 || team.copies < 1) {
+        fprintf(stderr, "native: bad threads case '%s'\n", line);
+        return 2;
+      }
+      struct member *members = calloc((size_t)threads, sizeof *members);
+      pthread_barrier_init(&team.start, NULL, (unsigned)threads + 1);
+      pthread_barrier_init(&team.end, NULL, (unsigned)threads + 1);
+      for (long i = 0; i < threads; i++) {
+        members[i].team = &team;
+        members[i].src = map(team.bytes);
+        members[i].dst = map(team.bytes);
+        touch(members[i].src, team.bytes);
+        touch(members[i].dst, team.bytes);
+        pthread_create(&members[i].id, NULL, member_main, &members[i]);
+      }
+      w.kind = THREADS;
+      w.team = &team;
+      measure(&w, 1, (double)(threads * team.copies), name, 0, first);
+      team.stop = 1;
+      pthread_barrier_wait(&team.start);
+      for (long i = 0; i < threads; i++) {
+        pthread_join(members[i].id, NULL);
+        if (memcmp(members[i].dst, members[i].src, team.bytes) != 0) fprintf(stderr, "native: %s copied wrong bytes\n", line);
+        munmap(members[i].src, team.bytes);
+        munmap(members[i].dst, team.bytes);
+      }
+      pthread_barrier_destroy(&team.start);
+      pthread_barrier_destroy(&team.end);
+      free(members);
     } else {
       fprintf(stderr, "native: unknown case '%s'\n", line);
       return 2;

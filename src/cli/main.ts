@@ -7,9 +7,11 @@ import type { Command, CommandIo } from "./command.js";
 import { tour } from "./commands/tour.js";
 import { bench } from "./commands/bench.js";
 import { serve } from "./commands/serve.js";
+import { contend } from "./commands/contend.js";
+import { demo } from "./commands/demo.js";
 import { DmaBufError } from "../errno.js";
 
-const commands: Command[] = [tour, bench, serve];
+const commands: Command[] = [tour, bench, contend, serve, demo];
 
 function help(): string {
   const width = Math.max(...commands.map((c) => c.name.length));

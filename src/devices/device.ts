@@ -9,7 +9,7 @@
  *                           the device-address range: a DeviceBuffer
  *   submit(job)             a job over DeviceBuffers; returns its out-fence
  *   loadKernel(url)         a user-defined kernel module for kernel jobs
- *   stats(), detach(), shutdown({drain})
+ *   stats(), detach(), shutdown({drain}), kill() (a reset: EIO for all)
  *
  * Submission (any thread that has the Device; synchronous, never waits
  * for the device): validates the job entirely first (EINVAL, nothing
@@ -116,29 +116,50 @@ const SILENCE_MS = 2000;
 
 let serial = 0;
 
-/** One watchdog worker per lab view, shared by its devices. */
-const watchdogs = new WeakMap<Lab, { worker: SpawnedWorker; api: Comlink.Remote<WatchdogApi>; devices: number }>();
+/**
+ * One watchdog worker per lab view, shared by its devices. The entry is
+ * made at once (its start-up a promise), so that devices spawned together
+ * share one watchdog.
+ */
+interface Watchdog { ready: Promise<{ worker: SpawnedWorker; api: Comlink.Remote<WatchdogApi> }>; devices: number }
+const watchdogs = new WeakMap<Lab, Watchdog>();
 
-async function watchdogFor(lab: Lab) {
+async function startWatchdog(lab: Lab): Promise<{ worker: SpawnedWorker; api: Comlink.Remote<WatchdogApi> }> {
+  const worker = await spawnWorker(workerUrl("watchdog"), { handle: lab.share(), periodMs: WATCHDOG_PERIOD_MS, silenceMs: SILENCE_MS }, "watchdog");
+  unrefWorker(worker);
+  const api = Comlink.wrap<WatchdogApi>(worker.endpoint);
+  try {
+    await api.hello();
+  } catch (e) {
+    await worker.terminate();
+    throw e;
+  }
+  return { worker, api };
+}
+
+async function watchdogFor(lab: Lab): Promise<Comlink.Remote<WatchdogApi>> {
   let w = watchdogs.get(lab);
   if (w === undefined) {
-    const worker = await spawnWorker(workerUrl("watchdog"), { handle: lab.share(), periodMs: WATCHDOG_PERIOD_MS, silenceMs: SILENCE_MS }, "watchdog");
-    unrefWorker(worker);
-    const api = Comlink.wrap<WatchdogApi>(worker.endpoint);
-    await api.hello();
-    w = { worker, api, devices: 0 };
+    w = { ready: startWatchdog(lab), devices: 0 };
     watchdogs.set(lab, w);
   }
   w.devices++;
-  return w;
+  try {
+    return (await w.ready).api;
+  } catch (e) {
+    await releaseWatchdog(lab);
+    throw e;
+  }
 }
 
 async function releaseWatchdog(lab: Lab): Promise<void> {
   const w = watchdogs.get(lab);
   if (w === undefined || --w.devices > 0) return;
   watchdogs.delete(lab);
-  w.api[Comlink.releaseProxy]();
-  await w.worker.terminate();
+  const started = await w.ready.catch(() => undefined);
+  if (started === undefined) return;
+  started.api[Comlink.releaseProxy]();
+  await started.worker.terminate();
 }
 
 /** A Node worker that does not keep the process alive (browsers: nothing to do). */
@@ -180,23 +201,30 @@ export async function spawnDevice(lab: Lab, options: DeviceOptions = {}): Promis
     ring.destroy();
     throw e;
   }
-  const watchdog = await watchdogFor(lab);
   let worker: SpawnedWorker | undefined;
+  let device: Device | undefined;
+  let watched = false;
   try {
+    const watchdog = await watchdogFor(lab);
+    watched = true;
     worker = await spawnWorker(workerUrl("device"), { handle: lab.share(), device: record.offset, name: o.name }, o.name);
     const api = Comlink.wrap<DeviceApi>(worker.endpoint);
-    const device = new Device(lab, record, iommu, timeline, worker, api, o);
+    device = new Device(lab, record, iommu, timeline, worker, api, o);
     await device.call(() => api.hello());
-    await watchdog.api.watch(record.offset);
+    await watchdog.watch(record.offset);
     unrefWorker(worker);
     return device;
   } catch (e) {
-    record.fail(-5);
-    await worker?.terminate();
-    record.reap((job) => freeJob(sync, job));
-    iommu.destroy();
-    timeline.unref();
-    await releaseWatchdog(lab);
+    if (device !== undefined) {
+      await device.kill(); // releases everything, the watchdog reference included
+    } else {
+      record.fail(-5);
+      await worker?.terminate();
+      record.reap((job) => freeJob(sync, job));
+      iommu.destroy();
+      timeline.unref();
+      if (watched) await releaseWatchdog(lab);
+    }
     throw e;
   }
 }
@@ -316,10 +344,23 @@ export class Device {
         await this.call(() => this.api.stop(options.drain ?? true));
         this.detachedByWorker = true;
       } catch (e) {
-        if (!(e instanceof DmaBufError && e.code === "ENODEV")) throw e;
+        if (!(e instanceof DmaBufError && e.code === "ENODEV")) {
+          // The worker could not stop cleanly: it is ended all the same.
+          await this.reap();
+          throw e;
+        }
       }
     }
     await this.reap();
+  }
+
+  /**
+   * Ends the device at once, like a reset: every pending fence is signalled
+   * with EIO, the worker is terminated, its attachments and records are
+   * released. Idempotent; shutdown() is the orderly way.
+   */
+  kill(): Promise<void> {
+    return this.reap();
   }
 
   private reap(): Promise<void> {

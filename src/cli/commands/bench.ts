@@ -1,20 +1,21 @@
 /*
- * `dmabuf-lab bench copy`, `dmabuf-lab bench fence`, `dmabuf-lab bench rw` and
- * `dmabuf-lab bench calibrate`: the copy benchmark (bench/copy.ts), the fence
- * benchmark (bench/fence.ts), the read/write benchmark (bench/rw.ts) and the
- * AUTO calibration (bench/calibrate.ts).
+ * `dmabuf-lab bench copy`, `dmabuf-lab bench fence`, `dmabuf-lab bench rw`,
+ * `dmabuf-lab bench devices` and `dmabuf-lab bench calibrate`: the copy
+ * benchmark (bench/copy.ts), the fence benchmark (bench/fence.ts), the
+ * read/write benchmark (bench/rw.ts), the device benchmark (bench/devices.ts)
+ * and the AUTO calibration (bench/calibrate.ts).
  * Results on stdout (a table, or JSON with --json), progress on stderr;
  * files only where an option names them (--chart, --out, --write).
  */
-import { mkdirSync, writeFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import type { Command, CommandIo } from "../command.js";
+import { progress, writeFile, type Command, type CommandIo } from "../command.js";
 import { packageUrl } from "../../engine/artifacts.js";
 import { regimeGroups, runCopyBench, type RegimeGroup } from "../../../bench/copy.js";
 import { runFenceBench } from "../../../bench/fence.js";
 import { runRwBench } from "../../../bench/rw.js";
+import { renderDevicesJson, renderDevicesTable, runDevicesBench } from "../../../bench/devices.js";
 import {
   renderFenceJson, renderFenceTable, renderJson, renderRwJson, renderRwTable, renderSvg, renderTable,
 } from "../../../bench/report.js";
@@ -24,6 +25,7 @@ const usage = `usage: dmabuf-lab bench copy [--quick] [--json] [--chart FILE.svg
                             [--regime contiguous|pages|tiny]... [--seed N] [--no-native]
        dmabuf-lab bench fence [--quick] [--json] [--out FILE.json]
        dmabuf-lab bench rw [--quick] [--json] [--out FILE.json] [--no-native]
+       dmabuf-lab bench devices [--quick] [--json] [--out FILE.json] [--no-native]
        dmabuf-lab bench calibrate [--quick] [--json] [--write]
 
 bench copy: every engine strategy against Uint8Array.set / copyWithin (on the
@@ -68,6 +70,19 @@ About a minute; --quick about 15 seconds.
   --out FILE       also write the JSON result to FILE
   --no-native      do not build or run the native memcpy peer
 
+bench devices: device jobs (worker threads) against native memcpy, in one run:
+submit-to-complete latency (p50/p90/p99, from the out-fence's timestamp) of
+an empty job and of a 1 MiB copy on one device; aggregate copy bandwidth of
+one and two devices, each copying its own 16 MiB dma-bufs with 8 jobs in
+flight, beside native memcpy on one and two threads (pthreads, each its own
+buffers). Prints the issue's target: two devices >= 0.9x two native threads.
+About 5 seconds; --quick about 2.
+
+  --quick          a reduced run (8 MiB copies, one round of 40 ms per row)
+  --json           print the result as JSON ({ machine, date, targets, latency, bandwidth, notes })
+  --out FILE       also write the JSON result to FILE
+  --no-native      do not build or run the native memcpy peer
+
 bench calibrate: measures bulk, simd, words and bytes through the sg walker for
 each size bucket (1 B..64 MiB) and alignment class, and prints the AUTO table.
 About 40 seconds; --quick about 10 (noisier).
@@ -77,19 +92,6 @@ About 40 seconds; --quick about 10 (noisier).
   --json           print the measurements and the table as JSON
   --quick          shorter measurements
 `;
-
-function writeFile(path: string, text: string): string {
-  const abs = resolve(path);
-  mkdirSync(dirname(abs), { recursive: true });
-  writeFileSync(abs, text);
-  return abs;
-}
-
-/** A progress printer on stderr: "PREFIX [  12 s] TEXT", seconds since it was made. */
-function progress(io: CommandIo, prefix: string): (text: string) => void {
-  const t0 = performance.now();
-  return (text) => io.stderr(`${prefix} [${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${text}\n`);
-}
 
 /** A benchmark step as progress text: "3/40 label" (a negative index is a note, just the label). */
 const step = (e: { index: number; total: number; label: string }): string =>
@@ -144,18 +146,28 @@ async function fence(argv: string[], io: CommandIo): Promise<number> {
   return 0;
 }
 
-async function rw(argv: string[], io: CommandIo): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { quick: { type: "boolean" }, json: { type: "boolean" }, out: { type: "string" }, "no-native": { type: "boolean" } },
-  });
-  const say = progress(io, "bench");
-  const result = await runRwBench({ quick: values.quick, native: !values["no-native"] }, (e) => say(step(e)));
-  const json = renderRwJson(result);
-  io.stdout(values.json ? json : renderRwTable(result));
-  if (values.out !== undefined) io.stderr(`bench: wrote ${writeFile(values.out, json)}\n`);
-  return 0;
+/** A benchmark with a native peer (rw, devices): --quick, --json, --out FILE, --no-native. */
+function withNative<R>(
+  run: (o: { quick?: boolean; native: boolean }, onProgress: (e: { index: number; total: number; label: string }) => void) => Promise<R>,
+  renderJson: (r: R) => string,
+  renderTable: (r: R) => string,
+): (argv: string[], io: CommandIo) => Promise<number> {
+  return async (argv, io) => {
+    const { values } = parseArgs({
+      args: argv,
+      options: { quick: { type: "boolean" }, json: { type: "boolean" }, out: { type: "string" }, "no-native": { type: "boolean" } },
+    });
+    const say = progress(io, "bench");
+    const result = await run({ quick: values.quick, native: !values["no-native"] }, (e) => say(step(e)));
+    const json = renderJson(result);
+    io.stdout(values.json ? json : renderTable(result));
+    if (values.out !== undefined) io.stderr(`bench: wrote ${writeFile(values.out, json)}\n`);
+    return 0;
+  };
 }
+
+const rw = withNative(runRwBench, renderRwJson, renderRwTable);
+const devices = withNative(runDevicesBench, renderDevicesJson, renderDevicesTable);
 
 async function calibrate(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseArgs({
@@ -175,16 +187,18 @@ async function calibrate(argv: string[], io: CommandIo): Promise<number> {
 
 export const bench: Command = {
   name: "bench",
-  summary: "benchmarks: copy (vs memcpy, TypedArray.set), fence (vs raw Atomics), rw (pread/pwrite vs memcpy, fs), calibrate (the AUTO table)",
+  summary: "benchmarks: copy (vs memcpy, TypedArray.set), fence (vs raw Atomics), rw (pread/pwrite vs memcpy, fs), " +
+    "devices (device jobs vs memcpy threads), calibrate (the AUTO table)",
   usage,
   async run(argv, io) {
     const [sub, ...rest] = argv;
     if (sub === "copy") return copy(rest, io);
     if (sub === "fence") return fence(rest, io);
     if (sub === "rw") return rw(rest, io);
+    if (sub === "devices") return devices(rest, io);
     if (sub === "calibrate") return calibrate(rest, io);
     io.stderr(sub === undefined
-      ? `dmabuf-lab bench: which benchmark? (copy, fence, rw or calibrate)\n\n${usage}`
+      ? `dmabuf-lab bench: which benchmark? (copy, fence, rw, devices or calibrate)\n\n${usage}`
       : `dmabuf-lab bench: unknown benchmark '${sub}'\n\n${usage}`);
     return 2;
   },

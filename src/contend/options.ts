@@ -1,0 +1,96 @@
+/*
+ * The contention experiment's parameters (`dmabuf-lab contend`): what runs,
+ * on what, for how long, and how its threads wait.
+ *
+ *   writers, readers   CPU threads (workers/contend-cpu.ts), 0..64 each
+ *   devices            device workers (lab.spawnDevice), 0..16
+ *   buffers, size      shared dma-bufs on `heap`; size a multiple of 4 KiB
+ *                      (4 KiB..64 MiB), the unit every role moves at once
+ *   durationMs         how long the run lasts, or
+ *   iterations         how many operations each thread and device does
+ *                      (exactly one of the two; default: 2000 ms)
+ *   jobs               the device job mix, taken in turn: copy, checksum, fill
+ *   wait               how a thread waits for a fence: atomics, spin,
+ *                      postMessage (src/contend/wait.ts)
+ *   coherent           Lab.create({ coherent })
+ *   bypassFences       skip implicit sync everywhere (see run.ts)
+ *   chunks             pieces a writer writes its payload in (1..1024)
+ *   timeoutMs          the bound of every wait in the run
+ * Contract: resolveOptions() validates everything before anything starts:
+ * a bad value is EINVAL (syscall "contend") with a message naming it.
+ */
+import { DmaBufError } from "../errno.js";
+import { heapNames, type HeapName } from "../dmabuf/heap.js";
+
+export const jobKinds = ["copy", "checksum", "fill"] as const;
+export type JobKind = (typeof jobKinds)[number];
+export const waitStrategies = ["atomics", "spin", "postMessage"] as const;
+export type WaitStrategy = (typeof waitStrategies)[number];
+
+export interface ContendOptions {
+  writers?: number;
+  readers?: number;
+  devices?: number;
+  buffers?: number;
+  size?: number;
+  heap?: HeapName;
+  durationMs?: number;
+  iterations?: number;
+  jobs?: JobKind[];
+  wait?: WaitStrategy;
+  coherent?: boolean;
+  bypassFences?: boolean;
+  chunks?: number;
+  timeoutMs?: number;
+}
+
+export type ResolvedOptions = Required<Omit<ContendOptions, "durationMs" | "iterations">> &
+  { durationMs: number | null; iterations: number | null };
+
+const KiB = 1024;
+
+export const defaults = {
+  writers: 2, readers: 2, devices: 1, buffers: 4, size: 64 * KiB, heap: "system" as HeapName, durationMs: 2000,
+  jobs: [...jobKinds] as JobKind[], wait: "atomics" as WaitStrategy, coherent: true, bypassFences: false, chunks: 8,
+  timeoutMs: 5000,
+};
+
+const bad = (message: string) => new DmaBufError("EINVAL", "contend", message);
+
+function integer(name: string, v: number, min: number, max: number): number {
+  if (!Number.isSafeInteger(v) || v < min || v > max) throw bad(`${name} ${v} must be an integer in ${min}..${max}`);
+  return v;
+}
+
+function oneOf<T extends string>(name: string, v: T, allowed: readonly string[]): T {
+  if (!allowed.includes(v)) throw bad(`${name} '${v}' is not one of ${allowed.join(", ")}`);
+  return v;
+}
+
+export function resolveOptions(o: ContendOptions): ResolvedOptions {
+  const d = defaults;
+  if (o.durationMs !== undefined && o.iterations !== undefined) {
+    throw bad(`a duration (${o.durationMs} ms) and iterations (${o.iterations}) were both given: choose one`);
+  }
+  const r: ResolvedOptions = {
+    writers: integer("writers", o.writers ?? d.writers, 0, 64),
+    readers: integer("readers", o.readers ?? d.readers, 0, 64),
+    devices: integer("devices", o.devices ?? d.devices, 0, 16),
+    buffers: integer("buffers", o.buffers ?? d.buffers, 1, 256),
+    size: integer("size", o.size ?? d.size, 4 * KiB, 64 * KiB * KiB),
+    heap: oneOf("heap", o.heap ?? d.heap, heapNames),
+    durationMs: o.iterations === undefined ? integer("duration (ms)", o.durationMs ?? d.durationMs, 1, 3_600_000) : null,
+    iterations: o.iterations === undefined ? null : integer("iterations", o.iterations, 1, 1e9),
+    jobs: o.jobs ?? d.jobs,
+    wait: oneOf("wait strategy", o.wait ?? d.wait, waitStrategies),
+    coherent: o.coherent ?? d.coherent,
+    bypassFences: o.bypassFences ?? d.bypassFences,
+    chunks: integer("chunks", o.chunks ?? d.chunks, 1, 1024),
+    timeoutMs: integer("timeout (ms)", o.timeoutMs ?? d.timeoutMs, 1, 600_000),
+  };
+  if (r.size % (4 * KiB) !== 0) throw bad(`size ${r.size} must be a multiple of 4 KiB (whole pages)`);
+  if (r.jobs.length === 0) throw bad("the job mix is empty (expected some of copy, checksum, fill)");
+  for (const j of r.jobs) oneOf("job", j, jobKinds);
+  if (r.writers + r.readers + r.devices === 0) throw bad("nothing to run: no writers, readers or devices");
+  return r;
+}

@@ -1,0 +1,132 @@
+/*
+ * Between the contention experiment's host (run.ts) and its CPU threads
+ * (workers/contend-cpu.ts): what a thread is given, what it answers, and the
+ * control block both sides share in the arena.
+ *
+ * Control block (lab.alloc, user memory; i32 words, then f64 counters):
+ *   START       0 -> 1 by the host once every thread is ready; the threads
+ *               sleep on it (Atomics.wait) with the run's timeout
+ *   STOP        0 -> 1 by the host when the duration is over or the run
+ *               failed (it sets START too: a thread not started does nothing)
+ *   GENERATION  the run's generation counter (Atomics.add): unique stamps
+ *   per thread  ops, bytes, tears, waits (f64, written by that thread only,
+ *               read by the host for progress and at the end)
+ * The control plane is comlink: hello() answers once the thread is ready,
+ * run() once its loop has ended, with its wait samples.
+ */
+import type { LabHandle } from "../lab.js";
+import { nowMs } from "../memory/futex.js";
+import type { Sync } from "../sync/sync.js";
+import type { WaitStrategy } from "./options.js";
+
+export type CpuRole = "writer" | "reader";
+
+export interface CpuThreadData {
+  handle: LabHandle;
+  role: CpuRole;
+  /** Writer or reader number (0-based), also its stamp's writer id. */
+  index: number;
+  /** This thread's counter slot in the control block. */
+  slot: number;
+  control: number;
+  /** The shared buffers' records (DmaBufRecord.attach). */
+  buffers: number[];
+  size: number;
+  chunks: number;
+  wait: WaitStrategy;
+  bypassFences: boolean;
+  /** Operations to do, or null: until STOP. */
+  iterations: number | null;
+  timeoutMs: number;
+}
+
+export interface CpuRunResult {
+  /** Every fence wait of the thread, ns. */
+  waitsNs: Float64Array;
+}
+
+export interface ContendCpuApi {
+  hello(): string;
+  run(): Promise<CpuRunResult>;
+}
+
+export interface Counters {
+  ops: number;
+  bytes: number;
+  tears: number;
+  waits: number;
+}
+
+const START = 0;
+const STOP = 1;
+const GENERATION = 2;
+const COUNTERS = 64;
+const SLOT_BYTES = 32;
+
+export const controlBytes = (slots: number): number => COUNTERS + slots * SLOT_BYTES;
+
+/** A view of the control block at `offset` (zeroed by lab.alloc). */
+export class Control {
+  private readonly i32: Int32Array;
+  private readonly f64: Float64Array;
+
+  constructor(sync: Sync, readonly offset: number) {
+    this.i32 = sync.i32;
+    this.f64 = sync.f64;
+  }
+
+  private word(i: number): number {
+    return (this.offset >>> 2) + i;
+  }
+
+  start(): void {
+    Atomics.store(this.i32, this.word(START), 1);
+    Atomics.notify(this.i32, this.word(START));
+  }
+
+  /** Sleeps until start() (true) or the timeout (false). */
+  waitStart(timeoutMs: number): boolean {
+    const deadline = nowMs() + timeoutMs;
+    while (Atomics.load(this.i32, this.word(START)) === 0) {
+      const left = deadline - nowMs();
+      if (left <= 0) return false;
+      Atomics.wait(this.i32, this.word(START), 0, left);
+    }
+    return true;
+  }
+
+  /** Ends the run; threads not started yet wake up and do nothing. */
+  stop(): void {
+    Atomics.store(this.i32, this.word(STOP), 1);
+    Atomics.store(this.i32, this.word(START), 1);
+    Atomics.notify(this.i32, this.word(START));
+  }
+
+  get stopped(): boolean {
+    return Atomics.load(this.i32, this.word(STOP)) !== 0;
+  }
+
+  nextGeneration(): number {
+    return (Atomics.add(this.i32, this.word(GENERATION), 1) + 1) >>> 0;
+  }
+
+  private at(slot: number): number {
+    return (this.offset + COUNTERS + slot * SLOT_BYTES) >>> 3;
+  }
+
+  counters(slot: number): Counters {
+    const i = this.at(slot);
+    return { ops: this.f64[i], bytes: this.f64[i + 1], tears: this.f64[i + 2], waits: this.f64[i + 3] };
+  }
+
+  count(slot: number, bytes: number, torn: boolean): void {
+    const i = this.at(slot);
+    this.f64[i]++;
+    this.f64[i + 1] += bytes;
+    if (torn) this.f64[i + 2]++;
+  }
+
+  countWait(slot: number): void {
+    this.f64[this.at(slot) + 3]++;
+  }
+}

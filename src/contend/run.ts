@@ -1,0 +1,268 @@
+/*
+ * The contention experiment (`dmabuf-lab contend`, issue 5 section 5): CPU
+ * writer and reader threads and device workers hammer a few shared dma-bufs
+ * at once, and every reader checks that it saw one whole generation.
+ *
+ * runContend(options, onProgress):
+ *   1. a lab of its own (Lab.create({ coherent }), sized for the run), the
+ *      shared buffers on the heap, the control block (protocol.ts);
+ *   2. the CPU threads (real workers, workers/contend-cpu.ts) and the device
+ *      drivers (devices.ts: one device worker each), all set up and ready;
+ *   3. START; the host thread drives the devices (job after job, each waited
+ *      for) until the duration is over or every device did its iterations,
+ *      reporting progress every PROGRESS_MS; then STOP, and the threads'
+ *      results (each thread ends its current operation);
+ *   4. the result: per role (writer, reader, device:KIND) operations and
+ *      bytes per second over the run's wall time, the fence waits (p50, p90,
+ *      p99, max and a percentile curve for charts), the resv lock
+ *      statistics summed over the shared buffers, and the integrity verdict:
+ *      `tornReads`, the reads (CPU reads and device checksums) that saw no
+ *      whole generation, out of `checkedReads`.
+ * With fences (the default) every access goes through implicit sync and
+ * tornReads is 0: anything else is a bug in the lab. With bypassFences
+ * nobody waits for or publishes fences (cpu.ts, devices.ts) and the tears
+ * that happen are counted, not made up.
+ *
+ * Contract: returns data and prints nothing; progress goes to onProgress.
+ * Bad options are EINVAL before anything starts (options.ts). However the
+ * run ends, every worker is terminated, every device shut down, every
+ * buffer put and the lab closed. Every wait is bounded (timeoutMs, or
+ * SETUP_MS for starting and answering).
+ */
+import * as Comlink from "comlink";
+import { DmaBufError } from "../errno.js";
+import { Lab } from "../lab.js";
+import { CpuCache } from "../dmabuf/coherence.js";
+import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
+import { nowMs } from "../memory/futex.js";
+import type { MutexStats } from "../memory/mutex.js";
+import { installErrorTransfer } from "../thread/errors.js";
+import { workerUrl } from "../thread/host.js";
+import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
+import { machineInfo, quantile, type MachineInfo } from "../../bench/copy.js";
+import { DeviceDriver } from "./devices.js";
+import { resolveOptions, type ContendOptions, type ResolvedOptions } from "./options.js";
+import { Control, controlBytes, type ContendCpuApi, type CpuRole, type CpuRunResult, type CpuThreadData } from "./protocol.js";
+
+export interface WaitSummary {
+  count: number;
+  p50Ns: number;
+  p90Ns: number;
+  p99Ns: number;
+  maxNs: number;
+  /** The percentiles 0, 1, ..., 100 of the waits (ns), for charts; empty without waits. */
+  percentilesNs: number[];
+}
+
+export interface RoleResult {
+  /** writer, reader, or device:copy, device:checksum, device:fill. */
+  role: string;
+  /** Threads (CPU roles) or devices playing it. */
+  threads: number;
+  ops: number;
+  bytes: number;
+  opsPerSec: number;
+  bytesPerSec: number;
+  /** Operations that checked what they read (reads, checksum jobs). */
+  checked: number;
+  tears: number;
+  waits: WaitSummary;
+}
+
+export interface ContendResult {
+  machine: MachineInfo;
+  date: string;
+  options: ResolvedOptions;
+  /** Wall time from START to the last thread's end. */
+  elapsedMs: number;
+  roles: RoleResult[];
+  /** The shared buffers' resv locks, summed. */
+  locks: MutexStats;
+  checkedReads: number;
+  tornReads: number;
+}
+
+const MiB = 1024 * 1024;
+/** Bound of spawning a thread or device and of a thread's answer once STOP is set (besides timeoutMs). */
+const SETUP_MS = 30_000;
+const PROGRESS_MS = 500;
+/** How long a failed run lets its threads finish their operation, besides timeoutMs. */
+const ENDING_MS = 2000;
+
+/** A lab with room for the buffers and everyone's own memory (the page pool is half of it). */
+function labBytes(o: ResolvedOptions): number {
+  const pages = (o.buffers + o.devices) * o.size + o.devices * 4096;
+  const user = (o.writers + o.readers + o.devices + (o.coherent ? 0 : 2 * (o.buffers + o.devices))) * o.size;
+  return Math.max(32 * MiB, Math.ceil((2.5 * Math.max(pages, user) + 16 * MiB) / (2 * MiB)) * 2 * MiB);
+}
+
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DmaBufError("ETIMEDOUT", "contend", `${what} did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+function summarize(samplesNs: readonly number[]): WaitSummary {
+  const s = [...samplesNs].sort((a, b) => a - b);
+  if (s.length === 0) return { count: 0, p50Ns: NaN, p90Ns: NaN, p99Ns: NaN, maxNs: NaN, percentilesNs: [] };
+  return {
+    count: s.length, p50Ns: quantile(s, 0.5), p90Ns: quantile(s, 0.9), p99Ns: quantile(s, 0.99), maxNs: s[s.length - 1],
+    percentilesNs: Array.from({ length: 101 }, (_, i) => quantile(s, i / 100)),
+  };
+}
+
+interface CpuThread {
+  role: CpuRole;
+  slot: number;
+  worker: SpawnedWorker;
+  api: Comlink.Remote<ContendCpuApi>;
+  /** Rejects when the worker ends before answering. */
+  gone: Promise<never>;
+}
+
+async function spawnCpu(threads: CpuThread[], data: CpuThreadData): Promise<void> {
+  const name = `contend-${data.role}-${data.index}`;
+  const worker = await spawnWorker(workerUrl("contend-cpu"), data, name);
+  const api = Comlink.wrap<ContendCpuApi>(worker.endpoint);
+  const gone = worker.exited.then(({ error }): never => {
+    throw new DmaBufError("EIO", "contend", `${name} ended` + (error ? `: ${String(error)}` : ""));
+  });
+  gone.catch(() => {});
+  threads.push({ role: data.role, slot: data.slot, worker, api, gone });
+  await within(Promise.race([api.hello(), gone]), SETUP_MS, name);
+}
+
+export async function runContend(options: ContendOptions, onProgress: (message: string) => void = () => {}): Promise<ContendResult> {
+  const o = resolveOptions(options);
+  installErrorTransfer();
+  const date = new Date().toISOString();
+  const lab = await Lab.create({ coherent: o.coherent, memoryBytes: labBytes(o) });
+  const buffers: DmaBufRecord[] = [];
+  const threads: CpuThread[] = [];
+  const drivers: DeviceDriver[] = [];
+  const block = lab.alloc(controlBytes(o.writers + o.readers));
+  const control = new Control(lab.sync, block.byteOffset);
+  let runs: Promise<CpuRunResult>[] = [];
+  let failed = false;
+  try {
+    for (let i = 0; i < o.buffers; i++) buffers.push(lab.exporter(o.heap).alloc(o.size));
+    // Non-coherent: the CPU caches are made here, before any thread races
+    // to make one (CpuCache.of's first call is not safe against another's).
+    for (const b of buffers) CpuCache.of(b);
+    onProgress(`starting ${o.writers + o.readers} CPU threads and ${o.devices} device workers`);
+    const roles: CpuRole[] = [...Array<CpuRole>(o.writers).fill("writer"), ...Array<CpuRole>(o.readers).fill("reader")];
+    // Settled, all of them, before a failure ends the run: none is left starting.
+    const spawned = await Promise.allSettled(roles.map((role, slot) => spawnCpu(threads, {
+      handle: lab.share(), role, index: role === "writer" ? slot : slot - o.writers, slot, control: block.byteOffset,
+      buffers: buffers.map((b) => b.offset), size: o.size, chunks: o.chunks, wait: o.wait, bypassFences: o.bypassFences,
+      iterations: o.iterations, timeoutMs: o.timeoutMs,
+    })));
+    const refused = spawned.find((p): p is PromiseRejectedResult => p.status === "rejected");
+    if (refused) throw refused.reason;
+    for (let i = 0; i < o.devices; i++) drivers.push(await DeviceDriver.create(lab, i, o, buffers));
+
+    runs = threads.map((t) => Promise.race([t.api.run(), t.gone]));
+    for (const r of runs) r.catch(() => {});
+    onProgress(`running ${o.durationMs === null ? `${o.iterations} iterations` : `for ${o.durationMs} ms`}` +
+      `${o.bypassFences ? ", fences BYPASSED" : ""}`);
+    const t0 = nowMs();
+    control.start();
+    await drive(o, drivers, t0, () => onProgress(progressLine(control, threads, drivers, t0)));
+    control.stop();
+    const results = await within(Promise.all(runs), o.timeoutMs + SETUP_MS, "the CPU threads");
+    const elapsedMs = nowMs() - t0;
+    onProgress(progressLine(control, threads, drivers, t0));
+
+    const roleResults = [
+      ...cpuRoles(control, threads, results, elapsedMs),
+      ...(drivers.length === 0 ? [] : o.jobs.map((kind) => {
+        const cs = drivers.map((d) => d.counters.get(kind)!);
+        const sum = (f: (c: (typeof cs)[number]) => number) => cs.reduce((a, c) => a + f(c), 0);
+        return role(`device:${kind}`, drivers.length, sum((c) => c.ops), sum((c) => c.bytes),
+          kind === "checksum" ? sum((c) => c.ops) : 0, sum((c) => c.tears), cs.flatMap((c) => c.waitsNs), elapsedMs);
+      })),
+    ];
+    const locks = buffers.map((b) => b.resv.lockStats()).reduce(
+      (a, s) => ({ acquisitions: a.acquisitions + s.acquisitions, contended: a.contended + s.contended, waitMs: a.waitMs + s.waitMs }),
+      { acquisitions: 0, contended: 0, waitMs: 0 });
+    return {
+      machine: machineInfo(), date, options: o, elapsedMs, roles: roleResults, locks,
+      checkedReads: roleResults.reduce((a, r) => a + r.checked, 0),
+      tornReads: roleResults.reduce((a, r) => a + r.tears, 0),
+    };
+  } catch (e) {
+    failed = true;
+    throw e;
+  } finally {
+    // STOP, then the devices (their pending jobs fail, which wakes any thread
+    // waiting for one), then the threads once their operation is over (a
+    // thread ended inside a resv critical section would leave its lock held).
+    control.stop();
+    const ends = await Promise.allSettled(drivers.map((d) => d.shutdown()));
+    await within(Promise.allSettled(runs), o.timeoutMs + ENDING_MS, "the CPU threads").catch(() => {});
+    ends.push(...await Promise.allSettled(threads.map(async (t) => {
+      t.api[Comlink.releaseProxy]();
+      await t.worker.terminate();
+    })));
+    for (const b of buffers) b.put();
+    lab.free(block);
+    lab.close();
+    // A failed clean-up is the run's error, unless the run failed first.
+    const end = ends.find((e): e is PromiseRejectedResult => e.status === "rejected");
+    if (end && !failed) throw end.reason;
+  }
+}
+
+/** The host's part: device jobs in turn until the duration is over or the iterations are done. */
+async function drive(o: ResolvedOptions, drivers: DeviceDriver[], t0: number, progress: () => void): Promise<void> {
+  const end = o.durationMs === null ? Infinity : t0 + o.durationMs;
+  let next = t0 + PROGRESS_MS;
+  const tick = () => {
+    if (nowMs() < next) return;
+    progress();
+    next += PROGRESS_MS;
+  };
+  if (drivers.length === 0) {
+    // Nothing to drive: wait out the duration (iterations: the threads count their own).
+    while (nowMs() < end) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(PROGRESS_MS / 5, end - nowMs())));
+      tick();
+    }
+    return;
+  }
+  // A duration runs the whole mix at least once.
+  for (let k = 0; o.iterations === null ? k < o.jobs.length || nowMs() < end : k < o.iterations; k++) {
+    for (const d of drivers) await d.step(k);
+    tick();
+  }
+}
+
+function progressLine(control: Control, threads: CpuThread[], drivers: DeviceDriver[], t0: number): string {
+  const count = (role: CpuRole) => threads.filter((t) => t.role === role).map((t) => control.counters(t.slot))
+    .reduce((a, c) => ({ ops: a.ops + c.ops, tears: a.tears + c.tears }), { ops: 0, tears: 0 });
+  const w = count("writer");
+  const r = count("reader");
+  const jobs = drivers.flatMap((d) => [...d.counters.values()]);
+  const deviceTears = jobs.reduce((a, c) => a + c.tears, 0);
+  return `at ${((nowMs() - t0) / 1000).toFixed(1)} s: ${w.ops} writes, ${r.ops} reads, ` +
+    `${jobs.reduce((a, c) => a + c.ops, 0)} device jobs; ${r.tears + deviceTears} torn`;
+}
+
+function role(name: string, threads: number, ops: number, bytes: number, checked: number, tears: number,
+  waitsNs: number[], elapsedMs: number): RoleResult {
+  const s = elapsedMs / 1000;
+  return { role: name, threads, ops, bytes, opsPerSec: ops / s, bytesPerSec: bytes / s, checked, tears, waits: summarize(waitsNs) };
+}
+
+function cpuRoles(control: Control, threads: CpuThread[], results: CpuRunResult[], elapsedMs: number): RoleResult[] {
+  return (["writer", "reader"] as const).flatMap((name) => {
+    const mine = threads.map((t, i) => ({ t, r: results[i] })).filter(({ t }) => t.role === name);
+    if (mine.length === 0) return [];
+    const cs = mine.map(({ t }) => control.counters(t.slot));
+    const ops = cs.reduce((a, c) => a + c.ops, 0);
+    return [role(name, mine.length, ops, cs.reduce((a, c) => a + c.bytes, 0), name === "reader" ? ops : 0,
+      cs.reduce((a, c) => a + c.tears, 0), mine.flatMap(({ r }) => Array.from(r.waitsNs)), elapsedMs)];
+  });
+}
