@@ -47,3 +47,4 @@ export {
   DMA_RESV_USAGE_KERNEL, DMA_RESV_USAGE_WRITE, DMA_RESV_USAGE_READ, DMA_RESV_USAGE_BOOKKEEP,
 } from "./sync/resv.js";
 export * from "./uapi/index.js";
+export { runPipeline, type PipelineOptions, type PipelineResult, type PipelineIntegrity, type FrameReport, type ReaderFrame } from "./demo/pipeline.js";

@@ -56,10 +56,32 @@ export interface IsolationResults {
   labCreate: Outcome;
 }
 
+/** The demo page's live state (web/demo.js): counters of the current run, the settings, the previous run's end. */
+export interface DemoState {
+  run: number;
+  running: boolean;
+  frames: number;
+  torn: number;
+  wrong: number;
+  reads: number;
+  readerTorn: number;
+  readerWrong: number;
+  drawn: number;
+  fps: number;
+  p50Ms: number;
+  p99Ms: number;
+  buffers: number;
+  coherent: boolean;
+  bypass: boolean;
+  lastRun?: { frames: number; devices: { name: string; state: string; error: number }[] };
+  error?: string;
+}
+
 declare global {
   interface Window {
     __results?: unknown;
     __error?: string;
+    __demo?: DemoState;
   }
 }
 

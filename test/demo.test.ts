@@ -5,7 +5,8 @@
  */
 import { afterEach, describe, expect, test } from "vitest";
 import { INVERT_MASK, frameBytes, inspectFrame, invertFrame, renderFrame } from "../src/demo/frame.js";
-import { checkPipelineOptions, runPipeline } from "../src/demo/pipeline.js";
+import { checkPipelineOptions, type FrameReport } from "../src/demo/options.js";
+import { runPipeline } from "../src/demo/pipeline.js";
 import { LabSet } from "./helpers/lab.js";
 import { dmaBufError } from "./helpers/errors.js";
 import { runCli } from "./helpers/cli.js";
@@ -61,18 +62,33 @@ describe("the pipeline", () => {
   test("frames flow camera -> gpu -> display, none torn, and every device is shut down after", async () => {
     const lab = await labs.create();
     const free = lab.stats().pages.freeBytes;
-    const retired: number[] = [];
-    const r = await runPipeline(lab, { frames: 24, buffers: 3, width: W, height: H, onFrame: (n) => retired.push(n) });
-    expect(r.integrity).toMatchObject({ displayed: 24, displayTorn: 0, cpuTorn: 0, ok: true });
+    const retired: FrameReport[] = [];
+    const reads: { ok: boolean; bytes: number }[] = [];
+    const r = await runPipeline(lab, {
+      frames: 24, buffers: 3, width: W, height: H, onFrame: (f) => retired.push(f),
+      onRead: (x) => reads.push({ ok: x.ok, bytes: x.pixels.length }),
+    });
+    expect(r.integrity).toMatchObject({ displayed: 24, displayTorn: 0, displayWrong: 0, cpuTorn: 0, cpuWrong: 0, ok: true });
     expect(r.integrity.cpuReads).toBeGreaterThan(0);
     expect(r.fps).toBeGreaterThan(0);
-    expect(retired).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
-    // Each frame went through the stages in order, on the lab clock.
-    expect(r.timings.map((t) => t.frame)).toEqual(Array.from({ length: 24 }, (_, i) => i));
+    expect(r).toMatchObject({ frames: 24, bypassFences: false, coherent: true });
+    expect(retired).toEqual(r.timings);
+    // The reader's pixels: W x H RGBA.
+    expect(reads.length).toBe(r.integrity.cpuReads);
+    for (const x of reads) expect(x).toMatchObject({ ok: true, bytes: W * H * 4 });
+    // Each frame went through the stages in order, on the lab clock, each stage starting after its inputs.
+    expect(r.timings.map((t) => [t.frame, t.slot, t.seen, t.whole, t.ok])).toEqual(
+      Array.from({ length: 24 }, (_, i) => [i, i % 3, i, true, true]));
     for (const t of r.timings) {
       expect(t.cameraNs).toBeGreaterThan(t.submitNs);
       expect(t.gpuNs).toBeGreaterThanOrEqual(t.cameraNs);
       expect(t.displayNs).toBeGreaterThanOrEqual(t.gpuNs);
+      expect(t.cameraStartNs).toBeGreaterThanOrEqual(t.submitNs);
+      expect(t.cameraStartNs).toBeLessThanOrEqual(t.cameraNs);
+      expect(t.gpuStartNs).toBe(Math.max(t.cameraNs, t.gpuStartNs));
+      expect(t.gpuStartNs).toBeLessThanOrEqual(t.gpuNs);
+      expect(t.displayStartNs).toBe(Math.max(t.gpuNs, t.displayStartNs));
+      expect(t.displayStartNs).toBeLessThanOrEqual(t.displayNs);
     }
     expect(r.devices.map((d) => d.name)).toEqual(["camera", "gpu", "display"]);
     for (const d of r.devices) expect(d).toMatchObject({ state: "dead", error: 0, jobsDone: 24, jobsFailed: 0, faults: 0 });
@@ -80,8 +96,43 @@ describe("the pipeline", () => {
     expect(lab.stats().pages.freeBytes).toBe(free);
   });
 
+  test("with bypassed fences the stages overlap and torn frames are seen and counted; the run stays bounded", async () => {
+    // 320x240 frames: a stage's job lasts long enough that the gpu and the
+    // display, started together, overlap (5-20% of frames tear on 2 cores).
+    const lab = await labs.create({ coherent: false });
+    const r = await runPipeline(lab, { frames: 200, buffers: 2, bypassFences: true });
+    const i = r.integrity;
+    expect(r).toMatchObject({ frames: 200, bypassFences: true, coherent: false });
+    expect(i.displayed).toBe(200);
+    expect(i.displayTorn).toBeGreaterThan(0);
+    expect(i.ok).toBe(false);
+    // The counters are the verdicts reported, frame by frame.
+    expect(r.timings.filter((t) => !t.whole).length).toBe(i.displayTorn);
+    expect(r.timings.filter((t) => t.whole && !t.ok).length).toBe(i.displayWrong);
+    // No job waited for another: each stage could start at its submission or its device's previous job.
+    for (const t of r.timings) expect(t.gpuStartNs).toBeLessThanOrEqual(t.gpuNs);
+    for (const d of r.devices) expect(d).toMatchObject({ state: "dead", error: 0, jobsDone: 200, jobsFailed: 0 });
+  });
+
+  test("an aborted signal ends the run after the frames in flight, every device shut down", async () => {
+    const lab = await labs.create();
+    const stop = new AbortController();
+    const r = await runPipeline(lab, {
+      frames: 1_000_000, buffers: 2, width: W, height: H, keepTimings: false,
+      onFrame: (f) => { if (f.frame === 9) stop.abort(); }, signal: stop.signal,
+    });
+    // Frame 9 retired while frame 10 was in flight; 11 was never submitted.
+    expect(r.frames).toBe(11);
+    expect(r.integrity).toMatchObject({ displayed: 11, ok: true });
+    expect(r.timings).toEqual([]);
+    for (const d of r.devices) expect(d).toMatchObject({ state: "dead", error: 0, jobsDone: 11 });
+  });
+
   test("bad options are EINVAL naming the value, before anything is made", async () => {
-    for (const [o, text] of [[{ frames: 0 }, "frames 0"], [{ buffers: 2.5 }, "buffers 2.5"], [{ width: -1 }, "width -1"]] as const) {
+    for (const [o, text] of [
+      [{ frames: 0 }, "frames 0"], [{ buffers: 2.5 }, "buffers 2.5"], [{ width: -1 }, "width -1"],
+      [{ readIntervalMs: -5 }, "readIntervalMs -5"], [{ bypassFences: "yes" as unknown as boolean }, "bypassFences yes"],
+    ] as const) {
       expect(dmaBufError(() => checkPipelineOptions(o)).message).toContain(text);
     }
     const lab = await labs.create();

@@ -1,14 +1,18 @@
 /*
  * The page's entry: creates one lab (this thread's view of the shared
  * arena) and runs each section module with it, in order. A section is
- * { title, run(lab, element) } and fills its element; add a section module
- * to `sections` to add one to the page. When it is done the page sets
- * document.body.dataset.state to "ok" or "error" (the browser tests read it).
+ * { title, run(lab, element) } and fills its element: the text run()
+ * returns goes into the section's <pre>; a section that draws its own
+ * content (demo.js, which keeps running) returns nothing. Add a section
+ * module to `sections` to add one to the page. When every run() has settled
+ * the page sets document.body.dataset.state to "ok" or "error" (the browser
+ * tests read it).
  */
 import { Lab } from "dmabuf-lab";
+import * as demo from "./demo.js";
 import * as hello from "./hello.js";
 
-const sections = [hello];
+const sections = [demo, hello];
 
 const status = document.getElementById("status");
 const container = document.getElementById("sections");
@@ -36,7 +40,9 @@ async function main() {
     container.append(element);
     const out = element.querySelector("pre");
     try {
-      show(out, await section.run(lab, element));
+      const text = await section.run(lab, element);
+      if (text === undefined) out.remove();
+      else show(out, text);
     } catch (e) {
       show(out, e.stack ?? String(e), true);
       state = "error";

@@ -32,7 +32,6 @@
 import * as Comlink from "comlink";
 import { DmaBufError } from "../errno.js";
 import { Lab } from "../lab.js";
-import { CpuCache } from "../dmabuf/coherence.js";
 import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { nowMs } from "../memory/futex.js";
 import type { MutexStats } from "../memory/mutex.js";
@@ -148,9 +147,6 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
   let failed = false;
   try {
     for (let i = 0; i < o.buffers; i++) buffers.push(lab.exporter(o.heap).alloc(o.size));
-    // Non-coherent: the CPU caches are made here, before any thread races
-    // to make one (CpuCache.of's first call is not safe against another's).
-    for (const b of buffers) CpuCache.of(b);
     onProgress(`starting ${o.writers + o.readers} CPU threads and ${o.devices} device workers`);
     const roles: CpuRole[] = [...Array<CpuRole>(o.writers).fill("writer"), ...Array<CpuRole>(o.readers).fill("reader")];
     // Settled, all of them, before a failure ends the run: none is left starting.

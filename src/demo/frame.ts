@@ -22,7 +22,8 @@
  *
  * The verdict is what the display kernel writes for each frame it shows
  * into a small buffer of its own (VERDICT_*: magic, the frame number it
- * saw, 1 if that frame was whole and the expected one, else 0).
+ * saw, 1 if that frame was whole and the expected one, else 0, and 1 if its
+ * pixels were whole, whichever frame it was).
  */
 import { DmaBufError } from "../errno.js";
 import { iovRuns, zipRuns } from "../dmabuf/runs.js";
@@ -53,6 +54,7 @@ export interface FrameInfo {
 
 export interface Verdict {
   frame: number;
+  whole: boolean;
   ok: boolean;
 }
 
@@ -147,11 +149,11 @@ export function writeVerdict(view: Uint8Array, k: number, info: FrameInfo): void
   w[0] = VERDICT_MAGIC;
   w[1] = info.frame;
   w[2] = info.whole && info.frame === k && info.mask === INVERT_MASK ? 1 : 0;
-  w[3] = 0;
+  w[3] = info.whole ? 1 : 0;
 }
 
 export function readVerdict(view: Uint8Array): Verdict {
   const w = words(view, 0, VERDICT_BYTES);
   if (w[0] !== VERDICT_MAGIC) throw new DmaBufError("EIO", "demo_verdict", `no display verdict (magic 0x${w[0].toString(16)})`);
-  return { frame: w[1], ok: w[2] === 1 };
+  return { frame: w[1], whole: w[3] === 1, ok: w[2] === 1 };
 }

@@ -113,6 +113,8 @@ interface Use { iova: number; len: number; access: number; buffer: DeviceBuffer;
 const SUBMIT = "drm_sched_job_submit";
 const WATCHDOG_PERIOD_MS = 10;
 const SILENCE_MS = 2000;
+/** How long kill() lets a live device loop stop by itself before terminating it. */
+const KILL_GRACE_MS = 500;
 
 let serial = 0;
 
@@ -359,7 +361,18 @@ export class Device {
    * with EIO, the worker is terminated, its attachments and records are
    * released. Idempotent; shutdown() is the orderly way.
    */
-  kill(): Promise<void> {
+  async kill(): Promise<void> {
+    if (this.alive && !this.stopping) {
+      this.stopping = true;
+      this.record.fail(-5);
+      // A live loop then stops at a safe point (between jobs: nothing half
+      // freed) and detaches; a hung one is terminated after the grace time.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const grace = new Promise<void>((resolve) => { timer = setTimeout(resolve, KILL_GRACE_MS); });
+      const stopped = this.call(() => this.api.stop(false)).then(() => { this.detachedByWorker = true; });
+      await Promise.race([stopped, grace]).catch(() => {});
+      clearTimeout(timer);
+    }
     return this.reap();
   }
 

@@ -20,14 +20,18 @@
  * reported: on hardware, maintenance of that line spills onto its
  * neighbours. The read/write path maintains whole lines itself and is not
  * counted. Write-combined and uncached buffers bypass the cache. The cache
- * is made on first use, filled from memory (any thread; the first to publish
- * it wins, a loser frees its copy).
+ * is made on first use, filled from memory (any thread; the first to claim
+ * it makes it, the others wait for its publish).
  */
 import { CACHE_LINE, kCtlNonCoherent } from "../memory/layout.js";
+import { futexWait } from "../memory/futex.js";
 import { SgTable } from "../engine/tables.js";
 import type { Arena } from "../memory/arena.js";
 import { CACHING_CACHED, DMABUF_CPU_CLEAN, DMABUF_CPU_COPY, DMABUF_PARTIAL, type DmaBufRecord } from "./dma_buf.js";
 import { bufferRuns, zipRuns } from "./runs.js";
+
+/** DMABUF_CPU_COPY while a thread makes the cache (odd: never a block offset). */
+const CLAIMED = 1;
 
 export function isCoherent(arena: Arena): boolean {
   return arena.u32[arena.control(kCtlNonCoherent) >>> 2] === 0;
@@ -47,30 +51,45 @@ export interface Maintenance {
 export class CpuCache {
   private constructor(readonly buf: DmaBufRecord, readonly copy: number, readonly clean: number) {}
 
-  /** The buffer's CPU cache, or null where there is none (coherent lab, uncached buffer). */
+  /**
+   * The buffer's CPU cache, or null where there is none (coherent lab,
+   * uncached buffer). The first user makes it: it claims DMABUF_CPU_COPY
+   * (CLAIMED), fills both copies, then publishes the copy's offset; a thread
+   * that finds the word claimed waits for that publish.
+   */
   static of(buf: DmaBufRecord): CpuCache | null {
     const { arena } = buf.sync;
     if (isCoherent(arena) || buf.caching !== CACHING_CACHED) return null;
     const i32 = arena.i32;
     const copyWord = (buf.offset + DMABUF_CPU_COPY) >>> 2;
     let copy = Atomics.load(i32, copyWord);
-    if (copy === 0) {
+    if (copy === 0 && Atomics.compareExchange(i32, copyWord, 0, CLAIMED) === 0) {
+      // This thread makes the cache; the others wait for it (below).
       const user = arena.user;
       const order = user.orderFor(buf.size);
-      const fresh = user.alloc(order, "dma_buf_cache");
-      const snapshot = user.alloc(order, "dma_buf_cache");
-      buf.sync.engine.gather(buf.segmentTable, fresh);
-      buf.sync.engine.copy(snapshot, fresh, buf.size);
-      arena.u32[(buf.offset + DMABUF_CPU_CLEAN) >>> 2] = snapshot;
-      // Publish: the seq-cst compareExchange orders the fill above before it.
-      const prev = Atomics.compareExchange(i32, copyWord, 0, fresh);
-      if (prev !== 0) {
-        user.free(fresh, undefined, "dma_buf_cache");
-        user.free(snapshot, undefined, "dma_buf_cache");
-        copy = prev;
-      } else {
-        copy = fresh;
+      let fresh = 0;
+      try {
+        fresh = user.alloc(order, "dma_buf_cache");
+        const snapshot = user.alloc(order, "dma_buf_cache");
+        buf.sync.engine.gather(buf.segmentTable, fresh);
+        buf.sync.engine.copy(snapshot, fresh, buf.size);
+        arena.u32[(buf.offset + DMABUF_CPU_CLEAN) >>> 2] = snapshot;
+      } catch (e) {
+        if (fresh !== 0) user.free(fresh, undefined, "dma_buf_cache");
+        Atomics.store(i32, copyWord, 0);
+        Atomics.notify(i32, copyWord);
+        throw e;
       }
+      // Publish: the seq-cst store orders the fill and DMABUF_CPU_CLEAN before it.
+      Atomics.store(i32, copyWord, fresh);
+      Atomics.notify(i32, copyWord);
+      copy = fresh;
+    }
+    while (copy === CLAIMED || copy === 0) {
+      // Another thread is making it (a few µs): wait for its publish, bounded.
+      if (copy === CLAIMED) futexWait(i32, copyWord, CLAIMED, 1000);
+      copy = Atomics.load(i32, copyWord);
+      if (copy === 0) return CpuCache.of(buf); // its allocation failed: try again
     }
     return new CpuCache(buf, copy, arena.u32[(buf.offset + DMABUF_CPU_CLEAN) >>> 2]);
   }

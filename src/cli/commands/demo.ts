@@ -11,7 +11,8 @@ import type { Command } from "../command.js";
 import { formatBytes, table } from "../format.js";
 import { DmaBufError } from "../../errno.js";
 import { Lab } from "../../lab.js";
-import { checkPipelineOptions, runPipeline, type FrameTiming, type PipelineResult } from "../../demo/pipeline.js";
+import { checkPipelineOptions, type FrameReport } from "../../demo/options.js";
+import { runPipeline, type PipelineResult } from "../../demo/pipeline.js";
 import { durationLabel, fenceStats } from "../../../bench/fence.js";
 import { roundedJson } from "../../../bench/report.js";
 
@@ -30,10 +31,10 @@ read()s the latest frame meanwhile and checks it too.
 
 /** Per-frame latencies (ns) of each stage and end to end. */
 const latencyOf = {
-  camera: (t: FrameTiming) => t.cameraNs - t.submitNs,
-  gpu: (t: FrameTiming) => t.gpuNs - t.cameraNs,
-  display: (t: FrameTiming) => t.displayNs - t.gpuNs,
-  endToEnd: (t: FrameTiming) => t.displayNs - t.submitNs,
+  camera: (t: FrameReport) => t.cameraNs - t.submitNs,
+  gpu: (t: FrameReport) => t.gpuNs - t.cameraNs,
+  display: (t: FrameReport) => t.displayNs - t.gpuNs,
+  endToEnd: (t: FrameReport) => t.displayNs - t.submitNs,
 };
 
 function summary(r: PipelineResult) {
@@ -63,8 +64,8 @@ function render(r: PipelineResult): string {
     "",
     table(["latency per frame", "p50", "p90", "p99", "max"], rows),
     "",
-    `display: ${i.displayed} frames checked, ${i.displayTorn} torn`,
-    `CPU reader: ${i.cpuReads} read() calls of the latest frame, ${i.cpuTorn} torn ` +
+    `display: ${i.displayed} frames checked, ${i.displayTorn} torn, ${i.displayWrong} not the frame expected`,
+    `CPU reader: ${i.cpuReads} read() calls of the latest frame, ${i.cpuTorn} torn, ${i.cpuWrong} not the frame expected ` +
       `(${i.cpuWaited} issued while the gpu was still writing it: implicit sync made them wait)`,
     `devices: ${r.devices.map((d) => `${d.name} ${d.jobsDone} jobs, ${d.jobsFailed} failed, busy ${d.busyMs.toFixed(0)} ms`).join("; ")}`,
     "",
@@ -102,7 +103,9 @@ export const demo: Command = {
       const every = Math.max(1, Math.ceil(options.frames / 4));
       const result = await runPipeline(lab, {
         ...options,
-        onFrame: (n, total) => { if (n % every === 0 || n === total) io.stderr(`demo: ${n}/${total} frames displayed\n`); },
+        onFrame: ({ frame }, total) => {
+          if ((frame + 1) % every === 0 || frame + 1 === total) io.stderr(`demo: ${frame + 1}/${total} frames displayed\n`);
+        },
       });
       io.stdout(values.json ? roundedJson(summary(result)) : render(result));
       return result.integrity.ok ? 0 : 1;

@@ -1,0 +1,145 @@
+/*
+ * Section "the camera -> gpu -> display pipeline": runPipeline() (the one
+ * `dmabuf-lab demo` runs) on three device Web Workers over shared dma-bufs,
+ * in a lab of its own, run after run until the page goes away. It draws the
+ * CPU reader's frames (at most ~30 a second), the fence timeline of the
+ * last frames, fps and latency, and the integrity counters.
+ *
+ * Controls: the number of buffers (restarts the run), coherence (restarts
+ * the lab), bypass fences (restarts the run). Restarts go one at a time: the
+ * run is aborted, which retires its frames in flight and shuts its devices
+ * down, before the next one starts. pagehide aborts the run and closes the
+ * lab once its devices are down.
+ *
+ * window.__demo, for the browser tests: run (runs started), running, and
+ * of the current run frames, torn, wrong (the display's verdicts), reads,
+ * readerTorn, readerWrong, drawn, fps, p50Ms, p99Ms; the settings (buffers,
+ * coherent, bypass); lastRun (the previous run's frames and its devices'
+ * final states); error (what stopped the demo, if anything).
+ */
+import { Lab, runPipeline } from "dmabuf-lab";
+import { FrameStats } from "./demo-stats.js";
+import { drawFrame, drawTimeline, slotColour } from "./demo-view.js";
+
+export const title = "the camera → gpu → display pipeline";
+
+const TIMELINE_FRAMES = 16;
+const READ_INTERVAL_MS = 33;
+const BUFFER_CHOICES = [1, 2, 3, 4, 6, 8];
+
+const demo = {
+  run: 0, running: false, frames: 0, torn: 0, wrong: 0, reads: 0, readerTorn: 0, readerWrong: 0, drawn: 0,
+  fps: 0, p50Ms: 0, p99Ms: 0, buffers: 4, coherent: true, bypass: false, lastRun: undefined, error: undefined,
+};
+window.__demo = demo;
+
+const html = `
+  <div class="demo">
+    <canvas class="frame" width="320" height="240"></canvas>
+    <div>
+      <form class="controls">
+        <label>buffers <select name="buffers">${BUFFER_CHOICES.map((n) => `<option>${n}</option>`).join("")}</select></label>
+        <label>memory <select name="coherent">
+          <option value="true">coherent (x86-like)</option><option value="false">non-coherent (ARM-like)</option>
+        </select></label>
+        <label><input type="checkbox" name="bypass"> bypass fences</label>
+      </form>
+      <dl class="stats"></dl>
+    </div>
+    <canvas class="timeline" width="760" height="120"></canvas>
+    <p class="legend"></p>
+  </div>`;
+
+export async function run(_pageLab, element) {
+  element.insertAdjacentHTML("beforeend", html);
+  const $ = (selector) => element.querySelector(selector);
+  const form = $(".controls");
+  form.buffers.value = String(demo.buffers);
+  let lab;
+  let controller;
+  let current = Promise.resolve();
+  let stats = new FrameStats();
+
+  const render = () => {
+    drawTimeline($(".timeline"), stats.recent(TIMELINE_FRAMES), demo.buffers);
+    Object.assign(demo, { fps: stats.fps(), ...Object.fromEntries(Object.entries(stats.latency()).map(([k, v]) => [`${k}Ms`, v])) });
+    const rows = [
+      ["frames per second", demo.fps.toFixed(0)],
+      ["latency p50 / p99", `${demo.p50Ms.toFixed(2)} / ${demo.p99Ms.toFixed(2)} ms (submit → display fence)`],
+      ["frames displayed", `${demo.frames} (run ${demo.run}, ${demo.bypass ? "fences bypassed" : "implicit fences"})`],
+      ["torn frames", `${demo.torn} torn, ${demo.wrong} wrong (the display's check)`],
+      ["CPU reader", `${demo.readerTorn} torn, ${demo.readerWrong} wrong of ${demo.reads} reads`],
+    ];
+    $(".stats").replaceChildren(...rows.flatMap(([k, v]) => [Object.assign(document.createElement("dt"), { textContent: k }),
+      Object.assign(document.createElement("dd"), { textContent: v, className: k === "torn frames" && demo.torn > 0 ? "error" : "" })]));
+  };
+
+  const runs = async (signal) => {
+    while (!signal.aborted) {
+      Object.assign(demo, { run: demo.run + 1, running: true, frames: 0, torn: 0, wrong: 0, reads: 0, readerTorn: 0, readerWrong: 0, drawn: 0 });
+      stats = new FrameStats();
+      const result = await runPipeline(lab, {
+        frames: 1_000_000, buffers: demo.buffers, bypassFences: demo.bypass, readIntervalMs: READ_INTERVAL_MS, keepTimings: false, signal,
+        onFrame: (f) => {
+          stats.add(f);
+          demo.frames++;
+          if (!f.whole) demo.torn++;
+          else if (!f.ok) demo.wrong++;
+        },
+        onRead: (r) => {
+          demo.reads++;
+          if (!r.whole) demo.readerTorn++;
+          else if (!r.ok) demo.readerWrong++;
+          drawFrame($(".frame"), r);
+          demo.drawn++;
+          render();
+        },
+      });
+      demo.running = false;
+      demo.lastRun = { frames: result.frames, devices: result.devices.map(({ name, state, error }) => ({ name, state, error })) };
+    }
+  };
+
+  const fail = (e) => {
+    Object.assign(demo, { running: false, error: e.stack ?? String(e) });
+    const p = Object.assign(document.createElement("pre"), { textContent: demo.error, className: "error" });
+    element.append(p);
+  };
+
+  /** Stops the run (its devices shut down), applies the change, starts the next run, in a new lab when asked. */
+  let chain = Promise.resolve();
+  const restart = (change) => {
+    chain = chain.then(async () => {
+      form.inert = true;
+      controller?.abort();
+      await current;
+      if (demo.error !== undefined) return;
+      const relab = lab === undefined || (change.coherent !== undefined && change.coherent !== demo.coherent);
+      Object.assign(demo, change);
+      if (relab) {
+        lab?.close();
+        lab = await Lab.create({ memoryBytes: 64 << 20, coherent: demo.coherent });
+      }
+      $(".legend").innerHTML = `buffer slots: ${Array.from({ length: demo.buffers },
+        (_, i) => `<span style="color:${slotColour(i, demo.buffers)}">■</span> ${i}`).join(" ")}; ` +
+        "a bar runs from when the job could start to its fence's signal; red outline: a torn frame, orange: a wrong one";
+      controller = new AbortController();
+      current = runs(controller.signal).catch(fail);
+      form.inert = false;
+    }).catch(fail);
+    return chain;
+  };
+
+  form.addEventListener("change", (event) => {
+    const { name } = event.target;
+    if (name === "buffers") restart({ buffers: Number(form.buffers.value) });
+    if (name === "coherent") restart({ coherent: form.coherent.value === "true" });
+    if (name === "bypass") restart({ bypass: form.bypass.checked });
+  });
+  window.addEventListener("pagehide", () => {
+    controller?.abort();
+    void current.then(() => lab?.close());
+  });
+  await restart({});
+  if (demo.error !== undefined) throw new Error(demo.error);
+}
