@@ -110,7 +110,7 @@ export class CpuThread {
       throw new DmaBufError("ETIMEDOUT", "contend", `${data.role} ${data.index} was not started within ${data.timeoutMs} ms`);
     }
     // Stopped before it started: the run failed during set-up.
-    if (control.stopped) return { waitsNs: new Float64Array(0) };
+    if (control.aborted) return { waitsNs: new Float64Array(0) };
     const async = data.wait === "postMessage";
     for (let k = 0; data.iterations === null ? k === 0 || !control.stopped : k < data.iterations; k++) {
       const t = this.targets[(data.index + k) % this.targets.length];

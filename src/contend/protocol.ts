@@ -5,9 +5,12 @@
  *
  * Control block (lab.alloc, user memory; i32 words, then f64 counters):
  *   START       0 -> 1 by the host once every thread is ready; the threads
- *               sleep on it (Atomics.wait) with the run's timeout
- *   STOP        0 -> 1 by the host when the duration is over or the run
- *               failed (it sets START too: a thread not started does nothing)
+ *               sleep on it (Atomics.wait) with the run's timeout; 0 -> 2
+ *               (ABORTED) when the run failed before it began: a thread
+ *               waiting then does nothing
+ *   STOP        0 -> 1 by the host when the duration is over (iterations:
+ *               once every thread has done its own) or the run failed; a
+ *               thread that begins late still does at least one operation
  *   GENERATION  the run's generation counter (Atomics.add): unique stamps
  *   per thread  ops, bytes, tears, waits (f64, written by that thread only,
  *               read by the host for progress and at the end)
@@ -58,6 +61,7 @@ export interface Counters {
 }
 
 const START = 0;
+const ABORTED = 2;
 const STOP = 1;
 const GENERATION = 2;
 const COUNTERS = 64;
@@ -95,15 +99,24 @@ export class Control {
     return true;
   }
 
-  /** Ends the run; threads not started yet wake up and do nothing. */
+  /**
+   * Ends the run. Before start() (a failed set-up) it aborts it: threads
+   * waiting to start wake up and do nothing. After start(), a thread that
+   * begins late still does its first operation (or all its iterations).
+   */
   stop(): void {
     Atomics.store(this.i32, this.word(STOP), 1);
-    Atomics.store(this.i32, this.word(START), 1);
+    Atomics.compareExchange(this.i32, this.word(START), 0, ABORTED);
     Atomics.notify(this.i32, this.word(START));
   }
 
   get stopped(): boolean {
     return Atomics.load(this.i32, this.word(STOP)) !== 0;
+  }
+
+  /** stop() came before start(): the run never began. */
+  get aborted(): boolean {
+    return Atomics.load(this.i32, this.word(START)) === ABORTED;
   }
 
   nextGeneration(): number {

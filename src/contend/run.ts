@@ -166,8 +166,11 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
     const t0 = nowMs();
     control.start();
     await drive(o, drivers, t0, () => onProgress(progressLine(control, threads, drivers, t0)));
-    control.stop();
+    // A duration ends every thread; iterations end each thread by its own
+    // count (one that starts late, on a loaded machine, still does them all).
+    if (o.durationMs !== null) control.stop();
     const results = await within(Promise.all(runs), o.timeoutMs + SETUP_MS, "the CPU threads");
+    control.stop();
     const elapsedMs = nowMs() - t0;
     onProgress(progressLine(control, threads, drivers, t0));
 
