@@ -129,24 +129,37 @@ describe("device jobs", () => {
     }
   });
 
-  test("DMA outside the device's mappings faults the job with EFAULT, not the device", async () => {
+  test("a revoked buffer: the dynamic importer is told, its DMA faults with EFAULT, the device goes on", async () => {
     const lab = await labs.create();
     const dev = await device(lab);
     const a = lab.exporter("system").alloc(4 * KiB);
+    const b = lab.exporter("system").alloc(4 * KiB);
     try {
       const da = await dev.attach(a);
-      // The exporter revokes: the mappings go.
+      const db = await dev.attach(b, { dynamic: true });
+      // The exporter revokes both: the mappings go, the dynamic importer gets move_notify.
       dmaBufRevoke(a);
-      const fill = dev.submit({ kind: "fill", dst: da, value: 1 });
-      expect(fill.wait(WAIT_MS)).toBeGreaterThan(0);
-      expect(fill.status).toBe(-14);
-      expect(dev.stats()).toMatchObject({ faults: 1, state: "running" });
+      dmaBufRevoke(b);
+      const fills = [dev.submit({ kind: "fill", dst: da, value: 1 }), dev.submit({ kind: "fill", dst: db, value: 1 })];
+      for (const f of fills) {
+        expect(f.wait(WAIT_MS)).toBeGreaterThan(0);
+        expect(f.status).toBe(-14);
+        f.put();
+      }
+      expect(contents(a).every((x) => x === 0) && contents(b).every((x) => x === 0)).toBe(true);
+      expect(dev.stats()).toMatchObject({ faults: 2, state: "running" });
+      await within((async () => { while ((await dev.revoked()).length === 0) await new Promise((r) => setTimeout(r, 5)); })(),
+        WAIT_MS, "move_notify in the device");
+      expect(await dev.revoked()).toEqual([db]); // only the dynamic importer is told
+      // Errors of the control plane cross from the worker with their code.
+      const e = await dev.map(db).then(() => null, (err: unknown) => err);
+      expect(e).toMatchObject({ name: "DmaBufError", code: "ENODEV", errno: 19 });
       const nop = dev.submit({ kind: "nop" });
       expect(nop.wait(WAIT_MS)).toBeGreaterThan(0);
       expect(nop.status).toBe(1);
-      fill.put(); nop.put();
+      nop.put();
     } finally {
-      a.put();
+      a.put(); b.put();
     }
   });
 
