@@ -169,7 +169,52 @@ function start(name: string, workerData: object): Inbox {
   return workers.inbox(worker, name);
 }
 
+describe("the Promise forms", () => {
+  test("withAsync serializes tasks of one thread that await while holding; lockAsync times out with EDEADLK", async () => {
+    const { mutex } = fresh();
+    const trace: string[] = [];
+    const task = (name: string) => mutex.withAsync(async () => {
+      trace.push(`${name} in`);
+      await new Promise((r) => setTimeout(r, 5));
+      trace.push(`${name} out`);
+    }, WAIT_MS);
+    await Promise.all([task("a"), task("b"), task("c")]);
+    expect(trace).toEqual(["a in", "a out", "b in", "b out", "c in", "c out"]);
+    mutex.lock();
+    try {
+      const e = await mutex.lockAsync(20).then(() => null, (err: unknown) => err);
+      expect(e).toMatchObject({ code: "EDEADLK", errno: 35, syscall: "mutex_lock" });
+    } finally {
+      mutex.unlock();
+    }
+    expect(mutex.stats().acquisitions).toBe(4);
+  });
+});
+
 describe("threads", () => {
+  test("lockAsync on this thread against two workers: the count under the lock is exact", async () => {
+    const n = 5_000;
+    const sab = new SharedArrayBuffer(256);
+    const mutexOffset = 64;
+    const mutex = new Mutex(sab, mutexOffset);
+    mutex.init();
+    const counter = 160 >>> 2;
+    const flag = 192 >>> 2;
+    const i32 = new Int32Array(sab);
+    const u32 = new Uint32Array(sab);
+    const inboxes = [0, 1].map((k) => start(`async-peer-${k}`, { sab, mutexOffset, counter, flag, n, mode: "count" }));
+    await releaseAll(inboxes, i32.subarray(flag, flag + 1), WAIT_MS);
+    for (let i = 0; i < n; i++) {
+      await mutex.lockAsync(WAIT_MS);
+      u32[counter]++;
+      mutex.unlock();
+    }
+    await reports(inboxes, WAIT_MS);
+    expect(u32[counter]).toBe(3 * n);
+    expect(mutex.stats().acquisitions).toBe(3 * n);
+  });
+
+
   test.each([2, 3, 4])("%i workers increment a non-atomic counter under one mutex: the count is exact", async (count) => {
     const n = 20_000;
     const sab = new SharedArrayBuffer(256);

@@ -11,7 +11,10 @@
  *
  * lock() gives up after `timeoutMs` (default 10 s) with EDEADLK, so that a
  * holder that died cannot hang every other thread; a thread taking a lock it
- * already holds (the mutex is not recursive) gets EDEADLK at once. The statistics are written
+ * already holds (the mutex is not recursive) gets EDEADLK at once. Where a
+ * thread may not block (a browser's main thread) lock() spins instead of
+ * sleeping (holders are short); lockAsync()/withAsync() are the Promise
+ * forms, which sleep in Atomics.waitAsync. The statistics are written
  * under the lock and read without it: a reader may see them a moment stale.
  */
 import { DmaBufError, hex } from "../errno.js";
@@ -67,30 +70,56 @@ export class Mutex {
   lock(timeoutMs = DEFAULT_LOCK_TIMEOUT_MS): void {
     // Acquire: a successful compareExchange is sequentially consistent, so
     // everything the previous holder wrote before its release is visible.
-    let c = Atomics.compareExchange(this.i32, this.state, UNLOCKED, LOCKED);
-    if (c === UNLOCKED) {
+    if (Atomics.compareExchange(this.i32, this.state, UNLOCKED, LOCKED) === UNLOCKED) {
       this.acquired();
       return;
     }
     if (this.heldByMe()) {
       throw new DmaBufError("EDEADLK", "mutex_lock", `mutex at ${hex(this.offset)} is already held by this thread`);
     }
+    for (const left of this.contended(timeoutMs)) futexWait(this.i32, this.state, CONTENDED, left);
+  }
+
+  /**
+   * lock() as a Promise: sleeps in Atomics.waitAsync, so it works on every
+   * thread (a browser's main thread included) and lets the event loop run.
+   * A lock held by another task of this thread is waited for, not EDEADLK:
+   * ownership is per thread, and async holders may await while holding.
+   */
+  async lockAsync(timeoutMs = DEFAULT_LOCK_TIMEOUT_MS): Promise<void> {
+    if (Atomics.compareExchange(this.i32, this.state, UNLOCKED, LOCKED) === UNLOCKED) {
+      this.acquired();
+      return;
+    }
+    for (const left of this.contended(timeoutMs)) {
+      const r = Atomics.waitAsync(this.i32, this.state, CONTENDED, left);
+      if (r.async) await r.value;
+    }
+  }
+
+  /**
+   * The contended path of both forms: spins a little, then marks the lock
+   * contended (so that the holder's unlock wakes a sleeper) and yields the
+   * time left whenever it must sleep on the state word; EDEADLK at the
+   * deadline. Ends holding the lock, with the contention counted.
+   */
+  private *contended(timeoutMs: number): Generator<number, void> {
     const start = nowMs();
+    let c = LOCKED;
     for (let i = 0; i < SPINS && c !== UNLOCKED; i++) {
       c = Atomics.compareExchange(this.i32, this.state, UNLOCKED, LOCKED);
     }
     if (c !== UNLOCKED) {
       const deadline = start + timeoutMs;
-      // Mark the lock contended so that the holder's unlock wakes us.
-      while ((c = Atomics.exchange(this.i32, this.state, CONTENDED)) !== UNLOCKED) {
+      while (Atomics.exchange(this.i32, this.state, CONTENDED) !== UNLOCKED) {
         const left = deadline - nowMs();
         // !(left > 0) rather than left <= 0: a NaN timeout must not become
-        // an unbounded Atomics.wait (which reads NaN as +Infinity).
+        // an unbounded wait (which reads NaN as +Infinity).
         if (!(left > 0)) {
           throw new DmaBufError("EDEADLK", "mutex_lock",
             `mutex at ${hex(this.offset)} still held after ${timeoutMs} ms`);
         }
-        futexWait(this.i32, this.state, CONTENDED, left);
+        yield left;
       }
     }
     this.acquired();
@@ -124,6 +153,16 @@ export class Mutex {
     this.lock(timeoutMs);
     try {
       return fn();
+    } finally {
+      this.unlock();
+    }
+  }
+
+  /** Runs fn (which may await) under the lock, taken with lockAsync(). */
+  async withAsync<T>(fn: () => T | Promise<T>, timeoutMs?: number): Promise<T> {
+    await this.lockAsync(timeoutMs);
+    try {
+      return await fn();
     } finally {
       this.unlock();
     }

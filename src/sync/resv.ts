@@ -7,7 +7,8 @@
  * fences), a new writer at READ (usageRw(write)); BOOKKEEP fences are
  * invisible to implicit sync.
  *
- * Under the lock (lock()/unlock() or withLock()):
+ * Under the lock (lock()/unlock() or withLock(); lockAsync()/withLockAsync()
+ * are their Promise forms, for threads that may not block):
  *   reserveFences(n)  room for n more fences: n 0 EINVAL; grows the slot
  *                     array (dropping signalled fences while copying); the
  *                     sync heap exhausted: ENOMEM, nothing changed
@@ -123,6 +124,16 @@ export class Resv {
 
   withLock<T>(fn: () => T, timeoutMs?: number): T {
     return this.mutex.with(fn, timeoutMs);
+  }
+
+  /** lock() as a Promise (Atomics.waitAsync): any thread, a browser's main thread included. */
+  lockAsync(timeoutMs?: number): Promise<void> {
+    return this.mutex.lockAsync(timeoutMs);
+  }
+
+  /** withLock() as a Promise: fn may await while it holds the lock. */
+  withLockAsync<T>(fn: () => T | Promise<T>, timeoutMs?: number): Promise<T> {
+    return this.mutex.withAsync(fn, timeoutMs);
   }
 
   lockStats(): MutexStats {
