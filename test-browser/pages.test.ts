@@ -115,6 +115,11 @@ describe.skipIf(!inject("chromium"))("in headless Chromium", () => {
       expect(n.digest).toBe(n.expectedDigest);
     });
 
+    it("withLockAsync on the main thread waits for a resv lock a worker holds, then takes it", () => {
+      const l = observed(r.resvLockAsync, "resvLockAsync", seed);
+      expect(l).toMatchObject({ acquiredAfterRelease: true, contended: 1, acquisitions: 2 });
+    });
+
     it("spawnLabThread of a worker URL that does not exist rejects, naming the worker", () => {
       const m = observed(r.missingWorker, "missingWorker", seed);
       expect(m).toMatchObject({ threw: true });

@@ -47,6 +47,8 @@ export interface ConformanceResults {
   }>;
   /** A non-coherent lab (simulated CPU cache): writeAsync then readAsync of a cached dma-buf. */
   nonCoherent: Check<{ coherent: boolean; wrote: number; read: number; digest: number; expectedDigest: number }>;
+  /** The main thread's withLockAsync on a resv lock a worker holds: it waits, then gets it. */
+  resvLockAsync: Check<{ acquiredAfterRelease: boolean; contended: number; acquisitions: number; agentReleasedNs: number }>;
   /** spawnLabThread on a worker URL that does not exist. */
   missingWorker: Check<Outcome>;
 }

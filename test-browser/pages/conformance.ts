@@ -17,6 +17,8 @@
  *   blockingOnMain  the blocking forms on this thread with a fence pending
  *                   (EPERM), and again once it is signalled
  *   nonCoherent     the read/write path of a lab with the simulated CPU cache
+ *   resvLockAsync   withLockAsync on this thread waits for a resv lock agent
+ *                   A holds, and takes it once released
  *   missingWorker   spawnLabThread on a worker URL that does not exist
  * Every wait has a timeout; every worker is terminated at the end.
  */
@@ -200,6 +202,34 @@ report(async (): Promise<ConformanceResults> => {
       }
     });
 
+    const resvLockAsync = await check(async () => {
+      const buf = lab.heap("system").alloc(4096);
+      buffers.push(buf);
+      const resv = buf.record.resv;
+      const before = resv.lockStats();
+      const release = lab.alloc(4);
+      const word = new Int32Array(release.buffer, release.byteOffset, 1);
+      const held = bounded(a.holdResvLock(resv.offset, release.byteOffset, WAIT_MS), WAIT_MS, "agent.holdResvLock");
+      // Until the agent holds it: its acquisition is counted.
+      const deadline = performance.now() + WAIT_MS;
+      while (resv.lockStats().acquisitions === before.acquisitions) {
+        if (performance.now() > deadline) throw new Error("the agent never took the resv lock");
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      // Asked while the agent holds it (so it must wait), released after.
+      const acquired = resv.withLockAsync(() => lab.sync.clock.nowNs(), WAIT_MS);
+      Atomics.store(word, 0, 1);
+      Atomics.notify(word, 0);
+      const acquiredNs = await acquired;
+      lab.free(release);
+      const agentReleasedNs = await held;
+      const after = resv.lockStats();
+      return {
+        acquiredAfterRelease: acquiredNs >= agentReleasedNs, agentReleasedNs,
+        contended: after.contended - before.contended, acquisitions: after.acquisitions - before.acquisitions,
+      };
+    });
+
     const missingWorker = await check(() => outcomeAsync(async () => {
       const entry = new URL("./workers/no-such-worker.mjs", import.meta.url);
       threads.push(await bounded(spawnLabThread(lab, { entry, name: "missing" }), WAIT_MS, "spawnLabThread of a missing worker"));
@@ -207,7 +237,7 @@ report(async (): Promise<ConformanceResults> => {
     }));
 
     timeline.unref();
-    return { seed, environment, labThread, fenceWake, uapiRw, implicitSync, blockingOnMain, nonCoherent, missingWorker };
+    return { seed, environment, labThread, fenceWake, uapiRw, implicitSync, blockingOnMain, nonCoherent, resvLockAsync, missingWorker };
   } finally {
     for (const buf of buffers) buf.close();
     await Promise.all(threads.map((t) => t.terminate()));

@@ -11,6 +11,7 @@
 import * as Comlink from "comlink";
 import { FENCE_WAITERS } from "../../src/engine/abi.js";
 import { Lab } from "../../src/lab.js";
+import { Resv } from "../../src/sync/resv.js";
 import { threadToken } from "../../src/memory/futex.js";
 import { installErrorTransfer } from "../../src/thread/errors.js";
 import type { LabThreadData } from "../../src/thread/protocol.js";
@@ -34,6 +35,12 @@ export interface AgentApi {
   /** Process.pread of `len` bytes at `pos` into arena memory: bytes read and the xxh32 of those bytes. */
   pread(fd: number, len: number, pos: number, timeoutMs: number): { bytes: number; digest: number };
   close(fd: number): void;
+  /**
+   * Takes the resv lock at `resv` and holds it until the i32 at arena offset
+   * `release` is non-zero (blocking, at most timeoutMs); returns the lab-clock
+   * ns of its unlock.
+   */
+  holdResvLock(resv: number, release: number, timeoutMs: number): number;
 }
 
 installErrorTransfer();
@@ -77,6 +84,21 @@ const api: AgentApi = {
     return { bytes, digest: xxh32(view.subarray(0, bytes)) };
   }),
   close: (fd) => process.close(fd),
+  holdResvLock: (offset, release, timeoutMs) => {
+    const resv = new Resv(sync, offset, false);
+    resv.lock(timeoutMs);
+    try {
+      const deadline = performance.now() + timeoutMs;
+      while (Atomics.load(sync.i32, release >>> 2) === 0) {
+        const left = deadline - performance.now();
+        if (left <= 0) throw new Error(`holdResvLock: not told to release within ${timeoutMs} ms`);
+        Atomics.wait(sync.i32, release >>> 2, 0, left);
+      }
+      return sync.clock.nowNs();
+    } finally {
+      resv.unlock();
+    }
+  },
 };
 
 Comlink.expose(api, endpoint);
