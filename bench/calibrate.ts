@@ -30,7 +30,8 @@ import { Lab } from "../src/lab.js";
 import type { Calibration } from "../src/engine/calibration.js";
 import { AUTO_BUCKETS } from "../src/engine/abi.js";
 import { fixedStrategyNames, type FixedStrategy } from "../src/engine/strategy.js";
-import { budgetFor, fillPattern, machineInfo, measure, sizeLabel, summarize, type MachineInfo } from "./copy.js";
+import { budgetFor, fillPattern, measure, sizeLabel, summarize } from "./copy.js";
+import { machineInfo, type MachineInfo } from "../src/report.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -46,13 +46,13 @@
  * the onProgress callback. A missing C compiler skips the native rows (null
  * vsNative, a note) and never fails the run.
  */
-import { readdirSync, readFileSync } from "node:fs";
 import os from "node:os";
 import { Bench } from "tinybench";
 import { Lab } from "../src/lab.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
 import { strategyNames, type StrategyName } from "../src/engine/strategy.js";
 import { buildNative, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
+import { machineInfo, quantile, type MachineInfo } from "../src/report.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -126,21 +126,6 @@ export interface TargetResult {
   detail: string;
 }
 
-export interface MachineInfo {
-  cpu: string;
-  /** Logical CPUs available to this process. */
-  cpus: number;
-  flags: string[];
-  cacheSize: string | null;
-  /** Per-core caches from sysfs, e.g. "L1d 48K, L2 2048K, L3 491520K". */
-  caches: string | null;
-  memoryBytes: number;
-  os: string;
-  node: string;
-  v8: string;
-  nativeCompiler: string | null;
-}
-
 export interface NativeStatus {
   status: "ran" | "skipped";
   compiler: string | null;
@@ -207,13 +192,6 @@ function buf(view: Uint8Array, offset = 0, length = view.length - offset): Buffe
 const T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145,
   2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042];
 
-/** The q-quantile of sorted samples, interpolated linearly. */
-export const quantile = (sorted: readonly number[], q: number): number => {
-  const pos = (sorted.length - 1) * q;
-  const lo = Math.floor(pos);
-  return lo + 1 < sorted.length ? sorted[lo] + (pos - lo) * (sorted[lo + 1] - sorted[lo]) : sorted[lo];
-};
-
 /** Summarises per-operation times (ns); the same code for JS and native samples. */
 export function summarize(samplesNs: readonly number[]): SampleStats {
   const s = [...samplesNs].sort((a, b) => a - b);
@@ -266,38 +244,6 @@ export function measure(tasks: { name: string; body: () => void; batch: number }
     out.set(task.name, Array.from(r.latency.samples ?? [], (ms) => ms * 1e6));
   }
   return out;
-}
-
-export function machineInfo(nativeCompiler: string | null = null): MachineInfo {
-  let cpu = os.cpus()[0]?.model ?? "unknown";
-  let flags: string[] = [];
-  let cacheSize: string | null = null;
-  try {
-    const info = readFileSync("/proc/cpuinfo", "utf8");
-    cpu = /^model name\s*:\s*(.+)$/m.exec(info)?.[1]?.trim() ?? cpu;
-    cacheSize = /^cache size\s*:\s*(.+)$/m.exec(info)?.[1]?.trim() ?? null;
-    const all = new Set((/^flags\s*:\s*(.+)$/m.exec(info)?.[1] ?? "").split(/\s+/));
-    flags = ["sse4_2", "avx", "avx2", "avx512f", "avx512bw", "avx512vl", "erms", "fsrm"].filter((f) => all.has(f));
-  } catch {
-    // not Linux: os.cpus() is all there is
-  }
-  let caches: string | null = null;
-  try {
-    const dir = "/sys/devices/system/cpu/cpu0/cache";
-    caches = readdirSync(dir).filter((d) => d.startsWith("index")).sort().map((d) => {
-      const level = readFileSync(`${dir}/${d}/level`, "utf8").trim();
-      const type = readFileSync(`${dir}/${d}/type`, "utf8").trim();
-      const size = readFileSync(`${dir}/${d}/size`, "utf8").trim();
-      return type === "Instruction" ? "" : `L${level}${type === "Data" ? "d" : ""} ${size}`;
-    }).filter(Boolean).join(", ") || null;
-  } catch {
-    // no sysfs
-  }
-  return {
-    cpu, cpus: os.availableParallelism(), flags, cacheSize, caches, memoryBytes: os.totalmem(),
-    os: `${os.platform()} ${os.release()} ${os.arch()}`, node: process.version, v8: process.versions.v8,
-    nativeCompiler,
-  };
 }
 
 export const sizeLabel = (n: number): string =>

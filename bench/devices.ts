@@ -36,13 +36,11 @@ import type { DmaBuf } from "../src/api/dma_buf.js";
 import type { Device, DeviceBuffer, Job } from "../src/devices/device.js";
 import { DmaBufError } from "../src/errno.js";
 import type { Fence } from "../src/sync/fence.js";
-import {
-  budgetFor, fillPattern, machineInfo, measure, sizeLabel, summarize,
-  type MachineInfo, type NativeStatus, type SampleStats, type TargetResult,
-} from "./copy.js";
-import { durationLabel, fenceStats, type FenceStats } from "./fence.js";
+import { budgetFor, fillPattern, measure, sizeLabel, summarize, type NativeStatus, type SampleStats, type TargetResult } from "./copy.js";
+import { fenceStats, type FenceStats } from "./fence.js";
 import { buildNative, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
-import { machineLines, renderNotes, renderTargets, roundedJson, row } from "./report.js";
+import { renderNotes, renderTargets, row } from "./report.js";
+import { durationLabel, machineInfo, machineLines, roundedJson, type MachineInfo } from "../src/report.js";
 
 const MiB = 1024 * 1024;
 const LATENCY_COPY = MiB;

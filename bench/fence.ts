@@ -72,7 +72,8 @@ import type { Timeline } from "../src/sync/timeline.js";
 import type {
   BenchFenceData, BenchFenceJob, BenchFenceReply, BenchFenceRequest, BenchFenceResult, BenchMode, HammerResult, PingMode,
 } from "../workers/bench-fence.js";
-import { machineInfo, quantile, summarize, type MachineInfo, type SampleStats, type TargetResult } from "./copy.js";
+import { summarize, type SampleStats, type TargetResult } from "./copy.js";
+import { durationLabel, machineInfo, quantile, type MachineInfo } from "../src/report.js";
 
 export type FenceSection = "signal" | "signal-waiter" | "wake" | "resv" | "lock";
 /** The sections in the issue's order, which rows and tables follow. */
@@ -792,15 +793,6 @@ function wakeRegimes(samplesNs: number[]): Record<string, number | null> {
 // Targets (issue 3, section 6)
 
 const fx = (v: number): string => `${v.toFixed(2)}x`;
-
-/** ns with a unit that suits it. */
-export function durationLabel(ns: number): string {
-  if (!Number.isFinite(ns)) return "-";
-  if (ns >= 1e6) return `${(ns / 1e6).toFixed(2)} ms`;
-  if (ns >= 1e4) return `${(ns / 1e3).toFixed(1)} µs`;
-  if (ns >= 1e3) return `${(ns / 1e3).toFixed(2)} µs`;
-  return `${ns.toFixed(ns >= 100 ? 0 : 1)} ns`;
-}
 
 export function evaluateFenceTargets(rows: FenceBenchRow[]): TargetResult[] {
   const find = (section: FenceSection, c: string, method?: string) =>

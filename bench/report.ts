@@ -25,10 +25,11 @@
  *
  * Pure functions of the result: nothing here measures or prints.
  */
-import type { CopyBenchResult, CopyBenchRow, MachineInfo, Regime, TargetResult } from "./copy.js";
+import type { CopyBenchResult, CopyBenchRow, Regime, TargetResult } from "./copy.js";
 import { sizeLabel } from "./copy.js";
 import type { RwBenchResult, RwBenchRow, RwRegime } from "./rw.js";
-import { QUICK_WAKE_NS, durationLabel, fenceSections, type FenceBenchResult, type FenceBenchRow, type FenceSection } from "./fence.js";
+import { QUICK_WAKE_NS, fenceSections, type FenceBenchResult, type FenceBenchRow, type FenceSection } from "./fence.js";
+import { durationLabel, esc, machineLines, palette, roundedJson, wrap } from "../src/report.js";
 
 const regimeTitles: Record<Regime, string> = {
   "contiguous": "contiguous: one call per copy",
@@ -92,21 +93,6 @@ function regimeTable(regime: Regime, rows: CopyBenchRow[]): string[] {
   return out;
 }
 
-export function wrap(text: string, width: number, indent: string): string[] {
-  const lines: string[] = [];
-  let line = "";
-  for (const word of text.split(" ")) {
-    if (line && line.length + 1 + word.length > width) {
-      lines.push(line);
-      line = indent + word;
-    } else {
-      line = line ? `${line} ${word}` : word;
-    }
-  }
-  if (line) lines.push(line);
-  return lines;
-}
-
 export function renderTargets(targets: TargetResult[],
   heading = "targets (issue 2, section 5): best engine path, worst case over the sizes that count"): string[] {
   const out = [heading];
@@ -116,15 +102,6 @@ export function renderTargets(targets: TargetResult[],
     out.push(...wrap(`  [${status}] ${t.description}: ${measured} (target ${t.threshold}); ${t.detail}`, 116, "      "));
   }
   return out;
-}
-
-/** The machine lines of a table's header. */
-export function machineLines(m: MachineInfo): string[] {
-  return [
-    `machine: ${m.cpu}, ${m.cpus} CPUs${m.caches ? ` (${m.caches})` : m.cacheSize ? `, cache ${m.cacheSize}` : ""}`,
-    `         ${m.os}, Node ${m.node} (V8 ${m.v8}), ${(m.memoryBytes / 2 ** 30).toFixed(0)} GiB`,
-    ...(m.flags.length ? [`         cpu flags: ${m.flags.join(" ")}`] : []),
-  ];
 }
 
 export function renderNotes(notes: string[]): string[] {
@@ -148,21 +125,10 @@ export function renderTable(result: CopyBenchResult): string {
   return out.join("\n") + "\n";
 }
 
-/** JSON for programs: numbers rounded to 5 significant digits. */
-export function roundedJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) =>
-    typeof v === "number" && !Number.isInteger(v) && Number.isFinite(v) ? Number(v.toPrecision(5)) : v, 2) + "\n";
-}
-
 export function renderJson(result: CopyBenchResult): string {
   const { machine, date, quick, seed, regimes, budget, rounds, load, native, targets, rows, notes, durationMs } = result;
   return roundedJson({ machine, date, quick, seed, regimes, budget, rounds, load, native, durationMs, targets, rows, notes });
 }
-
-export const palette = ["#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-  "#7f7f7f", "#bcbd22", "#17becf", "#393b79"];
-
-export const esc = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
 /** A log-log chart of GB/s against copy size for contiguous aligned copies. */
 export function renderSvg(result: CopyBenchResult): string {

@@ -41,11 +41,9 @@ import { DMA_HEAP_IOCTL_ALLOC, O_RDWR } from "../src/uapi/uapi.js";
 import type { HeapName } from "../src/dmabuf/heap.js";
 import { pwritev } from "../src/dmabuf/rw.js";
 import { bufferRuns } from "../src/dmabuf/runs.js";
-import {
-  budgetFor, contiguousBatch, fillPattern, machineInfo, measure, sizeLabel, summarize,
-  type MachineInfo, type NativeStatus, type SampleStats, type TargetResult,
-} from "./copy.js";
+import { budgetFor, contiguousBatch, fillPattern, measure, sizeLabel, summarize, type NativeStatus, type SampleStats, type TargetResult } from "./copy.js";
 import { buildNative, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
+import { machineInfo, type MachineInfo } from "../src/report.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -12,10 +12,10 @@
  * Pure functions of the result; the table and JSON helpers are the
  * benchmarks' (bench/report.ts, src/cli/format.ts).
  */
-import { durationLabel } from "../../bench/fence.js";
-import { esc, machineLines, palette, roundedJson, wrap } from "../../bench/report.js";
+
 import { formatBytes, table } from "../cli/format.js";
 import type { ContendResult, RoleResult } from "./run.js";
+import { durationLabel, esc, machineLines, palette, roundedJson, wrap } from "../report.js";
 
 const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? "" : "s"}`;
 

@@ -38,10 +38,11 @@ import type { MutexStats } from "../memory/mutex.js";
 import { installErrorTransfer } from "../thread/errors.js";
 import { workerUrl } from "../thread/host.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
-import { machineInfo, quantile, type MachineInfo } from "../../bench/copy.js";
+
 import { DeviceDriver } from "./devices.js";
 import { resolveOptions, type ContendOptions, type ResolvedOptions } from "./options.js";
 import { Control, controlBytes, type ContendCpuApi, type CpuRole, type CpuRunResult, type CpuThreadData } from "./protocol.js";
+import { machineInfo, quantile, type MachineInfo } from "../report.js";
 
 export interface WaitSummary {
   count: number;

@@ -13,8 +13,8 @@ import { DmaBufError } from "../../errno.js";
 import { Lab } from "../../lab.js";
 import { checkPipelineOptions, type FrameReport } from "../../demo/options.js";
 import { runPipeline, type PipelineResult } from "../../demo/pipeline.js";
-import { durationLabel, fenceStats } from "../../../bench/fence.js";
-import { roundedJson } from "../../../bench/report.js";
+import { fenceStats } from "../../../bench/fence.js";
+import { durationLabel, roundedJson } from "../../report.js";
 
 const usage = `usage: dmabuf-lab demo [--frames N] [--buffers N] [--json]
 
