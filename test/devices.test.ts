@@ -191,7 +191,7 @@ describe("poll on a dma-buf a device writes", () => {
       const faulty = await dev.loadKernel(FAULTY);
       const spin = (ms: number) => dev.submit({ kind: "kernel", kernel: faulty, buffers: [{ range: db, access: "write" }], args: [FAULT_SPIN, ms] });
       const fds: PollFd[] = [{ fd: buf.fd, events: POLLIN }];
-      let job = spin(300);
+      let job = spin(1000); // long enough that the short poll below surely comes first
       expect(lab.process.poll(fds, 20)).toBe(0); // the device still writes: not readable yet
       expect(fds[0].revents).toBe(0);
       expect(lab.process.poll(fds, WAIT_MS)).toBe(1); // woken by the device thread's signal
