@@ -3,6 +3,10 @@
  * memory, jobs through the ring, fences as completions, implicit sync
  * through the buffers' reservation objects, faults and the watchdog.
  */
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
 import { Lab } from "../src/lab.js";
 import { POLLIN, type PollFd } from "../src/index.js";
@@ -36,6 +40,21 @@ async function device(lab: Lab, options: Parameters<typeof spawnDevice>[1] = {})
   const d = await spawnDevice(lab, options);
   devices.push(d);
   return d;
+}
+
+/** Runs an ES module's text in a new Node process (from a temporary file); its exit code (-1 when killed) and stdout. */
+async function runModule(text: string): Promise<{ code: number; stdout: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "dmabuf-lab-module-"));
+  try {
+    const file = join(dir, "main.mjs");
+    writeFileSync(file, text);
+    return await new Promise((resolve) => {
+      execFile(process.execPath, [file], { timeout: 30_000 },
+        (error, stdout) => resolve({ code: error ? (typeof error.code === "number" ? error.code : -1) : 0, stdout }));
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** The buffer's bytes, read through the CPU path. */
@@ -367,6 +386,23 @@ describe("device faults", () => {
 });
 
 describe("device lifecycle", () => {
+  test("a process that forgets to shut its device down still exits", async () => {
+    // A real Node process on the built library: it spawns a device, runs a
+    // job, and ends without shutdown(). A live worker must not keep it up.
+    const lib = new URL("../dist/lib/index.js", import.meta.url).href;
+    const script = `
+      import { Lab } from ${JSON.stringify(lib)};
+      const lab = await Lab.create({ memoryBytes: 64 << 20 });
+      const dev = await lab.spawnDevice({ name: "forgotten" });
+      const f = dev.submit({ kind: "nop" });
+      if (f.wait(10000) === 0 || f.status !== 1) process.exit(3);
+      console.log("job done");`;
+    const { code, stdout } = await runModule(script);
+    expect(stdout).toContain("job done");
+    expect(code, "exit code (-1: killed after 30 s, the process hung)").toBe(0);
+  });
+
+
   test("devices spawned together share one watchdog, and all of it goes with the last", async () => {
     const lab = await labs.create();
     const sync0 = lab.stats().sync.freeBytes;

@@ -47,6 +47,7 @@ import { SyncFile } from "../sync/sync_file.js";
 import type { Timeline } from "../sync/timeline.js";
 import { installErrorTransfer } from "../thread/errors.js";
 import { workerUrl } from "../thread/host.js";
+import { keepingAlive } from "../memory/futex.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
 import { DEV_DEAD, DEV_TIMELINE, DeviceRecord, freeJob, type DeviceStats } from "./device_record.js";
 import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
@@ -128,10 +129,13 @@ const watchdogs = new WeakMap<Lab, Watchdog>();
 
 async function startWatchdog(lab: Lab): Promise<{ worker: SpawnedWorker; api: Comlink.Remote<WatchdogApi> }> {
   const worker = await spawnWorker(workerUrl("watchdog"), { handle: lab.share(), periodMs: WATCHDOG_PERIOD_MS, silenceMs: SILENCE_MS }, "watchdog");
-  unrefWorker(worker);
+  worker.unref();
   const api = Comlink.wrap<WatchdogApi>(worker.endpoint);
   try {
-    await api.hello();
+    await keepingAlive(Promise.race([
+      api.hello(),
+      worker.exited.then(({ error }): never => { throw error ?? new Error("the watchdog worker exited during start-up"); }),
+    ]));
   } catch (e) {
     await worker.terminate();
     throw e;
@@ -139,7 +143,7 @@ async function startWatchdog(lab: Lab): Promise<{ worker: SpawnedWorker; api: Co
   return { worker, api };
 }
 
-async function watchdogFor(lab: Lab): Promise<Comlink.Remote<WatchdogApi>> {
+async function watchdogFor(lab: Lab): Promise<{ worker: SpawnedWorker; api: Comlink.Remote<WatchdogApi> }> {
   let w = watchdogs.get(lab);
   if (w === undefined) {
     w = { ready: startWatchdog(lab), devices: 0 };
@@ -147,7 +151,7 @@ async function watchdogFor(lab: Lab): Promise<Comlink.Remote<WatchdogApi>> {
   }
   w.devices++;
   try {
-    return (await w.ready).api;
+    return await w.ready;
   } catch (e) {
     await releaseWatchdog(lab);
     throw e;
@@ -162,11 +166,6 @@ async function releaseWatchdog(lab: Lab): Promise<void> {
   if (started === undefined) return;
   started.api[Comlink.releaseProxy]();
   await started.worker.terminate();
-}
-
-/** A Node worker that does not keep the process alive (browsers: nothing to do). */
-function unrefWorker(worker: SpawnedWorker): void {
-  (worker.endpoint as unknown as { unref?: () => void }).unref?.();
 }
 
 function checkOptions(o: DeviceOptions): Required<DeviceOptions> {
@@ -185,7 +184,12 @@ function checkOptions(o: DeviceOptions): Required<DeviceOptions> {
 }
 
 /** Starts a device worker; resolves once its loop runs. */
-export async function spawnDevice(lab: Lab, options: DeviceOptions = {}): Promise<Device> {
+export function spawnDevice(lab: Lab, options: DeviceOptions = {}): Promise<Device> {
+  // The lab's other workers may all be unref'd: the process stays up until this settles.
+  return keepingAlive(startDevice(lab, options));
+}
+
+async function startDevice(lab: Lab, options: DeviceOptions): Promise<Device> {
   installErrorTransfer();
   const o = checkOptions(options);
   const { sync } = lab;
@@ -213,8 +217,8 @@ export async function spawnDevice(lab: Lab, options: DeviceOptions = {}): Promis
     const api = Comlink.wrap<DeviceApi>(worker.endpoint);
     device = new Device(lab, record, iommu, timeline, worker, api, o);
     await device.call(() => api.hello());
-    await watchdog.watch(record.offset);
-    unrefWorker(worker);
+    await keepingAlive(watchdog.api.watch(record.offset));
+    worker.unref();
     return device;
   } catch (e) {
     if (device !== undefined) {
@@ -285,7 +289,7 @@ export class Device {
 
   /** A control-plane call that fails with ENODEV instead of hanging when the worker is gone. */
   async call<T>(fn: () => Promise<T>): Promise<T> {
-    return Promise.race([fn(), this.gone]);
+    return keepingAlive(Promise.race([fn(), this.gone]));
   }
 
   private requireAlive(syscall: string): void {

@@ -115,6 +115,22 @@ export function waitUntil(
   });
 }
 
+/**
+ * Resolves as `work` does, keeping a Node process alive meanwhile (a ref'd
+ * timer). A pending Atomics.waitAsync does not, and the threads that would
+ * wake it (device workers) may be unref'd: a program awaiting a fence must
+ * not end with its await unsettled. Also for the steps between calls to
+ * unref'd workers. Harmless in browsers.
+ */
+export async function keepingAlive<T>(work: Promise<T>): Promise<T> {
+  const timer = setInterval(() => {}, 2 ** 30);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 /** waitUntil as a Promise (Atomics.waitAsync): any thread, never blocks. */
 export function waitUntilAsync(
   i32: Int32Array, word: number, waiters: number, done: () => boolean, deadline: number,

@@ -18,7 +18,7 @@
  * under the lock and read without it: a reader may see them a moment stale.
  */
 import { DmaBufError, hex } from "../errno.js";
-import { futexWait, futexWake, nowMs, threadToken } from "./futex.js";
+import { futexWait, futexWake, keepingAlive, nowMs, threadToken } from "./futex.js";
 
 export const MUTEX_BYTES = 32;
 export const kMutexState = 0;
@@ -93,7 +93,7 @@ export class Mutex {
     }
     for (const left of this.contended(timeoutMs)) {
       const r = Atomics.waitAsync(this.i32, this.state, CONTENDED, left);
-      if (r.async) await r.value;
+      if (r.async) await keepingAlive(r.value);
     }
   }
 

@@ -36,7 +36,7 @@ import {
   FENCE_CONTEXT, FENCE_DEADLINE, FENCE_ERROR, FENCE_KIND, FENCE_KIND_MASK, FENCE_REFCOUNT, FENCE_SEQNO,
   FENCE_STATUS, FENCE_TIMELINE, FENCE_TIMESTAMP, FENCE_WAITERS, MAX_ERRNO, SIGNAL_ALREADY,
 } from "../engine/abi.js";
-import { nowMs, waitUntil, waitUntilAsync } from "../memory/futex.js";
+import { keepingAlive, nowMs, waitUntil, waitUntilAsync } from "../memory/futex.js";
 import type { Sync } from "./sync.js";
 
 export type FenceCallback = (fence: Fence) => void;
@@ -167,11 +167,14 @@ export class Fence {
     return ok ? timeLeft(start, timeoutMs) : 0;
   }
 
-  /** wait() as a Promise (Atomics.waitAsync): any thread, never blocks. */
+  /**
+   * wait() as a Promise (Atomics.waitAsync): any thread, never blocks. In
+   * Node the process stays up while it waits (keepingAlive).
+   */
   async waitAsync(timeoutMs = Infinity): Promise<number> {
     checkTimeout(timeoutMs, "dma_fence_wait");
     const start = nowMs();
-    const ok = await this.untilSignaled(start + timeoutMs);
+    const ok = await keepingAlive(this.untilSignaled(start + timeoutMs));
     if (ok) this.sync.callbacks.dispatch(this);
     return ok ? timeLeft(start, timeoutMs) : 0;
   }

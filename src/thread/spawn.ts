@@ -31,6 +31,13 @@ export interface SpawnedWorker {
   /** Settles once the worker is gone: its exit code, or the error that ended it. */
   readonly exited: Promise<{ code: number | null; error?: unknown }>;
   onError(listener: (error: unknown) => void): void;
+  /**
+   * Node: the worker no longer keeps the process alive (a device forgotten
+   * at exit lets the process end); a caller awaiting its answers keeps the
+   * process up itself (keepingAlive in src/memory/futex.ts). Browsers:
+   * nothing to do.
+   */
+  unref(): void;
   terminate(): Promise<void>;
 }
 
@@ -61,11 +68,16 @@ async function spawnNode<T>(entry: URL, data: T, name: string): Promise<SpawnedW
   worker.on("error", (e) => { lastError = e; });
   const exited = new Promise<{ code: number | null; error?: unknown }>((resolve) =>
     worker.once("exit", (code) => resolve({ code, error: lastError })));
+  // A Worker's port refs itself again whenever its first 'message' listener
+  // is added, and comlink adds one per call: a listener that stays keeps the
+  // count above zero, so that only unref() decides.
+  worker.on("message", () => {});
   return {
     name,
     endpoint: nodeEndpoint(worker),
     exited,
     onError: (listener) => { worker.on("error", listener); },
+    unref: () => { worker.unref(); },
     terminate: async () => {
       await worker.terminate();
       await exited;
@@ -101,6 +113,7 @@ async function spawnWeb<T>(entry: URL, data: T, name: string): Promise<SpawnedWo
     onError: (listener) => {
       worker.addEventListener("error", (event) => listener(failure(event)));
     },
+    unref: () => {},
     terminate: async () => {
       worker.terminate();
       channel.port1.close();

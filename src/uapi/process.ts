@@ -51,7 +51,7 @@ import { DmaBufError } from "../errno.js";
 import { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { heapNames, type HeapName } from "../dmabuf/heap.js";
 import type { Lab } from "../lab.js";
-import { nowMs, requireBlocking } from "../memory/futex.js";
+import { keepingAlive, nowMs, requireBlocking } from "../memory/futex.js";
 import { SwSyncTimeline } from "../sync/sw_sync.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { DmaBufFile } from "./dma_buf_file.js";
@@ -291,7 +291,7 @@ export class Process {
   async pollAsync(fds: PollFd[], timeoutMs = 0): Promise<number> {
     const { ready, deadline } = this.pollStart(fds, timeoutMs);
     if (ready > 0 || timeoutMs === 0) return ready;
-    await this.lab.sync.untilSignalAsync(() => this.pollScan(fds) > 0, deadline);
+    await keepingAlive(this.lab.sync.untilSignalAsync(() => this.pollScan(fds) > 0, deadline));
     return this.pollScan(fds);
   }
 
