@@ -56,7 +56,8 @@ import {
   JOB_FENCE, JOB_FILL, JOB_KERNEL, JOB_KERNEL_ID, JOB_KIND, JOB_MAX_ARGS, JOB_MAX_BUFS, JOB_NARGS, JOB_NBUFS,
   JOB_NOP, JOB_RECORD_SIZE, JOB_SUBMIT_NS,
 } from "./job.js";
-import type { DeviceApi, WatchdogApi } from "./protocol.js";
+import type { DeviceApi } from "./protocol.js";
+import { releaseWatchdog, watchdogFor } from "./watchdog.js";
 import { DEFAULT_RING_ENTRIES, JobRing } from "./ring.js";
 
 export interface DeviceOptions {
@@ -112,61 +113,10 @@ export type Job = JobCommon & (
 interface Use { iova: number; len: number; access: number; buffer: DeviceBuffer; offset: number }
 
 const SUBMIT = "drm_sched_job_submit";
-const WATCHDOG_PERIOD_MS = 10;
-const SILENCE_MS = 2000;
 /** How long kill() lets a live device loop stop by itself before terminating it. */
 const KILL_GRACE_MS = 500;
 
 let serial = 0;
-
-/**
- * One watchdog worker per lab view, shared by its devices. The entry is
- * made at once (its start-up a promise), so that devices spawned together
- * share one watchdog.
- */
-interface Watchdog { ready: Promise<{ worker: SpawnedWorker; api: Comlink.Remote<WatchdogApi> }>; devices: number }
-const watchdogs = new WeakMap<Lab, Watchdog>();
-
-async function startWatchdog(lab: Lab): Promise<{ worker: SpawnedWorker; api: Comlink.Remote<WatchdogApi> }> {
-  const worker = await spawnWorker(workerUrl("watchdog"), { handle: lab.share(), periodMs: WATCHDOG_PERIOD_MS, silenceMs: SILENCE_MS }, "watchdog");
-  worker.unref();
-  const api = Comlink.wrap<WatchdogApi>(worker.endpoint);
-  try {
-    await keepingAlive(Promise.race([
-      api.hello(),
-      worker.exited.then(({ error }): never => { throw error ?? new Error("the watchdog worker exited during start-up"); }),
-    ]));
-  } catch (e) {
-    await worker.terminate();
-    throw e;
-  }
-  return { worker, api };
-}
-
-async function watchdogFor(lab: Lab): Promise<{ worker: SpawnedWorker; api: Comlink.Remote<WatchdogApi> }> {
-  let w = watchdogs.get(lab);
-  if (w === undefined) {
-    w = { ready: startWatchdog(lab), devices: 0 };
-    watchdogs.set(lab, w);
-  }
-  w.devices++;
-  try {
-    return await w.ready;
-  } catch (e) {
-    await releaseWatchdog(lab);
-    throw e;
-  }
-}
-
-async function releaseWatchdog(lab: Lab): Promise<void> {
-  const w = watchdogs.get(lab);
-  if (w === undefined || --w.devices > 0) return;
-  watchdogs.delete(lab);
-  const started = await w.ready.catch(() => undefined);
-  if (started === undefined) return;
-  started.api[Comlink.releaseProxy]();
-  await started.worker.terminate();
-}
 
 function checkOptions(o: DeviceOptions): Required<DeviceOptions> {
   const name = o.name ?? `device-${++serial}`;
