@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
 import { Lab } from "../src/lab.js";
-import { POLLIN, type PollFd } from "../src/index.js";
+import { POLLIN, type Fence, type PollFd } from "../src/index.js";
 import { spawnDevice, type Device, type DeviceBuffer } from "../src/devices/device.js";
 import { dmaBufRevoke } from "../src/dmabuf/attachment.js";
 import type { DmaBufRecord } from "../src/dmabuf/dma_buf.js";
@@ -55,6 +55,12 @@ async function runModule(text: string): Promise<{ code: number; stdout: string }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Waits (bounded, blocking) until the fence is signalled, and checks its status (1, or a negative errno). */
+function expectSignalled(fence: Fence, status: number): void {
+  expect(fence.wait(WAIT_MS), "signalled within the wait").toBeGreaterThan(0);
+  expect(fence.status).toBe(status);
 }
 
 /** The buffer's bytes, read through the CPU path. */
@@ -139,8 +145,7 @@ describe("device jobs", () => {
       const inFence = tl.createFence();
       const fill = dev.submit({ kind: "fill", dst: db, value: 9, inFences: [inFence] });
       inFence.signal(-5);
-      expect(fill.wait(WAIT_MS)).toBeGreaterThan(0);
-      expect(fill.status).toBe(-5);
+      expectSignalled(fill, -5);
       expect(contents(b).every((x) => x === 0)).toBe(true);
       fill.put(); inFence.put(); tl.unref();
     } finally {
@@ -161,8 +166,7 @@ describe("device jobs", () => {
       dmaBufRevoke(b);
       const fills = [dev.submit({ kind: "fill", dst: da, value: 1 }), dev.submit({ kind: "fill", dst: db, value: 1 })];
       for (const f of fills) {
-        expect(f.wait(WAIT_MS)).toBeGreaterThan(0);
-        expect(f.status).toBe(-14);
+        expectSignalled(f, -14);
         f.put();
       }
       expect(contents(a).every((x) => x === 0) && contents(b).every((x) => x === 0)).toBe(true);
@@ -174,8 +178,7 @@ describe("device jobs", () => {
       const e = await dev.map(db).then(() => null, (err: unknown) => err);
       expect(e).toMatchObject({ name: "DmaBufError", code: "ENODEV", errno: 19 });
       const nop = dev.submit({ kind: "nop" });
-      expect(nop.wait(WAIT_MS)).toBeGreaterThan(0);
-      expect(nop.status).toBe(1);
+      expectSignalled(nop, 1);
       nop.put();
     } finally {
       a.put(); b.put();
@@ -242,8 +245,7 @@ describe("device coherence", () => {
       // The plain device first: the snooping one writes the dirty lines back.
       for (const [dev, dst] of [[plain, toPlain], [snooping, toSnooping]] as const) {
         const f = dev.submit({ kind: "copy", src: await dev.attach(src), dst: await dev.attach(dst) });
-        expect(f.wait(WAIT_MS)).toBeGreaterThan(0);
-        expect(f.status).toBe(1);
+        expectSignalled(f, 1);
         f.put();
       }
       expect(contents(toSnooping.record).every((x) => x === 9)).toBe(true);
@@ -274,10 +276,8 @@ describe("device faults", () => {
       const hung = dev.submit({ kind: "kernel", kernel: faulty, buffers: [{ range: da, access: "write" }], args: [FAULT_SPIN, 60_000] });
       const queued = dev.submit({ kind: "nop" });
       // A blocking wait on this (the main) thread: only the watchdog worker can end it.
-      expect(hung.wait(WAIT_MS)).toBeGreaterThan(0);
-      expect(hung.status).toBe(-110);
-      expect(queued.wait(WAIT_MS)).toBeGreaterThan(0);
-      expect(queued.status).toBe(-5);
+      expectSignalled(hung, -110);
+      expectSignalled(queued, -5);
       await within(dev.whenDead(), WAIT_MS, "device dead");
       expectErrno(() => dev.submit({ kind: "nop" }), "ENODEV");
       hung.put(); queued.put();
@@ -285,8 +285,7 @@ describe("device faults", () => {
       const other = await device(lab);
       const oa = await other.attach(a);
       const fill = other.submit({ kind: "fill", dst: oa, value: 3 });
-      expect(fill.wait(WAIT_MS)).toBeGreaterThan(0);
-      expect(fill.status).toBe(1);
+      expectSignalled(fill, 1);
       fill.put();
     } finally {
       a.put();
@@ -306,8 +305,7 @@ describe("device faults", () => {
       const after = dev.submit({ kind: "fill", dst: da, value: 4 }); // waits on bad through a's resv
       const other = dev.submit({ kind: "fill", dst: db, value: 4 });
       for (const [f, status] of [[bad, -5], [after, -5], [other, 1]] as const) {
-        expect(f.wait(WAIT_MS)).toBeGreaterThan(0);
-        expect(f.status).toBe(status);
+        expectSignalled(f, status);
         f.put();
       }
       expect(contents(a).subarray(1).every((x) => x === 0)).toBe(true); // the skipped fill wrote nothing
@@ -361,8 +359,7 @@ describe("device faults", () => {
       const next = dev.submit({ kind: "nop" });
       // Blocked here, this thread cannot see the worker's exit event: only
       // the watchdog worker can end the wait (the dead job overran its limit).
-      expect(next.wait(WAIT_MS)).toBeGreaterThan(0);
-      expect(next.status).toBe(-5);
+      expectSignalled(next, -5);
       expect([-5, -110]).toContain(crash.status);
       crash.put(); next.put();
     } finally {

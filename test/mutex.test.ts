@@ -191,19 +191,30 @@ describe("the Promise forms", () => {
   });
 });
 
+/**
+ * A mutex at 64 of a fresh shared buffer, a counter word, and `count`
+ * started workers, each about to increment the counter n times under the
+ * mutex (released together).
+ */
+async function countingWorkers(count: number, n: number) {
+  const sab = new SharedArrayBuffer(256);
+  const mutexOffset = 64;
+  const mutex = new Mutex(sab, mutexOffset);
+  mutex.init();
+  const counter = 160 >>> 2;
+  const flag = 192 >>> 2;
+  const i32 = new Int32Array(sab);
+  const u32 = new Uint32Array(sab);
+  const inboxes = Array.from({ length: count }, (_, k) =>
+    start(`counter-${k}`, { sab, mutexOffset, counter, flag, n, mode: "count" }));
+  await releaseAll(inboxes, i32.subarray(flag, flag + 1), WAIT_MS);
+  return { mutex, i32, u32, counter, inboxes };
+}
+
 describe("threads", () => {
   test("lockAsync on this thread against two workers: the count under the lock is exact", async () => {
     const n = 5_000;
-    const sab = new SharedArrayBuffer(256);
-    const mutexOffset = 64;
-    const mutex = new Mutex(sab, mutexOffset);
-    mutex.init();
-    const counter = 160 >>> 2;
-    const flag = 192 >>> 2;
-    const i32 = new Int32Array(sab);
-    const u32 = new Uint32Array(sab);
-    const inboxes = [0, 1].map((k) => start(`async-peer-${k}`, { sab, mutexOffset, counter, flag, n, mode: "count" }));
-    await releaseAll(inboxes, i32.subarray(flag, flag + 1), WAIT_MS);
+    const { mutex, u32, counter, inboxes } = await countingWorkers(2, n);
     for (let i = 0; i < n; i++) {
       await mutex.lockAsync(WAIT_MS);
       u32[counter]++;
@@ -214,20 +225,9 @@ describe("threads", () => {
     expect(mutex.stats().acquisitions).toBe(3 * n);
   });
 
-
   test.each([2, 3, 4])("%i workers increment a non-atomic counter under one mutex: the count is exact", async (count) => {
     const n = 20_000;
-    const sab = new SharedArrayBuffer(256);
-    const mutexOffset = 64;
-    const mutex = new Mutex(sab, mutexOffset);
-    mutex.init();
-    const counter = 160 >>> 2;
-    const flag = 192 >>> 2;
-    const i32 = new Int32Array(sab);
-    const u32 = new Uint32Array(sab);
-    const inboxes = Array.from({ length: count }, (_, k) =>
-      start(`counter-${k}`, { sab, mutexOffset, counter, flag, n, mode: "count" }));
-    await releaseAll(inboxes, i32.subarray(flag, flag + 1), WAIT_MS);
+    const { mutex, i32, u32, counter, inboxes } = await countingWorkers(count, n);
     const done = await reports<Msg & { type: "done" }>(inboxes, WAIT_MS);
     expect(done.map((m) => m.n)).toEqual(Array(count).fill(n));
     expect(u32[counter]).toBe(count * n);
@@ -236,7 +236,7 @@ describe("threads", () => {
     expect(s.contended).toBeGreaterThanOrEqual(0);
     expect(s.contended).toBeLessThanOrEqual(s.acquisitions);
     expect(s.waitMs).toBeGreaterThanOrEqual(0);
-    expect(Atomics.load(i32, mutexOffset >>> 2)).toBe(0);
+    expect(Atomics.load(i32, mutex.offset >>> 2)).toBe(0);
     // Still usable from this thread.
     mutex.with(() => { u32[counter]++; }, 1000);
     expect(u32[counter]).toBe(count * n + 1);
