@@ -185,6 +185,30 @@ describe("device jobs", () => {
     }
   });
 
+  test("a full ring is EAGAIN after submitTimeoutMs, with nothing allocated; the queued jobs still run", async () => {
+    const lab = await labs.create();
+    const dev = await device(lab, { ringEntries: 2, submitTimeoutMs: 0 });
+    const tl = lab.sync.timeline({ driver: "test", name: "gate" });
+    const gate = tl.createFence();
+    const jobs: Fence[] = [];
+    let refused: unknown;
+    // The device takes one job and waits on the gate; two more fill the ring.
+    for (let i = 0; i < 8 && refused === undefined; i++) {
+      const before = lab.stats().sync.freeBytes;
+      try {
+        jobs.push(dev.submit({ kind: "nop", inFences: [gate] }));
+      } catch (e) {
+        refused = e;
+        expect(lab.stats().sync.freeBytes, "sync heap after the refused submit").toBe(before);
+      }
+    }
+    expect(refused).toMatchObject({ name: "DmaBufError", code: "EAGAIN", errno: 11 });
+    expect(jobs.length).toBeGreaterThanOrEqual(2);
+    gate.signal();
+    for (const f of jobs) { expectSignalled(f, 1); f.put(); }
+    gate.put(); tl.unref();
+  });
+
   test("bad jobs are EINVAL and change nothing", async () => {
     const lab = await labs.create();
     const dev = await device(lab);

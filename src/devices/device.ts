@@ -19,9 +19,9 @@
  * waits like a writer, a read one like a reader) and publishes the out-fence
  * with usage WRITE or READ; adds the explicit in-fences (Fence or SyncFile);
  * folds the dependencies into one fence (an array when several) and pushes
- * the job record into the ring. A failure after a fence was published (the
- * sync heap exhausted, a full ring) signals the out-fence with that error,
- * so nothing waits on a job that never runs.
+ * the job record (allocated before anything is published) into the ring. A
+ * failure after a fence was published (a full ring: EAGAIN) signals the
+ * out-fence with that error, so nothing waits on a job that never runs.
  *
  * Faults: a job whose range leaves the device's mappings fails with EFAULT
  * (its fence carries it) and nothing else is touched. The worker exiting,
@@ -380,7 +380,11 @@ export class Device {
     const fence = this.timeline.createFence();
     const deps: Fence[] = [];
     let published = false;
+    let rec = 0;
+    let written = false;
     try {
+      // The record first: the sync heap exhausted is ENOMEM with nothing published.
+      rec = sync.allocRecord(JOB_RECORD_SIZE, SUBMIT);
       // Implicit sync, once per buffer: a buffer written by any range waits like a writer.
       const perBuffer = new Map<number, { buf: DmaBufRecord; write: boolean }>();
       for (const u of uses) {
@@ -400,15 +404,14 @@ export class Device {
         for (const d of deps.splice(0)) d.put();
         deps.push(array);
       }
-      const rec = this.writeJob(job, uses, fence, deps[0] ?? null, kernelId, args);
-      try {
-        this.record.ring.push(rec, this.options.submitTimeoutMs);
-      } catch (e) {
-        freeJob(sync, rec);
-        throw e;
-      }
+      this.writeJob(rec, job, uses, fence, deps[0] ?? null, kernelId, args);
+      written = true;
+      this.record.ring.push(rec, this.options.submitTimeoutMs);
       return fence;
     } catch (e) {
+      if (written) freeJob(sync, rec);
+      else if (rec !== 0) sync.freeRecord(rec);
+      // A fence already published (the ring full, say) must not stay pending.
       if (published) fence.checkAndSignal(-(e instanceof DmaBufError ? e.errno : 5));
       fence.put();
       throw e;
@@ -455,9 +458,9 @@ export class Device {
     }
   }
 
-  private writeJob(job: Job, uses: Use[], fence: Fence, dep: Fence | null, kernelId: number, args: number[]): number {
+  /** Fills the job record at `rec`; it takes references on the fence and the dependency. */
+  private writeJob(rec: number, job: Job, uses: Use[], fence: Fence, dep: Fence | null, kernelId: number, args: number[]): void {
     const { sync } = this.lab;
-    const rec = sync.allocRecord(JOB_RECORD_SIZE, SUBMIT);
     const u32 = sync.u32;
     const kind = { nop: JOB_NOP, copy: JOB_COPY, fill: JOB_FILL, checksum: JOB_CHECKSUM, kernel: JOB_KERNEL }[job.kind];
     u32[(rec + JOB_KIND) >>> 2] = kind;
@@ -480,7 +483,6 @@ export class Device {
       u32[(at + JOB_BUF_BUFFER) >>> 2] = u.buffer.buffer.offset;
       u32[(at + JOB_BUF_OFFSET) >>> 2] = u.offset;
     });
-    return rec;
   }
 
   /** The timeline offset of this device's fences (its fence context). */
