@@ -29,8 +29,11 @@ function render(r: TourResult): string {
     `page pool: ${mib(r.pages.freeBytes)} free of ${mib(r.pages.totalBytes)}, fragmentation ${(r.pages.fragmentation * 100).toFixed(0)}%; ` +
       `user memory: ${mib(r.user.freeBytes)} free`,
     "",
-    "next: dmabuf-lab bench copy --quick   (strategies against native memcpy and TypedArray.set)",
+    "next: dmabuf-lab demo                 (camera -> gpu -> display: three devices over implicit fences)",
+    "      dmabuf-lab contend              (writers, readers and devices on shared dma-bufs; --bypass-fences)",
+    "      dmabuf-lab bench copy --quick   (strategies against native memcpy and TypedArray.set)",
     "      dmabuf-lab bench fence --quick  (fences, resv and locks against raw Atomics)",
+    "      dmabuf-lab serve                (the demo page in a browser, with the isolation headers)",
   ];
   return lines.join("\n") + "\n";
 }
