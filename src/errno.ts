@@ -39,6 +39,11 @@ export class DmaBufError extends Error {
   }
 }
 
+/** The error a fence carries for `e`: its negative errno, EIO for anything but a DmaBufError. */
+export function fenceError(e: unknown): number {
+  return -(e instanceof DmaBufError ? e.errno : errnoNumbers.EIO);
+}
+
 /** Formats an arena offset or size for messages. */
 export function hex(n: number): string {
   return `0x${n.toString(16)}`;

@@ -37,7 +37,7 @@
  * workers are unref'd, so a forgotten device does not hang the process.
  */
 import * as Comlink from "comlink";
-import { DmaBufError } from "../errno.js";
+import { DmaBufError, fenceError } from "../errno.js";
 import type { DmaBuf } from "../api/dma_buf.js";
 import { DmaBufAttachment, dmaBufAttachments } from "../dmabuf/attachment.js";
 import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
@@ -49,12 +49,11 @@ import { installErrorTransfer } from "../thread/errors.js";
 import { workerUrl } from "../thread/host.js";
 import { keepingAlive } from "../memory/futex.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
-import { DEV_DEAD, DEV_TIMELINE, DeviceRecord, freeJob, type DeviceStats } from "./device_record.js";
+import { DEV_DEAD, DeviceRecord, FAIL_EIO, freeJob, type DeviceStats } from "./device_record.js";
 import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
 import {
-  JOB_ARGS, JOB_BUF_ACCESS, JOB_BUF_BUFFER, JOB_BUF_IOVA, JOB_BUF_OFFSET, JOB_BUF_LEN, JOB_BUF_SIZE, JOB_BUFS, JOB_CHECKSUM, JOB_COPY, JOB_DEP,
-  JOB_FENCE, JOB_FILL, JOB_KERNEL, JOB_KERNEL_ID, JOB_KIND, JOB_MAX_ARGS, JOB_MAX_BUFS, JOB_NARGS, JOB_NBUFS,
-  JOB_NOP, JOB_RECORD_SIZE, JOB_SUBMIT_NS,
+  JOB_ARGS, JOB_BUF_ACCESS, JOB_BUF_BUFFER, JOB_BUF_IOVA, JOB_BUF_LEN, JOB_BUF_OFFSET, JOB_BUF_SIZE, JOB_BUFS, JOB_DEP, JOB_FENCE,
+  JOB_KERNEL_ID, JOB_KIND, JOB_MAX_ARGS, JOB_MAX_BUFS, JOB_NARGS, JOB_NBUFS, JOB_RECORD_SIZE, JOB_SUBMIT_NS, jobKinds,
 } from "./job.js";
 import type { DeviceApi } from "./protocol.js";
 import { releaseWatchdog, watchdogFor } from "./watchdog.js";
@@ -174,7 +173,7 @@ async function startDevice(lab: Lab, options: DeviceOptions): Promise<Device> {
     if (device !== undefined) {
       await device.kill(); // releases everything, the watchdog reference included
     } else {
-      record.fail(-5);
+      record.fail(FAIL_EIO);
       await worker?.terminate();
       record.reap((job) => freeJob(sync, job));
       iommu.destroy();
@@ -211,7 +210,7 @@ export class Device {
     // The worker ending (exit, a top-level throw, terminate) fails every
     // pending fence with EIO at once, then the device is reaped.
     this.gone = worker.exited.then(({ error }) => {
-      record.fail(-5);
+      record.fail(FAIL_EIO);
       if (!this.stopping) void this.reap();
       throw new DmaBufError("ENODEV", "device", `device ${this.name} is gone` + (error ? `: ${String(error)}` : ""));
     });
@@ -318,7 +317,7 @@ export class Device {
   async kill(): Promise<void> {
     if (this.alive && !this.stopping) {
       this.stopping = true;
-      this.record.fail(-5);
+      this.record.fail(FAIL_EIO);
       // A live loop then stops at a safe point (between jobs: nothing half
       // freed) and detaches; a hung one is terminated after the grace time.
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -332,7 +331,7 @@ export class Device {
 
   private reap(): Promise<void> {
     this.reaped ??= (async () => {
-      this.record.fail(-5);
+      this.record.fail(FAIL_EIO);
       await releaseWatchdog(this.lab);
       this.api[Comlink.releaseProxy]();
       await this.worker.terminate();
@@ -412,7 +411,7 @@ export class Device {
       if (written) freeJob(sync, rec);
       else if (rec !== 0) sync.freeRecord(rec);
       // A fence already published (the ring full, say) must not stay pending.
-      if (published) fence.checkAndSignal(-(e instanceof DmaBufError ? e.errno : 5));
+      if (published) fence.checkAndSignal(fenceError(e));
       fence.put();
       throw e;
     } finally {
@@ -462,8 +461,7 @@ export class Device {
   private writeJob(rec: number, job: Job, uses: Use[], fence: Fence, dep: Fence | null, kernelId: number, args: number[]): void {
     const { sync } = this.lab;
     const u32 = sync.u32;
-    const kind = { nop: JOB_NOP, copy: JOB_COPY, fill: JOB_FILL, checksum: JOB_CHECKSUM, kernel: JOB_KERNEL }[job.kind];
-    u32[(rec + JOB_KIND) >>> 2] = kind;
+    u32[(rec + JOB_KIND) >>> 2] = jobKinds[job.kind];
     sync.ref(fence.offset);
     u32[(rec + JOB_FENCE) >>> 2] = fence.offset;
     if (dep !== null) {
@@ -483,10 +481,5 @@ export class Device {
       u32[(at + JOB_BUF_BUFFER) >>> 2] = u.buffer.buffer.offset;
       u32[(at + JOB_BUF_OFFSET) >>> 2] = u.offset;
     });
-  }
-
-  /** The timeline offset of this device's fences (its fence context). */
-  get timelineOffset(): number {
-    return this.record.word(DEV_TIMELINE);
   }
 }

@@ -32,7 +32,7 @@
  * the host's waitAsync on it); heartbeats are plain f64 stores read without
  * a lock: a stale read only delays the watchdog by one period.
  */
-import { DmaBufError } from "../errno.js";
+import { DmaBufError, errnoNumbers } from "../errno.js";
 import { DEFAULT_LOCK_TIMEOUT_MS, Mutex } from "../memory/mutex.js";
 import type { Sync } from "../sync/sync.js";
 import { readName, writeName } from "../sync/timeline.js";
@@ -63,7 +63,11 @@ export const DEV_STOPPING = 2;
 export const DEV_DEAD = 3;
 export const DEV_FLAG_COHERENT = 1;
 
-const ERRNO_EIO = -5;
+/** The errors the device's fences carry when it fails (negative errnos, as fences hold them). */
+export const FAIL_EIO = -errnoNumbers.EIO;
+export const FAIL_ETIMEDOUT = -errnoNumbers.ETIMEDOUT;
+export const FAIL_ECANCELED = -errnoNumbers.ECANCELED;
+export const FAIL_EFAULT = -errnoNumbers.EFAULT;
 
 export interface DeviceStats {
   name: string;
@@ -261,10 +265,10 @@ export class DeviceRecord {
     const now = this.nowMs();
     const start = this.f64(DEV_JOB_START_MS);
     if (this.word(DEV_CURRENT) !== 0 && start > 0 && now - start > this.word(DEV_TIMEOUT_MS)) {
-      return this.fail(ERRNO_EIO, -110, 100);
+      return this.fail(FAIL_EIO, FAIL_ETIMEDOUT, 100);
     }
     if (now - this.f64(DEV_HEARTBEAT_MS) > silenceMs && (this.word(DEV_CURRENT) === 0 || start === 0)) {
-      return this.fail(ERRNO_EIO, ERRNO_EIO, 100);
+      return this.fail(FAIL_EIO, FAIL_EIO, 100);
     }
     return false;
   }

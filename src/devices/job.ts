@@ -51,5 +51,5 @@ export const JOB_FILL = 2;
 export const JOB_CHECKSUM = 3;
 export const JOB_KERNEL = 4;
 
-export const jobKindNames = ["nop", "copy", "fill", "checksum", "kernel"] as const;
-export type JobKindName = (typeof jobKindNames)[number];
+/** JOB_KIND by the kind's name in the host API. */
+export const jobKinds = { nop: JOB_NOP, copy: JOB_COPY, fill: JOB_FILL, checksum: JOB_CHECKSUM, kernel: JOB_KERNEL } as const;

@@ -22,11 +22,13 @@
  * run) and its arguments. A kernel that throws fails its job with EIO (or
  * the DmaBufError code it threw); one that never returns is the watchdog's.
  */
-import { DmaBufError } from "../errno.js";
+import { DmaBufError, fenceError } from "../errno.js";
 import type { SegmentList, SgTable } from "../engine/tables.js";
 import type { Lab } from "../lab.js";
 import { zipRuns, type Run } from "../dmabuf/runs.js";
-import { DEV_DEAD, DEV_FLAG_COHERENT, DEV_FLAGS, DEV_IOMMU, DEV_STOPPING, DeviceRecord, freeJob } from "./device_record.js";
+import {
+  DEV_DEAD, DEV_FLAG_COHERENT, DEV_FLAGS, DEV_IOMMU, DEV_STOPPING, DeviceRecord, FAIL_ECANCELED, FAIL_EFAULT, freeJob,
+} from "./device_record.js";
 import { CpuCache, isCoherent } from "../dmabuf/coherence.js";
 import { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
@@ -51,8 +53,6 @@ const YIELD_MS = 5;
 /** One turn of the event loop: setImmediate where there is one (Node's setTimeout(0) sleeps 1 ms). */
 const yieldTurn = (): Promise<void> =>
   new Promise((resolve) => (typeof setImmediate === "function" ? setImmediate(resolve) : setTimeout(resolve, 0)));
-
-const errnoOf = (e: unknown): number => -(e instanceof DmaBufError ? e.errno : 5);
 
 export class DeviceRuntime {
   readonly record: DeviceRecord;
@@ -90,7 +90,7 @@ export class DeviceRuntime {
   /** Ends the loop: after the queued jobs (drain) or at once, failing them with ECANCELED. */
   stop(drain: boolean): void {
     this.record.stop();
-    if (!drain) this.record.fail(-125);
+    if (!drain) this.record.fail(FAIL_ECANCELED);
   }
 
   /** The loop; resolves when the device stops or dies. */
@@ -133,8 +133,8 @@ export class DeviceRuntime {
         bytes = await this.execute(job);
         if (this.snoops) this.snoop(job, true);
       } catch (e) {
-        error = errnoOf(e);
-        if (error === -14) record.countFault();
+        error = fenceError(e);
+        if (error === FAIL_EFAULT) record.countFault();
       }
     }
     record.complete(job, error, bytes);
@@ -151,7 +151,7 @@ export class DeviceRuntime {
     if (fence.wait(SPIN_WAIT_MS) === 0) {
       while ((await fence.waitAsync(HEARTBEAT_MS)) === 0) {
         this.record.heartbeat();
-        if (this.record.state === DEV_DEAD) return -125;
+        if (this.record.state === DEV_DEAD) return FAIL_ECANCELED;
       }
     }
     return Math.min(0, fence.status);
