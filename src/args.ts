@@ -66,10 +66,10 @@ export function timeoutArg(value: unknown, syscall: string): number {
   return value;
 }
 
-/** A finite timeout in ms (> 0 unless zero is allowed): a bound that every wait must have. */
+/** A finite timeout in ms (>= 0): the bound of a wait that must not be forever. */
 export function finiteTimeoutArg(value: unknown, syscall: string, what = "timeout"): number {
-  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
-    throw new DmaBufError("EINVAL", syscall, `${what} ${describe(value)} ms must be a finite number > 0`);
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+    throw new DmaBufError("EINVAL", syscall, `${what} ${describe(value)} ms must be a finite number >= 0`);
   }
   return value;
 }
@@ -107,9 +107,9 @@ function canWrite(obj: object, field: string): boolean {
   }
 }
 
-/** A caller's memory: a Uint8Array, else EFAULT. */
-export function bytesArg(value: unknown, syscall: string, what = "the buffer"): Uint8Array {
-  if (!(value instanceof Uint8Array)) throw new DmaBufError("EFAULT", syscall, `${what} ${describe(value)} is not a Uint8Array`);
+/** A caller's memory: a Uint8Array, else `code` (EFAULT, a bad user pointer). */
+export function bytesArg(value: unknown, syscall: string, what = "the buffer", code: ErrnoCode = "EFAULT"): Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new DmaBufError(code, syscall, `${what} ${describe(value)} is not a Uint8Array`);
   return value;
 }
 

@@ -12,6 +12,7 @@
  * path when it can and falls back to TypedArray.set for foreign views.
  */
 import { DmaBufError, hex } from "./errno.js";
+import { bytesArg, describe, intArg, objectArg } from "./args.js";
 import { Arena } from "./memory/arena.js";
 import type { BuddyStats } from "./memory/buddy.js";
 import { CACHE_LINE, REGION_ALIGN, kCtlAutoTable, type Layout, type LayoutOptions } from "./memory/layout.js";
@@ -120,12 +121,10 @@ export class Lab {
 
   /** A view of `bytes` bytes of user memory (rounded up to a power of two). */
   alloc(bytes: number, options: AllocOptions = {}): Uint8Array {
-    const align = options.align ?? CACHE_LINE;
-    if (!Number.isSafeInteger(bytes) || bytes <= 0) {
-      throw new DmaBufError("EINVAL", "alloc", `size ${bytes} must be a positive integer`);
-    }
-    if (!Number.isInteger(align) || align <= 0 || (align & (align - 1)) !== 0 || align > REGION_ALIGN) {
-      throw new DmaBufError("EINVAL", "alloc", `align ${align} must be a power of two up to ${REGION_ALIGN}`);
+    const { align = CACHE_LINE, zero = true } = objectArg<AllocOptions>(options, "alloc", "the options");
+    intArg(bytes, "alloc", "size", { min: 1 });
+    if (typeof align !== "number" || !Number.isInteger(align) || align <= 0 || (align & (align - 1)) !== 0 || align > REGION_ALIGN) {
+      throw new DmaBufError("EINVAL", "alloc", `align ${describe(align)} must be a power of two up to ${REGION_ALIGN}`);
     }
     const user = this.arena.user;
     const order = user.orderFor(bytes, align);
@@ -134,12 +133,13 @@ export class Lab {
         `size ${bytes} exceeds the largest block of user memory (${user.granuleBytes * 2 ** user.maxOrder} bytes)`);
     }
     const offset = user.alloc(order, "alloc");
-    if (options.zero ?? true) this.engine.fill(offset, 0, user.granuleBytes * 2 ** order);
+    if (zero) this.engine.fill(offset, 0, user.granuleBytes * 2 ** order);
     return new Uint8Array(this.arena.memory.buffer, offset, bytes);
   }
 
   /** Returns a view from alloc(); EINVAL for a foreign view or a double free. */
   free(view: Uint8Array): void {
+    bytesArg(view, "free", "the view", "EINVAL");
     if (!this.arena.owns(view) || !this.arena.user.contains(view.byteOffset)) {
       throw new DmaBufError("EINVAL", "free", `a view at ${this.arena.owns(view) ? hex(view.byteOffset) : "foreign memory"} was not allocated by lab.alloc()`);
     }
@@ -156,6 +156,8 @@ export class Lab {
    * with the strategy; otherwise TypedArray.set (the slower path).
    */
   copy(dst: Uint8Array, src: Uint8Array, strategy: StrategyName = "auto"): void {
+    bytesArg(dst, "copy", "dst");
+    bytesArg(src, "copy", "src");
     strategyId(strategy, "copy");
     if (src.byteLength > dst.byteLength) {
       throw new DmaBufError("EINVAL", "copy", `source of ${src.byteLength} bytes does not fit a destination of ${dst.byteLength}`);
@@ -178,7 +180,7 @@ export class Lab {
   /** A dma-heap as the object API sees it: lab.heap("system").alloc(size) gives a DmaBuf. */
   heap(name: HeapName): DmaHeap {
     if (!heapNames.includes(name)) {
-      throw new DmaBufError("ENOENT", "open", `no heap '${String(name)}' (heaps: ${heapNames.join(", ")})`);
+      throw new DmaBufError("ENOENT", "open", `no heap ${describe(name)} (heaps: ${heapNames.join(", ")})`);
     }
     return new DmaHeap(this.process, name);
   }
@@ -189,7 +191,7 @@ export class Lab {
    */
   exporter(name: HeapName): Heap {
     if (!heapNames.includes(name)) {
-      throw new DmaBufError("ENOENT", "open", `no heap '${String(name)}' (heaps: ${heapNames.join(", ")})`);
+      throw new DmaBufError("ENOENT", "open", `no heap ${describe(name)} (heaps: ${heapNames.join(", ")})`);
     }
     return new Heap(this.sync, this.engine, name);
   }
