@@ -15,7 +15,7 @@ import { DmaBufError, type ErrnoCode } from "./errno.js";
 /** A value as a message shows it; never throws (Symbols, BigInts, objects without toString). */
 export function describe(value: unknown): string {
   switch (typeof value) {
-    case "string": return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+    case "string": return `'${value.length > 40 ? `${value.slice(0, 40)}...` : value}'`;
     case "bigint": return `${value}n`;
     case "symbol": return value.description === undefined ? "Symbol()" : `Symbol(${value.description})`;
     case "function": return "a function";

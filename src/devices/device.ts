@@ -426,7 +426,8 @@ export class Device {
         else e.write ||= write;
       }
       for (const { buf, write } of job.bypassFences === true ? [] : perBuffer.values()) {
-        deps.push(...buf.resv.publishAccess(fence, write, false, SUBMIT));
+        // Failed writers count too, signalled or not: the job inherits their error.
+        deps.push(...buf.resv.publishAccess(fence, write, false, SUBMIT, true));
         published = true;
       }
       for (const f of inFences) if (!f.isSignaled()) deps.push(f.get());

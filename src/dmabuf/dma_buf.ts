@@ -182,7 +182,11 @@ export class DmaBufRecord {
     return new DmaBufRecord(sync, offset, true);
   }
 
+  /** Set by put(): the view no longer stands for the buffer (its record may be freed or reused). */
+  private released = false;
+
   private word(off: number): number {
+    if (this.released) throw new DmaBufError("EBADF", "dma_buf", `this view of the dma-buf at ${hex(this.offset)} was put`);
     return this.sync.u32[(this.offset + off) >>> 2];
   }
 
@@ -287,7 +291,10 @@ export class DmaBufRecord {
   put(): void {
     if (!this.owned) throw new DmaBufError("EINVAL", "dma_buf_put", "this view holds no reference");
     this.owned = false;
-    if (Atomics.sub(this.sync.i32, (this.offset + DMABUF_REFCOUNT) >>> 2, 1) !== 1) return;
+    if (Atomics.sub(this.sync.i32, (this.offset + DMABUF_REFCOUNT) >>> 2, 1) !== 1) {
+      this.released = true;
+      return;
+    }
     const { sync } = this;
     const pieces = this.pieces();
     const backingList = this.word(DMABUF_BACKING);
@@ -301,6 +308,7 @@ export class DmaBufRecord {
       if (block !== 0) sync.arena.user.free(block, undefined, "dma_buf_release");
     }
     sync.freeRecord(this.offset);
+    this.released = true;
     if (backing.length > 0) backing.forEach((m) => memfdUnref(sync, m));
     else for (const p of pieces) sync.arena.pages.free(p.offset, p.order, "dma_buf_release");
   }

@@ -13,7 +13,8 @@
  *                     array (dropping signalled fences while copying); the
  *                     sync heap exhausted: ENOMEM, nothing changed
  *   addFence(f, u)    cannot fail after a reservation: the first entry that
- *                     is signalled, or of the same context with a usage not
+ *                     is signalled (a failed writer only by a new writer:
+ *                     retained() below), or of the same context with a usage not
  *                     stronger than u (old usage >= u) and a seqno not later,
  *                     is replaced; else f is appended into a reserved slot.
  *                     No slot reserved: ENOSPC, nothing changed (the kernel
@@ -63,6 +64,17 @@ export interface ResvEntry {
   usage: ResvUsage;
   /** True for the first entry of an iteration and after every restart. */
   restarted: boolean;
+}
+
+/**
+ * A failed writer stays: a signalled fence with an error at usage KERNEL or
+ * WRITE (the buffer's contents are bad) is kept in the object until a later
+ * writer replaces it, so that a device job submitted after it signalled
+ * still inherits its error (publishAccess(..., failed)), as the kernel keeps
+ * the error visible through the fence status in the reservation.
+ */
+function retained(sync: Sync, fence: number, usage: number): boolean {
+  return usage <= DMA_RESV_USAGE_WRITE && statusAt(sync, fence) < 0;
 }
 
 function checkUsage(usage: number, syscall: string): asserts usage is ResvUsage {
@@ -159,13 +171,13 @@ export class Resv {
     const order = heap.orderFor(wanted * SLOT_SIZE);
     const block = this.sync.allocRecord(wanted * SLOT_SIZE, "dma_resv_reserve_fences");
     const newCapacity = (heap.granuleBytes * 2 ** order) / SLOT_SIZE;
-    // Copy the pending entries; signalled ones are dropped (and put).
+    // Copy the pending entries and the retained failed writers; other signalled ones are dropped (and put).
     const old = this.word(RESV_SLOTS);
     let kept = 0;
     const dropped: number[] = [];
     for (let i = 0; i < count; i++) {
       const { fence, usage } = this.slot(i);
-      if (statusAt(this.sync, fence) !== 0) {
+      if (statusAt(this.sync, fence) !== 0 && !retained(this.sync, fence, usage)) {
         dropped.push(fence);
         continue;
       }
@@ -193,7 +205,7 @@ export class Resv {
     for (let i = 0; i < count; i++) {
       const old = this.slot(i);
       const replace = (sameContextAt(sync, old.fence, f) && old.usage >= usage && (old.fence === f || isLaterAt(sync, f, old.fence))) ||
-        statusAt(sync, old.fence) !== 0;
+        (statusAt(sync, old.fence) !== 0 && (!retained(sync, old.fence, old.usage) || usage <= DMA_RESV_USAGE_WRITE));
       if (replace) {
         this.sync.ref(fence.offset);
         this.setSlot(i, fence.offset, usage);
@@ -263,7 +275,12 @@ export class Resv {
   }
 
   /** Under the lock: owned views of the pending fences with usage <= u. */
-  private pending(usage: ResvUsage): Fence[] {
+  /**
+   * The pending fences with usage <= u (owned views); with `failed`, also the
+   * retained failed writers (see retained()), whose error a device job
+   * inherits as from a pending dependency.
+   */
+  private pending(usage: ResvUsage, failed = false): Fence[] {
     const { sync } = this;
     const out: Fence[] = [];
     const slots = this.word(RESV_SLOTS);
@@ -272,7 +289,8 @@ export class Resv {
       const s = slots + i * SLOT_SIZE;
       if (sync.u32[(s + SLOT_USAGE) >>> 2] > usage) continue;
       const f = sync.u32[(s + SLOT_FENCE) >>> 2];
-      if (statusAt(sync, f) !== 0) continue;
+      const status = statusAt(sync, f);
+      if (status !== 0 && !(failed && status < 0 && sync.u32[(s + SLOT_USAGE) >>> 2] <= DMA_RESV_USAGE_WRITE)) continue;
       sync.ref(f);
       out.push(sync.view(f, true));
     }
@@ -287,11 +305,11 @@ export class Resv {
    * accesses wait for it. With `nonblock` and anything pending: EAGAIN and
    * nothing published; any failure leaves the object as it was.
    */
-  publishAccess(own: Fence, write: boolean, nonblock: boolean, syscall: string): Fence[] {
+  publishAccess(own: Fence, write: boolean, nonblock: boolean, syscall: string, failed = false): Fence[] {
     this.lock();
     let deps: Fence[] = [];
     try {
-      deps = this.pending(usageRw(write));
+      deps = this.pending(usageRw(write), failed);
       if (nonblock && deps.length > 0) {
         throw new DmaBufError("EAGAIN", syscall, `${deps.length} fence(s) of the dma-buf are pending and the file is O_NONBLOCK`);
       }

@@ -202,6 +202,10 @@ export class DmaBufFile extends OpenFile {
   /** The file position (f_pos) of this open file description. */
   private position = 0;
 
+  override get pos(): number {
+    return this.position;
+  }
+
   override llseek(offset: number, whence: number): number {
     const base = whence === SEEK_SET ? 0 : whence === SEEK_CUR ? this.position : whence === SEEK_END ? this.buf.size : NaN;
     if (Number.isNaN(base)) throw new DmaBufError("EINVAL", "lseek", `whence ${whence} is not SEEK_SET, SEEK_CUR or SEEK_END`);

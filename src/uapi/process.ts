@@ -338,7 +338,7 @@ export class Process {
     const entry = this.table.get(fd);
     if (entry === undefined) throw new DmaBufError("EBADF", "fdinfo", `fd ${describe(fd)} is not open`);
     const flags = entry.file.flags | (entry.cloexec ? O_CLOEXEC : 0);
-    return `pos:\t0\nflags:\t0${flags.toString(8)}\n${entry.file.fdinfo()}`;
+    return `pos:\t${entry.file.pos}\nflags:\t0${flags.toString(8)}\n${entry.file.fdinfo()}`;
   }
 
   // ---- passing fds between threads -----------------------------------------------
