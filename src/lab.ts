@@ -28,6 +28,7 @@ import { Heap, heapNames, type HeapName } from "./dmabuf/heap.js";
 import { Memfd } from "./dmabuf/memfd.js";
 import { isCoherent, setCoherent } from "./dmabuf/coherence.js";
 import { udmabufCreate, type UdmabufItem } from "./dmabuf/udmabuf.js";
+import { releaseCpuState } from "./dmabuf/rw.js";
 import type { DmaBufRecord } from "./dmabuf/dma_buf.js";
 import { spawnDevice, type Device, type DeviceOptions } from "./devices/device.js";
 
@@ -248,10 +249,11 @@ export class Lab {
     };
   }
 
-  /** Frees this thread's engine scratch. The memory lives while any thread holds it. */
+  /** Frees this thread's engine scratch and read/write state. The memory lives while any thread holds it. */
   close(): void {
     this.proc?.closeAll();
     this.proc = undefined;
+    releaseCpuState(this.sync);
     this.engine.dispose();
   }
 
