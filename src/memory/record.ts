@@ -40,6 +40,7 @@
  * one set of accessors every record type uses (fields are byte offsets,
  * named by each record's module: DMABUF_SIZE, RESV_COUNT, ...).
  */
+import { describe } from "../args.js";
 import { DmaBufError, hex, type ErrnoCode } from "../errno.js";
 import type { Arena } from "./arena.js";
 
@@ -179,12 +180,7 @@ function describeTag(tag: number): string {
 }
 
 function describeOffset(v: unknown): string {
-  if (typeof v === "number" && Number.isInteger(v) && v >= 0) return hex(v);
-  try {
-    return typeof v === "bigint" ? `${v}n` : typeof v === "symbol" ? v.toString() : JSON.stringify(v) ?? String(v);
-  } catch {
-    return Object.prototype.toString.call(v);
-  }
+  return typeof v === "number" && Number.isInteger(v) && v >= 0 ? hex(v) : describe(v);
 }
 
 /**
