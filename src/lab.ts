@@ -16,7 +16,7 @@ import { bytesArg, describe, intArg, objectArg } from "./args.js";
 import { Arena } from "./memory/arena.js";
 import type { BuddyStats } from "./memory/buddy.js";
 import { CACHE_LINE, REGION_ALIGN, kCtlAutoTable, type Layout, type LayoutOptions } from "./memory/layout.js";
-import { defaultCalibration, encodeCalibration, type Calibration } from "./engine/calibration.js";
+import { currentDefaultCalibration, encodeCalibration, type Calibration } from "./engine/calibration.js";
 import { Engine } from "./engine/engine.js";
 import { loadEngineModule, type EngineSource } from "./engine/module.js";
 import { strategyId, type StrategyName } from "./engine/strategy.js";
@@ -35,7 +35,7 @@ import { spawnDevice, type Device, type DeviceOptions } from "./devices/device.j
 export interface LabOptions extends LayoutOptions {
   /** The engine: a compiled module, or the URL of engine.wasm. */
   engine?: EngineSource;
-  /** The AUTO calibration table (default: src/engine/calibration.json). */
+  /** The AUTO calibration table (default: src/engine/calibration.json, or setDefaultCalibration()). */
   calibration?: Calibration;
   /**
    * false models a non-coherent (ARM-like) machine: cached buffers are seen
@@ -44,6 +44,9 @@ export interface LabOptions extends LayoutOptions {
    */
   coherent?: boolean;
 }
+
+/** Every option Lab.create knows; any other is EINVAL (a misspelt option must not be ignored). */
+const LAB_OPTIONS: readonly (keyof LabOptions)[] = ["memoryBytes", "poolBytes", "syncBytes", "engine", "calibration", "coherent"];
 
 /** What crosses to another thread: structured-clonable, shared not copied. */
 export interface LabHandle {
@@ -83,7 +86,12 @@ export class Lab {
 
   static async create(options: LabOptions = {}): Promise<Lab> {
     requireCrossOriginIsolation();
-    const calibration = encodeCalibration(options.calibration ?? defaultCalibration);
+    const unknown = Object.keys(options ?? {}).filter((k) => !LAB_OPTIONS.includes(k as keyof LabOptions));
+    if (unknown.length) {
+      throw new DmaBufError("EINVAL", "lab_create", `unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} ` +
+        `(Lab.create takes ${LAB_OPTIONS.join(", ")})`);
+    }
+    const calibration = encodeCalibration(options.calibration ?? currentDefaultCalibration());
     const module = await loadEngineModule(options.engine);
     const arena = Arena.create(options);
     arena.u8.set(calibration, arena.control(kCtlAutoTable));
@@ -93,9 +101,28 @@ export class Lab {
     return new Lab(arena, engine);
   }
 
+  /**
+   * The lab of a handle from lab.share(), in this thread. Anything that is
+   * not such a handle (null, another shape, memory that is not a lab's) is
+   * EINVAL.
+   */
   static async attach(handle: LabHandle): Promise<Lab> {
-    const arena = Arena.attach(handle.memory);
-    return new Lab(arena, new Engine(arena, await loadEngineModule(handle.module)));
+    if (typeof handle !== "object" || handle === null) {
+      throw new DmaBufError("EINVAL", "lab_attach", `the handle is ${handle === null ? "null" : typeof handle}, not lab.share()'s { memory, module }`);
+    }
+    const { memory, module } = handle as Partial<LabHandle>;
+    if (!(module instanceof WebAssembly.Module)) {
+      throw new DmaBufError("EINVAL", "lab_attach", "the handle's module is not the lab's compiled WebAssembly.Module");
+    }
+    const arena = Arena.attach(memory as WebAssembly.Memory);
+    let engine: Engine;
+    try {
+      engine = new Engine(arena, await loadEngineModule(module));
+    } catch (cause) {
+      if (cause instanceof DmaBufError) throw cause;
+      throw new DmaBufError("EINVAL", "lab_attach", "the handle's module is not the lab's engine", { cause });
+    }
+    return new Lab(arena, engine);
   }
 
   share(): LabHandle {
