@@ -7,6 +7,7 @@
  */
 import { describe, expect, test } from "vitest";
 import { DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_END, DMA_BUF_SYNC_RW, DMA_HEAP_IOCTL_ALLOC, O_RDWR, Process, SEEK_CUR, SEEK_SET, type Lab } from "../src/index.js";
+import { Lab as LabClass } from "../src/lab.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
 import { CANARY } from "./helpers/canary.js";
 import { expectErrno, expectErrnoAsync } from "./helpers/errors.js";
@@ -216,5 +217,20 @@ describe("semantics that must not drift", () => {
     buf.put(); // the last
     expectErrno(() => buf.size, "EBADF");
     expectErrno(() => buf.caching, "EBADF");
+  });
+
+  test("lab.close() gives back the thread's read/write state (its CPU timeline and descriptor table)", async () => {
+    const lab = await labs.create();
+    const free = () => { const t = lab.stats(); return [t.pages.freeBytes, t.user.freeBytes, t.sync.freeBytes]; };
+    const before = free();
+    // Another Lab over the same memory stands for another thread: its read/write calls make its own state.
+    const other = await LabClass.attach(lab.share());
+    const proc = new Process(other);
+    const fd = allocFd(proc, PAGE_SIZE);
+    proc.writev(fd, [new Uint8Array(10), new Uint8Array(10)]);
+    proc.pread(fd, new Uint8Array(4), 0);
+    proc.closeAll();
+    other.close();
+    expect(free()).toEqual(before);
   });
 });

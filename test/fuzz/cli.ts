@@ -66,7 +66,7 @@ async function main(): Promise<number> {
       rows.push({ seed: s, coherent, threads: 1, steps: r.steps, expectedErrors: r.expectedErrors, findings: r.finding ? 1 : 0, seconds, stepsPerSecond: r.steps / seconds });
       lab.close();
       if (r.finding !== undefined) {
-        process.stderr.write(`${label}: shrinking the ${r.ops!.length} operations...\n`);
+        process.stderr.write(`${label}: FINDING at step ${r.finding.step}: ${r.finding.message}\n${label}: shrinking the ${r.ops!.length} operations (at most 2 minutes)...\n`);
         const small = await shrink(r.ops!, () => Lab.create({ ...LAB, coherent }));
         failed = { ...small.finding, seed: s, coherent, shrunk: small.ops };
         break;

@@ -182,6 +182,8 @@ export function runFuzz(lab: Lab, options: FuzzOptions, checkFreeSpace = true): 
   const proc = new Process(lab, { maxFds });
   const model = new Map<number, MFile>();
   const objs: { buf: DmaBuf; model: MBuffer; pos: number }[] = [];
+  // One DmaHeap for the run, as a careful user keeps it (each lab.heap() opens a heap fd of its own).
+  const objHeap = lab.heap("system");
   const heaps = [proc.open("/dev/dma_heap/system", O_RDWR), proc.open("/dev/dma_heap/system-uncached", O_RDWR)];
   for (const h of heaps) model.set(h, { kind: "dma-heap" });
   const ran: Op[] = [];
@@ -403,7 +405,7 @@ export function runFuzz(lab: Lab, options: FuzzOptions, checkFreeSpace = true): 
       case "bad":
         return bad(o);
       case "objAlloc": {
-        const got = call(() => lab.heap("system").alloc(o.pages * PAGE_SIZE), undefined, syscalls) as DmaBuf;
+        const got = call(() => objHeap.alloc(o.pages * PAGE_SIZE), undefined, syscalls) as DmaBuf;
         objs.push({ buf: got, model: { bytes: new Uint8Array(o.pages * PAGE_SIZE), fences: [] }, pos: 0 });
         return;
       }
@@ -579,9 +581,11 @@ function memoryOfRecord(lab: Lab, buf: DmaBuf): Uint8Array {
 /**
  * Delta debugging over a failing operation list: removes chunks (halves,
  * quarters, ... single operations) while the run still has a finding,
- * each replay on a fresh lab from `makeLab`. Returns the shortest list found.
+ * each replay on a fresh lab from `makeLab`, for at most `budget` replays
+ * and `deadlineMs`. Returns the shortest list found.
  */
-export async function shrink(ops: Op[], makeLab: () => Promise<Lab>, budget = 400): Promise<{ ops: Op[]; finding: Finding }> {
+export async function shrink(ops: Op[], makeLab: () => Promise<Lab>, budget = 400, deadlineMs = 120_000): Promise<{ ops: Op[]; finding: Finding }> {
+  const deadline = performance.now() + deadlineMs;
   const fails = async (list: Op[]): Promise<Finding | undefined> => {
     const lab = await makeLab();
     try {
@@ -594,8 +598,9 @@ export async function shrink(ops: Op[], makeLab: () => Promise<Lab>, budget = 40
   let finding = (await fails(best))!;
   if (finding === undefined) throw new Error("the failing sequence did not fail again on a fresh lab (a race with another thread?)");
   let tries = 0;
-  for (let size = Math.ceil(best.length / 2); size >= 1 && tries < budget; size = size === 1 ? 0 : Math.ceil(size / 2)) {
-    for (let i = 0; i < best.length && tries < budget; ) {
+  const more = () => tries < budget && performance.now() < deadline;
+  for (let size = Math.ceil(best.length / 2); size >= 1 && more(); size = size === 1 ? 0 : Math.ceil(size / 2)) {
+    for (let i = 0; i < best.length && more(); ) {
       const candidate = [...best.slice(0, i), ...best.slice(i + size)];
       tries++;
       const f = await fails(candidate);
