@@ -13,6 +13,7 @@ import type { Lab } from "../lab.js";
 import { requireBlocking } from "../memory/futex.js";
 import { blockRw, StorageRecord, storageRef, storageUnref } from "../devices/block_io.js";
 import { TARGET_BLK, type IoTarget, type IoTargetFile } from "../io_uring/target.js";
+import { isWrite, type RwSyscall } from "../dmabuf/rw.js";
 import { OpenFile, type IoOptions } from "./file.js";
 import { O_ACCMODE, O_RDONLY, O_WRONLY, SEEK_CUR, SEEK_END, SEEK_SET } from "./uapi.js";
 
@@ -35,8 +36,8 @@ export class BlockDevFile extends OpenFile implements IoTargetFile {
     if (last) storageUnref(this.lab, this.storage);
   }
 
-  override rw(iov: Uint8Array[], pos: number | undefined, write: boolean, _io?: IoOptions): number {
-    const syscall = write ? "blkdev_write_iter" : "blkdev_read_iter";
+  override rw(syscall: RwSyscall, iov: Uint8Array[], pos: number | undefined, _io?: IoOptions): number {
+    const write = isWrite(syscall);
     const mode = this.flags & O_ACCMODE;
     if (write ? mode === O_RDONLY : mode === O_WRONLY) throw new DmaBufError("EBADF", syscall, `${this.path} is not open for ${write ? "writing" : "reading"}`);
     const at = pos ?? this.pos;

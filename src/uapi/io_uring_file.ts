@@ -89,7 +89,7 @@ export class IoUringFile extends OpenFile {
           const f = proc.lookup(fd);
           if (f === undefined) return undefined;
           if (isIoTargetFile(f)) return { target: f.ioTarget(), file: f };
-          return { rw: (iov, pos, write) => f.rw(iov, pos, write) };
+          return { rw: (iov, pos, write) => f.rw(write ? (pos === undefined ? "writev" : "pwritev") : (pos === undefined ? "readv" : "preadv"), iov, pos) };
         },
       });
       this.started = Promise.resolve();

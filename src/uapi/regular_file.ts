@@ -19,6 +19,7 @@
 import { DmaBufError } from "../errno.js";
 import { hostError, hostFs } from "../host_fs.js";
 import { TARGET_REG, type IoTarget, type IoTargetFile } from "../io_uring/target.js";
+import { isWrite, type RwSyscall } from "../dmabuf/rw.js";
 import { OpenFile, type IoOptions } from "./file.js";
 import { O_ACCMODE, O_CREAT, O_DIRECT, O_EXCL, O_RDONLY, O_TRUNC, O_WRONLY, SEEK_CUR, SEEK_END, SEEK_SET } from "./uapi.js";
 
@@ -110,8 +111,8 @@ export class RegularFile extends OpenFile implements IoTargetFile {
     if (last) hostFs("close").closeSync(this.hostFd);
   }
 
-  override rw(iov: Uint8Array[], pos: number | undefined, write: boolean, _io?: IoOptions): number {
-    const syscall = write ? "write" : "read";
+  override rw(syscall: RwSyscall, iov: Uint8Array[], pos: number | undefined, _io?: IoOptions): number {
+    const write = isWrite(syscall);
     const mode = this.flags & O_ACCMODE;
     if (write ? mode === O_RDONLY : mode === O_WRONLY) throw new DmaBufError("EBADF", syscall, `${this.path} is not open for ${write ? "writing" : "reading"}`);
     const at = pos ?? this.pos;
