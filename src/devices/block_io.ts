@@ -31,6 +31,7 @@
  */
 import { DmaBufError, hex } from "../errno.js";
 import type { Lab } from "../lab.js";
+import { RecordType } from "../memory/record.js";
 import { PAGE_SIZE } from "../memory/layout.js";
 import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
 import type { Fence } from "../sync/fence.js";
@@ -71,8 +72,8 @@ export class StorageRecord {
 
   constructor(readonly lab: Lab, readonly offset: number, syscall = "blkdev") {
     const { sync } = lab;
-    if (!Number.isSafeInteger(offset) || offset <= 0 || sync.arena.syncHeap.orderAt(offset) < 0 ||
-        Atomics.load(sync.u32, (offset + STOR_MAGIC) >>> 2) !== STOR_MAGIC_VALUE) {
+    sync.arena.records.check(offset, RecordType.storage, syscall, "EINVAL");
+    if (Atomics.load(sync.u32, (offset + STOR_MAGIC) >>> 2) !== STOR_MAGIC_VALUE) {
       throw new DmaBufError("ENODEV", syscall, `no storage device at ${hex(offset)} (shut down?)`);
     }
     this.u32 = sync.u32;
@@ -99,12 +100,12 @@ export function pushNvmeJob(st: StorageRecord, write: boolean, pos: number, rang
   const dev = st.device;
   if (dev.state === DEV_DEAD) throw new DmaBufError("EIO", "nvme_queue_rq", `storage device ${dev.name} is dead`);
   const timeline = new Timeline(sync, dev.word(DEV_TIMELINE));
-  const rec = sync.allocRecord(JOB_RECORD_SIZE, "nvme_queue_rq");
+  const rec = sync.allocRecord(RecordType.job, JOB_RECORD_SIZE, "nvme_queue_rq");
   let fence: Fence | undefined;
   try {
     fence = timeline.createFence();
   } catch (e) {
-    sync.freeRecord(rec);
+    sync.freeRecord(rec, RecordType.job);
     throw e;
   }
   const u32 = sync.u32;
@@ -228,5 +229,5 @@ export function storageRef(lab: Lab, offset: number): void {
 
 /** Drops a reference; the last frees the record. */
 export function storageUnref(lab: Lab, offset: number): void {
-  if (Atomics.sub(lab.sync.i32, (offset + STOR_REFS) >>> 2, 1) === 1) lab.sync.freeRecord(offset);
+  if (Atomics.sub(lab.sync.i32, (offset + STOR_REFS) >>> 2, 1) === 1) lab.sync.freeRecord(offset, RecordType.storage);
 }

@@ -20,6 +20,7 @@
 import { DmaBufError } from "../errno.js";
 import { hostError, hostFs } from "../host_fs.js";
 import type { Lab } from "../lab.js";
+import { RecordType } from "../memory/record.js";
 import { workerUrl } from "../thread/host.js";
 import { registerDevNode } from "../uapi/dev_nodes.js";
 import { BlockDevFile } from "../uapi/blockdev_file.js";
@@ -123,7 +124,7 @@ export async function spawnStorage(lab: Lab, options: StorageOptions = {}): Prom
     device = await spawnDevice(lab, { name, coherent: false, ringEntries: options.queueDepth ?? 256, jobTimeoutMs: options.jobTimeoutMs });
     const kernel = await device.loadKernel(workerUrl("kernel-nvme"));
     const { sync } = lab;
-    record = sync.allocRecord(STOR_RECORD_SIZE, syscall);
+    record = sync.allocRecord(RecordType.storage, STOR_RECORD_SIZE, syscall);
     const u32 = sync.u32;
     u32[(record + STOR_REFS) >>> 2] = 1;
     u32[(record + STOR_DEVICE) >>> 2] = device.record.offset;
@@ -135,7 +136,7 @@ export async function spawnStorage(lab: Lab, options: StorageOptions = {}): Prom
     // Publish: a thread that sees the magic sees the words above.
     Atomics.store(u32, (record + STOR_MAGIC) >>> 2, STOR_MAGIC_VALUE);
   } catch (e) {
-    if (record !== 0) lab.sync.freeRecord(record);
+    if (record !== 0) lab.sync.freeRecord(record, RecordType.storage);
     await device?.shutdown();
     fs.closeSync(hostFd);
     if (temporary) fs.rmSync(path.slice(0, path.lastIndexOf("/")), { recursive: true, force: true });

@@ -43,7 +43,8 @@ import {
   IOSQE_SUPPORTED, IOVEC_SIZE, SQE_ADDR, SQE_BUF_INDEX, SQE_FD, SQE_FLAGS, SQE_LEN, SQE_OFF, SQE_OPCODE, SQE_RW_FLAGS, SQE_USER_DATA, UIO_MAXIOV,
 } from "./io_uring.js";
 import type { IoRing } from "./ring.js";
-import { BUF_DMABUF, readBufSlot, readFileSlot } from "./table.js";
+import { BUF_DMABUF, BUF_SLOT, FILE_SLOT, readBufSlot, readFileSlot } from "./table.js";
+import { RecordType, type RecordTypeId } from "../memory/record.js";
 import { TARGET_BLK, TARGET_REG, type IoTarget, type IoTargetFile } from "./target.js";
 
 /** A file of the submitting thread, for SQEs that name an fd (plain mode). */
@@ -207,7 +208,7 @@ export class IoRingKernel {
     let target: IoTarget | undefined;
     let local: ReturnType<SubmitterFiles["lookup"]>;
     if ((req.flags & IOSQE_FIXED_FILE) !== 0) {
-      target = readFileSlot(this.ring.u32, this.ring.word(CTX_FILES), this.ring.word(CTX_NR_FILES), req.fd);
+      target = readFileSlot(this.ring.u32, this.table(CTX_FILES, CTX_NR_FILES, RecordType.ioUringFiles, FILE_SLOT), this.ring.word(CTX_NR_FILES), req.fd);
     } else {
       local = this.files?.lookup(req.fd);
       if (local === undefined) {
@@ -230,7 +231,7 @@ export class IoRingKernel {
     let segs: Segment[];
     let fixedDmaBuf: FixedDmaBuf | undefined;
     if (req.opcode === IORING_OP_READ_FIXED || req.opcode === IORING_OP_WRITE_FIXED) {
-      const buf = readBufSlot(this.ring.u32, this.ring.word(CTX_BUFS), this.ring.word(CTX_NR_BUFS), req.bufIndex);
+      const buf = readBufSlot(this.ring.u32, this.table(CTX_BUFS, CTX_NR_BUFS, RecordType.ioUringBuffers, BUF_SLOT), this.ring.word(CTX_NR_BUFS), req.bufIndex);
       const base = buf.kind === BUF_DMABUF ? buf.uaddr : buf.addr;
       const addr = req.addrHi * U32 + req.addr;
       if (addr < base || addr + req.len > base + buf.len) {
@@ -272,6 +273,23 @@ export class IoRingKernel {
       throw new DmaBufError("EINVAL", syscall, `fd ${req.fd} cannot be ${write ? "written" : "read"}`);
     }
     return n;
+  }
+
+  /**
+   * A registered table's offset, checked: the words that name it sit in the
+   * ring's block, which the application can write, so the offset must be a
+   * live table of that type and hold `nr` slots (else EINVAL).
+   */
+  private table(word: number, nrWord: number, type: RecordTypeId, slot: number): number {
+    const table = this.ring.word(word);
+    const nr = this.ring.word(nrWord);
+    if (table === 0 && nr === 0) return 0;
+    const { arena } = this.lab;
+    arena.records.check(table, type, "io_uring_rsrc", "EINVAL");
+    if (nr * slot > arena.syncHeap.granuleBytes * 2 ** arena.syncHeap.orderAt(table)) {
+      throw new DmaBufError("EINVAL", "io_uring_rsrc", `the ring names ${nr} slots, more than its table holds`);
+    }
+    return table;
   }
 
   /** [addr, addr + len) inside user memory, else EFAULT (access_ok). */

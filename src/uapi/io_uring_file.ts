@@ -31,6 +31,7 @@
  */
 import { DmaBufError } from "../errno.js";
 import type { Lab } from "../lab.js";
+import { RecordType } from "../memory/record.js";
 import { nowMs } from "../memory/futex.js";
 import { workerUrl } from "../thread/host.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
@@ -223,7 +224,7 @@ export class IoUringFile extends OpenFile {
       if (!isIoTargetFile(f)) throw new DmaBufError("EOPNOTSUPP", syscall, `entry ${i}: fd ${String(fd)} is a ${f.kind} file, which a registered slot cannot hold`);
       return f;
     });
-    const table = this.lab.sync.allocRecord(nr * FILE_SLOT, syscall);
+    const table = this.lab.sync.allocRecord(RecordType.ioUringFiles, nr * FILE_SLOT, syscall);
     files.forEach((f, i) => writeFileSlot(this.lab.sync.u32, table, i, f !== null && isIoTargetFile(f) ? f.ioTarget() : null));
     for (const f of files) f?.get();
     this.files = files;
@@ -237,7 +238,7 @@ export class IoUringFile extends OpenFile {
     if (this.fileTable === 0) throw new DmaBufError("ENXIO", "io_uring_register(IORING_UNREGISTER_FILES)", "no files are registered");
     this.ring.store(CTX_FILES, 0);
     this.ring.store(CTX_NR_FILES, 0);
-    this.lab.sync.freeRecord(this.fileTable);
+    this.lab.sync.freeRecord(this.fileTable, RecordType.ioUringFiles);
     this.fileTable = 0;
     for (const f of this.files.splice(0)) f?.put();
     return 0;
@@ -263,7 +264,7 @@ export class IoUringFile extends OpenFile {
       if (len > IORING_MAX_BUF_SIZE) throw new DmaBufError("EINVAL", syscall, `iovec ${i} of ${len} bytes exceeds 1 GiB`);
       return { iov_base: base, iov_len: len };
     });
-    const table = this.lab.sync.allocRecord(nr * BUF_SLOT, syscall);
+    const table = this.lab.sync.allocRecord(RecordType.ioUringBuffers, nr * BUF_SLOT, syscall);
     iovs.forEach((b, i) => writeBufSlot(this.lab.sync.u32, table, i, { kind: BUF_USER, addr: b.iov_base, len: b.iov_len, uaddr: 0 }));
     this.bufTable = table;
     this.ring.store(CTX_NR_BUFS, nr);
@@ -275,7 +276,7 @@ export class IoUringFile extends OpenFile {
     if (this.bufTable === 0) throw new DmaBufError("ENXIO", "io_uring_register(IORING_UNREGISTER_BUFFERS)", "no buffers are registered");
     this.ring.store(CTX_BUFS, 0);
     this.ring.store(CTX_NR_BUFS, 0);
-    this.lab.sync.freeRecord(this.bufTable);
+    this.lab.sync.freeRecord(this.bufTable, RecordType.ioUringBuffers);
     this.bufTable = 0;
     return 0;
   }
