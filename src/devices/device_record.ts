@@ -120,6 +120,11 @@ export class DeviceRecord {
     return this.rec.word(DEV_IOMMU);
   }
 
+  /** The timeline record of the device's out-fences. */
+  get timeline(): number {
+    return this.rec.word(DEV_TIMELINE);
+  }
+
   get name(): string {
     return readName(this.sync.u8, this.offset + DEV_NAME);
   }
