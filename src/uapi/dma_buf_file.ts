@@ -199,34 +199,28 @@ export class DmaBufFile extends OpenFile {
     return 0;
   }
 
-  /** The file position (f_pos) of this open file description. */
-  private position = 0;
-
-  override get pos(): number {
-    return this.position;
-  }
 
   override llseek(offset: number, whence: number): number {
-    const base = whence === SEEK_SET ? 0 : whence === SEEK_CUR ? this.position : whence === SEEK_END ? this.buf.size : NaN;
+    const base = whence === SEEK_SET ? 0 : whence === SEEK_CUR ? this.pos : whence === SEEK_END ? this.buf.size : NaN;
     if (Number.isNaN(base)) throw new DmaBufError("EINVAL", "lseek", `whence ${whence} is not SEEK_SET, SEEK_CUR or SEEK_END`);
     const to = base + offset;
     if (!Number.isSafeInteger(offset) || to < 0) throw new DmaBufError("EINVAL", "lseek", `offset ${offset} from ${base} gives position ${to}`);
-    this.position = to;
+    this.pos = to;
     return to;
   }
 
   override rw(syscall: RwSyscall, iov: Uint8Array[], pos: number | undefined | null, io?: IoOptions | null): number {
     const current = pos === undefined || pos === null;
-    const n = rwSync(this.buf, iov, current ? this.position : pos, syscall, { nonblock: this.nonblock, timeoutMs: io?.timeoutMs });
-    if (current) this.position += n;
+    const n = rwSync(this.buf, iov, current ? this.pos : pos, syscall, { nonblock: this.nonblock, timeoutMs: io?.timeoutMs });
+    if (current) this.pos += n;
     return n;
   }
 
   override async rwAsync(syscall: RwSyscall, iov: Uint8Array[], pos: number | undefined | null, io?: IoOptions | null): Promise<number> {
     const current = pos === undefined || pos === null;
-    const at = current ? this.position : pos;
+    const at = current ? this.pos : pos;
     const n = await rwAsync(this.buf, iov, at, syscall, { nonblock: this.nonblock, timeoutMs: io?.timeoutMs });
-    if (current) this.position = at + n;
+    if (current) this.pos = at + n;
     return n;
   }
 

@@ -118,10 +118,8 @@ export abstract class OpenFile {
     return DEFAULT_POLLMASK;
   }
 
-  /** The file position (f_pos) fdinfo shows: 0 for files that do not seek. */
-  get pos(): number {
-    return 0;
-  }
+  /** The file position (f_pos) of this open file description (fdinfo's pos; 0 for files that do not seek). */
+  pos = 0;
 
   /** The file-specific lines of /proc/<pid>/fdinfo/<fd> ("" for none). */
   fdinfo(): string {
