@@ -395,7 +395,7 @@ export function dmaBufInvalidateMappings(buf: DmaBufRecord): number {
   return buf.resv.withLock(() => {
     const notify: Fence[] = [];
     for (const a of listOf(buf)) {
-      const n = word(sync, a, ATTACH_NOTIFY);
+      const n = recordAt(sync, a).word(ATTACH_NOTIFY);
       if (n !== 0) notify.push(sync.view(n, false));
     }
     let told = 0;
