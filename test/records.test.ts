@@ -23,6 +23,7 @@ import { DeviceRecord } from "../src/devices/device_record.js";
 import { JobRing } from "../src/devices/ring.js";
 import { JOB_RECORD_SIZE } from "../src/devices/job.js";
 import { STOR_RECORD_SIZE, StorageRecord } from "../src/devices/block_io.js";
+import { dmaTokenMaps } from "../src/io_uring/dma_token.js";
 import { spawnDevice, type Device } from "../src/devices/device.js";
 import { RecordType, recordTypeName, type RecordTypeId } from "../src/memory/record.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
@@ -86,6 +87,7 @@ async function everyRecordType(): Promise<{ lab: Lab; proc: Process; keep: unkno
   // A storage record and io_uring's registered-file and registered-buffer tables (no device worker, no ring).
   keep.push(sync.allocRecord(RecordType.storage, STOR_RECORD_SIZE, "records_test"));
   keep.push(sync.allocRecord(RecordType.ioUringFiles, 64, "records_test"), sync.allocRecord(RecordType.ioUringBuffers, 64, "records_test"));
+  keep.push(sync.allocRecord(RecordType.dmaToken, 64, "records_test"), sync.allocRecord(RecordType.dmaMap, 64, "records_test"));
   return { lab, proc, keep };
 }
 
@@ -140,6 +142,7 @@ function entryPoints(lab: Lab, proc: Process): EntryPoint[] {
     { name: "new DeviceRecord", accepts: RecordType.device, call: (o) => { new DeviceRecord(sync, o as number); return () => {}; } },
     { name: "new JobRing", accepts: RecordType.ring, call: (o) => { new JobRing(sync, o as number); return () => {}; } },
     { name: "new StorageRecord", accepts: RecordType.storage, call: (o) => { new StorageRecord(lab, o as number); return () => {}; } },
+    { name: "new dma token view (dmaTokenMaps)", accepts: RecordType.dmaToken, call: (o) => { dmaTokenMaps(lab, o as number); return () => {}; } },
   ];
 }
 
