@@ -122,19 +122,19 @@ export class DmaBuf {
     return this.process.writev(this.fd, iov, io);
   }
 
-  readAsync(into: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
+  async readAsync(into: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
     return this.process.readAsync(this.fd, into, pos, io);
   }
 
-  writeAsync(from: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
+  async writeAsync(from: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
     return this.process.writeAsync(this.fd, from, pos, io);
   }
 
-  readvAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
+  async readvAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
     return this.process.readvAsync(this.fd, iov, pos, io);
   }
 
-  writevAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
+  async writevAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
     return this.process.writevAsync(this.fd, iov, pos, io);
   }
 

@@ -161,10 +161,8 @@ export class FenceChain extends Fence {
     return this.pending().every((f) => waitLeaf(f, deadline));
   }
 
-  protected override async untilSignaled(deadline: number): Promise<boolean> {
-    for (const f of this.pending()) {
-      if (!(await f.waitAsync(Math.max(0, deadline - performance.now())))) return false;
-    }
+  override async untilSignaled(deadline: number): Promise<boolean> {
+    for (const f of this.pending()) if (!(await f.untilSignaled(deadline))) return false;
     return true;
   }
 

@@ -20,11 +20,11 @@ import type { Process } from "./process.js";
 import type { DmaBufMapping } from "./mapping.js";
 import { DEFAULT_POLLMASK, O_ACCMODE, O_NONBLOCK } from "./uapi.js";
 
-export type FileKind = "dma-buf" | "sync_file" | "sw_sync" | "dma-heap" | "memfd" | "udmabuf";
+export type FileKind = "dma-buf" | "sync_file" | "sw_sync" | "dma-heap" | "memfd" | "udmabuf" | "stdio";
 
 /** What crosses to another thread for an fd (process.exportFd): structured-clonable, holds no reference. */
 export interface FdToken {
-  kind: Exclude<FileKind, "dma-heap">;
+  kind: Exclude<FileKind, "dma-heap" | "stdio">;
   /** The object's record in the arena (dma-buf record, fence, sw_sync timeline). */
   offset: number;
   /** The sender's file flags (access mode, O_NONBLOCK), copied to the new description. */
@@ -90,7 +90,8 @@ export abstract class OpenFile {
     throw new DmaBufError("ESPIPE", "lseek", `a ${this.kind} file cannot seek`);
   }
 
-  mmap(_offset: number, _length: number): DmaBufMapping {
+  /** The file's mmap, after Process.mmap's access checks; prot is PROT_READ | PROT_WRITE bits. */
+  mmap(_offset: number, _length: number, _prot: number): DmaBufMapping {
     throw new DmaBufError("ENODEV", "mmap", `a ${this.kind} file cannot be mapped`);
   }
 
