@@ -22,6 +22,7 @@
  * CHAIN_FENCE u32, CHAIN_PREV_SEQNO u64}. The node holds references on its
  * previous node (or fence) and its fence.
  */
+import { RecordType } from "../memory/record.js";
 import { DmaBufError } from "../errno.js";
 import { FENCE_AUX, FENCE_CONTEXT, FENCE_KIND_ARRAY, FENCE_KIND_CHAIN, FENCE_SEQNO } from "../engine/abi.js";
 import { Fence } from "./fence.js";
@@ -53,12 +54,12 @@ export class FenceChain extends Fence {
    * put() before init() frees them); ENOMEM with nothing taken.
    */
   static alloc(sync: Sync): FenceChain {
-    const block = sync.allocRecord(CHAIN_BLOCK_SIZE, "dma_fence_chain_alloc");
+    const block = sync.allocRecord(RecordType.fenceChainBlock, CHAIN_BLOCK_SIZE, "dma_fence_chain_alloc");
     let f: number;
     try {
       f = sync.allocFenceRecord(FENCE_KIND_CHAIN, 0, 0n, 0n, "dma_fence_chain_alloc");
     } catch (e) {
-      sync.freeRecord(block);
+      sync.freeRecord(block, RecordType.fenceChainBlock);
       throw e;
     }
     sync.u32[(f + FENCE_AUX) >>> 2] = block;

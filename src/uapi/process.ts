@@ -61,6 +61,7 @@
  */
 import { DmaBufError } from "../errno.js";
 import { DmaBufRecord } from "../dmabuf/dma_buf.js";
+import { isWrite, type RwSyscall } from "../dmabuf/rw.js";
 import { heapNames, type HeapName } from "../dmabuf/heap.js";
 import type { Lab } from "../lab.js";
 import { keepingAlive, nowMs, requireBlocking } from "../memory/futex.js";
@@ -238,48 +239,49 @@ export class Process {
    * file position).
    */
   read(fd: number, buf: Uint8Array, io?: IoOptions): number {
-    return this.rwFile(fd, "read", false).rw([buf], undefined, false, io);
+    return this.rwFile(fd, "read").rw("read", [buf], undefined, io);
   }
 
   write(fd: number, buf: Uint8Array, io?: IoOptions): number {
-    return this.rwFile(fd, "write", true).rw([buf], undefined, true, io);
+    return this.rwFile(fd, "write").rw("write", [buf], undefined, io);
   }
 
   pread(fd: number, buf: Uint8Array, pos: number, io?: IoOptions): number {
-    return this.rwFile(fd, "pread", false).rw([buf], pos, false, io);
+    return this.rwFile(fd, "pread").rw("pread", [buf], pos, io);
   }
 
   pwrite(fd: number, buf: Uint8Array, pos: number, io?: IoOptions): number {
-    return this.rwFile(fd, "pwrite", true).rw([buf], pos, true, io);
+    return this.rwFile(fd, "pwrite").rw("pwrite", [buf], pos, io);
   }
 
   readv(fd: number, iov: Uint8Array[], io?: IoOptions): number {
-    return this.rwFile(fd, "readv", false).rw(iov, undefined, false, io);
+    return this.rwFile(fd, "readv").rw("readv", iov, undefined, io);
   }
 
   writev(fd: number, iov: Uint8Array[], io?: IoOptions): number {
-    return this.rwFile(fd, "writev", true).rw(iov, undefined, true, io);
+    return this.rwFile(fd, "writev").rw("writev", iov, undefined, io);
   }
 
   async readAsync(fd: number, buf: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
-    return this.rwFile(fd, "read", false).rwAsync([buf], pos, false, io);
+    return this.rwFile(fd, "read").rwAsync("read", [buf], pos, io);
   }
 
   async writeAsync(fd: number, buf: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
-    return this.rwFile(fd, "write", true).rwAsync([buf], pos, true, io);
+    return this.rwFile(fd, "write").rwAsync("write", [buf], pos, io);
   }
 
   async readvAsync(fd: number, iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
-    return this.rwFile(fd, "readv", false).rwAsync(iov, pos, false, io);
+    return this.rwFile(fd, "readv").rwAsync("readv", iov, pos, io);
   }
 
   async writevAsync(fd: number, iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
-    return this.rwFile(fd, "writev", true).rwAsync(iov, pos, true, io);
+    return this.rwFile(fd, "writev").rwAsync("writev", iov, pos, io);
   }
 
   /** vfs_read / vfs_write's first check: the file is open for that direction (FMODE_READ, FMODE_WRITE), else EBADF. */
-  private rwFile(fd: number, syscall: string, write: boolean): OpenFile {
+  private rwFile(fd: number, syscall: RwSyscall): OpenFile {
     const file = this.file(fd, syscall);
+    const write = isWrite(syscall);
     if (!(write ? canWrite(file) : canRead(file))) {
       throw new DmaBufError("EBADF", syscall, `fd ${fd} is not open for ${write ? "writing" : "reading"} (access mode ${accessModeName(file.accessMode)})`);
     }
@@ -364,14 +366,20 @@ export class Process {
     return this.file(fd, "exportFd").exportToken();
   }
 
-  /** Installs a new fd (close-on-exec clear) for the object of a token from another thread. */
+  /**
+   * Installs a new fd (close-on-exec clear) for the object of a token from
+   * another thread. The token is checked before it is trusted: a record of
+   * its kind and generation must start at its offset (record.ts); a dma-buf
+   * that is not is EBADF, anything else EINVAL, with nothing touched.
+   */
   importFd(token: FdToken): number {
     const { sync } = this.lab;
-    const flags = token.flags & (O_ACCMODE | O_NONBLOCK);
+    const { kind, offset, generation, flags: tokenFlags, name } = checkToken(token);
+    const flags = tokenFlags & (O_ACCMODE | O_NONBLOCK);
     return this.installNew(() => {
-      switch (token.kind) {
+      switch (kind) {
         case "dma-buf": {
-          const buf = DmaBufRecord.attach(sync, token.offset);
+          const buf = DmaBufRecord.attach(sync, offset, generation);
           try {
             return new DmaBufFile(buf, flags);
           } finally {
@@ -379,17 +387,17 @@ export class Process {
           }
         }
         case "sync_file": {
-          const fence = sync.fenceAt(token.offset);
+          const fence = sync.fenceAt(offset, generation);
           try {
-            return new SyncFileFile(new SyncFile(sync, fence, token.name), flags);
+            return new SyncFileFile(new SyncFile(sync, fence, name), flags);
           } finally {
             fence.put();
           }
         }
         case "sw_sync":
-          return new SwSyncFile(SwSyncTimeline.dup(sync, token.offset), flags);
+          return new SwSyncFile(SwSyncTimeline.dup(sync, offset, generation), flags);
         default:
-          throw new DmaBufError("EINVAL", "importFd", `token kind '${String((token as { kind: unknown }).kind)}' is not a dma-buf, sync_file or sw_sync`);
+          throw new DmaBufError("EINVAL", "importFd", `token kind '${String(kind)}' is not a dma-buf, sync_file or sw_sync`);
       }
     }, false, "importFd");
   }
@@ -406,6 +414,21 @@ export class Process {
   [Symbol.dispose](): void {
     this.closeAll();
   }
+}
+
+const tokenKinds: readonly unknown[] = ["dma-buf", "sync_file", "sw_sync"];
+
+/** A token's fields, read once and checked for shape (EINVAL for anything that is not an FdToken). */
+function checkToken(token: unknown): FdToken {
+  const bad = (what: string): never => { throw new DmaBufError("EINVAL", "importFd", `the token ${what}`); };
+  if (typeof token !== "object" || token === null) return bad(`is ${token === null ? "null" : typeof token}, not an FdToken`);
+  const { kind, offset, generation, flags, name } = token as Record<string, unknown>;
+  if (!tokenKinds.includes(kind)) bad(`kind '${typeof kind === "symbol" ? kind.toString() : String(kind)}' is not a dma-buf, sync_file or sw_sync`);
+  if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) bad("has no record offset");
+  if (typeof generation !== "number" || !Number.isSafeInteger(generation) || generation < 0) bad("has no record generation");
+  if (typeof flags !== "number" || !Number.isInteger(flags)) bad("has no flags");
+  if (name !== undefined && typeof name !== "string") bad("has a name that is not a string");
+  return { kind, offset, generation, flags, name } as FdToken;
 }
 
 /** FMODE_READ / FMODE_WRITE of an access mode: O_RDONLY reads, O_WRONLY writes, O_RDWR both, 3 (ioctl only) neither. */

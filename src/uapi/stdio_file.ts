@@ -17,6 +17,7 @@
  * unused: fds are handed out from 3 up.
  */
 import { DmaBufError } from "../errno.js";
+import { isWrite, type RwSyscall } from "../dmabuf/rw.js";
 import { OpenFile, type IoOptions } from "./file.js";
 import { O_RDONLY, O_WRONLY } from "./uapi.js";
 
@@ -33,8 +34,8 @@ export class StdioFile extends OpenFile {
 
   protected drop(_last: boolean): void {}
 
-  override rw(iov: Uint8Array[], pos: number | undefined, write: boolean, _io?: IoOptions): number {
-    if (pos !== undefined) throw new DmaBufError("ESPIPE", write ? "pwrite" : "pread", `fd ${this.fd} is a stream; it has no position`);
-    return write ? iov.reduce((n, v) => n + v.byteLength, 0) : 0;
+  override rw(syscall: RwSyscall, iov: Uint8Array[], pos: number | undefined, _io?: IoOptions): number {
+    if (pos !== undefined) throw new DmaBufError("ESPIPE", syscall, `fd ${this.fd} is a stream; it has no position`);
+    return isWrite(syscall) ? iov.reduce((n, v) => n + v.byteLength, 0) : 0;
   }
 }
