@@ -7,7 +7,10 @@
  * Async twin reporting its errors through its Promise.
  */
 import { describe, expect, test } from "vitest";
-import { DmaBuf, type Lab } from "../src/index.js";
+import {
+  DmaBuf, errnoNumbers, io_uring_cqe_seen, io_uring_get_sqe, io_uring_prep_read, io_uring_prep_write, io_uring_queue_exit,
+  io_uring_queue_init, io_uring_submit, io_uring_wait_cqe, type Lab,
+} from "../src/index.js";
 import { Process } from "../src/uapi/process.js";
 import {
   DMA_BUF_IOCTL_EXPORT_SYNC_FILE, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, DMA_BUF_SYNC_READ, O_NONBLOCK, POLLIN, SW_SYNC_IOC_INC, DMA_HEAP_IOCTL_ALLOC, F_ADD_SEALS, MAP_PRIVATE, MAP_SHARED,
@@ -22,6 +25,7 @@ import { expectErrno, expectErrnoAsync } from "./helpers/errors.js";
 import { LabSet, cleanUpAfterEach } from "./helpers/lab.js";
 
 const MiB = 1024 * 1024;
+const EBADF_ERRNO = errnoNumbers.EBADF;
 const labs = new LabSet({ memoryBytes: 64 * MiB });
 cleanUpAfterEach({ labs });
 
@@ -92,6 +96,34 @@ describe("vfs_read / vfs_write: the access mode is checked first (EBADF)", () =>
     const e = expectErrno(() => proc.pwrite(ro, buf, 0), "EBADF");
     expect(e.syscall).toBe("pwrite");
     expect(e.message).toMatch(/not open for writing \(access mode O_RDONLY\)/);
+    proc.closeAll();
+  });
+});
+
+describe("io_read / io_write: io_uring's READ and WRITE check the access mode too", () => {
+  test("a WRITE on an O_RDONLY dma-buf fd and a READ on an O_WRONLY one complete with -EBADF; the bytes stay", async () => {
+    const lab = await labs.create();
+    const proc = new Process(lab);
+    const rw = alloc(proc, PAGE_SIZE, O_RDWR);
+    const token = proc.exportFd(rw);
+    const ro = proc.importFd({ ...token, flags: O_RDONLY });
+    const wo = proc.importFd({ ...token, flags: O_WRONLY });
+    const ring = io_uring_queue_init(proc, 4);
+    const buf = lab.alloc(64);
+    buf.fill(0xee);
+    const results: number[] = [];
+    for (const [fd, write] of [[ro, true], [wo, false], [ro, false]] as const) {
+      const sqe = io_uring_get_sqe(ring)!;
+      (write ? io_uring_prep_write : io_uring_prep_read)(sqe, fd, buf, 64, 0);
+      expect(io_uring_submit(ring)).toBe(1);
+      const { err, cqe } = io_uring_wait_cqe(ring);
+      expect(err).toBe(0);
+      results.push(cqe!.res);
+      io_uring_cqe_seen(ring, cqe!);
+    }
+    expect(results).toEqual([-EBADF_ERRNO, -EBADF_ERRNO, 64]);
+    expect(buf.every((b) => b === 0)).toBe(true); // the read brought the buffer's zeros; the write moved nothing
+    io_uring_queue_exit(ring);
     proc.closeAll();
   });
 });

@@ -69,16 +69,20 @@ import { SwSyncTimeline } from "../sync/sw_sync.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { DmaBufFile } from "./dma_buf_file.js";
 import { DmaHeapFile } from "./dma_heap.js";
-import type { FdToken, IoOptions, OpenFile } from "./file.js";
+import { checkRwAccess, type FdToken, type IoOptions, type OpenFile } from "./file.js";
 import type { DmaBufMapping } from "./mapping.js";
 import { MemfdFile } from "./memfd_file.js";
+import { devNode } from "./dev_nodes.js";
+import { IoUringFile } from "./io_uring_file.js";
+import { openBeneath } from "./regular_file.js";
+import type { IoUringParams } from "../io_uring/io_uring.js";
 import { UdmabufDevFile } from "./udmabuf_file.js";
 import { SwSyncFile } from "./sw_sync_file.js";
 import { SyncFileFile } from "./sync_file_file.js";
 import { StdioFile, STDERR_FILENO, STDIN_FILENO, STDOUT_FILENO } from "./stdio_file.js";
 import {
-  DMA_HEAP_DIR, F_ADD_SEALS, F_GET_SEALS, F_GETFD, F_GETFL, F_SETFD, F_SETFL, MFD_CLOEXEC, O_RDWR, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLNVAL,
-  SW_SYNC_PATH, UDMABUF_PATH, O_RDONLY, O_WRONLY, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE,
+  DMA_HEAP_DIR, O_DIRECT, F_ADD_SEALS, F_GET_SEALS, F_GETFD, F_GETFL, F_SETFD, F_SETFL, MFD_CLOEXEC, O_RDWR, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLNVAL,
+  SW_SYNC_PATH, UDMABUF_PATH, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE,
 } from "./uapi.js";
 
 export const FIRST_FD = 3;
@@ -102,11 +106,18 @@ export interface ProcessOptions {
   maxFds?: number;
   /** The name sw_sync timelines opened here get (the kernel uses the process name). */
   name?: string;
+  /**
+   * A host directory whose regular files open() reaches: any path outside
+   * /dev/ is resolved beneath it (regular_file.ts: nothing outside it, '..'
+   * or symbolic links included). Without it such paths are ENOENT.
+   */
+  root?: string;
 }
 
 export class Process {
   readonly maxFds: number;
   readonly name: string;
+  readonly root: string | undefined;
   private readonly table = new Map<number, FdEntry>();
   private readonly mappings = new Set<DmaBufMapping>();
 
@@ -117,6 +128,7 @@ export class Process {
     }
     this.maxFds = maxFds;
     this.name = name;
+    this.root = options.root;
     for (const fd of [STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO]) this.table.set(fd, { file: new StdioFile(fd), cloexec: false });
   }
 
@@ -158,6 +170,12 @@ export class Process {
   open(path: string, flags = 0): number {
     const fileFlags = flags & (O_ACCMODE | O_NONBLOCK);
     const cloexec = (flags & O_CLOEXEC) !== 0;
+    const node = typeof path === "string" ? devNode(this.lab, path) : undefined;
+    if (node !== undefined) return this.installNew(() => node(flags & (O_ACCMODE | O_NONBLOCK | O_DIRECT)), cloexec, "open");
+    if (typeof path === "string" && !path.startsWith("/dev/") && this.root !== undefined) {
+      const root = this.root;
+      return this.installNew(() => openBeneath(root, path, flags), cloexec, "open");
+    }
     if (path.startsWith(DMA_HEAP_DIR)) {
       const name = path.slice(DMA_HEAP_DIR.length);
       if (!heapNames.includes(name as HeapName)) {
@@ -172,6 +190,29 @@ export class Process {
       return this.installNew(() => new UdmabufDevFile(fileFlags), cloexec, "open");
     }
     throw new DmaBufError("ENOENT", "open", `${path}: no such device`);
+  }
+
+  // ---- io_uring ------------------------------------------------------------------
+
+  /** io_uring_setup(2): a new ring's fd; params is filled in (src/uapi/io_uring_file.ts). */
+  io_uring_setup(entries: number, params: IoUringParams = {}): number {
+    return this.installNew(() => IoUringFile.setup(this, entries, params), false, "io_uring_setup");
+  }
+
+  /** io_uring_enter(2); timeoutMs bounds the GETEVENTS wait (ETIME). */
+  io_uring_enter(fd: number, toSubmit: number, minComplete: number, flags = 0, timeoutMs?: number): number {
+    return this.ioUring(fd, "io_uring_enter").enter(toSubmit, minComplete, flags, timeoutMs);
+  }
+
+  /** io_uring_register(2). */
+  io_uring_register(fd: number, opcode: number, arg: unknown, nrArgs: number): number {
+    return this.ioUring(fd, "io_uring_register").register(opcode, arg, nrArgs);
+  }
+
+  private ioUring(fd: number, syscall: string): IoUringFile {
+    const file = this.file(fd, syscall);
+    if (!(file instanceof IoUringFile)) throw new DmaBufError("EOPNOTSUPP", syscall, `fd ${fd} is a ${file.kind} file, not an io_uring`);
+    return file;
   }
 
   /** memfd_create(2): a new memfd fd (MFD_CLOEXEC, MFD_ALLOW_SEALING). */
@@ -281,10 +322,7 @@ export class Process {
   /** vfs_read / vfs_write's first check: the file is open for that direction (FMODE_READ, FMODE_WRITE), else EBADF. */
   private rwFile(fd: number, syscall: RwSyscall): OpenFile {
     const file = this.file(fd, syscall);
-    const write = isWrite(syscall);
-    if (!(write ? canWrite(file) : canRead(file))) {
-      throw new DmaBufError("EBADF", syscall, `fd ${fd} is not open for ${write ? "writing" : "reading"} (access mode ${accessModeName(file.accessMode)})`);
-    }
+    checkRwAccess(file, fd, isWrite(syscall), syscall);
     return file;
   }
 
@@ -298,9 +336,9 @@ export class Process {
     if (!Number.isInteger(flags) || (type !== MAP_SHARED && type !== MAP_PRIVATE)) {
       throw new DmaBufError("EINVAL", "mmap", `flags 0x${Number(flags).toString(16)} is neither MAP_SHARED nor MAP_PRIVATE`);
     }
-    if (!canRead(file)) throw new DmaBufError("EACCES", "mmap", `fd ${fd} is not open for reading (access mode ${accessModeName(file.accessMode)})`);
-    if (type === MAP_SHARED && (prot & PROT_WRITE) !== 0 && !canWrite(file)) {
-      throw new DmaBufError("EACCES", "mmap", `PROT_WRITE with MAP_SHARED needs fd ${fd} open for writing (access mode ${accessModeName(file.accessMode)})`);
+    if (!file.canRead) throw new DmaBufError("EACCES", "mmap", `fd ${fd} is not open for reading (access mode ${file.accessModeName})`);
+    if (type === MAP_SHARED && (prot & PROT_WRITE) !== 0 && !file.canWrite) {
+      throw new DmaBufError("EACCES", "mmap", `PROT_WRITE with MAP_SHARED needs fd ${fd} open for writing (access mode ${file.accessModeName})`);
     }
     if (type === MAP_PRIVATE) throw new DmaBufError("EINVAL", "mmap", "MAP_PRIVATE (a copy-on-write mapping) is not modelled; map MAP_SHARED");
     const mapping = file.mmap(offset, length, prot);
@@ -429,17 +467,4 @@ function checkToken(token: unknown): FdToken {
   if (typeof flags !== "number" || !Number.isInteger(flags)) bad("has no flags");
   if (name !== undefined && typeof name !== "string") bad("has a name that is not a string");
   return { kind, offset, generation, flags, name } as FdToken;
-}
-
-/** FMODE_READ / FMODE_WRITE of an access mode: O_RDONLY reads, O_WRONLY writes, O_RDWR both, 3 (ioctl only) neither. */
-function canRead(file: OpenFile): boolean {
-  return file.accessMode === O_RDONLY || file.accessMode === O_RDWR;
-}
-
-function canWrite(file: OpenFile): boolean {
-  return file.accessMode === O_WRONLY || file.accessMode === O_RDWR;
-}
-
-function accessModeName(mode: number): string {
-  return ["O_RDONLY", "O_WRONLY", "O_RDWR", "3 (ioctl only)"][mode] ?? String(mode);
 }
