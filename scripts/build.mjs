@@ -9,8 +9,11 @@
  *            block, and export every function src/engine/abi.ts names.
  *   bundles  workers/*.ts -> build/workers/*.mjs, test/workers/*.ts ->
  *            build/test-workers/*.mjs, src/index.ts -> dist/lib/index.js,
- *            src/cli/main.ts -> dist/lib/cli.js (esbuild)
- *   browser  src/index.ts -> dist/browser/index.js, the workers that do not
+ *            src/cli/main.ts -> dist/lib/cli.js, src/kernel/index.ts ->
+ *            dist/lib/kernel.js (esbuild; the kernel bundle imports the
+ *            library from ./index.js, so both share one set of classes)
+ *   browser  src/index.ts -> dist/browser/index.js, src/kernel/index.ts ->
+ *            dist/browser/kernel.js (importing ./index.js), the workers that do not
  *            import node: modules -> dist/browser/workers/*.mjs, engine.wasm
  *            copied to dist/browser/; the browser tests' pages
  *            (test-browser/pages/: *.ts -> build/test-browser/*.mjs, *.html
@@ -127,6 +130,14 @@ const libraryAsPackage = {
   setup(b) { b.onResolve({ filter: /\/src\/index\.js$/ }, () => ({ path: "dmabuf-lab", external: true })); },
 };
 
+// dmabuf-lab/kernel imports the library only through src/index.js, which its
+// bundle leaves to the library's own bundle beside it: one copy of every class,
+// so that a Lab from "dmabuf-lab" works with the kernel functions.
+const libraryBeside = {
+  name: "library-beside",
+  setup(b) { b.onResolve({ filter: /^\.\.\/index\.js$/ }, () => ({ path: "./index.js", external: true })); },
+};
+
 async function buildBundles() {
   const { build } = await import("esbuild");
   const inputs = [...files("src", [".ts", ".json"]), ...files("workers", [".ts"]), ...files("test/workers", [".ts"]),
@@ -138,7 +149,11 @@ async function buildBundles() {
     { entries: files("test/workers", [".ts"]), outdir: "build/test-workers", ext: ".mjs", packages: "bundle" },
     { entries: ["src/index.ts", "src/cli/main.ts"], outdir: "dist/lib", ext: ".js", packages: "external",
       rename: { main: "cli" } },
+    { entries: ["src/kernel/index.ts"], outdir: "dist/lib", ext: ".js", packages: "external", rename: { index: "kernel" },
+      plugins: [libraryBeside] },
     { browser: true, entries: ["src/index.ts"], outdir: "dist/browser", ext: ".js" },
+    { browser: true, entries: ["src/kernel/index.ts"], outdir: "dist/browser", ext: ".js", rename: { index: "kernel" },
+      plugins: [libraryBeside] },
     { browser: true, entries: workers.filter(browserCapable), outdir: "dist/browser/workers", ext: ".mjs",
       note: nodeOnly.length ? `no browser bundle for the Node-only ${nodeOnly.join(", ")}` : undefined },
     { browser: true, entries: files("test-browser/workers", [".ts"]), outdir: "build/test-browser/workers", ext: ".mjs" },
@@ -156,7 +171,7 @@ async function buildBundles() {
       outdir: join(root, job.outdir), outExtension: { ".js": job.ext }, bundle: true, splitting: false,
       format: "esm", sourcemap: "linked", logLevel: "warning", metafile: job.browser,
       ...(job.browser ? browserOptions(job) : {
-        platform: "node", target: "node20", packages: job.packages === "external" ? "external" : undefined,
+        platform: "node", target: "node20", packages: job.packages === "external" ? "external" : undefined, plugins: job.plugins ?? [],
         // Bundled CommonJS dependencies may call require(); give ESM bundles one.
         banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
       }),

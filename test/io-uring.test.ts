@@ -92,7 +92,7 @@ describe("io_uring rings (plain mode)", () => {
     expectErrno(() => proc.io_uring_setup(0), "EINVAL");
     expectErrno(() => proc.io_uring_setup(8192), "EINVAL");
     expectErrno(() => proc.io_uring_setup(8, { flags: 1 << 20 }), "EINVAL");
-    expect(proc.fds).toEqual([fd]);
+    expect(proc.fds).toEqual([0, 1, 2, fd]); // stdin, stdout, stderr and the ring
     proc.close(fd);
   });
 
@@ -356,10 +356,10 @@ describe("paths beneath the lab's directory", () => {
     expectErrno(() => proc.open("dirlink/secret", O_RDONLY), "ELOOP");
     expectErrno(() => proc.open("nope", O_RDONLY), "ENOENT");
     expectErrno(() => proc.open("sub", O_RDONLY), "EISDIR");
-    expect(proc.fds).toEqual([]);
+    expect(proc.fds).toEqual([0, 1, 2]); // the standard streams only
     const fd = proc.open("/sub/../sub/ok", O_RDONLY);
     const created = proc.open("new.bin", O_RDWR | O_CREAT);
-    expect(proc.fds).toEqual([fd, created]);
+    expect(proc.fds).toEqual([0, 1, 2, fd, created]);
     expectErrno(() => new Process(lab).open("sub/ok", O_RDONLY), "ENOENT");
   });
 });

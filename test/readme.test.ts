@@ -23,7 +23,9 @@ describe("README examples", () => {
   blocks.forEach((code, i) => {
     it(`example ${i + 1} runs`, async () => {
       const file = join(dir, `example-${i + 1}.mjs`);
-      writeFileSync(file, code.replaceAll('from "dmabuf-lab"', `from ${JSON.stringify(join(root, "dist/lib/index.js"))}`));
+      writeFileSync(file, code
+        .replaceAll('from "dmabuf-lab/kernel"', `from ${JSON.stringify(join(root, "dist/lib/kernel.js"))}`)
+        .replaceAll('from "dmabuf-lab"', `from ${JSON.stringify(join(root, "dist/lib/index.js"))}`));
       const { code: exit, stderr } = await new Promise<{ code: number; stderr: string }>((resolve) => {
         execFile(process.execPath, [file], { timeout: 60_000 }, (error, _stdout, err) => {
           resolve({ code: error ? (typeof error.code === "number" ? error.code : -1) : 0, stderr: err });

@@ -474,7 +474,7 @@ describe("the fd table", () => {
     proc.close(buf);
     expect(countOf(proc, copy)).toBe(1);
     const before = state();
-    for (const fd of [buf, 0, 1, 2, 999, -1, 1.5]) {
+    for (const fd of [buf, 999, -1, 1.5]) {
       expectErrno(() => proc.close(fd), "EBADF");
       expectErrno(() => proc.dup(fd), "EBADF");
       expectErrno(() => proc.fcntl(fd, F_GETFD), "EBADF");

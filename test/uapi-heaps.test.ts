@@ -123,8 +123,9 @@ describe.each(heapNames)("dmabuf-heaps selftests on %s", (heap) => {
       expect(data.fd, `${e.message}: fd is not written`).toBe(arg.fd ?? 0);
       expect(state(lab, proc), e.message).toEqual(before);
     };
-    // The selftest's "invalid fd": an fd that is not a heap.
-    expectErrno(() => proc.ioctl(0, DMA_HEAP_IOCTL_ALLOC, { len: MiB, fd: 0, fd_flags: 0, heap_flags: 0 }), "EBADF");
+    // The selftest's "invalid fd": fd 0, stdin, which is not a heap (ENOTTY, as a tty or pipe answers); an fd not open is EBADF.
+    expectErrno(() => proc.ioctl(0, DMA_HEAP_IOCTL_ALLOC, { len: MiB, fd: 0, fd_flags: 0, heap_flags: 0 }), "ENOTTY");
+    expectErrno(() => proc.ioctl(999, DMA_HEAP_IOCTL_ALLOC, { len: MiB, fd: 0, fd_flags: 0, heap_flags: 0 }), "EBADF");
     fails({ fd: 1 }, "EINVAL");
     fails({ fd: keep }, "EINVAL");
     fails({ fd_flags: 0xffffffff }, "EINVAL");
@@ -153,7 +154,7 @@ describe.each(heapNames)("dmabuf-heaps selftests on %s", (heap) => {
     expect(proc.lseek(a, 0, SEEK_END)).toBe(4 * KiB);
     const b = alloc(proc, heapFd, 4 * KiB + 1);
     expect(proc.lseek(b, 0, SEEK_END)).toBe(8 * KiB);
-    expect(proc.fds).toEqual([3, 4, 5]);
+    expect(proc.fds).toEqual([0, 1, 2, 3, 4, 5]);
     const before = state(lab, proc);
     expectErrno(() => alloc(proc, heapFd, MiB), "EMFILE");
     expectErrno(() => proc.open(`/dev/dma_heap/${heap}`), "EMFILE");
@@ -167,7 +168,7 @@ test("open: unknown heaps and devices are ENOENT", async () => {
   const proc = new Process(await labs.create());
   expectErrno(() => proc.open("/dev/dma_heap/nope"), "ENOENT");
   expectErrno(() => proc.open("/dev/null"), "ENOENT");
-  expect(proc.fds).toEqual([]);
+  expect(proc.fds).toEqual([0, 1, 2]);
 });
 
 describe("udmabuf selftests, through fds", () => {
@@ -189,7 +190,8 @@ describe("udmabuf selftests, through fds", () => {
     expectErrno(() => create({ memfd: mfd, flags: UDMABUF_FLAGS_CLOEXEC, offset: PAGE_SIZE / 2, size: PAGE_SIZE }), "EINVAL");
     expectErrno(() => create({ memfd: mfd, flags: UDMABUF_FLAGS_CLOEXEC, offset: 0, size: PAGE_SIZE / 2 }), "EINVAL");
     expectErrno(() => create({ memfd: dev, flags: 0, offset: 0, size: PAGE_SIZE }), "EBADFD"); // not a memfd
-    expectErrno(() => create({ memfd: 999, flags: 0, offset: 0, size: PAGE_SIZE }), "EBADF"); // not open
+    expectErrno(() => create({ memfd: 999, flags: 0, offset: 0, size: PAGE_SIZE }), "EBADFD"); // not open
+    expectErrno(() => create({ memfd: 0, flags: 0, offset: 0, size: PAGE_SIZE }), "EBADFD"); // stdin
     expect(state(lab, proc)).toEqual(before);
     const buf = create({ memfd: mfd, flags: UDMABUF_FLAGS_CLOEXEC, offset: 0, size: 4 * PAGE_SIZE });
     expect(proc.fcntl(buf, F_GETFD)).toBe(FD_CLOEXEC);

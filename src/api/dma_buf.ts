@@ -141,19 +141,19 @@ export class DmaBuf {
     return this.process.writev(this.fdFor("writev"), iov, io);
   }
 
-  readAsync(into: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
+  async readAsync(into: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
     return this.process.readAsync(this.fdFor("read"), into, pos, io);
   }
 
-  writeAsync(from: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
+  async writeAsync(from: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
     return this.process.writeAsync(this.fdFor("write"), from, pos, io);
   }
 
-  readvAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
+  async readvAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
     return this.process.readvAsync(this.fdFor("readv"), iov, pos, io);
   }
 
-  writevAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
+  async writevAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
     return this.process.writevAsync(this.fdFor("writev"), iov, pos, io);
   }
 

@@ -34,7 +34,7 @@ import { preadv, preadvAsync, pwritev, pwritevAsync } from "../dmabuf/rw.js";
 import type { SgTable } from "../engine/tables.js";
 import { DmaBufFile } from "../uapi/dma_buf_file.js";
 import type { DmaBufMapping } from "../uapi/mapping.js";
-import { O_RDWR } from "../uapi/uapi.js";
+import { O_RDWR, PROT_READ, PROT_WRITE } from "../uapi/uapi.js";
 import { Control, type CpuRunResult, type CpuThreadData } from "./protocol.js";
 import { isWhole, stamp } from "./stamp.js";
 import { waitStep, type TimedWait } from "./wait.js";
@@ -82,7 +82,7 @@ export class CpuThread {
    */
   private map(buf: DmaBufRecord): NonNullable<Target["mapped"]> {
     const file = new DmaBufFile(buf, O_RDWR);
-    const mapping = file.mmap(0, this.data.size);
+    const mapping = file.mmap(0, this.data.size, PROT_READ | PROT_WRITE);
     const views = iovRuns(mapping.views);
     const writer = this.data.role === "writer";
     const sources = writer ? iovRuns(this.chunks) : iovRuns([this.mine]);

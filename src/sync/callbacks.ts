@@ -8,7 +8,17 @@
  * that throws does not stop the others (its error is rethrown from a
  * microtask). batch() defers every dispatch until its function returns, so
  * that code signalling under a lock runs no callback while holding it.
+ *
+ * Containers (arrays, chains) are evaluated, never signalled (fence_array.ts),
+ * yet their callbacks run when they become signalled, as the kernel's do from
+ * dma_fence_array_cb_func / dma_fence_chain_cb: a container's watch sleeps on
+ * its leaves (Fence.untilSignaled: each child's status word, or the any-epoch
+ * for signal-on-any), and every dispatch in this thread (a signal of a leaf
+ * here, a wait that saw one) re-evaluates this thread's container watches, so
+ * a thread that signals the last child runs the container's callbacks inside
+ * that signal(), as the kernel does.
  */
+import { FENCE_KIND_ARRAY, FENCE_KIND_CHAIN } from "../engine/abi.js";
 import type { Fence, FenceCallback } from "./fence.js";
 
 interface Watch {
@@ -21,6 +31,8 @@ const REARM_MS = 1000;
 
 export class CallbackRegistry {
   private readonly watches = new Map<number, Watch>();
+  /** The watches of containers, re-evaluated at every dispatch. */
+  private readonly containers = new Set<Watch>();
   private depth = 0;
   private deferred: Fence[] = [];
 
@@ -30,6 +42,7 @@ export class CallbackRegistry {
       const held = fence.get();
       watch = { fence: held, callbacks: [] };
       this.watches.set(fence.offset, watch);
+      if (held.kind === FENCE_KIND_ARRAY || held.kind === FENCE_KIND_CHAIN) this.containers.add(watch);
       this.arm(watch);
     }
     watch.callbacks.push(cb);
@@ -53,7 +66,7 @@ export class CallbackRegistry {
    */
   private arm(watch: Watch): void {
     const held = watch.fence;
-    void held.waitStatusAsync(performance.now() + REARM_MS).then((signaled) => {
+    void held.untilSignaled(performance.now() + REARM_MS).then((signaled) => {
       if (signaled) this.dispatch(held);
       if (!signaled && this.watches.get(held.offset) === watch) this.arm(watch);
       else held.put();
@@ -81,8 +94,13 @@ export class CallbackRegistry {
       return;
     }
     const watch = this.watches.get(fence.offset);
-    if (watch === undefined || !fence.isSignaled()) return;
-    this.drop(fence.offset, watch);
+    if (watch !== undefined && fence.isSignaled()) this.run(watch);
+    // A leaf signalled here may complete containers this thread watches.
+    for (const c of this.containers) if (c.fence.isSignaled()) this.run(c);
+  }
+
+  private run(watch: Watch): void {
+    this.drop(watch.fence.offset, watch);
     for (const cb of watch.callbacks) {
       try {
         cb(watch.fence);
@@ -98,5 +116,6 @@ export class CallbackRegistry {
 
   private drop(offset: number, watch: Watch): void {
     if (this.watches.get(offset) === watch) this.watches.delete(offset);
+    this.containers.delete(watch);
   }
 }

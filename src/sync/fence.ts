@@ -185,7 +185,12 @@ export class Fence {
     return this.blockOnStatus(deadline);
   }
 
-  protected untilSignaled(deadline: number): Promise<boolean> {
+  /**
+   * Resolves true once the fence is signalled (a container: once its leaves
+   * make it so), false at the deadline; no callbacks run, nothing is kept
+   * alive. The callback watches (callbacks.ts) sleep here.
+   */
+  untilSignaled(deadline: number): Promise<boolean> {
     return this.waitStatusAsync(deadline);
   }
 

@@ -110,7 +110,7 @@ export class FenceArray extends Fence {
     return children.every((c) => c.blockOnStatus(deadline));
   }
 
-  protected override async untilSignaled(deadline: number): Promise<boolean> {
+  override async untilSignaled(deadline: number): Promise<boolean> {
     const children = this.children();
     if (this.signalOnAny) return this.sync.untilAnyAsync(children, deadline);
     for (const c of children) if (!(await c.waitStatusAsync(deadline))) return false;

@@ -7,7 +7,8 @@
  * error of its own; errors stay visible on the fences), its timestamp the
  * latest of theirs.
  *
- * init (dma_fence_chain_init): a node after a chain node with an earlier
+ * alloc + init (dma_fence_chain_alloc, dma_fence_chain_init; create() does
+ * both): a node after a chain node with an earlier
  * seqno shares its context and records prev_seqno; otherwise it takes a new
  * context, prev_seqno 0, and its seqno is never below the previous node's.
  * Seqnos of chains compare as 64-bit numbers.
@@ -23,7 +24,7 @@
  */
 import { RecordType } from "../memory/record.js";
 import { DmaBufError } from "../errno.js";
-import { FENCE_AUX, FENCE_KIND_ARRAY, FENCE_KIND_CHAIN } from "../engine/abi.js";
+import { FENCE_AUX, FENCE_CONTEXT, FENCE_KIND_ARRAY, FENCE_KIND_CHAIN, FENCE_SEQNO } from "../engine/abi.js";
 import { Fence } from "./fence.js";
 import type { Sync } from "./sync.js";
 
@@ -32,18 +33,51 @@ export const CHAIN_FENCE = 4;
 export const CHAIN_PREV_SEQNO = 8;
 export const CHAIN_BLOCK_SIZE = 16;
 
-/** The fences a chain block references (for release). */
+/** The fences a chain block references (for release; none before init). */
 export function chainLinks(sync: Sync, block: number): number[] {
   const prev = sync.u32[(block + CHAIN_PREV) >>> 2];
   const fence = sync.u32[(block + CHAIN_FENCE) >>> 2];
-  return prev !== 0 ? [prev, fence] : [fence];
+  return [prev, fence].filter((f) => f !== 0);
 }
 
 export class FenceChain extends Fence {
   /** dma_fence_chain_init; takes new references on prev and fence. */
   static create(sync: Sync, prev: Fence | null, fence: Fence, seqno: bigint): FenceChain {
+    FenceChain.checkLink(fence);
+    const chain = FenceChain.alloc(sync);
+    chain.init(prev, fence, seqno);
+    return chain;
+  }
+
+  /**
+   * dma_fence_chain_alloc: the records of a node, owned, not yet linked (a
+   * put() before init() frees them); ENOMEM with nothing taken.
+   */
+  static alloc(sync: Sync): FenceChain {
+    const block = sync.allocRecord(RecordType.fenceChainBlock, CHAIN_BLOCK_SIZE, "dma_fence_chain_alloc");
+    let f: number;
+    try {
+      f = sync.allocFenceRecord(FENCE_KIND_CHAIN, 0, 0n, 0n, "dma_fence_chain_alloc");
+    } catch (e) {
+      sync.freeRecord(block, RecordType.fenceChainBlock);
+      throw e;
+    }
+    sync.u32[(f + FENCE_AUX) >>> 2] = block;
+    return new FenceChain(sync, f, true);
+  }
+
+  private static checkLink(fence: Fence): void {
     if (fence.kind === FENCE_KIND_CHAIN) {
       throw new DmaBufError("EINVAL", "dma_fence_chain_init", `fence ${fence.describe()} is a chain; link chains through prev`);
+    }
+  }
+
+  /** dma_fence_chain_init of an alloc()ed node, once: takes new references on prev and fence. */
+  init(prev: Fence | null, fence: Fence, seqno: bigint): void {
+    FenceChain.checkLink(fence);
+    const { sync } = this;
+    if (this.context !== 0n || sync.u32[(this.block + CHAIN_FENCE) >>> 2] !== 0) {
+      throw new DmaBufError("EINVAL", "dma_fence_chain_init", `chain node ${this.describe()} is initialised already`);
     }
     let context: bigint;
     let prevSeqno = 0n;
@@ -54,21 +88,14 @@ export class FenceChain extends Fence {
       context = sync.allocContext();
       if (prev instanceof FenceChain && prev.seqno > seqno) seqno = prev.seqno;
     }
-    const block = sync.allocRecord(RecordType.fenceChainBlock, CHAIN_BLOCK_SIZE, "dma_fence_chain_init");
-    let f: number;
-    try {
-      f = sync.allocFenceRecord(FENCE_KIND_CHAIN, 0, context, seqno, "dma_fence_chain_init");
-    } catch (e) {
-      sync.freeRecord(block, RecordType.fenceChainBlock);
-      throw e;
-    }
     if (prev !== null) sync.ref(prev.offset);
     sync.ref(fence.offset);
+    const block = this.block;
     sync.u32[(block + CHAIN_PREV) >>> 2] = prev?.offset ?? 0;
     sync.u32[(block + CHAIN_FENCE) >>> 2] = fence.offset;
     sync.u64[(block + CHAIN_PREV_SEQNO) >>> 3] = prevSeqno;
-    sync.u32[(f + FENCE_AUX) >>> 2] = block;
-    return new FenceChain(sync, f, true);
+    sync.u64[(this.offset + FENCE_CONTEXT) >>> 3] = context;
+    sync.u64[(this.offset + FENCE_SEQNO) >>> 3] = seqno;
   }
 
   private get block(): number {
@@ -162,10 +189,8 @@ export class FenceChain extends Fence {
     return this.pending().every((f) => waitLeaf(f, deadline));
   }
 
-  protected override async untilSignaled(deadline: number): Promise<boolean> {
-    for (const f of this.pending()) {
-      if (!(await f.waitAsync(Math.max(0, deadline - performance.now())))) return false;
-    }
+  override async untilSignaled(deadline: number): Promise<boolean> {
+    for (const f of this.pending()) if (!(await f.untilSignaled(deadline))) return false;
     return true;
   }
 

@@ -20,7 +20,8 @@
  *                     No slot reserved: ENOSPC, nothing changed (the kernel
  *                     BUG()s). Containers are refused (EINVAL).
  *   iter(u)           every entry with usage <= u, signalled ones included
- * Without the lock (each takes it briefly):
+ * Without the lock (each takes it briefly, or runs under it when this thread
+ * holds it, as the kernel's RCU readers may):
  *   iterUnlocked(u)   pending fences with usage <= u, each owned; restarts
  *                     (restarted = true) when the list changed meanwhile
  *   getFences(u), getSingleton(u), testSignaled(u), wait(u), waitAsync(u)
@@ -139,6 +140,14 @@ export class Resv {
     return this.mutex.with(fn, timeoutMs);
   }
 
+  /**
+   * fn under the lock, taken unless this thread holds it already: for the
+   * readers the kernel runs under RCU, which work with or without the lock.
+   */
+  underLock<T>(fn: () => T): T {
+    return this.mutex.heldByMe() ? fn() : this.withLock(fn);
+  }
+
   /** lock() as a Promise (Atomics.waitAsync): any thread, a browser's main thread included. */
   lockAsync(timeoutMs?: number): Promise<void> {
     return this.mutex.lockAsync(timeoutMs);
@@ -155,6 +164,11 @@ export class Resv {
 
   get count(): number {
     return this.rec.word(RESV_COUNT);
+  }
+
+  /** RESV_GENERATION: changes whenever the slot array is replaced (unlocked iteration restarts on it). */
+  get generation(): number {
+    return this.rec.word(RESV_GENERATION);
   }
 
   // ---- under the lock ------------------------------------------------------
@@ -248,7 +262,7 @@ export class Resv {
     let index = 0;
     let restarted = true;
     for (;;) {
-      const next = this.withLock(() => {
+      const next = this.underLock(() => {
         const g = this.rec.word(RESV_GENERATION);
         if (g !== generation) {
           if (generation !== -1) restarted = true;
@@ -272,7 +286,7 @@ export class Resv {
   /** dma_resv_get_fences: owned views of the pending fences with usage <= u. */
   getFences(usage: ResvUsage): Fence[] {
     checkUsage(usage, "dma_resv_get_fences");
-    return this.withLock(() => this.pending(usage));
+    return this.underLock(() => this.pending(usage));
   }
 
   /**
@@ -338,7 +352,7 @@ export class Resv {
   /** dma_resv_test_signaled: no pending fence with usage <= u. */
   testSignaled(usage: ResvUsage): boolean {
     checkUsage(usage, "dma_resv_test_signaled");
-    return this.withLock(() => {
+    return this.underLock(() => {
       for (let i = 0; i < this.rec.word(RESV_COUNT); i++) {
         const s = this.slot(i);
         if (s.usage <= usage && statusAt(this.sync, s.fence) === 0) return false;

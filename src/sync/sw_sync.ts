@@ -11,6 +11,11 @@
  *   close()             drops one user reference (dup() adds one, e.g. for
  *                       another thread); the last signals every pending
  *                       point with ENOENT
+ *   getDeadline(f)      SW_SYNC_GET_DEADLINE's answer for point f: the
+ *                       earliest deadline set on it (ns on the lab clock),
+ *                       ENOENT when none was, EINVAL when f is not an
+ *                       sw_sync point (of any sw_sync timeline, as the
+ *                       kernel's dma_fence_to_sync_pt checks only the ops)
  * Fences are named driver "sw_sync", timeline = the timeline's name (the
  * kernel uses the opening process's name; the name argument of
  * SW_SYNC_IOC_CREATE_FENCE is ignored there and here).
@@ -23,7 +28,8 @@
  */
 import { DmaBufError, hex } from "../errno.js";
 import { describe } from "../args.js";
-import { FENCE_AUX, FENCE_SEQNO } from "../engine/abi.js";
+import { FENCE_AUX, FENCE_KIND_PLAIN, FENCE_SEQNO, FENCE_TIMELINE } from "../engine/abi.js";
+import type { Fence } from "./fence.js";
 import { SyncFile } from "./sync_file.js";
 import type { Sync } from "./sync.js";
 import { Timeline, TIMELINE_SW_SYNC, TL_OPEN, TL_PENDING, TL_REFCOUNT, TL_VALUE } from "./timeline.js";
@@ -174,6 +180,17 @@ export class SwSyncTimeline {
         p = next;
       }
     }));
+  }
+
+  /** sw_sync_ioctl_get_deadline's rule for one fence (see the module comment). */
+  static getDeadline(fence: Fence): number {
+    const timeline = fence.sync.u32[(fence.offset + FENCE_TIMELINE) >>> 2];
+    if (fence.kind !== FENCE_KIND_PLAIN || timeline === 0 || new Timeline(fence.sync, timeline).kind !== TIMELINE_SW_SYNC) {
+      throw new DmaBufError("EINVAL", "SW_SYNC_GET_DEADLINE", `fence ${fence.describe()} is not an sw_sync point`);
+    }
+    const ns = fence.deadlineNs;
+    if (ns === 0) throw new DmaBufError("ENOENT", "SW_SYNC_GET_DEADLINE", `no deadline was set on fence ${fence.describe()}`);
+    return ns;
   }
 
   private requireOpen(syscall: string): void {

@@ -191,6 +191,28 @@ export class Sync {
     }
   }
 
+  /**
+   * dma_fence_init: a new pending plain fence on a context of the caller's
+   * choice (owned). `names`, when given, is asked once for the fence's driver
+   * and timeline names (a borrowed view of the new fence), which go into a
+   * timeline record the fence holds; without it the fence has the builtin
+   * names. Names too long: EINVAL, nothing kept.
+   */
+  initFence(context: bigint, seqno: bigint, names?: (fence: Fence) => FenceNames): Fence {
+    const f = this.allocFenceRecord(FENCE_KIND_PLAIN, 0, context, seqno, "dma_fence_init");
+    if (names !== undefined) {
+      try {
+        const { driver, timeline } = names(this.view(f, false));
+        // The creator's reference on the timeline passes to the fence.
+        this.u32[(f + FENCE_TIMELINE) >>> 2] = Timeline.create(this, { driver, name: timeline }).offset;
+      } catch (e) {
+        this.unref(f);
+        throw e;
+      }
+    }
+    return this.view(f, true);
+  }
+
   /** dma_fence_get_stub: the lab's always-signalled stub (context 0, seqno 0). */
   stub(): Fence {
     const offset = this.u32[this.arena.control(kCtlStubFence) >>> 2];

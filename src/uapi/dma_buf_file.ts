@@ -224,7 +224,7 @@ export class DmaBufFile extends OpenFile {
     return n;
   }
 
-  override mmap(offset: number, length: number): DmaBufMapping {
+  override mmap(offset: number, length: number, prot: number): DmaBufMapping {
     const size = this.buf.size;
     intArg(offset, "mmap", "offset");
     intArg(length, "mmap", "length");
@@ -239,7 +239,7 @@ export class DmaBufFile extends OpenFile {
     const views: Uint8Array[] = [];
     const memory = this.buf.sync.arena.memory.buffer;
     const cache = CpuCache.of(this.buf);
-    if (cache !== null) return new DmaBufMapping(this, offset, len, [cache.cpuView().subarray(offset, offset + len)]);
+    if (cache !== null) return new DmaBufMapping(this, offset, len, [cache.cpuView().subarray(offset, offset + len)], prot);
     let pos = 0;
     for (const s of this.buf.segments()) {
       const from = Math.max(offset, pos);
@@ -247,7 +247,7 @@ export class DmaBufFile extends OpenFile {
       if (from < to) views.push(new Uint8Array(memory, s.addr + (from - pos), to - from));
       pos += s.len;
     }
-    return new DmaBufMapping(this, offset, len, views);
+    return new DmaBufMapping(this, offset, len, views, prot);
   }
 
   override poll(): number {

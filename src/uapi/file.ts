@@ -19,13 +19,13 @@ import { DmaBufError } from "../errno.js";
 import { isWrite, type RwSyscall } from "../dmabuf/rw.js";
 import type { Process } from "./process.js";
 import type { DmaBufMapping } from "./mapping.js";
-import { DEFAULT_POLLMASK, O_ACCMODE, O_NONBLOCK } from "./uapi.js";
+import { DEFAULT_POLLMASK, O_ACCMODE, O_NONBLOCK, O_RDONLY, O_RDWR, O_WRONLY } from "./uapi.js";
 
-export type FileKind = "dma-buf" | "sync_file" | "sw_sync" | "dma-heap" | "memfd" | "udmabuf" | "regular" | "blockdev" | "io_uring";
+export type FileKind = "dma-buf" | "sync_file" | "sw_sync" | "dma-heap" | "memfd" | "udmabuf" | "regular" | "blockdev" | "io_uring" | "stdio";
 
 /** What crosses to another thread for an fd (process.exportFd): structured-clonable, holds no reference. */
 export interface FdToken {
-  kind: Exclude<FileKind, "dma-heap" | "regular" | "blockdev" | "io_uring">;
+  kind: Exclude<FileKind, "dma-heap" | "regular" | "blockdev" | "io_uring" | "stdio">;
   /** The object's record in the arena (dma-buf record, fence, sw_sync timeline). */
   offset: number;
   /**
@@ -57,6 +57,20 @@ export abstract class OpenFile {
 
   get accessMode(): number {
     return this.flags & O_ACCMODE;
+  }
+
+  /** FMODE_READ of the access mode: O_RDONLY and O_RDWR (3, ioctl only, neither reads nor writes). */
+  get canRead(): boolean {
+    return this.accessMode === O_RDONLY || this.accessMode === O_RDWR;
+  }
+
+  /** FMODE_WRITE of the access mode: O_WRONLY and O_RDWR. */
+  get canWrite(): boolean {
+    return this.accessMode === O_WRONLY || this.accessMode === O_RDWR;
+  }
+
+  get accessModeName(): string {
+    return ["O_RDONLY", "O_WRONLY", "O_RDWR", "3 (ioctl only)"][this.accessMode];
   }
 
   /** References: fds in any table of this thread, plus mappings. */
@@ -97,7 +111,8 @@ export abstract class OpenFile {
     throw new DmaBufError("ESPIPE", "lseek", `a ${this.kind} file cannot seek`);
   }
 
-  mmap(_offset: number, _length: number): DmaBufMapping {
+  /** The file's mmap, after Process.mmap's access checks; prot is PROT_READ | PROT_WRITE bits. */
+  mmap(_offset: number, _length: number, _prot: number): DmaBufMapping {
     throw new DmaBufError("ENODEV", "mmap", `a ${this.kind} file cannot be mapped`);
   }
 
@@ -141,5 +156,16 @@ export abstract class ObjectFile<T extends { close(): void }> extends OpenFile {
 
   protected drop(last: boolean): void {
     if (last) this.object.close();
+  }
+}
+
+/**
+ * vfs_read / vfs_write's first check, for every read/write-family call (the
+ * system calls, their Async twins, io_uring's READ/WRITE): the file must be
+ * open for that direction (FMODE_READ, FMODE_WRITE), else EBADF.
+ */
+export function checkRwAccess(file: OpenFile, fd: number, write: boolean, syscall: string): void {
+  if (!(write ? file.canWrite : file.canRead)) {
+    throw new DmaBufError("EBADF", syscall, `fd ${fd} is not open for ${write ? "writing" : "reading"} (access mode ${file.accessModeName})`);
   }
 }

@@ -16,3 +16,4 @@ export { UdmabufDevFile } from "./udmabuf_file.js";
 export { RegularFile, openBeneath, DIRECT_ALIGN } from "./regular_file.js";
 export { BlockDevFile } from "./blockdev_file.js";
 export { IoUringFile, type IoUringBuffer } from "./io_uring_file.js";
+export { StdioFile, STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO } from "./stdio_file.js";

@@ -53,7 +53,7 @@ import { dmaTokenCreate, dmaTokenDestroy } from "../io_uring/dma_token.js";
 import { DmaBufFile } from "./dma_buf_file.js";
 import { BlockDevFile } from "./blockdev_file.js";
 import { isIoTargetFile } from "../io_uring/target.js";
-import { OpenFile } from "./file.js";
+import { OpenFile, checkRwAccess } from "./file.js";
 import type { Process } from "./process.js";
 
 /** How long release waits for each request still on a device. */
@@ -98,7 +98,13 @@ export class IoUringFile extends OpenFile {
           const f = proc.lookup(fd);
           if (f === undefined) return undefined;
           if (isIoTargetFile(f)) return { target: f.ioTarget(), file: f };
-          return { rw: (iov, pos, write) => f.rw(write ? (pos === undefined ? "writev" : "pwritev") : (pos === undefined ? "readv" : "preadv"), iov, pos) };
+          return {
+            rw: (iov, pos, write) => {
+              const syscall = write ? (pos === undefined ? "writev" : "pwritev") : (pos === undefined ? "readv" : "preadv");
+              checkRwAccess(f, fd, write, syscall);
+              return f.rw(syscall, iov, pos);
+            },
+          };
         },
       });
       this.started = Promise.resolve();

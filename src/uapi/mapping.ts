@@ -1,5 +1,6 @@
 /*
- * DmaBufMapping: what mmap() of a dma-buf fd gives, the lab's vm_area.
+ * DmaBufMapping: what mmap() of a dma-buf or memfd fd gives, the lab's
+ * vm_area (MAP_SHARED).
  *
  * Contract: `views` are Uint8Arrays over the shared memory, one per
  * physically contiguous chunk of the buffer that the mapped range touches, in
@@ -9,6 +10,9 @@
  * exists even after every fd is closed, and fdinfo's count includes it.
  * unmap() (process.munmap) drops it; a second unmap is EINVAL. CPU access
  * through the views must be bracketed by DMA_BUF_IOCTL_SYNC START/END.
+ * `prot` is what was asked; without an MMU the views of a PROT_READ mapping
+ * can still be written, which a real process could not do (SIGSEGV).
+ * `onUnmap` lets the file keep count of its mappings (a memfd's seals).
  */
 import { DmaBufError } from "../errno.js";
 import type { OpenFile } from "./file.js";
@@ -16,7 +20,10 @@ import type { OpenFile } from "./file.js";
 export class DmaBufMapping {
   private file: OpenFile | null;
 
-  constructor(file: OpenFile, readonly offset: number, readonly length: number, readonly views: Uint8Array[]) {
+  constructor(
+    file: OpenFile, readonly offset: number, readonly length: number, readonly views: Uint8Array[],
+    readonly prot: number, private readonly onUnmap?: () => void,
+  ) {
     this.file = file.get();
   }
 
@@ -28,6 +35,7 @@ export class DmaBufMapping {
     if (this.file === null) throw new DmaBufError("EINVAL", "munmap", "this mapping is already unmapped");
     const file = this.file;
     this.file = null;
+    this.onUnmap?.();
     file.put();
   }
 }

@@ -3,8 +3,9 @@
  * entry point. One per thread is normal; a test may make several.
  *
  * Contract:
- *   fds      small integers from 3 up (0-2 are stdin/out/err, never
- *            opened here), the lowest free one first, below `maxFds`
+ *   fds      0, 1 and 2 are stdin, stdout and stderr (StdioFile), open
+ *            in every Process; new fds are small integers from 3 up (0-2
+ *            are never handed out, even once closed), the lowest free one first, below `maxFds`
  *            (RLIMIT_NOFILE, default 1024): none free EMFILE. An fd not
  *            in the table (never opened, closed, not an integer): EBADF.
  *            Each fd has its own close-on-exec bit (FD_CLOEXEC) and points
@@ -23,9 +24,20 @@
  *   ioctl    the file's operation (ENOTTY when it has none; a dma-heap
  *            EINVAL); ioctlAsync is its twin, which waits with Promises.
  *   read, write, pread, pwrite, readv, writev (and Async twins)  the file's
- *            read/write operation (a dma-buf: the read/write path); files
- *            without one: EINVAL.
- *   lseek, mmap, poll, fdinfo  the file's operations. poll: revents =
+ *            read/write operation (a dma-buf: the read/write path). First,
+ *            as vfs_read/vfs_write: a read of a file not open for reading
+ *            (O_WRONLY) or a write of one not open for writing (O_RDONLY)
+ *            EBADF, before anything happens; then files without the
+ *            operation: EINVAL.
+ *   mmap     (fd, offset, length, prot = PROT_READ | PROT_WRITE, flags =
+ *            MAP_SHARED), do_mmap's checks first: flags neither MAP_SHARED
+ *            nor MAP_PRIVATE EINVAL; a file not open for reading, or
+ *            PROT_WRITE with MAP_SHARED on one not open for writing,
+ *            EACCES; MAP_PRIVATE (copy-on-write) is not modelled: EINVAL.
+ *            Then the file's mmap (a dma-buf, a memfd; others ENODEV).
+ *   Async twins (ioctlAsync, readAsync, ..., pollAsync) report every error,
+ *            a bad fd included, through their Promise; they never throw.
+ *   lseek, poll, fdinfo  the file's operations. poll: revents =
  *            events' ready bits, POLLNVAL for a bad fd; it returns how many
  *            entries have revents. Its timeout (ms; 0 a snapshot, negative
  *            without limit) waits for readiness, re-checked at every fence
@@ -50,6 +62,7 @@
 import { DmaBufError } from "../errno.js";
 import { describe, flagsArg, intArg, positionArg, stringArg, writableArg } from "../args.js";
 import { DmaBufRecord } from "../dmabuf/dma_buf.js";
+import { isWrite, type RwSyscall } from "../dmabuf/rw.js";
 import { heapNames, type HeapName } from "../dmabuf/heap.js";
 import type { Lab } from "../lab.js";
 import { keepingAlive, nowMs, requireBlocking } from "../memory/futex.js";
@@ -57,7 +70,7 @@ import { SwSyncTimeline } from "../sync/sw_sync.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { DmaBufFile } from "./dma_buf_file.js";
 import { DmaHeapFile } from "./dma_heap.js";
-import type { FdToken, IoOptions, OpenFile } from "./file.js";
+import { checkRwAccess, type FdToken, type IoOptions, type OpenFile } from "./file.js";
 import { DmaBufMapping } from "./mapping.js";
 import { MemfdFile } from "./memfd_file.js";
 import { devNode } from "./dev_nodes.js";
@@ -67,9 +80,10 @@ import type { IoUringParams } from "../io_uring/io_uring.js";
 import { UdmabufDevFile } from "./udmabuf_file.js";
 import { SwSyncFile } from "./sw_sync_file.js";
 import { SyncFileFile } from "./sync_file_file.js";
+import { StdioFile, STDERR_FILENO, STDIN_FILENO, STDOUT_FILENO } from "./stdio_file.js";
 import {
   DMA_HEAP_DIR, O_DIRECT, F_ADD_SEALS, F_GET_SEALS, F_GETFD, F_GETFL, F_SETFD, F_SETFL, MFD_CLOEXEC, O_RDWR, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLNVAL,
-  SW_SYNC_PATH, UDMABUF_PATH,
+  SW_SYNC_PATH, UDMABUF_PATH, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE,
 } from "./uapi.js";
 
 export const FIRST_FD = 3;
@@ -116,6 +130,7 @@ export class Process {
     this.maxFds = maxFds;
     this.name = name;
     this.root = options.root;
+    for (const fd of [STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO]) this.table.set(fd, { file: new StdioFile(fd), cloexec: false });
   }
 
   /** The open fds, ascending. */
@@ -277,49 +292,68 @@ export class Process {
    * file position).
    */
   read(fd: number, buf: Uint8Array, io?: IoOptions): number {
-    return this.file(fd, "read").rw("read", [buf], undefined, io);
+    return this.rwFile(fd, "read").rw("read", [buf], undefined, io);
   }
 
   write(fd: number, buf: Uint8Array, io?: IoOptions): number {
-    return this.file(fd, "write").rw("write", [buf], undefined, io);
+    return this.rwFile(fd, "write").rw("write", [buf], undefined, io);
   }
 
   pread(fd: number, buf: Uint8Array, pos: number, io?: IoOptions): number {
-    const file = this.file(fd, "pread");
-    return file.rw("pread", [buf], positionArg(pos, "pread"), io);
+    return this.rwFile(fd, "pread").rw("pread", [buf], positionArg(pos, "pread"), io);
   }
 
   pwrite(fd: number, buf: Uint8Array, pos: number, io?: IoOptions): number {
-    const file = this.file(fd, "pwrite");
-    return file.rw("pwrite", [buf], positionArg(pos, "pwrite"), io);
+    return this.rwFile(fd, "pwrite").rw("pwrite", [buf], positionArg(pos, "pwrite"), io);
   }
 
   readv(fd: number, iov: Uint8Array[], io?: IoOptions): number {
-    return this.file(fd, "readv").rw("readv", iov, undefined, io);
+    return this.rwFile(fd, "readv").rw("readv", iov, undefined, io);
   }
 
   writev(fd: number, iov: Uint8Array[], io?: IoOptions): number {
-    return this.file(fd, "writev").rw("writev", iov, undefined, io);
+    return this.rwFile(fd, "writev").rw("writev", iov, undefined, io);
   }
 
-  readAsync(fd: number, buf: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
-    return this.file(fd, "read").rwAsync("read", [buf], pos, io);
+  async readAsync(fd: number, buf: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
+    return this.rwFile(fd, "read").rwAsync("read", [buf], pos, io);
   }
 
-  writeAsync(fd: number, buf: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
-    return this.file(fd, "write").rwAsync("write", [buf], pos, io);
+  async writeAsync(fd: number, buf: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
+    return this.rwFile(fd, "write").rwAsync("write", [buf], pos, io);
   }
 
-  readvAsync(fd: number, iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
-    return this.file(fd, "readv").rwAsync("readv", iov, pos, io);
+  async readvAsync(fd: number, iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
+    return this.rwFile(fd, "readv").rwAsync("readv", iov, pos, io);
   }
 
-  writevAsync(fd: number, iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
-    return this.file(fd, "writev").rwAsync("writev", iov, pos, io);
+  async writevAsync(fd: number, iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
+    return this.rwFile(fd, "writev").rwAsync("writev", iov, pos, io);
   }
 
-  mmap(fd: number, offset: number, length: number): DmaBufMapping {
-    const mapping = this.file(fd, "mmap").mmap(offset, length);
+  /** vfs_read / vfs_write's first check: the file is open for that direction (FMODE_READ, FMODE_WRITE), else EBADF. */
+  private rwFile(fd: number, syscall: RwSyscall): OpenFile {
+    const file = this.file(fd, syscall);
+    checkRwAccess(file, fd, isWrite(syscall), syscall);
+    return file;
+  }
+
+  /** mmap(2): do_mmap's checks (see the contract above), then the file's mmap. */
+  mmap(fd: number, offset: number, length: number, prot = PROT_READ | PROT_WRITE, flags = MAP_SHARED): DmaBufMapping {
+    const file = this.file(fd, "mmap");
+    if (!Number.isInteger(prot) || (prot & ~(PROT_READ | PROT_WRITE)) !== 0) {
+      throw new DmaBufError("EINVAL", "mmap", `prot 0x${Number(prot).toString(16)} has bits other than PROT_READ|PROT_WRITE`);
+    }
+    const type = flags & (MAP_SHARED | MAP_PRIVATE);
+    if (!Number.isInteger(flags) || (type !== MAP_SHARED && type !== MAP_PRIVATE)) {
+      throw new DmaBufError("EINVAL", "mmap", `flags 0x${Number(flags).toString(16)} is neither MAP_SHARED nor MAP_PRIVATE`);
+    }
+    if (!file.canRead) throw new DmaBufError("EACCES", "mmap", `fd ${fd} is not open for reading (access mode ${file.accessModeName})`);
+    if (type === MAP_SHARED && (prot & PROT_WRITE) !== 0 && !file.canWrite) {
+      throw new DmaBufError("EACCES", "mmap", `PROT_WRITE with MAP_SHARED needs fd ${fd} open for writing (access mode ${file.accessModeName})`);
+    }
+    if (type === MAP_PRIVATE) throw new DmaBufError("EINVAL", "mmap", "MAP_PRIVATE (a copy-on-write mapping) is not modelled; map MAP_SHARED");
+    const mapping = file.mmap(offset, length, prot);
     this.mappings.add(mapping);
     return mapping;
   }

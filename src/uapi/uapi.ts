@@ -54,6 +54,12 @@ export const F_GETFL = 3;
 export const F_SETFL = 4;
 export const FD_CLOEXEC = 1;
 
+/** mmap(2) protections and flags (asm-generic/mman-common.h). */
+export const PROT_READ = 0x1;
+export const PROT_WRITE = 0x2;
+export const MAP_SHARED = 0x01;
+export const MAP_PRIVATE = 0x02;
+
 export const SEEK_SET = 0;
 export const SEEK_CUR = 1;
 export const SEEK_END = 2;
@@ -184,6 +190,13 @@ export interface sw_sync_create_fence_data {
 export const SW_SYNC_IOC_CREATE_FENCE = _IOWR(SW_SYNC_IOC_MAGIC, 0, 40);
 /** _IOW(SW_SYNC_IOC_MAGIC, 1, __u32): the argument is the increment itself. */
 export const SW_SYNC_IOC_INC = _IOW(SW_SYNC_IOC_MAGIC, 1, 4);
+/** struct sw_sync_get_deadline: deadline_ns (out; must be 0 in), fence_fd, pad (must be 0). */
+export interface sw_sync_get_deadline {
+  deadline_ns?: number;
+  fence_fd: number;
+  pad?: number;
+}
+export const SW_SYNC_GET_DEADLINE = _IOWR(SW_SYNC_IOC_MAGIC, 2, 16);
 
 // ---- device paths --------------------------------------------------------------
 export const DMA_HEAP_DIR = "/dev/dma_heap/";

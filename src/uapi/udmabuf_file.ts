@@ -2,7 +2,8 @@
  * The file operations of /dev/udmabuf (drivers/dma-buf/udmabuf.c):
  *   UDMABUF_CREATE {memfd, flags, offset, size}  returns a new dma-buf fd
  *   UDMABUF_CREATE_LIST {flags, count, list[]}   the same over several ranges
- * An item's memfd fd not open: EBADF; open but not a memfd: EBADFD; every
+ * An item's memfd fd not open, or open but not a memfd (fd 0, stdin,
+ * included): EBADFD, as udmabuf_create's check_memfd_seals gives; every
  * other rule (alignment, seals, limits) is udmabufCreate's
  * (src/dmabuf/udmabuf.ts). count must match the list given (EINVAL). A
  * free fd is found first (EMFILE) and a failed call changes nothing. The
@@ -48,7 +49,7 @@ export class UdmabufDevFile extends OpenFile {
     const resolved: UdmabufItem[] = items.map((entry, i) => {
       const item = objectArg<{ memfd?: unknown; offset: number; size: number }>(entry, syscall, `item ${i}`);
       const file = proc.lookup(item.memfd);
-      if (file === undefined) throw new DmaBufError("EBADF", syscall, `item ${i}: fd ${describe(item.memfd)} is not open`);
+      if (file === undefined) throw new DmaBufError("EBADFD", syscall, `item ${i}: fd ${describe(item.memfd)} is not open`);
       return { memfd: file instanceof MemfdFile ? file.memfd : file, offset: item.offset, size: item.size };
     });
     return proc.installNew(() => {

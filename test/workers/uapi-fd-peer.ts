@@ -9,7 +9,7 @@
  *           main thread is waiting on
  */
 import { Lab, type LabHandle } from "../../src/lab.js";
-import { Process, SW_SYNC_IOC_INC, type FdToken } from "../../src/uapi/index.js";
+import { FIRST_FD, Process, SW_SYNC_IOC_INC, type FdToken } from "../../src/uapi/index.js";
 import { readyThenAwaitStart, runWorker } from "./protocol.js";
 
 export interface UapiFdPeerData {
@@ -37,7 +37,7 @@ runWorker<UapiFdPeerData, UapiFdPeerReport>(async ({ handle, token, action, star
     readyThenAwaitStart(start, timeoutMs, `uapi-fd-peer (${action})`);
     if (action === "inc") proc.ioctl(fd, SW_SYNC_IOC_INC, 1);
     proc.close(fd);
-    return { type: "done", fd, fdinfo, openAfter: proc.fds.length };
+    return { type: "done", fd, fdinfo, openAfter: proc.fds.filter((n) => n >= FIRST_FD).length };
   } finally {
     proc.closeAll();
     lab.close();
