@@ -1,8 +1,9 @@
 /*
  * `dmabuf-lab bench copy`, `dmabuf-lab bench fence`, `dmabuf-lab bench rw`,
- * `dmabuf-lab bench devices` and `dmabuf-lab bench calibrate`: the copy
+ * `dmabuf-lab bench devices`, `dmabuf-lab bench scale` and `dmabuf-lab bench calibrate`: the copy
  * benchmark (bench/copy.ts), the fence benchmark (bench/fence.ts), the
- * read/write benchmark (bench/rw.ts), the device benchmark (bench/devices.ts)
+ * read/write benchmark (bench/rw.ts), the device benchmark (bench/devices.ts),
+ * the scaling benchmark (bench/scale.ts)
  * and the AUTO calibration (bench/calibrate.ts).
  * Results on stdout (a table, or JSON with --json), progress on stderr;
  * files only where an option names them (--chart, --out, --write).
@@ -20,12 +21,15 @@ import {
   renderFenceJson, renderFenceTable, renderJson, renderRwJson, renderRwTable, renderSvg, renderTable,
 } from "../../../bench/report.js";
 import { renderCalibration, runCalibration } from "../../../bench/calibrate.js";
+import { runScaleBench } from "../../../bench/scale.js";
+import { renderScaleJson, renderScaleSvg, renderScaleTable } from "../../../bench/scale_report.js";
 
 const usage = `usage: dmabuf-lab bench copy [--quick] [--json] [--chart FILE.svg] [--out FILE.json]
                             [--regime contiguous|pages|tiny]... [--seed N] [--no-native]
        dmabuf-lab bench fence [--quick] [--json] [--out FILE.json]
        dmabuf-lab bench rw [--quick] [--json] [--out FILE.json] [--no-native]
        dmabuf-lab bench devices [--quick] [--json] [--out FILE.json] [--no-native]
+       dmabuf-lab bench scale [--quick] [--json] [--out FILE.json] [--chart FILE.svg] [--threads N] [--no-native]
        dmabuf-lab bench calibrate [--quick] [--json] [--write]
 
 bench copy: every engine strategy against Uint8Array.set / copyWithin (on the
@@ -81,6 +85,23 @@ About 5 seconds; --quick about 2.
   --quick          a reduced run (8 MiB copies, one round of 40 ms per row)
   --json           print the result as JSON ({ machine, date, targets, latency, bandwidth, notes })
   --out FILE       also write the JSON result to FILE
+  --no-native      do not build or run the native memcpy peer
+
+bench scale: does the lab scale with threads? For N = 1, 2, 4, ... up to the
+CPUs available: N worker threads calling 64 B and 64 KiB pwrite/pread through
+the uapi on dma-bufs of their own, beside the same N threads calling
+fs.writeSync/readSync on /dev/shm files of their own; N devices copying their
+own 16 MiB buffers beside native memcpy on N pthreads; and the contention
+experiment at N writers, N readers and N devices (--sharing 0). Prints the
+aggregate throughput, the scaling efficiency (throughput(N) / (N x one
+thread)), the ratio to the peer of the same N, and the targets met/MISSED.
+About 1 minute on 2 CPUs (longer with more); --quick about 20 seconds.
+
+  --quick          a reduced run (60 ms windows, 8 MiB copies, shorter contention runs)
+  --json           print the result as JSON ({ machine, date, threads, targets, rows, notes })
+  --out FILE       also write the JSON result to FILE
+  --chart FILE     also write an SVG chart of throughput against threads
+  --threads N      the largest N (default: the CPUs available to this process)
   --no-native      do not build or run the native memcpy peer
 
 bench calibrate: measures bulk, simd, words and bytes through the sg walker for
@@ -166,6 +187,28 @@ function withNative<R>(
   };
 }
 
+async function scale(argv: string[], io: CommandIo): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: "boolean" }, json: { type: "boolean" }, out: { type: "string" }, chart: { type: "string" },
+      threads: { type: "string" }, "no-native": { type: "boolean" },
+    },
+  });
+  const maxThreads = values.threads === undefined ? undefined : Number(values.threads);
+  if (maxThreads !== undefined && (!Number.isInteger(maxThreads) || maxThreads < 1 || maxThreads > 64)) {
+    io.stderr(`dmabuf-lab bench scale: --threads must be an integer in 1..64\n`);
+    return 2;
+  }
+  const say = progress(io, "bench");
+  const result = await runScaleBench({ quick: values.quick, native: !values["no-native"], maxThreads }, (e) => say(step(e)));
+  const json = renderScaleJson(result);
+  io.stdout(values.json ? json : renderScaleTable(result));
+  if (values.out !== undefined) io.stderr(`bench: wrote ${writeFile(values.out, json)}\n`);
+  if (values.chart !== undefined) io.stderr(`bench: wrote ${writeFile(values.chart, renderScaleSvg(result))}\n`);
+  return 0;
+}
+
 const rw = withNative(runRwBench, renderRwJson, renderRwTable);
 const devices = withNative(runDevicesBench, renderDevicesJson, renderDevicesTable);
 
@@ -188,7 +231,7 @@ async function calibrate(argv: string[], io: CommandIo): Promise<number> {
 export const bench: Command = {
   name: "bench",
   summary: "benchmarks: copy (vs memcpy, TypedArray.set), fence (vs raw Atomics), rw (pread/pwrite vs memcpy, fs), " +
-    "devices (device jobs vs memcpy threads), calibrate (the AUTO table)",
+    "devices (device jobs vs memcpy threads), scale (1..N threads vs fs and memcpy), calibrate (the AUTO table)",
   usage,
   async run(argv, io) {
     const [sub, ...rest] = argv;
@@ -196,9 +239,10 @@ export const bench: Command = {
     if (sub === "fence") return fence(rest, io);
     if (sub === "rw") return rw(rest, io);
     if (sub === "devices") return devices(rest, io);
+    if (sub === "scale") return scale(rest, io);
     if (sub === "calibrate") return calibrate(rest, io);
     io.stderr(sub === undefined
-      ? `dmabuf-lab bench: which benchmark? (copy, fence, rw, devices or calibrate)\n\n${usage}`
+      ? `dmabuf-lab bench: which benchmark? (copy, fence, rw, devices, scale or calibrate)\n\n${usage}`
       : `dmabuf-lab bench: unknown benchmark '${sub}'\n\n${usage}`);
     return 2;
   },

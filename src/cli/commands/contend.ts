@@ -13,7 +13,7 @@ import { runContend } from "../../contend/run.js";
 import { renderContendHtml, renderContendJson, renderContendSvg, renderContendTable } from "../../contend/report.js";
 import { progress, writeFile, type Command } from "../command.js";
 
-const usage = `usage: dmabuf-lab contend [--writers N] [--readers N] [--devices N] [--buffers N] [--size BYTES]
+const usage = `usage: dmabuf-lab contend [--writers N] [--readers N] [--devices N] [--buffers N] [--sharing F] [--size BYTES]
                          [--heap HEAP] [--duration TIME | --iterations N] [--jobs LIST]
                          [--wait atomics|spin|postMessage] [--coherence coherent|non-coherent]
                          [--bypass-fences] [--chunks N] [--timeout MS] [--json] [--chart FILE]
@@ -29,6 +29,9 @@ with --bypass-fences the tears that happen are counted. Defaults run 2 seconds.
   --readers N      CPU reader threads (default ${defaults.readers})
   --devices N      device workers (default ${defaults.devices})
   --buffers N      shared buffers (default ${defaults.buffers})
+  --sharing F      0..1, the fraction of each thread's and device's operations
+                   on the shared buffers; the rest go to buffers of its own
+                   (default ${defaults.sharing}: all shared; 0: none, the lab's own cost)
   --size BYTES     buffer size, whole 4 KiB pages: 65536, 64K, 1M (default 64K)
   --heap HEAP      system, system-uncached or cma (default ${defaults.heap})
   --duration TIME  how long to run: 2s, 500ms, or milliseconds (default 2s)
@@ -51,6 +54,12 @@ const usageError = (message: string) => new DmaBufError("EINVAL", "contend", mes
 function integer(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!/^\d+$/.test(v)) throw usageError(`--${flag} '${v}' is not a whole number`);
+  return Number(v);
+}
+
+function fraction(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/.test(v)) throw usageError(`--sharing '${v}' is not a number in 0..1`);
   return Number(v);
 }
 
@@ -81,7 +90,7 @@ function options(argv: string[]): { options: ContendOptions; json: boolean; char
     args: argv,
     options: {
       writers: { type: "string" }, readers: { type: "string" }, devices: { type: "string" }, buffers: { type: "string" },
-      size: { type: "string" }, heap: { type: "string" }, duration: { type: "string" }, iterations: { type: "string" },
+      sharing: { type: "string" }, size: { type: "string" }, heap: { type: "string" }, duration: { type: "string" }, iterations: { type: "string" },
       jobs: { type: "string" }, wait: { type: "string" }, coherence: { type: "string" }, "bypass-fences": { type: "boolean" },
       chunks: { type: "string" }, timeout: { type: "string" }, json: { type: "boolean" }, chart: { type: "string" },
     },
@@ -90,7 +99,7 @@ function options(argv: string[]): { options: ContendOptions; json: boolean; char
   if (chart !== undefined && !/\.(svg|html)$/i.test(chart)) throw usageError(`--chart '${chart}' must name an .svg or .html file`);
   const o: ContendOptions = {
     writers: integer("writers", values.writers), readers: integer("readers", values.readers),
-    devices: integer("devices", values.devices), buffers: integer("buffers", values.buffers), size: bytes(values.size),
+    devices: integer("devices", values.devices), buffers: integer("buffers", values.buffers), sharing: fraction(values.sharing), size: bytes(values.size),
     heap: values.heap as HeapName | undefined, durationMs: duration(values.duration),
     iterations: integer("iterations", values.iterations),
     jobs: values.jobs?.split(",").map((j) => j.trim()) as JobKind[] | undefined,
