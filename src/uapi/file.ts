@@ -16,6 +16,7 @@
  *   - A failed operation changes nothing.
  */
 import { DmaBufError } from "../errno.js";
+import { isWrite, type RwSyscall } from "../dmabuf/rw.js";
 import type { Process } from "./process.js";
 import type { DmaBufMapping } from "./mapping.js";
 import { DEFAULT_POLLMASK, O_ACCMODE, O_NONBLOCK } from "./uapi.js";
@@ -33,9 +34,9 @@ export interface FdToken {
   name?: string;
 }
 
-/** Per-call options of read and write: give up waiting for fences after timeoutMs (ETIMEDOUT). */
+/** Per-call options of read and write: give up waiting for fences after timeoutMs (ETIMEDOUT; undefined or null: no limit). */
 export interface IoOptions {
-  timeoutMs?: number;
+  timeoutMs?: number | null;
 }
 
 export abstract class OpenFile {
@@ -95,15 +96,16 @@ export abstract class OpenFile {
   }
 
   /**
-   * read_iter / write_iter: the iovecs at `pos`, or at (and advancing) the
-   * file position when pos is undefined. A file without them: EINVAL.
+   * read_iter / write_iter for the system call `syscall` (its name gives the
+   * direction and goes into errors): the iovecs at `pos`, or at (and
+   * advancing) the file position when pos is undefined. A file without them: EINVAL.
    */
-  rw(_iov: Uint8Array[], _pos: number | undefined, write: boolean, _io?: IoOptions): number {
-    throw new DmaBufError("EINVAL", write ? "write" : "read", `a ${this.kind} file cannot be ${write ? "written" : "read"}`);
+  rw(syscall: RwSyscall, _iov: Uint8Array[], _pos: number | undefined, _io?: IoOptions): number {
+    throw new DmaBufError("EINVAL", syscall, `a ${this.kind} file cannot be ${isWrite(syscall) ? "written" : "read"}`);
   }
 
-  rwAsync(iov: Uint8Array[], pos: number | undefined, write: boolean, io?: IoOptions): Promise<number> {
-    return Promise.resolve().then(() => this.rw(iov, pos, write, io));
+  rwAsync(syscall: RwSyscall, iov: Uint8Array[], pos: number | undefined, io?: IoOptions): Promise<number> {
+    return Promise.resolve().then(() => this.rw(syscall, iov, pos, io));
   }
 
   poll(): number {

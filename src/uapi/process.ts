@@ -224,43 +224,43 @@ export class Process {
    * file position).
    */
   read(fd: number, buf: Uint8Array, io?: IoOptions): number {
-    return this.file(fd, "read").rw([buf], undefined, false, io);
+    return this.file(fd, "read").rw("read", [buf], undefined, io);
   }
 
   write(fd: number, buf: Uint8Array, io?: IoOptions): number {
-    return this.file(fd, "write").rw([buf], undefined, true, io);
+    return this.file(fd, "write").rw("write", [buf], undefined, io);
   }
 
   pread(fd: number, buf: Uint8Array, pos: number, io?: IoOptions): number {
-    return this.file(fd, "pread").rw([buf], pos, false, io);
+    return this.file(fd, "pread").rw("pread", [buf], pos, io);
   }
 
   pwrite(fd: number, buf: Uint8Array, pos: number, io?: IoOptions): number {
-    return this.file(fd, "pwrite").rw([buf], pos, true, io);
+    return this.file(fd, "pwrite").rw("pwrite", [buf], pos, io);
   }
 
   readv(fd: number, iov: Uint8Array[], io?: IoOptions): number {
-    return this.file(fd, "readv").rw(iov, undefined, false, io);
+    return this.file(fd, "readv").rw("readv", iov, undefined, io);
   }
 
   writev(fd: number, iov: Uint8Array[], io?: IoOptions): number {
-    return this.file(fd, "writev").rw(iov, undefined, true, io);
+    return this.file(fd, "writev").rw("writev", iov, undefined, io);
   }
 
   readAsync(fd: number, buf: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
-    return this.file(fd, "read").rwAsync([buf], pos, false, io);
+    return this.file(fd, "read").rwAsync("read", [buf], pos, io);
   }
 
   writeAsync(fd: number, buf: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
-    return this.file(fd, "write").rwAsync([buf], pos, true, io);
+    return this.file(fd, "write").rwAsync("write", [buf], pos, io);
   }
 
   readvAsync(fd: number, iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
-    return this.file(fd, "readv").rwAsync(iov, pos, false, io);
+    return this.file(fd, "readv").rwAsync("readv", iov, pos, io);
   }
 
   writevAsync(fd: number, iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
-    return this.file(fd, "writev").rwAsync(iov, pos, true, io);
+    return this.file(fd, "writev").rwAsync("writev", iov, pos, io);
   }
 
   mmap(fd: number, offset: number, length: number): DmaBufMapping {
