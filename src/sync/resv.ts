@@ -16,13 +16,15 @@
  *   addFence(f, u)    cannot fail after a reservation: the first entry of
  *                     the same context with a usage not stronger than u (old
  *                     usage >= u) and a seqno not later is replaced in
- *                     place; else f is appended into a reserved slot. No
- *                     slot reserved: ENOSPC, nothing changed (the kernel
- *                     BUG()s). Containers are refused (EINVAL). Unlike the
- *                     kernel, a signalled entry of another context is not
- *                     replaced here (finding one is a scan of the list);
- *                     reserveFences drops it when the array is full. So an
- *                     add costs constant time, and n adds linear time.
+ *                     place; else the entry at the cursor (RESV_CURSOR, one
+ *                     step along the list per such add) when it is
+ *                     signalled; else f is appended into a reserved slot.
+ *                     No slot reserved: ENOSPC, nothing changed (the kernel
+ *                     BUG()s). Containers are refused (EINVAL). The kernel
+ *                     replaces the first signalled entry of the whole list,
+ *                     a scan per add; the cursor finds signalled entries in
+ *                     constant time per add, and reserveFences drops the
+ *                     rest when the array is full. So n adds cost O(n).
  *   iter(u)           every entry with usage <= u, signalled ones included
  * Without the lock (each takes it briefly):
  *   iterUnlocked(u)   pending fences with usage <= u, each owned; restarts
@@ -50,6 +52,8 @@ export const RESV_COUNT = 36;
 export const RESV_CAPACITY = 40;
 export const RESV_GENERATION = 44;
 export const RESV_REFCOUNT = 48;
+/** u32: the slot the next add looks at for a signalled fence to replace (see addFence). */
+export const RESV_CURSOR = 52;
 export const RESV_SIZE = 64;
 export const SLOT_FENCE = 0;
 export const SLOT_USAGE = 4;
@@ -179,6 +183,29 @@ export class Resv {
     u32[this.bucketWord(slots, capacity, j)] = i + 1;
   }
 
+  /**
+   * Takes slot i (holding fence f) out of the context index: finds its
+   * bucket, then shifts the rest of the probe run back over the hole
+   * (linear probing's deletion, no tombstones).
+   */
+  private unindex(slots: number, capacity: number, i: number, f: number): void {
+    const { u32 } = this.sync;
+    const mask = capacity * BUCKETS_PER_SLOT - 1;
+    const home = (b: number) => contextHash(this.sync, u32[(slots + (b - 1) * SLOT_SIZE + SLOT_FENCE) >>> 2]) & mask;
+    let hole = contextHash(this.sync, f) & mask;
+    while (u32[this.bucketWord(slots, capacity, hole)] !== i + 1) hole = (hole + 1) & mask;
+    for (let j = (hole + 1) & mask; ; j = (j + 1) & mask) {
+      const b = u32[this.bucketWord(slots, capacity, j)];
+      if (b === 0) break;
+      const k = home(b);
+      // The entry at j stays when its home lies cyclically in (hole, j].
+      if (hole <= j ? hole < k && k <= j : hole < k || k <= j) continue;
+      u32[this.bucketWord(slots, capacity, hole)] = b;
+      hole = j;
+    }
+    u32[this.bucketWord(slots, capacity, hole)] = 0;
+  }
+
   /** Rebuilds the context index of the first `count` slots. */
   private reindex(slots: number, capacity: number, count: number): void {
     const first = this.bucketWord(slots, capacity, 0);
@@ -230,6 +257,7 @@ export class Resv {
     this.setWord(RESV_SLOTS, block);
     this.setWord(RESV_CAPACITY, newCapacity);
     this.setWord(RESV_COUNT, kept);
+    this.setWord(RESV_CURSOR, 0);
     this.setWord(RESV_GENERATION, this.word(RESV_GENERATION) + 1);
     if (old !== 0 && old !== block) sync.freeRecord(old);
     for (const f of dropped) sync.unref(f);
@@ -278,13 +306,30 @@ export class Resv {
       sync.unref(old);
       return;
     }
+    // No entry of its context: the entry at the cursor is replaced when it
+    // is signalled (the cursor walks the list, one entry per add).
+    const cursor = u32[base + (RESV_CURSOR >>> 2)];
+    const at = cursor < count ? cursor : 0;
+    if (count > 0) {
+      const old = this.slot(at).fence;
+      if (statusAt(sync, old) !== 0) {
+        u32[base + (RESV_CURSOR >>> 2)] = at + 1 < count ? at + 1 : 0;
+        sync.ref(f);
+        this.unindex(slots, capacity, at, old);
+        this.setSlot(at, f, usage);
+        this.index(slots, capacity, at, f);
+        sync.unref(old);
+        return;
+      }
+    }
     if (count >= capacity) {
       throw new DmaBufError("ENOSPC", "dma_resv_add_fence", `no reserved slot for fence ${fence.describe()}; call reserveFences() first`);
     }
+    u32[base + (RESV_CURSOR >>> 2)] = at + 1 < count ? at + 1 : 0;
     sync.ref(f);
-    const s = (slots + count * SLOT_SIZE) >>> 2;
-    u32[s + (SLOT_FENCE >>> 2)] = f;
-    u32[s + (SLOT_USAGE >>> 2)] = usage;
+    const at2 = (slots + count * SLOT_SIZE) >>> 2;
+    u32[at2 + (SLOT_FENCE >>> 2)] = f;
+    u32[at2 + (SLOT_USAGE >>> 2)] = usage;
     u32[buckets + j] = count + 1;
     u32[base + (RESV_COUNT >>> 2)] = count + 1;
   }
