@@ -107,6 +107,7 @@ const api: ScaleThreadApi = {
   close() {
     proc.closeAll();
     lab.free(user);
+    lab.close();
     closeSync(shmFd);
     try { unlinkSync(data.shmFile); } catch { /* already gone */ }
   },

@@ -242,7 +242,7 @@ export class Sync {
         this.freeRecord(aux);
       }
       const timeline = this.u32[(f + FENCE_TIMELINE) >>> 2];
-      if (!this.fenceCache.give(f)) this.freeRecord(f);
+      this.fenceCache.give(f);
       if (timeline !== 0) Timeline.unrefAt(this, timeline);
     }
   }
