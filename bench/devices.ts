@@ -38,7 +38,7 @@ import { DmaBufError } from "../src/errno.js";
 import type { Fence } from "../src/sync/fence.js";
 import { budgetFor, fillPattern, measure, sizeLabel, summarize, type NativeStatus, type SampleStats, type TargetResult } from "./copy.js";
 import { fenceStats, type FenceStats } from "./fence.js";
-import { buildNative, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
+import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
 import { renderNotes, renderTargets, row } from "./report.js";
 import { durationLabel, machineInfo, machineLines, roundedJson, type MachineInfo } from "../src/report.js";
 
@@ -184,16 +184,7 @@ export async function runDevicesBench(options: DevicesBenchOptions = {}, onProgr
   const progress = (label: string) => onProgress({ index: step++, total, label });
 
   progress("building the native memcpy peer (bench/native/memcpy.c)");
-  let native: NativeStatus = { status: "skipped", compiler: null, reason: "disabled (--no-native)" };
-  let binary: string | undefined;
-  if (options.native ?? true) {
-    const built = await buildNative();
-    if ("reason" in built) native = { status: "skipped", compiler: null, reason: built.reason };
-    else {
-      binary = built.binary;
-      native = { status: "ran", compiler: built.compiler, reason: null };
-    }
-  }
+  const { native, binary } = await nativePeer(options.native ?? true);
 
   const lab = await Lab.create({ memoryBytes: 256 * MiB, poolBytes: 128 * MiB });
   const devices: Device[] = [];

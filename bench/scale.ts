@@ -14,7 +14,10 @@
  *             a START and a STOP word; the aggregate is the sum of each
  *             thread's calls over its own time. A half window of each
  *             first warms up, uncounted; then lab and peer windows
- *             alternate, rounds pooled.
+ *             alternate, rounds pooled. A steps row beside them: the 64 B
+ *             pwrite in a lab with fenceCache "shared" (every fence record
+ *             through the shared depot, the design before per-thread
+ *             magazines), to show what the magazines bought.
  *   devices   N devices, each copying its own 16 MiB (--quick 8 MiB)
  *             system-heap buffers, BATCH jobs in flight each (bench
  *             devices' copyRound); beside native memcpy on N pthreads, each
@@ -49,7 +52,7 @@ import { spawnWorker, type SpawnedWorker } from "../src/thread/spawn.js";
 import { machineInfo, type MachineInfo } from "../src/report.js";
 import { budgetFor, fillPattern, sizeLabel, summarize, type NativeStatus, type SampleStats, type TargetResult } from "./copy.js";
 import { BATCH, copyRound, makeCopier, sample, type Copier } from "./devices.js";
-import { buildNative, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
+import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
 import {
   SCALE_CONTROL_BYTES, SCALE_READY, SCALE_START, SCALE_STOP,
   type ScaleJob, type ScaleOp, type ScalePath, type ScaleThreadApi, type ScaleThreadData,
@@ -139,13 +142,16 @@ class Threads {
   private readonly control = new Int32Array(new SharedArrayBuffer(SCALE_CONTROL_BYTES));
   private generation = 0;
   readonly list: Thread[] = [];
+  private static sets = 0;
+  /** Names this set's threads and files apart from another set's. */
+  private readonly tag = `${Threads.sets++}-`;
 
   async spawn(lab: Lab, count: number): Promise<void> {
     for (let i = this.list.length; i < count; i++) {
       const name = `bench-scale-${i}`;
       const data: ScaleThreadData = {
         handle: lab.share(), name, control: this.control.buffer as SharedArrayBuffer,
-        shmFile: `/dev/shm/dmabuf-lab-bench-scale-${process.pid}-${i}`, maxBytes: Math.max(...RW_SIZES),
+        shmFile: `/dev/shm/dmabuf-lab-bench-scale-${process.pid}-${this.tag}${i}`, maxBytes: Math.max(...RW_SIZES),
       };
       const worker = await spawnWorker(workerUrl("bench-scale"), data, name);
       this.list.push({ worker, api: Comlink.wrap<ScaleThreadApi>(worker.endpoint), shmFile: data.shmFile });
@@ -188,7 +194,7 @@ class Threads {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled(this.list.map(async (t) => {
+    await Promise.allSettled(this.list.splice(0).map(async (t) => {
       try {
         await within(t.api.close(), 5000, "closing a thread");
       } finally {
@@ -223,20 +229,13 @@ export async function runScaleBench(options: ScaleBenchOptions = {}, onProgress:
   const progress = (label: string) => onProgress({ index: index++, total, label });
 
   progress("building the native memcpy peer (bench/native/memcpy.c)");
-  let native: NativeStatus = { status: "skipped", compiler: null, reason: "disabled (--no-native)" };
-  let binary: string | undefined;
-  if (options.native ?? true) {
-    const built = await buildNative();
-    if ("reason" in built) native = { status: "skipped", compiler: null, reason: built.reason };
-    else {
-      binary = built.binary;
-      native = { status: "ran", compiler: built.compiler, reason: null };
-    }
-  }
+  const { native, binary } = await nativePeer(options.native ?? true);
 
   const poolBytes = Math.ceil((maxThreads * 2 * copyBytes + 32 * MiB) / (2 * MiB)) * 2 * MiB;
   const lab = await Lab.create({ memoryBytes: poolBytes + 2 * copyBytes + 64 * MiB, poolBytes });
   const threads = new Threads();
+  const beforeThreads = new Threads();
+  let before: Lab | undefined;
   const devices: Device[] = [];
   const bufs: DmaBuf[] = [];
   const samples = new Map<string, { row: Omit<ScaleRow, "throughput" | "efficiency" | "vsPeer" | "stats">; ns: number[] }>();
@@ -250,25 +249,34 @@ export async function runScaleBench(options: ScaleBenchOptions = {}, onProgress:
   const back = lab.alloc(copyBytes, { align: 4096 });
   try {
     // ---- rw: the uapi against the kernel's fs path, window by window ----------
+    // The steps row: the same 64 B pwrite in a lab whose fence records go
+    // through the shared depot only (the design before per-thread magazines).
+    before = await Lab.create({ memoryBytes: 64 * MiB, fenceCache: "shared" });
     await threads.spawn(lab, maxThreads);
+    await beforeThreads.spawn(before, maxThreads);
     for (const n of ns) {
       for (const { op, bytes } of rwCases) {
         const c = `${op} ${sizeLabel(bytes)}`;
-        progress(`rw x${n}: ${c}, uapi and fs`);
-        for (const path of ["uapi", "fs"] as const) {
-          await threads.prepare(n, path, op, bytes);
-          await threads.window(n, path, op, bytes, windowMs / 2); // warm-up, not counted
+        const variants: { path: ScalePath; set: Threads; method: string }[] = [
+          { path: "uapi", set: threads, method: `uapi ${c}` }, { path: "fs", set: threads, method: `fs ${c}` },
+          ...(op === "pwrite" && bytes === 64 ? [{ path: "uapi" as const, set: beforeThreads, method: `uapi ${c}, shared fence cache` }] : []),
+        ];
+        progress(`rw x${n}: ${c}, ${variants.map((v) => v.method.replace(` ${c}`, "")).join(", ")}`);
+        for (const v of variants) {
+          await v.set.prepare(n, v.path, op, bytes);
+          await v.set.window(n, v.path, op, bytes, windowMs / 2); // warm-up, not counted
         }
         for (let r = 0; r < rounds; r++) {
-          for (const path of r % 2 === 0 ? ["uapi", "fs"] as const : ["fs", "uapi"] as const) {
-            const row = { section: "rw" as const, method: `${path} ${c}`, kind: path === "uapi" ? "lab" as const : "peer" as const,
+          for (const v of r % 2 === 0 ? variants : [...variants].reverse()) {
+            const row = { section: "rw" as const, method: v.method, kind: v.path === "uapi" ? "lab" as const : "peer" as const,
               case: c, threads: n, unit: "calls/s" as const };
-            add(row, [await threads.window(n, path, op, bytes, windowMs)]);
+            add(row, [await v.set.window(n, v.path, op, bytes, windowMs)]);
           }
         }
       }
     }
     await threads.close();
+    await beforeThreads.close();
 
     // ---- devices: N devices against memcpy on N pthreads ------------------------
     fillPattern(pattern, 7);
@@ -312,6 +320,8 @@ export async function runScaleBench(options: ScaleBenchOptions = {}, onProgress:
     if (binary === undefined) notes.push(`native memcpy skipped: ${native.reason}`);
   } finally {
     await threads.close();
+    await beforeThreads.close();
+    before?.close();
     const stopped = await Promise.allSettled(devices.map((d) => d.shutdown({ drain: false })));
     for (const b of bufs) b.close();
     lab.free(pattern);

@@ -18,7 +18,7 @@ import type { ScaleBenchResult, ScaleRow } from "./scale.js";
 import { esc, machineLines, palette, roundedJson } from "../src/report.js";
 
 const head = ["threads", "method", "throughput", "effic.", "×peer", "±rme%", "samples"];
-const widths = [7, 28, 18, 6, 6, 6, 7];
+const widths = [7, 38, 18, 6, 6, 6, 7];
 const right = [true, false, true, true, true, true, true];
 
 function throughputLabel(r: ScaleRow): string {

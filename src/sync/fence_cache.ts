@@ -23,15 +23,18 @@
  *            The new owner zeroes it before use.
  *   give(f)  parks a freed record (a free, for the records' generation).
  *   flush()  this thread's magazine into the depot (the rest to the heap):
- *            Lab.close() calls it, so that a thread that ends leaves its
- *            records where others can take them.
+ *            a timer does it REAP_MS after a record was parked (the
+ *            kernel's cache_reap, which drains per-CPU caches
+ *            periodically), and Lab.close() at once, so that records a
+ *            thread freed reach the others when it stops freeing.
  *   drain()  this thread's magazine and the whole depot back to the heap
  *            (before an allocation that would otherwise fail with ENOMEM).
  *   bytes()  the bytes parked in this thread's magazine and the depot
  *            (Lab.stats() counts them as free). Other threads' magazines
- *            are theirs: at most MAGAZINE_ROUNDS records each, until they
- *            flush; a worker terminated without Lab.close() loses its
- *            magazine's records (at most 1 KiB of the sync heap).
+ *            are theirs: at most MAGAZINE_ROUNDS records each, until their
+ *            reap timer or Lab.close() flushes them; a worker terminated
+ *            (or blocked) before either loses them for that long, at most
+ *            1 KiB of the sync heap.
  *
  * `Lab.create({ fenceCache: "shared" })` (kCtlFenceCacheMode) turns the
  * magazines off in every thread: every take and give then goes to the depot
@@ -52,6 +55,8 @@ import { kCtlFenceCache, kCtlFenceCacheMode, kCtlFenceCacheSlots } from "../memo
 export const FENCE_CACHE_SLOTS = kCtlFenceCacheSlots;
 /** Records one thread's magazine holds before it spills half of them. */
 export const MAGAZINE_ROUNDS = 16;
+/** How long after a thread parks a record its magazine is flushed to the depot. */
+export const REAP_MS = 20;
 /** kCtlFenceCacheMode values. */
 export const FENCE_CACHE_PER_THREAD = 0;
 export const FENCE_CACHE_SHARED = 1;
@@ -71,6 +76,8 @@ export class FenceCache {
   private readonly start: number;
   private readonly magazine: number[] = [];
   private readonly perThread: boolean;
+  /** A reap timer is pending. */
+  private reaping = false;
 
   constructor(private readonly arena: Arena) {
     this.first = arena.control(kCtlFenceCache) >>> 2;
@@ -97,6 +104,19 @@ export class FenceCache {
     }
     if (this.magazine.length >= MAGAZINE_ROUNDS) this.spill(MAGAZINE_ROUNDS / 2);
     this.magazine.push(f);
+    if (!this.reaping) {
+      // Like the kernel's cache_reap: a timer flushes the magazine REAP_MS
+      // later, so that records freed here reach other threads (and the
+      // heap's statistics) once this thread stops freeing. It keeps the
+      // thread alive that long, so that a worker ending right after its
+      // last free still flushes. A thread busy past REAP_MS refills from
+      // the depot afterwards: one flush per REAP_MS, not per call.
+      this.reaping = true;
+      setTimeout(() => {
+        this.reaping = false;
+        this.flush();
+      }, REAP_MS);
+    }
   }
 
   flush(): void {
