@@ -51,7 +51,7 @@ import { Bench } from "tinybench";
 import { Lab } from "../src/lab.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
 import { strategyNames, type StrategyName } from "../src/engine/strategy.js";
-import { buildNative, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
+import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
 import { machineInfo, quantile, type MachineInfo } from "../src/report.js";
 
 const KiB = 1024;
@@ -658,17 +658,8 @@ export async function runCopyBench(
   const lab = await Lab.create({ memoryBytes: LAB_MEMORY, poolBytes: Math.max(plan.poolPages * PAGE_SIZE, 2 * MiB) });
   const disposers: (() => void)[] = [];
   const rows: CopyBenchRow[] = [];
-  let native: NativeStatus = { status: "skipped", compiler: null, reason: "disabled (--no-native)" };
-  let binary: string | undefined;
-  if (options.native ?? true) {
-    onProgress({ phase: "native", message: "building the native memcpy peer (bench/native/memcpy.c)" });
-    const built = await buildNative();
-    if ("reason" in built) native = { status: "skipped", compiler: null, reason: built.reason };
-    else {
-      binary = built.binary;
-      native = { status: "ran", compiler: built.compiler, reason: null };
-    }
-  }
+  if (options.native ?? true) onProgress({ phase: "native", message: "building the native memcpy peer (bench/native/memcpy.c)" });
+  const { native, binary } = await nativePeer(options.native ?? true);
   try {
     const cases: Case[] = [
       ...(regimes.includes("contiguous") ? contiguousCases(lab, plan, disposers) : []),
