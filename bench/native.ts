@@ -18,7 +18,7 @@ import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { artifactUrl, packageUrl } from "../src/engine/artifacts.js";
-import type { NativeStatus } from "./copy.js";
+import type { NativeStatus } from "./harness.js";
 
 export interface NativeBudget {
   timeMs: number;

@@ -49,8 +49,8 @@ import { runContend } from "../src/contend/run.js";
 import { installErrorTransfer } from "../src/thread/errors.js";
 import { workerUrl } from "../src/thread/host.js";
 import { spawnWorker, type SpawnedWorker } from "../src/thread/spawn.js";
-import { machineInfo, type MachineInfo } from "../src/report.js";
-import { budgetFor, fillPattern, sizeLabel, summarize, type NativeStatus, type SampleStats, type TargetResult } from "./copy.js";
+import { machineInfo, summarize, type MachineInfo, type SampleStats, type TargetResult } from "../src/report.js";
+import { budgetFor, fillPattern, sizeLabel, type NativeStatus } from "./harness.js";
 import { BATCH, copyRound, makeCopier, sample, type Copier } from "./devices.js";
 import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
 import {

@@ -15,7 +15,7 @@ import { DmaBufError, hex } from "./errno.js";
 import { Arena } from "./memory/arena.js";
 import type { BuddyStats } from "./memory/buddy.js";
 import { CACHE_LINE, REGION_ALIGN, kCtlAutoTable, type Layout, type LayoutOptions } from "./memory/layout.js";
-import { defaultCalibration, encodeCalibration, type Calibration } from "./engine/calibration.js";
+import { currentDefaultCalibration, defaultCalibration, encodeCalibration, type Calibration } from "./engine/calibration.js";
 import { SCRATCH_BYTES, measureAutoTable } from "./engine/autotune.js";
 import { Engine } from "./engine/engine.js";
 import { loadEngineModule, type EngineSource } from "./engine/module.js";
@@ -39,7 +39,10 @@ export interface LabOptions extends LayoutOptions {
    * The AUTO calibration table: "measure" (the default) times bulk against
    * simd where they trade places, once per JavaScript realm, at the first
    * Lab.create (under 50 ms; src/engine/autotune.ts), and later labs reuse
-   * it; "static" is src/engine/calibration.json; or a table of your own.
+   * it, unless a program installed a table with setDefaultCalibration()
+   * (the CLI installs the one `bench calibrate --write` saved); "static" is
+   * that installed table or src/engine/calibration.json, unmeasured; or a
+   * table of your own.
    */
   calibration?: Calibration | "measure" | "static";
   /**
@@ -59,6 +62,8 @@ export interface LabOptions extends LayoutOptions {
 
 /** The AUTO table measured by this realm's first Lab.create({ calibration: "measure" }). */
 let measuredCalibration: Calibration | undefined;
+/** Every option Lab.create knows; any other is EINVAL (a misspelt option must not be ignored). */
+const LAB_OPTIONS: readonly (keyof LabOptions)[] = ["memoryBytes", "poolBytes", "syncBytes", "engine", "calibration", "coherent", "fenceCache"];
 
 /** What crosses to another thread: structured-clonable, shared not copied. */
 export interface LabHandle {
@@ -98,12 +103,18 @@ export class Lab {
 
   static async create(options: LabOptions = {}): Promise<Lab> {
     requireCrossOriginIsolation();
-    const choice = options.calibration ?? "measure";
+    const unknown = Object.keys(options ?? {}).filter((k) => !LAB_OPTIONS.includes(k as keyof LabOptions));
+    if (unknown.length) {
+      throw new DmaBufError("EINVAL", "lab_create", `unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} ` +
+        `(Lab.create takes ${LAB_OPTIONS.join(", ")})`);
+    }
+    const installed = currentDefaultCalibration() !== defaultCalibration;
+    const choice = options.calibration ?? (installed ? "static" : "measure");
     if (choice !== "measure" && choice !== "static" && (typeof choice !== "object" || choice === null)) {
       throw new DmaBufError("EINVAL", "lab_create", `calibration '${String(choice)}' is not "measure", "static" or a table`);
     }
-    const table = choice === "static" ? defaultCalibration : choice === "measure" ? measuredCalibration : choice;
-    const calibration = encodeCalibration(table ?? defaultCalibration);
+    const table = choice === "static" ? currentDefaultCalibration() : choice === "measure" ? measuredCalibration : choice;
+    const calibration = encodeCalibration(table ?? currentDefaultCalibration());
     const module = await loadEngineModule(options.engine);
     const arena = Arena.create(options);
     setFenceCacheMode(arena, options.fenceCache ?? "per-thread");
@@ -116,9 +127,28 @@ export class Lab {
     return lab;
   }
 
+  /**
+   * The lab of a handle from lab.share(), in this thread. Anything that is
+   * not such a handle (null, another shape, memory that is not a lab's) is
+   * EINVAL.
+   */
   static async attach(handle: LabHandle): Promise<Lab> {
-    const arena = Arena.attach(handle.memory);
-    return new Lab(arena, new Engine(arena, await loadEngineModule(handle.module)));
+    if (typeof handle !== "object" || handle === null) {
+      throw new DmaBufError("EINVAL", "lab_attach", `the handle is ${handle === null ? "null" : typeof handle}, not lab.share()'s { memory, module }`);
+    }
+    const { memory, module } = handle as Partial<LabHandle>;
+    if (!(module instanceof WebAssembly.Module)) {
+      throw new DmaBufError("EINVAL", "lab_attach", "the handle's module is not the lab's compiled WebAssembly.Module");
+    }
+    const arena = Arena.attach(memory as WebAssembly.Memory);
+    let engine: Engine;
+    try {
+      engine = new Engine(arena, await loadEngineModule(module));
+    } catch (cause) {
+      if (cause instanceof DmaBufError) throw cause;
+      throw new DmaBufError("EINVAL", "lab_attach", "the handle's module is not the lab's engine", { cause });
+    }
+    return new Lab(arena, engine);
   }
 
   share(): LabHandle {
@@ -229,8 +259,13 @@ export class Lab {
     if (!heapNames.includes(name)) {
       throw new DmaBufError("ENOENT", "open", `no heap '${String(name)}' (heaps: ${heapNames.join(", ")})`);
     }
-    return new DmaHeap(this.process, name);
+    let heap = this.heaps.get(name);
+    if (heap === undefined) this.heaps.set(name, (heap = new DmaHeap(this.process, name)));
+    return heap;
   }
+
+  /** lab.heap()'s answers, one per name: each holds one heap fd of this thread's Process. */
+  private readonly heaps = new Map<HeapName, DmaHeap>();
 
   /**
    * A dma-heap exporter, below the uapi: exporter("system").alloc(size)

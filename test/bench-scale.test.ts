@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { evaluateScaleTargets, runScaleBench, scaleRows, threadCounts, type ScaleRow } from "../bench/scale.js";
-import { renderScaleSvg, renderScaleTable } from "../bench/scale_report.js";
+import { renderScaleTable, scaleCharts } from "../bench/scale_report.js";
 import { runCli } from "./helpers/cli.js";
 
 const MiB = 1024 * 1024;
@@ -43,7 +43,9 @@ describe("bench scale", () => {
     for (const t of r.targets.filter((t) => t.id.startsWith("pwrite"))) expect(t.met).not.toBeNull();
     if (r.native.status === "ran") expect(r.rows.some((x) => x.method === "native memcpy 8 MiB" && x.threads === 2)).toBe(true);
     expect(renderScaleTable(r)).toMatch(/\[(met|MISSED)\] 64 B pwrite, scaling efficiency at 2 threads/);
-    expect(renderScaleSvg(r)).toContain("<polyline");
+    const charts = scaleCharts(r);
+    expect(charts.map((c) => c.kind)).toEqual(["lines", "lines", "lines", "lines"]);
+    for (const c of charts) if (c.kind === "lines") for (const s of c.series) expect(s.points.map((p) => p.x)).toEqual([1, 2]);
     expect(shmFiles()).toEqual([]);
   });
 

@@ -46,7 +46,8 @@
  * release, and never frees the pages itself.
  * Views returned by create()/attach()/get() own a reference; put() drops it.
  */
-import { DmaBufError, hex } from "../errno.js";
+import { RecordType, RecordView, getRecord, type RecordTypeId } from "../memory/record.js";
+import { DmaBufError } from "../errno.js";
 import { SG_SEG_ADDR, SG_SEG_LEN, SG_SEG_SIZE } from "../engine/abi.js";
 import type { SegmentSource } from "../engine/tables.js";
 import { Mutex } from "../memory/mutex.js";
@@ -105,8 +106,11 @@ export interface Segment {
 export class DmaBufRecord {
   private owned: boolean;
 
+  private readonly rec: RecordView;
+
   private constructor(readonly sync: Sync, readonly offset: number, owned: boolean) {
     this.owned = owned;
+    this.rec = new RecordView(sync, offset);
   }
 
   /**
@@ -115,19 +119,19 @@ export class DmaBufRecord {
    */
   static create(sync: Sync, pieces: PagePiece[], caching: Caching, exporter: ExporterName, backing: number[] = []): DmaBufRecord {
     const pool = sync.arena.pages;
-    const records: number[] = [];
+    const records: [number, RecordTypeId][] = [];
     let segmentList = -1;
     let resv: Resv | undefined;
     try {
       const merged = mergeAdjacent(pieces);
-      const record = sync.allocRecord(DMABUF_RECORD_SIZE, "dma_buf_export");
-      records.push(record);
-      const pieceList = sync.allocRecord(pieces.length * PIECE_SIZE, "dma_buf_export");
-      records.push(pieceList);
+      const record = sync.allocRecord(RecordType.dmaBuf, DMABUF_RECORD_SIZE, "dma_buf_export");
+      records.push([record, RecordType.dmaBuf]);
+      const pieceList = sync.allocRecord(RecordType.dmaBufPieces, pieces.length * PIECE_SIZE, "dma_buf_export");
+      records.push([pieceList, RecordType.dmaBufPieces]);
       const user = sync.arena.user;
       segmentList = user.alloc(user.orderFor(merged.length * SG_SEG_SIZE), "dma_buf_export");
-      const backingList = backing.length > 0 ? sync.allocRecord(backing.length * 4, "dma_buf_export") : 0;
-      if (backingList !== 0) records.push(backingList);
+      const backingList = backing.length > 0 ? sync.allocRecord(RecordType.dmaBufBacking, backing.length * 4, "dma_buf_export") : 0;
+      if (backingList !== 0) records.push([backingList, RecordType.dmaBufBacking]);
       resv = Resv.create(sync);
       const { u32, i32 } = sync;
       backing.forEach((m, i) => { u32[(backingList >>> 2) + i] = m; });
@@ -157,7 +161,7 @@ export class DmaBufRecord {
       return new DmaBufRecord(sync, record, true);
     } catch (e) {
       resv?.put();
-      for (const r of records) sync.freeRecord(r);
+      for (const [r, type] of records) sync.freeRecord(r, type);
       if (segmentList >= 0) sync.arena.user.free(segmentList, undefined, "dma_buf_export");
       if (backing.length > 0) backing.forEach((m) => memfdUnref(sync, m));
       else for (const p of pieces) pool.free(p.offset, p.order, "dma_buf_export");
@@ -165,13 +169,20 @@ export class DmaBufRecord {
     }
   }
 
-  /** Another view of the buffer at `offset` (another thread's), taking a reference. */
-  static attach(sync: Sync, offset: number): DmaBufRecord {
-    if (sync.arena.syncHeap.orderAt(offset) < 0 || Atomics.load(sync.i32, (offset + DMABUF_REFCOUNT) >>> 2) <= 0) {
-      throw new DmaBufError("EBADF", "dma_buf_get", `no dma-buf at ${hex(offset)}`);
-    }
-    Atomics.add(sync.i32, (offset + DMABUF_REFCOUNT) >>> 2, 1);
+  /**
+   * Another view of the buffer at `offset` (another thread's), taking a
+   * reference. EBADF, nothing touched, unless a live dma-buf record (of
+   * `generation`, when a token carries one) starts there.
+   */
+  static attach(sync: Sync, offset: number, generation?: number): DmaBufRecord {
+    getRecord(sync.arena, offset, RecordType.dmaBuf, DMABUF_REFCOUNT, "dma_buf_get", "EBADF", generation,
+      () => new DmaBufRecord(sync, offset, true).put());
     return new DmaBufRecord(sync, offset, true);
+  }
+
+  /** The generation of this buffer's record (what a token carries). */
+  get generation(): number {
+    return this.sync.arena.records.check(this.offset, RecordType.dmaBuf, "dma_buf_get", "EBADF");
   }
 
   /**
@@ -182,20 +193,16 @@ export class DmaBufRecord {
     return new DmaBufRecord(sync, offset, true);
   }
 
-  private word(off: number): number {
-    return this.sync.u32[(this.offset + off) >>> 2];
-  }
-
   get size(): number {
-    return this.word(DMABUF_SIZE);
+    return this.rec.word(DMABUF_SIZE);
   }
 
   get caching(): Caching {
-    return this.word(DMABUF_CACHING) as Caching;
+    return this.rec.word(DMABUF_CACHING) as Caching;
   }
 
   get exporter(): ExporterName {
-    return exporterNames[this.word(DMABUF_EXPORTER)] as ExporterName;
+    return exporterNames[this.rec.word(DMABUF_EXPORTER)] as ExporterName;
   }
 
   get refcount(): number {
@@ -229,13 +236,13 @@ export class DmaBufRecord {
 
   /** The reservation object, borrowed (valid while the buffer is held). */
   get resv(): Resv {
-    return (this.resvView ??= new Resv(this.sync, this.word(DMABUF_RESV), false));
+    return (this.resvView ??= new Resv(this.sync, this.rec.word(DMABUF_RESV), false));
   }
 
   /** The page allocation, in buffer order. */
   pieces(): PagePiece[] {
-    const list = this.word(DMABUF_PIECES);
-    return Array.from({ length: this.word(DMABUF_NPIECES) }, (_, i) => ({
+    const list = this.rec.word(DMABUF_PIECES);
+    return Array.from({ length: this.rec.word(DMABUF_NPIECES) }, (_, i) => ({
       offset: this.sync.u32[(list + i * PIECE_SIZE + PIECE_OFFSET) >>> 2],
       order: this.sync.u32[(list + i * PIECE_SIZE + PIECE_ORDER) >>> 2],
     }));
@@ -249,11 +256,11 @@ export class DmaBufRecord {
 
   /** The scatter list as the engine walks it (gather, scatter, checksum). */
   get segmentTable(): SegmentSource {
-    const list = this.word(DMABUF_SEGMENTS);
+    const list = this.rec.word(DMABUF_SEGMENTS);
     const { u32 } = this.sync;
     return {
       offset: list,
-      count: this.word(DMABUF_NSEGMENTS),
+      count: this.rec.word(DMABUF_NSEGMENTS),
       entry: (i) => ({ addr: u32[(list + i * SG_SEG_SIZE + SG_SEG_ADDR) >>> 2], len: u32[(list + i * SG_SEG_SIZE + SG_SEG_LEN) >>> 2] }),
     };
   }
@@ -290,17 +297,17 @@ export class DmaBufRecord {
     if (Atomics.sub(this.sync.i32, (this.offset + DMABUF_REFCOUNT) >>> 2, 1) !== 1) return;
     const { sync } = this;
     const pieces = this.pieces();
-    const backingList = this.word(DMABUF_BACKING);
-    const backing = Array.from(sync.u32.subarray(backingList >>> 2, (backingList >>> 2) + this.word(DMABUF_NBACKING)));
-    new Resv(sync, this.word(DMABUF_RESV), true).put();
-    sync.freeRecord(this.word(DMABUF_PIECES));
-    sync.arena.user.free(this.word(DMABUF_SEGMENTS), undefined, "dma_buf_release");
-    if (backingList !== 0) sync.freeRecord(backingList);
+    const backingList = this.rec.word(DMABUF_BACKING);
+    const backing = Array.from(sync.u32.subarray(backingList >>> 2, (backingList >>> 2) + this.rec.word(DMABUF_NBACKING)));
+    new Resv(sync, this.rec.word(DMABUF_RESV), true).put();
+    sync.freeRecord(this.rec.word(DMABUF_PIECES), RecordType.dmaBufPieces);
+    sync.arena.user.free(this.rec.word(DMABUF_SEGMENTS), undefined, "dma_buf_release");
+    if (backingList !== 0) sync.freeRecord(backingList, RecordType.dmaBufBacking);
     for (const word of [DMABUF_CPU_COPY, DMABUF_CPU_CLEAN]) {
-      const block = this.word(word);
+      const block = this.rec.word(word);
       if (block !== 0) sync.arena.user.free(block, undefined, "dma_buf_release");
     }
-    sync.freeRecord(this.offset);
+    sync.freeRecord(this.offset, RecordType.dmaBuf);
     if (backing.length > 0) backing.forEach((m) => memfdUnref(sync, m));
     else for (const p of pieces) sync.arena.pages.free(p.offset, p.order, "dma_buf_release");
   }

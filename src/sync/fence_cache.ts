@@ -21,7 +21,9 @@
  *
  *   take()   a parked record, or 0 (the caller allocates from the heap).
  *            The new owner zeroes it before use.
- *   give(f)  parks a freed record (a free, for the records' generation).
+ *   give(f)  parks a freed record. The caller has retired it first
+ *            (src/memory/record.ts): parking is a free, and a parked
+ *            record's generation has changed, so no token names it.
  *   flush()  this thread's magazine into the depot (the rest to the heap):
  *            a timer does it REAP_MS after a record was parked (the
  *            kernel's cache_reap, which drains per-CPU caches

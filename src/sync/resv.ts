@@ -38,6 +38,7 @@
  * every entry, hashed by its fence's context), count, capacity, a
  * generation bumped whenever the slot array is replaced, and a refcount.
  */
+import { RecordType, RecordView, getRecord } from "../memory/record.js";
 import { DmaBufError } from "../errno.js";
 import { FENCE_CONTEXT, FENCE_KIND_ARRAY, FENCE_KIND_CHAIN } from "../engine/abi.js";
 import { nowMs } from "../memory/futex.js";
@@ -98,39 +99,39 @@ export class Resv {
   readonly mutex: Mutex;
   private owned: boolean;
 
+  private readonly rec: RecordView;
+
   constructor(readonly sync: Sync, readonly offset: number, owned: boolean) {
+    this.rec = new RecordView(sync, offset);
     this.mutex = new Mutex(sync.arena.buffer, offset + RESV_LOCK);
     this.owned = owned;
   }
 
   /** dma_resv_init: a new, empty object (owned). */
   static create(sync: Sync): Resv {
-    const offset = sync.allocRecord(RESV_SIZE, "dma_resv_init");
+    const offset = sync.allocRecord(RecordType.resv, RESV_SIZE, "dma_resv_init");
     sync.i32[(offset + RESV_REFCOUNT) >>> 2] = 1;
     return new Resv(sync, offset, true);
   }
 
-  /** Another thread's view of the object at `offset`, taking a reference. */
-  static attach(sync: Sync, offset: number): Resv {
-    Atomics.add(sync.i32, (offset + RESV_REFCOUNT) >>> 2, 1);
+  /**
+   * Another thread's view of the object at `offset`, taking a reference.
+   * EINVAL, nothing touched, unless a live reservation object (of
+   * `generation`, when given) starts there.
+   */
+  static attach(sync: Sync, offset: number, generation?: number): Resv {
+    getRecord(sync.arena, offset, RecordType.resv, RESV_REFCOUNT, "dma_resv_get", "EINVAL", generation,
+      () => new Resv(sync, offset, true).put());
     return new Resv(sync, offset, true);
   }
 
-  private word(off: number): number {
-    return this.sync.u32[(this.offset + off) >>> 2];
-  }
-
-  private setWord(off: number, v: number): void {
-    this.sync.u32[(this.offset + off) >>> 2] = v;
-  }
-
   private slot(i: number): { fence: number; usage: ResvUsage } {
-    const s = this.word(RESV_SLOTS) + i * SLOT_SIZE;
+    const s = this.rec.word(RESV_SLOTS) + i * SLOT_SIZE;
     return { fence: this.sync.u32[(s + SLOT_FENCE) >>> 2], usage: this.sync.u32[(s + SLOT_USAGE) >>> 2] as ResvUsage };
   }
 
   private setSlot(i: number, fence: number, usage: number): void {
-    const s = this.word(RESV_SLOTS) + i * SLOT_SIZE;
+    const s = this.rec.word(RESV_SLOTS) + i * SLOT_SIZE;
     this.sync.u32[(s + SLOT_FENCE) >>> 2] = fence;
     this.sync.u32[(s + SLOT_USAGE) >>> 2] = usage;
   }
@@ -164,7 +165,7 @@ export class Resv {
   }
 
   get count(): number {
-    return this.word(RESV_COUNT);
+    return this.rec.word(RESV_COUNT);
   }
 
   // ---- under the lock ------------------------------------------------------
@@ -225,9 +226,9 @@ export class Resv {
       throw new DmaBufError("EINVAL", "dma_resv_reserve_fences", `count ${n} must be a positive integer`);
     }
     const { sync } = this;
-    const count = this.word(RESV_COUNT);
-    const capacity = this.word(RESV_CAPACITY);
-    const old = this.word(RESV_SLOTS);
+    const count = this.rec.word(RESV_COUNT);
+    const capacity = this.rec.word(RESV_CAPACITY);
+    const old = this.rec.word(RESV_SLOTS);
     if (old !== 0 && count + n <= capacity) return;
     let pending = 0;
     for (let i = 0; i < count; i++) if (statusAt(sync, this.slot(i).fence) === 0) pending++;
@@ -237,7 +238,7 @@ export class Resv {
       const wanted = old !== 0 ? Math.max(pending + n, GROWTH * capacity) : Math.max(4, 2 ** Math.ceil(Math.log2(n)));
       const heap = sync.arena.syncHeap;
       const order = heap.orderFor(wanted * BLOCK_BYTES_PER_SLOT);
-      block = sync.allocRecord(wanted * BLOCK_BYTES_PER_SLOT, "dma_resv_reserve_fences");
+      block = sync.allocRecord(RecordType.resvSlots, wanted * BLOCK_BYTES_PER_SLOT, "dma_resv_reserve_fences");
       newCapacity = (heap.granuleBytes * 2 ** order) / BLOCK_BYTES_PER_SLOT;
     }
     // Keep the pending entries in order (a fence signalled meanwhile is dropped too).
@@ -254,12 +255,12 @@ export class Resv {
       kept++;
     }
     this.reindex(block, newCapacity, kept);
-    this.setWord(RESV_SLOTS, block);
-    this.setWord(RESV_CAPACITY, newCapacity);
-    this.setWord(RESV_COUNT, kept);
-    this.setWord(RESV_CURSOR, 0);
-    this.setWord(RESV_GENERATION, this.word(RESV_GENERATION) + 1);
-    if (old !== 0 && old !== block) sync.freeRecord(old);
+    this.rec.setWord(RESV_SLOTS, block);
+    this.rec.setWord(RESV_CAPACITY, newCapacity);
+    this.rec.setWord(RESV_COUNT, kept);
+    this.rec.setWord(RESV_CURSOR, 0);
+    this.rec.setWord(RESV_GENERATION, this.rec.word(RESV_GENERATION) + 1);
+    if (old !== 0 && old !== block) sync.freeRecord(old, RecordType.resvSlots);
     for (const f of dropped) sync.unref(f);
   }
 
@@ -338,7 +339,7 @@ export class Resv {
   *iter(usage: ResvUsage): Generator<ResvEntry> {
     checkUsage(usage, "dma_resv_iter");
     let first = true;
-    for (let i = 0; i < this.word(RESV_COUNT); i++) {
+    for (let i = 0; i < this.rec.word(RESV_COUNT); i++) {
       const s = this.slot(i);
       if (s.usage > usage) continue;
       yield { fence: this.sync.view(s.fence, false), usage: s.usage, restarted: first };
@@ -361,13 +362,13 @@ export class Resv {
     let restarted = true;
     for (;;) {
       const next = this.withLock(() => {
-        const g = this.word(RESV_GENERATION);
+        const g = this.rec.word(RESV_GENERATION);
         if (g !== generation) {
           if (generation !== -1) restarted = true;
           generation = g;
           index = 0;
         }
-        for (; index < this.word(RESV_COUNT); index++) {
+        for (; index < this.rec.word(RESV_COUNT); index++) {
           const s = this.slot(index);
           if (s.usage > usage || statusAt(this.sync, s.fence) !== 0) continue;
           index++;
@@ -391,8 +392,8 @@ export class Resv {
   private pending(usage: ResvUsage): Fence[] {
     const { sync } = this;
     const out: Fence[] = [];
-    const slots = this.word(RESV_SLOTS);
-    const count = this.word(RESV_COUNT);
+    const slots = this.rec.word(RESV_SLOTS);
+    const count = this.rec.word(RESV_COUNT);
     for (let i = 0; i < count; i++) {
       const s = slots + i * SLOT_SIZE;
       if (sync.u32[(s + SLOT_USAGE) >>> 2] > usage) continue;
@@ -446,7 +447,7 @@ export class Resv {
   testSignaled(usage: ResvUsage): boolean {
     checkUsage(usage, "dma_resv_test_signaled");
     return this.withLock(() => {
-      for (let i = 0; i < this.word(RESV_COUNT); i++) {
+      for (let i = 0; i < this.rec.word(RESV_COUNT); i++) {
         const s = this.slot(i);
         if (s.usage <= usage && statusAt(this.sync, s.fence) === 0) return false;
       }
@@ -484,10 +485,10 @@ export class Resv {
     if (!this.owned) throw new DmaBufError("EINVAL", "dma_resv_fini", "this view holds no reference");
     this.owned = false;
     if (Atomics.sub(this.sync.i32, (this.offset + RESV_REFCOUNT) >>> 2, 1) !== 1) return;
-    const slots = this.word(RESV_SLOTS);
-    for (let i = 0; i < this.word(RESV_COUNT); i++) this.sync.unref(this.slot(i).fence);
-    if (slots !== 0) this.sync.freeRecord(slots);
-    this.sync.freeRecord(this.offset);
+    const slots = this.rec.word(RESV_SLOTS);
+    for (let i = 0; i < this.rec.word(RESV_COUNT); i++) this.sync.unref(this.slot(i).fence);
+    if (slots !== 0) this.sync.freeRecord(slots, RecordType.resvSlots);
+    this.sync.freeRecord(this.offset, RecordType.resv);
   }
 
   [Symbol.dispose](): void {

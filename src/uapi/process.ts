@@ -59,11 +59,15 @@ import { DmaHeapFile } from "./dma_heap.js";
 import type { FdToken, IoOptions, OpenFile } from "./file.js";
 import type { DmaBufMapping } from "./mapping.js";
 import { MemfdFile } from "./memfd_file.js";
+import { devNode } from "./dev_nodes.js";
+import { IoUringFile } from "./io_uring_file.js";
+import { openBeneath } from "./regular_file.js";
+import type { IoUringParams } from "../io_uring/io_uring.js";
 import { UdmabufDevFile } from "./udmabuf_file.js";
 import { SwSyncFile } from "./sw_sync_file.js";
 import { SyncFileFile } from "./sync_file_file.js";
 import {
-  DMA_HEAP_DIR, F_ADD_SEALS, F_GET_SEALS, F_GETFD, F_GETFL, F_SETFD, F_SETFL, MFD_CLOEXEC, O_RDWR, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLNVAL,
+  DMA_HEAP_DIR, O_DIRECT, F_ADD_SEALS, F_GET_SEALS, F_GETFD, F_GETFL, F_SETFD, F_SETFL, MFD_CLOEXEC, O_RDWR, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLNVAL,
   SW_SYNC_PATH, UDMABUF_PATH,
 } from "./uapi.js";
 
@@ -88,11 +92,18 @@ export interface ProcessOptions {
   maxFds?: number;
   /** The name sw_sync timelines opened here get (the kernel uses the process name). */
   name?: string;
+  /**
+   * A host directory whose regular files open() reaches: any path outside
+   * /dev/ is resolved beneath it (regular_file.ts: nothing outside it, '..'
+   * or symbolic links included). Without it such paths are ENOENT.
+   */
+  root?: string;
 }
 
 export class Process {
   readonly maxFds: number;
   readonly name: string;
+  readonly root: string | undefined;
   private readonly table = new Map<number, FdEntry>();
   private readonly mappings = new Set<DmaBufMapping>();
 
@@ -103,6 +114,7 @@ export class Process {
     }
     this.maxFds = maxFds;
     this.name = name;
+    this.root = options.root;
   }
 
   /** The open fds, ascending. */
@@ -143,6 +155,12 @@ export class Process {
   open(path: string, flags = 0): number {
     const fileFlags = flags & (O_ACCMODE | O_NONBLOCK);
     const cloexec = (flags & O_CLOEXEC) !== 0;
+    const node = typeof path === "string" ? devNode(this.lab, path) : undefined;
+    if (node !== undefined) return this.installNew(() => node(flags & (O_ACCMODE | O_NONBLOCK | O_DIRECT)), cloexec, "open");
+    if (typeof path === "string" && !path.startsWith("/dev/") && this.root !== undefined) {
+      const root = this.root;
+      return this.installNew(() => openBeneath(root, path, flags), cloexec, "open");
+    }
     if (path.startsWith(DMA_HEAP_DIR)) {
       const name = path.slice(DMA_HEAP_DIR.length);
       if (!heapNames.includes(name as HeapName)) {
@@ -157,6 +175,29 @@ export class Process {
       return this.installNew(() => new UdmabufDevFile(fileFlags), cloexec, "open");
     }
     throw new DmaBufError("ENOENT", "open", `${path}: no such device`);
+  }
+
+  // ---- io_uring ------------------------------------------------------------------
+
+  /** io_uring_setup(2): a new ring's fd; params is filled in (src/uapi/io_uring_file.ts). */
+  io_uring_setup(entries: number, params: IoUringParams = {}): number {
+    return this.installNew(() => IoUringFile.setup(this, entries, params), false, "io_uring_setup");
+  }
+
+  /** io_uring_enter(2); timeoutMs bounds the GETEVENTS wait (ETIME). */
+  io_uring_enter(fd: number, toSubmit: number, minComplete: number, flags = 0, timeoutMs?: number): number {
+    return this.ioUring(fd, "io_uring_enter").enter(toSubmit, minComplete, flags, timeoutMs);
+  }
+
+  /** io_uring_register(2). */
+  io_uring_register(fd: number, opcode: number, arg: unknown, nrArgs: number): number {
+    return this.ioUring(fd, "io_uring_register").register(opcode, arg, nrArgs);
+  }
+
+  private ioUring(fd: number, syscall: string): IoUringFile {
+    const file = this.file(fd, syscall);
+    if (!(file instanceof IoUringFile)) throw new DmaBufError("EOPNOTSUPP", syscall, `fd ${fd} is a ${file.kind} file, not an io_uring`);
+    return file;
   }
 
   /** memfd_create(2): a new memfd fd (MFD_CLOEXEC, MFD_ALLOW_SEALING). */
@@ -327,14 +368,20 @@ export class Process {
     return this.file(fd, "exportFd").exportToken();
   }
 
-  /** Installs a new fd (close-on-exec clear) for the object of a token from another thread. */
+  /**
+   * Installs a new fd (close-on-exec clear) for the object of a token from
+   * another thread. The token is checked before it is trusted: a record of
+   * its kind and generation must start at its offset (record.ts); a dma-buf
+   * that is not is EBADF, anything else EINVAL, with nothing touched.
+   */
   importFd(token: FdToken): number {
     const { sync } = this.lab;
-    const flags = token.flags & (O_ACCMODE | O_NONBLOCK);
+    const { kind, offset, generation, flags: tokenFlags, name } = checkToken(token);
+    const flags = tokenFlags & (O_ACCMODE | O_NONBLOCK);
     return this.installNew(() => {
-      switch (token.kind) {
+      switch (kind) {
         case "dma-buf": {
-          const buf = DmaBufRecord.attach(sync, token.offset);
+          const buf = DmaBufRecord.attach(sync, offset, generation);
           try {
             return new DmaBufFile(buf, flags);
           } finally {
@@ -342,17 +389,17 @@ export class Process {
           }
         }
         case "sync_file": {
-          const fence = sync.fenceAt(token.offset);
+          const fence = sync.fenceAt(offset, generation);
           try {
-            return new SyncFileFile(new SyncFile(sync, fence, token.name), flags);
+            return new SyncFileFile(new SyncFile(sync, fence, name), flags);
           } finally {
             fence.put();
           }
         }
         case "sw_sync":
-          return new SwSyncFile(SwSyncTimeline.dup(sync, token.offset), flags);
+          return new SwSyncFile(SwSyncTimeline.dup(sync, offset, generation), flags);
         default:
-          throw new DmaBufError("EINVAL", "importFd", `token kind '${String((token as { kind: unknown }).kind)}' is not a dma-buf, sync_file or sw_sync`);
+          throw new DmaBufError("EINVAL", "importFd", `token kind '${String(kind)}' is not a dma-buf, sync_file or sw_sync`);
       }
     }, false, "importFd");
   }
@@ -369,4 +416,19 @@ export class Process {
   [Symbol.dispose](): void {
     this.closeAll();
   }
+}
+
+const tokenKinds: readonly unknown[] = ["dma-buf", "sync_file", "sw_sync"];
+
+/** A token's fields, read once and checked for shape (EINVAL for anything that is not an FdToken). */
+function checkToken(token: unknown): FdToken {
+  const bad = (what: string): never => { throw new DmaBufError("EINVAL", "importFd", `the token ${what}`); };
+  if (typeof token !== "object" || token === null) return bad(`is ${token === null ? "null" : typeof token}, not an FdToken`);
+  const { kind, offset, generation, flags, name } = token as Record<string, unknown>;
+  if (!tokenKinds.includes(kind)) bad(`kind '${typeof kind === "symbol" ? kind.toString() : String(kind)}' is not a dma-buf, sync_file or sw_sync`);
+  if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) bad("has no record offset");
+  if (typeof generation !== "number" || !Number.isSafeInteger(generation) || generation < 0) bad("has no record generation");
+  if (typeof flags !== "number" || !Number.isInteger(flags)) bad("has no flags");
+  if (name !== undefined && typeof name !== "string") bad("has a name that is not a string");
+  return { kind, offset, generation, flags, name } as FdToken;
 }
