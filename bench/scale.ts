@@ -228,7 +228,7 @@ export async function runScaleBench(options: ScaleBenchOptions = {}, onProgress:
   let index = 0;
   const progress = (label: string) => onProgress({ index: index++, total, label });
 
-  progress("building the native memcpy peer (bench/native/memcpy.c)");
+  progress(options.native ?? true ? "building the native memcpy peer (bench/native/memcpy.c)" : "no native memcpy peer (--no-native)");
   const { native, binary } = await nativePeer(options.native ?? true);
 
   const poolBytes = Math.ceil((maxThreads * 2 * copyBytes + 32 * MiB) / (2 * MiB)) * 2 * MiB;

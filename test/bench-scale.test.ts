@@ -87,7 +87,7 @@ describe("bench scale", () => {
       expect(result.threads).toEqual([1]);
       expect(JSON.parse(readFileSync(out, "utf8")).rows.length).toBe(result.rows.length);
       expect(readFileSync(chart, "utf8")).toMatch(/^<svg /);
-      expect(stderr).toContain("bench [");
+      expect(stderr).toContain("scale [");
       expect(result.native.status).toBe("skipped");
     } finally {
       rmSync(dir, { recursive: true, force: true });
