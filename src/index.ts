@@ -48,3 +48,7 @@ export {
 } from "./sync/resv.js";
 export * from "./uapi/index.js";
 export { runPipeline, type PipelineOptions, type PipelineResult, type PipelineIntegrity, type FrameReport, type ReaderFrame } from "./demo/pipeline.js";
+export { Tracer, type TraceStartOptions } from "./trace/recorder.js";
+export { chromeTrace, type ChromeTrace, type ChromeEvent } from "./trace/chrome.js";
+export { checkChromeTrace, type TraceCheck } from "./trace/validate.js";
+export { CATEGORIES as traceCategories, type TraceCategory, type TraceData, type TraceThread, type RawEvent } from "./trace/events.js";

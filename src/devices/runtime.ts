@@ -34,8 +34,10 @@ import { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
 import {
   JOB_ARGS, JOB_BUF_ACCESS, JOB_BUF_BUFFER, JOB_BUF_IOVA, JOB_BUF_OFFSET, JOB_BUF_LEN, JOB_BUF_SIZE, JOB_BUFS, JOB_CHECKSUM, JOB_COPY, JOB_DEP,
-  JOB_FILL, JOB_KERNEL, JOB_KERNEL_ID, JOB_KIND, JOB_NARGS, JOB_NBUFS, JOB_NOP,
+  JOB_FENCE, JOB_FILL, JOB_KERNEL, JOB_KERNEL_ID, JOB_KIND, JOB_NARGS, JOB_NBUFS, JOB_NOP,
 } from "./job.js";
+import { FENCE_SEQNO } from "../engine/abi.js";
+import { CAT_JOB, NOT_REACHED, T_JOB } from "../trace/events.js";
 
 export interface KernelContext {
   /** Per range: Uint8Array views of its physically contiguous runs, in order. */
@@ -122,11 +124,14 @@ export class DeviceRuntime {
   private async runJob(job: number): Promise<void> {
     const { record, lab } = this;
     const { sync } = lab;
+    const marks = sync.trace.on(CAT_JOB) ? new JobMarks(this, job) : undefined;
     let error = 0;
     let bytes = 0;
     const dep = sync.u32[(job + JOB_DEP) >>> 2];
     if (dep !== 0) error = await this.waitDependency(dep);
+    marks?.depsDone(error);
     if (error === 0) {
+      marks?.running();
       record.started();
       try {
         if (this.snoops) this.snoop(job, false);
@@ -138,6 +143,7 @@ export class DeviceRuntime {
       }
     }
     record.complete(job, error, bytes);
+    marks?.end(error, bytes);
     freeJob(sync, job);
   }
 
@@ -248,5 +254,40 @@ export class DeviceRuntime {
       default:
         throw new DmaBufError("EINVAL", "device_run_job", `job kind ${kind} is unknown`);
     }
+  }
+}
+
+/** A traced job's times (src/trace: one T_JOB event on the device's track when it completes). */
+class JobMarks {
+  private readonly t0: number;
+  private readonly kind: number;
+  private readonly context: number;
+  private readonly seqno: number;
+  private deps = NOT_REACHED;
+  private ran = NOT_REACHED;
+
+  constructor(private readonly runtime: DeviceRuntime, job: number) {
+    const { sync } = runtime.lab;
+    this.t0 = sync.trace.now();
+    this.kind = sync.u32[(job + JOB_KIND) >>> 2];
+    this.context = runtime.record.context;
+    this.seqno = sync.u32[(sync.u32[(job + JOB_FENCE) >>> 2] + FENCE_SEQNO) >>> 2];
+  }
+
+  private since(): number {
+    return Math.min(NOT_REACHED - 1, Math.max(0, this.runtime.lab.sync.trace.now() - this.t0));
+  }
+
+  depsDone(error: number): void {
+    if (error === 0) this.deps = this.since();
+  }
+
+  running(): void {
+    this.ran = this.since();
+  }
+
+  end(error: number, bytes: number): void {
+    const { trace } = this.runtime.lab.sync;
+    trace.record(T_JOB, this.kind, this.t0, trace.now(), this.context, this.seqno, error, bytes, this.deps, this.ran);
   }
 }
