@@ -42,6 +42,8 @@ export interface ContendOptions {
   bypassFences?: boolean;
   chunks?: number;
   timeoutMs?: number;
+  /** Record a trace of the run (every thread and device: src/trace); the result carries it. */
+  trace?: boolean;
 }
 
 export type ResolvedOptions = Required<Omit<ContendOptions, "durationMs" | "iterations">> &
@@ -52,7 +54,7 @@ const KiB = 1024;
 export const defaults = {
   writers: 2, readers: 2, devices: 1, buffers: 4, size: 64 * KiB, heap: "system" as HeapName, durationMs: 2000,
   jobs: [...jobKinds] as JobKind[], wait: "atomics" as WaitStrategy, coherent: true, bypassFences: false, chunks: 8,
-  timeoutMs: 5000,
+  timeoutMs: 5000, trace: false,
 };
 
 const bad = (message: string) => new DmaBufError("EINVAL", "contend", message);
@@ -87,6 +89,7 @@ export function resolveOptions(o: ContendOptions): ResolvedOptions {
     bypassFences: o.bypassFences ?? d.bypassFences,
     chunks: integer("chunks", o.chunks ?? d.chunks, 1, 1024),
     timeoutMs: integer("timeout (ms)", o.timeoutMs ?? d.timeoutMs, 1, 600_000),
+    trace: o.trace ?? d.trace,
   };
   if (r.size % (4 * KiB) !== 0) throw bad(`size ${r.size} must be a multiple of 4 KiB (whole pages)`);
   if (r.jobs.length === 0) throw bad("the job mix is empty (expected some of copy, checksum, fill)");

@@ -60,7 +60,9 @@ export function renderContendTable(r: ContendResult): string {
 }
 
 export function renderContendJson(r: ContendResult): string {
-  return roundedJson(r);
+  // The trace goes to its own file (--trace), not into the result.
+  const { trace: _trace, ...result } = r;
+  return roundedJson(result);
 }
 
 /** Cumulative distributions of the fence waits, one curve per role, log-scale latency. */

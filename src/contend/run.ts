@@ -35,6 +35,7 @@ import { Lab } from "../lab.js";
 import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { nowMs } from "../memory/futex.js";
 import type { MutexStats } from "../memory/mutex.js";
+import type { TraceData } from "../trace/events.js";
 import { installErrorTransfer } from "../thread/errors.js";
 import { workerUrl } from "../thread/host.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
@@ -80,19 +81,25 @@ export interface ContendResult {
   locks: MutexStats;
   checkedReads: number;
   tornReads: number;
+  /** With options.trace: every thread's and device's events from START to the end (chromeTrace() for JSON). */
+  trace?: TraceData;
 }
 
 const MiB = 1024 * 1024;
 /** Bound of spawning a thread or device and of a thread's answer once STOP is set (besides timeoutMs). */
 const SETUP_MS = 30_000;
 const PROGRESS_MS = 500;
+/** A traced run's buffer per thread. */
+const TRACE_BYTES = 16 * MiB;
 /** How long a failed run lets its threads finish their operation, besides timeoutMs. */
 const ENDING_MS = 2000;
 
 /** A lab with room for the buffers and everyone's own memory (the page pool is half of it). */
 function labBytes(o: ResolvedOptions): number {
   const pages = (o.buffers + o.devices) * o.size + o.devices * 4096;
-  const user = (o.writers + o.readers + o.devices + (o.coherent ? 0 : 2 * (o.buffers + o.devices))) * o.size;
+  // A traced run: each thread (the host and the watchdog too) may fill TRACE_BYTES of user memory.
+  const traces = o.trace ? (o.writers + o.readers + o.devices + 2) * TRACE_BYTES : 0;
+  const user = (o.writers + o.readers + o.devices + (o.coherent ? 0 : 2 * (o.buffers + o.devices))) * o.size + traces;
   return Math.max(32 * MiB, Math.ceil((2.5 * Math.max(pages, user) + 16 * MiB) / (2 * MiB)) * 2 * MiB);
 }
 
@@ -165,6 +172,7 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
     onProgress(`running ${o.durationMs === null ? `${o.iterations} iterations` : `for ${o.durationMs} ms`}` +
       `${o.bypassFences ? ", fences BYPASSED" : ""}`);
     const t0 = nowMs();
+    if (o.trace) lab.trace.start({ bufferBytes: TRACE_BYTES });
     control.start();
     await drive(o, drivers, t0, () => onProgress(progressLine(control, threads, drivers, t0)));
     // A duration ends every thread; iterations end each thread by its own
@@ -173,6 +181,7 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
     const results = await within(Promise.all(runs), o.timeoutMs + SETUP_MS, "the CPU threads");
     control.stop();
     const elapsedMs = nowMs() - t0;
+    const trace = o.trace ? lab.trace.stop() : undefined;
     onProgress(progressLine(control, threads, drivers, t0));
 
     const roleResults = [
@@ -191,6 +200,7 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
       machine: machineInfo(), date, options: o, elapsedMs, roles: roleResults, locks,
       checkedReads: roleResults.reduce((a, r) => a + r.checked, 0),
       tornReads: roleResults.reduce((a, r) => a + r.tears, 0),
+      ...(trace === undefined ? {} : { trace }),
     };
   } catch (e) {
     failed = true;
@@ -200,6 +210,7 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
     // waiting for one), then the threads once their operation is over (a
     // thread ended inside a resv critical section would leave its lock held).
     control.stop();
+    if (lab.trace.recording) lab.trace.stop();
     const ends = await Promise.allSettled(drivers.map((d) => d.shutdown()));
     await within(Promise.allSettled(runs), o.timeoutMs + ENDING_MS, "the CPU threads").catch(() => {});
     ends.push(...await Promise.allSettled(threads.map(async (t) => {

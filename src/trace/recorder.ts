@@ -329,10 +329,17 @@ export class Tracer {
         code: word >>> 8,
         t0: this.f64[(at + EV_T0) >>> 3],
         t1: this.f64[(at + EV_T1) >>> 3],
-        args: Array.from(this.u32.subarray(w + 1, w + 1 + EV_NARGS)),
+        args: this.argsAt(w + 1),
       });
     }
     return out;
+  }
+
+  private argsAt(w: number): number[] {
+    const u32 = this.u32;
+    const args = new Array<number>(EV_NARGS);
+    for (let i = 0; i < EV_NARGS; i++) args[i] = u32[w + i];
+    return args;
   }
 }
 

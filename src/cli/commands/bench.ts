@@ -20,6 +20,8 @@ import {
   renderFenceJson, renderFenceTable, renderJson, renderRwJson, renderRwTable, renderSvg, renderTable,
 } from "../../../bench/report.js";
 import { renderCalibration, runCalibration } from "../../../bench/calibrate.js";
+import { renderTraceJson, renderTraceTable, runTraceBench } from "../../../bench/trace.js";
+import { traceOption, traceUsage, writeTrace } from "../trace.js";
 
 const usage = `usage: dmabuf-lab bench copy [--quick] [--json] [--chart FILE.svg] [--out FILE.json]
                             [--regime contiguous|pages|tiny]... [--seed N] [--no-native]
@@ -27,6 +29,7 @@ const usage = `usage: dmabuf-lab bench copy [--quick] [--json] [--chart FILE.svg
        dmabuf-lab bench rw [--quick] [--json] [--out FILE.json] [--no-native]
        dmabuf-lab bench devices [--quick] [--json] [--out FILE.json] [--no-native]
        dmabuf-lab bench calibrate [--quick] [--json] [--write]
+       dmabuf-lab bench trace [--quick] [--json] [--out FILE.json] [--trace FILE.json]
 
 bench copy: every engine strategy against Uint8Array.set / copyWithin (on the
 shared memory and on an ordinary ArrayBuffer), JavaScript per-segment loops and
@@ -91,6 +94,16 @@ About 40 seconds; --quick about 10 (noisier).
                    (bundles pick it up at the next build: npm run build)
   --json           print the measurements and the table as JSON
   --quick          shorter measurements
+
+bench trace: what tracing costs: tracing off against on (every category) in
+alternating rounds of the same run, on a 4 KiB pwritev + preadv pair, a fence
+create/signal/wait/put and a device nop round trip; ns per operation, the
+ratio and events per operation. About 30 seconds; --quick about 10.
+
+  --quick          a reduced run (fewer rounds and operations)
+  --json           print the result as JSON
+  --out FILE       also write the JSON result to FILE
+${traceUsage.replace("record every thread and device", "keep the last traced device round")}
 `;
 
 /** A benchmark step as progress text: "3/40 label" (a negative index is a note, just the label). */
@@ -169,6 +182,21 @@ function withNative<R>(
 const rw = withNative(runRwBench, renderRwJson, renderRwTable);
 const devices = withNative(runDevicesBench, renderDevicesJson, renderDevicesTable);
 
+async function trace(argv: string[], io: CommandIo): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { quick: { type: "boolean" }, json: { type: "boolean" }, out: { type: "string" }, trace: { type: "string" } },
+  });
+  const tracePath = traceOption("bench", values.trace);
+  const say = progress(io, "bench");
+  const result = await runTraceBench({ quick: values.quick, keepTrace: tracePath !== undefined }, (e) => say(step(e)));
+  const json = renderTraceJson(result);
+  io.stdout(values.json ? json : renderTraceTable(result));
+  if (values.out !== undefined) io.stderr(`bench: wrote ${writeFile(values.out, json)}\n`);
+  const traced = tracePath === undefined || writeTrace(io, "bench", tracePath, result.trace!);
+  return traced ? 0 : 1;
+}
+
 async function calibrate(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -188,7 +216,7 @@ async function calibrate(argv: string[], io: CommandIo): Promise<number> {
 export const bench: Command = {
   name: "bench",
   summary: "benchmarks: copy (vs memcpy, TypedArray.set), fence (vs raw Atomics), rw (pread/pwrite vs memcpy, fs), " +
-    "devices (device jobs vs memcpy threads), calibrate (the AUTO table)",
+    "devices (device jobs vs memcpy threads), calibrate (the AUTO table), trace (the cost of tracing)",
   usage,
   async run(argv, io) {
     const [sub, ...rest] = argv;
@@ -197,8 +225,9 @@ export const bench: Command = {
     if (sub === "rw") return rw(rest, io);
     if (sub === "devices") return devices(rest, io);
     if (sub === "calibrate") return calibrate(rest, io);
+    if (sub === "trace") return trace(rest, io);
     io.stderr(sub === undefined
-      ? `dmabuf-lab bench: which benchmark? (copy, fence, rw, devices or calibrate)\n\n${usage}`
+      ? `dmabuf-lab bench: which benchmark? (copy, fence, rw, devices, calibrate or trace)\n\n${usage}`
       : `dmabuf-lab bench: unknown benchmark '${sub}'\n\n${usage}`);
     return 2;
   },

@@ -12,11 +12,13 @@ import { defaults, resolveOptions, type ContendOptions, type JobKind, type WaitS
 import { runContend } from "../../contend/run.js";
 import { renderContendHtml, renderContendJson, renderContendSvg, renderContendTable } from "../../contend/report.js";
 import { progress, writeFile, type Command } from "../command.js";
+import { traceOption, traceUsage, writeTrace } from "../trace.js";
 
 const usage = `usage: dmabuf-lab contend [--writers N] [--readers N] [--devices N] [--buffers N] [--size BYTES]
                          [--heap HEAP] [--duration TIME | --iterations N] [--jobs LIST]
                          [--wait atomics|spin|postMessage] [--coherence coherent|non-coherent]
                          [--bypass-fences] [--chunks N] [--timeout MS] [--json] [--chart FILE]
+                         [--trace FILE.json]
 
 CPU writer and reader threads and device workers contend for a few shared
 dma-bufs. Writers stamp every write with a generation and a checksum; readers
@@ -44,6 +46,7 @@ with --bypass-fences the tears that happen are counted. Defaults run 2 seconds.
   --timeout MS     the bound of every fence wait (default ${defaults.timeoutMs})
   --json           print the result as JSON (its tornReads is the verdict)
   --chart FILE     also write the fence-wait distributions: FILE.svg or FILE.html
+${traceUsage}
 `;
 
 const usageError = (message: string) => new DmaBufError("EINVAL", "contend", message);
@@ -76,7 +79,7 @@ function coherence(v: string | undefined): boolean | undefined {
   throw usageError(`--coherence '${v}' is not coherent or non-coherent`);
 }
 
-function options(argv: string[]): { options: ContendOptions; json: boolean; chart: string | undefined } {
+function options(argv: string[]): { options: ContendOptions; json: boolean; chart: string | undefined; trace: string | undefined } {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -84,9 +87,11 @@ function options(argv: string[]): { options: ContendOptions; json: boolean; char
       size: { type: "string" }, heap: { type: "string" }, duration: { type: "string" }, iterations: { type: "string" },
       jobs: { type: "string" }, wait: { type: "string" }, coherence: { type: "string" }, "bypass-fences": { type: "boolean" },
       chunks: { type: "string" }, timeout: { type: "string" }, json: { type: "boolean" }, chart: { type: "string" },
+      trace: { type: "string" },
     },
   });
   const chart = values.chart;
+  const trace = traceOption("contend", values.trace);
   if (chart !== undefined && !/\.(svg|html)$/i.test(chart)) throw usageError(`--chart '${chart}' must name an .svg or .html file`);
   const o: ContendOptions = {
     writers: integer("writers", values.writers), readers: integer("readers", values.readers),
@@ -96,9 +101,10 @@ function options(argv: string[]): { options: ContendOptions; json: boolean; char
     jobs: values.jobs?.split(",").map((j) => j.trim()) as JobKind[] | undefined,
     wait: values.wait as WaitStrategy | undefined, coherent: coherence(values.coherence),
     bypassFences: values["bypass-fences"], chunks: integer("chunks", values.chunks), timeoutMs: integer("timeout", values.timeout),
+    trace: trace !== undefined,
   };
   resolveOptions(o);
-  return { options: o, json: values.json ?? false, chart };
+  return { options: o, json: values.json ?? false, chart, trace };
 }
 
 export const contend: Command = {
@@ -121,6 +127,7 @@ export const contend: Command = {
       const html = parsed.chart.toLowerCase().endsWith(".html");
       io.stderr(`contend: wrote ${writeFile(parsed.chart, html ? renderContendHtml(result) : renderContendSvg(result))}\n`);
     }
-    return result.tornReads > 0 && !result.options.bypassFences ? 1 : 0;
+    const traced = parsed.trace === undefined || writeTrace(io, "contend", parsed.trace, result.trace!);
+    return (result.tornReads > 0 && !result.options.bypassFences) || !traced ? 1 : 0;
   },
 };

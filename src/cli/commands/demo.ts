@@ -15,8 +15,9 @@ import { checkPipelineOptions, type FrameReport } from "../../demo/options.js";
 import { runPipeline, type PipelineResult } from "../../demo/pipeline.js";
 import { fenceStats } from "../../../bench/fence.js";
 import { durationLabel, roundedJson } from "../../report.js";
+import { traceOption, traceUsage, writeTrace } from "../trace.js";
 
-const usage = `usage: dmabuf-lab demo [--frames N] [--buffers N] [--json]
+const usage = `usage: dmabuf-lab demo [--frames N] [--buffers N] [--json] [--trace FILE.json]
 
 A camera -> gpu -> display pipeline: three devices (worker threads) over rings
 of 320x240 RGBA dma-bufs, ordered only by implicit fences. The camera kernel
@@ -27,6 +28,7 @@ read()s the latest frame meanwhile and checks it too.
   --frames N    frames to run (default 240)
   --buffers N   frame buffers per ring, the frames in flight (default 4)
   --json        print the result as JSON (without the per-frame timings)
+${traceUsage}
 `;
 
 /** Per-frame latencies (ns) of each stage and end to end. */
@@ -87,10 +89,12 @@ export const demo: Command = {
   async run(argv, io) {
     const { values } = parseArgs({
       args: argv,
-      options: { frames: { type: "string" }, buffers: { type: "string" }, json: { type: "boolean" } },
+      options: { frames: { type: "string" }, buffers: { type: "string" }, json: { type: "boolean" }, trace: { type: "string" } },
     });
     let options;
+    let tracePath: string | undefined;
     try {
+      tracePath = traceOption("demo_pipeline", values.trace);
       options = checkPipelineOptions({ frames: integer("frames", values.frames), buffers: integer("buffers", values.buffers) });
     } catch (e) {
       if (!(e instanceof DmaBufError)) throw e;
@@ -100,6 +104,7 @@ export const demo: Command = {
     io.stderr("demo: creating the lab, starting the camera, gpu and display devices\n");
     const lab = await Lab.create();
     try {
+      if (tracePath !== undefined) lab.trace.start();
       const every = Math.max(1, Math.ceil(options.frames / 4));
       const result = await runPipeline(lab, {
         ...options,
@@ -108,7 +113,8 @@ export const demo: Command = {
         },
       });
       io.stdout(values.json ? roundedJson(summary(result)) : render(result));
-      return result.integrity.ok ? 0 : 1;
+      const traced = tracePath === undefined || writeTrace(io, "demo", tracePath, lab.trace.stop());
+      return result.integrity.ok && traced ? 0 : 1;
     } finally {
       lab.close();
     }
