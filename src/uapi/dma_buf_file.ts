@@ -259,7 +259,7 @@ export class DmaBufFile extends OpenFile {
   }
 
   override exportToken(): FdToken {
-    return { kind: "dma-buf", offset: this.buf.offset, flags: this.flags };
+    return { kind: "dma-buf", offset: this.buf.offset, generation: this.buf.generation, flags: this.flags };
   }
 }
 

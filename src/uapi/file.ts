@@ -28,6 +28,12 @@ export interface FdToken {
   kind: Exclude<FileKind, "dma-heap">;
   /** The object's record in the arena (dma-buf record, fence, sw_sync timeline). */
   offset: number;
+  /**
+   * That record's generation when the token was made (src/memory/record.ts):
+   * a token whose record was freed meanwhile, its block perhaps reused, is
+   * refused (EBADF for a dma-buf, EINVAL otherwise).
+   */
+  generation: number;
   /** The sender's file flags (access mode, O_NONBLOCK), copied to the new description. */
   flags: number;
   /** sync_file: its name. */

@@ -327,14 +327,20 @@ export class Process {
     return this.file(fd, "exportFd").exportToken();
   }
 
-  /** Installs a new fd (close-on-exec clear) for the object of a token from another thread. */
+  /**
+   * Installs a new fd (close-on-exec clear) for the object of a token from
+   * another thread. The token is checked before it is trusted: a record of
+   * its kind and generation must start at its offset (record.ts); a dma-buf
+   * that is not is EBADF, anything else EINVAL, with nothing touched.
+   */
   importFd(token: FdToken): number {
     const { sync } = this.lab;
-    const flags = token.flags & (O_ACCMODE | O_NONBLOCK);
+    const { kind, offset, generation, flags: tokenFlags, name } = checkToken(token);
+    const flags = tokenFlags & (O_ACCMODE | O_NONBLOCK);
     return this.installNew(() => {
-      switch (token.kind) {
+      switch (kind) {
         case "dma-buf": {
-          const buf = DmaBufRecord.attach(sync, token.offset);
+          const buf = DmaBufRecord.attach(sync, offset, generation);
           try {
             return new DmaBufFile(buf, flags);
           } finally {
@@ -342,17 +348,17 @@ export class Process {
           }
         }
         case "sync_file": {
-          const fence = sync.fenceAt(token.offset);
+          const fence = sync.fenceAt(offset, generation);
           try {
-            return new SyncFileFile(new SyncFile(sync, fence, token.name), flags);
+            return new SyncFileFile(new SyncFile(sync, fence, name), flags);
           } finally {
             fence.put();
           }
         }
         case "sw_sync":
-          return new SwSyncFile(SwSyncTimeline.dup(sync, token.offset), flags);
+          return new SwSyncFile(SwSyncTimeline.dup(sync, offset, generation), flags);
         default:
-          throw new DmaBufError("EINVAL", "importFd", `token kind '${String((token as { kind: unknown }).kind)}' is not a dma-buf, sync_file or sw_sync`);
+          throw new DmaBufError("EINVAL", "importFd", `token kind '${String(kind)}' is not a dma-buf, sync_file or sw_sync`);
       }
     }, false, "importFd");
   }
@@ -369,4 +375,19 @@ export class Process {
   [Symbol.dispose](): void {
     this.closeAll();
   }
+}
+
+const tokenKinds: readonly unknown[] = ["dma-buf", "sync_file", "sw_sync"];
+
+/** A token's fields, read once and checked for shape (EINVAL for anything that is not an FdToken). */
+function checkToken(token: unknown): FdToken {
+  const bad = (what: string): never => { throw new DmaBufError("EINVAL", "importFd", `the token ${what}`); };
+  if (typeof token !== "object" || token === null) return bad(`is ${token === null ? "null" : typeof token}, not an FdToken`);
+  const { kind, offset, generation, flags, name } = token as Record<string, unknown>;
+  if (!tokenKinds.includes(kind)) bad(`kind '${typeof kind === "symbol" ? kind.toString() : String(kind)}' is not a dma-buf, sync_file or sw_sync`);
+  if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) bad("has no record offset");
+  if (typeof generation !== "number" || !Number.isSafeInteger(generation) || generation < 0) bad("has no record generation");
+  if (typeof flags !== "number" || !Number.isInteger(flags)) bad("has no flags");
+  if (name !== undefined && typeof name !== "string") bad("has a name that is not a string");
+  return { kind, offset, generation, flags, name } as FdToken;
 }
