@@ -19,17 +19,15 @@
  * cross-thread wake-up.
  *
  * Contract: runTraceBench() returns data and prints nothing; progress goes
- * to onProgress. Every lab, device and buffer is closed however it ends.
+ * to onProgress (bench/benchmarks.ts makes it `dmabuf-lab bench trace`). Every lab, device and buffer is closed however it ends.
  * With `keepTrace`, the result carries the last traced device round.
  */
 import { Lab } from "../src/lab.js";
 import { preadv, pwritev } from "../src/dmabuf/rw.js";
 import { nowMs } from "../src/memory/futex.js";
 import type { TraceData } from "../src/trace/events.js";
-import { machineInfo, roundedJson, type MachineInfo } from "../src/report.js";
-import { table } from "../src/cli/format.js";
-import type { TargetResult } from "./copy.js";
-import { renderTargets } from "./report.js";
+import type { Progress } from "./harness.js";
+import { machineInfo, renderTargets, table, type Chart, type MachineInfo, type TargetResult } from "../src/report.js";
 
 export interface TraceBenchOptions {
   quick?: boolean;
@@ -109,7 +107,7 @@ async function measureWorkload(lab: Lab, w: Workload, rounds: number, keep: bool
 }
 
 export async function runTraceBench(options: TraceBenchOptions = {},
-  onProgress: (e: { index: number; total: number; label: string }) => void = () => {}): Promise<TraceBenchResult> {
+  onProgress: (e: Progress) => void = () => {}): Promise<TraceBenchResult> {
   const quick = options.quick ?? false;
   const rounds = quick ? 6 : 14;
   const date = new Date().toISOString();
@@ -196,7 +194,17 @@ export function renderTraceTable(r: TraceBenchResult): string {
   ].join("\n") + "\n";
 }
 
-export function renderTraceJson(r: TraceBenchResult): string {
+/** The result without the trace (which --trace writes to its own file). */
+export function traceJson(r: TraceBenchResult): object {
   const { trace: _trace, ...rest } = r;
-  return roundedJson(rest);
+  return rest;
+}
+
+export function traceCharts(r: TraceBenchResult): Chart[] {
+  return [{
+    kind: "bars", title: "bench trace: ns per operation, tracing off and on",
+    subtitle: `${r.machine.cpu}, ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${r.date.slice(0, 10)}; medians of alternating rounds`,
+    value: { label: "ns per operation (log scale)", scale: "log10", unit: "ns" },
+    groups: r.rows.map((x) => ({ name: x.workload, bars: [{ name: "off", value: x.offNs }, { name: "on", value: x.onNs }] })),
+  }];
 }

@@ -14,7 +14,7 @@ export * as layout from "./memory/layout.js";
 export { Engine } from "./engine/engine.js";
 export { SgTable, SegmentList, type SegmentSource } from "./engine/tables.js";
 export { strategies, strategyNames, type StrategyName, type FixedStrategy } from "./engine/strategy.js";
-export { defaultCalibration, type Calibration } from "./engine/calibration.js";
+export { defaultCalibration, setDefaultCalibration, type Calibration } from "./engine/calibration.js";
 export { lineSplit, type LineSplit } from "./engine/lines.js";
 export { loadEngineModule } from "./engine/module.js";
 export { spawnLabThread, type LabThread } from "./thread/host.js";

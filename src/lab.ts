@@ -15,7 +15,7 @@ import { DmaBufError, hex } from "./errno.js";
 import { Arena } from "./memory/arena.js";
 import type { BuddyStats } from "./memory/buddy.js";
 import { CACHE_LINE, REGION_ALIGN, kCtlAutoTable, type Layout, type LayoutOptions } from "./memory/layout.js";
-import { defaultCalibration, encodeCalibration, type Calibration } from "./engine/calibration.js";
+import { currentDefaultCalibration, encodeCalibration, type Calibration } from "./engine/calibration.js";
 import { Engine } from "./engine/engine.js";
 import { loadEngineModule, type EngineSource } from "./engine/module.js";
 import { strategyId, type StrategyName } from "./engine/strategy.js";
@@ -34,7 +34,7 @@ import type { Tracer } from "./trace/recorder.js";
 export interface LabOptions extends LayoutOptions {
   /** The engine: a compiled module, or the URL of engine.wasm. */
   engine?: EngineSource;
-  /** The AUTO calibration table (default: src/engine/calibration.json). */
+  /** The AUTO calibration table (default: src/engine/calibration.json, or setDefaultCalibration()). */
   calibration?: Calibration;
   /**
    * false models a non-coherent (ARM-like) machine: cached buffers are seen
@@ -43,6 +43,9 @@ export interface LabOptions extends LayoutOptions {
    */
   coherent?: boolean;
 }
+
+/** Every option Lab.create knows; any other is EINVAL (a misspelt option must not be ignored). */
+const LAB_OPTIONS: readonly (keyof LabOptions)[] = ["memoryBytes", "poolBytes", "syncBytes", "engine", "calibration", "coherent"];
 
 /** What crosses to another thread: structured-clonable, shared not copied. */
 export interface LabHandle {
@@ -82,7 +85,12 @@ export class Lab {
 
   static async create(options: LabOptions = {}): Promise<Lab> {
     requireCrossOriginIsolation();
-    const calibration = encodeCalibration(options.calibration ?? defaultCalibration);
+    const unknown = Object.keys(options ?? {}).filter((k) => !LAB_OPTIONS.includes(k as keyof LabOptions));
+    if (unknown.length) {
+      throw new DmaBufError("EINVAL", "lab_create", `unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} ` +
+        `(Lab.create takes ${LAB_OPTIONS.join(", ")})`);
+    }
+    const calibration = encodeCalibration(options.calibration ?? currentDefaultCalibration());
     const module = await loadEngineModule(options.engine);
     const arena = Arena.create(options);
     arena.u8.set(calibration, arena.control(kCtlAutoTable));

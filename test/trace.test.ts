@@ -14,6 +14,10 @@ import { kCtlTraceChunks } from "../src/memory/layout.js";
 import { LabSet } from "./helpers/lab.js";
 import { dmaBufError } from "./helpers/errors.js";
 import { until } from "./helpers/waits.js";
+import { runCli } from "./helpers/cli.js";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const KiB = 1024;
 const labs = new LabSet({ memoryBytes: 64 * 1024 * KiB, poolBytes: 32 * 1024 * KiB });
@@ -188,5 +192,31 @@ describe("trace: dma_fence, read/write path and device jobs as Perfetto JSON", (
     expect(problems).toMatch(/flow f 2 .* is inside no slice/);
     expect(problems).toMatch(/async e "z" id 3 closes nothing/);
     expect(problems).toMatch(/has no E/);
+  });
+
+  test("bench trace measures tracing on against off, prints the ratios against their targets and writes a sound trace", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bench-trace-"));
+    try {
+      const file = join(dir, "nop.json");
+      const { code, stdout, stderr } = await runCli(["bench", "trace", "--quick", "--json", "--trace", file, "--chart", join(dir, "t.svg")]);
+      expect(code).toBe(0);
+      const result = JSON.parse(stdout);
+      expect(result.benchmark).toBe("trace");
+      expect(result.trace).toBeUndefined();
+      expect(result.rows.map((r: { workload: string }) => r.workload)).toEqual([
+        "rw 4 KiB (pwritev + preadv)", "fence (create, signal, wait, put)", "device nop (submit, wait for its fence)"]);
+      for (const r of result.rows) {
+        expect(r.offNs).toBeGreaterThan(0);
+        expect(r.ratio).toBeCloseTo(r.onNs / r.offNs, 1);
+        expect(r.eventsPerOp).toBeGreaterThan(0);
+      }
+      expect(result.targets).toHaveLength(3);
+      expect(stderr).toMatch(/wrote .*nop\.json/);
+      const trace = JSON.parse(readFileSync(file, "utf8"));
+      expect(checkChromeTrace(trace).problems).toEqual([]);
+      expect(readFileSync(join(dir, "t.svg"), "utf8")).toMatch(/^<svg /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -4,20 +4,18 @@
  * Event JSON, with its structure checked (src/trace/validate.ts) and a
  * one-line summary on stderr.
  */
-import { DmaBufError } from "../errno.js";
 import { chromeTrace } from "../trace/chrome.js";
 import type { TraceData } from "../trace/events.js";
 import { checkChromeTrace } from "../trace/validate.js";
 import { writeFile, type CommandIo } from "./command.js";
+import { UsageError } from "./options.js";
 
 export const traceUsage = `  --trace FILE     record every thread and device and write a Perfetto /
                    chrome://tracing file (Chrome Trace Event JSON): FILE.json`;
 
-/** The --trace value, checked (a usage error names it); undefined when absent. */
-export function traceOption(command: string, value: string | undefined): string | undefined {
-  if (value !== undefined && !/\.json$/i.test(value)) {
-    throw new DmaBufError("EINVAL", command, `--trace '${value}' must name a .json file`);
-  }
+/** The --trace value, checked (a UsageError names it); undefined when absent. */
+export function traceOption(value: string | undefined): string | undefined {
+  if (value !== undefined && !/\.json$/i.test(value)) throw new UsageError(`--trace '${value}' must name a .json file`);
   return value;
 }
 

@@ -1,234 +1,25 @@
 /*
- * `dmabuf-lab bench copy`, `dmabuf-lab bench fence`, `dmabuf-lab bench rw`,
- * `dmabuf-lab bench devices` and `dmabuf-lab bench calibrate`: the copy
- * benchmark (bench/copy.ts), the fence benchmark (bench/fence.ts), the
- * read/write benchmark (bench/rw.ts), the device benchmark (bench/devices.ts)
- * and the AUTO calibration (bench/calibrate.ts).
- * Results on stdout (a table, or JSON with --json), progress on stderr;
- * files only where an option names them (--chart, --out, --write).
+ * `dmabuf-lab bench NAME`: one subcommand per benchmark of
+ * bench/benchmarks.ts (copy, fence, rw, devices, calibrate), each with its
+ * own --help and the common flags (src/cli/benchmark.ts).
  */
-import { writeFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
-import { progress, writeFile, type Command, type CommandIo } from "../command.js";
-import { packageUrl } from "../../engine/artifacts.js";
-import { regimeGroups, runCopyBench, type RegimeGroup } from "../../../bench/copy.js";
-import { runFenceBench } from "../../../bench/fence.js";
-import { runRwBench } from "../../../bench/rw.js";
-import { renderDevicesJson, renderDevicesTable, runDevicesBench } from "../../../bench/devices.js";
-import {
-  renderFenceJson, renderFenceTable, renderJson, renderRwJson, renderRwTable, renderSvg, renderTable,
-} from "../../../bench/report.js";
-import { renderCalibration, runCalibration } from "../../../bench/calibrate.js";
-import { renderTraceJson, renderTraceTable, runTraceBench } from "../../../bench/trace.js";
-import { traceOption, traceUsage, writeTrace } from "../trace.js";
+import type { Command } from "../command.js";
+import { benchmarkCommand } from "../benchmark.js";
+import { benchmarks } from "../../../bench/benchmarks.js";
 
-const usage = `usage: dmabuf-lab bench copy [--quick] [--json] [--chart FILE.svg] [--out FILE.json]
-                            [--regime contiguous|pages|tiny]... [--seed N] [--no-native]
-       dmabuf-lab bench fence [--quick] [--json] [--out FILE.json]
-       dmabuf-lab bench rw [--quick] [--json] [--out FILE.json] [--no-native]
-       dmabuf-lab bench devices [--quick] [--json] [--out FILE.json] [--no-native]
-       dmabuf-lab bench calibrate [--quick] [--json] [--write]
-       dmabuf-lab bench trace [--quick] [--json] [--out FILE.json] [--trace FILE.json]
-
-bench copy: every engine strategy against Uint8Array.set / copyWithin (on the
-shared memory and on an ordinary ArrayBuffer), JavaScript per-segment loops and
-native C memcpy (built from bench/native/memcpy.c with cc -O2 when a C compiler
-is present; skipped, with a note, when not), in one run. Regimes: contiguous
-64 B..64 MiB, 4 KiB page scatter/gather, tiny segments (cache and DRAM windows).
-Prints a table with GB/s (ns per segment), x native and x SAB-set ratios and
-the issue's targets. About 2 minutes; --quick about 15 seconds.
-
-  --quick          a reduced run (fewer sizes, a smaller pool, 40 ms per method)
-  --json           print the result as JSON ({ machine, date, targets, rows, notes })
-  --chart FILE     also write an SVG chart of GB/s against size (contiguous);
-                   no chart is written unless asked for
-  --out FILE       also write the JSON result to FILE
-  --regime R       run only regime R (repeatable): contiguous, pages, tiny
-  --seed N         seed of the random page and segment layouts (default 24301)
-  --no-native      do not build or run the native memcpy peer
-
-bench fence: fences, reservation objects and locks, each beside its raw Atomics
-equivalent in the same run, with the ratio (x raw, a cost ratio): a signal with
-and without a waiter (vs Atomics.store + notify), signal-to-wake round trips
-worker <-> worker and worker -> main waitAsync (vs an Atomics.wait/notify
-ping-pong), resv add and testSignaled with 1..64 fences, Mutex lock/unlock
-uncontended and contended by two workers. Prints p50/p90/p99 and the issue's
-targets. About 50 seconds; --quick under 10.
-
-  --quick          a reduced run (2 rounds of 40 ms per method, fewer samples)
-  --json           print the result as JSON ({ machine, date, targets, rows, notes })
-  --out FILE       also write the JSON result to FILE
-
-bench rw: pread and pwrite on dma-buf fds (Process.pread/pwrite) on the system,
-cma and system-uncached heaps, 4 KiB..64 MiB, from arena memory (lab.alloc, the
-fast path) and at 1 MiB from an ordinary ArrayBuffer (the slow path), against
-native memcpy, Uint8Array.set on the shared memory and fs.writeSync/readSync on
-a file in /dev/shm, in one run; 64-byte calls against 64-byte fs calls, and the
-parts of a 64-byte pwrite as reference rows. Prints the issue's targets.
-About a minute; --quick about 15 seconds.
-
-  --quick          a reduced run (4 KiB, 1 MiB, 16 MiB; 40 ms per method)
-  --json           print the result as JSON ({ machine, date, targets, rows, notes })
-  --out FILE       also write the JSON result to FILE
-  --no-native      do not build or run the native memcpy peer
-
-bench devices: device jobs (worker threads) against native memcpy, in one run:
-submit-to-complete latency (p50/p90/p99, from the out-fence's timestamp) of
-an empty job and of a 1 MiB copy on one device; aggregate copy bandwidth of
-one and two devices, each copying its own 16 MiB dma-bufs with 8 jobs in
-flight, beside native memcpy on one and two threads (pthreads, each its own
-buffers). Prints the issue's target: two devices >= 0.9x two native threads.
-About 5 seconds; --quick about 2.
-
-  --quick          a reduced run (8 MiB copies, one round of 40 ms per row)
-  --json           print the result as JSON ({ machine, date, targets, latency, bandwidth, notes })
-  --out FILE       also write the JSON result to FILE
-  --no-native      do not build or run the native memcpy peer
-
-bench calibrate: measures bulk, simd, words and bytes through the sg walker for
-each size bucket (1 B..64 MiB) and alignment class, and prints the AUTO table.
-About 40 seconds; --quick about 10 (noisier).
-
-  --write          rewrite src/engine/calibration.json with the measured table
-                   (bundles pick it up at the next build: npm run build)
-  --json           print the measurements and the table as JSON
-  --quick          shorter measurements
-
-bench trace: what tracing costs: tracing off against on (every category) in
-alternating rounds of the same run, on a 4 KiB pwritev + preadv pair, a fence
-create/signal/wait/put and a device nop round trip; ns per operation, the
-ratio and events per operation. About 30 seconds; --quick about 10.
-
-  --quick          a reduced run (fewer rounds and operations)
-  --json           print the result as JSON
-  --out FILE       also write the JSON result to FILE
-${traceUsage.replace("record every thread and device", "keep the last traced device round")}
-`;
-
-/** A benchmark step as progress text: "3/40 label" (a negative index is a note, just the label). */
-const step = (e: { index: number; total: number; label: string }): string =>
-  e.index < 0 ? e.label : `${e.index + 1}/${e.total} ${e.label}`;
-
-async function copy(argv: string[], io: CommandIo): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      quick: { type: "boolean" },
-      json: { type: "boolean" },
-      chart: { type: "string" },
-      out: { type: "string" },
-      regime: { type: "string", multiple: true },
-      seed: { type: "string" },
-      "no-native": { type: "boolean" },
-    },
-  });
-  const regimes = values.regime ?? [...regimeGroups];
-  const bad = regimes.filter((r) => !regimeGroups.includes(r as RegimeGroup));
-  if (bad.length) {
-    io.stderr(`dmabuf-lab bench copy: unknown regime '${bad[0]}' (expected ${regimeGroups.join(", ")})\n`);
-    return 2;
-  }
-  const seed = values.seed === undefined ? undefined : Number(values.seed);
-  if (seed !== undefined && (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff)) {
-    io.stderr(`dmabuf-lab bench copy: --seed must be an integer in 0..4294967295\n`);
-    return 2;
-  }
-  const say = progress(io, "bench");
-  const result = await runCopyBench(
-    { quick: values.quick, regimes: regimes as RegimeGroup[], seed, native: !values["no-native"] },
-    (e) => say(e.phase === "native" ? e.message : step(e)),
-  );
-  const json = renderJson(result);
-  io.stdout(values.json ? json : renderTable(result));
-  if (values.out !== undefined) io.stderr(`bench: wrote ${writeFile(values.out, json)}\n`);
-  if (values.chart !== undefined) io.stderr(`bench: wrote ${writeFile(values.chart, renderSvg(result))}\n`);
-  return 0;
-}
-
-async function fence(argv: string[], io: CommandIo): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { quick: { type: "boolean" }, json: { type: "boolean" }, out: { type: "string" } },
-  });
-  const say = progress(io, "bench");
-  const result = await runFenceBench({ quick: values.quick }, (e) => say(step(e)));
-  const json = renderFenceJson(result);
-  io.stdout(values.json ? json : renderFenceTable(result));
-  if (values.out !== undefined) io.stderr(`bench: wrote ${writeFile(values.out, json)}\n`);
-  return 0;
-}
-
-/** A benchmark with a native peer (rw, devices): --quick, --json, --out FILE, --no-native. */
-function withNative<R>(
-  run: (o: { quick?: boolean; native: boolean }, onProgress: (e: { index: number; total: number; label: string }) => void) => Promise<R>,
-  renderJson: (r: R) => string,
-  renderTable: (r: R) => string,
-): (argv: string[], io: CommandIo) => Promise<number> {
-  return async (argv, io) => {
-    const { values } = parseArgs({
-      args: argv,
-      options: { quick: { type: "boolean" }, json: { type: "boolean" }, out: { type: "string" }, "no-native": { type: "boolean" } },
-    });
-    const say = progress(io, "bench");
-    const result = await run({ quick: values.quick, native: !values["no-native"] }, (e) => say(step(e)));
-    const json = renderJson(result);
-    io.stdout(values.json ? json : renderTable(result));
-    if (values.out !== undefined) io.stderr(`bench: wrote ${writeFile(values.out, json)}\n`);
-    return 0;
-  };
-}
-
-const rw = withNative(runRwBench, renderRwJson, renderRwTable);
-const devices = withNative(runDevicesBench, renderDevicesJson, renderDevicesTable);
-
-async function trace(argv: string[], io: CommandIo): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { quick: { type: "boolean" }, json: { type: "boolean" }, out: { type: "string" }, trace: { type: "string" } },
-  });
-  const tracePath = traceOption("bench", values.trace);
-  const say = progress(io, "bench");
-  const result = await runTraceBench({ quick: values.quick, keepTrace: tracePath !== undefined }, (e) => say(step(e)));
-  const json = renderTraceJson(result);
-  io.stdout(values.json ? json : renderTraceTable(result));
-  if (values.out !== undefined) io.stderr(`bench: wrote ${writeFile(values.out, json)}\n`);
-  const traced = tracePath === undefined || writeTrace(io, "bench", tracePath, result.trace!);
-  return traced ? 0 : 1;
-}
-
-async function calibrate(argv: string[], io: CommandIo): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { quick: { type: "boolean" }, json: { type: "boolean" }, write: { type: "boolean" } },
-  });
-  const say = progress(io, "calibrate");
-  const result = await runCalibration({ quick: values.quick }, (e) => say(step(e)));
-  io.stdout(values.json ? JSON.stringify(result, null, 2) + "\n" : renderCalibration(result));
-  if (values.write) {
-    const path = fileURLToPath(packageUrl("src/engine/calibration.json"));
-    writeFileSync(path, JSON.stringify(result.calibration, null, 1) + "\n");
-    io.stderr(`calibrate: wrote ${path} (run npm run build so that the bundles use it)\n`);
-  }
-  return 0;
-}
+const subcommands = benchmarks.map((b) => benchmarkCommand(b, `bench ${b.name}`));
+const width = Math.max(...benchmarks.map((b) => b.name.length));
 
 export const bench: Command = {
   name: "bench",
-  summary: "benchmarks: copy (vs memcpy, TypedArray.set), fence (vs raw Atomics), rw (pread/pwrite vs memcpy, fs), " +
-    "devices (device jobs vs memcpy threads), calibrate (the AUTO table), trace (the cost of tracing)",
-  usage,
-  async run(argv, io) {
-    const [sub, ...rest] = argv;
-    if (sub === "copy") return copy(rest, io);
-    if (sub === "fence") return fence(rest, io);
-    if (sub === "rw") return rw(rest, io);
-    if (sub === "devices") return devices(rest, io);
-    if (sub === "calibrate") return calibrate(rest, io);
-    if (sub === "trace") return trace(rest, io);
-    io.stderr(sub === undefined
-      ? `dmabuf-lab bench: which benchmark? (copy, fence, rw, devices, calibrate or trace)\n\n${usage}`
-      : `dmabuf-lab bench: unknown benchmark '${sub}'\n\n${usage}`);
-    return 2;
-  },
+  summary: `benchmarks against peers in the same run: ${benchmarks.map((b) => b.name).join(", ")}`,
+  usage: `usage: dmabuf-lab bench NAME [OPTIONS]
+
+${benchmarks.map((b) => `  ${b.name.padEnd(width)}  ${b.summary}`).join("\n")}
+
+\`dmabuf-lab bench NAME --help\` describes one. Every benchmark takes --quick,
+--json, --out FILE.json and --chart FILE.svg|.html; \`dmabuf-lab report\` draws
+saved results again, side by side.
+`,
+  subcommands,
 };
