@@ -9,7 +9,7 @@ import { spawnDevice, type Device } from "../src/devices/device.js";
 import { preadv, preadvAsync, pwritev } from "../src/dmabuf/rw.js";
 import { chromeTrace, type ChromeEvent, type ChromeTrace } from "../src/trace/chrome.js";
 import { checkChromeTrace } from "../src/trace/validate.js";
-import { CHUNK_BYTES, CHUNK_EVENTS } from "../src/trace/recorder.js";
+import { CHUNK_BYTES, CHUNK_EVENTS, CH_NAME, CH_NEXT } from "../src/trace/recorder.js";
 import { kCtlTraceChunks } from "../src/memory/layout.js";
 import { LabSet } from "./helpers/lab.js";
 import { dmaBufError } from "./helpers/errors.js";
@@ -77,6 +77,9 @@ describe("trace: dma_fence, read/write path and device jobs as Perfetto JSON", (
       fill.put();
       gate.put();
       gates.unref();
+      // The gpu's signal event is recorded just after the signal, which may wake the reader first: wait for it.
+      await until(() => lab.trace.read().some((t) => t.name === "device gpu" && t.events.some((e) => e.type === 2)),
+        10_000, "the gpu's signal event");
       const data = lab.trace.stop();
       const trace = chromeTrace(data);
       const check = checkChromeTrace(trace);
@@ -98,7 +101,8 @@ describe("trace: dma_fence, read/write path and device jobs as Perfetto JSON", (
       const job = gpuSlices.find((s) => /^fill #\d+$/.test(s.name));
       expect(job).toBeDefined();
       expect(gpuSlices.some((s) => s.name === "run" && s.parents.at(-1) === job!.name)).toBe(true);
-      expect(gpuSlices.some((s) => s.name.startsWith("signal ") && s.parents.includes(job!.name))).toBe(true);
+      // Its fence's signal follows the job (recorded first, so that a waiter that stops the trace finds it).
+      expect(gpuSlices.some((s) => s.name.startsWith("signal ") && !s.parents.includes(job!.name))).toBe(true);
       // The device slept on the gate and the main thread's signal woke it; the
       // reader slept on the job and the device's signal woke it: flows both ways.
       const flowFrom = (from: number, to: number): boolean => {
@@ -151,6 +155,37 @@ describe("trace: dma_fence, read/write path and device jobs as Perfetto JSON", (
       lab.free(user);
       buf.put();
     }
+  });
+
+  test("a reaped device's chunks go to the next thread once its session is collected", async () => {
+    const lab = await labs.create();
+    /** The owner names of every chunk in the lab's list. */
+    const chunkNames = (): string[] => {
+      const names: string[] = [];
+      const { u8, u32 } = lab.arena;
+      for (let c = u32[lab.arena.control(kCtlTraceChunks) >>> 2]; c !== 0; c = u32[(c + CH_NEXT) >>> 2]) {
+        const bytes = u8.slice(c + CH_NAME, c + CH_NAME + 32);
+        names.push(new TextDecoder().decode(bytes.subarray(0, bytes.indexOf(0))));
+      }
+      return names;
+    };
+    const session = async (name: string): Promise<string[]> => {
+      const dev = await spawnDevice(lab, { name });
+      lab.trace.start({ categories: ["job", "fence"] });
+      const f = dev.submit({ kind: "nop" });
+      expect(await f.waitAsync(10_000)).toBeGreaterThan(0);
+      f.put();
+      // The device is reaped inside the session: its events stay for stop().
+      await dev.shutdown();
+      return lab.trace.stop().threads.map((t) => t.name);
+    };
+    expect(await session("first")).toEqual(expect.arrayContaining(["main", "device first"]));
+    expect(chunkNames()).toContain("device first");
+    expect(await session("second")).toEqual(expect.arrayContaining(["main", "device second"]));
+    // The second device took the first one's chunk rather than a new block of user memory.
+    const names = chunkNames();
+    expect(names).toContain("device second");
+    expect(names).not.toContain("device first");
   });
 
   test("a thread whose buffers are full counts what it drops, and the file stays sound", async () => {

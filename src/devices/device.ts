@@ -339,6 +339,8 @@ export class Device {
       this.api[Comlink.releaseProxy]();
       await this.worker.terminate();
       const { sync } = this.lab;
+      // The worker is gone: its trace chunks can go to other threads.
+      sync.trace.releaseContext(this.record.context);
       this.final = this.stats();
       this.record.reap((job) => freeJob(sync, job));
       // Attachments the worker did not detach (it died): released here.

@@ -142,8 +142,10 @@ export class DeviceRuntime {
         if (error === FAIL_EFAULT) record.countFault();
       }
     }
-    record.complete(job, error, bytes);
+    // The job's trace event first: whoever sees its fence signalled (and
+    // stops the trace) finds the job recorded; the signal follows it.
     marks?.end(error, bytes);
+    record.complete(job, error, bytes);
     freeJob(sync, job);
   }
 

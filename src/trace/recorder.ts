@@ -22,7 +22,8 @@
  * - Chunks are linked once into a lab-wide list (kCtlTraceChunks, pushed
  *   with compareExchange) and never freed while the lab lives: a thread's
  *   chunks are reused in its later sessions, and release() (Lab.close())
- *   hands them to new threads. A thread that fills kCtlTraceChunkLimit
+ *   or releaseContext() (a reaped device's, from the host) hands them to
+ *   new threads, once their events are no longer the current session's. A thread that fills kCtlTraceChunkLimit
  *   chunks in a session counts further events as dropped.
  * - start() and stop() may run in any thread; one session at a time
  *   (kCtlTraceState: EBUSY while one records, EINVAL when none does).
@@ -46,6 +47,7 @@ export const CH_SEQ = 12; // u32: its place in the owner's chunks of that sessio
 export const CH_COUNT = 16; // u32: events published (Atomics.store by the owner)
 export const CH_DROPPED = 20; // u32: events lost once the owner's chunks were full
 export const CH_CONTEXT = 24; // u32: the owner's device fence context (0: not a device)
+export const CH_TRACER = 28; // u32: the id of the tracer whose events it holds (kept when released)
 export const CH_NAME = 32; // 32 bytes: the owner's name, UTF-8, NUL-padded
 export const CH_HEADER = 64;
 export const CHUNK_BYTES = 256 * 1024;
@@ -184,6 +186,7 @@ export class Tracer {
   private writeIdentity(chunk: number): void {
     const u32 = this.u32;
     u32[(chunk + CH_OWNER) >>> 2] = this.tracerId();
+    u32[(chunk + CH_TRACER) >>> 2] = this.tracerId();
     u32[(chunk + CH_CONTEXT) >>> 2] = this.context;
     const name = encoder.encode(this.threadName || `thread ${this.tracerId()}`).subarray(0, NAME_BYTES - 1);
     const u8 = this.arena.u8;
@@ -201,6 +204,9 @@ export class Tracer {
     const id = this.tracerId();
     const head = this.arena.control(kCtlTraceChunks) >>> 2;
     for (let c = Atomics.load(this.u32, head); c !== 0; c = Atomics.load(this.u32, (c + CH_NEXT) >>> 2)) {
+      // A free chunk still holding this session's events (its thread ended
+      // mid-session) is kept for the collector.
+      if (Atomics.load(this.u32, (c + CH_SESSION) >>> 2) === this.session) continue;
       if (Atomics.compareExchange(this.u32, (c + CH_OWNER) >>> 2, 0, id) === 0) return c;
     }
     let chunk: number;
@@ -217,6 +223,18 @@ export class Tracer {
       const first = Atomics.load(this.u32, head);
       Atomics.store(this.u32, (chunk + CH_NEXT) >>> 2, first);
       if (Atomics.compareExchange(this.u32, head, first, chunk) === first) return chunk;
+    }
+  }
+
+  /**
+   * Hands back the chunks of a device thread that is gone (its worker
+   * terminated, so it writes nothing any more), found by its fence context.
+   */
+  releaseContext(context: number): void {
+    if (context === 0) return;
+    const u32 = this.u32;
+    for (let c = Atomics.load(u32, this.arena.control(kCtlTraceChunks) >>> 2); c !== 0; c = Atomics.load(u32, (c + CH_NEXT) >>> 2)) {
+      if (u32[(c + CH_CONTEXT) >>> 2] === context) Atomics.store(u32, (c + CH_OWNER) >>> 2, 0);
     }
   }
 
@@ -299,12 +317,13 @@ export class Tracer {
       const count = Atomics.load(u32, (c + CH_COUNT) >>> 2);
       const from = incremental ? this.cursors.get(c) ?? 0 : 0;
       if (incremental) this.cursors.set(c, count);
-      const owner = u32[(c + CH_OWNER) >>> 2];
-      const name = readName(this.arena.u8, c + CH_NAME);
-      let entry = byOwner.get(owner === 0 ? -c : owner);
+      // By the tracer whose events it holds: a released chunk (its thread ended) still names it.
+      const tracer = u32[(c + CH_TRACER) >>> 2];
+      let entry = byOwner.get(tracer);
       if (entry === undefined) {
-        entry = { thread: { id: owner, name, context: u32[(c + CH_CONTEXT) >>> 2], dropped: 0, events: [] }, parts: [] };
-        byOwner.set(owner === 0 ? -c : owner, entry);
+        const name = readName(this.arena.u8, c + CH_NAME);
+        entry = { thread: { id: tracer, name, context: u32[(c + CH_CONTEXT) >>> 2], dropped: 0, events: [] }, parts: [] };
+        byOwner.set(tracer, entry);
       }
       entry.thread.dropped = Math.max(entry.thread.dropped, u32[(c + CH_DROPPED) >>> 2]);
       entry.parts.push({ seq: u32[(c + CH_SEQ) >>> 2], events: this.decode(c, from, count) });
