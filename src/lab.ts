@@ -33,6 +33,7 @@ import { udmabufCreate, type UdmabufItem } from "./dmabuf/udmabuf.js";
 import { releaseCpuState } from "./dmabuf/rw.js";
 import type { DmaBufRecord } from "./dmabuf/dma_buf.js";
 import { spawnDevice, type Device, type DeviceOptions } from "./devices/device.js";
+import type { Tracer } from "./trace/recorder.js";
 
 export interface LabOptions extends LayoutOptions {
   /** The engine: a compiled module, or the URL of engine.wasm. */
@@ -126,6 +127,7 @@ export class Lab {
     setCoherent(arena, options.coherent ?? true);
     const lab = new Lab(arena, engine);
     if (choice === "measure" && measuredCalibration === undefined) lab.measureCalibration();
+    lab.trace.setThread("main");
     return lab;
   }
 
@@ -159,6 +161,15 @@ export class Lab {
 
   get memory(): WebAssembly.Memory {
     return this.arena.memory;
+  }
+
+  /**
+   * This thread's trace recorder: start({ categories }) and stop() record
+   * every thread and device of the lab (src/trace/recorder.ts);
+   * chromeTrace(data) makes the Perfetto JSON.
+   */
+  get trace(): Tracer {
+    return this.sync.trace;
   }
 
   get layout(): Layout {
@@ -339,6 +350,7 @@ export class Lab {
     this.proc = undefined;
     releaseCpuState(this.sync);
     this.sync.fenceCache.flush();
+    this.sync.trace.release();
     this.engine.dispose();
   }
 
