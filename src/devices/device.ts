@@ -51,7 +51,7 @@ import { workerUrl } from "../thread/host.js";
 import { keepingAlive } from "../memory/futex.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
 import { DEV_DEAD, DeviceRecord, FAIL_EIO, freeJob, type DeviceStats } from "./device_record.js";
-import { IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
+import { IOMMU_WRITE, Iommu, IOTLB_INVALIDATE_NS, type IommuOptions } from "../dmabuf/iommu.js";
 import { JOB_MAX_ARGS, JOB_MAX_BUFS, JOB_RECORD_SIZE, JobRecord, jobAccessBits, jobKinds, type JobAccess } from "./job.js";
 import type { DeviceApi } from "./protocol.js";
 import { releaseWatchdog, watchdogFor } from "./watchdog.js";
@@ -72,6 +72,8 @@ export interface DeviceOptions {
   ringEntries?: number;
   /** Device address space (default 256 MiB). */
   iovaBytes?: number;
+  /** The IOMMU's mode (strict, lazy, passthrough) and IOTLB invalidation latency: src/dmabuf/iommu.ts's cost model. */
+  iommu?: Pick<IommuOptions, "mode" | "iotlbInvalidateNs">;
   /** How long submit() may wait for room in a full ring (default 1000 ms; 0: EAGAIN at once). */
   submitTimeoutMs?: number;
 }
@@ -122,7 +124,7 @@ function checkOptions(o: DeviceOptions): Required<DeviceOptions> {
   };
   const r = {
     name, coherent: o.coherent ?? true, jobTimeoutMs: o.jobTimeoutMs ?? 5000, ringEntries: o.ringEntries ?? DEFAULT_RING_ENTRIES,
-    iovaBytes: o.iovaBytes ?? 256 * 1024 * 1024, submitTimeoutMs: o.submitTimeoutMs ?? 1000,
+    iovaBytes: o.iovaBytes ?? 256 * 1024 * 1024, submitTimeoutMs: o.submitTimeoutMs ?? 1000, iommu: o.iommu ?? { mode: "strict", iotlbInvalidateNs: IOTLB_INVALIDATE_NS },
   };
   check("jobTimeoutMs", r.jobTimeoutMs, Number.isInteger(r.jobTimeoutMs) && r.jobTimeoutMs > 0 && r.jobTimeoutMs < 2 ** 31);
   check("submitTimeoutMs", r.submitTimeoutMs, r.submitTimeoutMs >= 0);
@@ -145,7 +147,7 @@ async function startDevice(lab: Lab, options: DeviceOptions): Promise<Device> {
   let timeline: Timeline | undefined;
   let record: DeviceRecord | undefined;
   try {
-    iommu = Iommu.create(sync, { iovaBytes: o.iovaBytes });
+    iommu = Iommu.create(sync, { ...o.iommu, iovaBytes: o.iovaBytes });
     timeline = sync.timeline({ driver: "dmabuf-lab-device", name: o.name });
     record = DeviceRecord.create(sync, { name: o.name, ring, iommu: iommu.offset, timeline: timeline.offset, timeoutMs: o.jobTimeoutMs, coherent: o.coherent });
   } catch (e) {
