@@ -21,11 +21,12 @@
  *                    I/O then fails with EIO
  *   STOR_CAPACITY    f64: bytes, a whole number of blocks
  *
- * blockRw(lab, storage, write, pos, segments, mapping): per-I/O mapping
- * (the path of a plain read into user memory): the pages under the segments
- * are mapped into the device's IOMMU (iommu_map, as dma_map_sg does for each
- * request), one job per JOB_MAX_BUFS segments is pushed, and finish() unmaps
- * them once every job's fence has signalled. The I/O is clipped at the
+ * blockRw(lab, storage, write, pos, segments): per-I/O mapping (the path of
+ * a plain read into user memory): the pages under the segments are mapped
+ * into the device's IOMMU (iommu_map, as dma_map_sg does for each request),
+ * one job per JOB_MAX_BUFS segments is pushed, and finish() unmaps them once
+ * every job's fence has signalled (with the IOTLB cost of the IOMMU's mode;
+ * a passthrough IOMMU maps nothing: the segments' 1:1 device addresses). The I/O is clipped at the
  * device's end (a read there returns 0; a write there is ENOSPC). A dead
  * device is EIO; its queued jobs' fences carry its error to the CQEs.
  */
@@ -178,12 +179,17 @@ export function blockRw(lab: Lab, storage: number, write: boolean, pos: number, 
   }
   const bytes = clipped.reduce((s, g) => s + g.len, 0);
   if (bytes === 0) return { fences: [], finish: () => 0 };
+  const iommu = st.iommu;
+  if (iommu.mode === "passthrough") {
+    // Physical addresses: the 1:1 window, no mapping per I/O and nothing to invalidate.
+    const fences = pushRanges(st, write, pos, clipped.map((g) => ({ iova: iommu.dmaAddress(g.addr), len: g.len })));
+    return { fences, finish: () => settle(fences, bytes) };
+  }
   // dma_map_sg: the pages under the segments, in order, at one IOVA range.
   const runs = clipped.map((g) => {
     const first = Math.floor(g.addr / PAGE_SIZE) * PAGE_SIZE;
     return { addr: first, len: Math.ceil((g.addr + g.len) / PAGE_SIZE) * PAGE_SIZE - first };
   });
-  const iommu = st.iommu;
   const mapped = runs.reduce((s, r) => s + r.len, 0);
   const iova = iommu.map(runs, write ? IOMMU_READ : IOMMU_WRITE);
   const ranges: DeviceRange[] = [];

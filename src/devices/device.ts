@@ -52,7 +52,7 @@ import { workerUrl } from "../thread/host.js";
 import { keepingAlive } from "../memory/futex.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
 import { DEV_DEAD, DeviceRecord, FAIL_EIO, freeJob, type DeviceStats } from "./device_record.js";
-import { IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
+import { IOMMU_WRITE, Iommu, IOTLB_INVALIDATE_NS, type IommuOptions } from "../dmabuf/iommu.js";
 import { JOB_MAX_ARGS, JOB_MAX_BUFS, JOB_RECORD_SIZE, JobRecord, jobAccessBits, jobKinds, type JobAccess } from "./job.js";
 import type { DeviceApi } from "./protocol.js";
 import { releaseWatchdog, watchdogFor } from "./watchdog.js";
@@ -75,6 +75,8 @@ export interface DeviceOptions {
   ringEntries?: number;
   /** Device address space (default 256 MiB). */
   iovaBytes?: number;
+  /** The IOMMU's mode (strict, lazy, passthrough) and IOTLB invalidation latency: src/dmabuf/iommu.ts's cost model. */
+  iommu?: Pick<IommuOptions, "mode" | "iotlbInvalidateNs">;
   /** How long submit() may wait for room in a full ring (default 1000 ms; 0: EAGAIN at once). */
   submitTimeoutMs?: number;
 }
@@ -142,6 +144,7 @@ function checkOptions(options: DeviceOptions | undefined): Required<DeviceOption
     iovaBytes: intArg(o.iovaBytes ?? 256 * 1024 * 1024, syscall, "iovaBytes"),
     // Every wait is bounded: a submit into a full ring gives up after this (0: EAGAIN at once, Infinity: EINVAL).
     submitTimeoutMs: finiteTimeoutArg(o.submitTimeoutMs ?? 1000, syscall, "submitTimeoutMs"),
+    iommu: objectArg<Required<DeviceOptions>["iommu"]>(o.iommu ?? { mode: "strict", iotlbInvalidateNs: IOTLB_INVALIDATE_NS }, syscall, "iommu"),
   };
   if (typeof r.coherent !== "boolean") throw new DmaBufError("EINVAL", syscall, `coherent ${describe(r.coherent)} is not a boolean`);
   if (new TextEncoder().encode(name).length > 31) throw new DmaBufError("EINVAL", "device_create", `device name '${name}' is longer than 31 bytes`);
@@ -163,7 +166,7 @@ async function startDevice(lab: Lab, options: DeviceOptions): Promise<Device> {
   let timeline: Timeline | undefined;
   let record: DeviceRecord | undefined;
   try {
-    iommu = Iommu.create(sync, { iovaBytes: o.iovaBytes });
+    iommu = Iommu.create(sync, { ...o.iommu, iovaBytes: o.iovaBytes });
     timeline = sync.timeline({ driver: "dmabuf-lab-device", name: o.name });
     record = DeviceRecord.create(sync, { name: o.name, ring, iommu: iommu.offset, timeline: timeline.offset, timeoutMs: o.jobTimeoutMs, coherent: o.coherent });
   } catch (e) {

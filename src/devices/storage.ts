@@ -20,6 +20,7 @@
 import { DmaBufError } from "../errno.js";
 import { hostError, hostFs } from "../host_fs.js";
 import type { Lab } from "../lab.js";
+import type { IommuOptions } from "../dmabuf/iommu.js";
 import { RecordType } from "../memory/record.js";
 import { workerUrl } from "../thread/host.js";
 import { registerDevNode } from "../uapi/dev_nodes.js";
@@ -43,6 +44,8 @@ export interface StorageOptions {
   queueDepth?: number;
   /** The watchdog's limit for one job (default 5000 ms). */
   jobTimeoutMs?: number;
+  /** The device's IOMMU: mode strict (default), lazy or passthrough, and the IOTLB invalidation latency (iommu.ts). */
+  iommu?: Pick<IommuOptions, "mode" | "iotlbInvalidateNs">;
 }
 
 export class StorageDevice {
@@ -121,7 +124,7 @@ export async function spawnStorage(lab: Lab, options: StorageOptions = {}): Prom
     const have = fs.fstatSync(hostFd).size;
     if (have < size) fs.ftruncateSync(hostFd, size);
     const capacity = Math.floor(Math.max(have, size) / blockSize) * blockSize;
-    device = await spawnDevice(lab, { name, coherent: false, ringEntries: options.queueDepth ?? 256, jobTimeoutMs: options.jobTimeoutMs });
+    device = await spawnDevice(lab, { name, coherent: false, ringEntries: options.queueDepth ?? 256, jobTimeoutMs: options.jobTimeoutMs, iommu: options.iommu });
     const kernel = await device.loadKernel(workerUrl("kernel-nvme"));
     const { sync } = lab;
     record = sync.allocRecord(RecordType.storage, STOR_RECORD_SIZE, syscall);
