@@ -15,12 +15,16 @@
  * Async twin (Promise, never blocking). Positions: read/write without a
  * position use and advance the file position, with one they are pread/pwrite.
  * share() gives a token another thread turns into its own DmaBuf with
- * DmaBuf.import(lab, token) (the sender keeps its DmaBuf open until then).
+ * DmaBuf.import(lab, token) or lab.import(token); the token holds a
+ * reference until then, so the sender may close at once (THE SHARING RULE,
+ * src/sync/flight.ts). A token of Process.exportFd (holding no reference)
+ * is still accepted.
  */
 import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { DmaBufError } from "../errno.js";
 import type { HeapName } from "../dmabuf/heap.js";
 import type { Lab } from "../lab.js";
+import { sendFlight, type ShareToken } from "../sync/flight.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { DmaBufFile } from "../uapi/dma_buf_file.js";
 import type { FdToken, IoOptions } from "../uapi/file.js";
@@ -51,8 +55,15 @@ export class DmaBuf {
   /** A DmaBuf over an fd of `process` that it now owns. */
   constructor(readonly process: Process, readonly fd: number) {}
 
-  /** Takes an fd token from another thread (Process.importFd) as a DmaBuf of this thread. */
-  static import(lab: Lab, token: FdToken): DmaBuf {
+  /**
+   * This thread's DmaBuf for a token from another thread: a share() token
+   * (adopting its reference; EINVAL/EBADF for a bad or spent one), or an fd
+   * token of Process.exportFd.
+   */
+  static import(lab: Lab, token: ShareToken<"dma-buf"> | FdToken): DmaBuf {
+    if (Object(token).kind !== "dma-buf") {
+      throw new DmaBufError("EINVAL", "dma_buf_import", `token kind '${String(Object(token).kind)}' is not 'dma-buf'`);
+    }
     return new DmaBuf(lab.process, lab.process.importFd(token));
   }
 
@@ -189,9 +200,14 @@ export class DmaBuf {
     return this.process.fdinfo(this.fd);
   }
 
-  /** A token for another thread (DmaBuf.import there); keep this DmaBuf open until it is imported. */
-  share(): FdToken {
-    return this.process.exportFd(this.fd);
+  /**
+   * A token for another thread (DmaBuf.import or lab.import there). It holds
+   * a reference on the buffer until it is imported or dropped
+   * (lab.dropToken), so this DmaBuf may be closed at once.
+   */
+  share(): ShareToken<"dma-buf"> {
+    const file = this.file;
+    return sendFlight(this.process.lab.sync, "dma-buf", file.buf.offset, () => { file.buf.get(); }, { flags: file.flags });
   }
 
   get closed(): boolean {

@@ -35,6 +35,7 @@ import { nowMs } from "../memory/futex.js";
 import { Mutex, type MutexStats } from "../memory/mutex.js";
 import { checkTimeout, isLaterAt, sameContextAt, statusAt, timeLeft, type Fence } from "./fence.js";
 import { FenceArray } from "./fence_array.js";
+import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
 import type { Sync } from "./sync.js";
 
 export const RESV_LOCK = 0;
@@ -91,6 +92,16 @@ export class Resv {
   static attach(sync: Sync, offset: number): Resv {
     Atomics.add(sync.i32, (offset + RESV_REFCOUNT) >>> 2, 1);
     return new Resv(sync, offset, true);
+  }
+
+  /** A token for another thread: Resv.import (or lab.import) there; holds a reference until then. */
+  share(): ShareToken<"resv"> {
+    return sendFlight(this.sync, "resv", this.offset, () => { Atomics.add(this.sync.i32, (this.offset + RESV_REFCOUNT) >>> 2, 1); });
+  }
+
+  /** This thread's owned view of a shared reservation object (EINVAL/EBADF for a bad or spent token). */
+  static import(lab: { sync: Sync }, token: ShareToken<"resv">): Resv {
+    return receiveFlight(lab.sync, token, "resv", "dma_resv_import", (t) => new Resv(lab.sync, t.offset, true));
   }
 
   private word(off: number): number {

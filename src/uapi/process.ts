@@ -57,6 +57,7 @@ import { SyncFile } from "../sync/sync_file.js";
 import { DmaBufFile } from "./dma_buf_file.js";
 import { DmaHeapFile } from "./dma_heap.js";
 import type { FdToken, IoOptions, OpenFile } from "./file.js";
+import { receiveFlight, type ShareToken } from "../sync/flight.js";
 import type { DmaBufMapping } from "./mapping.js";
 import { MemfdFile } from "./memfd_file.js";
 import { UdmabufDevFile } from "./udmabuf_file.js";
@@ -68,6 +69,7 @@ import {
 } from "./uapi.js";
 
 export const FIRST_FD = 3;
+const fdKinds: readonly unknown[] = ["dma-buf", "sync_file", "sw_sync"];
 export const DEFAULT_MAX_FDS = 1024;
 const SW_SYNC_DEBUGFS = "/sys/kernel/debug/sync/sw_sync";
 
@@ -327,34 +329,46 @@ export class Process {
     return this.file(fd, "exportFd").exportToken();
   }
 
-  /** Installs a new fd (close-on-exec clear) for the object of a token from another thread. */
-  importFd(token: FdToken): number {
+  /**
+   * Installs a new fd (close-on-exec clear) for the object of a token from
+   * another thread: an fd token (exportFd: a new reference is taken), or a
+   * share() token of a dma-buf, sync_file or sw_sync timeline (its reference
+   * is adopted, once: src/sync/flight.ts).
+   */
+  importFd(token: FdToken | ShareToken<"dma-buf" | "sync_file" | "sw_sync">): number {
+    const t = Object(token) as FdToken & Partial<ShareToken>;
+    if (!fdKinds.includes(t.kind)) {
+      throw new DmaBufError("EINVAL", "importFd", `token kind '${String(t.kind)}' is not a dma-buf, sync_file or sw_sync`);
+    }
+    if (t.flight === undefined) return this.installNew(() => this.fileOf(t, false), false, "importFd");
+    // The fd is found before the file adopts the reference: EMFILE leaves the token importable.
+    return receiveFlight(this.lab.sync, t, t.kind, "importFd", () => this.installNew(() => this.fileOf(t, true), false, "importFd"));
+  }
+
+  /** The file for a token's object: adopting the token's reference, or taking a new one. */
+  private fileOf(token: FdToken, adopt: boolean): OpenFile {
     const { sync } = this.lab;
-    const flags = token.flags & (O_ACCMODE | O_NONBLOCK);
-    return this.installNew(() => {
-      switch (token.kind) {
-        case "dma-buf": {
-          const buf = DmaBufRecord.attach(sync, token.offset);
-          try {
-            return new DmaBufFile(buf, flags);
-          } finally {
-            buf.put();
-          }
+    const flags = typeof token.flags === "number" ? token.flags & (O_ACCMODE | O_NONBLOCK) : O_RDWR;
+    switch (token.kind) {
+      case "dma-buf": {
+        const buf = adopt ? DmaBufRecord.adopt(sync, token.offset) : DmaBufRecord.attach(sync, token.offset);
+        try {
+          return new DmaBufFile(buf, flags);
+        } finally {
+          buf.put();
         }
-        case "sync_file": {
-          const fence = sync.fenceAt(token.offset);
-          try {
-            return new SyncFileFile(new SyncFile(sync, fence, token.name), flags);
-          } finally {
-            fence.put();
-          }
-        }
-        case "sw_sync":
-          return new SwSyncFile(SwSyncTimeline.dup(sync, token.offset), flags);
-        default:
-          throw new DmaBufError("EINVAL", "importFd", `token kind '${String((token as { kind: unknown }).kind)}' is not a dma-buf, sync_file or sw_sync`);
       }
-    }, false, "importFd");
+      case "sync_file": {
+        const fence = adopt ? sync.view(token.offset, true) : sync.fenceAt(token.offset);
+        try {
+          return new SyncFileFile(new SyncFile(sync, fence, typeof token.name === "string" ? token.name : ""), flags);
+        } finally {
+          fence.put();
+        }
+      }
+      default:
+        return new SwSyncFile(adopt ? SwSyncTimeline.adopt(sync, token.offset) : SwSyncTimeline.dup(sync, token.offset), flags);
+    }
   }
 
   // ---- teardown --------------------------------------------------------------
