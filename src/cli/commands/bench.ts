@@ -1,8 +1,9 @@
 /*
  * `dmabuf-lab bench copy`, `dmabuf-lab bench fence`, `dmabuf-lab bench rw`,
- * `dmabuf-lab bench devices` and `dmabuf-lab bench calibrate`: the copy
- * benchmark (bench/copy.ts), the fence benchmark (bench/fence.ts), the
- * read/write benchmark (bench/rw.ts), the device benchmark (bench/devices.ts)
+ * `dmabuf-lab bench devices`, `dmabuf-lab bench handoff` and `dmabuf-lab
+ * bench calibrate`: the copy benchmark (bench/copy.ts), the fence benchmark
+ * (bench/fence.ts), the read/write benchmark (bench/rw.ts), the device
+ * benchmark (bench/devices.ts), the hand-off benchmark (bench/handoff.ts)
  * and the AUTO calibration (bench/calibrate.ts).
  * Results on stdout (a table, or JSON with --json), progress on stderr;
  * files only where an option names them (--chart, --out, --write).
@@ -20,12 +21,14 @@ import {
   renderFenceJson, renderFenceTable, renderJson, renderRwJson, renderRwTable, renderSvg, renderTable,
 } from "../../../bench/report.js";
 import { renderCalibration, runCalibration } from "../../../bench/calibrate.js";
+import { renderHandoffJson, renderHandoffSvg, renderHandoffTable, runHandoffBench } from "../../../bench/handoff.js";
 
 const usage = `usage: dmabuf-lab bench copy [--quick] [--json] [--chart FILE.svg] [--out FILE.json]
                             [--regime contiguous|pages|tiny]... [--seed N] [--no-native]
        dmabuf-lab bench fence [--quick] [--json] [--out FILE.json]
        dmabuf-lab bench rw [--quick] [--json] [--out FILE.json] [--no-native]
        dmabuf-lab bench devices [--quick] [--json] [--out FILE.json] [--no-native]
+       dmabuf-lab bench handoff [--quick] [--json] [--out FILE.json] [--chart FILE.svg]
        dmabuf-lab bench calibrate [--quick] [--json] [--write]
 
 bench copy: every engine strategy against Uint8Array.set / copyWithin (on the
@@ -82,6 +85,21 @@ About 5 seconds; --quick about 2.
   --json           print the result as JSON ({ machine, date, targets, latency, bandwidth, notes })
   --out FILE       also write the JSON result to FILE
   --no-native      do not build or run the native memcpy peer
+
+bench handoff: a frame handed from the main thread to a worker and back (the
+producer writes the whole payload, the consumer checks every word and
+acknowledges), 4 KiB..16 MiB, in one run for: raw SharedArrayBuffer + Atomics
+(the floor), postMessage with and without transfer, comlink with transfer, and
+the lab's buffer queue with read/write, with mmap + SYNC and with the mapping
+alone. Prints round trips/s, p50/p99 latency, ratios against raw and against
+postMessage with transfer, and the targets (the lab's best path >= 0.9x raw at
+every size, >= 1.2x postMessage with transfer at 4 KiB). About 25 seconds;
+--quick about 5.
+
+  --quick          a reduced run (one pass of 60 ms per path and size)
+  --json           print the result as JSON ({ machine, date, budget, rows, targets, notes })
+  --out FILE       also write the JSON result to FILE
+  --chart FILE     also write an SVG chart (round trips/s as a multiple of raw, per size)
 
 bench calibrate: measures bulk, simd, words and bytes through the sg walker for
 each size bucket (1 B..64 MiB) and alignment class, and prints the AUTO table.
@@ -169,6 +187,20 @@ function withNative<R>(
 const rw = withNative(runRwBench, renderRwJson, renderRwTable);
 const devices = withNative(runDevicesBench, renderDevicesJson, renderDevicesTable);
 
+async function handoff(argv: string[], io: CommandIo): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { quick: { type: "boolean" }, json: { type: "boolean" }, out: { type: "string" }, chart: { type: "string" } },
+  });
+  const say = progress(io, "bench");
+  const result = await runHandoffBench({ quick: values.quick }, (e) => say(step(e)));
+  const json = renderHandoffJson(result);
+  io.stdout(values.json ? json : renderHandoffTable(result));
+  if (values.out !== undefined) io.stderr(`bench: wrote ${writeFile(values.out, json)}\n`);
+  if (values.chart !== undefined) io.stderr(`bench: wrote ${writeFile(values.chart, renderHandoffSvg(result))}\n`);
+  return 0;
+}
+
 async function calibrate(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -188,7 +220,7 @@ async function calibrate(argv: string[], io: CommandIo): Promise<number> {
 export const bench: Command = {
   name: "bench",
   summary: "benchmarks: copy (vs memcpy, TypedArray.set), fence (vs raw Atomics), rw (pread/pwrite vs memcpy, fs), " +
-    "devices (device jobs vs memcpy threads), calibrate (the AUTO table)",
+    "devices (device jobs vs memcpy threads), handoff (frames to a worker and back vs SAB, postMessage, comlink), calibrate (the AUTO table)",
   usage,
   async run(argv, io) {
     const [sub, ...rest] = argv;
@@ -196,9 +228,10 @@ export const bench: Command = {
     if (sub === "fence") return fence(rest, io);
     if (sub === "rw") return rw(rest, io);
     if (sub === "devices") return devices(rest, io);
+    if (sub === "handoff") return handoff(rest, io);
     if (sub === "calibrate") return calibrate(rest, io);
     io.stderr(sub === undefined
-      ? `dmabuf-lab bench: which benchmark? (copy, fence, rw, devices or calibrate)\n\n${usage}`
+      ? `dmabuf-lab bench: which benchmark? (copy, fence, rw, devices, handoff or calibrate)\n\n${usage}`
       : `dmabuf-lab bench: unknown benchmark '${sub}'\n\n${usage}`);
     return 2;
   },
