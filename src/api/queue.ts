@@ -188,8 +188,8 @@ export class BufferQueue {
   // ---- producer -------------------------------------------------------------------
 
   /** VIDIOC_DQBUF: a free buffer (oldest released first); its `fence` is the consumer's release fence, if any. */
-  dequeue(options: WaitOptions = {}): QueueBuffer {
-    this.q.dequeue(this.taken, options.timeoutMs ?? Infinity);
+  dequeue(options?: WaitOptions): QueueBuffer {
+    this.q.dequeue(this.taken, options?.timeoutMs ?? Infinity);
     return this.handle(this.taken.index, this.taken.fence);
   }
 
@@ -221,8 +221,8 @@ export class BufferQueue {
   // ---- consumer -------------------------------------------------------------------
 
   /** Acquire: the oldest queued buffer; its `fence` is the producer's (wait for it, or make it a job's in-fence). */
-  acquire(options: WaitOptions = {}): QueueBuffer {
-    this.q.acquire(this.taken, options.timeoutMs ?? Infinity);
+  acquire(options?: WaitOptions): QueueBuffer {
+    this.q.acquire(this.taken, options?.timeoutMs ?? Infinity);
     return this.handle(this.taken.index, this.taken.fence);
   }
 

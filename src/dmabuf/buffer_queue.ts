@@ -222,6 +222,7 @@ export class BufferQueueRecord {
   }
 
   dequeue(into: Taken, timeoutMs: number): void {
+    if (this.tryDequeue(into)) return; // the common case allocates nothing
     this.take(() => this.tryDequeue(into), QUEUE_FREE_HEAD, QUEUE_PRODUCER_WAITERS, this.hasFree, timeoutMs, "buffer_queue_dequeue");
   }
 
@@ -242,6 +243,7 @@ export class BufferQueueRecord {
   }
 
   acquire(into: Taken, timeoutMs: number): void {
+    if (this.tryAcquire(into)) return;
     this.take(() => this.tryAcquire(into), QUEUE_FILLED_HEAD, QUEUE_CONSUMER_WAITERS, this.hasFilled, timeoutMs, "buffer_queue_acquire");
   }
 

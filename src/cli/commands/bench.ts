@@ -28,7 +28,7 @@ const usage = `usage: dmabuf-lab bench copy [--quick] [--json] [--chart FILE.svg
        dmabuf-lab bench fence [--quick] [--json] [--out FILE.json]
        dmabuf-lab bench rw [--quick] [--json] [--out FILE.json] [--no-native]
        dmabuf-lab bench devices [--quick] [--json] [--out FILE.json] [--no-native]
-       dmabuf-lab bench handoff [--quick] [--json] [--out FILE.json] [--chart FILE.svg]
+       dmabuf-lab bench handoff [--quick] [--json] [--out FILE.json] [--chart FILE.svg] [--size N]...
        dmabuf-lab bench calibrate [--quick] [--json] [--write]
 
 bench copy: every engine strategy against Uint8Array.set / copyWithin (on the
@@ -96,10 +96,11 @@ postMessage with transfer, and the targets (the lab's best path >= 0.9x raw at
 every size, >= 1.2x postMessage with transfer at 4 KiB). About 25 seconds;
 --quick about 5.
 
-  --quick          a reduced run (one pass of 60 ms per path and size)
+  --quick          a reduced run (two passes of 40 ms per path and size)
   --json           print the result as JSON ({ machine, date, budget, rows, targets, notes })
   --out FILE       also write the JSON result to FILE
   --chart FILE     also write an SVG chart (round trips/s as a multiple of raw, per size)
+  --size N         run only payloads of N bytes (repeatable; 4K, 1M; a multiple of 4 up to 64M)
 
 bench calibrate: measures bulk, simd, words and bytes through the sg walker for
 each size bucket (1 B..64 MiB) and alignment class, and prints the AUTO table.
@@ -190,15 +191,29 @@ const devices = withNative(runDevicesBench, renderDevicesJson, renderDevicesTabl
 async function handoff(argv: string[], io: CommandIo): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { quick: { type: "boolean" }, json: { type: "boolean" }, out: { type: "string" }, chart: { type: "string" } },
+    options: {
+      quick: { type: "boolean" }, json: { type: "boolean" }, out: { type: "string" }, chart: { type: "string" },
+      size: { type: "string", multiple: true },
+    },
   });
+  const sizes = values.size?.map(parseSize);
+  if (sizes?.some((n) => n === null)) {
+    io.stderr(`dmabuf-lab bench handoff: --size takes bytes, or a number with K or M (4K, 1M)\n`);
+    return 2;
+  }
   const say = progress(io, "bench");
-  const result = await runHandoffBench({ quick: values.quick }, (e) => say(step(e)));
+  const result = await runHandoffBench({ quick: values.quick, sizes: sizes as number[] | undefined }, (e) => say(step(e)));
   const json = renderHandoffJson(result);
   io.stdout(values.json ? json : renderHandoffTable(result));
   if (values.out !== undefined) io.stderr(`bench: wrote ${writeFile(values.out, json)}\n`);
   if (values.chart !== undefined) io.stderr(`bench: wrote ${writeFile(values.chart, renderHandoffSvg(result))}\n`);
   return 0;
+}
+
+/** "4096", "4K", "1M" as bytes; null when it is none of these. */
+function parseSize(text: string): number | null {
+  const m = /^(\d+)([KM]?)$/i.exec(text);
+  return m === null ? null : Number(m[1]) * (m[2] === "" ? 1 : m[2].toUpperCase() === "K" ? 1024 : 1024 * 1024);
 }
 
 async function calibrate(argv: string[], io: CommandIo): Promise<number> {
