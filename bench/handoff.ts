@@ -56,6 +56,7 @@ const MiB = 1024 * KiB;
 export const handoffSizes = [4 * KiB, 64 * KiB, MiB, 16 * MiB];
 const TIMEOUT_MS = 10_000;
 const labPaths: HandoffPath[] = ["lab-rw", "lab-mmap-sync", "lab-queue"];
+const wait = { timeoutMs: TIMEOUT_MS };
 
 export interface HandoffOptions {
   /** Two short passes instead of six. */
@@ -217,6 +218,8 @@ function labDriver(lab: Lab, inbox: Inbox, path: HandoffPath): Driver {
   let q: BufferQueue | undefined;
   let b: QueueBuffer | undefined;
   let staging: Uint8Array | undefined;
+  /** The payload's words, made once per size (the buffer's mapping, or the staging memory): no allocation per round. */
+  let payload: Int32Array = new Int32Array(0);
   let bytes = 0;
   const close = () => {
     if (staging !== undefined) lab.free(staging);
@@ -231,27 +234,28 @@ function labDriver(lab: Lab, inbox: Inbox, path: HandoffPath): Driver {
       q = lab.queue({ buffers: 1, size: n, heap: "cma" });
       if (path === "lab-rw") staging = lab.alloc(n, { zero: false });
       inbox.worker.postMessage({ type: "start", bytes: n, queue: q.share() } satisfies HandoffStart);
-      b = q.dequeue({ timeoutMs: TIMEOUT_MS });
+      b = q.dequeue(wait);
+      payload = words(staging ?? b.view, n);
     },
     round(k) {
       const buf = b!;
       if (staging !== undefined) {
-        fillPayload(words(staging, bytes), k);
-        buf.buf.write(staging, 0, { timeoutMs: TIMEOUT_MS });
+        fillPayload(payload, k);
+        buf.buf.write(staging, 0, wait);
       } else if (path === "lab-mmap-sync") {
         buf.buf.beginCpuAccess("write", TIMEOUT_MS);
-        fillPayload(words(buf.view, bytes), k);
+        fillPayload(payload, k);
         buf.buf.endCpuAccess("write");
       } else {
-        fillPayload(words(buf.view, bytes), k);
+        fillPayload(payload, k);
       }
       q!.queue(buf);
-      b = q!.dequeue({ timeoutMs: TIMEOUT_MS }); // the consumer's release: the acknowledgement
+      b = q!.dequeue(wait); // the consumer's release: the acknowledgement
     },
     async stop() {
       words(b!.view, bytes)[0] = STOP_ROUND;
       q!.queue(b!);
-      b = q!.dequeue({ timeoutMs: TIMEOUT_MS });
+      b = q!.dequeue(wait);
       const done = await inbox.next<HandoffDone>("done");
       close();
       return done;

@@ -45,19 +45,17 @@ function consumeRaw(bytes: number): HandoffDone {
 /** The lab paths: acquire, check (through the mapping, read(), or SYNC and the mapping), release. */
 function consumeQueue(lab: Lab, q: BufferQueue, path: HandoffData["path"], bytes: number): HandoffDone {
   const staging = path === "lab-rw" ? lab.alloc(bytes, { zero: false }) : null;
+  const wait = { timeoutMs: data.timeoutMs };
+  // The payload's words per buffer, made once: nothing is allocated per round.
+  const payloads = new Map<number, Int32Array>();
   let rounds = 0, bad = 0;
   try {
     for (;;) {
-      const b = q.acquire({ timeoutMs: data.timeoutMs });
-      let view: Uint8Array;
-      if (staging !== null) {
-        b.buf.read(staging, 0, { timeoutMs: data.timeoutMs });
-        view = staging;
-      } else {
-        view = b.view;
-        if (path === "lab-mmap-sync") b.buf.beginCpuAccess("read", data.timeoutMs);
-      }
-      const w = words(view.subarray(0, bytes));
+      const b = q.acquire(wait);
+      let w = payloads.get(b.index);
+      if (w === undefined) payloads.set(b.index, w = words((staging ?? b.view).subarray(0, bytes)));
+      if (staging !== null) b.buf.read(staging, 0, wait);
+      else if (path === "lab-mmap-sync") b.buf.beginCpuAccess("read", data.timeoutMs);
       const stop = w[0] === STOP_ROUND;
       if (!stop && !checkPayload(w, rounds)) bad++;
       if (path === "lab-mmap-sync") b.buf.endCpuAccess("read");

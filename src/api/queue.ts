@@ -29,7 +29,7 @@
  * fds, mappings and reference; the buffers go with the last reference.
  */
 import { DmaBufError } from "../errno.js";
-import { BufferQueueRecord, type Taken } from "../dmabuf/buffer_queue.js";
+import { BufferQueueRecord } from "../dmabuf/buffer_queue.js";
 import { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import type { HeapName } from "../dmabuf/heap.js";
 import type { Lab } from "../lab.js";
@@ -95,7 +95,6 @@ export class QueueBuffer {
 
 export class BufferQueue {
   private readonly handles: (QueueBuffer | undefined)[];
-  private readonly taken: Taken = { index: 0, fence: 0 };
   private open = true;
 
   private constructor(readonly lab: Lab, private readonly record: BufferQueueRecord) {
@@ -189,14 +188,15 @@ export class BufferQueue {
 
   /** VIDIOC_DQBUF: a free buffer (oldest released first); its `fence` is the consumer's release fence, if any. */
   dequeue(options?: WaitOptions): QueueBuffer {
-    this.q.dequeue(this.taken, options?.timeoutMs ?? Infinity);
-    return this.handle(this.taken.index, this.taken.fence);
+    const q = this.q;
+    q.dequeue(options?.timeoutMs ?? Infinity);
+    return this.handle(q.taken.index, q.taken.fence);
   }
 
   /** dequeue() as a Promise: waits with Atomics.waitAsync, never blocks (a browser's main thread). */
   async dequeueAsync(options: WaitOptions = {}): Promise<QueueBuffer> {
-    await this.q.dequeueAsync(this.taken, options.timeoutMs ?? Infinity);
-    return this.handle(this.taken.index, this.taken.fence);
+    const t = await this.q.dequeueAsync(options.timeoutMs ?? Infinity);
+    return this.handle(t.index, t.fence);
   }
 
   /**
@@ -222,14 +222,15 @@ export class BufferQueue {
 
   /** Acquire: the oldest queued buffer; its `fence` is the producer's (wait for it, or make it a job's in-fence). */
   acquire(options?: WaitOptions): QueueBuffer {
-    this.q.acquire(this.taken, options?.timeoutMs ?? Infinity);
-    return this.handle(this.taken.index, this.taken.fence);
+    const q = this.q;
+    q.acquire(options?.timeoutMs ?? Infinity);
+    return this.handle(q.taken.index, q.taken.fence);
   }
 
   /** acquire() as a Promise: never blocks. */
   async acquireAsync(options: WaitOptions = {}): Promise<QueueBuffer> {
-    await this.q.acquireAsync(this.taken, options.timeoutMs ?? Infinity);
-    return this.handle(this.taken.index, this.taken.fence);
+    const t = await this.q.acquireAsync(options.timeoutMs ?? Infinity);
+    return this.handle(t.index, t.fence);
   }
 
   /**

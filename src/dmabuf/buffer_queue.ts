@@ -97,7 +97,11 @@ export class BufferQueueRecord {
   private readonly mask: number;
   private readonly filledRing: number;
   private readonly freeRing: number;
-  /** done() tests for the waits, made once. */
+  /** Where dequeue() and acquire() put what they took (one per view: each thread has its own view). */
+  readonly taken: Taken = { index: 0, fence: 0 };
+  /** The waits' tests, made once, so that a wait allocates nothing. */
+  private readonly dequeueOne = (): boolean => this.tryDequeue(this.taken);
+  private readonly acquireOne = (): boolean => this.tryAcquire(this.taken);
   private readonly hasFilled = (): boolean => Atomics.load(this.i32, this.w(QUEUE_FILLED_HEAD)) !== this.i32[this.w(QUEUE_FILLED_TAIL)];
   private readonly hasFree = (): boolean => Atomics.load(this.i32, this.w(QUEUE_FREE_HEAD)) !== this.i32[this.w(QUEUE_FREE_TAIL)];
 
@@ -221,13 +225,14 @@ export class BufferQueueRecord {
     return this.pop(this.freeRing, QUEUE_FREE_HEAD, QUEUE_FREE_TAIL, BUF_FREE, BUF_DEQUEUED, "buffer_queue_dequeue", into);
   }
 
-  dequeue(into: Taken, timeoutMs: number): void {
-    if (this.tryDequeue(into)) return; // the common case allocates nothing
-    this.take(() => this.tryDequeue(into), QUEUE_FREE_HEAD, QUEUE_PRODUCER_WAITERS, this.hasFree, timeoutMs, "buffer_queue_dequeue");
+  /** A free buffer into `taken`, waiting up to timeoutMs. */
+  dequeue(timeoutMs: number): void {
+    this.take(this.dequeueOne, QUEUE_FREE_HEAD, QUEUE_PRODUCER_WAITERS, this.hasFree, timeoutMs, "buffer_queue_dequeue");
   }
 
-  dequeueAsync(into: Taken, timeoutMs: number): Promise<void> {
-    return this.takeAsync(() => this.tryDequeue(into), QUEUE_FREE_HEAD, QUEUE_PRODUCER_WAITERS, this.hasFree, timeoutMs, "buffer_queue_dequeue");
+  /** dequeue() as a Promise of what it took (a copy: `taken` may be reused before the caller resumes). */
+  dequeueAsync(timeoutMs: number): Promise<Taken> {
+    return this.takeAsync(this.dequeueOne, QUEUE_FREE_HEAD, QUEUE_PRODUCER_WAITERS, this.hasFree, timeoutMs, "buffer_queue_dequeue");
   }
 
   /** VIDIOC_QBUF: hands dequeued buffer i to the consumer, with `fence` (a reference it takes over; 0 for none). */
@@ -242,13 +247,13 @@ export class BufferQueueRecord {
     return this.pop(this.filledRing, QUEUE_FILLED_HEAD, QUEUE_FILLED_TAIL, BUF_QUEUED, BUF_ACQUIRED, "buffer_queue_acquire", into);
   }
 
-  acquire(into: Taken, timeoutMs: number): void {
-    if (this.tryAcquire(into)) return;
-    this.take(() => this.tryAcquire(into), QUEUE_FILLED_HEAD, QUEUE_CONSUMER_WAITERS, this.hasFilled, timeoutMs, "buffer_queue_acquire");
+  /** The oldest queued buffer into `taken`, waiting up to timeoutMs. */
+  acquire(timeoutMs: number): void {
+    this.take(this.acquireOne, QUEUE_FILLED_HEAD, QUEUE_CONSUMER_WAITERS, this.hasFilled, timeoutMs, "buffer_queue_acquire");
   }
 
-  acquireAsync(into: Taken, timeoutMs: number): Promise<void> {
-    return this.takeAsync(() => this.tryAcquire(into), QUEUE_FILLED_HEAD, QUEUE_CONSUMER_WAITERS, this.hasFilled, timeoutMs, "buffer_queue_acquire");
+  acquireAsync(timeoutMs: number): Promise<Taken> {
+    return this.takeAsync(this.acquireOne, QUEUE_FILLED_HEAD, QUEUE_CONSUMER_WAITERS, this.hasFilled, timeoutMs, "buffer_queue_acquire");
   }
 
   /** Returns acquired buffer i to the producer, with `fence` (a reference it takes over; 0 for none). */
@@ -260,18 +265,18 @@ export class BufferQueueRecord {
 
   private take(tryTake: () => boolean, head: number, waiters: number, ready: () => boolean, timeoutMs: number, syscall: string): void {
     const deadline = deadlineOf(timeoutMs, syscall);
-    for (;;) {
-      if (tryTake()) return;
+    if (tryTake()) return; // the common case: nothing allocated
+    do {
       if (timeoutMs === 0) throw empty(syscall);
       if (!canBlock()) throw new DmaBufError("EPERM", syscall, "this thread may not block (a browser's main thread); use the Async form");
       if (!waitUntil(this.i32, this.w(head), this.w(waiters), ready, deadline, syscall)) throw timedOut(syscall, timeoutMs);
-    }
+    } while (!tryTake()); // ready, unless another thread on this side took it first
   }
 
-  private async takeAsync(tryTake: () => boolean, head: number, waiters: number, ready: () => boolean, timeoutMs: number, syscall: string): Promise<void> {
+  private async takeAsync(tryTake: () => boolean, head: number, waiters: number, ready: () => boolean, timeoutMs: number, syscall: string): Promise<Taken> {
     const deadline = deadlineOf(timeoutMs, syscall);
     for (;;) {
-      if (tryTake()) return;
+      if (tryTake()) return { ...this.taken };
       if (timeoutMs === 0) throw empty(syscall);
       if (!(await waitUntilAsync(this.i32, this.w(head), this.w(waiters), ready, deadline))) throw timedOut(syscall, timeoutMs);
     }
