@@ -92,7 +92,7 @@ acknowledges), 4 KiB..16 MiB, in one run for: raw SharedArrayBuffer + Atomics
 (the floor), postMessage with and without transfer, comlink with transfer, and
 the lab's buffer queue with read/write, with mmap + SYNC and with the mapping
 alone. Prints round trips/s, p50/p99 latency, ratios against raw and against
-postMessage with transfer, and the targets (the lab's best path >= 0.9x raw at
+postMessage with transfer (of p50 round trips; against raw also of means), and the targets (the lab's best path >= 0.9x raw at
 every size, >= 1.2x postMessage with transfer at 4 KiB). About 25 seconds;
 --quick about 5.
 
