@@ -113,47 +113,67 @@ export class DmaBuf {
     return this.process.lseek(this.fd, offset, whence);
   }
 
-  /** read(2), or pread(2) at `pos`: the bytes read, 0 at the end. */
+  /**
+   * read(2), or pread(2) at `pos`: the bytes read, 0 at the end. Waits for
+   * the buffer's writers (implicit sync) unless the fd is O_NONBLOCK (EAGAIN).
+   * @param into  the destination (arena memory from lab.alloc() is the fast path)
+   * @param pos   a position: pread; none: the file position, advanced
+   * @param io    `timeoutMs`: give up waiting for fences after that many ms (ETIMEDOUT, nothing read); default no limit
+   */
   read(into: Uint8Array, pos?: number, io?: IoOptions): number {
     return pos === undefined ? this.process.read(this.fd, into, io) : this.process.pread(this.fd, into, pos, io);
   }
 
-  /** write(2), or pwrite(2) at `pos`: the bytes written (short at the end). */
+  /**
+   * write(2), or pwrite(2) at `pos`: the bytes written (short at the end,
+   * ENOSPC at or past it). Waits for readers and writers unless O_NONBLOCK.
+   * @param io  `timeoutMs`: give up waiting for fences after that many ms (ETIMEDOUT, nothing written)
+   */
   write(from: Uint8Array, pos?: number, io?: IoOptions): number {
     return pos === undefined ? this.process.write(this.fd, from, io) : this.process.pwrite(this.fd, from, pos, io);
   }
 
-  /** readv(2) at the file position. */
+  /** readv(2) at the file position; `io.timeoutMs` as for read(). */
   readv(iov: Uint8Array[], io?: IoOptions): number {
     return this.process.readv(this.fd, iov, io);
   }
 
-  /** writev(2) at the file position. */
+  /** writev(2) at the file position; `io.timeoutMs` as for write(). */
   writev(iov: Uint8Array[], io?: IoOptions): number {
     return this.process.writev(this.fd, iov, io);
   }
 
+  /** read() as a Promise: waits with Atomics.waitAsync, never blocks; `pos` and `io.timeoutMs` as for read(). */
   readAsync(into: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
     return this.process.readAsync(this.fd, into, pos, io);
   }
 
+  /** write() as a Promise, never blocking; `pos` and `io.timeoutMs` as for write(). */
   writeAsync(from: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
     return this.process.writeAsync(this.fd, from, pos, io);
   }
 
+  /** readv() as a Promise, at `pos` when given (preadv); `io.timeoutMs` as for read(). */
   readvAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
     return this.process.readvAsync(this.fd, iov, pos, io);
   }
 
+  /** writev() as a Promise, at `pos` when given (pwritev); `io.timeoutMs` as for write(). */
   writevAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
     return this.process.writevAsync(this.fd, iov, pos, io);
   }
 
-  /** DMA_BUF_IOCTL_SYNC START: waits for the implicit fences of the direction, then invalidates. */
+  /**
+   * DMA_BUF_IOCTL_SYNC START: waits for the implicit fences of the direction
+   * (a reader for writers, a writer for everyone), then invalidates the CPU
+   * cache model. `timeoutMs`: give up after that many ms (ETIMEDOUT); default
+   * no limit. EAGAIN instead of waiting on an O_NONBLOCK fd.
+   */
   beginCpuAccess(direction: Direction = "rw", timeoutMs?: number): void {
     this.process.ioctl(this.fd, DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_START | flagsOf(direction, "DMA_BUF_IOCTL_SYNC"), timeoutMs });
   }
 
+  /** beginCpuAccess() as a Promise, never blocking; `timeoutMs` the same. */
   async beginCpuAccessAsync(direction: Direction = "rw", timeoutMs?: number): Promise<void> {
     await this.process.ioctlAsync(this.fd, DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_START | flagsOf(direction, "DMA_BUF_IOCTL_SYNC"), timeoutMs });
   }
@@ -163,7 +183,12 @@ export class DmaBuf {
     this.process.ioctl(this.fd, DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_END | flagsOf(direction, "DMA_BUF_IOCTL_SYNC") });
   }
 
-  /** mmap(2) of [offset, offset + length): views to bracket with begin/endCpuAccess; unmap() it. */
+  /**
+   * mmap(2) of [offset, offset + length): views to bracket with
+   * begin/endCpuAccess; unmap() it. `offset` a multiple of the page size,
+   * `length` > 0 (rounded up to whole pages), the range inside the buffer
+   * (EINVAL otherwise). `mapping.view` is the one view of a contiguous range.
+   */
   map(offset = 0, length = this.size - offset): DmaBufMapping {
     return this.process.mmap(this.fd, offset, length);
   }

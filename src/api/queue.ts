@@ -142,12 +142,25 @@ export class BufferQueue {
     return this.record.state(i);
   }
 
+  /**
+   * VIDIOC_QUERYBUF: this thread's handle on buffer i without taking it, to
+   * attach it to a device or map it before streaming. EINVAL for an index
+   * outside 0..buffers-1.
+   */
+  querybuf(i: number): QueueBuffer {
+    const q = this.q;
+    if (!Number.isInteger(i) || i < 0 || i >= q.count) {
+      throw new DmaBufError("EINVAL", "buffer_queue_querybuf", `buffer index ${String(i)} is not in 0..${q.count - 1}`);
+    }
+    return this.handles[i] ?? this.handle(i, 0);
+  }
+
   private get q(): BufferQueueRecord {
     if (!this.open) throw new DmaBufError("EBADF", "buffer_queue", "this BufferQueue is closed");
     return this.record;
   }
 
-  /** This thread's handle on buffer i: a DmaBuf over an fd of this thread's Process, made at first use. */
+  /** This thread's handle on buffer i (a DmaBuf over an fd of this thread's Process, made at first use), carrying `fence`. */
   private handle(i: number, fence: number): QueueBuffer {
     let h = this.handles[i];
     if (h === undefined) {

@@ -33,8 +33,9 @@ export interface FdToken {
   name?: string;
 }
 
-/** Per-call options of read and write: give up waiting for fences after timeoutMs (ETIMEDOUT). */
+/** Per-call options of read and write. */
 export interface IoOptions {
+  /** Give up waiting for the buffer's fences after this many ms: ETIMEDOUT, nothing copied. Default: no limit. */
   timeoutMs?: number;
 }
 
