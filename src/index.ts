@@ -37,7 +37,7 @@ export {
   Memfd, MFD_CLOEXEC, MFD_ALLOW_SEALING, F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE, F_SEAL_FUTURE_WRITE,
 } from "./dmabuf/memfd.js";
 export { CpuCache, isCoherent, type Maintenance } from "./dmabuf/coherence.js";
-export { preadv, pwritev, preadvAsync, pwritevAsync, type RwOptions } from "./dmabuf/rw.js";
+export { preadv, pwritev, preadvAsync, pwritevAsync, type RwOptions, type RwSyncOptions, type RwAsyncOptions, type RwSyscall, type SyncWaitStep, type WaitStep } from "./dmabuf/rw.js";
 export { udmabufCreate, UDMABUF_SIZE_LIMIT, UDMABUF_LIST_LIMIT, UDMABUF_FLAGS_CLOEXEC, type UdmabufItem } from "./dmabuf/udmabuf.js";
 export { Fence, type FenceCallback, type FenceNames } from "./sync/fence.js";
 export { FenceArray } from "./sync/fence_array.js";

@@ -94,9 +94,28 @@ export class Lab {
     return new Lab(arena, engine);
   }
 
+  /**
+   * The lab of a handle from lab.share(), in this thread. Anything that is
+   * not such a handle (null, another shape, memory that is not a lab's) is
+   * EINVAL.
+   */
   static async attach(handle: LabHandle): Promise<Lab> {
-    const arena = Arena.attach(handle.memory);
-    return new Lab(arena, new Engine(arena, await loadEngineModule(handle.module)));
+    if (typeof handle !== "object" || handle === null) {
+      throw new DmaBufError("EINVAL", "lab_attach", `the handle is ${handle === null ? "null" : typeof handle}, not lab.share()'s { memory, module }`);
+    }
+    const { memory, module } = handle as Partial<LabHandle>;
+    if (!(module instanceof WebAssembly.Module)) {
+      throw new DmaBufError("EINVAL", "lab_attach", "the handle's module is not the lab's compiled WebAssembly.Module");
+    }
+    const arena = Arena.attach(memory as WebAssembly.Memory);
+    let engine: Engine;
+    try {
+      engine = new Engine(arena, await loadEngineModule(module));
+    } catch (cause) {
+      if (cause instanceof DmaBufError) throw cause;
+      throw new DmaBufError("EINVAL", "lab_attach", "the handle's module is not the lab's engine", { cause });
+    }
+    return new Lab(arena, engine);
   }
 
   share(): LabHandle {

@@ -93,12 +93,12 @@ describe("share() and lab.import(): one idiom for every shareable object", () =>
     expectErrno(() => lab.import({ ...token, kind: "nope" } as unknown as ShareToken), "EINVAL");
     expectErrno(() => Resv.import(lab, token as unknown as ShareToken<"resv">), "EINVAL");
     expectErrno(() => DmaBuf.import(lab, token as unknown as ShareToken<"dma-buf">), "EINVAL");
-    expectErrno(() => lab.import({ ...token, nonce: 0 }), "EINVAL");
+    expectErrno(() => lab.import({ ...token, generation: -1 }), "EINVAL");
     expectErrno(() => lab.import({ ...token, offset: -4 }), "EINVAL");
     expectErrno(() => lab.import(null as unknown as ShareToken), "EINVAL");
-    // A real-looking token whose flight is the fence itself, or whose nonce is wrong.
+    // A real-looking token whose flight is the fence itself, or of another generation.
     expectErrno(() => lab.import({ ...token, flight: fence.offset }), "EBADF");
-    expectErrno(() => lab.import({ ...token, nonce: ((token.nonce ^ 1) >>> 0) || 2 }), "EBADF");
+    expectErrno(() => lab.import({ ...token, generation: token.generation + 1 }), "EBADF");
     expect(fence.refcount).toBe(2);
     // The genuine token still works after all that.
     lab.import(token).put();

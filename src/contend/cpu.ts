@@ -30,14 +30,14 @@ import { DmaBufError } from "../errno.js";
 import type { Lab } from "../lab.js";
 import { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { iovRuns, zipRuns } from "../dmabuf/runs.js";
-import { preadv, preadvAsync, pwritev, pwritevAsync, type RwOptions } from "../dmabuf/rw.js";
+import { preadv, preadvAsync, pwritev, pwritevAsync } from "../dmabuf/rw.js";
 import type { SgTable } from "../engine/tables.js";
 import { DmaBufFile } from "../uapi/dma_buf_file.js";
 import type { DmaBufMapping } from "../uapi/mapping.js";
 import { O_RDWR } from "../uapi/uapi.js";
 import { Control, type CpuRunResult, type CpuThreadData } from "./protocol.js";
 import { isWhole, stamp } from "./stamp.js";
-import { waitStep } from "./wait.js";
+import { waitStep, type TimedWait } from "./wait.js";
 
 /** A bypassing writer's pause between chunks. */
 export const PAUSE_MS = 0.05;
@@ -56,7 +56,7 @@ export class CpuThread {
   private readonly chunks: Uint8Array[] = [];
   private readonly table: SgTable;
   private readonly samples: number[] = [];
-  private readonly rw: RwOptions;
+  private readonly wait: TimedWait;
   private readonly pause = new Int32Array(new SharedArrayBuffer(4));
 
   constructor(private readonly lab: Lab, private readonly data: CpuThreadData) {
@@ -65,13 +65,10 @@ export class CpuThread {
     this.table = lab.sgTable();
     const step = Math.ceil(data.size / data.chunks / 64) * 64;
     for (let at = 0; at < data.size; at += step) this.chunks.push(this.mine.subarray(at, Math.min(data.size, at + step)));
-    this.rw = {
-      timeoutMs: data.timeoutMs,
-      wait: waitStep(data.wait, (ns) => {
-        this.samples.push(ns);
-        this.control.countWait(data.slot);
-      }),
-    };
+    this.wait = waitStep(data.wait, (ns) => {
+      this.samples.push(ns);
+      this.control.countWait(data.slot);
+    });
     for (const offset of data.buffers) {
       const buf = DmaBufRecord.attach(lab.sync, offset);
       this.targets.push({ buf });
@@ -111,7 +108,8 @@ export class CpuThread {
     }
     // Stopped before it started: the run failed during set-up.
     if (control.aborted) return { waitsNs: new Float64Array(0) };
-    const async = data.wait === "postMessage";
+    const { wait } = this;
+    const { timeoutMs } = data;
     for (let k = 0; data.iterations === null ? k === 0 || !control.stopped : k < data.iterations; k++) {
       const t = this.targets[(data.index + k) % this.targets.length];
       if (data.role === "writer") {
@@ -121,16 +119,16 @@ export class CpuThread {
             if (i > 0) Atomics.wait(this.pause, 0, 0, PAUSE_MS);
             this.copy(plan);
           });
-        } else if (async) {
-          await pwritevAsync(t.buf, this.chunks, 0, this.rw);
+        } else if (wait.blocking) {
+          pwritev(t.buf, this.chunks, 0, { timeoutMs, wait: wait.step });
         } else {
-          pwritev(t.buf, this.chunks, 0, this.rw);
+          await pwritevAsync(t.buf, this.chunks, 0, { timeoutMs, wait: wait.step });
         }
         control.count(data.slot, data.size, false);
       } else {
         if (t.mapped) this.copy(t.mapped.plans[0]);
-        else if (async) await preadvAsync(t.buf, [this.mine], 0, this.rw);
-        else preadv(t.buf, [this.mine], 0, this.rw);
+        else if (wait.blocking) preadv(t.buf, [this.mine], 0, { timeoutMs, wait: wait.step });
+        else await preadvAsync(t.buf, [this.mine], 0, { timeoutMs, wait: wait.step });
         control.count(data.slot, data.size, !isWhole(this.mine, this.lab.engine));
       }
     }

@@ -62,7 +62,7 @@ export class DeviceDriver {
     private readonly device: Device) {
     for (const kind of options.jobs) {
       const waitsNs: number[] = [];
-      this.counters.set(kind, { ops: 0, bytes: 0, tears: 0, waitsNs, wait: waitStep(options.wait, (ns) => waitsNs.push(ns)) });
+      this.counters.set(kind, { ops: 0, bytes: 0, tears: 0, waitsNs, wait: waitStep(options.wait, (ns) => waitsNs.push(ns)).step });
     }
     this.header = lab.alloc(HEADER_BYTES);
     this.sum = lab.alloc(4);

@@ -16,12 +16,13 @@
  *                posts real messages: it would add a third thread and its own
  *                wake-up to every wait, and measure the relay, not the wait.
  *
- * Contract: the atomics and spin steps answer synchronously (for the
- * blocking preadv/pwritev and the host's device loop); the postMessage step
+ * Contract: the atomics and spin steps answer synchronously (blocking: true,
+ * a SyncWaitStep for the blocking preadv/pwritev and the host's device
+ * loop); the postMessage step
  * answers with a Promise (for the async twins). Each returns the time left
  * (> 0), or 0 on timeout, as Fence.wait does.
  */
-import type { WaitStep } from "../dmabuf/rw.js";
+import type { SyncWaitStep, WaitStep } from "../dmabuf/rw.js";
 import { nowMs } from "../memory/futex.js";
 import { timeLeft, type Fence } from "../sync/fence.js";
 import type { WaitStrategy } from "./options.js";
@@ -37,24 +38,33 @@ function spin(f: Fence, timeoutMs: number): number {
   return timeLeft(start, timeoutMs);
 }
 
-export function waitStep(strategy: WaitStrategy, sample: (ns: number) => void): WaitStep {
+/** A timed wait: synchronous (atomics, spin) for the blocking calls, or one that may answer with a Promise. */
+export type TimedWait = { blocking: true; step: SyncWaitStep } | { blocking: false; step: WaitStep };
+
+export function waitStep(strategy: WaitStrategy, sample: (ns: number) => void): TimedWait {
   switch (strategy) {
     case "atomics":
     case "spin": {
       const wait = strategy === "spin" ? spin : (f: Fence, ms: number) => f.wait(ms);
-      return (f, ms) => {
-        const t0 = nowMs();
-        const left = wait(f, ms);
-        sample((nowMs() - t0) * 1e6);
-        return left;
+      return {
+        blocking: true,
+        step: (f, ms) => {
+          const t0 = nowMs();
+          const left = wait(f, ms);
+          sample((nowMs() - t0) * 1e6);
+          return left;
+        },
       };
     }
     case "postMessage":
-      return async (f, ms) => {
-        const t0 = nowMs();
-        const left = await f.waitAsync(ms);
-        sample((nowMs() - t0) * 1e6);
-        return left;
+      return {
+        blocking: false,
+        step: async (f, ms) => {
+          const t0 = nowMs();
+          const left = await f.waitAsync(ms);
+          sample((nowMs() - t0) * 1e6);
+          return left;
+        },
       };
   }
 }

@@ -36,6 +36,7 @@
  * Contract: shutdown() every device (a live worker keeps Node alive); the
  * workers are unref'd, so a forgotten device does not hang the process.
  */
+import { RecordType } from "../memory/record.js";
 import * as Comlink from "comlink";
 import { DmaBufError, fenceError } from "../errno.js";
 import type { DmaBuf } from "../api/dma_buf.js";
@@ -383,7 +384,7 @@ export class Device {
     let written = false;
     try {
       // The record first: the sync heap exhausted is ENOMEM with nothing published.
-      rec = sync.allocRecord(JOB_RECORD_SIZE, SUBMIT);
+      rec = sync.allocRecord(RecordType.job, JOB_RECORD_SIZE, SUBMIT);
       // Implicit sync, once per buffer: a buffer written by any range waits like a writer.
       const perBuffer = new Map<number, { buf: DmaBufRecord; write: boolean }>();
       for (const u of uses) {
@@ -409,7 +410,7 @@ export class Device {
       return fence;
     } catch (e) {
       if (written) freeJob(sync, rec);
-      else if (rec !== 0) sync.freeRecord(rec);
+      else if (rec !== 0) sync.freeRecord(rec, RecordType.job);
       // A fence already published (the ring full, say) must not stay pending.
       if (published) fence.checkAndSignal(fenceError(e));
       fence.put();

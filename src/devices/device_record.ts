@@ -32,6 +32,7 @@
  * the host's waitAsync on it); heartbeats are plain f64 stores read without
  * a lock: a stale read only delays the watchdog by one period.
  */
+import { RecordType } from "../memory/record.js";
 import { DmaBufError, errnoNumbers } from "../errno.js";
 import { DEFAULT_LOCK_TIMEOUT_MS, Mutex } from "../memory/mutex.js";
 import type { Sync } from "../sync/sync.js";
@@ -85,13 +86,15 @@ export class DeviceRecord {
   readonly lock: Mutex;
   readonly ring: JobRing;
 
+  /** A view of the device record at `offset`, from any thread: EINVAL, nothing touched, unless a live one starts there. */
   constructor(readonly sync: Sync, readonly offset: number) {
+    sync.arena.records.check(offset, RecordType.device, "device_get");
     this.lock = new Mutex(sync.arena.buffer, offset + DEV_LOCK);
     this.ring = new JobRing(sync, this.word(DEV_RING));
   }
 
   static create(sync: Sync, init: { name: string; ring: JobRing; iommu: number; timeline: number; timeoutMs: number; coherent: boolean }): DeviceRecord {
-    const offset = sync.allocRecord(DEV_RECORD_SIZE, "device_create");
+    const offset = sync.allocRecord(RecordType.device, DEV_RECORD_SIZE, "device_create");
     const u32 = sync.u32;
     u32[(offset + DEV_RING) >>> 2] = init.ring.offset;
     u32[(offset + DEV_IOMMU) >>> 2] = init.iommu;
@@ -161,7 +164,13 @@ export class DeviceRecord {
     this.lock.lock();
     try {
       if (this.state === DEV_DEAD) return 0;
-      const job = this.ring.peek();
+      let job = this.ring.peek();
+      while (this.ring.pending > 0 && !this.isJob(job)) {
+        // A ring entry that names no job (a forged or stale offset, 0 included): skipped, counted as a fault.
+        this.ring.advance();
+        this.countFault();
+        job = this.ring.peek();
+      }
       if (job === 0) return 0;
       this.setF64(DEV_JOB_START_MS, 0);
       this.setWord(DEV_CURRENT, job);
@@ -243,14 +252,20 @@ export class DeviceRecord {
     this.setWord(DEV_JOBS_FAILED, this.word(DEV_JOBS_FAILED) + 1);
   }
 
-  /** Every job still in the ring, oldest first (under DEV_LOCK or with the device gone). */
+  /** Every job still in the ring, oldest first (under DEV_LOCK or with the device gone); entries that name no job are skipped. */
   private forQueued(fn: (job: number) => void): void {
     const ring = this.ring;
     const u32 = this.sync.u32;
     const tail = u32[(ring.offset + RING_TAIL) >>> 2];
     for (let n = 0; n < ring.pending; n++) {
-      fn(u32[((ring.offset + RING_SLOTS) >>> 2) + ((tail + n) & (ring.capacity - 1))]);
+      const job = u32[((ring.offset + RING_SLOTS) >>> 2) + ((tail + n) & (ring.capacity - 1))];
+      if (this.isJob(job)) fn(job);
     }
+  }
+
+  /** Whether a live job record starts at `offset` (ring entries are checked before they are trusted). */
+  private isJob(offset: number): boolean {
+    return this.sync.arena.records.typeAt(offset) === RecordType.job;
   }
 
   /**
@@ -284,7 +299,7 @@ export class DeviceRecord {
     if (current !== 0) freeJob(current);
     this.forQueued(freeJob);
     this.ring.destroy();
-    this.sync.freeRecord(this.offset);
+    this.sync.freeRecord(this.offset, RecordType.device);
   }
 
   stats(): DeviceStats {
@@ -308,5 +323,5 @@ export function freeJob(sync: Sync, job: number): void {
   sync.unref(sync.u32[(job + JOB_FENCE) >>> 2]);
   const dep = sync.u32[(job + JOB_DEP) >>> 2];
   if (dep !== 0) sync.unref(dep);
-  sync.freeRecord(job);
+  sync.freeRecord(job, RecordType.job);
 }

@@ -28,6 +28,7 @@
  * lost. Indices are free-running u32s compared by difference, so
  * wrap-around at 2^32 is fine.
  */
+import { RecordType } from "../memory/record.js";
 import { DmaBufError } from "../errno.js";
 import { futexWake, nowMs, waitUntil, waitUntilAsync } from "../memory/futex.js";
 import { MUTEX_BYTES, Mutex } from "../memory/mutex.js";
@@ -51,7 +52,9 @@ export class JobRing {
   private readonly lock: Mutex;
   readonly capacity: number;
 
+  /** A view of the ring at `offset`: EINVAL, nothing touched, unless a live ring record starts there. */
   constructor(readonly sync: Sync, readonly offset: number) {
+    sync.arena.records.check(offset, RecordType.ring, "ring_get");
     this.i32 = sync.i32;
     this.u32 = sync.u32;
     this.lock = new Mutex(sync.arena.buffer, offset + RING_LOCK);
@@ -63,14 +66,14 @@ export class JobRing {
     if (!Number.isInteger(entries) || entries < 2 || entries > 65536 || (entries & (entries - 1)) !== 0) {
       throw new DmaBufError("EINVAL", "ring_create", `ring size ${entries} must be a power of two in 2..65536`);
     }
-    const offset = sync.allocRecord(RING_SLOTS + 4 * entries, "ring_create");
+    const offset = sync.allocRecord(RecordType.ring, RING_SLOTS + 4 * entries, "ring_create");
     sync.u32[(offset + RING_CAPACITY) >>> 2] = entries;
     new Mutex(sync.arena.buffer, offset + RING_LOCK).init();
     return new JobRing(sync, offset);
   }
 
   destroy(): void {
-    this.sync.freeRecord(this.offset);
+    this.sync.freeRecord(this.offset, RecordType.ring);
   }
 
   private index(word: number): number {

@@ -70,6 +70,7 @@
  * EINVAL. Every error changes nothing. Like an fd, an offset names the
  * attachment that lives there now.
  */
+import { RecordType } from "../memory/record.js";
 import { DmaBufError, errnoNumbers, hex } from "../errno.js";
 import { FENCE_KIND_PLAIN } from "../engine/abi.js";
 import { IOMMU_READ, IOMMU_WRITE, Iommu } from "./iommu.js";
@@ -159,7 +160,8 @@ export class DmaBufAttachment {
 
   /** The view of the attachment at `offset` in any thread (without the importer's ops); EINVAL when none lives there. */
   static at(sync: Sync, offset: number): DmaBufAttachment {
-    if (sync.arena.syncHeap.orderAt(offset) < 0 || Atomics.load(sync.u32, (offset + ATTACH_MAGIC) >>> 2) !== ATTACH_MAGIC_VALUE) {
+    sync.arena.records.check(offset, RecordType.attachment, "dma_buf_attachment");
+    if (Atomics.load(sync.u32, (offset + ATTACH_MAGIC) >>> 2) !== ATTACH_MAGIC_VALUE) {
       throw new DmaBufError("EINVAL", "dma_buf_attachment", `no attachment at ${hex(offset)}`);
     }
     const notify = word(sync, offset, ATTACH_NOTIFY);
@@ -182,12 +184,12 @@ export class DmaBufAttachment {
         let iova = 0;
         let notify = 0;
         try {
-          record = sync.allocRecord(ATTACH_RECORD_SIZE, syscall);
+          record = sync.allocRecord(RecordType.attachment, ATTACH_RECORD_SIZE, syscall);
           if (ops === null) iova = iommu.map(buf.segments(), directionProt[direction]);
           else notify = sync.allocFenceRecord(FENCE_KIND_PLAIN, 0, sync.allocContext(), 1n, syscall);
         } catch (e) {
           if (iova !== 0) iommu.unmap(iova, buf.size);
-          if (record !== 0) sync.freeRecord(record);
+          if (record !== 0) sync.freeRecord(record, RecordType.attachment);
           iommu.dropUser(syscall);
           throw e;
         }
@@ -346,7 +348,7 @@ export class DmaBufAttachment {
       sync.unref(this.notify.offset);
     }
     this.iommu.dropUser(syscall);
-    sync.freeRecord(offset);
+    sync.freeRecord(offset, RecordType.attachment);
     buf.put();
   }
 }

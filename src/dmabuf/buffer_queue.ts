@@ -25,8 +25,8 @@
  * release fence as a reader (DMA_BUF_IOCTL_IMPORT_SYNC_FILE), so a thread
  * that reads or writes through the read/write path or SYNC waits for them.
  *
- * Record (QUEUE_*, in the sync heap, 64-byte aligned): line 0 is written
- * once at creation (and the refcount); line 1 holds the words only the
+ * Record (QUEUE_*, type bufferQueue in the sync heap, 64-byte aligned):
+ * line 0 is written once at creation (and the refcount); line 1 holds the words only the
  * producer writes, line 2 those only the consumer writes, so the two sides
  * do not bounce one line on every call; then one slot per buffer and the
  * two rings of buffer indices. Counters are free-running u32s; a ring's
@@ -35,13 +35,11 @@
  */
 import { DmaBufError } from "../errno.js";
 import { canBlock, nowMs, waitUntil, waitUntilAsync } from "../memory/futex.js";
+import { RecordType } from "../memory/record.js";
 import type { Sync } from "../sync/sync.js";
 import { DmaBufRecord } from "./dma_buf.js";
 
-/** "BUFQ". */
-export const QUEUE_MAGIC = 0x42554651;
-// Line 0: written at creation.
-export const QUEUE_TAG = 0;
+// Line 0: written at creation (the record's type and generation are record.ts's, outside it).
 export const QUEUE_REFCOUNT = 4;
 export const QUEUE_COUNT = 8;
 export const QUEUE_BYTES = 12;
@@ -129,13 +127,12 @@ export class BufferQueueRecord {
     if (!Number.isInteger(n) || n < 1 || n > QUEUE_MAX_BUFFERS) {
       throw new DmaBufError("EINVAL", "buffer_queue_create", `buffers ${n} is not in 1..${QUEUE_MAX_BUFFERS}`);
     }
-    const offset = sync.allocRecord(queueRecordBytes(n), "buffer_queue_create");
+    const offset = sync.allocRecord(RecordType.bufferQueue, queueRecordBytes(n), "buffer_queue_create");
     const u32 = sync.u32;
     u32.fill(0, offset >>> 2, (offset + queueRecordBytes(n)) >>> 2);
     u32[(offset + QUEUE_COUNT) >>> 2] = n;
     u32[(offset + QUEUE_BYTES) >>> 2] = buffers[0].size;
     u32[(offset + QUEUE_MASK) >>> 2] = ringCapacity(n) - 1;
-    u32[(offset + QUEUE_REFCOUNT) >>> 2] = 1;
     const q = new BufferQueueRecord(sync, offset);
     buffers.forEach((b, i) => {
       u32[q.slot(i, QSLOT_BUFFER)] = b.get().offset; // the queue's reference, dropped in put()
@@ -143,15 +140,13 @@ export class BufferQueueRecord {
     });
     u32[q.w(QUEUE_FREE_HEAD)] = n;
     // Publish: the record reaches other threads only through share(), after this store.
-    Atomics.store(u32, q.w(QUEUE_TAG), QUEUE_MAGIC);
+    Atomics.store(u32, q.w(QUEUE_REFCOUNT), 1);
     return q;
   }
 
   /** A view for a reference already held (a share() token's): put() drops it. */
   static adopt(sync: Sync, offset: number): BufferQueueRecord {
-    if (sync.arena.syncHeap.orderAt(offset) < 0 || sync.u32[(offset + QUEUE_TAG) >>> 2] !== QUEUE_MAGIC) {
-      throw new DmaBufError("EINVAL", "buffer_queue", `no buffer queue at 0x${offset.toString(16)}`);
-    }
+    sync.arena.records.check(offset, RecordType.bufferQueue, "buffer_queue");
     return new BufferQueueRecord(sync, offset);
   }
 
@@ -292,8 +287,7 @@ export class BufferQueueRecord {
       if (fence !== 0) this.sync.unref(fence);
       DmaBufRecord.adopt(this.sync, this.buffer(i)).put();
     }
-    this.u32[this.w(QUEUE_TAG)] = 0;
-    this.sync.freeRecord(this.offset);
+    this.sync.freeRecord(this.offset, RecordType.bufferQueue);
   }
 }
 

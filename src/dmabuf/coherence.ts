@@ -138,13 +138,19 @@ export class CpuCache {
     return { partial, lines: dirty.reduce((n, d) => n + d.len / CACHE_LINE, 0) };
   }
 
+  /**
+   * The whole lines covering [pos, pos + len) clipped to the buffer; a range
+   * at or past the end is empty (start === end), never a negative length.
+   */
   private lines(pos: number, len: number, counted: boolean): { start: number; end: number; partial: boolean } {
-    const end = Math.min(this.buf.size, pos + len);
+    const size = this.buf.size;
+    pos = Math.min(Math.max(0, pos), size);
+    const end = Math.min(size, pos + Math.max(0, len));
     const partial = pos % CACHE_LINE !== 0 || (end % CACHE_LINE !== 0 && end !== this.buf.size);
     if (partial && counted) Atomics.add(this.buf.sync.i32, (this.buf.offset + DMABUF_PARTIAL) >>> 2, 1);
     return {
       start: pos - (pos % CACHE_LINE),
-      end: Math.min(this.buf.size, Math.ceil(end / CACHE_LINE) * CACHE_LINE),
+      end: Math.min(size, Math.ceil(end / CACHE_LINE) * CACHE_LINE),
       partial,
     };
   }

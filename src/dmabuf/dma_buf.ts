@@ -46,7 +46,8 @@
  * release, and never frees the pages itself.
  * Views returned by create()/attach()/get() own a reference; put() drops it.
  */
-import { DmaBufError, hex } from "../errno.js";
+import { RecordType, getRecord, type RecordTypeId } from "../memory/record.js";
+import { DmaBufError } from "../errno.js";
 import { SG_SEG_ADDR, SG_SEG_LEN, SG_SEG_SIZE } from "../engine/abi.js";
 import type { SegmentSource } from "../engine/tables.js";
 import { Mutex } from "../memory/mutex.js";
@@ -115,19 +116,19 @@ export class DmaBufRecord {
    */
   static create(sync: Sync, pieces: PagePiece[], caching: Caching, exporter: ExporterName, backing: number[] = []): DmaBufRecord {
     const pool = sync.arena.pages;
-    const records: number[] = [];
+    const records: [number, RecordTypeId][] = [];
     let segmentList = -1;
     let resv: Resv | undefined;
     try {
       const merged = mergeAdjacent(pieces);
-      const record = sync.allocRecord(DMABUF_RECORD_SIZE, "dma_buf_export");
-      records.push(record);
-      const pieceList = sync.allocRecord(pieces.length * PIECE_SIZE, "dma_buf_export");
-      records.push(pieceList);
+      const record = sync.allocRecord(RecordType.dmaBuf, DMABUF_RECORD_SIZE, "dma_buf_export");
+      records.push([record, RecordType.dmaBuf]);
+      const pieceList = sync.allocRecord(RecordType.dmaBufPieces, pieces.length * PIECE_SIZE, "dma_buf_export");
+      records.push([pieceList, RecordType.dmaBufPieces]);
       const user = sync.arena.user;
       segmentList = user.alloc(user.orderFor(merged.length * SG_SEG_SIZE), "dma_buf_export");
-      const backingList = backing.length > 0 ? sync.allocRecord(backing.length * 4, "dma_buf_export") : 0;
-      if (backingList !== 0) records.push(backingList);
+      const backingList = backing.length > 0 ? sync.allocRecord(RecordType.dmaBufBacking, backing.length * 4, "dma_buf_export") : 0;
+      if (backingList !== 0) records.push([backingList, RecordType.dmaBufBacking]);
       resv = Resv.create(sync);
       const { u32, i32 } = sync;
       backing.forEach((m, i) => { u32[(backingList >>> 2) + i] = m; });
@@ -157,7 +158,7 @@ export class DmaBufRecord {
       return new DmaBufRecord(sync, record, true);
     } catch (e) {
       resv?.put();
-      for (const r of records) sync.freeRecord(r);
+      for (const [r, type] of records) sync.freeRecord(r, type);
       if (segmentList >= 0) sync.arena.user.free(segmentList, undefined, "dma_buf_export");
       if (backing.length > 0) backing.forEach((m) => memfdUnref(sync, m));
       else for (const p of pieces) pool.free(p.offset, p.order, "dma_buf_export");
@@ -165,13 +166,20 @@ export class DmaBufRecord {
     }
   }
 
-  /** Another view of the buffer at `offset` (another thread's), taking a reference. */
-  static attach(sync: Sync, offset: number): DmaBufRecord {
-    if (sync.arena.syncHeap.orderAt(offset) < 0 || Atomics.load(sync.i32, (offset + DMABUF_REFCOUNT) >>> 2) <= 0) {
-      throw new DmaBufError("EBADF", "dma_buf_get", `no dma-buf at ${hex(offset)}`);
-    }
-    Atomics.add(sync.i32, (offset + DMABUF_REFCOUNT) >>> 2, 1);
+  /**
+   * Another view of the buffer at `offset` (another thread's), taking a
+   * reference. EBADF, nothing touched, unless a live dma-buf record (of
+   * `generation`, when a token carries one) starts there.
+   */
+  static attach(sync: Sync, offset: number, generation?: number): DmaBufRecord {
+    getRecord(sync.arena, offset, RecordType.dmaBuf, DMABUF_REFCOUNT, "dma_buf_get", "EBADF", generation,
+      () => new DmaBufRecord(sync, offset, true).put());
     return new DmaBufRecord(sync, offset, true);
+  }
+
+  /** The generation of this buffer's record (what a token carries). */
+  get generation(): number {
+    return this.sync.arena.records.check(this.offset, RecordType.dmaBuf, "dma_buf_get", "EBADF");
   }
 
   /**
@@ -293,14 +301,14 @@ export class DmaBufRecord {
     const backingList = this.word(DMABUF_BACKING);
     const backing = Array.from(sync.u32.subarray(backingList >>> 2, (backingList >>> 2) + this.word(DMABUF_NBACKING)));
     new Resv(sync, this.word(DMABUF_RESV), true).put();
-    sync.freeRecord(this.word(DMABUF_PIECES));
+    sync.freeRecord(this.word(DMABUF_PIECES), RecordType.dmaBufPieces);
     sync.arena.user.free(this.word(DMABUF_SEGMENTS), undefined, "dma_buf_release");
-    if (backingList !== 0) sync.freeRecord(backingList);
+    if (backingList !== 0) sync.freeRecord(backingList, RecordType.dmaBufBacking);
     for (const word of [DMABUF_CPU_COPY, DMABUF_CPU_CLEAN]) {
       const block = this.word(word);
       if (block !== 0) sync.arena.user.free(block, undefined, "dma_buf_release");
     }
-    sync.freeRecord(this.offset);
+    sync.freeRecord(this.offset, RecordType.dmaBuf);
     if (backing.length > 0) backing.forEach((m) => memfdUnref(sync, m));
     else for (const p of pieces) sync.arena.pages.free(p.offset, p.order, "dma_buf_release");
   }

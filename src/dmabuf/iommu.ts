@@ -74,6 +74,7 @@
  * A view reads IOMMU_PAGES, IOMMU_TABLE and IOMMU_BITMAP once: create()
  * writes them before the magic, and they never change.
  */
+import { RecordType } from "../memory/record.js";
 import { DmaBufError, hex } from "../errno.js";
 import { Mutex, type MutexStats } from "../memory/mutex.js";
 import { PAGE_SHIFT, PAGE_SIZE } from "../memory/layout.js";
@@ -149,7 +150,8 @@ export class Iommu {
   private scratch = NO_RUNS;
 
   constructor(readonly sync: Sync, readonly offset: number) {
-    if (sync.arena.syncHeap.orderAt(offset) < 0 || Atomics.load(sync.u32, (offset + IOMMU_MAGIC) >>> 2) !== IOMMU_MAGIC_VALUE) {
+    sync.arena.records.check(offset, RecordType.iommu, "iommu");
+    if (Atomics.load(sync.u32, (offset + IOMMU_MAGIC) >>> 2) !== IOMMU_MAGIC_VALUE) {
       throw new DmaBufError("EINVAL", "iommu", `no IOMMU at ${hex(offset)}`);
     }
     this.u32 = sync.u32;
@@ -180,7 +182,7 @@ export class Iommu {
         }
         blocks.push(pool.alloc(order, syscall));
       }
-      header = sync.allocRecord(IOMMU_RECORD_SIZE, syscall);
+      header = sync.allocRecord(RecordType.iommu, IOMMU_RECORD_SIZE, syscall);
     } catch (e) {
       for (const b of blocks) pool.free(b, undefined, syscall);
       throw e;
@@ -444,6 +446,6 @@ export class Iommu {
     const pool = this.sync.arena.pages;
     pool.free(this.table * 4, undefined, syscall);
     pool.free(this.bitmap * 4, undefined, syscall);
-    this.sync.freeRecord(this.offset);
+    this.sync.freeRecord(this.offset, RecordType.iommu);
   }
 }

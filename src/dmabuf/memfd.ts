@@ -19,6 +19,7 @@
  * unknown bits: EINVAL. truncate: shrinking under F_SEAL_SHRINK or growing
  * under F_SEAL_GROW: EPERM. Out of pages: ENOMEM, nothing changed.
  */
+import { RecordType } from "../memory/record.js";
 import { DmaBufError, hex } from "../errno.js";
 import type { Engine } from "../engine/engine.js";
 import { Mutex } from "../memory/mutex.js";
@@ -51,7 +52,7 @@ export function memfdUnref(sync: Sync, offset: number): void {
   const pages = Math.ceil(sync.u32[(offset + MEMFD_SIZE) >>> 2] / PAGE_SIZE);
   for (let i = 0; i < pages; i++) sync.arena.pages.free(sync.u32[(list >>> 2) + i], 0, "memfd_release");
   if (list !== 0) sync.arena.user.free(list, undefined, "memfd_release");
-  sync.freeRecord(offset);
+  sync.freeRecord(offset, RecordType.memfd);
 }
 
 export class Memfd {
@@ -68,11 +69,11 @@ export class Memfd {
     if ((flags & ~(MFD_CLOEXEC | MFD_ALLOW_SEALING)) !== 0) {
       throw new DmaBufError("EINVAL", "memfd_create", `flags ${hex(flags)} has unknown bits`);
     }
-    const offset = sync.allocRecord(MEMFD_RECORD_SIZE, "memfd_create");
+    const offset = sync.allocRecord(RecordType.memfd, MEMFD_RECORD_SIZE, "memfd_create");
     try {
       writeName(sync.u8, offset + MEMFD_NAME, name, "memfd name");
     } catch (e) {
-      sync.freeRecord(offset);
+      sync.freeRecord(offset, RecordType.memfd);
       throw new DmaBufError("EINVAL", "memfd_create", `name '${name}' is longer than 31 bytes`, { cause: e });
     }
     new Mutex(sync.arena.buffer, offset + MEMFD_LOCK).init();

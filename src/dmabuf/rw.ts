@@ -4,8 +4,9 @@
  * implicit synchronization applied by the path itself.
  *
  * One call:
- *   1. Validates everything (position, iovecs, the strategy) before anything
- *      changes.
+ *   1. Validates everything (position, every iovec: a Uint8Array, and an
+ *      arena view inside the DMA range; the timeout, the strategy) before
+ *      anything changes: a failing iovec means no byte moved anywhere.
  *   2. Under the buffer's resv lock, collects the pending fences it must wait
  *      for (a read waits at usage WRITE, a write at usage READ) and publishes
  *      its own fence (usage READ for a read, WRITE for a write), so that a
@@ -21,15 +22,20 @@
  *   5. Signals its fence and returns the byte count.
  * Edges: a read at or past the end returns 0, a read across the end is short;
  * a write that starts inside the buffer is short at the end (a dma-buf never
- * grows), one at or past the end with bytes to write is ENOSPC. Write-combined
+ * grows), one at or past the end with bytes to write is ENOSPC, one of zero
+ * bytes returns 0 wherever it starts. A call that moves no byte touches no
+ * memory (no cache maintenance either). Write-combined
  * and uncached buffers are written with the line-granular SIMD strategy
  * (whole 64-byte lines where the range allows) and read with bulk copies.
  * In a non-coherent lab the copy goes through the buffer's CPU cache with
  * the maintenance done here (coherence.ts): the range's lines are refilled
  * from memory first, and after a write its changed lines are cleaned back.
  * Every call has an async twin that waits with waitAsync.
+ * Each call carries the name of the system call it serves (read, pwrite,
+ * readv, ...): its direction follows from it, and its errors name it.
  */
-import { DmaBufError } from "../errno.js";
+import { iovArg, positionArg, timeoutArg } from "../args.js";
+import { DmaBufError, hex } from "../errno.js";
 import type { StrategyName } from "../engine/strategy.js";
 import { SgTable } from "../engine/tables.js";
 import { nowMs, requireBlocking } from "../memory/futex.js";
@@ -40,18 +46,35 @@ import { CACHING_CACHED, type DmaBufRecord } from "./dma_buf.js";
 import { bufferRuns, iovRuns, zipRuns } from "./runs.js";
 import { CpuCache } from "./coherence.js";
 
+/** The system calls the path serves; the name says the direction and goes into every error. */
+export type RwSyscall = "read" | "write" | "pread" | "pwrite" | "readv" | "writev" | "preadv" | "pwritev";
+
+const WRITES: ReadonlySet<RwSyscall> = new Set(["write", "pwrite", "writev", "pwritev"]);
+
+/** Whether the system call writes to the buffer. */
+export const isWrite = (syscall: RwSyscall): boolean => WRITES.has(syscall);
+
 export interface RwOptions {
   /** O_NONBLOCK: EAGAIN instead of waiting for a pending fence. */
   nonblock?: boolean;
-  /** Give up waiting after this long: ETIMEDOUT, nothing copied. */
-  timeoutMs?: number;
+  /** Give up waiting after this long: ETIMEDOUT, nothing copied (undefined or null: no limit). */
+  timeoutMs?: number | null;
   /** Override the copy strategy (default: by the buffer's caching attribute). */
   strategy?: StrategyName;
-  /**
-   * How each dependency is waited for (default Fence.wait, waitAsync in the
-   * async twins), e.g. to time the waits or to spin; the blocking forms need
-   * a step that answers synchronously.
-   */
+}
+
+/** How a blocking call waits for one dependency: the time left (> 0), or 0 on timeout. */
+export type SyncWaitStep = (fence: Fence, timeoutMs: number) => number;
+/** How an async twin waits for one dependency (a Promise, or an answer at once). */
+export type WaitStep = (fence: Fence, timeoutMs: number) => number | Promise<number>;
+
+export interface RwSyncOptions extends RwOptions {
+  /** How each dependency is waited for (default Fence.wait), e.g. to time the waits or to spin. */
+  wait?: SyncWaitStep;
+}
+
+export interface RwAsyncOptions extends RwOptions {
+  /** How each dependency is waited for (default Fence.waitAsync). */
   wait?: WaitStep;
 }
 
@@ -72,17 +95,27 @@ interface Plan {
   iov: Uint8Array[];
   pos: number;
   bytes: number;
+  syscall: RwSyscall;
   write: boolean;
   strategy: StrategyName;
+  timeoutMs: number;
 }
 
-function plan(buf: DmaBufRecord, iov: Uint8Array[], pos: number, write: boolean, options: RwOptions): Plan {
-  const syscall = write ? "pwrite" : "pread";
-  if (!Number.isSafeInteger(pos) || pos < 0) throw new DmaBufError("EINVAL", syscall, `position ${pos} must be a non-negative integer`);
-  if (!Array.isArray(iov)) throw new DmaBufError("EFAULT", syscall, "the iovecs must be an array of Uint8Array");
+/** Step 1: every argument checked, every iovec included, before anything moves. */
+function plan(buf: DmaBufRecord, iovecs: unknown, at: unknown, syscall: RwSyscall, options: RwOptions): Plan {
+  const write = isWrite(syscall);
+  const pos = positionArg(at, syscall);
+  const iov = iovArg(iovecs, syscall);
+  const timeoutMs = timeoutArg(options.timeoutMs, syscall);
+  const { arena } = buf.sync;
   let total = 0;
-  for (const v of iov) {
-    if (!(v instanceof Uint8Array)) throw new DmaBufError("EFAULT", syscall, "every iovec must be a Uint8Array");
+  for (let i = 0; i < iov.length; i++) {
+    const v = iov[i];
+    // An arena view outside the DMA range would fail in the engine after the
+    // other iovecs were copied: refused here, before any byte moves.
+    if (v.byteLength > 0 && arena.owns(v) && (v.byteOffset < arena.dmaLo || v.byteOffset + v.byteLength > arena.dmaHi)) {
+      throw new DmaBufError("EFAULT", syscall, `iovec ${i} (${v.byteLength} bytes at ${hex(v.byteOffset)}) is outside the DMA range [${hex(arena.dmaLo)}, ${hex(arena.dmaHi)})`);
+    }
     total += v.byteLength;
   }
   const size = buf.size;
@@ -91,12 +124,15 @@ function plan(buf: DmaBufRecord, iov: Uint8Array[], pos: number, write: boolean,
   }
   const bytes = Math.max(0, Math.min(total, size - pos));
   const strategy = options.strategy ?? (buf.caching === CACHING_CACHED ? "auto" : write ? "simd" : "bulk");
-  return { buf, iov, pos, bytes, write, strategy };
+  return { buf, iov, pos, bytes, syscall, write, strategy, timeoutMs };
 }
 
 /** Step 4: one engine call for arena views; the slow path for the others. */
 function copy(p: Plan): void {
   const { buf, iov, pos, bytes, write, strategy } = p;
+  // Nothing to move (at or past the end, or empty iovecs): no memory is
+  // touched, the cache's lines included.
+  if (bytes === 0) return;
   const { sync } = buf;
   const { arena } = sync;
   // Non-coherent labs: the path goes through the CPU cache and maintains
@@ -130,90 +166,95 @@ function copy(p: Plan): void {
   if (write) cache?.cleanRange(pos, bytes, false);
 }
 
-/** How one call waits for a dependency: the time left (> 0) or 0 on timeout. */
-export type WaitStep = (fence: Fence, timeoutMs: number) => number | Promise<number>;
-const blocking: WaitStep = (f, ms) => f.wait(ms);
-const nonBlocking: WaitStep = (f, ms) => f.waitAsync(ms);
+/** A call after step 2: its plan, its dependencies, and end() (signal the own fence, put everything). */
+interface Call {
+  p: Plan;
+  deps: Fence[];
+  end(): void;
+}
 
-/**
- * Steps 1 to 5 for either kind of wait: the dependencies are waited for one
- * after the other, synchronously or through Promises as `wait` answers, and
- * the own fence is signalled (and the dependencies put) however it ends.
- */
-function run(buf: DmaBufRecord, iov: Uint8Array[], pos: number, write: boolean, options: RwOptions, wait: WaitStep): number | Promise<number> {
-  const p = plan(buf, iov, pos, write, options);
-  const syscall = write ? "pwrite" : "pread";
-  // Step 2. The own fence is put in every path (run's end), so it needs no
-  // FinalizationRegistry.
+/** Steps 1 and 2. */
+function begin(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwOptions): Call {
+  const p = plan(buf, iov, pos, syscall, options);
+  // The own fence is put in every path (end()), so it needs no FinalizationRegistry.
   const own = cpu(buf.sync).timeline.createFence(undefined, false);
   let deps: Fence[];
   try {
-    deps = buf.resv.publishAccess(own, write, options.nonblock === true, syscall);
+    deps = buf.resv.publishAccess(own, p.write, options.nonblock === true, syscall);
   } catch (e) {
     own.put();
     throw e;
   }
-  const end = () => {
-    for (const d of deps) d.put();
-    own.signal();
-    own.put();
+  return {
+    p,
+    deps,
+    end: () => {
+      for (const d of deps) d.put();
+      own.signal();
+      own.put();
+    },
   };
-  if (deps.length === 0) {
-    // Nothing to wait for (the common case): copy and signal.
-    try {
-      copy(p);
-      return p.bytes;
-    } finally {
-      end();
-    }
-  }
-  if (wait === blocking) {
-    // It would block: where this thread may not, say so with the call's
-    // own name before anything waits (the dependencies are put by end()).
-    try {
+}
+
+function timedOut(p: Plan): DmaBufError {
+  return new DmaBufError("ETIMEDOUT", p.syscall, `a fence of the dma-buf did not signal within ${p.timeoutMs} ms`);
+}
+
+const blocking: SyncWaitStep = (f, ms) => f.wait(ms);
+const nonBlocking: WaitStep = (f, ms) => f.waitAsync(ms);
+
+/** Steps 1 to 5, the thread blocking on each dependency in turn. */
+function runSync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwSyncOptions): number {
+  const call = begin(buf, iov, pos, syscall, options);
+  const { p, deps } = call;
+  try {
+    if (deps.length > 0) {
+      // It would block: where this thread may not, say so with the call's
+      // own name before anything waits.
       requireBlocking(syscall, `${syscall}Async() (readAsync()/writeAsync() on a DmaBuf)`);
-    } catch (e) {
-      end();
-      throw e;
-    }
-  }
-  const timeout = options.timeoutMs ?? Infinity;
-  const start = nowMs();
-  const checked = (left: number) => {
-    if (left === 0) throw new DmaBufError("ETIMEDOUT", syscall, `a fence of the dma-buf did not signal within ${timeout} ms`);
-  };
-  const from = (i: number): number | Promise<number> => {
-    for (; i < deps.length; i++) {
-      const left = wait(deps[i], Math.max(0, timeout - (nowMs() - start)));
-      if (left instanceof Promise) {
-        const next = i + 1;
-        return left.then((l) => { checked(l); return from(next); });
+      const wait = options.wait ?? blocking;
+      const start = nowMs();
+      for (const d of deps) {
+        if (wait(d, Math.max(0, p.timeoutMs - (nowMs() - start))) === 0) throw timedOut(p);
       }
-      checked(left);
     }
     copy(p);
     return p.bytes;
-  };
-  let async = false;
-  try {
-    const r = from(0);
-    if (r instanceof Promise) {
-      async = true;
-      return r.finally(end);
-    }
-    return r;
   } finally {
-    if (!async) end();
+    call.end();
   }
 }
 
-/** preadv: reads from `pos` into the iovecs; returns the bytes read (0 at the end). */
-export const preadv = (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwOptions = {}): number =>
-  run(buf, iov, pos, false, options, options.wait ?? blocking) as number;
+/** Steps 1 to 5 with Promises; without dependencies it copies before it returns. */
+async function runAsync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwAsyncOptions): Promise<number> {
+  const call = begin(buf, iov, pos, syscall, options);
+  const { p, deps } = call;
+  try {
+    const wait = options.wait ?? nonBlocking;
+    const start = nowMs();
+    for (const d of deps) {
+      if ((await wait(d, Math.max(0, p.timeoutMs - (nowMs() - start)))) === 0) throw timedOut(p);
+    }
+    copy(p);
+    return p.bytes;
+  } finally {
+    call.end();
+  }
+}
+
+/** preadv: reads from `pos` into the iovecs; returns the bytes read (0 at or past the end). */
+export const preadv = (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwSyncOptions = {}): number =>
+  runSync(buf, iov, pos, "preadv", options);
 /** pwritev: writes the iovecs at `pos`; returns the bytes written (short at the end). */
-export const pwritev = (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwOptions = {}): number =>
-  run(buf, iov, pos, true, options, options.wait ?? blocking) as number;
-export const preadvAsync = async (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwOptions = {}): Promise<number> =>
-  run(buf, iov, pos, false, options, options.wait ?? nonBlocking);
-export const pwritevAsync = async (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwOptions = {}): Promise<number> =>
-  run(buf, iov, pos, true, options, options.wait ?? nonBlocking);
+export const pwritev = (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwSyncOptions = {}): number =>
+  runSync(buf, iov, pos, "pwritev", options);
+export const preadvAsync = (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwAsyncOptions = {}): Promise<number> =>
+  runAsync(buf, iov, pos, "preadv", options);
+export const pwritevAsync = (buf: DmaBufRecord, iov: Uint8Array[], pos: number, options: RwAsyncOptions = {}): Promise<number> =>
+  runAsync(buf, iov, pos, "pwritev", options);
+
+/** The path for a named system call: its direction follows from the name. */
+export const rwSync = (buf: DmaBufRecord, iov: Uint8Array[], pos: number, syscall: RwSyscall, options: RwSyncOptions = {}): number =>
+  runSync(buf, iov, pos, syscall, options);
+export const rwAsync = (buf: DmaBufRecord, iov: Uint8Array[], pos: number, syscall: RwSyscall, options: RwAsyncOptions = {}): Promise<number> =>
+  runAsync(buf, iov, pos, syscall, options);

@@ -1,7 +1,7 @@
 /*
  * The arena: one shared WebAssembly.Memory that plays the DMA memory, its
- * layout (layout.ts) and its two allocators (buddy.ts): the page pool and
- * user memory.
+ * layout (layout.ts), its allocators (buddy.ts: the page pool, user memory
+ * and the sync heap) and the sync heap's record tags (record.ts).
  *
  * Contract: Arena.create() sizes the memory once (it never grows), writes
  * the control block and initialises the allocators; Arena.attach(memory)
@@ -10,6 +10,7 @@
  */
 import { DmaBufError, hex } from "../errno.js";
 import { BuddyAllocator } from "./buddy.js";
+import { RecordTable } from "./record.js";
 import {
   CONTROL_BASE, PAGE_SHIFT, SYNC_GRANULE_SHIFT, USER_GRANULE_SHIFT, WASM_PAGE, computeLayout, readLayout, writeLayout,
   type Layout, type LayoutOptions,
@@ -19,12 +20,16 @@ export class Arena {
   readonly u8: Uint8Array;
   readonly u32: Uint32Array;
   readonly i32: Int32Array;
+  readonly u64: BigUint64Array;
+  readonly f64: Float64Array;
   /** The page pool: 4 KiB pages, orders 0..maxOrder. */
   readonly pages: BuddyAllocator;
   /** User memory: 64-byte granules, for lab.alloc(). */
   readonly user: BuddyAllocator;
   /** The sync heap: 64-byte granules, for fence records and other sync objects. */
   readonly syncHeap: BuddyAllocator;
+  /** The type and generation of every record in the sync heap (record.ts). */
+  readonly records: RecordTable;
 
   /** The memory's buffer, read once: the memory never grows (initial = maximum). */
   readonly buffer: SharedArrayBuffer;
@@ -35,9 +40,12 @@ export class Arena {
     this.u8 = new Uint8Array(buffer);
     this.u32 = new Uint32Array(buffer);
     this.i32 = new Int32Array(buffer);
+    this.u64 = new BigUint64Array(buffer);
+    this.f64 = new Float64Array(buffer);
     this.pages = new BuddyAllocator(buffer, layout.poolAllocator, "page pool");
     this.user = new BuddyAllocator(buffer, layout.userAllocator, "user memory");
     this.syncHeap = new BuddyAllocator(buffer, layout.syncAllocator, "sync heap");
+    this.records = new RecordTable(this);
   }
 
   static create(options: LayoutOptions = {}): Arena {

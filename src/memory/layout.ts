@@ -6,7 +6,9 @@
  *                          refuses a module whose data would pass 64 KiB)
  *   [64 KiB, +4 KiB)       the control block: magic, version, the region
  *                          table below, the AUTO calibration table
- *   metadata               allocator state blocks (locks, free lists, maps)
+ *   metadata               allocator state blocks (locks, free lists, maps),
+ *                          then the sync heap's record tags (record.ts: one
+ *                          u32 type | generation per sync granule)
  *   sync                   the sync heap: fence records, reservation objects,
  *                          timelines, rings (buddy allocator, 64-byte granules)
  *   page pool              4 KiB pages for heaps (buddy allocator, orders
@@ -39,7 +41,7 @@ export const CONTROL_BASE = ENGINE_STATIC_END;
 export const CONTROL_BYTES = 4096;
 
 export const LAB_MAGIC = 0x42414d44; // the bytes "DMAB"
-export const LAB_LAYOUT_VERSION = 2;
+export const LAB_LAYOUT_VERSION = 3;
 
 /** Control block words: byte offsets from CONTROL_BASE, each a u32. */
 export const kCtlMagic = 0;
@@ -56,6 +58,8 @@ export const kCtlUserBytes = 40;
 export const kCtlPoolAllocator = 44;
 export const kCtlUserAllocator = 48;
 export const kCtlSyncAllocator = 52;
+/** The sync heap's record-tag table (src/memory/record.ts): u32 per sync granule. */
+export const kCtlSyncTags = 56;
 /** AUTO calibration table (engine ABI: 2 x 33 strategy bytes). */
 export const kCtlAutoTable = 64;
 export const kCtlAutoTableBytes = 66;
@@ -88,6 +92,8 @@ export interface Layout {
   poolAllocator: number;
   userAllocator: number;
   syncAllocator: number;
+  /** The record-tag table: one u32 per sync-heap granule (record.ts). */
+  syncTags: number;
 }
 
 export interface LayoutOptions {
@@ -142,12 +148,14 @@ export function computeLayout(
     const poolMeta = alignUp(stateBytes(poolBytes >>> PAGE_SHIFT), CACHE_LINE);
     const userMeta = alignUp(stateBytes(userBytes >>> USER_GRANULE_SHIFT), CACHE_LINE);
     const syncMeta = alignUp(stateBytes(syncBytes >>> SYNC_GRANULE_SHIFT), CACHE_LINE);
-    const needed = poolMeta + userMeta + syncMeta;
+    const tagBytes = alignUp(4 * (syncBytes >>> SYNC_GRANULE_SHIFT), CACHE_LINE);
+    const needed = poolMeta + userMeta + syncMeta + tagBytes;
     if (pass === 1 || needed <= metaBytes) {
       if (needed > metaBytes) throw new Error("layout: metadata did not converge");
       return {
         memoryBytes, metaBase, metaBytes, syncBase, syncBytes, poolBase, poolBytes, userBase, userBytes,
         poolAllocator: metaBase, userAllocator: metaBase + poolMeta, syncAllocator: metaBase + poolMeta + userMeta,
+        syncTags: metaBase + poolMeta + userMeta + syncMeta,
       };
     }
     metaBytes = needed;
@@ -160,7 +168,7 @@ const layoutWords: [keyof Layout, number][] = [
   ["syncBase", kCtlSyncBase], ["syncBytes", kCtlSyncBytes], ["poolBase", kCtlPoolBase],
   ["poolBytes", kCtlPoolBytes], ["userBase", kCtlUserBase], ["userBytes", kCtlUserBytes],
   ["poolAllocator", kCtlPoolAllocator], ["userAllocator", kCtlUserAllocator],
-  ["syncAllocator", kCtlSyncAllocator],
+  ["syncAllocator", kCtlSyncAllocator], ["syncTags", kCtlSyncTags],
 ];
 
 /** Writes the magic, version and region table. Called once, before sharing. */

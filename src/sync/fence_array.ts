@@ -14,6 +14,7 @@
  * children u32[count]} in the sync heap. The array holds a reference on each
  * child; children must be leaves (unwrap or merge containers first: EINVAL).
  */
+import { RecordType } from "../memory/record.js";
 import { DmaBufError } from "../errno.js";
 import { FENCE_AUX, FENCE_KIND, FENCE_KIND_ARRAY, FENCE_KIND_CHAIN } from "../engine/abi.js";
 import { Fence } from "./fence.js";
@@ -43,13 +44,13 @@ export class FenceArray extends Fence {
       throw new DmaBufError("EINVAL", "dma_fence_array_create",
         `fence ${bad} (${fences[bad].describe()}) is a container; unwrap it first`);
     }
-    const block = sync.allocRecord(ARRAY_CHILDREN + 4 * fences.length, "dma_fence_array_create");
+    const block = sync.allocRecord(RecordType.fenceArrayBlock, ARRAY_CHILDREN + 4 * fences.length, "dma_fence_array_create");
     let f: number;
     try {
       f = sync.allocFenceRecord(FENCE_KIND_ARRAY | (signalOnAny ? ARRAY_SIGNAL_ANY << 8 : 0), 0, context, seqno,
         "dma_fence_array_create");
     } catch (e) {
-      sync.freeRecord(block);
+      sync.freeRecord(block, RecordType.fenceArrayBlock);
       throw e;
     }
     sync.u32[(block + ARRAY_COUNT) >>> 2] = fences.length;

@@ -14,7 +14,9 @@
  *            new owner before use. Returns 0 when the cache is empty.
  *   give(f)  parks a freed record in an empty slot by compareExchange(slot,
  *            0, f); false when every slot is full (the caller frees it to
- *            the heap).
+ *            the heap). The caller has retired the record first
+ *            (src/memory/record.ts): parking is a free, and a parked
+ *            record's generation has changed, so no token names it.
  *   drain()  returns every parked record to the heap (before an allocation
  *            that would otherwise fail with ENOMEM, and on demand).
  *   bytes()  the bytes parked now: Lab.stats() counts them as free.

@@ -21,6 +21,7 @@
  * CHAIN_FENCE u32, CHAIN_PREV_SEQNO u64}. The node holds references on its
  * previous node (or fence) and its fence.
  */
+import { RecordType } from "../memory/record.js";
 import { DmaBufError } from "../errno.js";
 import { FENCE_AUX, FENCE_KIND_ARRAY, FENCE_KIND_CHAIN } from "../engine/abi.js";
 import { Fence } from "./fence.js";
@@ -53,12 +54,12 @@ export class FenceChain extends Fence {
       context = sync.allocContext();
       if (prev instanceof FenceChain && prev.seqno > seqno) seqno = prev.seqno;
     }
-    const block = sync.allocRecord(CHAIN_BLOCK_SIZE, "dma_fence_chain_init");
+    const block = sync.allocRecord(RecordType.fenceChainBlock, CHAIN_BLOCK_SIZE, "dma_fence_chain_init");
     let f: number;
     try {
       f = sync.allocFenceRecord(FENCE_KIND_CHAIN, 0, context, seqno, "dma_fence_chain_init");
     } catch (e) {
-      sync.freeRecord(block);
+      sync.freeRecord(block, RecordType.fenceChainBlock);
       throw e;
     }
     if (prev !== null) sync.ref(prev.offset);

@@ -3,7 +3,7 @@
  *
  * THE SHARING RULE. `x.share()` takes a new reference on x's object and
  * parks it in a small *flight record* in the sync heap; the token it returns
- * ({kind, offset, flight, nonce, ...}, plain numbers and strings) names the
+ * ({kind, offset, flight, generation, ...}, plain numbers and strings) names the
  * object and that record. Exactly one `X.import(lab, token)` (or
  * `lab.import(token)`), in any thread, adopts the parked reference as that
  * thread's object and frees the record, so the sender may close its own
@@ -17,28 +17,23 @@
  * lost token is a leaked reference, like an fd in a message never received.
  *
  * Checks on import (the token came from another thread): the token's shape
- * (EINVAL); the flight record: a live sync-heap block carrying
- * FLIGHT_MAGIC, this kind and this object (EINVAL otherwise); the nonce
- * still parked in FLIGHT_NONCE (EBADF: the token was imported or dropped
- * already, so a structured-clone copy of it cannot be imported twice). The
- * claim is one compareExchange of FLIGHT_NONCE (nonce -> 0): of two threads
- * importing copies of one token, exactly one wins. A freed record's words
- * are overwritten (the allocator's links, then whatever is allocated
- * there), and a record reused for another flight carries another nonce, so
- * a stale token does not match it (the nonce is 32 random bits; the arena's
- * record generations will replace it).
+ * (EINVAL); the flight record: a live record of type `flight` of the
+ * token's generation (src/memory/record.ts) naming this kind and object
+ * (EBADF otherwise: the token was imported or dropped, its record freed,
+ * perhaps reused). The claim is one compareExchange of FLIGHT_CLAIM
+ * (0 -> 1): of two threads importing copies of one token, exactly one wins;
+ * the winner frees the record, which changes its generation, so every
+ * other copy is refused from then on.
  */
 import { DmaBufError, hex } from "../errno.js";
+import { RecordType } from "../memory/record.js";
 import type { Sync } from "./sync.js";
 
-/** "FLGT": the record is a flight record. */
-export const FLIGHT_MAGIC = 0x464c4754;
-export const FLIGHT_TAG = 0;
-/** The token's nonce while the reference is parked; 0 once claimed. */
-export const FLIGHT_NONCE = 4;
-export const FLIGHT_KIND = 8;
+/** 0 while the reference is parked; 1 once an import (or drop) claimed it. */
+export const FLIGHT_CLAIM = 0;
+export const FLIGHT_KIND = 4;
 /** The object's record offset. */
-export const FLIGHT_OBJECT = 12;
+export const FLIGHT_OBJECT = 8;
 export const FLIGHT_SIZE = 16;
 
 export const shareKinds = ["dma-buf", "fence", "sync_file", "sw_sync", "resv", "queue"] as const;
@@ -49,19 +44,13 @@ export interface ShareToken<K extends ShareKind = ShareKind> {
   readonly kind: K;
   /** The object's record in the arena. */
   readonly offset: number;
-  /** The flight record holding the reference. */
+  /** The flight record holding the reference, and that record's generation. */
   readonly flight: number;
-  readonly nonce: number;
+  readonly generation: number;
   /** dma-buf: the sender's file flags (access mode, O_NONBLOCK), copied to the importer's file. */
   readonly flags?: number;
   /** sync_file: its name. */
   readonly name?: string;
-}
-
-function randomNonce(): number {
-  const word = new Uint32Array(1);
-  do crypto.getRandomValues(word); while (word[0] === 0);
-  return word[0];
 }
 
 /**
@@ -72,23 +61,22 @@ function randomNonce(): number {
 export function sendFlight<K extends ShareKind>(
   sync: Sync, kind: K, offset: number, take: () => void, extra: { flags?: number; name?: string } = {},
 ): ShareToken<K> {
-  const flight = sync.allocRecord(FLIGHT_SIZE, "share");
+  const flight = sync.allocRecord(RecordType.flight, FLIGHT_SIZE, "share");
   try {
     take();
   } catch (e) {
-    sync.freeRecord(flight);
+    sync.freeRecord(flight, RecordType.flight);
     throw e;
   }
-  const nonce = randomNonce();
   const u32 = sync.u32;
   u32[(flight + FLIGHT_KIND) >>> 2] = shareKinds.indexOf(kind);
   u32[(flight + FLIGHT_OBJECT) >>> 2] = offset;
-  u32[(flight + FLIGHT_TAG) >>> 2] = FLIGHT_MAGIC;
   // Publish: the token reaches another thread through postMessage, which
-  // orders these plain stores before anything the receiver does; the
-  // seq-cst store keeps the claim word itself atomic.
-  Atomics.store(u32, (flight + FLIGHT_NONCE) >>> 2, nonce);
-  return { kind, offset, flight, nonce, ...extra };
+  // orders these stores before anything the receiver does; the claim word
+  // is only ever changed atomically.
+  Atomics.store(u32, (flight + FLIGHT_CLAIM) >>> 2, 0);
+  const generation = sync.arena.records.check(flight, RecordType.flight, "share");
+  return { kind, offset, flight, generation, ...extra };
 }
 
 const isU32 = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
@@ -96,17 +84,22 @@ const isU32 = (v: unknown): v is number => typeof v === "number" && Number.isInt
 /** The token's shape and flight record, without claiming it. */
 function checkFlight(sync: Sync, token: unknown, kind: ShareKind, syscall: string): asserts token is ShareToken {
   const t = token as Partial<ShareToken> | null;
-  if (t === null || typeof t !== "object" || !isU32(t.offset) || !isU32(t.flight) || !isU32(t.nonce) || t.nonce === 0) {
+  if (t === null || typeof t !== "object" || !isU32(t.offset) || !isU32(t.flight) || !isU32(t.generation)) {
     throw new DmaBufError("EINVAL", syscall, `${describe(token)} is not a share() token`);
   }
   if (t.kind !== kind) throw new DmaBufError("EINVAL", syscall, `token kind '${String(t.kind)}' is not '${kind}'`);
   const u32 = sync.u32;
-  const f = t.flight;
-  if (sync.arena.syncHeap.orderAt(f) < 0 || u32[(f + FLIGHT_TAG) >>> 2] !== FLIGHT_MAGIC ||
-      u32[(f + FLIGHT_KIND) >>> 2] !== shareKinds.indexOf(kind) || u32[(f + FLIGHT_OBJECT) >>> 2] !== t.offset) {
-    // The record is gone (imported or dropped, then freed or reused).
-    throw new DmaBufError("EBADF", syscall, `the ${kind} token of ${hex(t.offset)} (flight ${hex(f)}) was already imported or dropped`);
+  const f = t.flight as number;
+  const generation = t.generation as number;
+  const spent = (): never => {
+    throw new DmaBufError("EBADF", syscall, `the ${kind} token of ${hex(t.offset as number)} (flight ${hex(f)}) was already imported or dropped`);
+  };
+  try {
+    sync.arena.records.check(f, RecordType.flight, syscall, "EBADF", generation);
+  } catch {
+    spent(); // the record is gone (imported or dropped, then freed or reused)
   }
+  if (u32[(f + FLIGHT_KIND) >>> 2] !== shareKinds.indexOf(kind) || u32[(f + FLIGHT_OBJECT) >>> 2] !== t.offset) spent();
 }
 
 function describe(v: unknown): string {
@@ -124,19 +117,18 @@ function describe(v: unknown): string {
  */
 export function receiveFlight<T>(sync: Sync, token: unknown, kind: ShareKind, syscall: string, adopt: (token: ShareToken) => T): T {
   checkFlight(sync, token, kind, syscall);
-  const at = (token.flight + FLIGHT_NONCE) >>> 2;
+  const at = (token.flight + FLIGHT_CLAIM) >>> 2;
   // The claim: exactly one importer (or dropper) of all the copies wins.
-  if (Atomics.compareExchange(sync.u32, at, token.nonce, 0) !== token.nonce) {
+  if (Atomics.compareExchange(sync.u32, at, 0, 1) !== 0) {
     throw new DmaBufError("EBADF", syscall, `the ${kind} token of ${hex(token.offset)} was already imported or dropped`);
   }
   let object: T;
   try {
     object = adopt(token);
   } catch (e) {
-    Atomics.store(sync.u32, at, token.nonce); // unclaim: the reference is still parked
+    Atomics.store(sync.u32, at, 0); // unclaim: the reference is still parked
     throw e;
   }
-  sync.u32[(token.flight + FLIGHT_TAG) >>> 2] = 0;
-  sync.freeRecord(token.flight);
+  sync.freeRecord(token.flight, RecordType.flight);
   return object;
 }

@@ -29,6 +29,7 @@
  * {fence u32, usage u32}[capacity] in the sync heap, count, capacity, a
  * generation bumped whenever the slot array is replaced, and a refcount.
  */
+import { RecordType, getRecord } from "../memory/record.js";
 import { DmaBufError } from "../errno.js";
 import { FENCE_KIND_ARRAY, FENCE_KIND_CHAIN } from "../engine/abi.js";
 import { nowMs } from "../memory/futex.js";
@@ -83,14 +84,19 @@ export class Resv {
 
   /** dma_resv_init: a new, empty object (owned). */
   static create(sync: Sync): Resv {
-    const offset = sync.allocRecord(RESV_SIZE, "dma_resv_init");
+    const offset = sync.allocRecord(RecordType.resv, RESV_SIZE, "dma_resv_init");
     sync.i32[(offset + RESV_REFCOUNT) >>> 2] = 1;
     return new Resv(sync, offset, true);
   }
 
-  /** Another thread's view of the object at `offset`, taking a reference. */
-  static attach(sync: Sync, offset: number): Resv {
-    Atomics.add(sync.i32, (offset + RESV_REFCOUNT) >>> 2, 1);
+  /**
+   * Another thread's view of the object at `offset`, taking a reference.
+   * EINVAL, nothing touched, unless a live reservation object (of
+   * `generation`, when given) starts there.
+   */
+  static attach(sync: Sync, offset: number, generation?: number): Resv {
+    getRecord(sync.arena, offset, RecordType.resv, RESV_REFCOUNT, "dma_resv_get", "EINVAL", generation,
+      () => new Resv(sync, offset, true).put());
     return new Resv(sync, offset, true);
   }
 
@@ -168,7 +174,7 @@ export class Resv {
     const wanted = this.word(RESV_SLOTS) !== 0 ? Math.max(count + n, 2 * capacity) : Math.max(4, 2 ** Math.ceil(Math.log2(n)));
     const heap = this.sync.arena.syncHeap;
     const order = heap.orderFor(wanted * SLOT_SIZE);
-    const block = this.sync.allocRecord(wanted * SLOT_SIZE, "dma_resv_reserve_fences");
+    const block = this.sync.allocRecord(RecordType.resvSlots, wanted * SLOT_SIZE, "dma_resv_reserve_fences");
     const newCapacity = (heap.granuleBytes * 2 ** order) / SLOT_SIZE;
     // Copy the pending entries; signalled ones are dropped (and put).
     const old = this.word(RESV_SLOTS);
@@ -188,7 +194,7 @@ export class Resv {
     this.setWord(RESV_CAPACITY, newCapacity);
     this.setWord(RESV_COUNT, kept);
     this.setWord(RESV_GENERATION, this.word(RESV_GENERATION) + 1);
-    if (old !== 0) this.sync.freeRecord(old);
+    if (old !== 0) this.sync.freeRecord(old, RecordType.resvSlots);
     for (const f of dropped) this.sync.unref(f);
   }
 
@@ -372,8 +378,8 @@ export class Resv {
     if (Atomics.sub(this.sync.i32, (this.offset + RESV_REFCOUNT) >>> 2, 1) !== 1) return;
     const slots = this.word(RESV_SLOTS);
     for (let i = 0; i < this.word(RESV_COUNT); i++) this.sync.unref(this.slot(i).fence);
-    if (slots !== 0) this.sync.freeRecord(slots);
-    this.sync.freeRecord(this.offset);
+    if (slots !== 0) this.sync.freeRecord(slots, RecordType.resvSlots);
+    this.sync.freeRecord(this.offset, RecordType.resv);
   }
 
   [Symbol.dispose](): void {

@@ -26,7 +26,8 @@ import { FENCE_AUX, FENCE_SEQNO } from "../engine/abi.js";
 import { SyncFile } from "./sync_file.js";
 import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
 import type { Sync } from "./sync.js";
-import { Timeline, TIMELINE_SW_SYNC, TL_OPEN, TL_PENDING, TL_VALUE } from "./timeline.js";
+import { Timeline, TIMELINE_SW_SYNC, TL_OPEN, TL_PENDING, TL_REFCOUNT, TL_VALUE } from "./timeline.js";
+import { RecordType, getRecord } from "../memory/record.js";
 
 const ENOENT = -2;
 const INT_MAX = 0x7fffffff;
@@ -51,18 +52,24 @@ export class SwSyncTimeline {
 
   /**
    * Opens another reference to the timeline at `offset` (dup, or another
-   * thread's). EINVAL when there is no sw_sync timeline there; EBADF when
-   * its last reference was closed.
+   * thread's; `generation` when a token carries one). EINVAL when no live
+   * sw_sync timeline (of that generation) starts there; EBADF when its last
+   * user reference was closed. Nothing is touched when it fails.
    */
-  static dup(sync: Sync, offset: number): SwSyncTimeline {
-    if (sync.arena.syncHeap.orderAt(offset) < 0) throw new DmaBufError("EINVAL", "sw_sync", `no timeline at ${hex(offset)}`);
-    const t = new Timeline(sync, offset);
-    if (t.kind !== TIMELINE_SW_SYNC) throw new DmaBufError("EINVAL", "sw_sync", "not an sw_sync timeline");
-    t.lock.with(() => {
-      if (sync.i32[(offset + TL_OPEN) >>> 2] === 0) throw new DmaBufError("EBADF", "sw_sync", "the timeline is closed");
-      sync.i32[(offset + TL_OPEN) >>> 2]++;
-      t.ref();
-    });
+  static dup(sync: Sync, offset: number, generation?: number): SwSyncTimeline {
+    const t = () => new Timeline(sync, offset);
+    getRecord(sync.arena, offset, RecordType.timeline, TL_REFCOUNT, "sw_sync", "EINVAL", generation, () => t().unref());
+    const timeline = t();
+    try {
+      if (timeline.kind !== TIMELINE_SW_SYNC) throw new DmaBufError("EINVAL", "sw_sync", `the timeline at ${hex(offset)} is not an sw_sync timeline`);
+      timeline.lock.with(() => {
+        if (sync.i32[(offset + TL_OPEN) >>> 2] === 0) throw new DmaBufError("EBADF", "sw_sync", "the timeline is closed");
+        sync.i32[(offset + TL_OPEN) >>> 2]++;
+      });
+    } catch (e) {
+      timeline.unref();
+      throw e;
+    }
     return new SwSyncTimeline(sync, offset);
   }
 
@@ -80,6 +87,11 @@ export class SwSyncTimeline {
   /** A view standing for an open reference already counted (a share() token's); close() drops it. */
   static adopt(sync: Sync, offset: number): SwSyncTimeline {
     return new SwSyncTimeline(sync, offset);
+  }
+
+  /** The generation of the timeline's record (what a token carries). */
+  get generation(): number {
+    return this.sync.arena.records.check(this.offset, RecordType.timeline, "sw_sync");
   }
 
   get offset(): number {

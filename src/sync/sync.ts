@@ -25,6 +25,7 @@ import type { Engine } from "../engine/engine.js";
 import type { Arena } from "../memory/arena.js";
 import { canBlock, waitUntil, waitUntilAsync } from "../memory/futex.js";
 import { kCtlContextNext, kCtlStubFence } from "../memory/layout.js";
+import { RecordType, getRecord, type RecordTypeId } from "../memory/record.js";
 import { CallbackRegistry } from "./callbacks.js";
 import { LabClock } from "./clock.js";
 import { Fence, type FenceNames } from "./fence.js";
@@ -60,12 +61,11 @@ export class Sync {
   private readonly finalizer = new FinalizationRegistry<number>((offset) => this.unref(offset));
 
   constructor(readonly arena: Arena, readonly engine: Engine) {
-    const buffer = arena.buffer;
     this.u8 = arena.u8;
     this.u32 = arena.u32;
     this.i32 = arena.i32;
-    this.u64 = new BigUint64Array(buffer);
-    this.f64 = new Float64Array(buffer);
+    this.u64 = arena.u64;
+    this.f64 = arena.f64;
     this.clock = new LabClock(arena);
     this.fenceCache = new FenceCache(arena);
   }
@@ -91,11 +91,17 @@ export class Sync {
   }
 
   /**
-   * A zeroed record of at least `bytes` from the sync heap. When the heap
-   * has no block, the fence-record cache is drained into it and the
-   * allocation tried once more before ENOMEM.
+   * A zeroed record of `type` of at least `bytes` from the sync heap,
+   * stamped live (record.ts). When the heap has no block, the fence-record
+   * cache is drained into it and the allocation tried once more before ENOMEM.
    */
-  allocRecord(bytes: number, syscall: string): number {
+  allocRecord(type: RecordTypeId, bytes: number, syscall: string): number {
+    const offset = this.allocBlock(bytes, syscall);
+    this.arena.records.stamp(offset, type);
+    return offset;
+  }
+
+  private allocBlock(bytes: number, syscall: string): number {
     const heap = this.arena.syncHeap;
     const order = heap.orderFor(bytes);
     if (order > heap.maxOrder) {
@@ -113,7 +119,9 @@ export class Sync {
     return offset;
   }
 
-  freeRecord(offset: number): void {
+  /** Ends the record's life (its generation changes: tokens naming it are refused) and frees its block. */
+  freeRecord(offset: number, type: RecordTypeId): void {
+    this.arena.records.retire(offset, type, "sync_free");
     this.arena.syncHeap.free(offset, undefined, "sync_free");
   }
 
@@ -121,12 +129,14 @@ export class Sync {
   allocFenceRecord(kind: number, timeline: number, context: bigint, seqno: bigint, syscall: string): number {
     let f = this.fenceCache.take();
     if (f !== 0) this.i32.fill(0, f >>> 2, (f + FENCE_SIZE) >>> 2);
-    else f = this.allocRecord(FENCE_SIZE, syscall);
+    else f = this.allocBlock(FENCE_SIZE, syscall);
     this.u32[(f + FENCE_KIND) >>> 2] = kind;
     this.u32[(f + FENCE_TIMELINE) >>> 2] = timeline;
     this.u64[(f + FENCE_CONTEXT) >>> 3] = context;
     this.u64[(f + FENCE_SEQNO) >>> 3] = seqno;
-    this.i32[(f + FENCE_REFCOUNT) >>> 2] = 1;
+    Atomics.store(this.i32, (f + FENCE_REFCOUNT) >>> 2, 1);
+    // Born after its words are written: fenceAt() accepts it from here on.
+    this.arena.records.stamp(f, RecordType.fence);
     return f;
   }
 
@@ -206,13 +216,23 @@ export class Sync {
     }
   }
 
-  /** An owned view from an offset another thread sent; takes a reference. */
-  fenceAt(offset: number): Fence {
-    const heap = this.arena.syncHeap;
-    if (heap.orderAt(offset) < 0) throw new DmaBufError("EINVAL", "dma_fence", `no fence at ${hex(offset)}`);
-    this.view(offset, false); // checks the kind before a reference is taken
-    this.ref(offset);
+  /**
+   * An owned view from an offset (and, from a token, the generation) that
+   * another thread sent; takes a reference. EINVAL, nothing touched, unless
+   * a live fence record (of that generation) starts there.
+   */
+  fenceAt(offset: number, generation?: number): Fence {
+    const records = this.arena.records;
+    records.check(offset, RecordType.fence, "dma_fence", "EINVAL", generation);
+    // The kind (and with it the view's class) is checked before a reference is taken.
+    this.view(offset, false);
+    getRecord(this.arena, offset, RecordType.fence, FENCE_REFCOUNT, "dma_fence", "EINVAL", generation, () => this.unref(offset));
     return this.view(offset, true);
+  }
+
+  /** The generation of the live fence at `offset` (what a token carries). */
+  generationOf(offset: number): number {
+    return this.arena.records.check(offset, RecordType.fence, "dma_fence");
   }
 
   namesOf(timeline: number, kind: number): FenceNames {
@@ -239,10 +259,12 @@ export class Sync {
         for (const child of kind === FENCE_KIND_ARRAY ? arrayChildren(this, aux) : chainLinks(this, aux)) {
           if (Atomics.sub(this.i32, (child + FENCE_REFCOUNT) >>> 2, 1) === 1) dead.push(child);
         }
-        this.freeRecord(aux);
+        this.freeRecord(aux, kind === FENCE_KIND_ARRAY ? RecordType.fenceArrayBlock : RecordType.fenceChainBlock);
       }
       const timeline = this.u32[(f + FENCE_TIMELINE) >>> 2];
-      if (!this.fenceCache.give(f)) this.freeRecord(f);
+      // Parking in the cache is a free: the record's life ends here either way.
+      this.arena.records.retire(f, RecordType.fence, "dma_fence_release");
+      if (!this.fenceCache.give(f)) this.arena.syncHeap.free(f, undefined, "dma_fence_release");
       if (timeline !== 0) Timeline.unrefAt(this, timeline);
     }
   }

@@ -17,6 +17,7 @@
  *   TL_DRIVER    32 bytes: driver name, UTF-8, NUL-padded
  *   TL_NAME      32 bytes: timeline name
  */
+import { RecordType } from "../memory/record.js";
 import { DmaBufError } from "../errno.js";
 import { Mutex } from "../memory/mutex.js";
 import type { Sync } from "./sync.js";
@@ -72,12 +73,12 @@ export class Timeline {
   static create(sync: Sync, options: TimelineOptions = {}, kind = TIMELINE_GENERIC): Timeline {
     const driver = options.driver ?? "dmabuf-lab";
     const name = options.name ?? "timeline";
-    const offset = sync.allocRecord(TL_SIZE, "timeline_create");
+    const offset = sync.allocRecord(RecordType.timeline, TL_SIZE, "timeline_create");
     try {
       writeName(sync.u8, offset + TL_DRIVER, driver, "driver name");
       writeName(sync.u8, offset + TL_NAME, name, "timeline name");
     } catch (e) {
-      sync.freeRecord(offset);
+      sync.freeRecord(offset, RecordType.timeline);
       throw e;
     }
     const t = new Timeline(sync, offset);
@@ -123,6 +124,6 @@ export class Timeline {
 
   /** unref() without a view, for the fence-free path. */
   static unrefAt(sync: Sync, offset: number): void {
-    if (Atomics.sub(sync.i32, (offset + TL_REFCOUNT) >>> 2, 1) === 1) sync.freeRecord(offset);
+    if (Atomics.sub(sync.i32, (offset + TL_REFCOUNT) >>> 2, 1) === 1) sync.freeRecord(offset, RecordType.timeline);
   }
 }

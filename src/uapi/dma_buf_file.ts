@@ -49,7 +49,7 @@ import { SyncFile } from "../sync/sync_file.js";
 import { unwrap } from "../sync/fence_unwrap.js";
 import { OpenFile, type FdToken, type IoOptions } from "./file.js";
 import { CpuCache } from "../dmabuf/coherence.js";
-import { preadv, preadvAsync, pwritev, pwritevAsync } from "../dmabuf/rw.js";
+import { rwAsync, rwSync, type RwSyscall } from "../dmabuf/rw.js";
 import { DmaBufMapping } from "./mapping.js";
 import type { Process } from "./process.js";
 import { SyncFileFile, installSyncFile } from "./sync_file_file.js";
@@ -210,15 +210,15 @@ export class DmaBufFile extends OpenFile {
     return to;
   }
 
-  override rw(iov: Uint8Array[], pos: number | undefined, write: boolean, io: IoOptions = {}): number {
-    const n = (write ? pwritev : preadv)(this.buf, iov, pos ?? this.position, { nonblock: this.nonblock, timeoutMs: io.timeoutMs });
+  override rw(syscall: RwSyscall, iov: Uint8Array[], pos: number | undefined, io: IoOptions = {}): number {
+    const n = rwSync(this.buf, iov, pos ?? this.position, syscall, { nonblock: this.nonblock, timeoutMs: io.timeoutMs });
     if (pos === undefined) this.position += n;
     return n;
   }
 
-  override async rwAsync(iov: Uint8Array[], pos: number | undefined, write: boolean, io: IoOptions = {}): Promise<number> {
+  override async rwAsync(syscall: RwSyscall, iov: Uint8Array[], pos: number | undefined, io: IoOptions = {}): Promise<number> {
     const at = pos ?? this.position;
-    const n = await (write ? pwritevAsync : preadvAsync)(this.buf, iov, at, { nonblock: this.nonblock, timeoutMs: io.timeoutMs });
+    const n = await rwAsync(this.buf, iov, at, syscall, { nonblock: this.nonblock, timeoutMs: io.timeoutMs });
     if (pos === undefined) this.position = at + n;
     return n;
   }
@@ -259,7 +259,7 @@ export class DmaBufFile extends OpenFile {
   }
 
   override exportToken(): FdToken {
-    return { kind: "dma-buf", offset: this.buf.offset, flags: this.flags };
+    return { kind: "dma-buf", offset: this.buf.offset, generation: this.buf.generation, flags: this.flags };
   }
 }
 

@@ -16,6 +16,7 @@
  *   - A failed operation changes nothing.
  */
 import { DmaBufError } from "../errno.js";
+import { isWrite, type RwSyscall } from "../dmabuf/rw.js";
 import type { Process } from "./process.js";
 import type { DmaBufMapping } from "./mapping.js";
 import { DEFAULT_POLLMASK, O_ACCMODE, O_NONBLOCK } from "./uapi.js";
@@ -27,6 +28,12 @@ export interface FdToken {
   kind: Exclude<FileKind, "dma-heap">;
   /** The object's record in the arena (dma-buf record, fence, sw_sync timeline). */
   offset: number;
+  /**
+   * That record's generation when the token was made (src/memory/record.ts):
+   * a token whose record was freed meanwhile, its block perhaps reused, is
+   * refused (EBADF for a dma-buf, EINVAL otherwise).
+   */
+  generation: number;
   /** The sender's file flags (access mode, O_NONBLOCK), copied to the new description. */
   flags: number;
   /** sync_file: its name. */
@@ -35,8 +42,8 @@ export interface FdToken {
 
 /** Per-call options of read and write. */
 export interface IoOptions {
-  /** Give up waiting for the buffer's fences after this many ms: ETIMEDOUT, nothing copied. Default: no limit. */
-  timeoutMs?: number;
+  /** Give up waiting for the buffer's fences after this many ms: ETIMEDOUT, nothing copied. undefined or null: no limit. */
+  timeoutMs?: number | null;
 }
 
 export abstract class OpenFile {
@@ -96,15 +103,16 @@ export abstract class OpenFile {
   }
 
   /**
-   * read_iter / write_iter: the iovecs at `pos`, or at (and advancing) the
-   * file position when pos is undefined. A file without them: EINVAL.
+   * read_iter / write_iter for the system call `syscall` (its name gives the
+   * direction and goes into errors): the iovecs at `pos`, or at (and
+   * advancing) the file position when pos is undefined. A file without them: EINVAL.
    */
-  rw(_iov: Uint8Array[], _pos: number | undefined, write: boolean, _io?: IoOptions): number {
-    throw new DmaBufError("EINVAL", write ? "write" : "read", `a ${this.kind} file cannot be ${write ? "written" : "read"}`);
+  rw(syscall: RwSyscall, _iov: Uint8Array[], _pos: number | undefined, _io?: IoOptions): number {
+    throw new DmaBufError("EINVAL", syscall, `a ${this.kind} file cannot be ${isWrite(syscall) ? "written" : "read"}`);
   }
 
-  rwAsync(iov: Uint8Array[], pos: number | undefined, write: boolean, io?: IoOptions): Promise<number> {
-    return Promise.resolve().then(() => this.rw(iov, pos, write, io));
+  rwAsync(syscall: RwSyscall, iov: Uint8Array[], pos: number | undefined, io?: IoOptions): Promise<number> {
+    return Promise.resolve().then(() => this.rw(syscall, iov, pos, io));
   }
 
   poll(): number {

@@ -69,7 +69,6 @@ import {
 } from "./uapi.js";
 
 export const FIRST_FD = 3;
-const fdKinds: readonly unknown[] = ["dma-buf", "sync_file", "sw_sync"];
 export const DEFAULT_MAX_FDS = 1024;
 const SW_SYNC_DEBUGFS = "/sys/kernel/debug/sync/sw_sync";
 
@@ -226,43 +225,43 @@ export class Process {
    * file position).
    */
   read(fd: number, buf: Uint8Array, io?: IoOptions): number {
-    return this.file(fd, "read").rw([buf], undefined, false, io);
+    return this.file(fd, "read").rw("read", [buf], undefined, io);
   }
 
   write(fd: number, buf: Uint8Array, io?: IoOptions): number {
-    return this.file(fd, "write").rw([buf], undefined, true, io);
+    return this.file(fd, "write").rw("write", [buf], undefined, io);
   }
 
   pread(fd: number, buf: Uint8Array, pos: number, io?: IoOptions): number {
-    return this.file(fd, "pread").rw([buf], pos, false, io);
+    return this.file(fd, "pread").rw("pread", [buf], pos, io);
   }
 
   pwrite(fd: number, buf: Uint8Array, pos: number, io?: IoOptions): number {
-    return this.file(fd, "pwrite").rw([buf], pos, true, io);
+    return this.file(fd, "pwrite").rw("pwrite", [buf], pos, io);
   }
 
   readv(fd: number, iov: Uint8Array[], io?: IoOptions): number {
-    return this.file(fd, "readv").rw(iov, undefined, false, io);
+    return this.file(fd, "readv").rw("readv", iov, undefined, io);
   }
 
   writev(fd: number, iov: Uint8Array[], io?: IoOptions): number {
-    return this.file(fd, "writev").rw(iov, undefined, true, io);
+    return this.file(fd, "writev").rw("writev", iov, undefined, io);
   }
 
   readAsync(fd: number, buf: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
-    return this.file(fd, "read").rwAsync([buf], pos, false, io);
+    return this.file(fd, "read").rwAsync("read", [buf], pos, io);
   }
 
   writeAsync(fd: number, buf: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
-    return this.file(fd, "write").rwAsync([buf], pos, true, io);
+    return this.file(fd, "write").rwAsync("write", [buf], pos, io);
   }
 
   readvAsync(fd: number, iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
-    return this.file(fd, "readv").rwAsync(iov, pos, false, io);
+    return this.file(fd, "readv").rwAsync("readv", iov, pos, io);
   }
 
   writevAsync(fd: number, iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
-    return this.file(fd, "writev").rwAsync(iov, pos, true, io);
+    return this.file(fd, "writev").rwAsync("writev", iov, pos, io);
   }
 
   mmap(fd: number, offset: number, length: number): DmaBufMapping {
@@ -331,27 +330,39 @@ export class Process {
 
   /**
    * Installs a new fd (close-on-exec clear) for the object of a token from
-   * another thread: an fd token (exportFd: a new reference is taken), or a
-   * share() token of a dma-buf, sync_file or sw_sync timeline (its reference
-   * is adopted, once: src/sync/flight.ts).
+   * another thread, checked before it is trusted: an fd token (exportFd: a
+   * record of its kind and generation must start at its offset, record.ts;
+   * a dma-buf that is not is EBADF, anything else EINVAL, nothing touched; a
+   * new reference is taken), or a share() token of a dma-buf, sync_file or
+   * sw_sync timeline (its flight record checked the same way; the reference
+   * it carries is adopted, once: src/sync/flight.ts).
    */
   importFd(token: FdToken | ShareToken<"dma-buf" | "sync_file" | "sw_sync">): number {
-    const t = Object(token) as FdToken & Partial<ShareToken>;
-    if (!fdKinds.includes(t.kind)) {
-      throw new DmaBufError("EINVAL", "importFd", `token kind '${String(t.kind)}' is not a dma-buf, sync_file or sw_sync`);
+    if (typeof token === "object" && token !== null && "flight" in token) {
+      const kind = token.kind;
+      if (!tokenKinds.includes(kind)) {
+        throw new DmaBufError("EINVAL", "importFd", `token kind '${String(kind)}' is not a dma-buf, sync_file or sw_sync`);
+      }
+      // The fd is found before the file adopts the reference: EMFILE leaves the token importable.
+      return receiveFlight(this.lab.sync, token, kind, "importFd", (t) => this.installNew(() => this.fileOf(t, null), false, "importFd"));
     }
-    if (t.flight === undefined) return this.installNew(() => this.fileOf(t, false), false, "importFd");
-    // The fd is found before the file adopts the reference: EMFILE leaves the token importable.
-    return receiveFlight(this.lab.sync, t, t.kind, "importFd", () => this.installNew(() => this.fileOf(t, true), false, "importFd"));
+    const checked = checkToken(token);
+    return this.installNew(() => this.fileOf(checked, checked.generation), false, "importFd");
   }
 
-  /** The file for a token's object: adopting the token's reference, or taking a new one. */
-  private fileOf(token: FdToken, adopt: boolean): OpenFile {
+  /**
+   * The file for a token's object: with a generation (an fd token), a new
+   * reference on the record of that generation; with null (a share() token
+   * already claimed), adopting the reference the token carried.
+   */
+  private fileOf(token: { kind: string; offset: number; flags?: number; name?: string }, generation: number | null): OpenFile {
     const { sync } = this.lab;
+    const { kind, offset } = token;
+    const adopt = generation === null;
     const flags = typeof token.flags === "number" ? token.flags & (O_ACCMODE | O_NONBLOCK) : O_RDWR;
-    switch (token.kind) {
+    switch (kind) {
       case "dma-buf": {
-        const buf = adopt ? DmaBufRecord.adopt(sync, token.offset) : DmaBufRecord.attach(sync, token.offset);
+        const buf = adopt ? DmaBufRecord.adopt(sync, offset) : DmaBufRecord.attach(sync, offset, generation);
         try {
           return new DmaBufFile(buf, flags);
         } finally {
@@ -359,7 +370,7 @@ export class Process {
         }
       }
       case "sync_file": {
-        const fence = adopt ? sync.view(token.offset, true) : sync.fenceAt(token.offset);
+        const fence = adopt ? sync.view(offset, true) : sync.fenceAt(offset, generation);
         try {
           return new SyncFileFile(new SyncFile(sync, fence, typeof token.name === "string" ? token.name : ""), flags);
         } finally {
@@ -367,7 +378,7 @@ export class Process {
         }
       }
       default:
-        return new SwSyncFile(adopt ? SwSyncTimeline.adopt(sync, token.offset) : SwSyncTimeline.dup(sync, token.offset), flags);
+        return new SwSyncFile(adopt ? SwSyncTimeline.adopt(sync, offset) : SwSyncTimeline.dup(sync, offset, generation), flags);
     }
   }
 
@@ -383,4 +394,19 @@ export class Process {
   [Symbol.dispose](): void {
     this.closeAll();
   }
+}
+
+const tokenKinds: readonly unknown[] = ["dma-buf", "sync_file", "sw_sync"];
+
+/** A token's fields, read once and checked for shape (EINVAL for anything that is not an FdToken). */
+function checkToken(token: unknown): FdToken {
+  const bad = (what: string): never => { throw new DmaBufError("EINVAL", "importFd", `the token ${what}`); };
+  if (typeof token !== "object" || token === null) return bad(`is ${token === null ? "null" : typeof token}, not an FdToken`);
+  const { kind, offset, generation, flags, name } = token as Record<string, unknown>;
+  if (!tokenKinds.includes(kind)) bad(`kind '${typeof kind === "symbol" ? kind.toString() : String(kind)}' is not a dma-buf, sync_file or sw_sync`);
+  if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) bad("has no record offset");
+  if (typeof generation !== "number" || !Number.isSafeInteger(generation) || generation < 0) bad("has no record generation");
+  if (typeof flags !== "number" || !Number.isInteger(flags)) bad("has no flags");
+  if (name !== undefined && typeof name !== "string") bad("has a name that is not a string");
+  return { kind, offset, generation, flags, name } as FdToken;
 }

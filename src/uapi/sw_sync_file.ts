@@ -41,6 +41,6 @@ export class SwSyncFile extends ObjectFile<SwSyncTimeline> {
   }
 
   override exportToken(): FdToken {
-    return { kind: "sw_sync", offset: this.object.offset, flags: this.flags };
+    return { kind: "sw_sync", offset: this.object.offset, generation: this.object.generation, flags: this.flags };
   }
 }

@@ -71,7 +71,8 @@ export class SyncFileFile extends ObjectFile<SyncFile> {
 
   override exportToken(): FdToken {
     if (this.syncFile.closed) throw new DmaBufError("EBADF", "exportFd", "the sync_file is closed");
-    return { kind: "sync_file", offset: this.syncFile.fence.offset, flags: this.flags, name: this.syncFile.name };
+    const { fence } = this.syncFile;
+    return { kind: "sync_file", offset: fence.offset, generation: this.syncFile.sync.generationOf(fence.offset), flags: this.flags, name: this.syncFile.name };
   }
 }
 

@@ -1,6 +1,7 @@
 /*
  * A seeded PRNG for tests (mulberry32). The seed comes from DMABUF_SEED when
- * set, otherwise from the clock; withSeed() prints it when the test fails,
+ * set, otherwise it is the fixed DEFAULT_SEED (a run is reproducible);
+ * withSeed() prints it when the test fails,
  * so that `DMABUF_SEED=<seed> npx vitest run <file>` replays the failure.
  * shuffle() permutes an array in place with a PRNG (Fisher-Yates);
  * takeRandom() removes a random item from an array whose order does not matter.
@@ -56,10 +57,20 @@ export function takeRandom<T>(rng: Prng, items: T[]): T {
   return item;
 }
 
-/** The seed for this run: DMABUF_SEED, or a fresh one. */
+/** The seed every random test runs by default, so that a run passes or fails the same way each time. */
+export const DEFAULT_SEED = 0x5eed2026;
+
+/**
+ * The seed for this run: DMABUF_SEED when set (a number, or "random" for a
+ * fresh one, printed by withSeed on failure), otherwise DEFAULT_SEED.
+ */
 export function testSeed(): number {
   const env = process.env.DMABUF_SEED;
-  return env !== undefined ? Number(env) >>> 0 : (Date.now() ^ (Math.random() * 0x100000000)) >>> 0;
+  if (env === undefined || env === "") return DEFAULT_SEED;
+  if (env === "random") return (Date.now() ^ (Math.random() * 0x100000000)) >>> 0;
+  const n = Number(env);
+  if (!Number.isInteger(n)) throw new Error(`DMABUF_SEED=${env} is not an integer (or "random")`);
+  return n >>> 0;
 }
 
 /** Runs fn with a seeded PRNG; on failure, adds the seed to the error. */
