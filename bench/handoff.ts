@@ -164,9 +164,11 @@ function rawDriver(inbox: Inbox, payload: SharedArrayBuffer, ctrlBuffer: SharedA
       Atomics.store(ctrl, RAW_SEQ, k);
       Atomics.notify(ctrl, RAW_SEQ);
       const deadline = performance.now() + TIMEOUT_MS;
-      while (Atomics.load(ctrl, RAW_ACK) !== k) {
-        if (performance.now() > deadline) throw new Error(`raw: round ${k} not acknowledged within ${TIMEOUT_MS} ms`);
-        Atomics.wait(ctrl, RAW_ACK, Atomics.load(ctrl, RAW_ACK), TIMEOUT_MS);
+      // Sleep only while ACK still holds the value just seen (else the consumer's notify could fall in between).
+      for (let ack = Atomics.load(ctrl, RAW_ACK); ack !== k; ack = Atomics.load(ctrl, RAW_ACK)) {
+        const left = deadline - performance.now();
+        if (left <= 0) throw new Error(`raw: round ${k} not acknowledged within ${TIMEOUT_MS} ms`);
+        Atomics.wait(ctrl, RAW_ACK, ack, left);
       }
     },
     async stop() {
@@ -178,19 +180,33 @@ function rawDriver(inbox: Inbox, payload: SharedArrayBuffer, ctrlBuffer: SharedA
   };
 }
 
+/** An ordinary ArrayBuffer payload, made once per size (postMessage and comlink paths). */
+class Payload {
+  data = new ArrayBuffer(0);
+  bytes = 0;
+
+  resize(n: number): void {
+    this.bytes = n;
+    this.data = new ArrayBuffer(n);
+  }
+
+  fill(k: number): ArrayBuffer {
+    fillPayload(words(this.data, this.bytes), k);
+    return this.data;
+  }
+}
+
 function messageDriver(inbox: Inbox, transfer: boolean): Driver {
-  let data = new ArrayBuffer(0);
-  let bytes = 0;
+  const p = new Payload();
   return {
     async start(n) {
-      bytes = n;
-      data = new ArrayBuffer(n);
+      p.resize(n);
     },
     async round(k) {
-      fillPayload(words(data, bytes), k);
+      const data = p.fill(k);
       inbox.worker.postMessage({ type: "frame", round: k, data } satisfies HandoffFrame, transfer ? [data] : []);
       const ack = await inbox.next<HandoffFrame>("frame");
-      if (transfer) data = ack.data!;
+      if (transfer) p.data = ack.data!;
     },
     async stop() {
       inbox.worker.postMessage({ type: "frame", round: STOP_ROUND } satisfies HandoffFrame);
@@ -200,17 +216,15 @@ function messageDriver(inbox: Inbox, transfer: boolean): Driver {
 }
 
 function comlinkDriver(api: Comlink.Remote<HandoffApi>): Driver {
-  let data = new ArrayBuffer(0);
-  let bytes = 0;
+  const p = new Payload();
   return {
     async start(n) {
-      bytes = n;
-      data = new ArrayBuffer(n);
+      p.resize(n);
       await api.tally();
     },
     async round(k) {
-      fillPayload(words(data, bytes), k);
-      data = await api.check(k, Comlink.transfer(data, [data]));
+      const data = p.fill(k);
+      p.data = await api.check(k, Comlink.transfer(data, [data]));
     },
     stop: () => api.tally(),
   };

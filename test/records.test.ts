@@ -21,6 +21,8 @@ import { DmaBufAttachment, dmaBufAttach } from "../src/dmabuf/attachment.js";
 import { MFD_ALLOW_SEALING, F_SEAL_SHRINK } from "../src/dmabuf/memfd.js";
 import { DeviceRecord } from "../src/devices/device_record.js";
 import { JobRing } from "../src/devices/ring.js";
+import { BufferQueueRecord } from "../src/dmabuf/buffer_queue.js";
+import type { ShareToken } from "../src/sync/flight.js";
 import { JOB_RECORD_SIZE } from "../src/devices/job.js";
 import { spawnDevice, type Device } from "../src/devices/device.js";
 import { RecordType, recordTypeName, type RecordTypeId } from "../src/memory/record.js";
@@ -79,6 +81,8 @@ async function everyRecordType(): Promise<{ lab: Lab; proc: Process; keep: unkno
   const ring = JobRing.create(sync, 4);
   keep.push(DeviceRecord.create(sync, { name: "no-worker", ring, iommu: iommu.offset, timeline: timeline.offset, timeoutMs: 1000, coherent: false }));
   keep.push(sync.allocRecord(RecordType.job, JOB_RECORD_SIZE, "records_test"));
+  // A share() token's flight record, and a buffer queue.
+  keep.push(a.share(), lab.queue({ buffers: 1, size: PAGE_SIZE }));
   return { lab, proc, keep };
 }
 
@@ -132,6 +136,11 @@ function entryPoints(lab: Lab, proc: Process): EntryPoint[] {
     { name: "new Iommu", accepts: RecordType.iommu, call: (o) => { new Iommu(sync, o as number); return () => {}; } },
     { name: "new DeviceRecord", accepts: RecordType.device, call: (o) => { new DeviceRecord(sync, o as number); return () => {}; } },
     { name: "new JobRing", accepts: RecordType.ring, call: (o) => { new JobRing(sync, o as number); return () => {}; } },
+    { name: "new BufferQueueRecord (adopt)", accepts: RecordType.bufferQueue, call: (o) => { BufferQueueRecord.adopt(sync, o as number); return () => {}; } },
+    {
+      name: "lab.import(share token)", accepts: RecordType.flight,
+      call: (o, g) => { const f = lab.import({ kind: "fence", offset: 0, flight: o, generation: g } as ShareToken<"fence">); return () => f.put(); },
+    },
   ];
 }
 

@@ -179,13 +179,6 @@ export class BufferQueue {
     return h;
   }
 
-  private give(b: QueueBuffer, syscall: string): number {
-    if (!(b instanceof QueueBuffer) || this.handles[b.index] !== b) {
-      throw new DmaBufError("EINVAL", syscall, `${String(b)} is not a buffer this BufferQueue handed out`);
-    }
-    return b.index;
-  }
-
   /** A fence to travel with a buffer: its offset with a new reference, 0 for none; added to the buffer's resv. */
   private carry(b: QueueBuffer, fence: QueueFence | undefined, write: boolean, syscall: string): number {
     if (fence === undefined || fence === null) return 0;
@@ -218,17 +211,7 @@ export class BufferQueue {
    * queue takes its own reference. EINVAL for a buffer that is not dequeued.
    */
   queue(b: QueueBuffer, fence?: QueueFence): void {
-    const q = this.q;
-    const i = this.give(b, "buffer_queue_queue");
-    if (q.state(i) !== "dequeued") throw new DmaBufError("EINVAL", "buffer_queue_queue", `buffer ${i} is ${q.state(i)}, not dequeued`);
-    const f = this.carry(b, fence, true, "buffer_queue_queue");
-    try {
-      q.queue(i, f);
-    } catch (e) {
-      if (f !== 0) this.lab.sync.unref(f);
-      throw e;
-    }
-    b.dropFence();
+    this.handOver(b, fence, true);
   }
 
   // ---- consumer -------------------------------------------------------------------
@@ -252,12 +235,26 @@ export class BufferQueue {
    * buffer that is not acquired.
    */
   release(b: QueueBuffer, fence?: QueueFence): void {
+    this.handOver(b, fence, false);
+  }
+
+  /**
+   * queue() (toConsumer) or release(): checks the buffer and its state
+   * before anything changes, carries the fence, pushes, and puts the fence
+   * the handle carried.
+   */
+  private handOver(b: QueueBuffer, fence: QueueFence | undefined, toConsumer: boolean): void {
     const q = this.q;
-    const i = this.give(b, "buffer_queue_release");
-    if (q.state(i) !== "acquired") throw new DmaBufError("EINVAL", "buffer_queue_release", `buffer ${i} is ${q.state(i)}, not acquired`);
-    const f = this.carry(b, fence, false, "buffer_queue_release");
+    const [syscall, want] = toConsumer ? ["buffer_queue_queue", "dequeued"] : ["buffer_queue_release", "acquired"];
+    if (!(b instanceof QueueBuffer) || this.handles[b.index] !== b) {
+      throw new DmaBufError("EINVAL", syscall, `${String(b)} is not a buffer this BufferQueue handed out`);
+    }
+    const i = b.index;
+    if (q.state(i) !== want) throw new DmaBufError("EINVAL", syscall, `buffer ${i} is ${q.state(i)}, not ${want}`);
+    const f = this.carry(b, fence, toConsumer, syscall);
     try {
-      q.release(i, f);
+      if (toConsumer) q.queue(i, f);
+      else q.release(i, f);
     } catch (e) {
       if (f !== 0) this.lab.sync.unref(f);
       throw e;

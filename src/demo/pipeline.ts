@@ -209,15 +209,16 @@ export async function runPipeline(lab: Lab, options: PipelineOptions = {}): Prom
       e.fences.push(camera.submit({
         kind: "kernel", kernel: kCamera, bypassFences, buffers: [{ range: slot.camera, access: "write" }], args: [k, W, H],
       }));
-      queue.queue(free, e.fences[0]);
+      // With fences bypassed no fence travels (the gpu must not wait for the camera: that is the
+      // point of the switch), and the three submissions stay back to back.
+      queue.queue(free, bypassFences ? undefined : e.fences[0]);
       const filled = queue.acquire({ timeoutMs: 0 });
       e.fences.push(gpu.submit({
         kind: "kernel", kernel: kGpu, bypassFences, args: [W, H],
-        // With fences bypassed the gpu must not wait for the camera: that is the point of the switch.
-        inFences: bypassFences || filled.fence === null ? [] : [filled.fence],
+        inFences: filled.fence === null ? [] : [filled.fence],
         buffers: [{ range: slot.gpuIn, access: "read" }, { range: slot.gpuOut, access: "write" }],
       }));
-      queue.release(filled, e.fences[1]);
+      queue.release(filled, bypassFences ? undefined : e.fences[1]);
       e.fences.push(display.submit({
         kind: "kernel", kernel: kDisplay, bypassFences, args: [k, W, H],
         buffers: [{ range: slot.displayIn, access: "read" }, { range: slot.verdict, access: "write" }],
