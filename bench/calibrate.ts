@@ -30,8 +30,9 @@ import { Lab } from "../src/lab.js";
 import type { Calibration } from "../src/engine/calibration.js";
 import { AUTO_BUCKETS } from "../src/engine/abi.js";
 import { fixedStrategyNames, type FixedStrategy } from "../src/engine/strategy.js";
-import { budgetFor, fillPattern, measure, sizeLabel, summarize } from "./copy.js";
-import { machineInfo, type MachineInfo } from "../src/report.js";
+import { budgetFor, fillPattern, measure, sizeLabel } from "./harness.js";
+import { machineInfo, summarize, type Chart, type MachineInfo } from "../src/report.js";
+export { saveCalibration } from "../src/cli/calibration_file.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -171,4 +172,22 @@ export function renderCalibration(result: CalibrationResult): string {
   }
   out.push("", `source: ${result.calibration.source}`, ...result.notes.map((n) => `note: ${n}`));
   return out.join("\n") + "\n";
+}
+
+/** GB/s (p50) per strategy against the segment size, one chart per alignment class; bars: the p50 +- rme. */
+export function calibrationCharts(result: CalibrationResult): Chart[] {
+  return (["aligned", "misaligned"] as const).map((alignment) => {
+    const cells = result.cells.filter((c) => c.alignment === alignment);
+    return {
+      kind: "lines", title: `bench calibrate: ${alignment} segments, GB/s by strategy`,
+      subtitle: `${result.machine.cpu}, ${result.machine.cpus} CPUs, Node ${result.machine.node}, ${result.date.slice(0, 10)}; ` +
+        "p50, bars the 95% margin of error of the mean",
+      x: { label: "segment size (log scale)", scale: "log2", unit: "bytes" },
+      y: { label: "GB/s (log scale)", scale: "log10", unit: "GB/s" },
+      series: fixedStrategyNames.map((s) => ({
+        name: s,
+        points: cells.map((c) => ({ x: c.bytes, y: c.gbps[s], lo: c.gbps[s] * (1 - c.rme[s] / 100), hi: c.gbps[s] * (1 + c.rme[s] / 100) })),
+      })),
+    };
+  });
 }

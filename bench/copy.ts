@@ -47,12 +47,12 @@
  * vsNative, a note) and never fails the run.
  */
 import os from "node:os";
-import { Bench } from "tinybench";
 import { Lab } from "../src/lab.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
 import { strategyNames, type StrategyName } from "../src/engine/strategy.js";
 import { buildNative, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
-import { machineInfo, quantile, type MachineInfo } from "../src/report.js";
+import { machineInfo, summarize, type MachineInfo, type SampleStats, type TargetResult } from "../src/report.js";
+import { budgetFor, fillPattern, measure, mulberry32, sizeLabel, type NativeStatus } from "./harness.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -73,18 +73,6 @@ export interface CopyBenchOptions {
   seed?: number;
   /** Run the native C peer (default true). */
   native?: boolean;
-}
-
-/** Statistics of per-operation times, in nanoseconds. */
-export interface SampleStats {
-  samples: number;
-  meanNs: number;
-  p50Ns: number;
-  p99Ns: number;
-  minNs: number;
-  maxNs: number;
-  /** 95% relative margin of error of the mean, in percent. */
-  rme: number;
 }
 
 export interface CopyBenchRow {
@@ -113,25 +101,6 @@ export interface CopyBenchRow {
   stats: SampleStats;
 }
 
-export interface TargetResult {
-  id: string;
-  description: string;
-  /** e.g. ">= 0.95x native". */
-  threshold: string;
-  /** The measured value in `unit` (the worst case where several sizes count). */
-  measured: number | null;
-  unit: string;
-  /** null when it could not be measured (native skipped, regime not run). */
-  met: boolean | null;
-  detail: string;
-}
-
-export interface NativeStatus {
-  status: "ran" | "skipped";
-  compiler: string | null;
-  reason: string | null;
-}
-
 export interface CopyBenchResult {
   machine: MachineInfo;
   date: string;
@@ -155,99 +124,13 @@ export type CopyBenchProgress =
   | { phase: "native"; message: string }
   | { phase: "case"; index: number; total: number; label: string };
 
-// ---------------------------------------------------------------------------
-// Helpers shared with bench/calibrate.ts
-
-/** mulberry32, identical to the C peer's (bench/native/memcpy.c). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
-
 const fnv = (h: number, x: number): number => Math.imul(h ^ x, 16777619) >>> 0;
 const FNV_BASIS = 2166136261;
-
-/** Fills a view with a pseudo-random pattern of period 65521 (a prime). */
-export function fillPattern(view: Uint8Array, seed = 1): void {
-  const next = mulberry32(seed);
-  const period = Math.min(65521, view.length);
-  for (let i = 0; i < period; i++) view[i] = next() & 0xff;
-  for (let filled = period; filled < view.length; filled *= 2) {
-    view.copyWithin(filled, 0, Math.min(filled, view.length - filled));
-  }
-}
 
 /** A Buffer over a view's bytes, shared or not (for fast comparisons). */
 function buf(view: Uint8Array, offset = 0, length = view.length - offset): Buffer {
   return Buffer.from(view.buffer, view.byteOffset + offset, length);
 }
-
-/** Two-sided 95% Student t, df 1..30; 1.96 + 2.4/df beyond (within 0.5%). */
-const T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145,
-  2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042];
-
-/** Summarises per-operation times (ns); the same code for JS and native samples. */
-export function summarize(samplesNs: readonly number[]): SampleStats {
-  const s = [...samplesNs].sort((a, b) => a - b);
-  const n = s.length;
-  if (n === 0) return { samples: 0, meanNs: NaN, p50Ns: NaN, p99Ns: NaN, minNs: NaN, maxNs: NaN, rme: NaN };
-  const mean = s.reduce((a, b) => a + b, 0) / n;
-  const variance = n > 1 ? s.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1) : 0;
-  const df = n - 1;
-  const t = df === 0 ? 0 : df <= 30 ? T95[df - 1] : 1.96 + 2.4 / df;
-  return {
-    samples: n, meanNs: mean, p50Ns: quantile(s, 0.5), p99Ns: quantile(s, 0.99),
-    minNs: s[0], maxNs: s[n - 1], rme: mean > 0 ? (100 * t * Math.sqrt(variance / n)) / mean : 0,
-  };
-}
-
-/** Budget for each timed method: tinybench's time and iterations, and the native peer's. */
-export function budgetFor(quick: boolean): NativeBudget {
-  return quick
-    ? { timeMs: 40, minSamples: 5, warmupMs: 10, maxSamples: 20000 }
-    : { timeMs: 400, minSamples: 10, warmupMs: 50, maxSamples: 20000 };
-}
-
-/**
- * A tinybench task body: runs `op` (which performs `batch` operations) and
- * reports the mean time per operation; the whole batch counts against the
- * time budget.
- */
-export function batched(op: () => void, batch: number): () => { overriddenDuration: number; overriddenIterationCost: number } {
-  return () => {
-    const t0 = performance.now();
-    op();
-    const dt = performance.now() - t0;
-    return { overriddenDuration: dt / batch, overriddenIterationCost: dt };
-  };
-}
-
-/** Runs named bodies under tinybench; returns per-operation samples (ns) by name. */
-export function measure(tasks: { name: string; body: () => void; batch: number }[], budget: NativeBudget): Map<string, number[]> {
-  const bench = new Bench({
-    time: budget.timeMs, iterations: budget.minSamples,
-    warmupTime: budget.warmupMs, warmupIterations: 2,
-    retainSamples: true, throws: true,
-  });
-  for (const t of tasks) bench.add(t.name, batched(t.body, t.batch), { async: false });
-  bench.runSync();
-  const out = new Map<string, number[]>();
-  for (const task of bench.tasks) {
-    const r = task.result;
-    if (r.state !== "completed") throw new Error(`benchmark task ${task.name} ended in state ${r.state}`);
-    out.set(task.name, Array.from(r.latency.samples ?? [], (ms) => ms * 1e6));
-  }
-  return out;
-}
-
-export const sizeLabel = (n: number): string =>
-  n >= MiB && n % MiB === 0 ? `${n / MiB} MiB` : n >= KiB && n % KiB === 0 ? `${n / KiB} KiB` : `${n} B`;
 
 // ---------------------------------------------------------------------------
 // Cases

@@ -36,11 +36,12 @@ import type { DmaBuf } from "../src/api/dma_buf.js";
 import type { Device, DeviceBuffer, Job } from "../src/devices/device.js";
 import { DmaBufError } from "../src/errno.js";
 import type { Fence } from "../src/sync/fence.js";
-import { budgetFor, fillPattern, measure, sizeLabel, summarize, type NativeStatus, type SampleStats, type TargetResult } from "./copy.js";
-import { fenceStats, type FenceStats } from "./fence.js";
+import { bar, budgetFor, fillPattern, measure, sizeLabel, type NativeStatus } from "./harness.js";
 import { buildNative, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
-import { renderNotes, renderTargets, row } from "./report.js";
-import { durationLabel, machineInfo, machineLines, roundedJson, type MachineInfo } from "../src/report.js";
+import {
+  durationLabel, machineInfo, machineLines, renderNotes, renderTargets, row, summarize, type Chart, type MachineInfo, type SampleStats,
+  type TargetResult,
+} from "../src/report.js";
 
 const MiB = 1024 * 1024;
 const LATENCY_COPY = MiB;
@@ -58,7 +59,7 @@ export interface DevicesBenchOptions {
 export interface DeviceLatencyRow {
   job: string;
   bytes: number;
-  stats: FenceStats;
+  stats: SampleStats;
 }
 
 export interface DeviceBandwidthRow {
@@ -206,7 +207,7 @@ export async function runDevicesBench(options: DevicesBenchOptions = {}, onProgr
     progress("latency: nop and 1 MiB copy jobs on one device");
     const small = await copier(devices[0], LATENCY_COPY);
     for (const [job, j, size] of [["nop", { kind: "nop" }, 0], [`copy ${sizeLabel(LATENCY_COPY)}`, { kind: "copy", src: small.src, dst: small.dst }, LATENCY_COPY]] as const) {
-      latency.push({ job, bytes: size, stats: fenceStats(sample(budget, () => jobLatency(lab, devices[0], j))) });
+      latency.push({ job, bytes: size, stats: summarize(sample(budget, () => jobLatency(lab, devices[0], j))) });
     }
 
     const copiers = [await copier(devices[0], bytes), await copier(devices[1], bytes)];
@@ -325,14 +326,35 @@ export function renderDevicesTable(result: DevicesBenchResult): string {
       (r.stats.p99Ns / r.stats.p50Ns).toFixed(2), String(r.stats.samples)], bwWidths, right(bwHead.length))),
     "  ×native: against native memcpy with as many threads; * reference, not a peer",
     "",
-    ...renderTargets(result.targets, "targets (issue 5, section 7): p50s of the same run"),
+    ...renderTargets(result.targets, "targets: p50s of the same run"),
     "",
     ...renderNotes(result.notes),
   ];
   return out.join("\n") + "\n";
 }
 
-export function renderDevicesJson(result: DevicesBenchResult): string {
+export function devicesJson(result: DevicesBenchResult): object {
   const { machine, date, quick, budget, rounds, batch, load, native, durationMs, targets, latency, bandwidth, notes } = result;
-  return roundedJson({ machine, date, quick, budget, rounds, batch, load, native, durationMs, targets, latency, bandwidth, notes });
+  return { machine, date, quick, budget, rounds, batch, load, native, durationMs, targets, latency, bandwidth, notes };
+}
+
+/** Latency per job (p50, bars p10..p90) and aggregate bandwidth per method (GB/s at the p50, bars p10..p90). */
+export function devicesCharts(result: DevicesBenchResult): Chart[] {
+  const subtitle = `${result.machine.cpu}, ${result.machine.cpus} CPUs, Node ${result.machine.node}, ${result.date.slice(0, 10)}; ` +
+    "p50, bars p10..p90 of the samples";
+  return [
+    {
+      kind: "bars", title: "bench devices: submit-to-complete latency, one job at a time", subtitle,
+      value: { label: "latency (log scale)", scale: "log10", unit: "ns" },
+      groups: [{ name: "job", bars: result.latency.map((r) => bar(r.job, r.stats)) }],
+    },
+    {
+      kind: "bars", title: "bench devices: aggregate copy bandwidth", subtitle,
+      value: { label: "GB/s", scale: "linear", unit: "GB/s" },
+      groups: [{
+        name: result.bandwidth[0] ? `${sizeLabel(result.bandwidth[0].bytes)} copies` : "copies",
+        bars: result.bandwidth.map((r) => bar(r.method, r.stats, (ns) => (r.gbps * r.stats.p50Ns) / ns)),
+      }],
+    },
+  ];
 }

@@ -48,8 +48,8 @@
  * the methods in alternating order; cross-thread cases in many short
  * blocks, the methods taking turns, after untimed warm-up blocks; samples
  * are pooled, so that a drift of the host falls on every method alike.
- * Statistics come from the copy benchmark's
- * summarize(): p50, p90, p99, the 95% relative margin of error of the mean.
+ * Statistics come from summarize() (src/report/stats.ts): p50, p90, p99,
+ * the 95% relative margin of error of the mean.
  * vsRaw is a cost ratio, p50 over the raw peer's p50 (> 1: slower), which
  * is how the targets are stated.
  *
@@ -72,8 +72,7 @@ import type { Timeline } from "../src/sync/timeline.js";
 import type {
   BenchFenceData, BenchFenceJob, BenchFenceReply, BenchFenceRequest, BenchFenceResult, BenchMode, HammerResult, PingMode,
 } from "../workers/bench-fence.js";
-import { summarize, type SampleStats, type TargetResult } from "./copy.js";
-import { durationLabel, machineInfo, quantile, type MachineInfo } from "../src/report.js";
+import { durationLabel, machineInfo, summarize, type MachineInfo, type SampleStats, type TargetResult } from "../src/report.js";
 
 export type FenceSection = "signal" | "signal-waiter" | "wake" | "resv" | "lock";
 /** The sections in the order, which rows and tables follow. */
@@ -122,11 +121,6 @@ export interface FenceBudget {
   timeoutMs: number;
 }
 
-/** Statistics of per-operation times in ns (summarize() of bench/copy.ts, plus p90). */
-export interface FenceStats extends SampleStats {
-  p90Ns: number;
-}
-
 export interface FenceBenchRow {
   section: FenceSection;
   case: string;
@@ -140,7 +134,7 @@ export interface FenceBenchRow {
   nsPerOp: number;
   /** Cost relative to the raw peer of the same case: nsPerOp / raw nsPerOp (> 1: slower). */
   vsRaw: number | null;
-  stats: FenceStats;
+  stats: SampleStats;
   /**
    * Case-specific figures: waiterAsleep (the fraction of signals that found a
    * registered waiter), acquisitionsPerSec, acquisitions, contended,
@@ -181,11 +175,6 @@ export function fenceBudgetFor(quick: boolean): FenceBudget {
 // ---------------------------------------------------------------------------
 // Statistics and rows
 
-export function fenceStats(samplesNs: readonly number[]): FenceStats {
-  const sorted = [...samplesNs].sort((a, b) => a - b);
-  return { ...summarize(sorted), p90Ns: sorted.length ? quantile(sorted, 0.9) : NaN };
-}
-
 interface RowSpec {
   section: FenceSection;
   case: string;
@@ -196,7 +185,7 @@ interface RowSpec {
 }
 
 function makeRow(spec: RowSpec, samplesNs: number[], extra: Record<string, number | null> = {}): FenceBenchRow {
-  const stats = fenceStats(samplesNs);
+  const stats = summarize(samplesNs);
   return {
     section: spec.section, case: spec.case, method: spec.method, kind: spec.kind, fences: spec.fences ?? null,
     batch: spec.batch, nsPerOp: stats.p50Ns, vsRaw: null, stats, extra,
@@ -784,8 +773,8 @@ function wakeRegimes(samplesNs: number[]): Record<string, number | null> {
   const slow = samplesNs.filter((x) => x >= QUICK_WAKE_NS);
   return {
     quickFraction: samplesNs.length ? quick.length / samplesNs.length : null,
-    quickP50Ns: quick.length ? fenceStats(quick).p50Ns : null,
-    slowP50Ns: slow.length ? fenceStats(slow).p50Ns : null,
+    quickP50Ns: quick.length ? summarize(quick).p50Ns : null,
+    slowP50Ns: slow.length ? summarize(slow).p50Ns : null,
   };
 }
 

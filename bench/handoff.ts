@@ -44,13 +44,15 @@ import { DmaBufError } from "../src/errno.js";
 import { Lab } from "../src/lab.js";
 import type { BufferQueue, QueueBuffer } from "../src/api/queue.js";
 import { workerUrl } from "../src/thread/host.js";
-import { durationLabel, esc, machineInfo, machineLines, palette, roundedJson, type MachineInfo } from "../src/report.js";
-import { sizeLabel, summarize, type SampleStats, type TargetResult } from "./copy.js";
+import {
+  durationLabel, machineInfo, machineLines, renderNotes, renderTargets, row, summarize,
+  type Chart, type MachineInfo, type SampleStats, type TargetResult,
+} from "../src/report.js";
+import { sizeLabel } from "./harness.js";
 import {
   RAW_ACK, RAW_CTRL_WORDS, RAW_SEQ, STOP_ROUND, checkPayload, fillPayload, paths,
   type HandoffApi, type HandoffData, type HandoffDone, type HandoffFrame, type HandoffPath, type HandoffStart,
 } from "./handoff-protocol.js";
-import { renderNotes, renderTargets, row } from "./report.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -455,38 +457,25 @@ export function renderHandoffTable(r: HandoffResult): string {
   return out.join("\n") + "\n";
 }
 
-export function renderHandoffJson(r: HandoffResult): string {
-  return roundedJson(r);
+/** The whole result: table() and charts() read nothing else. */
+export function handoffJson(r: HandoffResult): object {
+  return r;
 }
 
-/** Bars of each path against raw (p50 round trips), one group per size. */
-export function renderHandoffSvg(r: HandoffResult): string {
-  const W = 900, barH = 12, gap = 10, left = 170, plotW = 560, top = 60;
-  const maxRatio = Math.max(1.2, ...r.rows.map((x) => x.vsRaw));
-  const x = (v: number) => left + (v / maxRatio) * plotW;
-  const groupH = paths.length * barH + gap + 16;
-  const H = top + r.sizes.length * groupH + 40;
-  const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="#ffffff"/>`,
-    `<text x="20" y="22" font-size="15" font-weight="bold">dmabuf-lab bench handoff: each path against raw SharedArrayBuffer + Atomics (p50 round trip)</text>`,
-    `<text x="20" y="40" fill="#555555">${esc(`${r.machine.cpu}, ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${r.date.slice(0, 10)}`)}</text>`,
-  ];
-  for (const v of [0.9, 1]) {
-    parts.push(`<line x1="${x(v).toFixed(1)}" x2="${x(v).toFixed(1)}" y1="${top - 6}" y2="${H - 30}" stroke="${v === 1 ? "#999999" : "#d62728"}" stroke-dasharray="4 3"/>`,
-      `<text x="${x(v).toFixed(1)}" y="${H - 16}" text-anchor="middle" fill="#555555">${v}x</text>`);
-  }
-  r.sizes.forEach((bytes, g) => {
-    const y0 = top + g * groupH;
-    parts.push(`<text x="20" y="${y0 + 10}" font-weight="bold">${esc(sizeLabel(bytes))}</text>`);
-    r.rows.filter((row) => row.bytes === bytes).forEach((row, i) => {
-      const y = y0 + 16 + i * barH;
-      parts.push(`<text x="${left - 6}" y="${y + barH - 3}" text-anchor="end" font-size="11">${esc(row.path)}</text>`,
-        `<rect x="${left}" y="${y}" width="${(x(row.vsRaw) - left).toFixed(1)}" height="${barH - 2}" fill="${palette[i % palette.length]}">` +
-          `<title>${esc(`${row.path} ${sizeLabel(bytes)}: p50 ${durationLabel(row.stats.p50Ns)}, ${Math.round(row.roundTripsPerSec)} round trips/s, ${row.vsRaw.toFixed(2)}x raw`)}</title></rect>`,
-        `<text x="${(x(row.vsRaw) + 4).toFixed(1)}" y="${y + barH - 3}" font-size="10" fill="#555555">${row.vsRaw.toFixed(2)}</text>`);
-    });
-  });
-  parts.push("</svg>");
-  return parts.join("\n") + "\n";
+/** Each path against raw at each size: the ratio of p50 round trips, bars p10..p90 of the path's samples. */
+export function handoffCharts(r: HandoffResult): Chart[] {
+  const raw = (bytes: number) => r.rows.find((x) => x.bytes === bytes && x.path === "raw")!.stats.p50Ns;
+  return [{
+    kind: "bars",
+    title: "bench handoff: each path against raw SharedArrayBuffer + Atomics (x raw, p50 round trips)",
+    subtitle: `${r.machine.cpu}, ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${r.date.slice(0, 10)}; bars p10..p90 of the samples`,
+    value: { label: "x raw (higher is faster)", scale: "linear", unit: "ratio" },
+    groups: r.sizes.map((bytes) => ({
+      name: sizeLabel(bytes),
+      bars: r.rows.filter((x) => x.bytes === bytes).map((x) => ({
+        name: x.path, value: x.vsRaw, lo: raw(bytes) / x.stats.p90Ns, hi: raw(bytes) / x.stats.p10Ns,
+      })),
+    })),
+    notes: ["targets: the lab's best path >= 0.9x raw at every size; >= 1.2x postMessage-transfer at 4 KiB"],
+  }];
 }

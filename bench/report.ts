@@ -5,31 +5,37 @@
  *   renderTable(result)  a table under 120 columns, grouped by regime: GB/s
  *                        (or ns per segment), x native, x SAB set, rme, p99
  *                        spread, samples and batch; then the targets
- *   renderJson(result)   { machine, date, ..., targets, rows, notes }, every
+ *   copyJson(result)     { machine, date, ..., targets, rows, notes }, every
  *                        row with regime, method, bytes, gbps, nsPerSegment,
  *                        vsNative, vsSabSet and its statistics
- *   renderSvg(result)    a self-contained SVG chart, bandwidth against size
- *                        (log-log) per method, contiguous aligned copies
+ *   copyCharts(result)   GB/s against size (log-log) per method, contiguous
+ *                        aligned and misaligned copies; ns per segment of the
+ *                        sg regimes
  * The fence benchmark (bench/fence.ts):
  *   renderFenceTable(result)  a table under 120 columns, grouped by section
  *                        and case: p50, p90, p99 per operation, x raw (a cost
  *                        ratio), rme, samples and batch; then the targets
- *   renderFenceJson(result)   { machine, date, ..., targets, rows, notes }
+ *   fenceJson(result)    { machine, date, ..., targets, rows, notes }
+ *   fenceCharts(result)  p50 per method and case, one chart per section
  * The read/write benchmark (bench/rw.ts):
  *   renderRwTable(result)  a table under 120 columns by regime and size: GB/s
  *                        (ns per op for 64-byte ops), x native, x SAB set,
  *                        x fs, rme, p99 spread, samples, batch; the targets
- *   renderRwJson(result)   { machine, date, ..., targets, rows, notes }
- * All share the machine header, the target list, the note wrapping and the
- * JSON rounding.
+ *   rwJson(result)       { machine, date, ..., targets, rows, notes }
+ *   rwCharts(result)     GB/s against size per method and heap; ns per
+ *                        64-byte call
+ * All share the machine header, the target list and the note wrapping
+ * (src/report/text.ts); the charts' points are p50s with p10..p90 bars.
  *
  * Pure functions of the result: nothing here measures or prints.
  */
-import type { CopyBenchResult, CopyBenchRow, Regime, TargetResult } from "./copy.js";
-import { sizeLabel } from "./copy.js";
+import type { CopyBenchResult, CopyBenchRow, Regime } from "./copy.js";
+import { bar, sizeLabel, spread } from "./harness.js";
 import type { RwBenchResult, RwBenchRow, RwRegime } from "./rw.js";
 import { QUICK_WAKE_NS, fenceSections, type FenceBenchResult, type FenceBenchRow, type FenceSection } from "./fence.js";
-import { durationLabel, esc, machineLines, palette, roundedJson, wrap } from "../src/report.js";
+import {
+  durationLabel, machineLines, renderNotes, renderTargets, row, wrap, type Chart,
+} from "../src/report.js";
 
 const regimeTitles: Record<Regime, string> = {
   "contiguous": "contiguous: one call per copy",
@@ -49,10 +55,6 @@ const methodOrder = (m: string): number => {
 const num = (v: number | null, digits: number): string =>
   v === null || !Number.isFinite(v) ? "-" : v >= 1000 ? v.toFixed(0) : v >= 100 ? v.toFixed(Math.min(digits, 1)) : v.toFixed(digits);
 const ratio = (v: number | null): string => (v === null || !Number.isFinite(v) ? "-" : `${v.toFixed(2)}`);
-
-export function row(cells: string[], widths: number[], right: boolean[]): string {
-  return cells.map((c, i) => (right[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join("  ").trimEnd();
-}
 
 function byCase(rows: CopyBenchRow[]): CopyBenchRow[][] {
   const m = new Map<string, CopyBenchRow[]>();
@@ -93,23 +95,6 @@ function regimeTable(regime: Regime, rows: CopyBenchRow[]): string[] {
   return out;
 }
 
-export function renderTargets(targets: TargetResult[],
-  heading = "targets (issue 2, section 5): best engine path, worst case over the sizes that count"): string[] {
-  const out = [heading];
-  for (const t of targets) {
-    const status = t.met === null ? "n/a" : t.met ? "met" : "MISSED";
-    const measured = t.measured === null ? "not measured" : `${t.measured.toFixed(2)} ${t.unit}`;
-    out.push(...wrap(`  [${status}] ${t.description}: ${measured} (target ${t.threshold}); ${t.detail}`, 116, "      "));
-  }
-  return out;
-}
-
-export function renderNotes(notes: string[]): string[] {
-  const out = ["notes:"];
-  for (const n of notes) out.push(...wrap(`  - ${n}`, 116, "    "));
-  return out;
-}
-
 export function renderTable(result: CopyBenchResult): string {
   const out = [
     `dmabuf-lab bench copy${result.quick ? " --quick" : ""}: ${result.date}, seed ${result.seed}, ${(result.durationMs / 1000).toFixed(0)} s`,
@@ -121,77 +106,50 @@ export function renderTable(result: CopyBenchResult): string {
   ];
   const regimes = [...new Set(result.rows.map((r) => r.regime))];
   for (const regime of regimes) out.push(...regimeTable(regime, result.rows.filter((r) => r.regime === regime)));
-  out.push(...renderTargets(result.targets), "", ...renderNotes(result.notes));
+  out.push(...renderTargets(result.targets, "targets: best engine path, worst case over the sizes that count"), "", ...renderNotes(result.notes));
   return out.join("\n") + "\n";
 }
 
-export function renderJson(result: CopyBenchResult): string {
+export function copyJson(result: CopyBenchResult): object {
   const { machine, date, quick, seed, regimes, budget, rounds, load, native, targets, rows, notes, durationMs } = result;
-  return roundedJson({ machine, date, quick, seed, regimes, budget, rounds, load, native, durationMs, targets, rows, notes });
+  return { machine, date, quick, seed, regimes, budget, rounds, load, native, durationMs, targets, rows, notes };
 }
 
-/** A log-log chart of GB/s against copy size for contiguous aligned copies. */
-export function renderSvg(result: CopyBenchResult): string {
-  const rows = result.rows.filter((r) => r.regime === "contiguous" && r.alignment === "aligned" && r.gbps > 0);
-  const W = 960, H = 560, left = 70, top = 50, plotW = 640, plotH = 440;
-  const methods = [...new Set(rows.map((r) => r.method))].sort((a, b) => methodOrder(a) - methodOrder(b));
-  const parts: string[] = [];
-  const title = `dmabuf-lab bench copy: contiguous aligned copies, GB/s (p50) against size`;
-  const sub = `${result.machine.cpu}, ${result.machine.cpus} CPUs, Node ${result.machine.node}, ${result.date.slice(0, 10)}` +
-    (result.native.status === "ran" ? "" : " (native skipped)");
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="#ffffff"/>`,
-    `<text x="${left}" y="22" font-size="15" font-weight="bold">${esc(title)}</text>`,
-    `<text x="${left}" y="40" fill="#555555">${esc(sub)}</text>`);
-  if (rows.length === 0) {
-    parts.push(`<text x="${left}" y="${top + 40}">no contiguous rows in this result</text>`, "</svg>");
-    return parts.join("\n") + "\n";
-  }
-  const sizes = rows.map((r) => r.bytes);
-  const xMin = Math.log2(Math.min(...sizes)), xMax = Math.log2(Math.max(...sizes));
-  const yMin = Math.floor(Math.log10(Math.min(...rows.map((r) => r.gbps))));
-  const yMax = Math.ceil(Math.log10(Math.max(...rows.map((r) => r.gbps))));
-  const x = (bytes: number) => left + ((Math.log2(bytes) - xMin) / Math.max(1, xMax - xMin)) * plotW;
-  const y = (gbps: number) => top + plotH - ((Math.log10(gbps) - yMin) / Math.max(1, yMax - yMin)) * plotH;
-  const f = (v: number) => v.toFixed(1);
+const gbpsOf = (bytes: number) => (ns: number): number => bytes / ns;
 
-  parts.push(`<rect x="${left}" y="${top}" width="${plotW}" height="${plotH}" fill="none" stroke="#999999"/>`);
-  for (let e = yMin; e <= yMax; e++) {
-    for (const k of [1, 2, 5]) {
-      const v = k * 10 ** e;
-      if (Math.log10(v) > yMax + 1e-9) continue;
-      const yy = y(v);
-      parts.push(`<line x1="${left}" x2="${left + plotW}" y1="${f(yy)}" y2="${f(yy)}" stroke="${k === 1 ? "#cccccc" : "#eeeeee"}"/>`);
-      if (k === 1 || yMax - yMin <= 3) parts.push(`<text x="${left - 6}" y="${f(yy + 4)}" text-anchor="end">${v >= 1 ? v : v.toPrecision(1)}</text>`);
-    }
+/** The copy benchmark's charts: GB/s against size (contiguous, aligned and misaligned), ns per segment (sg regimes). */
+export function copyCharts(result: CopyBenchResult): Chart[] {
+  const subtitle = `${result.machine.cpu}, ${result.machine.cpus} CPUs, Node ${result.machine.node}, ${result.date.slice(0, 10)}` +
+    (result.native.status === "ran" ? "" : " (native skipped)") + "; points p50, bars p10..p90 of the samples";
+  const charts: Chart[] = [];
+  for (const alignment of ["aligned", "misaligned"] as const) {
+    const rows = result.rows.filter((r) => r.regime === "contiguous" && r.alignment === alignment && r.gbps > 0);
+    if (rows.length === 0) continue;
+    const methods = [...new Set(rows.map((r) => r.method))].sort((a, b) => methodOrder(a) - methodOrder(b));
+    charts.push({
+      kind: "lines", title: `bench copy: contiguous ${alignment} copies, GB/s against size`, subtitle,
+      x: { label: "copy size (log scale)", scale: "log2", unit: "bytes" },
+      y: { label: "GB/s (log scale)", scale: "log10", unit: "GB/s" },
+      series: methods.map((method) => ({
+        name: method, dashed: method.startsWith("sab:") || method.startsWith("ab:"),
+        points: rows.filter((r) => r.method === method).map((r) => ({ x: r.bytes, ...spread(r.stats, gbpsOf(r.bytes)) })),
+      })),
+      notes: ["engine:* one wasm call per copy", "sab:* built-ins on the shared memory", "ab:* built-ins on an ArrayBuffer",
+        "dotted: JavaScript built-ins"],
+    });
   }
-  for (let e = Math.ceil(xMin); e <= xMax; e += 2) {
-    const xx = x(2 ** e);
-    parts.push(`<line x1="${f(xx)}" x2="${f(xx)}" y1="${top}" y2="${top + plotH}" stroke="#eeeeee"/>`,
-      `<text x="${f(xx)}" y="${top + plotH + 16}" text-anchor="middle">${esc(sizeLabel(2 ** e))}</text>`);
+  const sg = result.rows.filter((r) => r.regime !== "contiguous" && r.nsPerSegment !== null);
+  if (sg.length) {
+    charts.push({
+      kind: "bars", title: "bench copy: scatter-gather and tiny segments, ns per segment", subtitle,
+      value: { label: "ns per segment (log scale)", scale: "log10", unit: "ns" },
+      groups: [...new Set(sg.map((r) => r.regime))].map((regime) => ({
+        name: regimeTitles[regime],
+        bars: sg.filter((r) => r.regime === regime).sort((a, b) => methodOrder(a.method) - methodOrder(b.method)).map((r) => bar(r.method, r.stats, (ns) => ns / r.segments)),
+      })),
+    });
   }
-  parts.push(`<text x="${left + plotW / 2}" y="${top + plotH + 36}" text-anchor="middle">copy size (log scale)</text>`,
-    `<text transform="translate(18 ${top + plotH / 2}) rotate(-90)" text-anchor="middle">GB/s (log scale)</text>`);
-
-  methods.forEach((method, i) => {
-    const color = palette[i % palette.length];
-    const pts = rows.filter((r) => r.method === method).sort((a, b) => a.bytes - b.bytes);
-    const dash = method.startsWith("native") ? "" : method.startsWith("engine") ? "" : ` stroke-dasharray="5 3"`;
-    const width = method === "native:memcpy" || method === "engine:auto" ? 2.5 : 1.5;
-    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="${width}"${dash} points="${pts.map((p) => `${f(x(p.bytes))},${f(y(p.gbps))}`).join(" ")}"/>`);
-    for (const p of pts) {
-      parts.push(`<circle cx="${f(x(p.bytes))}" cy="${f(y(p.gbps))}" r="2.5" fill="${color}"><title>${esc(`${method} ${sizeLabel(p.bytes)}: ${p.gbps.toFixed(2)} GB/s`)}</title></circle>`);
-    }
-    const ly = top + 10 + i * 20;
-    parts.push(`<line x1="${left + plotW + 20}" x2="${left + plotW + 48}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="${width}"${dash}/>`,
-      `<text x="${left + plotW + 54}" y="${ly + 4}">${esc(method)}</text>`);
-  });
-  const noteY = top + 20 + methods.length * 20;
-  const legendNotes = ["engine:* one wasm call per copy", "sab:* built-ins on the shared memory", "ab:* built-ins on an ArrayBuffer",
-    "dashed: JavaScript built-ins"];
-  legendNotes.forEach((n, i) => parts.push(`<text x="${left + plotW + 20}" y="${noteY + i * 16}" fill="#555555" font-size="11">${esc(n)}</text>`));
-  parts.push("</svg>");
-  return parts.join("\n") + "\n";
+  return charts;
 }
 
 // ---------------------------------------------------------------------------
@@ -273,14 +231,14 @@ export function renderFenceTable(result: FenceBenchResult): string {
     out.push("");
   }
   out.push("* reference: a component of the fence's cost, not a peer", "",
-    ...renderTargets(result.targets, "targets (issue 3, section 6): p50 of the fence path over the p50 of its raw peer, same run"),
+    ...renderTargets(result.targets, "targets: p50 of the fence path over the p50 of its raw peer, same run"),
     "", ...renderNotes(result.notes));
   return out.join("\n") + "\n";
 }
 
-export function renderFenceJson(result: FenceBenchResult): string {
+export function fenceJson(result: FenceBenchResult): object {
   const { machine, date, quick, budget, load, durationMs, targets, rows, notes } = result;
-  return roundedJson({ machine, date, quick, budget, load, durationMs, targets, rows, notes });
+  return { machine, date, quick, budget, load, durationMs, targets, rows, notes };
 }
 
 // ---------------------------------------------------------------------------
@@ -320,11 +278,61 @@ export function renderRwTable(result: RwBenchResult): string {
   }
   out.push(...wrap("×nat, ×SAB, ×fs: speed ratios (>1 faster) against native:memcpy, sab:set and the fs call of the same " +
     "direction; n: samples (batch in the JSON)", 116, "  "), "",
-    ...renderTargets(result.targets, "targets (issue 4, section 8): p50s of the same run"), "", ...renderNotes(result.notes));
+    ...renderTargets(result.targets, "targets: p50s of the same run"), "", ...renderNotes(result.notes));
   return out.join("\n") + "\n";
 }
 
-export function renderRwJson(result: RwBenchResult): string {
+export function rwJson(result: RwBenchResult): object {
   const { machine, date, quick, budget, rounds, load, native, shmFile, durationMs, targets, rows, notes } = result;
-  return roundedJson({ machine, date, quick, budget, rounds, load, native, shmFile, durationMs, targets, rows, notes });
+  return { machine, date, quick, budget, rounds, load, native, shmFile, durationMs, targets, rows, notes };
+}
+
+/** The fence benchmark's chart: p50 per method and case, bars p10..p90, one group per case. */
+export function fenceCharts(result: FenceBenchResult): Chart[] {
+  const subtitle = `${result.machine.cpu}, ${result.machine.cpus} CPUs, Node ${result.machine.node}, ${result.date.slice(0, 10)}; ` +
+    "bars p50, whiskers p10..p90 of the samples";
+  return fenceSections.filter((x) => result.rows.some((r) => r.section === x)).map((section) => {
+    const rows = result.rows.filter((r) => r.section === section);
+    return {
+      kind: "bars", title: `bench fence: ${fenceSectionTitle(section, result)}`, subtitle,
+      value: { label: "ns per operation (log scale)", scale: "log10", unit: "ns" },
+      groups: [...new Set(rows.map((r) => r.case))].map((c) => ({
+        name: c,
+        bars: rows.filter((r) => r.case === c).map((r) => bar(r.method, r.stats)),
+      })),
+    };
+  });
+}
+
+/** The read/write benchmark's charts: GB/s against size per method (throughput), ns per 64-byte call. */
+export function rwCharts(result: RwBenchResult): Chart[] {
+  const subtitle = `${result.machine.cpu}, ${result.machine.cpus} CPUs, Node ${result.machine.node}, ${result.date.slice(0, 10)}; ` +
+    "p50, bars p10..p90 of the samples";
+  const charts: Chart[] = [];
+  const tp = result.rows.filter((r) => r.regime === "throughput" && r.gbps > 0);
+  if (tp.length) {
+    const name = (r: RwBenchRow) => (r.heap ? `${r.method} (${r.heap}${r.memory === "foreign" ? ", foreign" : ""})` : r.method);
+    const names = [...new Set(tp.map(name))];
+    charts.push({
+      kind: "lines", title: "bench rw: one pwrite/pread of a whole dma-buf, GB/s against size", subtitle,
+      x: { label: "size (log scale)", scale: "log2", unit: "bytes" },
+      y: { label: "GB/s (log scale)", scale: "log10", unit: "GB/s" },
+      series: names.map((n) => ({
+        name: n, dashed: !n.startsWith("pwrite") && !n.startsWith("pread"),
+        points: tp.filter((r) => name(r) === n).map((r) => ({ x: r.bytes, ...spread(r.stats, gbpsOf(r.bytes)) })),
+      })),
+    });
+  }
+  const small = result.rows.filter((r) => r.regime !== "throughput");
+  if (small.length) {
+    charts.push({
+      kind: "bars", title: "bench rw: 64-byte calls and their parts, ns per call", subtitle,
+      value: { label: "ns per call (log scale)", scale: "log10", unit: "ns" },
+      groups: [...new Set(small.map((r) => r.regime))].map((regime) => ({
+        name: rwTitles[regime],
+        bars: small.filter((r) => r.regime === regime).map((r) => bar(r.heap ? `${r.method} (${r.heap})` : r.method, r.stats)),
+      })),
+    });
+  }
+  return charts;
 }

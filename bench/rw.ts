@@ -41,9 +41,10 @@ import { DMA_HEAP_IOCTL_ALLOC, O_RDWR } from "../src/uapi/uapi.js";
 import type { HeapName } from "../src/dmabuf/heap.js";
 import { pwritev } from "../src/dmabuf/rw.js";
 import { bufferRuns } from "../src/dmabuf/runs.js";
-import { budgetFor, contiguousBatch, fillPattern, measure, sizeLabel, summarize, type NativeStatus, type SampleStats, type TargetResult } from "./copy.js";
+import { contiguousBatch } from "./copy.js";
+import { budgetFor, fillPattern, measure, sizeLabel, type NativeStatus } from "./harness.js";
 import { buildNative, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
-import { machineInfo, type MachineInfo } from "../src/report.js";
+import { machineInfo, summarize, type MachineInfo, type SampleStats, type TargetResult } from "../src/report.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

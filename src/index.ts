@@ -18,7 +18,7 @@ export * as layout from "./memory/layout.js";
 export { Engine } from "./engine/engine.js";
 export { SgTable, SegmentList, type SegmentSource } from "./engine/tables.js";
 export { strategies, strategyNames, type StrategyName, type FixedStrategy } from "./engine/strategy.js";
-export { defaultCalibration, type Calibration } from "./engine/calibration.js";
+export { defaultCalibration, setDefaultCalibration, type Calibration } from "./engine/calibration.js";
 export { lineSplit, type LineSplit } from "./engine/lines.js";
 export { loadEngineModule } from "./engine/module.js";
 export { spawnLabThread, type LabThread } from "./thread/host.js";
@@ -51,4 +51,7 @@ export {
   DMA_RESV_USAGE_KERNEL, DMA_RESV_USAGE_WRITE, DMA_RESV_USAGE_READ, DMA_RESV_USAGE_BOOKKEEP,
 } from "./sync/resv.js";
 export * from "./uapi/index.js";
+export * from "./io_uring/io_uring.js";
+export * from "./io_uring/liburing.js";
+export { spawnStorage, StorageDevice, type StorageOptions } from "./devices/storage.js";
 export { runPipeline, type PipelineOptions, type PipelineResult, type PipelineIntegrity, type FrameReport, type ReaderFrame } from "./demo/pipeline.js";

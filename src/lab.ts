@@ -15,7 +15,7 @@ import { DmaBufError, hex } from "./errno.js";
 import { Arena } from "./memory/arena.js";
 import type { BuddyStats } from "./memory/buddy.js";
 import { CACHE_LINE, REGION_ALIGN, kCtlAutoTable, type Layout, type LayoutOptions } from "./memory/layout.js";
-import { defaultCalibration, encodeCalibration, type Calibration } from "./engine/calibration.js";
+import { currentDefaultCalibration, encodeCalibration, type Calibration } from "./engine/calibration.js";
 import { Engine } from "./engine/engine.js";
 import { loadEngineModule, type EngineSource } from "./engine/module.js";
 import { strategyId, type StrategyName } from "./engine/strategy.js";
@@ -36,7 +36,7 @@ import { spawnDevice, type Device, type DeviceOptions } from "./devices/device.j
 export interface LabOptions extends LayoutOptions {
   /** The engine: a compiled module, or the URL of engine.wasm. */
   engine?: EngineSource;
-  /** The AUTO calibration table (default: src/engine/calibration.json). */
+  /** The AUTO calibration table (default: src/engine/calibration.json, or setDefaultCalibration()). */
   calibration?: Calibration;
   /**
    * false models a non-coherent (ARM-like) machine: cached buffers are seen
@@ -45,6 +45,9 @@ export interface LabOptions extends LayoutOptions {
    */
   coherent?: boolean;
 }
+
+/** Every option Lab.create knows; any other is EINVAL (a misspelt option must not be ignored). */
+const LAB_OPTIONS: readonly (keyof LabOptions)[] = ["memoryBytes", "poolBytes", "syncBytes", "engine", "calibration", "coherent"];
 
 /** What crosses to another thread: structured-clonable, shared not copied. */
 export interface LabHandle {
@@ -84,7 +87,12 @@ export class Lab {
 
   static async create(options: LabOptions = {}): Promise<Lab> {
     requireCrossOriginIsolation();
-    const calibration = encodeCalibration(options.calibration ?? defaultCalibration);
+    const unknown = Object.keys(options ?? {}).filter((k) => !LAB_OPTIONS.includes(k as keyof LabOptions));
+    if (unknown.length) {
+      throw new DmaBufError("EINVAL", "lab_create", `unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} ` +
+        `(Lab.create takes ${LAB_OPTIONS.join(", ")})`);
+    }
+    const calibration = encodeCalibration(options.calibration ?? currentDefaultCalibration());
     const module = await loadEngineModule(options.engine);
     const arena = Arena.create(options);
     arena.u8.set(calibration, arena.control(kCtlAutoTable));
@@ -202,8 +210,13 @@ export class Lab {
     if (!heapNames.includes(name)) {
       throw new DmaBufError("ENOENT", "open", `no heap '${String(name)}' (heaps: ${heapNames.join(", ")})`);
     }
-    return new DmaHeap(this.process, name);
+    let heap = this.heaps.get(name);
+    if (heap === undefined) this.heaps.set(name, (heap = new DmaHeap(this.process, name)));
+    return heap;
   }
+
+  /** lab.heap()'s answers, one per name: each holds one heap fd of this thread's Process. */
+  private readonly heaps = new Map<HeapName, DmaHeap>();
 
   /**
    * A buffer queue (src/api/queue.ts): `buffers` dma-bufs of `size` bytes

@@ -7,8 +7,7 @@ import { describe, expect, test } from "vitest";
 import {
   evaluateDevicesTargets, renderDevicesTable, runDevicesBench, type DeviceBandwidthRow, type DeviceLatencyRow,
 } from "../bench/devices.js";
-import { summarize } from "../bench/copy.js";
-import { fenceStats } from "../bench/fence.js";
+import { summarize } from "../src/report.js";
 import { runCli } from "./helpers/cli.js";
 
 const MiB = 1024 * 1024;
@@ -44,7 +43,7 @@ describe("bench devices", () => {
     method: `${kind} x${workers}`, kind, workers, bytes: 16 * MiB, batch: 8, gbps: (16 * MiB) / nsPerCopy, vsNative: null,
     stats: summarize([nsPerCopy]),
   });
-  const latency: DeviceLatencyRow[] = [{ job: "nop", bytes: 0, stats: fenceStats([20_000]) }];
+  const latency: DeviceLatencyRow[] = [{ job: "nop", bytes: 0, stats: summarize([20_000]) }];
   const withRatios = (rows: DeviceBandwidthRow[]) => rows.map((r) => {
     const peer = rows.find((p) => p.kind === "native" && p.workers === r.workers);
     return r.kind === "native" || !peer ? r : { ...r, vsNative: r.gbps / peer.gbps };

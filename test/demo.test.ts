@@ -161,7 +161,7 @@ describe("dmabuf-lab demo", () => {
   test("a bad --frames is a usage error (exit 2) naming the value", async () => {
     const { code, stderr, stdout } = await runCli(["demo", "--frames", "lots"]);
     expect(code).toBe(2);
-    expect(stderr).toContain("frames lots");
+    expect(stderr).toContain("--frames 'lots' is not a whole number");
     expect(stdout).toBe("");
   });
 });

@@ -3,10 +3,6 @@
  * memory, jobs through the ring, fences as completions, implicit sync
  * through the buffers' reservation objects, faults and the watchdog.
  */
-import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
 import { Lab } from "../src/lab.js";
 import { POLLIN, type Fence, type PollFd } from "../src/index.js";
@@ -16,6 +12,7 @@ import type { DmaBufRecord } from "../src/dmabuf/dma_buf.js";
 import { bufferRuns } from "../src/dmabuf/runs.js";
 import { pwritev, preadv } from "../src/dmabuf/rw.js";
 import { LabSet } from "./helpers/lab.js";
+import { runModule } from "./helpers/module.js";
 import { expectErrno } from "./helpers/errors.js";
 import { prng } from "./helpers/prng.js";
 import { within } from "./helpers/waits.js";
@@ -40,21 +37,6 @@ async function device(lab: Lab, options: Parameters<typeof spawnDevice>[1] = {})
   const d = await spawnDevice(lab, options);
   devices.push(d);
   return d;
-}
-
-/** Runs an ES module's text in a new Node process (from a temporary file); its exit code (-1 when killed) and stdout. */
-async function runModule(text: string): Promise<{ code: number; stdout: string }> {
-  const dir = mkdtempSync(join(tmpdir(), "dmabuf-lab-module-"));
-  try {
-    const file = join(dir, "main.mjs");
-    writeFileSync(file, text);
-    return await new Promise((resolve) => {
-      execFile(process.execPath, [file], { timeout: 30_000 },
-        (error, stdout) => resolve({ code: error ? (typeof error.code === "number" ? error.code : -1) : 0, stdout }));
-    });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 /** Waits (bounded, blocking) until the fence is signalled, and checks its status (1, or a negative errno). */

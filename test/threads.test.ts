@@ -13,6 +13,7 @@ import { brokenCanary, guard, type Guarded } from "./helpers/canary.js";
 import { cleanUpAfterEach, LabSet } from "./helpers/lab.js";
 import { withSeed } from "./helpers/prng.js";
 import { within } from "./helpers/waits.js";
+import { runModule } from "./helpers/module.js";
 import { releaseAll, reports, WorkerSet } from "./helpers/workers.js";
 import { xxh32 } from "./helpers/xxh32.js";
 import type { HeldBlock, PageChurnData, PageChurnReport } from "./workers/page-churn.js";
@@ -221,5 +222,23 @@ describe("errors across threads", () => {
     const e = await spawnError(lab, { entry });
     expect(e).toBeInstanceOf(Error);
     expect((e as Error).message).toContain("no-such-worker");
+  });
+});
+
+describe("lab thread lifetime", () => {
+  test("a process that forgets to terminate its lab thread still exits, after the thread's answers", async () => {
+    // A real Node process on the built library: a call is answered (the
+    // process stays up for it), then nothing terminates the thread.
+    const lib = new URL("../dist/lib/index.js", import.meta.url).href;
+    const script = `
+      import { Lab, spawnLabThread } from ${JSON.stringify(lib)};
+      const lab = await Lab.create({ memoryBytes: 64 << 20 });
+      const t = await spawnLabThread(lab, { name: "forgotten" });
+      const at = await t.api.alloc(4096);
+      await t.api.fill(at, 7, 4096);
+      console.log("filled", lab.arena.u8[at + 4095]);`;
+    const { code, stdout } = await runModule(script);
+    expect(stdout).toContain("filled 7");
+    expect(code, "exit code (-1: killed after 30 s, the process hung)").toBe(0);
   });
 });

@@ -27,7 +27,8 @@ export interface TourResult {
   layout: Layout;
   copies: { strategy: StrategyName; bytes: number; gbps: number; verified: boolean }[];
   scatterGather: { pages: number; bytes: number; gbps: number; verified: boolean };
-  worker: { threadId: number; checksum: number; matches: boolean };
+  /** The lab thread that checksummed the copy: its name, its checksum, whether it matches. */
+  worker: { name: string; checksum: number; matches: boolean };
   dmabuf: { bytes: number; segments: number; writeGbps: number; readGbps: number; verified: boolean };
   pages: BuddyStats;
   user: BuddyStats;
@@ -89,9 +90,8 @@ export async function runTour(options: TourOptions = {}): Promise<TourResult> {
     const thread = await spawnLabThread(lab, { name: "tour" });
     let worker: TourResult["worker"];
     try {
-      const { threadId } = await thread.api.hello();
       const checksum = await thread.api.checksumRange(dstOff, bytes);
-      worker = { threadId, checksum, matches: checksum === expected };
+      worker = { name: thread.name, checksum, matches: checksum === expected };
     } finally {
       await thread.terminate();
     }

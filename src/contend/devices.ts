@@ -30,7 +30,7 @@ import type { Device, DeviceBuffer, Job } from "../devices/device.js";
 import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { preadv, type WaitStep } from "../dmabuf/rw.js";
 import type { Fence } from "../sync/fence.js";
-import type { JobKind, ResolvedOptions } from "./options.js";
+import { iovaBytes, type JobKind, type ResolvedOptions } from "./options.js";
 import { HEADER_BYTES, headerOf } from "./stamp.js";
 import { waitStep } from "./wait.js";
 
@@ -70,7 +70,7 @@ export class DeviceDriver {
   }
 
   static async create(lab: Lab, index: number, options: ResolvedOptions, buffers: DmaBufRecord[]): Promise<DeviceDriver> {
-    const device = await lab.spawnDevice({ name: `contend-${index}`, coherent: options.coherent });
+    const device = await lab.spawnDevice({ name: `contend-${index}`, coherent: options.coherent, iovaBytes: iovaBytes(options) });
     const d = new DeviceDriver(lab, index, options, device);
     try {
       for (const b of buffers) d.shared.push(await device.attach(b));

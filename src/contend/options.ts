@@ -20,6 +20,7 @@
  * a bad value is EINVAL (syscall "contend") with a message naming it.
  */
 import { DmaBufError } from "../errno.js";
+import { MAX_MEMORY_BYTES } from "../memory/layout.js";
 import { heapNames, type HeapName } from "../dmabuf/heap.js";
 
 export const jobKinds = ["copy", "checksum", "fill"] as const;
@@ -92,5 +93,23 @@ export function resolveOptions(o: ContendOptions): ResolvedOptions {
   if (r.jobs.length === 0) throw bad("the job mix is empty (expected some of copy, checksum, fill)");
   for (const j of r.jobs) oneOf("job", j, jobKinds);
   if (r.writers + r.readers + r.devices === 0) throw bad("nothing to run: no writers, readers or devices");
+  if (labBytes(r) > MAX_MEMORY_BYTES) {
+    throw bad(`${r.buffers} buffers of ${r.size} bytes with ${r.writers + r.readers} CPU threads and ${r.devices} devices ` +
+      `need a lab of ${labBytes(r)} bytes, more than the ${MAX_MEMORY_BYTES} an arena can have: use fewer or smaller buffers`);
+  }
   return r;
+}
+
+const MiB = KiB * KiB;
+
+/** Each device's IOVA space: every shared buffer and its own, mapped at once, with room to spare. */
+export function iovaBytes(o: ResolvedOptions): number {
+  return Math.max(256 * MiB, Math.ceil(((o.buffers + 2) * o.size + MiB) / (4 * KiB)) * 4 * KiB);
+}
+
+/** A lab with room for the buffers, the devices' page tables and everyone's own memory (the page pool is half of it). */
+export function labBytes(o: ResolvedOptions): number {
+  const pages = (o.buffers + o.devices) * o.size + o.devices * (4096 + iovaBytes(o) / 512);
+  const user = (o.writers + o.readers + o.devices + (o.coherent ? 0 : 2 * (o.buffers + o.devices))) * o.size;
+  return Math.max(32 * MiB, Math.ceil((2.5 * Math.max(pages, user) + 16 * MiB) / (2 * MiB)) * 2 * MiB);
 }

@@ -40,17 +40,12 @@ import { workerUrl } from "../thread/host.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
 
 import { DeviceDriver } from "./devices.js";
-import { resolveOptions, type ContendOptions, type ResolvedOptions } from "./options.js";
+import { labBytes, resolveOptions, type ContendOptions, type ResolvedOptions } from "./options.js";
 import { Control, controlBytes, type ContendCpuApi, type CpuRole, type CpuRunResult, type CpuThreadData } from "./protocol.js";
-import { machineInfo, quantile, type MachineInfo } from "../report.js";
+import { machineInfo, quantile, summarize, type MachineInfo, type SampleStats } from "../report.js";
 
-export interface WaitSummary {
-  count: number;
-  p50Ns: number;
-  p90Ns: number;
-  p99Ns: number;
-  maxNs: number;
-  /** The percentiles 0, 1, ..., 100 of the waits (ns), for charts; empty without waits. */
+/** summarize() of the waits (ns), with the percentiles 0, 1, ..., 100 for charts (empty without waits). */
+export interface WaitSummary extends SampleStats {
   percentilesNs: number[];
 }
 
@@ -82,19 +77,11 @@ export interface ContendResult {
   tornReads: number;
 }
 
-const MiB = 1024 * 1024;
 /** Bound of spawning a thread or device and of a thread's answer once STOP is set (besides timeoutMs). */
 const SETUP_MS = 30_000;
 const PROGRESS_MS = 500;
 /** How long a failed run lets its threads finish their operation, besides timeoutMs. */
 const ENDING_MS = 2000;
-
-/** A lab with room for the buffers and everyone's own memory (the page pool is half of it). */
-function labBytes(o: ResolvedOptions): number {
-  const pages = (o.buffers + o.devices) * o.size + o.devices * 4096;
-  const user = (o.writers + o.readers + o.devices + (o.coherent ? 0 : 2 * (o.buffers + o.devices))) * o.size;
-  return Math.max(32 * MiB, Math.ceil((2.5 * Math.max(pages, user) + 16 * MiB) / (2 * MiB)) * 2 * MiB);
-}
 
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -104,13 +91,9 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
-function summarize(samplesNs: readonly number[]): WaitSummary {
+function waitSummary(samplesNs: readonly number[]): WaitSummary {
   const s = [...samplesNs].sort((a, b) => a - b);
-  if (s.length === 0) return { count: 0, p50Ns: NaN, p90Ns: NaN, p99Ns: NaN, maxNs: NaN, percentilesNs: [] };
-  return {
-    count: s.length, p50Ns: quantile(s, 0.5), p90Ns: quantile(s, 0.9), p99Ns: quantile(s, 0.99), maxNs: s[s.length - 1],
-    percentilesNs: Array.from({ length: 101 }, (_, i) => quantile(s, i / 100)),
-  };
+  return { ...summarize(s), percentilesNs: s.length ? Array.from({ length: 101 }, (_, i) => quantile(s, i / 100)) : [] };
 }
 
 interface CpuThread {
@@ -253,7 +236,7 @@ function progressLine(control: Control, threads: CpuThread[], drivers: DeviceDri
 function role(name: string, threads: number, ops: number, bytes: number, checked: number, tears: number,
   waitsNs: number[], elapsedMs: number): RoleResult {
   const s = elapsedMs / 1000;
-  return { role: name, threads, ops, bytes, opsPerSec: ops / s, bytesPerSec: bytes / s, checked, tears, waits: summarize(waitsNs) };
+  return { role: name, threads, ops, bytes, opsPerSec: ops / s, bytesPerSec: bytes / s, checked, tears, waits: waitSummary(waitsNs) };
 }
 
 function cpuRoles(control: Control, threads: CpuThread[], results: CpuRunResult[], elapsedMs: number): RoleResult[] {

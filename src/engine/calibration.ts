@@ -4,8 +4,10 @@
  * both 8-byte aligned, or not), the strategy AUTO uses. Segments of up to
  * 256 bytes always take the inline SIMD paths inside the engine, whatever
  * the table says (so buckets 0..8 are never consulted).
- * `dmabuf-lab bench calibrate --write` regenerates calibration.json from
- * measurements on the machine at hand.
+ * calibration.json is the table shipped; `dmabuf-lab bench calibrate --write`
+ * saves one measured on the machine at hand in the user's cache directory
+ * (src/cli/calibration_file.ts), which the CLI installs with
+ * setDefaultCalibration().
  */
 import { AUTO_BUCKETS, AUTO_TABLE_SIZE } from "./abi.js";
 import { fixedStrategyNames, strategies, type FixedStrategy } from "./strategy.js";
@@ -20,6 +22,20 @@ export interface Calibration {
 }
 
 export const defaultCalibration = defaults as Calibration;
+
+let fallback: Calibration = defaultCalibration;
+
+/**
+ * The table Lab.create uses when given none: defaultCalibration, or what a
+ * program installs here for all its labs (the CLI installs this machine's
+ * saved table). Checked first: EINVAL changes nothing.
+ */
+export function setDefaultCalibration(table: Calibration): void {
+  encodeCalibration(table);
+  fallback = table;
+}
+
+export const currentDefaultCalibration = (): Calibration => fallback;
 
 /** Checks a table and encodes it as the engine's 66 strategy bytes. */
 export function encodeCalibration(table: Calibration): Uint8Array {

@@ -4,12 +4,15 @@
  * own engine instance over the lab's memory, controlled through comlink.
  *
  * Contract: spawnLabThread() resolves once the worker has attached; the
- * caller must terminate() it (or use `await using`): a live worker keeps
- * the process alive. Errors thrown in the worker arrive as DmaBufErrors.
+ * caller should terminate() it (or use `await using`). Like a device, the
+ * worker is unref'd: a forgotten lab thread does not keep Node alive, while
+ * every call awaiting its answer does (keepingAlive). Errors thrown in the
+ * worker arrive as DmaBufErrors.
  */
 import * as Comlink from "comlink";
 import { artifactUrl } from "../engine/artifacts.js";
 import type { Lab } from "../lab.js";
+import { keepingAlive } from "../memory/futex.js";
 import { installErrorTransfer } from "./errors.js";
 import { spawnWorker } from "./spawn.js";
 import type { LabThreadApi, LabThreadData } from "./protocol.js";
@@ -49,5 +52,17 @@ export async function spawnLabThread(lab: Lab, options: { name?: string; entry?:
     await terminate();
     throw e;
   }
-  return { name, api, terminate, [Symbol.asyncDispose]: terminate };
+  worker.unref();
+  return { name, api: keptAlive(api), terminate, [Symbol.asyncDispose]: terminate };
+}
+
+/** The remote API with every call keeping the process up until it answers (the worker itself is unref'd). */
+function keptAlive<T extends object>(api: Comlink.Remote<T>): Comlink.Remote<T> {
+  return new Proxy(api, {
+    get(target, key) {
+      const value = Reflect.get(target, key) as unknown;
+      if (typeof key === "symbol" || typeof value !== "function") return value;
+      return (...args: unknown[]) => keepingAlive((value as (...a: unknown[]) => Promise<unknown>)(...args));
+    },
+  });
 }

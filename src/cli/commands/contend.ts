@@ -1,22 +1,25 @@
 /*
  * `dmabuf-lab contend`: the multithreaded contention experiment
- * (src/contend/). Parses and checks the flags (a bad value is a usage
- * error, exit 2, naming it), runs it with progress on stderr, prints the
- * table or --json on stdout and writes --chart when asked. Exit 1 when the
- * run fails, or when it tore reads while fences were respected.
+ * (src/contend/) as a Benchmark (src/cli/benchmark.ts runs it): the flags
+ * are checked, limits included, before any thread starts (a bad value is a
+ * usage error, exit 2, naming it). Exit 1 when the run fails, or when it
+ * tore reads while fences were respected.
  */
-import { parseArgs } from "node:util";
 import { DmaBufError } from "../../errno.js";
-import type { HeapName } from "../../dmabuf/heap.js";
-import { defaults, resolveOptions, type ContendOptions, type JobKind, type WaitStrategy } from "../../contend/options.js";
-import { runContend } from "../../contend/run.js";
-import { renderContendHtml, renderContendJson, renderContendSvg, renderContendTable } from "../../contend/report.js";
-import { progress, writeFile, type Command } from "../command.js";
+import { heapNames } from "../../dmabuf/heap.js";
+import { defaults, resolveOptions, waitStrategies, type ContendOptions, type JobKind } from "../../contend/options.js";
+import { runContend, type ContendResult } from "../../contend/run.js";
+import { contendCharts, renderContendTable } from "../../contend/report.js";
+import type { Command } from "../command.js";
+import { benchmarkCommand } from "../benchmark.js";
+import { UsageError, byteSize, duration, integer, oneOf, type OptionValues } from "../options.js";
+import type { Benchmark } from "../../../bench/harness.js";
 
 const usage = `usage: dmabuf-lab contend [--writers N] [--readers N] [--devices N] [--buffers N] [--size BYTES]
                          [--heap HEAP] [--duration TIME | --iterations N] [--jobs LIST]
                          [--wait atomics|spin|postMessage] [--coherence coherent|non-coherent]
-                         [--bypass-fences] [--chunks N] [--timeout MS] [--json] [--chart FILE]
+                         [--bypass-fences] [--chunks N] [--timeout MS] [--json] [--out FILE.json]
+                         [--chart FILE.svg|.html]
 
 CPU writer and reader threads and device workers contend for a few shared
 dma-bufs. Writers stamp every write with a generation and a checksum; readers
@@ -43,84 +46,49 @@ with --bypass-fences the tears that happen are counted. Defaults run 2 seconds.
   --chunks N       pieces a writer writes its payload in (default ${defaults.chunks})
   --timeout MS     the bound of every fence wait (default ${defaults.timeoutMs})
   --json           print the result as JSON (its tornReads is the verdict)
+  --out FILE       also write the JSON result to FILE
   --chart FILE     also write the fence-wait distributions: FILE.svg or FILE.html
 `;
 
-const usageError = (message: string) => new DmaBufError("EINVAL", "contend", message);
-
-function integer(flag: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v)) throw usageError(`--${flag} '${v}' is not a whole number`);
-  return Number(v);
-}
-
-/** A size with an optional K/KiB/M/MiB suffix. */
-function bytes(v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const m = /^(\d+)(k|kib|m|mib)?$/i.exec(v);
-  if (m === null) throw usageError(`--size '${v}' is not a size (65536, 64K, 1M)`);
-  return Number(m[1]) * (m[2] === undefined ? 1 : m[2].toLowerCase().startsWith("k") ? 1024 : 1024 * 1024);
-}
-
-/** Milliseconds, or a number with ms or s. */
-function duration(v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(v);
-  if (m === null) throw usageError(`--duration '${v}' is not a duration (2s, 500ms)`);
-  return Math.round(Number(m[1]) * (m[2] === "s" ? 1000 : 1));
-}
-
-function coherence(v: string | undefined): boolean | undefined {
-  if (v === undefined) return undefined;
-  if (v === "coherent" || v === "non-coherent") return v === "coherent";
-  throw usageError(`--coherence '${v}' is not coherent or non-coherent`);
-}
-
-function options(argv: string[]): { options: ContendOptions; json: boolean; chart: string | undefined } {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      writers: { type: "string" }, readers: { type: "string" }, devices: { type: "string" }, buffers: { type: "string" },
-      size: { type: "string" }, heap: { type: "string" }, duration: { type: "string" }, iterations: { type: "string" },
-      jobs: { type: "string" }, wait: { type: "string" }, coherence: { type: "string" }, "bypass-fences": { type: "boolean" },
-      chunks: { type: "string" }, timeout: { type: "string" }, json: { type: "boolean" }, chart: { type: "string" },
-    },
-  });
-  const chart = values.chart;
-  if (chart !== undefined && !/\.(svg|html)$/i.test(chart)) throw usageError(`--chart '${chart}' must name an .svg or .html file`);
+/** The flags as ContendOptions; every value checked by resolveOptions() before any thread starts. */
+function parse(values: OptionValues): ContendOptions {
+  const v = values as Record<string, string | undefined>;
+  const whole = (flag: string, max: number) => integer(flag, v[flag], 0, max);
+  const jobs = v.jobs?.split(",").map((j) => j.trim());
   const o: ContendOptions = {
-    writers: integer("writers", values.writers), readers: integer("readers", values.readers),
-    devices: integer("devices", values.devices), buffers: integer("buffers", values.buffers), size: bytes(values.size),
-    heap: values.heap as HeapName | undefined, durationMs: duration(values.duration),
-    iterations: integer("iterations", values.iterations),
-    jobs: values.jobs?.split(",").map((j) => j.trim()) as JobKind[] | undefined,
-    wait: values.wait as WaitStrategy | undefined, coherent: coherence(values.coherence),
-    bypassFences: values["bypass-fences"], chunks: integer("chunks", values.chunks), timeoutMs: integer("timeout", values.timeout),
+    writers: whole("writers", 64), readers: whole("readers", 64), devices: whole("devices", 16), buffers: integer("buffers", v.buffers, 1, 256),
+    size: byteSize("size", v.size, 4096, 64 * 1024 * 1024), heap: oneOf("heap", v.heap, heapNames),
+    durationMs: duration("duration", v.duration, 1, 3_600_000), iterations: integer("iterations", v.iterations, 1, 1e9),
+    jobs: jobs as JobKind[] | undefined, wait: oneOf("wait", v.wait, waitStrategies),
+    coherent: v.coherence === undefined ? undefined : oneOf("coherence", v.coherence, ["coherent", "non-coherent"]) === "coherent",
+    bypassFences: values["bypass-fences"] === true, chunks: integer("chunks", v.chunks, 1, 1024),
+    timeoutMs: integer("timeout", v.timeout, 1, 600_000),
   };
-  resolveOptions(o);
-  return { options: o, json: values.json ?? false, chart };
+  try {
+    resolveOptions(o);
+  } catch (e) {
+    if (e instanceof DmaBufError && e.code === "EINVAL") throw new UsageError(e.message.replace(/^EINVAL: contend: /, ""));
+    throw e;
+  }
+  return o;
 }
 
-export const contend: Command = {
+export const contendBenchmark: Benchmark<ContendOptions, ContendResult> = {
   name: "contend",
   summary: "the contention experiment: CPU threads and devices on shared dma-bufs, fence waits, torn reads",
   usage,
-  async run(argv, io) {
-    let parsed: ReturnType<typeof options>;
-    try {
-      parsed = options(argv);
-    } catch (e) {
-      if (!(e instanceof DmaBufError)) throw e;
-      io.stderr(`dmabuf-lab contend: ${e.message}\n\n${usage}`);
-      return 2;
-    }
-    const say = progress(io, "contend");
-    const result = await runContend(parsed.options, say);
-    io.stdout(parsed.json ? renderContendJson(result) : renderContendTable(result));
-    if (parsed.chart !== undefined) {
-      const html = parsed.chart.toLowerCase().endsWith(".html");
-      io.stderr(`contend: wrote ${writeFile(parsed.chart, html ? renderContendHtml(result) : renderContendSvg(result))}\n`);
-    }
-    return result.tornReads > 0 && !result.options.bypassFences ? 1 : 0;
+  options: {
+    writers: { type: "string" }, readers: { type: "string" }, devices: { type: "string" }, buffers: { type: "string" },
+    size: { type: "string" }, heap: { type: "string" }, duration: { type: "string" }, iterations: { type: "string" },
+    jobs: { type: "string" }, wait: { type: "string" }, coherence: { type: "string" }, "bypass-fences": { type: "boolean" },
+    chunks: { type: "string" }, timeout: { type: "string" },
   },
+  parse,
+  run: (o, say) => runContend(o, say),
+  table: renderContendTable,
+  json: (r) => r,
+  charts: contendCharts,
+  failed: (r) => r.tornReads > 0 && !r.options.bypassFences,
 };
+
+export const contend: Command = benchmarkCommand(contendBenchmark, "contend");

@@ -6,15 +6,12 @@
  * same as JSON; progress on stderr. Exit 0 when every frame was whole, 1
  * when a frame was torn or the run failed, 2 on bad options.
  */
-import { parseArgs } from "node:util";
 import type { Command } from "../command.js";
-import { formatBytes, table } from "../format.js";
-import { DmaBufError } from "../../errno.js";
+import { integer, parseOptions } from "../options.js";
 import { Lab } from "../../lab.js";
 import { checkPipelineOptions, type FrameReport } from "../../demo/options.js";
 import { runPipeline, type PipelineResult } from "../../demo/pipeline.js";
-import { fenceStats } from "../../../bench/fence.js";
-import { durationLabel, roundedJson } from "../../report.js";
+import { durationLabel, formatBytes, roundedJson, summarize, table } from "../../report.js";
 
 const usage = `usage: dmabuf-lab demo [--frames N] [--buffers N] [--json]
 
@@ -39,7 +36,7 @@ const latencyOf = {
 
 function summary(r: PipelineResult) {
   const { timings, ...rest } = r;
-  const latency = Object.fromEntries(Object.entries(latencyOf).map(([k, f]) => [k, fenceStats(timings.map(f))]));
+  const latency = Object.fromEntries(Object.entries(latencyOf).map(([k, f]) => [k, summarize(timings.map(f))]));
   return { ...rest, durationMs: r.durationNs / 1e6, latency };
 }
 
@@ -73,30 +70,16 @@ function render(r: PipelineResult): string {
   ].join("\n") + "\n";
 }
 
-/** An integer option as given, or EINVAL naming it. */
-function integer(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^-?\d+$/.test(v)) throw new DmaBufError("EINVAL", "demo_pipeline", `${name} ${v} is not an integer`);
-  return Number(v);
-}
-
 export const demo: Command = {
   name: "demo",
   summary: "the camera -> gpu -> display pipeline of three devices over implicit fences (what `npm start` runs)",
   usage,
   async run(argv, io) {
-    const { values } = parseArgs({
-      args: argv,
-      options: { frames: { type: "string" }, buffers: { type: "string" }, json: { type: "boolean" } },
+    const values = parseOptions(argv, { frames: { type: "string" }, buffers: { type: "string" }, json: { type: "boolean" } });
+    const options = checkPipelineOptions({
+      frames: integer("frames", values.frames as string | undefined, 1, 1_000_000),
+      buffers: integer("buffers", values.buffers as string | undefined, 1, 64),
     });
-    let options;
-    try {
-      options = checkPipelineOptions({ frames: integer("frames", values.frames), buffers: integer("buffers", values.buffers) });
-    } catch (e) {
-      if (!(e instanceof DmaBufError)) throw e;
-      io.stderr(`dmabuf-lab demo: ${e.message}\n\n${usage}`);
-      return 2;
-    }
     io.stderr("demo: creating the lab, starting the camera, gpu and display devices\n");
     const lab = await Lab.create();
     try {

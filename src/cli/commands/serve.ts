@@ -21,8 +21,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { readFile, stat } from "node:fs/promises";
 import { extname, join, normalize, sep } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
 import type { Command } from "../command.js";
+import { integer, parseOptions } from "../options.js";
 import { packageUrl } from "../../engine/artifacts.js";
 
 export interface ServeOptions {
@@ -150,20 +150,13 @@ to share memory with workers. Prints the URL; Ctrl-C stops it.
   --no-isolation   leave out COOP and COEP (to see the error a page gets)
 `,
   async run(argv, io) {
-    const { values } = parseArgs({
-      args: argv,
-      options: { port: { type: "string" }, host: { type: "string" }, "no-isolation": { type: "boolean" } },
-    });
-    const port = Number(values.port ?? 8080);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) {
-      io.stderr(`dmabuf-lab serve: --port ${values.port} is not a port number (0..65535)\n`);
-      return 2;
-    }
-    const host = values.host ?? "127.0.0.1";
+    const values = parseOptions(argv, { port: { type: "string" }, host: { type: "string" }, "no-isolation": { type: "boolean" } });
+    const port = integer("port", values.port as string | undefined, 0, 65535) ?? 8080;
+    const host = (values.host as string | undefined) ?? "127.0.0.1";
     const isolation = !values["no-isolation"];
     const bundle = fileURLToPath(packageUrl("dist/browser/index.js"));
     if (!(await stat(bundle).catch(() => undefined))) {
-      io.stderr("dmabuf-lab serve: dist/browser/ is not built; run `npm run build` (npm run demo:web does)\n");
+      io.stderr("dmabuf-lab serve: the browser bundle is not built; run `npm run build` (npm run demo:web does)\n");
     }
     let server: WebServer;
     try {

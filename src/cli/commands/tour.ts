@@ -2,10 +2,10 @@
  * `dmabuf-lab tour` (also what `dmabuf-lab` alone runs): a one-screen tour
  * on embedded defaults. --json prints the TourResult.
  */
-import { parseArgs } from "node:util";
 import type { Command } from "../command.js";
+import { parseOptions } from "../options.js";
 import { runTour, type TourResult } from "../tour.js";
-import { formatBytes, table } from "../format.js";
+import { formatBytes, table } from "../../report.js";
 
 function render(r: TourResult): string {
   const l = r.layout;
@@ -21,7 +21,7 @@ function render(r: TourResult): string {
     "",
     `scatter-gather: ${r.scatterGather.pages} scattered 4 KiB pages gathered in one engine call: ` +
       `${r.scatterGather.gbps.toFixed(1)} GB/s, verified ${r.scatterGather.verified ? "yes" : "NO"}`,
-    `worker thread ${r.worker.threadId} checksummed the copy through its own engine: ` +
+    `a worker thread (lab thread '${r.worker.name}') checksummed the copy through its own engine: ` +
       `${r.worker.matches ? "matches" : "DIFFERS"} (xxh32 0x${r.worker.checksum.toString(16).padStart(8, "0")})`,
     `dma-buf: ${mib(r.dmabuf.bytes)} from the system heap in ${r.dmabuf.segments} scattered chunks, through pwrite ` +
       `${r.dmabuf.writeGbps.toFixed(1)} GB/s and pread ${r.dmabuf.readGbps.toFixed(1)} GB/s (fences and all), ` +
@@ -41,9 +41,9 @@ function render(r: TourResult): string {
 export const tour: Command = {
   name: "tour",
   summary: "a one-screen tour on embedded defaults (what `dmabuf-lab` alone runs)",
-  usage: "dmabuf-lab tour [--json]\n\n  --json   print the result as JSON\n",
+  usage: "usage: dmabuf-lab tour [--json]\n\n  --json   print the result as JSON\n",
   async run(argv, io) {
-    const { values } = parseArgs({ args: argv, options: { json: { type: "boolean" } } });
+    const values = parseOptions(argv, { json: { type: "boolean" } });
     const result = await runTour({ onProgress: (m) => io.stderr(`tour: ${m}\n`) });
     io.stdout(values.json ? JSON.stringify(result, null, 2) + "\n" : render(result));
     const ok = result.copies.every((c) => c.verified) && result.scatterGather.verified && result.worker.matches &&
