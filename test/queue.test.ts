@@ -98,6 +98,43 @@ describe("BufferQueue with a device and fences", () => {
     }
   });
 
+  test("a device job is the consumer: the acquired fence is its in-fence, its out-fence the release fence the producer waits on", async () => {
+    const lab = await labs.create();
+    const dev = await spawnDevice(lab, { name: "consumer" });
+    devices.push(dev);
+    using q = lab.queue({ buffers: 1, size: PAGE_SIZE });
+    const sums = lab.heap("system").alloc(PAGE_SIZE);
+    const sumsOnDev = await dev.attach(sums);
+    const b = q.dequeue();
+    const onDev = await dev.attach(b.buf);
+    const gate = lab.sync.swSync("producer");
+    for (let k = 1; k <= 3; k++) {
+      const ready = gate.createFence(k); // the producer's content is ready at gate value k
+      b.buf.write(new Uint8Array(PAGE_SIZE).fill(k), 0, { timeoutMs: WAIT_MS });
+      q.queue(b, ready);
+      const got = q.acquire({ timeoutMs: 0 });
+      const job = dev.submit({ kind: "checksum", src: onDev, dst: { buffer: sumsOnDev, offset: 4 * k, length: 4 }, inFences: got.fence ? [got.fence] : [] });
+      q.release(got, job);
+      const again = q.dequeue({ timeoutMs: 0 });
+      expect(again.fence?.is(job)).toBe(true);
+      expect(job.isSignaled()).toBe(false); // the device waits for the producer's fence
+      gate.inc(1);
+      // The next write waits for the device's read (the release fence is in the buffer's resv as a reader).
+      expect(job.wait(WAIT_MS)).toBeGreaterThan(0);
+      expect(job.status).toBe(1);
+      job.put();
+      ready.close();
+    }
+    const out = new Uint32Array(4);
+    sums.read(new Uint8Array(out.buffer), 0, { timeoutMs: WAIT_MS });
+    expect(new Set(out.subarray(1)).size).toBe(3); // three different payloads, three different checksums
+    q.queue(b);
+    gate.close();
+    await dev.detach(onDev);
+    await dev.detach(sumsOnDev);
+    sums.close();
+  });
+
   test("a writer waits for the consumer's release fence (dma_resv usage READ), then proceeds", async () => {
     const lab = await labs.create();
     using q = lab.queue({ buffers: 1, size: PAGE_SIZE });
