@@ -65,8 +65,10 @@ export const RecordType = {
   storage: 16,
   ioUringFiles: 17,
   ioUringBuffers: 18,
-  flight: 19,
-  bufferQueue: 20,
+  dmaToken: 19,
+  dmaMap: 20,
+  flight: 21,
+  bufferQueue: 22,
 } as const;
 export type RecordTypeName = keyof typeof RecordType;
 export type RecordTypeId = (typeof RecordType)[RecordTypeName];
