@@ -6,6 +6,10 @@
 export { DmaBufError, errnoNumbers, type ErrnoCode } from "./errno.js";
 export { Lab, type LabOptions, type LabHandle, type AllocOptions } from "./lab.js";
 export { DmaBuf, DmaHeap, type Direction } from "./api/dma_buf.js";
+export { BufferQueue, QueueBuffer, type QueueOptions, type WaitOptions, type QueueFence } from "./api/queue.js";
+export type { Shared } from "./api/share.js";
+export { shareKinds, type ShareKind, type ShareToken } from "./sync/flight.js";
+export { QUEUE_MAX_BUFFERS } from "./dmabuf/buffer_queue.js";
 export { Arena } from "./memory/arena.js";
 export { BuddyAllocator, type BuddyStats } from "./memory/buddy.js";
 export { Mutex, type MutexStats } from "./memory/mutex.js";
