@@ -5,7 +5,7 @@
  */
 import { DmaBufError } from "../../src/errno.js";
 import { Lab, type LabHandle } from "../../src/lab.js";
-import { Process, type FdToken } from "../../src/uapi/index.js";
+import { FIRST_FD, Process, type FdToken } from "../../src/uapi/index.js";
 import { runWorker } from "./protocol.js";
 
 export interface TokenImporterData {
@@ -16,7 +16,7 @@ export interface TokenImporterData {
 export interface TokenImporterReport {
   type: "done";
   results: ({ code: string } | { fdinfo: string })[];
-  /** Fds still open in the worker's process at the end (0). */
+  /** Fds from FIRST_FD up still open in the worker's process at the end (0; 0-2 are the standard streams). */
   openAfter: number;
 }
 
@@ -35,7 +35,7 @@ runWorker<TokenImporterData, TokenImporterReport>(async ({ handle, tokens }) => 
         throw e;
       }
     });
-    return { type: "done", results, openAfter: proc.fds.length };
+    return { type: "done", results, openAfter: proc.fds.filter((n) => n >= FIRST_FD).length };
   } finally {
     proc.closeAll();
     lab.close();
