@@ -31,6 +31,7 @@ import { isCoherent, setCoherent } from "./dmabuf/coherence.js";
 import { udmabufCreate, type UdmabufItem } from "./dmabuf/udmabuf.js";
 import type { DmaBufRecord } from "./dmabuf/dma_buf.js";
 import { spawnDevice, type Device, type DeviceOptions } from "./devices/device.js";
+import type { Tracer } from "./trace/recorder.js";
 
 export interface LabOptions extends LayoutOptions {
   /** The engine: a compiled module, or the URL of engine.wasm. */
@@ -123,6 +124,7 @@ export class Lab {
     Sync.init(arena, engine);
     setCoherent(arena, options.coherent ?? true);
     const lab = new Lab(arena, engine);
+    lab.trace.setThread("main");
     if (choice === "measure" && measuredCalibration === undefined) lab.measureCalibration();
     return lab;
   }
@@ -157,6 +159,15 @@ export class Lab {
 
   get memory(): WebAssembly.Memory {
     return this.arena.memory;
+  }
+
+  /**
+   * This thread's trace recorder: start({ categories }) and stop() record
+   * every thread and device of the lab (src/trace/recorder.ts);
+   * chromeTrace(data) makes the Perfetto JSON.
+   */
+  get trace(): Tracer {
+    return this.sync.trace;
   }
 
   get layout(): Layout {
@@ -334,6 +345,7 @@ export class Lab {
   close(): void {
     this.proc?.closeAll();
     this.proc = undefined;
+    this.sync.trace.release();
     this.sync.fenceCache.flush();
     this.engine.dispose();
   }
