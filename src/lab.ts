@@ -129,8 +129,8 @@ export class Lab {
     Sync.init(arena, engine);
     setCoherent(arena, options.coherent ?? true);
     const lab = new Lab(arena, engine);
-    if (choice === "measure" && measuredCalibration === undefined) lab.measureCalibration();
     lab.trace.setThread("main");
+    if (choice === "measure" && measuredCalibration === undefined) lab.measureCalibration();
     return lab;
   }
 
@@ -375,8 +375,8 @@ export class Lab {
     this.proc?.closeAll();
     this.proc = undefined;
     releaseCpuState(this.sync);
-    this.sync.fenceCache.flush();
     this.sync.trace.release();
+    this.sync.fenceCache.flush();
     this.engine.dispose();
   }
 
