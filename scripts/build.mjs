@@ -140,7 +140,8 @@ const libraryBeside = {
 
 async function buildBundles() {
   const { build } = await import("esbuild");
-  const inputs = [...files("src", [".ts", ".json"]), ...files("workers", [".ts"]), ...files("test/workers", [".ts"]),
+  // Test workers import test helpers (test/fuzz/, ...): every file under test/ is an input.
+  const inputs = [...files("src", [".ts", ".json"]), ...files("workers", [".ts"]), ...files("test", [".ts"]),
     ...files("bench", [".ts"]), ...files("test-browser", [".ts"])];
   const workers = files("workers", [".ts"]);
   const nodeOnly = workers.filter((w) => !browserCapable(w));

@@ -55,8 +55,11 @@ export class dma_buf {
   /** @internal dma_buf_put's step; false when no reference was held here. */
   drop(): boolean {
     const view = this.held.pop();
-    view?.closeFile();
-    return view !== undefined;
+    if (view === undefined) return false;
+    // The value stays usable through the references still held (another view of the same record).
+    if (this.held.length > 0) this.record = this.held[this.held.length - 1];
+    view.closeFile();
+    return true;
   }
 }
 

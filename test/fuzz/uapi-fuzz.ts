@@ -468,7 +468,8 @@ export function runFuzz(lab: Lab, options: FuzzOptions, checkFreeSpace = true): 
       case 3: if (fd !== undefined) call(() => proc.ioctl(fd, 0x7fff), "ENOTTY", what); return;
       case 4: if (fd !== undefined) call(() => proc.fcntl(fd, 9999), "EINVAL", what); return;
       case 5: if (fd !== undefined) call(() => proc.mmap(fd, 1, PAGE_SIZE), "EINVAL", what); return;
-      case 6: if (any !== undefined) call(() => proc.write(any, new Uint8Array(4)), "EINVAL", what); return;
+      // vfs_write checks FMODE_WRITE first: a sync_file and this model's sw_sync fds (open() without flags) are O_RDONLY.
+      case 6: if (any !== undefined) call(() => proc.write(any, new Uint8Array(4)), "EBADF", what); return;
       case 7: if (fd !== undefined) call(() => proc.ioctl(fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, { flags: DMA_BUF_SYNC_WRITE, fd }), "EINVAL", what); return;
       case 8: if (fd !== undefined) call(() => proc.pwrite(fd, new Uint8Array(1), Number.MAX_SAFE_INTEGER), "ENOSPC", what); return;
       default: if (fd !== undefined) call(() => proc.ioctl(fd, DMA_BUF_IOCTL_SYNC, { flags: 0 }), "EINVAL", what);
@@ -478,7 +479,8 @@ export function runFuzz(lab: Lab, options: FuzzOptions, checkFreeSpace = true): 
   /** The whole state against the model. */
   const verify = (full: boolean): void => {
     const fds = proc.fds;
-    const want = [...model.keys()].sort((a, b) => a - b);
+    // Fds 0, 1 and 2 are the Process's stdin, stdout and stderr, open from the start and never handed out.
+    const want = [0, 1, 2, ...[...model.keys()].sort((a, b) => a - b)];
     check(fds.join() === want.join(), () => `fd table [${fds.join()}], the model [${want.join()}]`);
     for (const [fd, f] of model) {
       const file = proc.file(fd);
