@@ -7,7 +7,7 @@
 
 /** Linux errno numbers (asm-generic/errno-base.h, errno.h). */
 export const errnoNumbers = {
-  EPERM: 1, ENOENT: 2, EIO: 5, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EFAULT: 14, EBUSY: 16,
+  EPERM: 1, ENOENT: 2, EIO: 5, ENOEXEC: 8, EBADF: 9, EAGAIN: 11, ENOMEM: 12, EFAULT: 14, EBUSY: 16,
   EEXIST: 17, ENODEV: 19, EINVAL: 22, EMFILE: 24, ENOTTY: 25, ENOSPC: 28, ESPIPE: 29, EDEADLK: 35,
   ENOSYS: 38, EBADFD: 77, EOPNOTSUPP: 95, ETIMEDOUT: 110, ECANCELED: 125,
 } as const;
