@@ -50,4 +50,7 @@ export {
   DMA_RESV_USAGE_KERNEL, DMA_RESV_USAGE_WRITE, DMA_RESV_USAGE_READ, DMA_RESV_USAGE_BOOKKEEP,
 } from "./sync/resv.js";
 export * from "./uapi/index.js";
+export * from "./io_uring/io_uring.js";
+export * from "./io_uring/liburing.js";
+export { spawnStorage, StorageDevice, type StorageOptions } from "./devices/storage.js";
 export { runPipeline, type PipelineOptions, type PipelineResult, type PipelineIntegrity, type FrameReport, type ReaderFrame } from "./demo/pipeline.js";

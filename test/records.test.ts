@@ -22,6 +22,7 @@ import { MFD_ALLOW_SEALING, F_SEAL_SHRINK } from "../src/dmabuf/memfd.js";
 import { DeviceRecord } from "../src/devices/device_record.js";
 import { JobRing } from "../src/devices/ring.js";
 import { JOB_RECORD_SIZE } from "../src/devices/job.js";
+import { STOR_RECORD_SIZE, StorageRecord } from "../src/devices/block_io.js";
 import { spawnDevice, type Device } from "../src/devices/device.js";
 import { RecordType, recordTypeName, type RecordTypeId } from "../src/memory/record.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
@@ -79,6 +80,9 @@ async function everyRecordType(): Promise<{ lab: Lab; proc: Process; keep: unkno
   const ring = JobRing.create(sync, 4);
   keep.push(DeviceRecord.create(sync, { name: "no-worker", ring, iommu: iommu.offset, timeline: timeline.offset, timeoutMs: 1000, coherent: false }));
   keep.push(sync.allocRecord(RecordType.job, JOB_RECORD_SIZE, "records_test"));
+  // A storage record and io_uring's registered-file and registered-buffer tables (no device worker, no ring).
+  keep.push(sync.allocRecord(RecordType.storage, STOR_RECORD_SIZE, "records_test"));
+  keep.push(sync.allocRecord(RecordType.ioUringFiles, 64, "records_test"), sync.allocRecord(RecordType.ioUringBuffers, 64, "records_test"));
   return { lab, proc, keep };
 }
 
@@ -132,6 +136,7 @@ function entryPoints(lab: Lab, proc: Process): EntryPoint[] {
     { name: "new Iommu", accepts: RecordType.iommu, call: (o) => { new Iommu(sync, o as number); return () => {}; } },
     { name: "new DeviceRecord", accepts: RecordType.device, call: (o) => { new DeviceRecord(sync, o as number); return () => {}; } },
     { name: "new JobRing", accepts: RecordType.ring, call: (o) => { new JobRing(sync, o as number); return () => {}; } },
+    { name: "new StorageRecord", accepts: RecordType.storage, call: (o) => { new StorageRecord(lab, o as number); return () => {}; } },
   ];
 }
 

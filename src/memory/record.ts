@@ -62,6 +62,9 @@ export const RecordType = {
   device: 13,
   ring: 14,
   job: 15,
+  storage: 16,
+  ioUringFiles: 17,
+  ioUringBuffers: 18,
 } as const;
 export type RecordTypeName = keyof typeof RecordType;
 export type RecordTypeId = (typeof RecordType)[RecordTypeName];

@@ -21,11 +21,11 @@ import type { Process } from "./process.js";
 import type { DmaBufMapping } from "./mapping.js";
 import { DEFAULT_POLLMASK, O_ACCMODE, O_NONBLOCK } from "./uapi.js";
 
-export type FileKind = "dma-buf" | "sync_file" | "sw_sync" | "dma-heap" | "memfd" | "udmabuf";
+export type FileKind = "dma-buf" | "sync_file" | "sw_sync" | "dma-heap" | "memfd" | "udmabuf" | "regular" | "blockdev" | "io_uring";
 
 /** What crosses to another thread for an fd (process.exportFd): structured-clonable, holds no reference. */
 export interface FdToken {
-  kind: Exclude<FileKind, "dma-heap">;
+  kind: Exclude<FileKind, "dma-heap" | "regular" | "blockdev" | "io_uring">;
   /** The object's record in the arena (dma-buf record, fence, sw_sync timeline). */
   offset: number;
   /**

@@ -13,3 +13,6 @@ export { SyncFileFile } from "./sync_file_file.js";
 export { SwSyncFile } from "./sw_sync_file.js";
 export { MemfdFile } from "./memfd_file.js";
 export { UdmabufDevFile } from "./udmabuf_file.js";
+export { RegularFile, openBeneath, DIRECT_ALIGN } from "./regular_file.js";
+export { BlockDevFile } from "./blockdev_file.js";
+export { IoUringFile, type IoUringBuffer } from "./io_uring_file.js";

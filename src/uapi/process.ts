@@ -59,11 +59,15 @@ import { DmaHeapFile } from "./dma_heap.js";
 import type { FdToken, IoOptions, OpenFile } from "./file.js";
 import type { DmaBufMapping } from "./mapping.js";
 import { MemfdFile } from "./memfd_file.js";
+import { devNode } from "./dev_nodes.js";
+import { IoUringFile } from "./io_uring_file.js";
+import { openBeneath } from "./regular_file.js";
+import type { IoUringParams } from "../io_uring/io_uring.js";
 import { UdmabufDevFile } from "./udmabuf_file.js";
 import { SwSyncFile } from "./sw_sync_file.js";
 import { SyncFileFile } from "./sync_file_file.js";
 import {
-  DMA_HEAP_DIR, F_ADD_SEALS, F_GET_SEALS, F_GETFD, F_GETFL, F_SETFD, F_SETFL, MFD_CLOEXEC, O_RDWR, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLNVAL,
+  DMA_HEAP_DIR, O_DIRECT, F_ADD_SEALS, F_GET_SEALS, F_GETFD, F_GETFL, F_SETFD, F_SETFL, MFD_CLOEXEC, O_RDWR, FD_CLOEXEC, O_ACCMODE, O_CLOEXEC, O_NONBLOCK, POLLNVAL,
   SW_SYNC_PATH, UDMABUF_PATH,
 } from "./uapi.js";
 
@@ -88,11 +92,18 @@ export interface ProcessOptions {
   maxFds?: number;
   /** The name sw_sync timelines opened here get (the kernel uses the process name). */
   name?: string;
+  /**
+   * A host directory whose regular files open() reaches: any path outside
+   * /dev/ is resolved beneath it (regular_file.ts: nothing outside it, '..'
+   * or symbolic links included). Without it such paths are ENOENT.
+   */
+  root?: string;
 }
 
 export class Process {
   readonly maxFds: number;
   readonly name: string;
+  readonly root: string | undefined;
   private readonly table = new Map<number, FdEntry>();
   private readonly mappings = new Set<DmaBufMapping>();
 
@@ -103,6 +114,7 @@ export class Process {
     }
     this.maxFds = maxFds;
     this.name = name;
+    this.root = options.root;
   }
 
   /** The open fds, ascending. */
@@ -143,6 +155,12 @@ export class Process {
   open(path: string, flags = 0): number {
     const fileFlags = flags & (O_ACCMODE | O_NONBLOCK);
     const cloexec = (flags & O_CLOEXEC) !== 0;
+    const node = typeof path === "string" ? devNode(this.lab, path) : undefined;
+    if (node !== undefined) return this.installNew(() => node(flags & (O_ACCMODE | O_NONBLOCK | O_DIRECT)), cloexec, "open");
+    if (typeof path === "string" && !path.startsWith("/dev/") && this.root !== undefined) {
+      const root = this.root;
+      return this.installNew(() => openBeneath(root, path, flags), cloexec, "open");
+    }
     if (path.startsWith(DMA_HEAP_DIR)) {
       const name = path.slice(DMA_HEAP_DIR.length);
       if (!heapNames.includes(name as HeapName)) {
@@ -157,6 +175,29 @@ export class Process {
       return this.installNew(() => new UdmabufDevFile(fileFlags), cloexec, "open");
     }
     throw new DmaBufError("ENOENT", "open", `${path}: no such device`);
+  }
+
+  // ---- io_uring ------------------------------------------------------------------
+
+  /** io_uring_setup(2): a new ring's fd; params is filled in (src/uapi/io_uring_file.ts). */
+  io_uring_setup(entries: number, params: IoUringParams = {}): number {
+    return this.installNew(() => IoUringFile.setup(this, entries, params), false, "io_uring_setup");
+  }
+
+  /** io_uring_enter(2); timeoutMs bounds the GETEVENTS wait (ETIME). */
+  io_uring_enter(fd: number, toSubmit: number, minComplete: number, flags = 0, timeoutMs?: number): number {
+    return this.ioUring(fd, "io_uring_enter").enter(toSubmit, minComplete, flags, timeoutMs);
+  }
+
+  /** io_uring_register(2). */
+  io_uring_register(fd: number, opcode: number, arg: unknown, nrArgs: number): number {
+    return this.ioUring(fd, "io_uring_register").register(opcode, arg, nrArgs);
+  }
+
+  private ioUring(fd: number, syscall: string): IoUringFile {
+    const file = this.file(fd, syscall);
+    if (!(file instanceof IoUringFile)) throw new DmaBufError("EOPNOTSUPP", syscall, `fd ${fd} is a ${file.kind} file, not an io_uring`);
+    return file;
   }
 
   /** memfd_create(2): a new memfd fd (MFD_CLOEXEC, MFD_ALLOW_SEALING). */

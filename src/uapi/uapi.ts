@@ -41,6 +41,11 @@ export const O_WRONLY = 0o1;
 export const O_RDWR = 0o2;
 export const O_ACCMODE = 0o3;
 export const O_NONBLOCK = 0o4000;
+export const O_CREAT = 0o100;
+export const O_EXCL = 0o200;
+export const O_TRUNC = 0o1000;
+/** x86's O_DIRECT. */
+export const O_DIRECT = 0o40000;
 export const O_CLOEXEC = 0o2000000;
 
 export const F_GETFD = 1;
