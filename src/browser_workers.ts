@@ -13,4 +13,5 @@ registerWebWorkers({
   "device": (name) => new Worker(new URL("./workers/device.mjs", import.meta.url), { type: "module", name }),
   "watchdog": (name) => new Worker(new URL("./workers/watchdog.mjs", import.meta.url), { type: "module", name }),
   "lab-thread": (name) => new Worker(new URL("./workers/lab-thread.mjs", import.meta.url), { type: "module", name }),
+  "io-sq": (name) => new Worker(new URL("./workers/io-sq.mjs", import.meta.url), { type: "module", name }),
 });
