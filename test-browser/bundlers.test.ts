@@ -1,8 +1,8 @@
 /*
  * The package as people use it: `npm pack` of this tree, unpacked into a
- * fresh app's node_modules, the app (bundler-app/) built by Vite and by
+ * fresh app's node_modules, the app built by Vite and by
  * esbuild and run in headless Chromium, where a device worker copies a
- * dma-buf. Vite finds and emits the workers by itself (worker.format "es");
+ * dma-buf (the app is examples/browser/). Vite finds and emits the workers by itself (worker.format "es");
  * the Vite dev server serves them with the package excluded from
  * pre-bundling; esbuild does not follow `new URL(..., import.meta.url)`, so
  * its app copies dist/browser/ next to its bundle, as the README says.
@@ -65,7 +65,7 @@ describe.skipIf(!inject("chromium"))("the packed package in bundled apps, in hea
     const pkg = join(app, "node_modules", "dmabuf-lab");
     mkdirSync(pkg, { recursive: true });
     execFileSync("tar", ["-xzf", join(work, filename), "-C", pkg, "--strip-components=1"]);
-    cpSync(join(root, "test-browser", "bundler-app"), app, { recursive: true });
+    cpSync(join(root, "examples", "browser"), app, { recursive: true });
     browser = await launchChromium();
   });
 
@@ -78,7 +78,7 @@ describe.skipIf(!inject("chromium"))("the packed package in bundled apps, in hea
   it("vite build emits the workers and the engine by itself", async () => {
     const { build } = await import("vite");
     const outDir = join(app, "dist-vite");
-    await build({ root: app, logLevel: "error", configFile: false, worker: { format: "es" }, build: { outDir, target: "es2023" } });
+    await build({ root: app, logLevel: "error", configFile: join(app, "vite.config.js"), build: { outDir, target: "es2023" } });
     const { url, server } = await serveDir(outDir);
     servers.push(server);
     expectCopied(await appResults(browser, url));
@@ -87,8 +87,8 @@ describe.skipIf(!inject("chromium"))("the packed package in bundled apps, in hea
   it("the vite dev server serves the package's workers (the package excluded from pre-bundling)", async () => {
     const { createServer: createVite } = await import("vite");
     const vite = await createVite({
-      root: app, logLevel: "error", configFile: false, optimizeDeps: { exclude: ["dmabuf-lab"] },
-      server: { port: 0, host: "127.0.0.1", headers: ISOLATION },
+      root: app, logLevel: "error", configFile: join(app, "vite.config.js"),
+      server: { port: 0, host: "127.0.0.1" },
     });
     await vite.listen();
     try {

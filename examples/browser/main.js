@@ -1,7 +1,9 @@
-// A small app that uses dmabuf-lab as a package, built by the bundler tests
-// (test-browser/bundlers.test.ts): a device worker copies a dma-buf into
-// another, and the page reports what it read back (window.__results) or the
-// error (window.__error: its name, code and message).
+// dmabuf-lab in a web page, through a bundler: a device worker copies one
+// dma-buf into another, and the page shows what it read back. Build it with
+// Vite (vite.config.js here) or esbuild (README, "In the browser"); serve it
+// with the cross-origin isolation headers. CI builds it from the packed
+// tarball with both and runs it in Chromium (test-browser/bundlers.test.ts),
+// which reads window.__results or window.__error.
 import { Lab } from "dmabuf-lab";
 
 try {
@@ -15,6 +17,7 @@ try {
   const out = new Uint8Array(65536);
   await b.readAsync(out, 0);
   window.__results = { signalled, status: copy.status, sevens: out.filter((v) => v === 7).length, jobsDone: dev.stats().jobsDone };
+  document.body.textContent = `copied on a device: ${JSON.stringify(window.__results)}`;
   copy.put();
   await dev.shutdown();
   a.close();
@@ -22,4 +25,5 @@ try {
   lab.close();
 } catch (e) {
   window.__error = `${e?.name} ${e?.code ?? ""}: ${e?.message ?? e}`;
+  document.body.textContent = window.__error;
 }
