@@ -207,8 +207,13 @@ export class Lab {
     if (!heapNames.includes(name)) {
       throw new DmaBufError("ENOENT", "open", `no heap '${String(name)}' (heaps: ${heapNames.join(", ")})`);
     }
-    return new DmaHeap(this.process, name);
+    let heap = this.heaps.get(name);
+    if (heap === undefined) this.heaps.set(name, (heap = new DmaHeap(this.process, name)));
+    return heap;
   }
+
+  /** lab.heap()'s answers, one per name: each holds one heap fd of this thread's Process. */
+  private readonly heaps = new Map<HeapName, DmaHeap>();
 
   /**
    * A dma-heap exporter, below the uapi: exporter("system").alloc(size)

@@ -23,7 +23,7 @@ import type { HeapName } from "../dmabuf/heap.js";
 import type { Lab } from "../lab.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { DmaBufFile } from "../uapi/dma_buf_file.js";
-import type { FdToken, IoOptions } from "../uapi/file.js";
+import type { FdToken, IoOptions, OpenFile } from "../uapi/file.js";
 import type { DmaBufMapping } from "../uapi/mapping.js";
 import type { Process } from "../uapi/process.js";
 import { SyncFileFile, installSyncFile } from "../uapi/sync_file_file.js";
@@ -46,19 +46,37 @@ function flagsOf(direction: Direction, syscall: string): number {
 }
 
 export class DmaBuf {
-  private open = true;
+  /** The open file description this DmaBuf stands for; null once closed. */
+  private description: OpenFile | null;
 
   /** A DmaBuf over an fd of `process` that it now owns. */
-  constructor(readonly process: Process, readonly fd: number) {}
+  constructor(readonly process: Process, readonly fd: number) {
+    const file = process.file(fd, "dma_buf");
+    if (!(file instanceof DmaBufFile)) throw new DmaBufError("EBADF", "dma_buf", `fd ${fd} is a ${file.kind} file, not a dma-buf`);
+    this.description = file;
+  }
 
   /** Takes an fd token from another thread (Process.importFd) as a DmaBuf of this thread. */
   static import(lab: Lab, token: FdToken): DmaBuf {
     return new DmaBuf(lab.process, lab.process.importFd(token));
   }
 
+  /**
+   * The fd, while it still refers to this DmaBuf's open file description:
+   * EBADF once this DmaBuf is closed, or when its fd was closed behind its
+   * back (and perhaps reused for another file, which is never touched).
+   */
+  private fdFor(syscall: string): number {
+    const file = this.description;
+    if (file === null) throw new DmaBufError("EBADF", syscall, `this DmaBuf (fd ${this.fd}) is closed`);
+    if (this.process.lookup(this.fd) !== file) {
+      throw new DmaBufError("EBADF", syscall, `fd ${this.fd} no longer refers to this DmaBuf's file (it was closed with process.close)`);
+    }
+    return this.fd;
+  }
+
   private get file(): DmaBufFile {
-    if (!this.open) throw new DmaBufError("EBADF", "dma_buf", "this DmaBuf is closed");
-    return this.process.file(this.fd) as DmaBufFile;
+    return this.process.file(this.fdFor("dma_buf")) as DmaBufFile;
   }
 
   /** The buffer object behind the fd (borrowed: valid while this DmaBuf is open). */
@@ -76,85 +94,85 @@ export class DmaBuf {
 
   /** DMA_BUF_SET_NAME. */
   set name(name: string) {
-    this.process.ioctl(this.fd, DMA_BUF_SET_NAME, name);
+    this.process.ioctl(this.fdFor("ioctl"), DMA_BUF_SET_NAME, name);
   }
 
   /** O_NONBLOCK: read, write and beginCpuAccess give EAGAIN instead of waiting. */
   get nonblock(): boolean {
-    return (this.process.fcntl(this.fd, F_GETFL) & O_NONBLOCK) !== 0;
+    return (this.process.fcntl(this.fdFor("fcntl"), F_GETFL) & O_NONBLOCK) !== 0;
   }
 
   set nonblock(on: boolean) {
-    this.process.fcntl(this.fd, F_SETFL, on ? O_NONBLOCK : 0);
+    this.process.fcntl(this.fdFor("fcntl"), F_SETFL, on ? O_NONBLOCK : 0);
   }
 
   /** The file position; assigning it is lseek(SEEK_SET). */
   get position(): number {
-    return this.process.lseek(this.fd, 0, SEEK_CUR);
+    return this.process.lseek(this.fdFor("lseek"), 0, SEEK_CUR);
   }
 
   set position(pos: number) {
-    this.process.lseek(this.fd, pos, SEEK_SET);
+    this.process.lseek(this.fdFor("lseek"), pos, SEEK_SET);
   }
 
   /** lseek(2) with SEEK_SET, SEEK_CUR or SEEK_END. */
   seek(offset: number, whence: typeof SEEK_SET | typeof SEEK_CUR | typeof SEEK_END = SEEK_SET): number {
-    return this.process.lseek(this.fd, offset, whence);
+    return this.process.lseek(this.fdFor("lseek"), offset, whence);
   }
 
   /** read(2), or pread(2) at `pos`: the bytes read, 0 at the end. */
   read(into: Uint8Array, pos?: number, io?: IoOptions): number {
-    return pos === undefined ? this.process.read(this.fd, into, io) : this.process.pread(this.fd, into, pos, io);
+    return pos === undefined ? this.process.read(this.fdFor("read"), into, io) : this.process.pread(this.fdFor("pread"), into, pos, io);
   }
 
   /** write(2), or pwrite(2) at `pos`: the bytes written (short at the end). */
   write(from: Uint8Array, pos?: number, io?: IoOptions): number {
-    return pos === undefined ? this.process.write(this.fd, from, io) : this.process.pwrite(this.fd, from, pos, io);
+    return pos === undefined ? this.process.write(this.fdFor("write"), from, io) : this.process.pwrite(this.fdFor("pwrite"), from, pos, io);
   }
 
   /** readv(2) at the file position. */
   readv(iov: Uint8Array[], io?: IoOptions): number {
-    return this.process.readv(this.fd, iov, io);
+    return this.process.readv(this.fdFor("readv"), iov, io);
   }
 
   /** writev(2) at the file position. */
   writev(iov: Uint8Array[], io?: IoOptions): number {
-    return this.process.writev(this.fd, iov, io);
+    return this.process.writev(this.fdFor("writev"), iov, io);
   }
 
   readAsync(into: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
-    return this.process.readAsync(this.fd, into, pos, io);
+    return this.process.readAsync(this.fdFor("read"), into, pos, io);
   }
 
   writeAsync(from: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
-    return this.process.writeAsync(this.fd, from, pos, io);
+    return this.process.writeAsync(this.fdFor("write"), from, pos, io);
   }
 
   readvAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
-    return this.process.readvAsync(this.fd, iov, pos, io);
+    return this.process.readvAsync(this.fdFor("readv"), iov, pos, io);
   }
 
   writevAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
-    return this.process.writevAsync(this.fd, iov, pos, io);
+    return this.process.writevAsync(this.fdFor("writev"), iov, pos, io);
   }
 
   /** DMA_BUF_IOCTL_SYNC START: waits for the implicit fences of the direction, then invalidates. */
   beginCpuAccess(direction: Direction = "rw", timeoutMs?: number): void {
-    this.process.ioctl(this.fd, DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_START | flagsOf(direction, "DMA_BUF_IOCTL_SYNC"), timeoutMs });
+    this.process.ioctl(this.fdFor("ioctl"), DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_START | flagsOf(direction, "DMA_BUF_IOCTL_SYNC"), timeoutMs });
   }
 
   async beginCpuAccessAsync(direction: Direction = "rw", timeoutMs?: number): Promise<void> {
-    await this.process.ioctlAsync(this.fd, DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_START | flagsOf(direction, "DMA_BUF_IOCTL_SYNC"), timeoutMs });
+    await this.process.ioctlAsync(this.fdFor("ioctl"), DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_START | flagsOf(direction, "DMA_BUF_IOCTL_SYNC"), timeoutMs });
   }
 
   /** DMA_BUF_IOCTL_SYNC END: cleans toward devices; does not wait. */
   endCpuAccess(direction: Direction = "rw"): void {
-    this.process.ioctl(this.fd, DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_END | flagsOf(direction, "DMA_BUF_IOCTL_SYNC") });
+    this.process.ioctl(this.fdFor("ioctl"), DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_END | flagsOf(direction, "DMA_BUF_IOCTL_SYNC") });
   }
 
   /** mmap(2) of [offset, offset + length): views to bracket with begin/endCpuAccess; unmap() it. */
   map(offset = 0, length = this.size - offset): DmaBufMapping {
-    return this.process.mmap(this.fd, offset, length);
+    return this.process.mmap(this.fdFor("mmap"), offset, length);
   }
 
   unmap(mapping: DmaBufMapping): void {
@@ -164,7 +182,7 @@ export class DmaBuf {
   /** DMA_BUF_IOCTL_EXPORT_SYNC_FILE: what a reader ("read") or writer ("write", "rw") would wait for. */
   exportSyncFile(direction: Direction = "write"): SyncFile {
     const arg: dma_buf_export_sync_file = { flags: flagsOf(direction, "DMA_BUF_IOCTL_EXPORT_SYNC_FILE") };
-    this.process.ioctl(this.fd, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, arg);
+    this.process.ioctl(this.fdFor("ioctl"), DMA_BUF_IOCTL_EXPORT_SYNC_FILE, arg);
     const file = this.process.file(arg.fd!) as SyncFileFile;
     try {
       return new SyncFile(file.syncFile.sync, file.syncFile.fence);
@@ -178,7 +196,7 @@ export class DmaBuf {
     const flags = flagsOf(direction, "DMA_BUF_IOCTL_IMPORT_SYNC_FILE");
     const fd = installSyncFile(this.process, () => new SyncFile(syncFile.sync, syncFile.fence));
     try {
-      this.process.ioctl(this.fd, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, { flags, fd });
+      this.process.ioctl(this.fdFor("ioctl"), DMA_BUF_IOCTL_IMPORT_SYNC_FILE, { flags, fd });
     } finally {
       this.process.close(fd);
     }
@@ -186,23 +204,27 @@ export class DmaBuf {
 
   /** fdinfo: size, count, exp_name, name. */
   fdinfo(): string {
-    return this.process.fdinfo(this.fd);
+    return this.process.fdinfo(this.fdFor("fdinfo"));
   }
 
   /** A token for another thread (DmaBuf.import there); keep this DmaBuf open until it is imported. */
   share(): FdToken {
-    return this.process.exportFd(this.fd);
+    return this.process.exportFd(this.fdFor("exportFd"));
   }
 
   get closed(): boolean {
-    return !this.open;
+    return this.description === null;
   }
 
-  /** close(2). A second close is harmless. */
+  /**
+   * close(2). A second close is harmless, and so is closing a DmaBuf whose
+   * fd was closed behind its back: whatever reuses that fd number stays open.
+   */
   close(): void {
-    if (!this.open) return;
-    this.open = false;
-    this.process.close(this.fd);
+    const file = this.description;
+    if (file === null) return;
+    this.description = null;
+    if (this.process.lookup(this.fd) === file) this.process.close(this.fd);
   }
 
   [Symbol.dispose](): void {
@@ -210,17 +232,33 @@ export class DmaBuf {
   }
 }
 
-/** A dma-heap opened by this thread's Process: alloc() is DMA_HEAP_IOCTL_ALLOC. */
+/**
+ * A dma-heap opened by this thread's Process: alloc() is DMA_HEAP_IOCTL_ALLOC.
+ * One per heap name and Process (lab.heap(name) returns the same one), so
+ * it holds one heap fd however often it is asked for. The fd is opened on
+ * the first alloc() and again if it was closed behind the heap's back
+ * (process.closeAll()): the heap holds its open file description, never
+ * just the number, and never allocates through another file's fd.
+ */
 export class DmaHeap {
-  private heapFd: number | undefined;
+  private heapFd = -1;
+  private description: OpenFile | undefined;
 
   constructor(readonly process: Process, readonly name: HeapName) {}
 
   /** A new zeroed DmaBuf of at least `size` bytes (whole pages). */
   alloc(size: number): DmaBuf {
-    this.heapFd ??= this.process.open(`/dev/dma_heap/${this.name}`, O_RDWR | O_CLOEXEC);
     const data = { len: size, fd: 0, fd_flags: O_RDWR | O_CLOEXEC, heap_flags: 0 };
-    this.process.ioctl(this.heapFd, DMA_HEAP_IOCTL_ALLOC, data);
+    this.process.ioctl(this.fd(), DMA_HEAP_IOCTL_ALLOC, data);
     return new DmaBuf(this.process, data.fd);
+  }
+
+  /** The heap fd, (re)opened when it no longer refers to this heap's file. */
+  private fd(): number {
+    if (this.description === undefined || this.process.lookup(this.heapFd) !== this.description) {
+      this.heapFd = this.process.open(`/dev/dma_heap/${this.name}`, O_RDWR | O_CLOEXEC);
+      this.description = this.process.file(this.heapFd);
+    }
+    return this.heapFd;
   }
 }

@@ -36,11 +36,8 @@ import { PAGE_SIZE } from "../memory/layout.js";
 import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
 import type { Fence } from "../sync/fence.js";
 import { Timeline } from "../sync/timeline.js";
-import { DEV_DEAD, DEV_IOMMU, DEV_TIMELINE, DeviceRecord, freeJob } from "./device_record.js";
-import {
-  JOB_ARGS, JOB_BUF_ACCESS, JOB_BUF_IOVA, JOB_BUF_LEN, JOB_BUF_SIZE, JOB_BUFS, JOB_FENCE, JOB_KERNEL, JOB_KERNEL_ID, JOB_KIND, JOB_MAX_BUFS, JOB_NARGS,
-  JOB_NBUFS, JOB_RECORD_SIZE, JOB_SUBMIT_NS,
-} from "./job.js";
+import { DEV_DEAD, DeviceRecord, freeJob } from "./device_record.js";
+import { JOB_KERNEL, JOB_MAX_BUFS, JOB_RECORD_SIZE, JobRecord, jobAccessBits } from "./job.js";
 
 export const STOR_MAGIC = 0;
 export const STOR_REFS = 4;
@@ -87,7 +84,7 @@ export class StorageRecord {
   get blockSize(): number { return this.word(STOR_BLOCK_SIZE); }
   get capacity(): number { return this.lab.sync.f64[(this.offset + STOR_CAPACITY) >>> 3]; }
   get device(): DeviceRecord { return new DeviceRecord(this.lab.sync, this.word(STOR_DEVICE)); }
-  get iommu(): Iommu { return new Iommu(this.lab.sync, this.device.word(DEV_IOMMU)); }
+  get iommu(): Iommu { return new Iommu(this.lab.sync, this.device.iommu); }
 }
 
 /**
@@ -99,7 +96,7 @@ export function pushNvmeJob(st: StorageRecord, write: boolean, pos: number, rang
   const { sync } = st.lab;
   const dev = st.device;
   if (dev.state === DEV_DEAD) throw new DmaBufError("EIO", "nvme_queue_rq", `storage device ${dev.name} is dead`);
-  const timeline = new Timeline(sync, dev.word(DEV_TIMELINE));
+  const timeline = new Timeline(sync, dev.timeline);
   const rec = sync.allocRecord(RecordType.job, JOB_RECORD_SIZE, "nvme_queue_rq");
   let fence: Fence | undefined;
   try {
@@ -108,22 +105,13 @@ export function pushNvmeJob(st: StorageRecord, write: boolean, pos: number, rang
     sync.freeRecord(rec, RecordType.job);
     throw e;
   }
-  const u32 = sync.u32;
-  u32[(rec + JOB_KIND) >>> 2] = JOB_KERNEL;
   sync.ref(fence.offset);
-  u32[(rec + JOB_FENCE) >>> 2] = fence.offset;
-  u32[(rec + JOB_KERNEL_ID) >>> 2] = st.word(STOR_KERNEL);
-  const args = [st.word(STOR_HOST_FD), pos % 2 ** 32, Math.floor(pos / 2 ** 32), write ? NVME_WRITE : NVME_READ];
-  u32[(rec + JOB_NARGS) >>> 2] = args.length;
-  args.forEach((a, i) => { u32[(rec + JOB_ARGS + 4 * i) >>> 2] = a; });
-  sync.f64[(rec + JOB_SUBMIT_NS) >>> 3] = sync.clock.nowNs();
-  u32[(rec + JOB_NBUFS) >>> 2] = ranges.length;
-  ranges.forEach((r, i) => {
-    const at = rec + JOB_BUFS + i * JOB_BUF_SIZE;
-    u32[(at + JOB_BUF_IOVA) >>> 2] = r.iova;
-    u32[(at + JOB_BUF_LEN) >>> 2] = r.len;
+  JobRecord.encode(sync.arena, rec, {
+    kind: JOB_KERNEL, fence: fence.offset, dep: 0, kernelId: st.word(STOR_KERNEL),
+    args: [st.word(STOR_HOST_FD), pos % 2 ** 32, Math.floor(pos / 2 ** 32), write ? NVME_WRITE : NVME_READ],
+    submitNs: sync.clock.nowNs(),
     // A read from the file writes memory; a write to the file reads it.
-    u32[(at + JOB_BUF_ACCESS) >>> 2] = write ? IOMMU_READ : IOMMU_WRITE;
+    buffers: ranges.map((r) => ({ iova: r.iova, len: r.len, access: write ? jobAccessBits.read : jobAccessBits.write, buffer: 0, offset: 0 })),
   });
   try {
     dev.ring.push(rec, st.word(STOR_SUBMIT_MS));

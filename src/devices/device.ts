@@ -51,11 +51,8 @@ import { shippedWorker } from "../thread/host.js";
 import { keepingAlive } from "../memory/futex.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
 import { DEV_DEAD, DeviceRecord, FAIL_EIO, freeJob, type DeviceStats } from "./device_record.js";
-import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
-import {
-  JOB_ARGS, JOB_BUF_ACCESS, JOB_BUF_BUFFER, JOB_BUF_IOVA, JOB_BUF_LEN, JOB_BUF_OFFSET, JOB_BUF_SIZE, JOB_BUFS, JOB_DEP, JOB_FENCE,
-  JOB_KERNEL_ID, JOB_KIND, JOB_MAX_ARGS, JOB_MAX_BUFS, JOB_NARGS, JOB_NBUFS, JOB_RECORD_SIZE, JOB_SUBMIT_NS, jobKinds,
-} from "./job.js";
+import { IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
+import { JOB_MAX_ARGS, JOB_MAX_BUFS, JOB_RECORD_SIZE, JobRecord, jobAccessBits, jobKinds, type JobAccess } from "./job.js";
 import type { DeviceApi } from "./protocol.js";
 import { releaseWatchdog, watchdogFor } from "./watchdog.js";
 import { DEFAULT_RING_ENTRIES, JobRing } from "./ring.js";
@@ -108,7 +105,7 @@ export type Job = JobCommon & (
   | { kind: "copy"; src: Range; dst: Range }
   | { kind: "fill"; dst: Range; value: number }
   | { kind: "checksum"; src: Range; dst: Range }
-  | { kind: "kernel"; kernel: number; buffers: { range: Range; access: "read" | "write" | "read-write" }[]; args?: number[] });
+  | { kind: "kernel"; kernel: number; buffers: { range: Range; access: JobAccess }[]; args?: number[] });
 
 interface Use { iova: number; len: number; access: number; buffer: DeviceBuffer; offset: number }
 
@@ -436,10 +433,10 @@ export class Device {
     };
     switch (job.kind) {
       case "nop": return [];
-      case "copy": return [range(job.src, IOMMU_READ, "src"), range(job.dst, IOMMU_WRITE, "dst")];
-      case "fill": return [range(job.dst, IOMMU_WRITE, "dst")];
+      case "copy": return [range(job.src, jobAccessBits.read, "src"), range(job.dst, jobAccessBits.write, "dst")];
+      case "fill": return [range(job.dst, jobAccessBits.write, "dst")];
       case "checksum": {
-        const uses = [range(job.src, IOMMU_READ, "src"), range(job.dst, IOMMU_WRITE, "dst")];
+        const uses = [range(job.src, jobAccessBits.read, "src"), range(job.dst, jobAccessBits.write, "dst")];
         if (uses[1].len < 4) throw new DmaBufError("EINVAL", SUBMIT, `checksum dst of ${uses[1].len} bytes cannot hold 4`);
         return uses;
       }
@@ -448,7 +445,7 @@ export class Device {
           throw new DmaBufError("EINVAL", SUBMIT, `a kernel job takes at most ${JOB_MAX_BUFS} buffers`);
         }
         return job.buffers.map((b, i) => {
-          const access = b.access === "read" ? IOMMU_READ : b.access === "write" ? IOMMU_WRITE : b.access === "read-write" ? IOMMU_READ | IOMMU_WRITE : 0;
+          const access = Object.hasOwn(jobAccessBits, b.access) ? jobAccessBits[b.access] : 0;
           if (access === 0) throw new DmaBufError("EINVAL", SUBMIT, `buffer ${i}: access '${String(b.access)}' is not read, write or read-write`);
           return range(b.range, access, `buffer ${i}`);
         });
@@ -461,26 +458,11 @@ export class Device {
   /** Fills the job record at `rec`; it takes references on the fence and the dependency. */
   private writeJob(rec: number, job: Job, uses: Use[], fence: Fence, dep: Fence | null, kernelId: number, args: number[]): void {
     const { sync } = this.lab;
-    const u32 = sync.u32;
-    u32[(rec + JOB_KIND) >>> 2] = jobKinds[job.kind];
     sync.ref(fence.offset);
-    u32[(rec + JOB_FENCE) >>> 2] = fence.offset;
-    if (dep !== null) {
-      sync.ref(dep.offset);
-      u32[(rec + JOB_DEP) >>> 2] = dep.offset;
-    }
-    u32[(rec + JOB_NBUFS) >>> 2] = uses.length;
-    u32[(rec + JOB_KERNEL_ID) >>> 2] = kernelId;
-    u32[(rec + JOB_NARGS) >>> 2] = args.length;
-    args.forEach((a, i) => { u32[(rec + JOB_ARGS + 4 * i) >>> 2] = a; });
-    sync.f64[(rec + JOB_SUBMIT_NS) >>> 3] = sync.clock.nowNs();
-    uses.forEach((u, i) => {
-      const at = rec + JOB_BUFS + i * JOB_BUF_SIZE;
-      u32[(at + JOB_BUF_IOVA) >>> 2] = u.iova;
-      u32[(at + JOB_BUF_LEN) >>> 2] = u.len;
-      u32[(at + JOB_BUF_ACCESS) >>> 2] = u.access;
-      u32[(at + JOB_BUF_BUFFER) >>> 2] = u.buffer.buffer.offset;
-      u32[(at + JOB_BUF_OFFSET) >>> 2] = u.offset;
+    if (dep !== null) sync.ref(dep.offset);
+    JobRecord.encode(sync.arena, rec, {
+      kind: jobKinds[job.kind], fence: fence.offset, dep: dep?.offset ?? 0, kernelId, args, submitNs: sync.clock.nowNs(),
+      buffers: uses.map((u) => ({ iova: u.iova, len: u.len, access: u.access, buffer: u.buffer.buffer.offset, offset: u.offset })),
     });
   }
 }

@@ -32,12 +32,12 @@
  * the host's waitAsync on it); heartbeats are plain f64 stores read without
  * a lock: a stale read only delays the watchdog by one period.
  */
-import { RecordType } from "../memory/record.js";
+import { RecordType, RecordView } from "../memory/record.js";
 import { DmaBufError, errnoNumbers } from "../errno.js";
 import { DEFAULT_LOCK_TIMEOUT_MS, Mutex } from "../memory/mutex.js";
 import type { Sync } from "../sync/sync.js";
 import { readName, writeName } from "../sync/timeline.js";
-import { JOB_DEP, JOB_FENCE } from "./job.js";
+import { JobRecord } from "./job.js";
 import { JobRing, RING_SLOTS, RING_TAIL } from "./ring.js";
 
 export const DEV_STATE = 0;
@@ -85,12 +85,14 @@ export interface DeviceStats {
 export class DeviceRecord {
   readonly lock: Mutex;
   readonly ring: JobRing;
+  private readonly rec: RecordView;
 
   /** A view of the device record at `offset`, from any thread: EINVAL, nothing touched, unless a live one starts there. */
   constructor(readonly sync: Sync, readonly offset: number) {
     sync.arena.records.check(offset, RecordType.device, "device_get");
+    this.rec = new RecordView(sync, offset);
     this.lock = new Mutex(sync.arena.buffer, offset + DEV_LOCK);
-    this.ring = new JobRing(sync, this.word(DEV_RING));
+    this.ring = new JobRing(sync, this.rec.word(DEV_RING));
   }
 
   static create(sync: Sync, init: { name: string; ring: JobRing; iommu: number; timeline: number; timeoutMs: number; coherent: boolean }): DeviceRecord {
@@ -108,20 +110,19 @@ export class DeviceRecord {
     return new DeviceRecord(sync, offset);
   }
 
-  word(off: number): number {
-    return this.sync.u32[(this.offset + off) >>> 2];
+  /** DEV_FLAGS (DEV_FLAG_COHERENT). */
+  get flags(): number {
+    return this.rec.word(DEV_FLAGS);
   }
 
-  private setWord(off: number, v: number): void {
-    this.sync.u32[(this.offset + off) >>> 2] = v;
+  /** The device's IOMMU record. */
+  get iommu(): number {
+    return this.rec.word(DEV_IOMMU);
   }
 
-  private f64(off: number): number {
-    return this.sync.f64[(this.offset + off) >>> 3];
-  }
-
-  private setF64(off: number, v: number): void {
-    this.sync.f64[(this.offset + off) >>> 3] = v;
+  /** The timeline record of the device's out-fences. */
+  get timeline(): number {
+    return this.rec.word(DEV_TIMELINE);
   }
 
   get name(): string {
@@ -146,7 +147,7 @@ export class DeviceRecord {
   }
 
   heartbeat(): void {
-    this.setF64(DEV_HEARTBEAT_MS, this.nowMs());
+    this.rec.setF64(DEV_HEARTBEAT_MS, this.nowMs());
   }
 
   /** RUNNING -> STOPPING; false if it was not running. */
@@ -172,8 +173,8 @@ export class DeviceRecord {
         job = this.ring.peek();
       }
       if (job === 0) return 0;
-      this.setF64(DEV_JOB_START_MS, 0);
-      this.setWord(DEV_CURRENT, job);
+      this.rec.setF64(DEV_JOB_START_MS, 0);
+      this.rec.setWord(DEV_CURRENT, job);
       this.ring.advance();
       return job;
     } finally {
@@ -183,7 +184,7 @@ export class DeviceRecord {
 
   /** The current job's dependency is met: its execution time starts. */
   started(): void {
-    this.setF64(DEV_JOB_START_MS, this.nowMs());
+    this.rec.setF64(DEV_JOB_START_MS, this.nowMs());
   }
 
   /**
@@ -194,17 +195,17 @@ export class DeviceRecord {
   complete(job: number, error: number, bytes: number): void {
     this.lock.lock();
     try {
-      const start = this.f64(DEV_JOB_START_MS);
-      if (start > 0) this.setF64(DEV_BUSY_MS, this.f64(DEV_BUSY_MS) + (this.nowMs() - start));
+      const start = this.rec.f64(DEV_JOB_START_MS);
+      if (start > 0) this.rec.setF64(DEV_BUSY_MS, this.rec.f64(DEV_BUSY_MS) + (this.nowMs() - start));
       if (error === 0) {
-        this.setWord(DEV_JOBS_DONE, this.word(DEV_JOBS_DONE) + 1);
-        this.setF64(DEV_BYTES, this.f64(DEV_BYTES) + bytes);
+        this.rec.setWord(DEV_JOBS_DONE, this.rec.word(DEV_JOBS_DONE) + 1);
+        this.rec.setF64(DEV_BYTES, this.rec.f64(DEV_BYTES) + bytes);
       } else {
-        this.setWord(DEV_JOBS_FAILED, this.word(DEV_JOBS_FAILED) + 1);
+        this.rec.setWord(DEV_JOBS_FAILED, this.rec.word(DEV_JOBS_FAILED) + 1);
       }
       // The counters first: whoever the signal wakes sees them.
-      this.sync.view(this.sync.u32[(job + JOB_FENCE) >>> 2], false).checkAndSignal(error);
-      this.setWord(DEV_CURRENT, 0);
+      this.sync.view(new JobRecord(this.sync.arena, job).fence, false).checkAndSignal(error);
+      this.rec.setWord(DEV_CURRENT, 0);
     } finally {
       this.lock.unlock();
     }
@@ -236,7 +237,7 @@ export class DeviceRecord {
       const prev = Atomics.exchange(i32, this.stateIndex, DEV_DEAD);
       if (prev === DEV_DEAD) return false;
       Atomics.store(i32, (this.offset + DEV_ERRNO) >>> 2, error);
-      const current = this.word(DEV_CURRENT);
+      const current = this.rec.word(DEV_CURRENT);
       if (current !== 0) this.signalJob(current, currentError);
       this.forQueued((job) => this.signalJob(job, error));
       Atomics.notify(i32, this.stateIndex);
@@ -247,9 +248,9 @@ export class DeviceRecord {
   }
 
   private signalJob(job: number, error: number): void {
-    const fence = this.sync.view(this.sync.u32[(job + JOB_FENCE) >>> 2], false);
+    const fence = this.sync.view(new JobRecord(this.sync.arena, job).fence, false);
     fence.checkAndSignal(error);
-    this.setWord(DEV_JOBS_FAILED, this.word(DEV_JOBS_FAILED) + 1);
+    this.rec.setWord(DEV_JOBS_FAILED, this.rec.word(DEV_JOBS_FAILED) + 1);
   }
 
   /** Every job still in the ring, oldest first (under DEV_LOCK or with the device gone); entries that name no job are skipped. */
@@ -278,11 +279,11 @@ export class DeviceRecord {
     const state = this.state;
     if (state === DEV_DEAD) return false;
     const now = this.nowMs();
-    const start = this.f64(DEV_JOB_START_MS);
-    if (this.word(DEV_CURRENT) !== 0 && start > 0 && now - start > this.word(DEV_TIMEOUT_MS)) {
+    const start = this.rec.f64(DEV_JOB_START_MS);
+    if (this.rec.word(DEV_CURRENT) !== 0 && start > 0 && now - start > this.rec.word(DEV_TIMEOUT_MS)) {
       return this.fail(FAIL_EIO, FAIL_ETIMEDOUT, 100);
     }
-    if (now - this.f64(DEV_HEARTBEAT_MS) > silenceMs && (this.word(DEV_CURRENT) === 0 || start === 0)) {
+    if (now - this.rec.f64(DEV_HEARTBEAT_MS) > silenceMs && (this.rec.word(DEV_CURRENT) === 0 || start === 0)) {
       return this.fail(FAIL_EIO, FAIL_EIO, 100);
     }
     return false;
@@ -295,7 +296,7 @@ export class DeviceRecord {
    */
   reap(freeJob: (job: number) => void): void {
     if (this.state !== DEV_DEAD) throw new DmaBufError("EBUSY", "device_reap", `device ${this.name} is still alive`);
-    const current = this.word(DEV_CURRENT);
+    const current = this.rec.word(DEV_CURRENT);
     if (current !== 0) freeJob(current);
     this.forQueued(freeJob);
     this.ring.destroy();
@@ -308,11 +309,11 @@ export class DeviceRecord {
       name: this.name,
       state: state === DEV_RUNNING ? "running" : state === DEV_STOPPING ? "stopping" : "dead",
       error: this.errno,
-      jobsDone: this.word(DEV_JOBS_DONE),
-      jobsFailed: this.word(DEV_JOBS_FAILED),
-      faults: this.word(DEV_FAULTS),
-      bytes: this.f64(DEV_BYTES),
-      busyMs: this.f64(DEV_BUSY_MS),
+      jobsDone: this.rec.word(DEV_JOBS_DONE),
+      jobsFailed: this.rec.word(DEV_JOBS_FAILED),
+      faults: this.rec.word(DEV_FAULTS),
+      bytes: this.rec.f64(DEV_BYTES),
+      busyMs: this.rec.f64(DEV_BUSY_MS),
       queued: this.ring.pending,
     };
   }
@@ -320,8 +321,8 @@ export class DeviceRecord {
 
 /** Drops a job record: its fence and dependency references, then the record. */
 export function freeJob(sync: Sync, job: number): void {
-  sync.unref(sync.u32[(job + JOB_FENCE) >>> 2]);
-  const dep = sync.u32[(job + JOB_DEP) >>> 2];
+  const { fence, dep } = new JobRecord(sync.arena, job);
+  sync.unref(fence);
   if (dep !== 0) sync.unref(dep);
   sync.freeRecord(job, RecordType.job);
 }

@@ -27,21 +27,20 @@ import type { SegmentList, SgTable } from "../engine/tables.js";
 import type { Lab } from "../lab.js";
 import { zipRuns, type Run } from "../dmabuf/runs.js";
 import {
-  DEV_DEAD, DEV_FLAG_COHERENT, DEV_FLAGS, DEV_IOMMU, DEV_STOPPING, DeviceRecord, FAIL_ECANCELED, FAIL_EFAULT, freeJob,
+  DEV_DEAD, DEV_FLAG_COHERENT, DEV_STOPPING, DeviceRecord, FAIL_ECANCELED, FAIL_EFAULT, freeJob,
 } from "./device_record.js";
 import { CpuCache, isCoherent } from "../dmabuf/coherence.js";
 import { DmaBufRecord } from "../dmabuf/dma_buf.js";
-import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
+import { IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
 import {
-  JOB_ARGS, JOB_BUF_ACCESS, JOB_BUF_BUFFER, JOB_BUF_IOVA, JOB_BUF_OFFSET, JOB_BUF_LEN, JOB_BUF_SIZE, JOB_BUFS, JOB_CHECKSUM, JOB_COPY, JOB_DEP,
-  JOB_FILL, JOB_KERNEL, JOB_KERNEL_ID, JOB_KIND, JOB_NARGS, JOB_NBUFS, JOB_NOP,
+  JOB_CHECKSUM, JOB_COPY, JOB_FILL, JOB_KERNEL, JOB_NOP, JobRecord, jobAccessName, type JobAccess, type JobBuffer,
 } from "./job.js";
 
 export interface KernelContext {
   /** Per range: Uint8Array views of its physically contiguous runs, in order. */
   buffers: Uint8Array[][];
   /** Per range: "read", "write" or "read-write", as the job declared. */
-  access: string[];
+  access: JobAccess[];
   args: number[];
 }
 export type Kernel = (ctx: KernelContext) => void | Promise<void>;
@@ -67,8 +66,8 @@ export class DeviceRuntime {
 
   constructor(readonly lab: Lab, offset: number) {
     this.record = new DeviceRecord(lab.sync, offset);
-    this.snoops = (this.record.word(DEV_FLAGS) & DEV_FLAG_COHERENT) !== 0 && !isCoherent(lab.arena);
-    this.iommu = new Iommu(lab.sync, this.record.word(DEV_IOMMU));
+    this.snoops = (this.record.flags & DEV_FLAG_COHERENT) !== 0 && !isCoherent(lab.arena);
+    this.iommu = new Iommu(lab.sync, this.record.iommu);
     this.table = lab.sgTable();
     this.list = lab.segmentList();
   }
@@ -124,14 +123,14 @@ export class DeviceRuntime {
     const { sync } = lab;
     let error = 0;
     let bytes = 0;
-    const dep = sync.u32[(job + JOB_DEP) >>> 2];
-    if (dep !== 0) error = await this.waitDependency(dep);
+    const rec = new JobRecord(lab.arena, job);
+    if (rec.dep !== 0) error = await this.waitDependency(rec.dep);
     if (error === 0) {
       record.started();
       try {
-        if (this.snoops) this.snoop(job, false);
-        bytes = await this.execute(job);
-        if (this.snoops) this.snoop(job, true);
+        if (this.snoops) this.snoop(rec, false);
+        bytes = await this.execute(rec);
+        if (this.snoops) this.snoop(rec, true);
       } catch (e) {
         error = fenceError(e);
         if (error === FAIL_EFAULT) record.countFault();
@@ -164,45 +163,36 @@ export class DeviceRuntime {
    * the lines of the written ranges are refilled (the CPU reads what the
    * device wrote).
    */
-  private snoop(job: number, after: boolean): void {
+  private snoop(job: JobRecord, after: boolean): void {
     const { sync } = this.lab;
-    const u32 = sync.u32;
-    for (let i = 0; i < u32[(job + JOB_NBUFS) >>> 2]; i++) {
-      const at = job + JOB_BUFS + i * JOB_BUF_SIZE;
-      if (after && (u32[(at + JOB_BUF_ACCESS) >>> 2] & IOMMU_WRITE) === 0) continue;
-      const buf = DmaBufRecord.attach(sync, u32[(at + JOB_BUF_BUFFER) >>> 2]);
+    for (const range of job.buffers()) {
+      if (after && (range.access & IOMMU_WRITE) === 0) continue;
+      const buf = DmaBufRecord.attach(sync, range.buffer);
       try {
         const cache = CpuCache.of(buf);
-        const pos = u32[(at + JOB_BUF_OFFSET) >>> 2];
-        const len = u32[(at + JOB_BUF_LEN) >>> 2];
-        if (after) cache?.invalidate(pos, len, false);
-        else cache?.cleanRange(pos, len, false);
+        if (after) cache?.invalidate(range.offset, range.len, false);
+        else cache?.cleanRange(range.offset, range.len, false);
       } finally {
         buf.put();
       }
     }
   }
 
-  /** Translates range i through the IOMMU into this.runs[i]; its length. */
-  private translate(job: number, i: number): number {
-    const u32 = this.lab.sync.u32;
-    const at = job + JOB_BUFS + i * JOB_BUF_SIZE;
+  /** Translates the job's range i through the IOMMU into this.runs[i]; its length. */
+  private translate(range: JobBuffer, i: number): number {
     const runs = (this.runs[i] ??= []);
     runs.length = 0;
-    const len = u32[(at + JOB_BUF_LEN) >>> 2];
-    this.iommu.translate(u32[(at + JOB_BUF_IOVA) >>> 2], len, u32[(at + JOB_BUF_ACCESS) >>> 2],
-      (addr, n) => { runs.push({ addr, len: n }); });
-    return len;
+    this.iommu.translate(range.iova, range.len, range.access, (addr, n) => { runs.push({ addr, len: n }); });
+    return range.len;
   }
 
   /** Executes one job; returns the bytes it moved or produced. */
-  private async execute(job: number): Promise<number> {
+  private async execute(job: JobRecord): Promise<number> {
     const { engine, arena } = this.lab;
-    const u32 = this.lab.sync.u32;
-    const kind = u32[(job + JOB_KIND) >>> 2];
-    const nbufs = u32[(job + JOB_NBUFS) >>> 2];
+    const { kind } = job;
+    const ranges = job.buffers();
     // Validate every range through the IOMMU before any byte moves.
-    for (let i = 0; i < nbufs; i++) this.translate(job, i);
+    ranges.forEach((range, i) => this.translate(range, i));
     switch (kind) {
       case JOB_NOP:
         return 0;
@@ -210,10 +200,10 @@ export class DeviceRuntime {
         const table = this.table.clear();
         zipRuns(this.runs[0], this.runs[1], (src, sOff, dst, dOff, n) => { table.push(dst.addr + dOff, src.addr + sOff, n); });
         engine.sgCopy(table);
-        return Math.min(u32[(job + JOB_BUFS + JOB_BUF_LEN) >>> 2], u32[(job + JOB_BUFS + JOB_BUF_SIZE + JOB_BUF_LEN) >>> 2]);
+        return Math.min(ranges[0].len, ranges[1].len);
       }
       case JOB_FILL: {
-        const value = u32[(job + JOB_ARGS) >>> 2] & 0xff;
+        const value = job.args()[0] & 0xff;
         let n = 0;
         for (const r of this.runs[0]) { engine.fill(r.addr, value, r.len); n += r.len; }
         return n;
@@ -231,17 +221,15 @@ export class DeviceRuntime {
         return n;
       }
       case JOB_KERNEL: {
-        const kernel = this.kernels[u32[(job + JOB_KERNEL_ID) >>> 2] - 1];
-        if (kernel === undefined) throw new DmaBufError("EINVAL", "device_run_job", `no kernel ${u32[(job + JOB_KERNEL_ID) >>> 2]} is loaded`);
-        const ctx: KernelContext = { buffers: [], access: [], args: [] };
+        const kernel = this.kernels[job.kernelId - 1];
+        if (kernel === undefined) throw new DmaBufError("EINVAL", "device_run_job", `no kernel ${job.kernelId} is loaded`);
+        const ctx: KernelContext = { buffers: [], access: [], args: job.args() };
         let n = 0;
-        for (let i = 0; i < nbufs; i++) {
+        ranges.forEach((range, i) => {
           ctx.buffers.push(this.runs[i].map((r) => arena.view(r.addr, r.len)));
-          const access = u32[(job + JOB_BUFS + i * JOB_BUF_SIZE + JOB_BUF_ACCESS) >>> 2];
-          ctx.access.push(access === (IOMMU_READ | IOMMU_WRITE) ? "read-write" : access === IOMMU_WRITE ? "write" : "read");
-          n += u32[(job + JOB_BUFS + i * JOB_BUF_SIZE + JOB_BUF_LEN) >>> 2];
-        }
-        for (let i = 0; i < u32[(job + JOB_NARGS) >>> 2]; i++) ctx.args.push(u32[(job + JOB_ARGS + 4 * i) >>> 2]);
+          ctx.access.push(jobAccessName(range.access));
+          n += range.len;
+        });
         await kernel(ctx);
         return n;
       }

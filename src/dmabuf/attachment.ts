@@ -70,7 +70,7 @@
  * EINVAL. Every error changes nothing. Like an fd, an offset names the
  * attachment that lives there now.
  */
-import { RecordType } from "../memory/record.js";
+import { RecordType, RecordView } from "../memory/record.js";
 import { DmaBufError, errnoNumbers, hex } from "../errno.js";
 import { FENCE_KIND_PLAIN } from "../engine/abi.js";
 import { IOMMU_READ, IOMMU_WRITE, Iommu } from "./iommu.js";
@@ -126,26 +126,26 @@ function checkDirection(direction: number, syscall: string): asserts direction i
   }
 }
 
-const word = (sync: Sync, record: number, off: number): number => sync.u32[(record + off) >>> 2];
-const setWord = (sync: Sync, record: number, off: number, v: number): void => { sync.u32[(record + off) >>> 2] = v; };
+/** The named accessors over the record at `offset` (an attachment, or the buffer's record for DMABUF_ATTACH). */
+const recordAt = (sync: Sync, offset: number): RecordView => new RecordView(sync, offset);
 
 /** Under the resv lock: the buffer's first attachment record (DMABUF_ATTACH without the revoked bit), 0 for none. */
-const firstOf = (buf: DmaBufRecord): number => (word(buf.sync, buf.offset, DMABUF_ATTACH) & ~DMABUF_ATTACH_REVOKED) >>> 0;
+const firstOf = (buf: DmaBufRecord): number => (recordAt(buf.sync, buf.offset).word(DMABUF_ATTACH) & ~DMABUF_ATTACH_REVOKED) >>> 0;
 
 /** Under the resv lock: the buffer's attachment records, in list order. */
 function listOf(buf: DmaBufRecord): number[] {
   const out: number[] = [];
-  for (let a = firstOf(buf); a !== 0; a = word(buf.sync, a, ATTACH_NEXT)) out.push(a);
+  for (let a = firstOf(buf); a !== 0; a = recordAt(buf.sync, a).word(ATTACH_NEXT)) out.push(a);
   return out;
 }
 
 /** Under the resv lock: tears down the attachment's mapping, if it has one. */
 function unmapLocked(sync: Sync, iommu: Iommu, record: number): void {
-  const iova = word(sync, record, ATTACH_IOVA);
+  const iova = recordAt(sync, record).word(ATTACH_IOVA);
   if (iova === 0) return;
-  iommu.unmap(iova, word(sync, record, ATTACH_BYTES));
-  setWord(sync, record, ATTACH_IOVA, 0);
-  setWord(sync, record, ATTACH_BYTES, 0);
+  iommu.unmap(iova, recordAt(sync, record).word(ATTACH_BYTES));
+  recordAt(sync, record).setWord(ATTACH_IOVA, 0);
+  recordAt(sync, record).setWord(ATTACH_BYTES, 0);
 }
 
 export class DmaBufAttachment {
@@ -164,9 +164,9 @@ export class DmaBufAttachment {
     if (Atomics.load(sync.u32, (offset + ATTACH_MAGIC) >>> 2) !== ATTACH_MAGIC_VALUE) {
       throw new DmaBufError("EINVAL", "dma_buf_attachment", `no attachment at ${hex(offset)}`);
     }
-    const notify = word(sync, offset, ATTACH_NOTIFY);
-    return new DmaBufAttachment(sync, offset, DmaBufRecord.adopt(sync, word(sync, offset, ATTACH_BUFFER)),
-      new Iommu(sync, word(sync, offset, ATTACH_IOMMU)), notify === 0 ? null : sync.view(notify, false));
+    const notify = recordAt(sync, offset).word(ATTACH_NOTIFY);
+    return new DmaBufAttachment(sync, offset, DmaBufRecord.adopt(sync, recordAt(sync, offset).word(ATTACH_BUFFER)),
+      new Iommu(sync, recordAt(sync, offset).word(ATTACH_IOMMU)), notify === 0 ? null : sync.view(notify, false));
   }
 
   /**
@@ -193,18 +193,18 @@ export class DmaBufAttachment {
           iommu.dropUser(syscall);
           throw e;
         }
-        setWord(sync, record, ATTACH_BUFFER, buf.offset);
-        setWord(sync, record, ATTACH_IOMMU, iommu.offset);
-        setWord(sync, record, ATTACH_FLAGS, ops === null ? 0 : ATTACH_DYNAMIC);
-        setWord(sync, record, ATTACH_DIRECTION, direction);
-        setWord(sync, record, ATTACH_IOVA, iova);
-        setWord(sync, record, ATTACH_BYTES, iova === 0 ? 0 : buf.size);
-        setWord(sync, record, ATTACH_NOTIFY, notify);
-        setWord(sync, record, ATTACH_NEXT, firstOf(buf));
+        recordAt(sync, record).setWord(ATTACH_BUFFER, buf.offset);
+        recordAt(sync, record).setWord(ATTACH_IOMMU, iommu.offset);
+        recordAt(sync, record).setWord(ATTACH_FLAGS, ops === null ? 0 : ATTACH_DYNAMIC);
+        recordAt(sync, record).setWord(ATTACH_DIRECTION, direction);
+        recordAt(sync, record).setWord(ATTACH_IOVA, iova);
+        recordAt(sync, record).setWord(ATTACH_BYTES, iova === 0 ? 0 : buf.size);
+        recordAt(sync, record).setWord(ATTACH_NOTIFY, notify);
+        recordAt(sync, record).setWord(ATTACH_NEXT, firstOf(buf));
         // Publishes the record to DmaBufAttachment.at(); the list itself is
         // read under the lock.
         Atomics.store(sync.u32, (record + ATTACH_MAGIC) >>> 2, ATTACH_MAGIC_VALUE);
-        setWord(sync, buf.offset, DMABUF_ATTACH, record); // the revoked bit is clear (checked above)
+        recordAt(sync, buf.offset).setWord(DMABUF_ATTACH, record); // the revoked bit is clear (checked above)
         const att = new DmaBufAttachment(sync, record, held, iommu, notify === 0 ? null : sync.view(notify, false));
         // Under the lock, so that no revoke can signal the fence before the callback is on it.
         if (ops !== null) att.notify!.addCallback((f) => att.deliver(ops, f));
@@ -225,7 +225,7 @@ export class DmaBufAttachment {
    */
   private deliver(ops: DmaBufAttachOps, fence: Fence): void {
     const live = () => !this.detached && Atomics.load(this.sync.u32, (this.offset + ATTACH_MAGIC) >>> 2) === ATTACH_MAGIC_VALUE &&
-      word(this.sync, this.offset, ATTACH_NOTIFY) === fence.offset;
+      recordAt(this.sync, this.offset).word(ATTACH_NOTIFY) === fence.offset;
     if (fence.status !== 1 || !live()) return;
     const resv = this.resv;
     if (resv.mutex.heldByMe()) ops.moveNotify(this);
@@ -256,9 +256,9 @@ export class DmaBufAttachment {
 
   /** The current mapping, or null. Exact under the resv lock, a snapshot without it. */
   get mapping(): { iova: number; bytes: number; direction: DmaDirection } | null {
-    const iova = word(this.sync, this.offset, ATTACH_IOVA);
+    const iova = recordAt(this.sync, this.offset).word(ATTACH_IOVA);
     return iova === 0 ? null : {
-      iova, bytes: word(this.sync, this.offset, ATTACH_BYTES), direction: word(this.sync, this.offset, ATTACH_DIRECTION) as DmaDirection,
+      iova, bytes: recordAt(this.sync, this.offset).word(ATTACH_BYTES), direction: recordAt(this.sync, this.offset).word(ATTACH_DIRECTION) as DmaDirection,
     };
   }
 
@@ -289,18 +289,18 @@ export class DmaBufAttachment {
       // The importer learns of a pending move_notify before it uses a mapping.
       if (this.notify?.isSignaled()) this.sync.callbacks.dispatch(this.notify);
       if (this.revoked) throw new DmaBufError("ENODEV", syscall, `dma-buf ${hex(this.buf.offset)} was revoked by its exporter`);
-      let iova = word(this.sync, this.offset, ATTACH_IOVA);
+      let iova = recordAt(this.sync, this.offset).word(ATTACH_IOVA);
       if (iova !== 0) {
-        const mapped = word(this.sync, this.offset, ATTACH_DIRECTION);
+        const mapped = recordAt(this.sync, this.offset).word(ATTACH_DIRECTION);
         if (mapped !== direction && mapped !== DMA_BIDIRECTIONAL) {
           throw new DmaBufError("EBUSY", syscall,
             `the attachment at ${hex(this.offset)} is mapped ${directionNames[mapped]}, not ${directionNames[direction]}`);
         }
       } else {
         iova = this.iommu.map(this.buf.segments(), directionProt[direction]);
-        setWord(this.sync, this.offset, ATTACH_IOVA, iova);
-        setWord(this.sync, this.offset, ATTACH_BYTES, this.buf.size);
-        setWord(this.sync, this.offset, ATTACH_DIRECTION, direction);
+        recordAt(this.sync, this.offset).setWord(ATTACH_IOVA, iova);
+        recordAt(this.sync, this.offset).setWord(ATTACH_BYTES, this.buf.size);
+        recordAt(this.sync, this.offset).setWord(ATTACH_DIRECTION, direction);
       }
       const entries: DmaSgEntry[] = [];
       let at = iova;
@@ -337,9 +337,9 @@ export class DmaBufAttachment {
         throw new DmaBufError("EINVAL", syscall, `the attachment at ${hex(offset)} is not on dma-buf ${hex(buf.offset)}'s list`);
       }
       unmapLocked(sync, this.iommu, offset);
-      const next = word(sync, offset, ATTACH_NEXT);
-      if (at > 0) setWord(sync, list[at - 1], ATTACH_NEXT, next);
-      else setWord(sync, buf.offset, DMABUF_ATTACH, next | (word(sync, buf.offset, DMABUF_ATTACH) & DMABUF_ATTACH_REVOKED));
+      const next = recordAt(sync, offset).word(ATTACH_NEXT);
+      if (at > 0) recordAt(sync, list[at - 1]).setWord(ATTACH_NEXT, next);
+      else recordAt(sync, buf.offset).setWord(DMABUF_ATTACH, next | (recordAt(sync, buf.offset).word(DMABUF_ATTACH) & DMABUF_ATTACH_REVOKED));
       Atomics.store(sync.u32, (offset + ATTACH_MAGIC) >>> 2, 0);
     });
     this.detached = true;
@@ -385,9 +385,9 @@ export function dmaBufRevoke(buf: DmaBufRecord): boolean {
     Atomics.or(sync.u32, (buf.offset + DMABUF_ATTACH) >>> 2, DMABUF_ATTACH_REVOKED);
     const notify: Fence[] = [];
     for (const a of listOf(buf)) {
-      unmapLocked(sync, new Iommu(sync, word(sync, a, ATTACH_IOMMU)), a);
+      unmapLocked(sync, new Iommu(sync, recordAt(sync, a).word(ATTACH_IOMMU)), a);
       Atomics.or(sync.u32, (a + ATTACH_FLAGS) >>> 2, ATTACH_REVOKED);
-      const n = word(sync, a, ATTACH_NOTIFY);
+      const n = recordAt(sync, a).word(ATTACH_NOTIFY);
       if (n !== 0) notify.push(sync.view(n, false));
     }
     // The importers learn once every mapping is gone. An importer in this

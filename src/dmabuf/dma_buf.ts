@@ -46,7 +46,7 @@
  * release, and never frees the pages itself.
  * Views returned by create()/attach()/get() own a reference; put() drops it.
  */
-import { RecordType, getRecord, type RecordTypeId } from "../memory/record.js";
+import { RecordType, RecordView, getRecord, type RecordTypeId } from "../memory/record.js";
 import { DmaBufError } from "../errno.js";
 import { SG_SEG_ADDR, SG_SEG_LEN, SG_SEG_SIZE } from "../engine/abi.js";
 import type { SegmentSource } from "../engine/tables.js";
@@ -106,8 +106,11 @@ export interface Segment {
 export class DmaBufRecord {
   private owned: boolean;
 
+  private readonly rec: RecordView;
+
   private constructor(readonly sync: Sync, readonly offset: number, owned: boolean) {
     this.owned = owned;
+    this.rec = new RecordView(sync, offset);
   }
 
   /**
@@ -190,20 +193,16 @@ export class DmaBufRecord {
     return new DmaBufRecord(sync, offset, true);
   }
 
-  private word(off: number): number {
-    return this.sync.u32[(this.offset + off) >>> 2];
-  }
-
   get size(): number {
-    return this.word(DMABUF_SIZE);
+    return this.rec.word(DMABUF_SIZE);
   }
 
   get caching(): Caching {
-    return this.word(DMABUF_CACHING) as Caching;
+    return this.rec.word(DMABUF_CACHING) as Caching;
   }
 
   get exporter(): ExporterName {
-    return exporterNames[this.word(DMABUF_EXPORTER)] as ExporterName;
+    return exporterNames[this.rec.word(DMABUF_EXPORTER)] as ExporterName;
   }
 
   get refcount(): number {
@@ -237,13 +236,13 @@ export class DmaBufRecord {
 
   /** The reservation object, borrowed (valid while the buffer is held). */
   get resv(): Resv {
-    return (this.resvView ??= new Resv(this.sync, this.word(DMABUF_RESV), false));
+    return (this.resvView ??= new Resv(this.sync, this.rec.word(DMABUF_RESV), false));
   }
 
   /** The page allocation, in buffer order. */
   pieces(): PagePiece[] {
-    const list = this.word(DMABUF_PIECES);
-    return Array.from({ length: this.word(DMABUF_NPIECES) }, (_, i) => ({
+    const list = this.rec.word(DMABUF_PIECES);
+    return Array.from({ length: this.rec.word(DMABUF_NPIECES) }, (_, i) => ({
       offset: this.sync.u32[(list + i * PIECE_SIZE + PIECE_OFFSET) >>> 2],
       order: this.sync.u32[(list + i * PIECE_SIZE + PIECE_ORDER) >>> 2],
     }));
@@ -257,11 +256,11 @@ export class DmaBufRecord {
 
   /** The scatter list as the engine walks it (gather, scatter, checksum). */
   get segmentTable(): SegmentSource {
-    const list = this.word(DMABUF_SEGMENTS);
+    const list = this.rec.word(DMABUF_SEGMENTS);
     const { u32 } = this.sync;
     return {
       offset: list,
-      count: this.word(DMABUF_NSEGMENTS),
+      count: this.rec.word(DMABUF_NSEGMENTS),
       entry: (i) => ({ addr: u32[(list + i * SG_SEG_SIZE + SG_SEG_ADDR) >>> 2], len: u32[(list + i * SG_SEG_SIZE + SG_SEG_LEN) >>> 2] }),
     };
   }
@@ -298,14 +297,14 @@ export class DmaBufRecord {
     if (Atomics.sub(this.sync.i32, (this.offset + DMABUF_REFCOUNT) >>> 2, 1) !== 1) return;
     const { sync } = this;
     const pieces = this.pieces();
-    const backingList = this.word(DMABUF_BACKING);
-    const backing = Array.from(sync.u32.subarray(backingList >>> 2, (backingList >>> 2) + this.word(DMABUF_NBACKING)));
-    new Resv(sync, this.word(DMABUF_RESV), true).put();
-    sync.freeRecord(this.word(DMABUF_PIECES), RecordType.dmaBufPieces);
-    sync.arena.user.free(this.word(DMABUF_SEGMENTS), undefined, "dma_buf_release");
+    const backingList = this.rec.word(DMABUF_BACKING);
+    const backing = Array.from(sync.u32.subarray(backingList >>> 2, (backingList >>> 2) + this.rec.word(DMABUF_NBACKING)));
+    new Resv(sync, this.rec.word(DMABUF_RESV), true).put();
+    sync.freeRecord(this.rec.word(DMABUF_PIECES), RecordType.dmaBufPieces);
+    sync.arena.user.free(this.rec.word(DMABUF_SEGMENTS), undefined, "dma_buf_release");
     if (backingList !== 0) sync.freeRecord(backingList, RecordType.dmaBufBacking);
     for (const word of [DMABUF_CPU_COPY, DMABUF_CPU_CLEAN]) {
-      const block = this.word(word);
+      const block = this.rec.word(word);
       if (block !== 0) sync.arena.user.free(block, undefined, "dma_buf_release");
     }
     sync.freeRecord(this.offset, RecordType.dmaBuf);

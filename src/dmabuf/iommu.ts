@@ -74,7 +74,7 @@
  * A view reads IOMMU_PAGES, IOMMU_TABLE and IOMMU_BITMAP once: create()
  * writes them before the magic, and they never change.
  */
-import { RecordType } from "../memory/record.js";
+import { RecordType, RecordView } from "../memory/record.js";
 import { DmaBufError, hex } from "../errno.js";
 import { Mutex, type MutexStats } from "../memory/mutex.js";
 import { PAGE_SHIFT, PAGE_SIZE } from "../memory/layout.js";
@@ -148,6 +148,7 @@ export class Iommu {
   private readonly bitmap: number;
   /** translate()'s runs before it emits them, {addr, len} pairs; this thread's, grown on demand. */
   private scratch = NO_RUNS;
+  private readonly rec: RecordView;
 
   constructor(readonly sync: Sync, readonly offset: number) {
     sync.arena.records.check(offset, RecordType.iommu, "iommu");
@@ -155,10 +156,11 @@ export class Iommu {
       throw new DmaBufError("EINVAL", "iommu", `no IOMMU at ${hex(offset)}`);
     }
     this.u32 = sync.u32;
+    this.rec = new RecordView(sync, offset);
     this.mutex = new Mutex(sync.arena.buffer, offset + IOMMU_LOCK);
-    this.pages = this.word(IOMMU_PAGES);
-    this.table = this.word(IOMMU_TABLE) >>> 2;
-    this.bitmap = this.word(IOMMU_BITMAP) >>> 2;
+    this.pages = this.rec.word(IOMMU_PAGES);
+    this.table = this.rec.word(IOMMU_TABLE) >>> 2;
+    this.bitmap = this.rec.word(IOMMU_BITMAP) >>> 2;
   }
 
   /** iommu_domain_alloc: a new IOMMU with nothing mapped. */
@@ -206,14 +208,6 @@ export class Iommu {
 
   get iovaBytes(): number {
     return this.pages * PAGE_SIZE;
-  }
-
-  private word(off: number): number {
-    return this.u32[(this.offset + off) >>> 2];
-  }
-
-  private setWord(off: number, v: number): void {
-    this.u32[(this.offset + off) >>> 2] = v;
   }
 
   private checkAlive(syscall: string): void {
@@ -280,12 +274,12 @@ export class Iommu {
       n += len / PAGE_SIZE;
     }
     return this.locked(syscall, () => {
-      const next = this.word(IOMMU_NEXT);
+      const next = this.rec.word(IOMMU_NEXT);
       let first = this.findFree(n, next, this.pages);
       if (first < 0) first = this.findFree(n, 1, this.pages);
       if (first < 0) {
         throw new DmaBufError("ENOMEM", syscall,
-          `no free range of ${n} pages in the ${this.iovaBytes}-byte IOVA space (${this.word(IOMMU_MAPPED)} pages mapped)`);
+          `no free range of ${n} pages in the ${this.iovaBytes}-byte IOVA space (${this.rec.word(IOMMU_MAPPED)} pages mapped)`);
       }
       let page = first;
       for (const { addr, len } of runs) {
@@ -295,9 +289,9 @@ export class Iommu {
           Atomics.store(this.u32, this.table + page, at | prot | PTE_VALID | (page === first ? PTE_HEAD : 0));
         }
       }
-      this.setWord(IOMMU_NEXT, first + n < this.pages ? first + n : 1);
-      this.setWord(IOMMU_MAPPED, this.word(IOMMU_MAPPED) + n);
-      this.setWord(IOMMU_MAPPINGS, this.word(IOMMU_MAPPINGS) + 1);
+      this.rec.setWord(IOMMU_NEXT, first + n < this.pages ? first + n : 1);
+      this.rec.setWord(IOMMU_MAPPED, this.rec.word(IOMMU_MAPPED) + n);
+      this.rec.setWord(IOMMU_MAPPINGS, this.rec.word(IOMMU_MAPPINGS) + 1);
       return first * PAGE_SIZE;
     });
   }
@@ -323,8 +317,8 @@ export class Iommu {
       // PTEs first, then the allocator: see the module comment.
       for (let p = first; p < first + n; p++) Atomics.store(this.u32, this.table + p, 0);
       for (let p = first; p < first + n; p++) this.setAllocated(p, false);
-      this.setWord(IOMMU_MAPPED, this.word(IOMMU_MAPPED) - n);
-      this.setWord(IOMMU_MAPPINGS, this.word(IOMMU_MAPPINGS) - 1);
+      this.rec.setWord(IOMMU_MAPPED, this.rec.word(IOMMU_MAPPED) - n);
+      this.rec.setWord(IOMMU_MAPPINGS, this.rec.word(IOMMU_MAPPINGS) - 1);
     });
   }
 
@@ -392,28 +386,28 @@ export class Iommu {
     const why = page >= this.pages ? `outside the ${this.iovaBytes}-byte IOVA space`
       : (pte & PTE_VALID) === 0 ? "no mapping" : `the mapping allows ${accessNames[pte & (IOMMU_READ | IOMMU_WRITE)]} only`;
     this.mutex.with(() => {
-      this.setWord(IOMMU_FAULTS, this.word(IOMMU_FAULTS) + 1);
-      this.setWord(IOMMU_FAULT_IOVA, iova);
-      this.setWord(IOMMU_FAULT_ACCESS, access);
+      this.rec.setWord(IOMMU_FAULTS, this.rec.word(IOMMU_FAULTS) + 1);
+      this.rec.setWord(IOMMU_FAULT_IOVA, iova);
+      this.rec.setWord(IOMMU_FAULT_ACCESS, access);
     });
     throw new DmaBufError("EFAULT", "iommu_iova_to_phys", `IOMMU ${hex(this.offset)}: DMA ${accessNames[access]} at IOVA ${hex(iova)}: ${why}`);
   }
 
   faults(): IommuFaults {
     return this.mutex.with(() => ({
-      count: this.word(IOMMU_FAULTS),
-      lastIova: this.word(IOMMU_FAULT_IOVA),
-      lastAccess: this.word(IOMMU_FAULT_ACCESS),
+      count: this.rec.word(IOMMU_FAULTS),
+      lastIova: this.rec.word(IOMMU_FAULT_IOVA),
+      lastAccess: this.rec.word(IOMMU_FAULT_ACCESS),
     }));
   }
 
   stats(): IommuStats {
     return this.mutex.with(() => ({
       iovaBytes: this.iovaBytes,
-      mappedBytes: this.word(IOMMU_MAPPED) * PAGE_SIZE,
-      mappings: this.word(IOMMU_MAPPINGS),
-      users: this.word(IOMMU_USERS),
-      faults: this.word(IOMMU_FAULTS),
+      mappedBytes: this.rec.word(IOMMU_MAPPED) * PAGE_SIZE,
+      mappings: this.rec.word(IOMMU_MAPPINGS),
+      users: this.rec.word(IOMMU_USERS),
+      faults: this.rec.word(IOMMU_FAULTS),
       lock: this.mutex.stats(),
     }));
   }
@@ -422,13 +416,13 @@ export class Iommu {
 
   /** A user (an attachment) that maps through this IOMMU: destroy() waits for its dropUser(). */
   addUser(syscall = "iommu_attach"): void {
-    this.locked(syscall, () => this.setWord(IOMMU_USERS, this.word(IOMMU_USERS) + 1));
+    this.locked(syscall, () => this.rec.setWord(IOMMU_USERS, this.rec.word(IOMMU_USERS) + 1));
   }
 
   dropUser(syscall = "iommu_detach"): void {
     this.locked(syscall, () => {
-      if (this.word(IOMMU_USERS) === 0) throw new DmaBufError("EINVAL", syscall, `the IOMMU at ${hex(this.offset)} has no users`);
-      this.setWord(IOMMU_USERS, this.word(IOMMU_USERS) - 1);
+      if (this.rec.word(IOMMU_USERS) === 0) throw new DmaBufError("EINVAL", syscall, `the IOMMU at ${hex(this.offset)} has no users`);
+      this.rec.setWord(IOMMU_USERS, this.rec.word(IOMMU_USERS) - 1);
     });
   }
 
@@ -436,8 +430,8 @@ export class Iommu {
   destroy(): void {
     const syscall = "iommu_domain_free";
     this.locked(syscall, () => {
-      const mappings = this.word(IOMMU_MAPPINGS);
-      const users = this.word(IOMMU_USERS);
+      const mappings = this.rec.word(IOMMU_MAPPINGS);
+      const users = this.rec.word(IOMMU_USERS);
       if (mappings !== 0 || users !== 0) {
         throw new DmaBufError("EBUSY", syscall, `the IOMMU at ${hex(this.offset)} still has ${mappings} mapping(s) and ${users} user(s)`);
       }

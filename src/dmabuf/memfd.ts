@@ -19,7 +19,7 @@
  * unknown bits: EINVAL. truncate: shrinking under F_SEAL_SHRINK or growing
  * under F_SEAL_GROW: EPERM. Out of pages: ENOMEM, nothing changed.
  */
-import { RecordType } from "../memory/record.js";
+import { RecordType, RecordView } from "../memory/record.js";
 import { DmaBufError, hex } from "../errno.js";
 import type { Engine } from "../engine/engine.js";
 import { Mutex } from "../memory/mutex.js";
@@ -59,8 +59,11 @@ export class Memfd {
   private owned: boolean;
   private readonly lock: Mutex;
 
+  private readonly rec: RecordView;
+
   private constructor(readonly sync: Sync, readonly engine: Engine, readonly offset: number, owned: boolean) {
     this.owned = owned;
+    this.rec = new RecordView(sync, offset);
     this.lock = new Mutex(sync.arena.buffer, offset + MEMFD_LOCK);
   }
 
@@ -82,29 +85,21 @@ export class Memfd {
     return new Memfd(sync, engine, offset, true);
   }
 
-  private word(off: number): number {
-    return this.sync.u32[(this.offset + off) >>> 2];
-  }
-
-  private setWord(off: number, v: number): void {
-    this.sync.u32[(this.offset + off) >>> 2] = v;
-  }
-
   get name(): string {
     return readName(this.sync.u8, this.offset + MEMFD_NAME);
   }
 
   get size(): number {
-    return this.word(MEMFD_SIZE);
+    return this.rec.word(MEMFD_SIZE);
   }
 
   get seals(): number {
-    return this.word(MEMFD_SEALS);
+    return this.rec.word(MEMFD_SEALS);
   }
 
   /** The page offsets backing [0, size), in file order. */
   pages(): number[] {
-    const list = this.word(MEMFD_PAGES);
+    const list = this.rec.word(MEMFD_PAGES);
     return Array.from(this.sync.u32.subarray(list >>> 2, (list >>> 2) + Math.ceil(this.size / PAGE_SIZE)));
   }
 
@@ -126,7 +121,7 @@ export class Memfd {
       if ((this.seals & F_SEAL_SEAL) !== 0) {
         throw new DmaBufError("EPERM", "F_ADD_SEALS", "the file is sealed against new seals (F_SEAL_SEAL)");
       }
-      this.setWord(MEMFD_SEALS, this.seals | seals);
+      this.rec.setWord(MEMFD_SEALS, this.seals | seals);
     });
   }
 
@@ -149,10 +144,10 @@ export class Memfd {
       else this.pages().slice(want).forEach((p) => this.sync.arena.pages.free(p, 0, "ftruncate"));
       // Bytes past the new end of a kept last page read as zero again.
       if (size < old && size % PAGE_SIZE !== 0) {
-        const last = this.sync.u32[(this.word(MEMFD_PAGES) >>> 2) + want - 1];
+        const last = this.sync.u32[(this.rec.word(MEMFD_PAGES) >>> 2) + want - 1];
         this.engine.fill(last + (size % PAGE_SIZE), 0, PAGE_SIZE - (size % PAGE_SIZE));
       }
-      this.setWord(MEMFD_SIZE, size);
+      this.rec.setWord(MEMFD_SIZE, size);
     });
   }
 
@@ -160,9 +155,9 @@ export class Memfd {
   private grow(have: number, want: number): void {
     const { sync } = this;
     const user = sync.arena.user;
-    let list = this.word(MEMFD_PAGES);
+    let list = this.rec.word(MEMFD_PAGES);
     let fresh = 0;
-    if (want > this.word(MEMFD_CAPACITY)) {
+    if (want > this.rec.word(MEMFD_CAPACITY)) {
       const capacity = Math.max(16, 2 ** Math.ceil(Math.log2(want)));
       fresh = user.alloc(user.orderFor(capacity * 4), "ftruncate");
       sync.u32.copyWithin(fresh >>> 2, list >>> 2, (list >>> 2) + have);
@@ -178,8 +173,8 @@ export class Memfd {
     if (fresh !== 0) {
       if (list !== 0) user.free(list, undefined, "ftruncate");
       list = fresh;
-      this.setWord(MEMFD_PAGES, list);
-      this.setWord(MEMFD_CAPACITY, (user.granuleBytes * 2 ** user.orderAt(fresh)) / 4);
+      this.rec.setWord(MEMFD_PAGES, list);
+      this.rec.setWord(MEMFD_CAPACITY, (user.granuleBytes * 2 ** user.orderAt(fresh)) / 4);
     }
     taken.forEach((p, i) => {
       this.engine.fill(p, 0, PAGE_SIZE);

@@ -45,7 +45,7 @@ export class Arena {
     this.pages = new BuddyAllocator(buffer, layout.poolAllocator, "page pool");
     this.user = new BuddyAllocator(buffer, layout.userAllocator, "user memory");
     this.syncHeap = new BuddyAllocator(buffer, layout.syncAllocator, "sync heap");
-    this.records = new RecordTable(this);
+    this.records = new RecordTable(this.i32, layout, this.syncHeap.shift);
   }
 
   static create(options: LayoutOptions = {}): Arena {

@@ -31,6 +31,7 @@
  */
 import { DmaBufError, hex } from "../errno.js";
 import { MUTEX_BYTES, Mutex, type MutexStats } from "./mutex.js";
+import { RecordView } from "./record.js";
 
 export const MAX_ORDERS = 32;
 /** The order at which stats().fragmentation is read (1 MiB of pages). */
@@ -85,6 +86,8 @@ export class BuddyAllocator {
   private readonly u8: Uint8Array;
   private readonly u32: Uint32Array;
   private readonly mutex: Mutex;
+  /** The state block's named words. */
+  private readonly words: RecordView;
   readonly base: number;
   readonly granules: number;
   readonly shift: number;
@@ -96,11 +99,12 @@ export class BuddyAllocator {
   constructor(buffer: ArrayBufferLike, readonly state: number, readonly name: string) {
     this.u8 = new Uint8Array(buffer);
     this.u32 = new Uint32Array(buffer);
+    this.words = new RecordView({ u32: this.u32, i32: new Int32Array(buffer), f64: new Float64Array(buffer) }, state);
     this.mutex = new Mutex(buffer, state + kBuddyLock);
-    this.base = this.word(kBuddyBase);
-    this.granules = this.word(kBuddyGranules);
-    this.shift = this.word(kBuddyShift);
-    this.maxOrder = this.word(kBuddyMaxOrder);
+    this.base = this.words.word(kBuddyBase);
+    this.granules = this.words.word(kBuddyGranules);
+    this.shift = this.words.word(kBuddyShift);
+    this.maxOrder = this.words.word(kBuddyMaxOrder);
     this.granuleBytes = 2 ** this.shift;
   }
 
@@ -186,7 +190,7 @@ export class BuddyAllocator {
       this.bump(kBuddyFailures, 1);
       throw new DmaBufError("ENOMEM", syscall,
         `${this.name}: no free block of order ${order} (${this.granuleBytes * 2 ** order} bytes); ` +
-        `${this.word(kBuddyFree) * this.granuleBytes} bytes free in smaller blocks`);
+        `${this.words.word(kBuddyFree) * this.granuleBytes} bytes free in smaller blocks`);
     }
     const idx = this.head(k);
     this.remove(k, idx);
@@ -260,11 +264,11 @@ export class BuddyAllocator {
       const freeBlocks: number[] = [];
       let largest = 0;
       for (let o = 0; o <= this.maxOrder; o++) {
-        const n = this.word(kBuddyFreeCount + 4 * o);
+        const n = this.words.word(kBuddyFreeCount + 4 * o);
         freeBlocks.push(n);
         if (n > 0) largest = g * 2 ** o;
       }
-      const freeGranules = this.word(kBuddyFree);
+      const freeGranules = this.words.word(kBuddyFree);
       const freeBytes = freeGranules * g;
       const unusable: number[] = [];
       let below = 0;
@@ -280,9 +284,9 @@ export class BuddyAllocator {
         largestFreeBytes: largest,
         unusable,
         fragmentation: unusable[Math.min(FRAGMENTATION_ORDER, this.maxOrder)],
-        allocs: this.word(kBuddyAllocs),
-        frees: this.word(kBuddyFrees),
-        failures: this.word(kBuddyFailures),
+        allocs: this.words.word(kBuddyAllocs),
+        frees: this.words.word(kBuddyFrees),
+        failures: this.words.word(kBuddyFailures),
         lock: this.mutex.stats(),
       };
     });
@@ -291,16 +295,12 @@ export class BuddyAllocator {
   // Free lists: doubly linked through the free blocks, head per order.
   // Called with the mutex held (or before the state block is shared).
 
-  private word(off: number): number {
-    return this.u32[(this.state + off) >>> 2];
-  }
-
   private bump(off: number, delta: number): void {
-    this.u32[(this.state + off) >>> 2] += delta;
+    this.words.setWord(off, this.words.word(off) + delta);
   }
 
   private head(order: number): number {
-    return this.word(kBuddyFreeHead + 4 * order);
+    return this.words.word(kBuddyFreeHead + 4 * order);
   }
 
   private link(idx: number, field: number): number {
@@ -312,7 +312,7 @@ export class BuddyAllocator {
     this.u32[this.link(idx, kLinkNext)] = head;
     this.u32[this.link(idx, kLinkPrev)] = NIL;
     if (head !== NIL) this.u32[this.link(head, kLinkPrev)] = idx;
-    this.u32[(this.state + kBuddyFreeHead + 4 * order) >>> 2] = idx;
+    this.words.setWord(kBuddyFreeHead + 4 * order, idx);
     this.u8[this.state + kBuddyMap + idx] = MAP_HEAD | MAP_FREE | order;
     this.bump(kBuddyFreeCount + 4 * order, 1);
   }
@@ -320,7 +320,7 @@ export class BuddyAllocator {
   private remove(order: number, idx: number): void {
     const next = this.u32[this.link(idx, kLinkNext)];
     const prev = this.u32[this.link(idx, kLinkPrev)];
-    if (prev === NIL) this.u32[(this.state + kBuddyFreeHead + 4 * order) >>> 2] = next;
+    if (prev === NIL) this.words.setWord(kBuddyFreeHead + 4 * order, next);
     else this.u32[this.link(prev, kLinkNext)] = next;
     if (next !== NIL) this.u32[this.link(next, kLinkPrev)] = prev;
     this.u8[this.state + kBuddyMap + idx] = 0;

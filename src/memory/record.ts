@@ -42,7 +42,7 @@
  */
 import { describe } from "../args.js";
 import { DmaBufError, hex, type ErrnoCode } from "../errno.js";
-import type { Arena } from "./arena.js";
+import type { Layout } from "./layout.js";
 
 /** Record types, as stored in the low byte of a record's tag word. 0 is a free (or never stamped) block. */
 export const RecordType = {
@@ -93,13 +93,13 @@ export class RecordTable {
   private readonly end: number;
   private readonly shift: number;
 
-  constructor(arena: Arena) {
-    const { layout } = arena;
-    this.i32 = arena.i32;
+  /** The table of the arena whose memory `i32` views, with `layout`; the sync heap's granules are 2^granuleShift bytes. */
+  constructor(i32: Int32Array, layout: Layout, granuleShift: number) {
+    this.i32 = i32;
     this.first = layout.syncTags >>> 2;
     this.base = layout.syncBase;
     this.end = layout.syncBase + layout.syncBytes;
-    this.shift = arena.syncHeap.shift;
+    this.shift = granuleShift;
   }
 
   /** The tag word's index for a block start, or -1 for anything that is not a granule of the sync heap. */
@@ -207,7 +207,7 @@ export function refUnlessZero(i32: Int32Array, index: number): boolean {
  * new life before `errno`. Returns the generation. Nothing is changed when
  * it fails.
  */
-export function getRecord(arena: Arena, offset: unknown, type: RecordTypeId, refcountField: number, syscall: string,
+export function getRecord(arena: { readonly i32: Int32Array; readonly records: RecordTable }, offset: unknown, type: RecordTypeId, refcountField: number, syscall: string,
   errno: ErrnoCode, generation: unknown, put: () => void): number {
   const life = arena.records.check(offset, type, syscall, errno, generation);
   const at = offset as number;
@@ -223,9 +223,16 @@ export function getRecord(arena: Arena, offset: unknown, type: RecordTypeId, ref
   return life;
 }
 
+/** The typed views of the arena's memory a RecordView reads through (an Arena, a Sync). */
+export interface RecordMemory {
+  readonly u32: Uint32Array;
+  readonly i32: Int32Array;
+  readonly f64: Float64Array;
+}
+
 /** Named accessors over one record: fields are byte offsets from the record's start. */
 export class RecordView {
-  constructor(readonly arena: Arena, readonly offset: number) {}
+  constructor(readonly memory: RecordMemory, readonly offset: number) {}
 
   /** The Int32Array index of a field (for Atomics.wait/notify). */
   index(field: number): number {
@@ -233,38 +240,38 @@ export class RecordView {
   }
 
   word(field: number): number {
-    return this.arena.u32[(this.offset + field) >>> 2];
+    return this.memory.u32[(this.offset + field) >>> 2];
   }
 
   setWord(field: number, value: number): void {
-    this.arena.u32[(this.offset + field) >>> 2] = value;
+    this.memory.u32[(this.offset + field) >>> 2] = value;
   }
 
   /** Atomics.load of an i32 field. */
   load(field: number): number {
-    return Atomics.load(this.arena.i32, (this.offset + field) >>> 2);
+    return Atomics.load(this.memory.i32, (this.offset + field) >>> 2);
   }
 
   /** Atomics.store of an i32 field (a publish point: say so where it is called). */
   store(field: number, value: number): void {
-    Atomics.store(this.arena.i32, (this.offset + field) >>> 2, value);
+    Atomics.store(this.memory.i32, (this.offset + field) >>> 2, value);
   }
 
   /** Atomics.add; returns the old value. */
   add(field: number, delta: number): number {
-    return Atomics.add(this.arena.i32, (this.offset + field) >>> 2, delta);
+    return Atomics.add(this.memory.i32, (this.offset + field) >>> 2, delta);
   }
 
   /** Atomics.sub; returns the old value. */
   sub(field: number, delta: number): number {
-    return Atomics.sub(this.arena.i32, (this.offset + field) >>> 2, delta);
+    return Atomics.sub(this.memory.i32, (this.offset + field) >>> 2, delta);
   }
 
   f64(field: number): number {
-    return this.arena.f64[(this.offset + field) >>> 3];
+    return this.memory.f64[(this.offset + field) >>> 3];
   }
 
   setF64(field: number, value: number): void {
-    this.arena.f64[(this.offset + field) >>> 3] = value;
+    this.memory.f64[(this.offset + field) >>> 3] = value;
   }
 }

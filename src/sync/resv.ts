@@ -29,7 +29,7 @@
  * {fence u32, usage u32}[capacity] in the sync heap, count, capacity, a
  * generation bumped whenever the slot array is replaced, and a refcount.
  */
-import { RecordType, getRecord } from "../memory/record.js";
+import { RecordType, RecordView, getRecord } from "../memory/record.js";
 import { DmaBufError } from "../errno.js";
 import { FENCE_KIND_ARRAY, FENCE_KIND_CHAIN } from "../engine/abi.js";
 import { nowMs } from "../memory/futex.js";
@@ -76,7 +76,10 @@ export class Resv {
   readonly mutex: Mutex;
   private owned: boolean;
 
+  private readonly rec: RecordView;
+
   constructor(readonly sync: Sync, readonly offset: number, owned: boolean) {
+    this.rec = new RecordView(sync, offset);
     this.mutex = new Mutex(sync.arena.buffer, offset + RESV_LOCK);
     this.owned = owned;
   }
@@ -99,21 +102,13 @@ export class Resv {
     return new Resv(sync, offset, true);
   }
 
-  private word(off: number): number {
-    return this.sync.u32[(this.offset + off) >>> 2];
-  }
-
-  private setWord(off: number, v: number): void {
-    this.sync.u32[(this.offset + off) >>> 2] = v;
-  }
-
   private slot(i: number): { fence: number; usage: ResvUsage } {
-    const s = this.word(RESV_SLOTS) + i * SLOT_SIZE;
+    const s = this.rec.word(RESV_SLOTS) + i * SLOT_SIZE;
     return { fence: this.sync.u32[(s + SLOT_FENCE) >>> 2], usage: this.sync.u32[(s + SLOT_USAGE) >>> 2] as ResvUsage };
   }
 
   private setSlot(i: number, fence: number, usage: number): void {
-    const s = this.word(RESV_SLOTS) + i * SLOT_SIZE;
+    const s = this.rec.word(RESV_SLOTS) + i * SLOT_SIZE;
     this.sync.u32[(s + SLOT_FENCE) >>> 2] = fence;
     this.sync.u32[(s + SLOT_USAGE) >>> 2] = usage;
   }
@@ -147,7 +142,7 @@ export class Resv {
   }
 
   get count(): number {
-    return this.word(RESV_COUNT);
+    return this.rec.word(RESV_COUNT);
   }
 
   // ---- under the lock ------------------------------------------------------
@@ -157,16 +152,16 @@ export class Resv {
     if (!Number.isInteger(n) || n <= 0) {
       throw new DmaBufError("EINVAL", "dma_resv_reserve_fences", `count ${n} must be a positive integer`);
     }
-    const count = this.word(RESV_COUNT);
-    const capacity = this.word(RESV_CAPACITY);
-    if (this.word(RESV_SLOTS) !== 0 && count + n <= capacity) return;
-    const wanted = this.word(RESV_SLOTS) !== 0 ? Math.max(count + n, 2 * capacity) : Math.max(4, 2 ** Math.ceil(Math.log2(n)));
+    const count = this.rec.word(RESV_COUNT);
+    const capacity = this.rec.word(RESV_CAPACITY);
+    if (this.rec.word(RESV_SLOTS) !== 0 && count + n <= capacity) return;
+    const wanted = this.rec.word(RESV_SLOTS) !== 0 ? Math.max(count + n, 2 * capacity) : Math.max(4, 2 ** Math.ceil(Math.log2(n)));
     const heap = this.sync.arena.syncHeap;
     const order = heap.orderFor(wanted * SLOT_SIZE);
     const block = this.sync.allocRecord(RecordType.resvSlots, wanted * SLOT_SIZE, "dma_resv_reserve_fences");
     const newCapacity = (heap.granuleBytes * 2 ** order) / SLOT_SIZE;
     // Copy the pending entries; signalled ones are dropped (and put).
-    const old = this.word(RESV_SLOTS);
+    const old = this.rec.word(RESV_SLOTS);
     let kept = 0;
     const dropped: number[] = [];
     for (let i = 0; i < count; i++) {
@@ -179,10 +174,10 @@ export class Resv {
       this.sync.u32[(block + kept * SLOT_SIZE + SLOT_USAGE) >>> 2] = usage;
       kept++;
     }
-    this.setWord(RESV_SLOTS, block);
-    this.setWord(RESV_CAPACITY, newCapacity);
-    this.setWord(RESV_COUNT, kept);
-    this.setWord(RESV_GENERATION, this.word(RESV_GENERATION) + 1);
+    this.rec.setWord(RESV_SLOTS, block);
+    this.rec.setWord(RESV_CAPACITY, newCapacity);
+    this.rec.setWord(RESV_COUNT, kept);
+    this.rec.setWord(RESV_GENERATION, this.rec.word(RESV_GENERATION) + 1);
     if (old !== 0) this.sync.freeRecord(old, RecordType.resvSlots);
     for (const f of dropped) this.sync.unref(f);
   }
@@ -195,7 +190,7 @@ export class Resv {
     }
     const { sync } = this;
     const f = fence.offset;
-    const count = this.word(RESV_COUNT);
+    const count = this.rec.word(RESV_COUNT);
     for (let i = 0; i < count; i++) {
       const old = this.slot(i);
       const replace = (sameContextAt(sync, old.fence, f) && old.usage >= usage && (old.fence === f || isLaterAt(sync, f, old.fence))) ||
@@ -207,19 +202,19 @@ export class Resv {
         return;
       }
     }
-    if (this.word(RESV_SLOTS) === 0 || count >= this.word(RESV_CAPACITY)) {
+    if (this.rec.word(RESV_SLOTS) === 0 || count >= this.rec.word(RESV_CAPACITY)) {
       throw new DmaBufError("ENOSPC", "dma_resv_add_fence", `no reserved slot for fence ${fence.describe()}; call reserveFences() first`);
     }
     this.sync.ref(fence.offset);
     this.setSlot(count, fence.offset, usage);
-    this.setWord(RESV_COUNT, count + 1);
+    this.rec.setWord(RESV_COUNT, count + 1);
   }
 
   /** dma_resv_for_each_fence: entries with usage <= u, signalled ones included (borrowed). */
   *iter(usage: ResvUsage): Generator<ResvEntry> {
     checkUsage(usage, "dma_resv_iter");
     let first = true;
-    for (let i = 0; i < this.word(RESV_COUNT); i++) {
+    for (let i = 0; i < this.rec.word(RESV_COUNT); i++) {
       const s = this.slot(i);
       if (s.usage > usage) continue;
       yield { fence: this.sync.view(s.fence, false), usage: s.usage, restarted: first };
@@ -242,13 +237,13 @@ export class Resv {
     let restarted = true;
     for (;;) {
       const next = this.withLock(() => {
-        const g = this.word(RESV_GENERATION);
+        const g = this.rec.word(RESV_GENERATION);
         if (g !== generation) {
           if (generation !== -1) restarted = true;
           generation = g;
           index = 0;
         }
-        for (; index < this.word(RESV_COUNT); index++) {
+        for (; index < this.rec.word(RESV_COUNT); index++) {
           const s = this.slot(index);
           if (s.usage > usage || statusAt(this.sync, s.fence) !== 0) continue;
           index++;
@@ -272,8 +267,8 @@ export class Resv {
   private pending(usage: ResvUsage): Fence[] {
     const { sync } = this;
     const out: Fence[] = [];
-    const slots = this.word(RESV_SLOTS);
-    const count = this.word(RESV_COUNT);
+    const slots = this.rec.word(RESV_SLOTS);
+    const count = this.rec.word(RESV_COUNT);
     for (let i = 0; i < count; i++) {
       const s = slots + i * SLOT_SIZE;
       if (sync.u32[(s + SLOT_USAGE) >>> 2] > usage) continue;
@@ -327,7 +322,7 @@ export class Resv {
   testSignaled(usage: ResvUsage): boolean {
     checkUsage(usage, "dma_resv_test_signaled");
     return this.withLock(() => {
-      for (let i = 0; i < this.word(RESV_COUNT); i++) {
+      for (let i = 0; i < this.rec.word(RESV_COUNT); i++) {
         const s = this.slot(i);
         if (s.usage <= usage && statusAt(this.sync, s.fence) === 0) return false;
       }
@@ -365,8 +360,8 @@ export class Resv {
     if (!this.owned) throw new DmaBufError("EINVAL", "dma_resv_fini", "this view holds no reference");
     this.owned = false;
     if (Atomics.sub(this.sync.i32, (this.offset + RESV_REFCOUNT) >>> 2, 1) !== 1) return;
-    const slots = this.word(RESV_SLOTS);
-    for (let i = 0; i < this.word(RESV_COUNT); i++) this.sync.unref(this.slot(i).fence);
+    const slots = this.rec.word(RESV_SLOTS);
+    for (let i = 0; i < this.rec.word(RESV_COUNT); i++) this.sync.unref(this.slot(i).fence);
     if (slots !== 0) this.sync.freeRecord(slots, RecordType.resvSlots);
     this.sync.freeRecord(this.offset, RecordType.resv);
   }
