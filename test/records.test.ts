@@ -23,6 +23,7 @@ import { DeviceRecord } from "../src/devices/device_record.js";
 import { JobRing } from "../src/devices/ring.js";
 import { JOB_RECORD_SIZE } from "../src/devices/job.js";
 import { STOR_RECORD_SIZE, StorageRecord } from "../src/devices/block_io.js";
+import { dmaTokenMaps } from "../src/io_uring/dma_token.js";
 import { spawnDevice, type Device } from "../src/devices/device.js";
 import { RecordType, recordTypeName, type RecordTypeId } from "../src/memory/record.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
@@ -34,6 +35,8 @@ import { O_RDWR, O_CLOEXEC, DMA_HEAP_IOCTL_ALLOC, SW_SYNC_IOC_CREATE_FENCE, SW_S
 import { expectErrno, expectErrnoAsync } from "./helpers/errors.js";
 import { LabSet, cleanUpAfterEach } from "./helpers/lab.js";
 import { prng } from "./helpers/prng.js";
+import { WorkerSet } from "./helpers/workers.js";
+import type { TokenImporterData, TokenImporterReport } from "./workers/token-importer.js";
 
 const MiB = 1024 * 1024;
 const WAIT_MS = 20_000;
@@ -43,7 +46,8 @@ const RANDOM_OFFSETS = 10_000;
 
 const labs = new LabSet({ memoryBytes: 32 * MiB, poolBytes: 8 * MiB, syncBytes: 512 * 1024 });
 const devices: Device[] = [];
-cleanUpAfterEach({ labs });
+const workers = new WorkerSet();
+cleanUpAfterEach({ workers, labs });
 // Registered after the labs' hook, so it runs before it (vitest runs after-hooks as a stack).
 afterEach(() => Promise.all(devices.splice(0).map((d) => d.shutdown({ drain: false }))));
 
@@ -83,6 +87,7 @@ async function everyRecordType(): Promise<{ lab: Lab; proc: Process; keep: unkno
   // A storage record and io_uring's registered-file and registered-buffer tables (no device worker, no ring).
   keep.push(sync.allocRecord(RecordType.storage, STOR_RECORD_SIZE, "records_test"));
   keep.push(sync.allocRecord(RecordType.ioUringFiles, 64, "records_test"), sync.allocRecord(RecordType.ioUringBuffers, 64, "records_test"));
+  keep.push(sync.allocRecord(RecordType.dmaToken, 64, "records_test"), sync.allocRecord(RecordType.dmaMap, 64, "records_test"));
   return { lab, proc, keep };
 }
 
@@ -137,6 +142,7 @@ function entryPoints(lab: Lab, proc: Process): EntryPoint[] {
     { name: "new DeviceRecord", accepts: RecordType.device, call: (o) => { new DeviceRecord(sync, o as number); return () => {}; } },
     { name: "new JobRing", accepts: RecordType.ring, call: (o) => { new JobRing(sync, o as number); return () => {}; } },
     { name: "new StorageRecord", accepts: RecordType.storage, call: (o) => { new StorageRecord(lab, o as number); return () => {}; } },
+    { name: "new dma token view (dmaTokenMaps)", accepts: RecordType.dmaToken, call: (o) => { dmaTokenMaps(lab, o as number); return () => {}; } },
   ];
 }
 
@@ -329,6 +335,27 @@ describe("generations: a token outlives its record", () => {
     expectErrno(() => proc.importFd(token), "EBADF");
     expect(proc.fds).toEqual(fds);
     b.close();
+  });
+
+  test("in a real worker, a dma-buf token whose buffer was freed and its record reused is EBADF; a live one imports", async () => {
+    const lab = await labs.create();
+    const proc = lab.process;
+    const a = lab.heap("system").alloc(PAGE_SIZE);
+    const stale = proc.exportFd(a.fd);
+    a.close();
+    using b = lab.heap("system").alloc(PAGE_SIZE);
+    b.write(new Uint8Array(16).fill(0x3c), 0);
+    const live = proc.exportFd(b.fd);
+    expect(live.offset, "the new buffer's record is the old one's block").toBe(stale.offset);
+    const data: TokenImporterData = { handle: lab.share(), tokens: [stale, live] };
+    const report = await workers.start("token-importer", "token-importer", data).next<TokenImporterReport>("done", WAIT_MS);
+    expect(report.results[0]).toEqual({ code: "EBADF" });
+    expect(report.results[1]).toMatchObject({ fdinfo: expect.stringContaining("count:\t2") });
+    expect(report.openAfter).toBe(0);
+    expect(b.fdinfo()).toContain("count:\t1");
+    const back = new Uint8Array(16);
+    b.read(back, 0);
+    expect(back.every((v) => v === 0x3c)).toBe(true);
   });
 
   test("a sync_file token whose fence went to the fence-record cache and came back is EINVAL", async () => {

@@ -236,6 +236,11 @@ export class DmaBufAttachment {
     return Atomics.load(this.sync.u32, (this.offset + ATTACH_FLAGS) >>> 2);
   }
 
+  /** A dynamic attachment whose move_notify was sent (dmaBufRevoke or dmaBufInvalidateMappings). */
+  get invalidated(): boolean {
+    return this.notify !== null && this.notify.isSignaled();
+  }
+
   get dynamic(): boolean {
     return (this.flags() & ATTACH_DYNAMIC) !== 0;
   }
@@ -377,6 +382,28 @@ export function dmaBufAttachments(buf: DmaBufRecord): number[] {
  * from its IOMMU, then signals each dynamic attachment's notify fence
  * (move_notify). Returns false when the buffer was revoked already.
  */
+/**
+ * dma_buf_invalidate_mappings (move_notify without revoke): every dynamic
+ * importer is told, under the resv lock, that its mapping must go; the
+ * mappings stay until the importers unmap them (after their DMA in flight),
+ * and the buffer stays usable. Each attachment is told once (its notify
+ * fence): an importer that wants later notices attaches again. Returns how
+ * many were told.
+ */
+export function dmaBufInvalidateMappings(buf: DmaBufRecord): number {
+  const { sync } = buf;
+  return buf.resv.withLock(() => {
+    const notify: Fence[] = [];
+    for (const a of listOf(buf)) {
+      const n = recordAt(sync, a).word(ATTACH_NOTIFY);
+      if (n !== 0) notify.push(sync.view(n, false));
+    }
+    let told = 0;
+    for (const f of notify) if (!f.checkAndSignal()) told++;
+    return told;
+  });
+}
+
 export function dmaBufRevoke(buf: DmaBufRecord): boolean {
   const { sync } = buf;
   return buf.resv.withLock(() => {

@@ -91,6 +91,24 @@ export const IORING_UNREGISTER_BUFFERS = 1;
 export const IORING_REGISTER_FILES = 2;
 export const IORING_UNREGISTER_FILES = 3;
 export const IORING_REGISTER_BUFFERS_UPDATE = 16;
+/**
+ * io_uring_rsrc_update2.flags: the entries of `data` are struct
+ * io_uring_reg_buffer (a dma-buf with its target file), not iovecs (the
+ * dma-buf read/write series; its value is this lab's choice).
+ */
+export const IORING_RSRC_F_EXTENDED_UPDATE = 1 << 1;
+
+/** struct io_uring_rsrc_update2, for IORING_REGISTER_BUFFERS_UPDATE. */
+export interface IoUringRsrcUpdate2 {
+  offset: number;
+  flags?: number;
+  /** iovecs ({iov_base, iov_len}; {0, 0} empties a slot) or, with IORING_RSRC_F_EXTENDED_UPDATE, IoUringRegBuffer entries. */
+  data: unknown[];
+  nr: number;
+}
+
+/** struct io_uring_reg_buffer: a dma-buf registered for fixed I/O against target_fd; fixed I/O names iov_uaddr + offset. */
+export interface IoUringRegBuffer { iov_uaddr: number; target_fd: number; dmabuf_fd: number }
 
 /** UIO_MAXIOV: the most iovecs of one READV/WRITEV, and of one buffer registration. */
 export const UIO_MAXIOV = 1024;

@@ -37,6 +37,7 @@ import type { Lab } from "../lab.js";
 import type { Fence } from "../sync/fence.js";
 import { blockRw } from "../devices/block_io.js";
 import { hostRw } from "../uapi/regular_file.js";
+import { dmaTokenIo } from "./dma_token.js";
 import {
   CTX_BUFS, CTX_FILES, CTX_INFLIGHT, CTX_NR_BUFS, CTX_NR_FILES, IORING_OP_NOP, IORING_OP_READ, IORING_OP_READ_FIXED, IORING_OP_READV,
   IORING_OP_WRITE, IORING_OP_WRITE_FIXED, IORING_OP_WRITEV, IORING_SQ_CQ_OVERFLOW, IOSQE_FIXED_FILE, IOSQE_IO_DRAIN, IOSQE_IO_HARDLINK, IOSQE_IO_LINK,
@@ -260,7 +261,11 @@ export class IoRingKernel {
         throw new DmaBufError("EINVAL", syscall, `O_DIRECT: dma-buf range ${fixedDmaBuf.offset}+${fixedDmaBuf.len} is not in ${bs}-byte blocks`);
       }
     }
-    if (fixedDmaBuf !== undefined) throw new DmaBufError("EOPNOTSUPP", syscall, "registered dma-bufs are not implemented yet");
+    if (fixedDmaBuf !== undefined) {
+      if (target?.kind !== TARGET_BLK) throw new DmaBufError("EINVAL", syscall, `a registered dma-buf takes fixed I/O against its storage device only (fd ${req.fd} is not one)`);
+      if (fixedDmaBuf.len === 0) return 0;
+      return dmaTokenIo(this.lab, fixedDmaBuf.token, target.handle, write, pos!, fixedDmaBuf.offset, fixedDmaBuf.len);
+    }
     if (target?.kind === TARGET_BLK) return blockRw(this.lab, target.handle, write, pos!, segs);
     const views = segs.map((g) => this.lab.arena.view(g.addr, g.len));
     let n: number;

@@ -65,6 +65,8 @@ export const RecordType = {
   storage: 16,
   ioUringFiles: 17,
   ioUringBuffers: 18,
+  dmaToken: 19,
+  dmaMap: 20,
 } as const;
 export type RecordTypeName = keyof typeof RecordType;
 export type RecordTypeId = (typeof RecordType)[RecordTypeName];

@@ -22,7 +22,10 @@
  *            cannot address through a slot), UNREGISTER_FILES, BUFFERS
  *            (views of user memory or {iov_base, iov_len}; EFAULT outside
  *            user memory or zero-length; EINVAL for more than UIO_MAXIOV
- *            or a buffer over 1 GiB), UNREGISTER_BUFFERS (ENXIO when none).
+ *            or a buffer over 1 GiB; {0, 0} is an empty slot), UNREGISTER_BUFFERS
+ *            (ENXIO when none), BUFFERS_UPDATE (slots replaced; with
+ *            IORING_RSRC_F_EXTENDED_UPDATE the entries are io_uring_reg_buffer:
+ *            a dma-buf and its target storage device, src/io_uring/dma_token.ts).
  *            Registration changes need the ring quiet: EBUSY while
  *            requests are in flight (the kernel quiesces instead).
  * Release (the last reference): the SQ thread stops, requests in flight are
@@ -40,11 +43,15 @@ import {
   IORING_ENTER_SQ_WAIT, IORING_ENTER_SQ_WAKEUP, IORING_ENTER_SUPPORTED, IORING_FEAT_NODROP, IORING_FEAT_RW_CUR_POS, IORING_FEAT_SINGLE_MMAP,
   IORING_MAX_BUF_SIZE, IORING_MAX_CQ_ENTRIES, IORING_MAX_ENTRIES, IORING_MAX_FIXED_FILES, IORING_REGISTER_BUFFERS, IORING_REGISTER_FILES,
   IORING_SETUP_CLAMP, IORING_SETUP_CQSIZE, IORING_SETUP_SQPOLL, IORING_SETUP_SUPPORTED, IORING_SQ_THREAD_IDLE_MS, IORING_UNREGISTER_BUFFERS,
-  IORING_UNREGISTER_FILES, ringLayout, sqRingOffsets, UIO_MAXIOV, type IoUringParams,
+  IORING_UNREGISTER_FILES, IORING_REGISTER_BUFFERS_UPDATE, IORING_RSRC_F_EXTENDED_UPDATE, ringLayout, sqRingOffsets, UIO_MAXIOV,
+  type IoUringParams, type IoUringRegBuffer, type IoUringRsrcUpdate2,
 } from "../io_uring/io_uring.js";
 import { IoRingKernel } from "../io_uring/kernel.js";
 import { IoRing } from "../io_uring/ring.js";
-import { BUF_SLOT, BUF_USER, FILE_SLOT, writeBufSlot, writeFileSlot } from "../io_uring/table.js";
+import { BUF_ADDR, BUF_DMABUF, BUF_KIND, BUF_SLOT, BUF_USER, FILE_SLOT, writeBufSlot, writeFileSlot, type RegisteredBuffer } from "../io_uring/table.js";
+import { dmaTokenCreate, dmaTokenDestroy } from "../io_uring/dma_token.js";
+import { DmaBufFile } from "./dma_buf_file.js";
+import { BlockDevFile } from "./blockdev_file.js";
 import { isIoTargetFile } from "../io_uring/target.js";
 import { OpenFile } from "./file.js";
 import type { Process } from "./process.js";
@@ -71,6 +78,7 @@ export class IoUringFile extends OpenFile {
   private files: (OpenFile | null)[] = [];
   private fileTable = 0;
   private bufTable = 0;
+  private nrBufs = 0;
 
   private constructor(private readonly proc: Process, private readonly block: Uint8Array, sq: number, cq: number, flags: number, idleMs: number) {
     super(2);
@@ -198,6 +206,7 @@ export class IoUringFile extends OpenFile {
       case IORING_UNREGISTER_FILES: return this.quiet(syscall, () => this.unregisterFiles());
       case IORING_REGISTER_BUFFERS: return this.quiet(syscall, () => this.registerBuffers(arg, nrArgs));
       case IORING_UNREGISTER_BUFFERS: return this.quiet(syscall, () => this.unregisterBuffers());
+      case IORING_REGISTER_BUFFERS_UPDATE: return this.quiet(syscall, () => this.updateBuffers(arg as IoUringRsrcUpdate2, nrArgs));
       default: throw new DmaBufError("EINVAL", syscall, `opcode ${opcode} is not supported`);
     }
   }
@@ -250,34 +259,101 @@ export class IoUringFile extends OpenFile {
     if (!Array.isArray(arg) || arg.length !== nr || nr < 1 || nr > UIO_MAXIOV) {
       throw new DmaBufError("EINVAL", syscall, `expected an array of nr_args (${nr}) iovecs, 1..${UIO_MAXIOV}`);
     }
-    const user = this.lab.arena.user;
-    const end = user.base + user.granules * user.granuleBytes;
-    const iovs = arg.map((v: unknown, i): IoUringBuffer => {
-      const iov = v instanceof Uint8Array
-        ? (this.lab.arena.owns(v) ? { iov_base: v.byteOffset, iov_len: v.byteLength } : null)
-        : (v as IoUringBuffer);
-      if (iov === null || typeof iov !== "object") throw new DmaBufError("EFAULT", syscall, `iovec ${i} is neither a view of the lab's memory nor {iov_base, iov_len}`);
-      const { iov_base: base, iov_len: len } = iov;
-      if (!Number.isSafeInteger(base) || !Number.isSafeInteger(len) || len <= 0 || base < user.base || base + len > end) {
-        throw new DmaBufError("EFAULT", syscall, `iovec ${i} [${String(base)}, +${String(len)}) is empty or outside user memory`);
-      }
-      if (len > IORING_MAX_BUF_SIZE) throw new DmaBufError("EINVAL", syscall, `iovec ${i} of ${len} bytes exceeds 1 GiB`);
-      return { iov_base: base, iov_len: len };
-    });
+    const slots = arg.map((v: unknown, i) => this.userBuffer(v, i, syscall));
     const table = this.lab.sync.allocRecord(RecordType.ioUringBuffers, nr * BUF_SLOT, syscall);
-    iovs.forEach((b, i) => writeBufSlot(this.lab.sync.u32, table, i, { kind: BUF_USER, addr: b.iov_base, len: b.iov_len, uaddr: 0 }));
+    slots.forEach((b, i) => writeBufSlot(this.lab.sync.u32, table, i, b));
+    this.nrBufs = nr;
     this.bufTable = table;
     this.ring.store(CTX_NR_BUFS, nr);
     this.ring.store(CTX_BUFS, table);
     return 0;
   }
 
+  /** One iovec of a buffer registration: a slot of user memory, or null for {0, 0} (a sparse slot). */
+  private userBuffer(v: unknown, i: number, syscall: string): RegisteredBuffer | null {
+    const user = this.lab.arena.user;
+    const end = user.base + user.granules * user.granuleBytes;
+    const iov = v instanceof Uint8Array
+      ? (this.lab.arena.owns(v) ? { iov_base: v.byteOffset, iov_len: v.byteLength } : null)
+      : (v as IoUringBuffer | null);
+    if (iov === null || typeof iov !== "object") throw new DmaBufError("EFAULT", syscall, `iovec ${i} is neither a view of the lab's memory nor {iov_base, iov_len}`);
+    const { iov_base: base, iov_len: len } = iov;
+    if (base === 0 && len === 0) return null;
+    if (!Number.isSafeInteger(base) || !Number.isSafeInteger(len) || len <= 0 || base < user.base || base + len > end) {
+      throw new DmaBufError("EFAULT", syscall, `iovec ${i} [${String(base)}, +${String(len)}) is empty or outside user memory`);
+    }
+    if (len > IORING_MAX_BUF_SIZE) throw new DmaBufError("EINVAL", syscall, `iovec ${i} of ${len} bytes exceeds 1 GiB`);
+    return { kind: BUF_USER, addr: base, len, uaddr: 0 };
+  }
+
+  /**
+   * IORING_REGISTER_BUFFERS_UPDATE: replaces slots offset .. offset + nr - 1
+   * of the registered table. Every entry is checked (and every dma-buf
+   * token made) before any slot changes; a failure undoes the tokens made.
+   */
+  private updateBuffers(up: IoUringRsrcUpdate2, nrArgs: number): number {
+    const syscall = "io_uring_register(IORING_REGISTER_BUFFERS_UPDATE)";
+    if (this.bufTable === 0) throw new DmaBufError("ENXIO", syscall, "no buffer table is registered (register one, sparse slots {0, 0} included, first)");
+    if (up === null || typeof up !== "object" || !Array.isArray(up.data)) throw new DmaBufError("EFAULT", syscall, "the argument is not an io_uring_rsrc_update2 with a data array");
+    const flags = up.flags ?? 0;
+    if ((flags & ~IORING_RSRC_F_EXTENDED_UPDATE) !== 0) throw new DmaBufError("EINVAL", syscall, `flags 0x${flags.toString(16)} include unknown bits`);
+    const { offset, nr } = up;
+    if (nr !== nrArgs || up.data.length !== nr || !Number.isInteger(offset) || offset < 0 || offset + nr > this.nrBufs) {
+      throw new DmaBufError("EINVAL", syscall, `slots ${offset}..${offset + nr - 1} (nr ${nr}, nr_args ${nrArgs}, ${up.data.length} entries) are not inside the ${this.nrBufs}-slot table`);
+    }
+    const extended = (flags & IORING_RSRC_F_EXTENDED_UPDATE) !== 0;
+    // Check every entry first: files and buffers, nothing made yet.
+    const wanted = up.data.map((e, i): RegisteredBuffer | null | { dmabuf: DmaBufFile; target: BlockDevFile; uaddr: number } => {
+      if (!extended) return this.userBuffer(e, i, syscall);
+      const r = e as IoUringRegBuffer;
+      if (r === null || typeof r !== "object") throw new DmaBufError("EFAULT", syscall, `entry ${i} is not an io_uring_reg_buffer`);
+      const dmabuf = this.proc.lookup(r.dmabuf_fd);
+      if (!(dmabuf instanceof DmaBufFile)) throw new DmaBufError("EBADF", syscall, `entry ${i}: dmabuf_fd ${String(r.dmabuf_fd)} is not an open dma-buf`);
+      const target = this.proc.lookup(r.target_fd);
+      if (target === undefined) throw new DmaBufError("EBADF", syscall, `entry ${i}: target_fd ${String(r.target_fd)} is not open`);
+      if (!(target instanceof BlockDevFile)) throw new DmaBufError("EOPNOTSUPP", syscall, `entry ${i}: target_fd ${r.target_fd} is a ${target.kind} file; dma-bufs register against a storage device`);
+      if (!Number.isSafeInteger(r.iov_uaddr) || r.iov_uaddr < 0 || r.iov_uaddr + dmabuf.buf.size > 2 ** 32) {
+        throw new DmaBufError("EINVAL", syscall, `entry ${i}: iov_uaddr ${String(r.iov_uaddr)} leaves no room for the ${dmabuf.buf.size}-byte buffer below 2^32`);
+      }
+      return { dmabuf, target, uaddr: r.iov_uaddr };
+    });
+    const made: number[] = [];
+    let slots: (RegisteredBuffer | null)[];
+    try {
+      slots = wanted.map((w) => {
+        if (w === null || "kind" in w) return w;
+        const token = dmaTokenCreate(this.lab, w.dmabuf.buf, w.target.storage, syscall);
+        made.push(token);
+        return { kind: BUF_DMABUF, addr: token, len: w.dmabuf.buf.size, uaddr: w.uaddr };
+      });
+    } catch (e) {
+      for (const t of made) dmaTokenDestroy(this.lab, t);
+      throw e;
+    }
+    const u32 = this.lab.sync.u32;
+    slots.forEach((b, i) => {
+      this.dropSlot(offset + i);
+      writeBufSlot(u32, this.bufTable, offset + i, b);
+    });
+    return nr;
+  }
+
+  /** Releases what slot i holds (a dma-buf token). */
+  private dropSlot(i: number): void {
+    const at = (this.bufTable + i * BUF_SLOT) >>> 2;
+    const u32 = this.lab.sync.u32;
+    if (u32[at + BUF_KIND / 4] === BUF_DMABUF) dmaTokenDestroy(this.lab, u32[at + BUF_ADDR / 4]);
+    writeBufSlot(u32, this.bufTable, i, null);
+  }
+
   private unregisterBuffers(): number {
     if (this.bufTable === 0) throw new DmaBufError("ENXIO", "io_uring_register(IORING_UNREGISTER_BUFFERS)", "no buffers are registered");
+    for (let i = 0; i < this.nrBufs; i++) this.dropSlot(i);
     this.ring.store(CTX_BUFS, 0);
     this.ring.store(CTX_NR_BUFS, 0);
     this.lab.sync.freeRecord(this.bufTable, RecordType.ioUringBuffers);
     this.bufTable = 0;
+    this.nrBufs = 0;
     return 0;
   }
 
