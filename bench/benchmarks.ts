@@ -16,6 +16,7 @@ import { calibrationCharts, renderCalibration, runCalibration, saveCalibration }
 import { handoffCharts, handoffJson, handoffSizes, renderHandoffTable, runHandoffBench, type HandoffOptions } from "./handoff.js";
 import { copyCharts, copyJson, fenceCharts, fenceJson, renderFenceTable, renderRwTable, renderTable, rwCharts, rwJson } from "./report.js";
 import { UsageError, integer } from "../src/cli/options.js";
+import { renderTraceTable, runTraceBench, traceCharts, traceJson } from "./trace.js";
 
 const common = `  --quick          a reduced run
   --json           print the result as JSON
@@ -189,8 +190,31 @@ ${common}
   charts: calibrationCharts,
 };
 
+const trace: Benchmark<{ quick: boolean; keepTrace: boolean }, Awaited<ReturnType<typeof runTraceBench>>> = {
+  name: "trace",
+  summary: "what tracing costs: tracing on against off on rw calls, fences and device jobs",
+  usage: `usage: dmabuf-lab bench trace [--quick] [--json] [--out FILE.json] [--chart FILE.svg|.html] [--trace FILE.json]
+
+Tracing off against tracing on (every category) in alternating rounds of the
+same run, on a 4 KiB pwritev + preadv pair, a fence create/signal/wait/put
+and a device nop round trip: ns per operation, the ratio and the events
+recorded per operation, with the targets. About 30 seconds; --quick about 10.
+
+${common}
+  --trace FILE     also write the last traced round of the device workload
+                   as a Perfetto / chrome://tracing file: FILE.json
+`,
+  options: {},
+  parse: (v) => ({ quick: v.quick === true, keepTrace: v.trace !== undefined }),
+  run: (o, say) => runTraceBench(o, (e) => say(progressText(e))),
+  table: renderTraceTable,
+  json: traceJson,
+  charts: traceCharts,
+  traceOf: (r) => r.trace,
+};
+
 // Each entry's options and result types are its own; the CLI sees them through the common shape.
 type AnyBenchmark = Benchmark<any, any>;
 
 /** `dmabuf-lab bench NAME`, in this order. */
-export const benchmarks: readonly AnyBenchmark[] = [copy, fence, rw, devices, handoff, calibrate];
+export const benchmarks: readonly AnyBenchmark[] = [copy, fence, rw, devices, handoff, calibrate, trace];

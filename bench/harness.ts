@@ -21,6 +21,7 @@
 import { Bench } from "tinybench";
 import type { NativeBudget } from "./native.js";
 import type { Bar, Chart, Point, SampleStats } from "../src/report.js";
+import type { TraceData } from "../src/trace/events.js";
 
 /** How the native C peer fared in a run. */
 export interface NativeStatus {
@@ -65,6 +66,12 @@ export interface Benchmark<O, R> {
   charts(result: R): Chart[];
   /** A run that measured but failed a check (contend: torn reads): exit code 1. */
   failed?(result: R): boolean;
+  /**
+   * Benchmarks that can record a trace of their run (src/trace): the CLI
+   * then offers --trace FILE.json (parse() sees `values.trace` and asks the
+   * run for one) and writes what this returns as Chrome Trace Event JSON.
+   */
+  traceOf?(result: R): TraceData | undefined;
 }
 
 /** Budget for each timed method: tinybench's time and iterations, and the native peer's. */

@@ -32,6 +32,7 @@ import { isCoherent, setCoherent } from "./dmabuf/coherence.js";
 import { udmabufCreate, type UdmabufItem } from "./dmabuf/udmabuf.js";
 import type { DmaBufRecord } from "./dmabuf/dma_buf.js";
 import { spawnDevice, type Device, type DeviceOptions } from "./devices/device.js";
+import type { Tracer } from "./trace/recorder.js";
 
 export interface LabOptions extends LayoutOptions {
   /** The engine: a compiled module, or the URL of engine.wasm. */
@@ -99,7 +100,9 @@ export class Lab {
     const engine = new Engine(arena, module);
     Sync.init(arena, engine);
     setCoherent(arena, options.coherent ?? true);
-    return new Lab(arena, engine);
+    const lab = new Lab(arena, engine);
+    lab.trace.setThread("main");
+    return lab;
   }
 
   /**
@@ -132,6 +135,15 @@ export class Lab {
 
   get memory(): WebAssembly.Memory {
     return this.arena.memory;
+  }
+
+  /**
+   * This thread's trace recorder: start({ categories }) and stop() record
+   * every thread and device of the lab (src/trace/recorder.ts);
+   * chromeTrace(data) makes the Perfetto JSON.
+   */
+  get trace(): Tracer {
+    return this.sync.trace;
   }
 
   get layout(): Layout {
@@ -308,6 +320,7 @@ export class Lab {
   close(): void {
     this.proc?.closeAll();
     this.proc = undefined;
+    this.sync.trace.release();
     this.engine.dispose();
   }
 

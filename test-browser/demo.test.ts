@@ -8,13 +8,14 @@
  * demo section are saved to build/test-browser/artifacts/ (demo.png with
  * fences, demo-bypass.png without; docs/demo.png is a copy of the first).
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { packageUrl } from "../src/engine/artifacts.js";
 import { launchChromium } from "./helpers/chromium.js";
 import type { DemoState } from "./protocol.js";
+import { checkChromeTrace } from "../src/trace/validate.js";
 
 const isolatedUrl = inject("isolatedUrl");
 const WAIT_MS = 60_000;
@@ -87,6 +88,22 @@ describe.skipIf(!inject("chromium"))("the demo page in headless Chromium", () =>
     expect(text).toMatch(/frames per second\s+\d+/);
     expect(text).toMatch(/0 torn, 0 wrong \(the display's check\)/);
     await page.locator("section").first().screenshot({ path: `${artifacts}demo.png` });
+  });
+
+  it("draws its timeline from the live trace and downloads the trace as sound Perfetto JSON", async () => {
+    const s = await until("(d) => d.traceJobs >= 30");
+    expect(s.traceJobs).toBeGreaterThanOrEqual(30);
+    const [download] = await Promise.all([page.waitForEvent("download", { timeout: WAIT_MS }), page.locator("button[name=download]").click()]);
+    const path = `${artifacts}demo-trace.json`;
+    await download.saveAs(path);
+    const trace = JSON.parse(readFileSync(path, "utf8"));
+    expect(checkChromeTrace(trace).problems).toEqual([]);
+    const names = trace.traceEvents.filter((e: { ph: string; name: string }) => e.ph === "M" && e.name === "thread_name")
+      .map((e: { args: { name: string } }) => e.args.name);
+    expect(names).toEqual(expect.arrayContaining(["main", "device camera", "device gpu", "device display"]));
+    expect(trace.traceEvents.some((e: { ph: string }) => e.ph === "s")).toBe(true);
+    const after = await until("(d) => d.traceDownloads > 0");
+    expect(after.error).toBeUndefined();
   });
 
   it("bypass fences restarts the run after shutting its devices down, and torn frames are seen and counted", async () => {

@@ -72,6 +72,10 @@ export interface DemoState {
   fps: number;
   p50Ms: number;
   p99Ms: number;
+  /** Device jobs the page read from the lab's live trace (its timeline's bars). */
+  traceJobs: number;
+  /** Events in the last trace downloaded. */
+  traceDownloads: number;
   buffers: number;
   coherent: boolean;
   bypass: boolean;

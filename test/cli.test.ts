@@ -98,7 +98,7 @@ describe("dmabuf-lab", () => {
   });
 
   it("no help text names internal identifiers or issue numbers", async () => {
-    const texts = await Promise.all([["--help"], ["bench", "--help"], ...["copy", "fence", "rw", "devices", "calibrate"]
+    const texts = await Promise.all([["--help"], ["bench", "--help"], ...["copy", "fence", "rw", "devices", "calibrate", "trace"]
       .map((b) => ["bench", b, "--help"]), ["contend", "--help"], ["demo", "--help"], ["tour", "--help"], ["report", "--help"],
     ["serve", "--help"]].map((a) => run(a)));
     for (const t of texts) {

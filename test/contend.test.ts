@@ -16,6 +16,7 @@ import { HEADER_BYTES, headerOf, isWhole, stamp } from "../src/contend/stamp.js"
 import { expectErrno, expectErrnoAsync } from "./helpers/errors.js";
 import { runCli as run } from "./helpers/cli.js";
 import { LabSet } from "./helpers/lab.js";
+import { checkChromeTrace } from "../src/trace/validate.js";
 
 const KiB = 1024;
 const labs = new LabSet({ memoryBytes: 32 * 1024 * KiB });
@@ -163,6 +164,27 @@ describe("dmabuf-lab contend", () => {
     }
   });
 
+  test("--trace writes a sound Perfetto file of every thread and device; the result's JSON leaves it out", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "contend-"));
+    try {
+      const file = join(dir, "run.json");
+      const { code, stdout, stderr } = await run(["contend", "--iterations", "10", "--size", "16K", "--json", "--trace", file]);
+      expect(code).toBe(0);
+      expect(JSON.parse(stdout).trace).toBeUndefined();
+      expect(stderr).toMatch(/contend: wrote .*run\.json: \d+ events from \d+ threads/);
+      const trace = JSON.parse(readFileSync(file, "utf8"));
+      expect(checkChromeTrace(trace).problems).toEqual([]);
+      const tracks = trace.traceEvents.filter((e: { ph: string; name: string }) => e.ph === "M" && e.name === "thread_name")
+        .map((e: { args: { name: string } }) => e.args.name);
+      expect(tracks).toEqual(expect.arrayContaining(["main", "writer 0", "writer 1", "reader 0", "reader 1", "device contend-0"]));
+      const names = new Set(trace.traceEvents.map((e: { name: string }) => e.name));
+      for (const n of ["pwritev", "preadv", "validate", "copy"]) expect(names.has(n)).toBe(true);
+      expect(trace.traceEvents.some((e: { ph: string; name: string }) => e.ph === "C" && e.name === "ring depth contend-0")).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test.each([
     [["--writers", "abc"], "'abc'"],
     [["--jobs", "copy,blit"], "'blit'"],
@@ -170,6 +192,7 @@ describe("dmabuf-lab contend", () => {
     [["--duration", "soon"], "'soon'"],
     [["--coherence", "sometimes"], "'sometimes'"],
     [["--chart", "waits.png"], "waits.png"],
+    [["--trace", "trace.txt"], "trace.txt"],
     [["--no-such-flag"], "--no-such-flag"],
   ])("%j is a usage error (exit 2) naming the value", async (args, named) => {
     const { code, stdout, stderr } = await run(["contend", ...args]);

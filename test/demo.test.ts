@@ -10,6 +10,10 @@ import { runPipeline } from "../src/demo/pipeline.js";
 import { LabSet } from "./helpers/lab.js";
 import { dmaBufError } from "./helpers/errors.js";
 import { runCli } from "./helpers/cli.js";
+import { checkChromeTrace } from "../src/trace/validate.js";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const W = 64;
 const H = 48;
@@ -156,6 +160,29 @@ describe("dmabuf-lab demo", () => {
     expect(code).toBe(0);
     for (const s of ["camera", "gpu", "display", "end-to-end", "fps"]) expect(stdout).toContain(s);
     expect(stdout).toMatch(/integrity: OK/);
+  });
+
+  test("--trace writes the run as a sound Perfetto file: a track per device, each frame's jobs on them, flows between them", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "demo-"));
+    try {
+      const file = join(dir, "demo.json");
+      const { code, stderr } = await runCli(["demo", "--frames", "12", "--trace", file]);
+      expect(code).toBe(0);
+      expect(stderr).toMatch(/demo: wrote .*demo\.json/);
+      const trace = JSON.parse(readFileSync(file, "utf8"));
+      expect(checkChromeTrace(trace).problems).toEqual([]);
+      const tid = (name: string) => trace.traceEvents.find((e: { ph: string; name: string; args: { name: string } }) =>
+        e.ph === "M" && e.name === "thread_name" && e.args.name === name)?.tid;
+      for (const d of ["camera", "gpu", "display"]) {
+        const jobs = trace.traceEvents.filter((e: { ph: string; tid: number; name: string }) => e.ph === "B" && e.tid === tid(`device ${d}`) && /^kernel #\d+$/.test(e.name));
+        expect(jobs.length, d).toBe(12);
+      }
+      // The gpu waits for the camera: some flow runs from the camera's track to the gpu's.
+      const from = new Set(trace.traceEvents.filter((e: { ph: string; tid: number }) => e.ph === "s" && e.tid === tid("device camera")).map((e: { id: number }) => e.id));
+      expect(trace.traceEvents.some((e: { ph: string; tid: number; id: number }) => e.ph === "f" && e.tid === tid("device gpu") && from.has(e.id))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("a bad --frames is a usage error (exit 2) naming the value", async () => {

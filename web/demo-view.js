@@ -3,20 +3,17 @@
  *   drawFrame(canvas, read)     the CPU reader's pixels (runPipeline's
  *                               onRead) into the canvas, one putImageData;
  *                               a torn or wrong read is labelled on it
- *   drawTimeline(canvas, reports, buffers)
- *                               the fence timeline of the frames given: one
- *                               lane per device, a bar per job from when it
- *                               could start (its device free, the fences it
- *                               waited for signalled) to its fence's signal,
- *                               coloured by buffer slot; the display bar of a
- *                               torn frame outlined in red, of a wrong one
- *                               in orange; the time axis in ms
+ *   drawTimeline(canvas, bars, verdicts, buffers)
+ *                               the fence timeline, from the trace (TraceFeed
+ *                               in demo-trace.js): one lane per device, a bar
+ *                               per job from when its dependencies were
+ *                               satisfied to its end, coloured by buffer slot
+ *                               (frame mod buffers); the display bar of a
+ *                               frame whose verdict (frame -> FrameReport) is
+ *                               torn outlined in red, wrong in orange; the
+ *                               time axis in ms
  */
-const LANES = [
-  ["camera", "cameraStartNs", "cameraNs"],
-  ["gpu", "gpuStartNs", "gpuNs"],
-  ["display", "displayStartNs", "displayNs"],
-];
+const LANES = ["camera", "gpu", "display"];
 const LABEL_W = 64;
 const AXIS_H = 18;
 
@@ -35,29 +32,31 @@ export function drawFrame(canvas, read) {
   ctx.fillText(label, 6, 16);
 }
 
-export function drawTimeline(canvas, reports, buffers) {
+export function drawTimeline(canvas, bars, verdicts, buffers) {
   const ctx = canvas.getContext("2d");
   const { width, height } = canvas;
   ctx.clearRect(0, 0, width, height);
-  if (reports.length === 0) return;
-  const from = Math.min(...reports.map((r) => r.cameraStartNs));
-  const to = Math.max(...reports.map((r) => r.displayNs));
+  if (bars.length === 0) return;
+  const from = Math.min(...bars.map((b) => b.startNs));
+  const to = Math.max(...bars.map((b) => b.endNs));
   const span = Math.max(to - from, 1);
   const x = (ns) => LABEL_W + ((ns - from) / span) * (width - LABEL_W - 4);
   const laneH = (height - AXIS_H) / LANES.length;
   ctx.font = "12px system-ui, sans-serif";
   ctx.textBaseline = "middle";
-  for (const [i, [name, start, end]] of LANES.entries()) {
+  for (const [i, name] of LANES.entries()) {
     const y = i * laneH;
     ctx.fillStyle = "#333";
     ctx.fillText(name, 4, y + laneH / 2);
-    for (const r of reports) {
-      const x0 = x(r[start]);
-      const w = Math.max(1, x(r[end]) - x0);
-      ctx.fillStyle = slotColour(r.slot, buffers);
+    for (const b of bars) {
+      if (b.lane !== name) continue;
+      const x0 = x(b.startNs);
+      const w = Math.max(1, x(b.endNs) - x0);
+      ctx.fillStyle = slotColour(b.frame % buffers, buffers);
       ctx.fillRect(x0, y + 3, w, laneH - 6);
-      if (name === "display" && !r.ok) {
-        ctx.strokeStyle = r.whole ? "#e80" : "#d00";
+      const verdict = verdicts.get(b.frame);
+      if (name === "display" && verdict !== undefined && !verdict.ok) {
+        ctx.strokeStyle = verdict.whole ? "#e80" : "#d00";
         ctx.lineWidth = 2;
         ctx.strokeRect(x0, y + 3, w, laneH - 6);
       }

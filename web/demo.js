@@ -3,7 +3,9 @@
  * `dmabuf-lab demo` runs) on three device Web Workers over shared dma-bufs,
  * in a lab of its own, run after run until the page goes away. It draws the
  * CPU reader's frames (at most ~30 a second), the fence timeline of the
- * last frames, fps and latency, and the integrity counters.
+ * last frames (read live from the lab's trace: demo-trace.js), fps and
+ * latency, and the integrity counters; "download trace" saves the run's
+ * trace so far as Perfetto JSON (then recording starts over).
  *
  * Controls: the number of buffers (restarts the run), coherence (restarts
  * the lab), bypass fences (restarts the run). Restarts go one at a time: the
@@ -13,13 +15,15 @@
  *
  * window.__demo, for the browser tests: run (runs started), running, and
  * of the current run frames, torn, wrong (the display's verdicts), reads,
- * readerTorn, readerWrong, drawn, fps, p50Ms, p99Ms; the settings (buffers,
+ * readerTorn, readerWrong, drawn, fps, p50Ms, p99Ms, traceJobs (device jobs
+ * read from the trace), traceDownloads (events in the last download); the settings (buffers,
  * coherent, bypass); lastRun (the previous run's frames and its devices'
  * final states); error (what stopped the demo, if anything).
  */
 import { Lab, runPipeline } from "dmabuf-lab";
 import { FrameStats } from "./demo-stats.js";
 import { drawFrame, drawTimeline, slotColour } from "./demo-view.js";
+import { TraceFeed } from "./demo-trace.js";
 
 export const title = "the camera → gpu → display pipeline";
 
@@ -29,7 +33,7 @@ const BUFFER_CHOICES = [1, 2, 3, 4, 6, 8];
 
 const demo = {
   run: 0, running: false, frames: 0, torn: 0, wrong: 0, reads: 0, readerTorn: 0, readerWrong: 0, drawn: 0,
-  fps: 0, p50Ms: 0, p99Ms: 0, buffers: 4, coherent: true, bypass: false, lastRun: undefined, error: undefined,
+  fps: 0, p50Ms: 0, p99Ms: 0, traceJobs: 0, traceDownloads: 0, buffers: 4, coherent: true, bypass: false, lastRun: undefined, error: undefined,
 };
 window.__demo = demo;
 
@@ -43,6 +47,7 @@ const html = `
           <option value="true">coherent (x86-like)</option><option value="false">non-coherent (ARM-like)</option>
         </select></label>
         <label><input type="checkbox" name="bypass"> bypass fences</label>
+        <button type="button" name="download">download trace (JSON)</button>
       </form>
       <dl class="stats"></dl>
     </div>
@@ -59,9 +64,13 @@ export async function run(_pageLab, element) {
   let controller;
   let current = Promise.resolve();
   let stats = new FrameStats();
+  let feed;
 
   const render = () => {
-    drawTimeline($(".timeline"), stats.recent(TIMELINE_FRAMES), demo.buffers);
+    feed?.poll();
+    demo.traceJobs = feed?.jobsSeen ?? 0;
+    const verdicts = new Map(stats.recent(2 * TIMELINE_FRAMES).map((r) => [r.frame, r]));
+    drawTimeline($(".timeline"), feed?.bars(TIMELINE_FRAMES) ?? [], verdicts, demo.buffers);
     Object.assign(demo, { fps: stats.fps(), ...Object.fromEntries(Object.entries(stats.latency()).map(([k, v]) => [`${k}Ms`, v])) });
     const rows = [
       ["frames per second", demo.fps.toFixed(0)],
@@ -78,23 +87,29 @@ export async function run(_pageLab, element) {
     while (!signal.aborted) {
       Object.assign(demo, { run: demo.run + 1, running: true, frames: 0, torn: 0, wrong: 0, reads: 0, readerTorn: 0, readerWrong: 0, drawn: 0 });
       stats = new FrameStats();
-      const result = await runPipeline(lab, {
-        frames: 1_000_000, buffers: demo.buffers, bypassFences: demo.bypass, readIntervalMs: READ_INTERVAL_MS, keepTimings: false, signal,
-        onFrame: (f) => {
-          stats.add(f);
-          demo.frames++;
-          if (!f.whole) demo.torn++;
-          else if (!f.ok) demo.wrong++;
-        },
-        onRead: (r) => {
-          demo.reads++;
-          if (!r.whole) demo.readerTorn++;
-          else if (!r.ok) demo.readerWrong++;
-          drawFrame($(".frame"), r);
-          demo.drawn++;
-          render();
-        },
-      });
+      let result;
+      feed = new TraceFeed(lab);
+      try {
+        result = await runPipeline(lab, {
+          frames: 1_000_000, buffers: demo.buffers, bypassFences: demo.bypass, readIntervalMs: READ_INTERVAL_MS, keepTimings: false, signal,
+          onFrame: (f) => {
+            stats.add(f);
+            demo.frames++;
+            if (!f.whole) demo.torn++;
+            else if (!f.ok) demo.wrong++;
+          },
+          onRead: (r) => {
+            demo.reads++;
+            if (!r.whole) demo.readerTorn++;
+            else if (!r.ok) demo.readerWrong++;
+            drawFrame($(".frame"), r);
+            demo.drawn++;
+            render();
+          },
+        });
+      } finally {
+        feed.stop();
+      }
       demo.running = false;
       demo.lastRun = { frames: result.frames, devices: result.devices.map(({ name, state, error }) => ({ name, state, error })) };
     }
@@ -122,7 +137,8 @@ export async function run(_pageLab, element) {
       }
       $(".legend").innerHTML = `buffer slots: ${Array.from({ length: demo.buffers },
         (_, i) => `<span style="color:${slotColour(i, demo.buffers)}">■</span> ${i}`).join(" ")}; ` +
-        "a bar runs from when the job could start to its fence's signal; red outline: a torn frame, orange: a wrong one";
+        "from the lab's trace, a bar runs from when the job's dependencies were satisfied to its fence's signal; " +
+        "red outline: a torn frame, orange: a wrong one";
       controller = new AbortController();
       current = runs(controller.signal).catch(fail);
       form.inert = false;
@@ -130,6 +146,9 @@ export async function run(_pageLab, element) {
     return chain;
   };
 
+  form.download.addEventListener("click", () => {
+    if (feed !== undefined && lab?.trace.recording) demo.traceDownloads = feed.download(`dmabuf-lab-demo-run${demo.run}.json`);
+  });
   form.addEventListener("change", (event) => {
     const { name } = event.target;
     if (name === "buffers") restart({ buffers: Number(form.buffers.value) });

@@ -15,6 +15,7 @@ import { workerContext } from "../src/thread/spawn.js";
 installErrorTransfer();
 const { data, endpoint } = await workerContext<CpuThreadData>();
 const lab = await Lab.attach(data.handle);
+lab.trace.setThread(`${data.role} ${data.index}`);
 const thread = new CpuThread(lab, data);
 
 const api: ContendCpuApi = {

@@ -18,6 +18,7 @@ installErrorTransfer();
 const { data, endpoint } = await workerContext<DeviceWorkerData>();
 const lab = await Lab.attach(data.handle);
 const runtime = new DeviceRuntime(lab, data.device);
+lab.trace.setThread(`device ${data.name}`, runtime.record.context);
 const attachments = new Map<number, DmaBufAttachment>();
 const revoked = new Set<number>();
 

@@ -13,6 +13,7 @@ import { workerContext } from "../src/thread/spawn.js";
 installErrorTransfer();
 const { data, endpoint } = await workerContext<LabThreadData>();
 const lab = await Lab.attach(data.handle);
+lab.trace.setThread(data.name);
 const { engine } = lab;
 const descriptors = lab.sgTable();
 

@@ -16,6 +16,7 @@ import type { WatchdogApi, WatchdogData } from "../src/devices/protocol.js";
 installErrorTransfer();
 const { data, endpoint } = await workerContext<WatchdogData>();
 const lab = await Lab.attach(data.handle);
+lab.trace.setThread("watchdog");
 const watched = new Map<number, DeviceRecord>();
 
 setInterval(() => {

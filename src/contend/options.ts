@@ -43,6 +43,8 @@ export interface ContendOptions {
   bypassFences?: boolean;
   chunks?: number;
   timeoutMs?: number;
+  /** Record a trace of the run (every thread and device: src/trace); the result carries it. */
+  trace?: boolean;
 }
 
 export type ResolvedOptions = Required<Omit<ContendOptions, "durationMs" | "iterations">> &
@@ -53,7 +55,7 @@ const KiB = 1024;
 export const defaults = {
   writers: 2, readers: 2, devices: 1, buffers: 4, size: 64 * KiB, heap: "system" as HeapName, durationMs: 2000,
   jobs: [...jobKinds] as JobKind[], wait: "atomics" as WaitStrategy, coherent: true, bypassFences: false, chunks: 8,
-  timeoutMs: 5000,
+  timeoutMs: 5000, trace: false,
 };
 
 const bad = (message: string) => new DmaBufError("EINVAL", "contend", message);
@@ -88,6 +90,7 @@ export function resolveOptions(o: ContendOptions): ResolvedOptions {
     bypassFences: o.bypassFences ?? d.bypassFences,
     chunks: integer("chunks", o.chunks ?? d.chunks, 1, 1024),
     timeoutMs: integer("timeout (ms)", o.timeoutMs ?? d.timeoutMs, 1, 600_000),
+    trace: o.trace ?? d.trace,
   };
   if (r.size % (4 * KiB) !== 0) throw bad(`size ${r.size} must be a multiple of 4 KiB (whole pages)`);
   if (r.jobs.length === 0) throw bad("the job mix is empty (expected some of copy, checksum, fill)");
@@ -102,6 +105,9 @@ export function resolveOptions(o: ContendOptions): ResolvedOptions {
 
 const MiB = KiB * KiB;
 
+/** A traced run's trace buffer per thread. */
+export const TRACE_BYTES = 16 * MiB;
+
 /** Each device's IOVA space: every shared buffer and its own, mapped at once, with room to spare. */
 export function iovaBytes(o: ResolvedOptions): number {
   return Math.max(256 * MiB, Math.ceil(((o.buffers + 2) * o.size + MiB) / (4 * KiB)) * 4 * KiB);
@@ -110,6 +116,8 @@ export function iovaBytes(o: ResolvedOptions): number {
 /** A lab with room for the buffers, the devices' page tables and everyone's own memory (the page pool is half of it). */
 export function labBytes(o: ResolvedOptions): number {
   const pages = (o.buffers + o.devices) * o.size + o.devices * (4096 + iovaBytes(o) / 512);
-  const user = (o.writers + o.readers + o.devices + (o.coherent ? 0 : 2 * (o.buffers + o.devices))) * o.size;
+  // A traced run: each thread (the host and the watchdog too) may fill TRACE_BYTES of user memory.
+  const traces = o.trace ? (o.writers + o.readers + o.devices + 2) * TRACE_BYTES : 0;
+  const user = (o.writers + o.readers + o.devices + (o.coherent ? 0 : 2 * (o.buffers + o.devices))) * o.size + traces;
   return Math.max(32 * MiB, Math.ceil((2.5 * Math.max(pages, user) + 16 * MiB) / (2 * MiB)) * 2 * MiB);
 }

@@ -35,12 +35,13 @@ import { Lab } from "../lab.js";
 import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { nowMs } from "../memory/futex.js";
 import type { MutexStats } from "../memory/mutex.js";
+import type { TraceData } from "../trace/events.js";
 import { installErrorTransfer } from "../thread/errors.js";
-import { workerUrl } from "../thread/host.js";
+import { shippedWorker } from "../thread/host.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
 
 import { DeviceDriver } from "./devices.js";
-import { labBytes, resolveOptions, type ContendOptions, type ResolvedOptions } from "./options.js";
+import { TRACE_BYTES, labBytes, resolveOptions, type ContendOptions, type ResolvedOptions } from "./options.js";
 import { Control, controlBytes, type ContendCpuApi, type CpuRole, type CpuRunResult, type CpuThreadData } from "./protocol.js";
 import { machineInfo, quantile, summarize, type MachineInfo, type SampleStats } from "../report.js";
 
@@ -75,6 +76,8 @@ export interface ContendResult {
   locks: MutexStats;
   checkedReads: number;
   tornReads: number;
+  /** With options.trace: every thread's and device's events from START to the end (chromeTrace() for JSON). */
+  trace?: TraceData;
 }
 
 /** Bound of spawning a thread or device and of a thread's answer once STOP is set (besides timeoutMs). */
@@ -107,7 +110,7 @@ interface CpuThread {
 
 async function spawnCpu(threads: CpuThread[], data: CpuThreadData): Promise<void> {
   const name = `contend-${data.role}-${data.index}`;
-  const worker = await spawnWorker(workerUrl("contend-cpu"), data, name);
+  const worker = await spawnWorker(shippedWorker("contend-cpu"), data, name);
   const api = Comlink.wrap<ContendCpuApi>(worker.endpoint);
   const gone = worker.exited.then(({ error }): never => {
     throw new DmaBufError("EIO", "contend", `${name} ended` + (error ? `: ${String(error)}` : ""));
@@ -148,6 +151,7 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
     onProgress(`running ${o.durationMs === null ? `${o.iterations} iterations` : `for ${o.durationMs} ms`}` +
       `${o.bypassFences ? ", fences BYPASSED" : ""}`);
     const t0 = nowMs();
+    if (o.trace) lab.trace.start({ bufferBytes: TRACE_BYTES });
     control.start();
     await drive(o, drivers, t0, () => onProgress(progressLine(control, threads, drivers, t0)));
     // A duration ends every thread; iterations end each thread by its own
@@ -156,6 +160,7 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
     const results = await within(Promise.all(runs), o.timeoutMs + SETUP_MS, "the CPU threads");
     control.stop();
     const elapsedMs = nowMs() - t0;
+    const trace = o.trace ? lab.trace.stop() : undefined;
     onProgress(progressLine(control, threads, drivers, t0));
 
     const roleResults = [
@@ -174,6 +179,7 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
       machine: machineInfo(), date, options: o, elapsedMs, roles: roleResults, locks,
       checkedReads: roleResults.reduce((a, r) => a + r.checked, 0),
       tornReads: roleResults.reduce((a, r) => a + r.tears, 0),
+      ...(trace === undefined ? {} : { trace }),
     };
   } catch (e) {
     failed = true;
@@ -183,6 +189,7 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
     // waiting for one), then the threads once their operation is over (a
     // thread ended inside a resv critical section would leave its lock held).
     control.stop();
+    if (lab.trace.recording) lab.trace.stop();
     const ends = await Promise.allSettled(drivers.map((d) => d.shutdown()));
     await within(Promise.allSettled(runs), o.timeoutMs + ENDING_MS, "the CPU threads").catch(() => {});
     ends.push(...await Promise.allSettled(threads.map(async (t) => {

@@ -47,7 +47,7 @@ import { Fence } from "../sync/fence.js";
 import { SyncFile } from "../sync/sync_file.js";
 import type { Timeline } from "../sync/timeline.js";
 import { installErrorTransfer } from "../thread/errors.js";
-import { workerUrl } from "../thread/host.js";
+import { shippedWorker } from "../thread/host.js";
 import { keepingAlive } from "../memory/futex.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
 import { DEV_DEAD, DeviceRecord, FAIL_EIO, freeJob, type DeviceStats } from "./device_record.js";
@@ -56,6 +56,8 @@ import { JOB_MAX_ARGS, JOB_MAX_BUFS, JOB_RECORD_SIZE, JobRecord, jobAccessBits, 
 import type { DeviceApi } from "./protocol.js";
 import { releaseWatchdog, watchdogFor } from "./watchdog.js";
 import { DEFAULT_RING_ENTRIES, JobRing } from "./ring.js";
+import { FENCE_SEQNO } from "../engine/abi.js";
+import { CAT_JOB, CAT_RING, T_JOB_SUBMIT, T_RING_PUSH } from "../trace/events.js";
 
 export interface DeviceOptions {
   name?: string;
@@ -160,7 +162,7 @@ async function startDevice(lab: Lab, options: DeviceOptions): Promise<Device> {
   try {
     const watchdog = await watchdogFor(lab);
     watched = true;
-    worker = await spawnWorker(workerUrl("device"), { handle: lab.share(), device: record.offset, name: o.name }, o.name);
+    worker = await spawnWorker(shippedWorker("device"), { handle: lab.share(), device: record.offset, name: o.name }, o.name);
     const api = Comlink.wrap<DeviceApi>(worker.endpoint);
     device = new Device(lab, record, iommu, timeline, worker, api, o);
     await device.call(() => api.hello());
@@ -334,6 +336,8 @@ export class Device {
       this.api[Comlink.releaseProxy]();
       await this.worker.terminate();
       const { sync } = this.lab;
+      // The worker is gone: its trace chunks can go to other threads.
+      sync.trace.releaseContext(this.record.context);
       this.final = this.stats();
       this.record.reap((job) => freeJob(sync, job));
       // Attachments the worker did not detach (it died): released here.
@@ -351,6 +355,16 @@ export class Device {
   }
 
   // ---- data plane ----------------------------------------------------------
+
+  /** Trace events of a submission (src/trace): the job, and the ring's depth after the push. */
+  private traceSubmit(job: Job, fence: Fence, deps: number): void {
+    const { trace, u32 } = this.lab.sync;
+    const t = trace.now();
+    const context = this.record.context;
+    const seqno = u32[(fence.offset + FENCE_SEQNO) >>> 2];
+    if (trace.on(CAT_JOB)) trace.record(T_JOB_SUBMIT, jobKinds[job.kind], t, t, context, seqno, deps);
+    if (trace.on(CAT_RING)) trace.record(T_RING_PUSH, 0, t, t, context, this.record.ring.pending, seqno);
+  }
 
   /** Submits a job; returns its out-fence (owned: put() it). */
   submit(job: Job): Fence {
@@ -404,6 +418,7 @@ export class Device {
       this.writeJob(rec, job, uses, fence, deps[0] ?? null, kernelId, args);
       written = true;
       this.record.ring.push(rec, this.options.submitTimeoutMs);
+      if (sync.trace.on(CAT_JOB | CAT_RING)) this.traceSubmit(job, fence, deps[0]?.leaves().length ?? 0);
       return fence;
     } catch (e) {
       if (written) freeJob(sync, rec);

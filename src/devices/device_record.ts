@@ -36,7 +36,9 @@ import { RecordType, RecordView } from "../memory/record.js";
 import { DmaBufError, errnoNumbers } from "../errno.js";
 import { DEFAULT_LOCK_TIMEOUT_MS, Mutex } from "../memory/mutex.js";
 import type { Sync } from "../sync/sync.js";
-import { readName, writeName } from "../sync/timeline.js";
+import { TL_CONTEXT, readName, writeName } from "../sync/timeline.js";
+import { FENCE_SEQNO } from "../engine/abi.js";
+import { CAT_RING, CAT_WATCHDOG, T_RING_POP, T_WATCHDOG, WD_OVERRUN, WD_SILENT } from "../trace/events.js";
 import { JobRecord } from "./job.js";
 import { JobRing, RING_SLOTS, RING_TAIL } from "./ring.js";
 
@@ -176,10 +178,24 @@ export class DeviceRecord {
       this.rec.setF64(DEV_JOB_START_MS, 0);
       this.rec.setWord(DEV_CURRENT, job);
       this.ring.advance();
+      if (this.sync.trace.on(CAT_RING)) this.traceRing(T_RING_POP, job);
       return job;
     } finally {
       this.lock.unlock();
     }
+  }
+
+  /** The low word of the device's fence context: what its trace events name it by. */
+  get context(): number {
+    return this.sync.u32[(this.timeline + TL_CONTEXT) >>> 2];
+  }
+
+  /** A ring push or pop of `job` (src/trace); the caller checks CAT_RING. */
+  traceRing(type: number, job: number): void {
+    const { sync } = this;
+    const t = sync.trace.now();
+    const fence = new JobRecord(sync.arena, job).fence;
+    sync.trace.record(type, 0, t, t, this.context, this.ring.pending, sync.u32[(fence + FENCE_SEQNO) >>> 2]);
   }
 
   /** The current job's dependency is met: its execution time starts. */
@@ -281,12 +297,23 @@ export class DeviceRecord {
     const now = this.nowMs();
     const start = this.rec.f64(DEV_JOB_START_MS);
     if (this.rec.word(DEV_CURRENT) !== 0 && start > 0 && now - start > this.rec.word(DEV_TIMEOUT_MS)) {
-      return this.fail(FAIL_EIO, FAIL_ETIMEDOUT, 100);
+      return this.watchdogFail(WD_OVERRUN, FAIL_ETIMEDOUT);
     }
     if (now - this.rec.f64(DEV_HEARTBEAT_MS) > silenceMs && (this.rec.word(DEV_CURRENT) === 0 || start === 0)) {
-      return this.fail(FAIL_EIO, FAIL_EIO, 100);
+      return this.watchdogFail(WD_SILENT, FAIL_EIO);
     }
     return false;
+  }
+
+  private watchdogFail(action: number, currentError: number): boolean {
+    const { trace } = this.sync;
+    const context = this.context;
+    const failed = this.fail(FAIL_EIO, currentError, 100);
+    if (failed && trace.on(CAT_WATCHDOG)) {
+      const t = trace.now();
+      trace.record(T_WATCHDOG, action, t, t, context, -currentError);
+    }
+    return failed;
   }
 
   /**

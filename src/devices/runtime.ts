@@ -35,6 +35,8 @@ import { IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
 import {
   JOB_CHECKSUM, JOB_COPY, JOB_FILL, JOB_KERNEL, JOB_NOP, JobRecord, jobAccessName, type JobAccess, type JobBuffer,
 } from "./job.js";
+import { FENCE_SEQNO } from "../engine/abi.js";
+import { CAT_JOB, NOT_REACHED, T_JOB } from "../trace/events.js";
 
 export interface KernelContext {
   /** Per range: Uint8Array views of its physically contiguous runs, in order. */
@@ -124,8 +126,11 @@ export class DeviceRuntime {
     let error = 0;
     let bytes = 0;
     const rec = new JobRecord(lab.arena, job);
+    const marks = sync.trace.on(CAT_JOB) ? new JobMarks(this, rec) : undefined;
     if (rec.dep !== 0) error = await this.waitDependency(rec.dep);
+    marks?.depsDone(error);
     if (error === 0) {
+      marks?.running();
       record.started();
       try {
         if (this.snoops) this.snoop(rec, false);
@@ -136,6 +141,9 @@ export class DeviceRuntime {
         if (error === FAIL_EFAULT) record.countFault();
       }
     }
+    // The job's trace event first: whoever sees its fence signalled (and
+    // stops the trace) finds the job recorded; the signal follows it.
+    marks?.end(error, bytes);
     record.complete(job, error, bytes);
     freeJob(sync, job);
   }
@@ -236,5 +244,40 @@ export class DeviceRuntime {
       default:
         throw new DmaBufError("EINVAL", "device_run_job", `job kind ${kind} is unknown`);
     }
+  }
+}
+
+/** A traced job's times (src/trace: one T_JOB event on the device's track when it completes). */
+class JobMarks {
+  private readonly t0: number;
+  private readonly kind: number;
+  private readonly context: number;
+  private readonly seqno: number;
+  private deps = NOT_REACHED;
+  private ran = NOT_REACHED;
+
+  constructor(private readonly runtime: DeviceRuntime, job: JobRecord) {
+    const { sync } = runtime.lab;
+    this.t0 = sync.trace.now();
+    this.kind = job.kind;
+    this.context = runtime.record.context;
+    this.seqno = sync.u32[(job.fence + FENCE_SEQNO) >>> 2];
+  }
+
+  private since(): number {
+    return Math.min(NOT_REACHED - 1, Math.max(0, this.runtime.lab.sync.trace.now() - this.t0));
+  }
+
+  depsDone(error: number): void {
+    if (error === 0) this.deps = this.since();
+  }
+
+  running(): void {
+    this.ran = this.since();
+  }
+
+  end(error: number, bytes: number): void {
+    const { trace } = this.runtime.lab.sync;
+    trace.record(T_JOB, this.kind, this.t0, trace.now(), this.context, this.seqno, error, bytes, this.deps, this.ran);
   }
 }

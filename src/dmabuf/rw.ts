@@ -45,6 +45,9 @@ import type { Timeline } from "../sync/timeline.js";
 import { CACHING_CACHED, type DmaBufRecord } from "./dma_buf.js";
 import { bufferRuns, iovRuns, zipRuns } from "./runs.js";
 import { CpuCache } from "./coherence.js";
+import { FENCE_CONTEXT, FENCE_SEQNO } from "../engine/abi.js";
+import { CAT_RW, NOT_REACHED, RW_SYSCALLS, T_RW, WAIT_ASYNC } from "../trace/events.js";
+import type { Tracer } from "../trace/recorder.js";
 
 /** The system calls the path serves; the name says the direction and goes into every error. */
 export type RwSyscall = "read" | "write" | "pread" | "pwrite" | "readv" | "writev" | "preadv" | "pwritev";
@@ -170,6 +173,7 @@ function copy(p: Plan): void {
 interface Call {
   p: Plan;
   deps: Fence[];
+  own: Fence;
   end(): void;
 }
 
@@ -188,6 +192,7 @@ function begin(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall
   return {
     p,
     deps,
+    own,
     end: () => {
       for (const d of deps) d.put();
       own.signal();
@@ -205,7 +210,8 @@ const nonBlocking: WaitStep = (f, ms) => f.waitAsync(ms);
 
 /** Steps 1 to 5, the thread blocking on each dependency in turn. */
 function runSync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwSyncOptions): number {
-  const call = begin(buf, iov, pos, syscall, options);
+  const marks = buf.sync.trace.on(CAT_RW) ? new RwMarks(buf.sync.trace, 0) : undefined;
+  const call = marks ? marks.begin(buf, iov, pos, syscall, options) : begin(buf, iov, pos, syscall, options);
   const { p, deps } = call;
   try {
     if (deps.length > 0) {
@@ -218,16 +224,23 @@ function runSync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSysca
         if (wait(d, Math.max(0, p.timeoutMs - (nowMs() - start))) === 0) throw timedOut(p);
       }
     }
+    marks?.waited();
     copy(p);
+    marks?.copied();
     return p.bytes;
+  } catch (e) {
+    marks?.failed(e);
+    throw e;
   } finally {
     call.end();
+    marks?.end(call);
   }
 }
 
 /** Steps 1 to 5 with Promises; without dependencies it copies before it returns. */
 async function runAsync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwAsyncOptions): Promise<number> {
-  const call = begin(buf, iov, pos, syscall, options);
+  const marks = buf.sync.trace.on(CAT_RW) ? new RwMarks(buf.sync.trace, WAIT_ASYNC) : undefined;
+  const call = marks ? marks.begin(buf, iov, pos, syscall, options) : begin(buf, iov, pos, syscall, options);
   const { p, deps } = call;
   try {
     const wait = options.wait ?? nonBlocking;
@@ -235,10 +248,76 @@ async function runAsync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: 
     for (const d of deps) {
       if ((await wait(d, Math.max(0, p.timeoutMs - (nowMs() - start)))) === 0) throw timedOut(p);
     }
+    marks?.waited();
     copy(p);
+    marks?.copied();
     return p.bytes;
+  } catch (e) {
+    marks?.failed(e);
+    throw e;
   } finally {
     call.end();
+    marks?.end(call);
+  }
+}
+
+/**
+ * A traced call's phase times (src/trace: one T_RW event at its end). Made
+ * only while the "rw" category records; a call refused in step 1 or 2 is
+ * recorded too, with its errno.
+ */
+class RwMarks {
+  private readonly t0: number;
+  private validated = NOT_REACHED;
+  private waitedAt = NOT_REACHED;
+  private copiedAt = NOT_REACHED;
+  private errno = 0;
+  /** The own fence's context and seqno (low words), read while it is alive. */
+  private context = 0;
+  private seqno = 0;
+
+  constructor(private readonly trace: Tracer, private readonly flags: number) {
+    this.t0 = trace.now();
+  }
+
+  private since(): number {
+    return Math.min(NOT_REACHED - 1, Math.max(0, this.trace.now() - this.t0));
+  }
+
+  begin(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwOptions): Call {
+    try {
+      const call = begin(buf, iov, pos, syscall, options);
+      this.validated = this.since();
+      const u32 = buf.sync.u32;
+      this.context = u32[(call.own.offset + FENCE_CONTEXT) >>> 2];
+      this.seqno = u32[(call.own.offset + FENCE_SEQNO) >>> 2];
+      return call;
+    } catch (e) {
+      this.failed(e);
+      this.record(buf.offset, syscall, 0, 0, 0);
+      throw e;
+    }
+  }
+
+  waited(): void {
+    this.waitedAt = this.since();
+  }
+
+  copied(): void {
+    this.copiedAt = this.since();
+  }
+
+  failed(e: unknown): void {
+    this.errno = e instanceof DmaBufError ? e.errno : 5;
+  }
+
+  end(call: Call): void {
+    this.record(call.p.buf.offset, call.p.syscall, call.p.pos, this.copiedAt === NOT_REACHED ? 0 : call.p.bytes, call.deps.length);
+  }
+
+  private record(buffer: number, syscall: RwSyscall, pos: number, bytes: number, deps: number): void {
+    this.trace.record(T_RW, RW_SYSCALLS.indexOf(syscall), this.t0, this.trace.now(), buffer, pos, bytes,
+      this.context, this.seqno, this.flags, this.validated, this.waitedAt, this.copiedAt, this.errno, deps);
   }
 }
 

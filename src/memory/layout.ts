@@ -78,6 +78,25 @@ export const kCtlNonCoherent = 156;
 /** u32[kCtlFenceCacheSlots]: fence records parked for reuse, 0 = empty (src/sync/fence_cache.ts). */
 export const kCtlFenceCache = 192;
 export const kCtlFenceCacheSlots = 16;
+/*
+ * Tracing (src/trace/recorder.ts), on a cache line of their own: every
+ * trace point reads kCtlTraceMask with a plain load, and the words change
+ * only at start() and stop().
+ */
+/** u32: the categories being recorded (0: tracing is off). */
+export const kCtlTraceMask = 512;
+/** u32: the current (or last) session number; threads reset their buffers when it changes. */
+export const kCtlTraceSession = 516;
+/** u32: 0 idle, 1 recording, 2 being collected by stop(). */
+export const kCtlTraceState = 520;
+/** u32: head of the list of every trace chunk ever made (linked through the chunks). */
+export const kCtlTraceChunks = 524;
+/** u32: the last tracer id handed out (one per thread's lab view). */
+export const kCtlTraceIds = 528;
+/** u32: the most chunks one thread may fill in one session. */
+export const kCtlTraceChunkLimit = 532;
+/** f64: when the current (or last) session started, ns on the lab clock. */
+export const kCtlTraceStartNs = 536;
 
 export interface Layout {
   memoryBytes: number;

@@ -67,6 +67,14 @@ export class Mutex {
     this.i32.fill(0, this.offset >>> 2, (this.offset + MUTEX_BYTES) >>> 2);
   }
 
+  /** Takes the lock if it is free, without waiting; whether it did. */
+  tryLock(): boolean {
+    // Acquire, as in lock().
+    if (Atomics.compareExchange(this.i32, this.state, UNLOCKED, LOCKED) !== UNLOCKED) return false;
+    this.acquired();
+    return true;
+  }
+
   lock(timeoutMs = DEFAULT_LOCK_TIMEOUT_MS): void {
     // Acquire: a successful compareExchange is sequentially consistent, so
     // everything the previous holder wrote before its release is visible.

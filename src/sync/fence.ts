@@ -38,6 +38,7 @@ import {
 } from "../engine/abi.js";
 import { keepingAlive, nowMs, waitUntil, waitUntilAsync } from "../memory/futex.js";
 import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
+import { CAT_FENCE, T_FENCE_LEAF, T_FENCE_SIGNAL, T_FENCE_WAIT, WAIT_ASYNC, WAIT_SLEPT } from "../trace/events.js";
 import type { Sync } from "./sync.js";
 
 export type FenceCallback = (fence: Fence) => void;
@@ -147,6 +148,9 @@ export class Fence {
     if (!Number.isInteger(error) || error > 0 || error < -MAX_ERRNO) {
       throw new DmaBufError("EINVAL", "dma_fence_signal", `fence ${this.describe()}: error ${error} must be 0 or a negative errno`);
     }
+    const trace = this.sync.trace;
+    const traced = trace.on(CAT_FENCE);
+    const t0 = traced ? trace.now() : 0;
     const rc = this.sync.engine.wasm.fence_signal(this.offset, error, this.sync.clock.nowNs());
     if (rc === SIGNAL_ALREADY) return true;
     if (rc !== 0) {
@@ -154,6 +158,7 @@ export class Fence {
         `fence ${this.describe()}: error ${error} must be 0 or a negative errno`);
     }
     this.sync.callbacks.dispatch(this);
+    if (traced) traceFence(this.sync, T_FENCE_SIGNAL, this.offset, t0, error, 0, 0);
     return false;
   }
 
@@ -163,8 +168,13 @@ export class Fence {
   wait(timeoutMs = Infinity): number {
     checkTimeout(timeoutMs, "dma_fence_wait");
     const start = nowMs();
+    const trace = this.sync.trace;
+    const traced = trace.on(CAT_FENCE);
+    const t0 = traced ? trace.now() : 0;
+    const slept = traced && !this.isSignaled();
     const ok = this.blockUntilSignaled(start + timeoutMs);
     if (ok) this.sync.callbacks.dispatch(this);
+    if (traced) traceWait(this, t0, ok, slept ? WAIT_SLEPT : 0);
     return ok ? timeLeft(start, timeoutMs) : 0;
   }
 
@@ -175,8 +185,13 @@ export class Fence {
   async waitAsync(timeoutMs = Infinity): Promise<number> {
     checkTimeout(timeoutMs, "dma_fence_wait");
     const start = nowMs();
+    const trace = this.sync.trace;
+    const traced = trace.on(CAT_FENCE);
+    const t0 = traced ? trace.now() : 0;
+    const slept = traced && !this.isSignaled();
     const ok = await keepingAlive(this.untilSignaled(start + timeoutMs));
     if (ok) this.sync.callbacks.dispatch(this);
+    if (traced) traceWait(this, t0, ok, WAIT_ASYNC | (slept ? WAIT_SLEPT : 0));
     return ok ? timeLeft(start, timeoutMs) : 0;
   }
 
@@ -267,6 +282,25 @@ export class Fence {
       throw new DmaBufError("EINVAL", syscall, `fence ${this.describe()} is a container; it signals through its fences`);
     }
   }
+}
+
+/*
+ * Trace points (src/trace): a fence is named by the low words of its
+ * context and seqno. Callers check trace.on(CAT_FENCE) first.
+ */
+export function traceFence(sync: Sync, type: number, f: number, t0: number, d: number, e: number, g: number): void {
+  const trace = sync.trace;
+  const u32 = sync.u32;
+  trace.record(type, 0, t0, type === T_FENCE_SIGNAL || type === T_FENCE_WAIT ? trace.now() : t0,
+    u32[(f + FENCE_CONTEXT) >>> 2], u32[(f + FENCE_SEQNO) >>> 2], f, d, e, g);
+}
+
+/** A wait's event, then one per leaf when it waited for a container. */
+function traceWait(fence: Fence, t0: number, ok: boolean, flags: number): void {
+  const leaves = fence.leaves();
+  const own = leaves.length === 1 && leaves[0].is(fence);
+  traceFence(fence.sync, T_FENCE_WAIT, fence.offset, t0, ok ? 1 : 0, flags, own ? 0 : leaves.length);
+  if (!own) for (const l of leaves) traceFence(fence.sync, T_FENCE_LEAF, l.offset, t0, 0, 0, 0);
 }
 
 /*

@@ -38,6 +38,7 @@ import { checkTimeout, isLaterAt, sameContextAt, statusAt, timeLeft, type Fence 
 import { FenceArray } from "./fence_array.js";
 import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
 import type { Sync } from "./sync.js";
+import { CAT_RESV, T_RESV_WAIT } from "../trace/events.js";
 
 export const RESV_LOCK = 0;
 export const RESV_SLOTS = 32;
@@ -127,7 +128,13 @@ export class Resv {
   // ---- locking -------------------------------------------------------------
 
   lock(timeoutMs?: number): void {
-    this.mutex.lock(timeoutMs);
+    const trace = this.sync.trace;
+    if (!trace.on(CAT_RESV)) this.mutex.lock(timeoutMs);
+    else if (!this.mutex.tryLock()) {
+      const t0 = trace.now();
+      this.mutex.lock(timeoutMs);
+      this.traceWait(t0);
+    }
   }
 
   unlock(): void {
@@ -135,17 +142,38 @@ export class Resv {
   }
 
   withLock<T>(fn: () => T, timeoutMs?: number): T {
-    return this.mutex.with(fn, timeoutMs);
+    this.lock(timeoutMs);
+    try {
+      return fn();
+    } finally {
+      this.unlock();
+    }
   }
 
   /** lock() as a Promise (Atomics.waitAsync): any thread, a browser's main thread included. */
-  lockAsync(timeoutMs?: number): Promise<void> {
-    return this.mutex.lockAsync(timeoutMs);
+  async lockAsync(timeoutMs?: number): Promise<void> {
+    const trace = this.sync.trace;
+    if (!trace.on(CAT_RESV)) await this.mutex.lockAsync(timeoutMs);
+    else if (!this.mutex.tryLock()) {
+      const t0 = trace.now();
+      await this.mutex.lockAsync(timeoutMs);
+      this.traceWait(t0, 1);
+    }
   }
 
   /** withLock() as a Promise: fn may await while it holds the lock. */
-  withLockAsync<T>(fn: () => T | Promise<T>, timeoutMs?: number): Promise<T> {
-    return this.mutex.withAsync(fn, timeoutMs);
+  async withLockAsync<T>(fn: () => T | Promise<T>, timeoutMs?: number): Promise<T> {
+    await this.lockAsync(timeoutMs);
+    try {
+      return await fn();
+    } finally {
+      this.unlock();
+    }
+  }
+
+  /** A traced lock that found the lock held: its wait (src/trace; code 1: lockAsync). */
+  private traceWait(t0: number, async = 0): void {
+    this.sync.trace.record(T_RESV_WAIT, async, t0, this.sync.trace.now(), this.offset, this.mutex.stats().contended);
   }
 
   lockStats(): MutexStats {

@@ -28,7 +28,7 @@ import { kCtlContextNext, kCtlStubFence } from "../memory/layout.js";
 import { RecordType, getRecord, type RecordTypeId } from "../memory/record.js";
 import { CallbackRegistry } from "./callbacks.js";
 import { LabClock } from "./clock.js";
-import { Fence, type FenceNames } from "./fence.js";
+import { Fence, traceFence, type FenceNames } from "./fence.js";
 import { FenceArray, arrayChildren } from "./fence_array.js";
 import { FenceChain, chainLinks } from "./fence_chain.js";
 import { merge } from "./fence_unwrap.js";
@@ -37,6 +37,8 @@ import { SwSyncTimeline } from "./sw_sync.js";
 import { SyncFile } from "./sync_file.js";
 import { FenceCache } from "./fence_cache.js";
 import { Timeline, readName, TL_DRIVER, TL_NAME, type TimelineOptions } from "./timeline.js";
+import { Tracer } from "../trace/recorder.js";
+import { CAT_FENCE, T_FENCE_CREATE } from "../trace/events.js";
 
 /** The stub's refcount: never reaches zero, put() on it is harmless. */
 const IMMORTAL = 0x40000000;
@@ -58,6 +60,8 @@ export class Sync {
   readonly callbacks = new CallbackRegistry();
   /** Freed fence records parked for reuse (fence_cache.ts). */
   readonly fenceCache: FenceCache;
+  /** This thread's trace recorder (src/trace/recorder.ts). */
+  readonly trace: Tracer;
   private readonly finalizer = new FinalizationRegistry<number>((offset) => this.unref(offset));
 
   constructor(readonly arena: Arena, readonly engine: Engine) {
@@ -68,6 +72,7 @@ export class Sync {
     this.f64 = arena.f64;
     this.clock = new LabClock(arena);
     this.fenceCache = new FenceCache(arena);
+    this.trace = new Tracer(arena, () => this.clock.nowNs());
   }
 
   /** Once per lab, before it is shared: contexts, the clock, the stub fence. */
@@ -184,6 +189,7 @@ export class Sync {
     timeline.ref();
     try {
       const f = this.allocFenceRecord(FENCE_KIND_PLAIN, timeline.offset, timeline.context, seqno, "dma_fence_init");
+      if (this.trace.on(CAT_FENCE)) traceFence(this, T_FENCE_CREATE, f, this.trace.now(), 0, 0, 0);
       return new Fence(this, f, true, tracked);
     } catch (e) {
       timeline.unref();

@@ -14,12 +14,13 @@ import type { Command } from "../command.js";
 import { benchmarkCommand } from "../benchmark.js";
 import { UsageError, byteSize, duration, integer, oneOf, type OptionValues } from "../options.js";
 import type { Benchmark } from "../../../bench/harness.js";
+import { traceUsage } from "../trace.js";
 
 const usage = `usage: dmabuf-lab contend [--writers N] [--readers N] [--devices N] [--buffers N] [--size BYTES]
                          [--heap HEAP] [--duration TIME | --iterations N] [--jobs LIST]
                          [--wait atomics|spin|postMessage] [--coherence coherent|non-coherent]
                          [--bypass-fences] [--chunks N] [--timeout MS] [--json] [--out FILE.json]
-                         [--chart FILE.svg|.html]
+                         [--chart FILE.svg|.html] [--trace FILE.json]
 
 CPU writer and reader threads and device workers contend for a few shared
 dma-bufs. Writers stamp every write with a generation and a checksum; readers
@@ -48,6 +49,7 @@ with --bypass-fences the tears that happen are counted. Defaults run 2 seconds.
   --json           print the result as JSON (its tornReads is the verdict)
   --out FILE       also write the JSON result to FILE
   --chart FILE     also write the fence-wait distributions: FILE.svg or FILE.html
+${traceUsage}
 `;
 
 /** The flags as ContendOptions; every value checked by resolveOptions() before any thread starts. */
@@ -63,6 +65,7 @@ function parse(values: OptionValues): ContendOptions {
     coherent: v.coherence === undefined ? undefined : oneOf("coherence", v.coherence, ["coherent", "non-coherent"]) === "coherent",
     bypassFences: values["bypass-fences"] === true, chunks: integer("chunks", v.chunks, 1, 1024),
     timeoutMs: integer("timeout", v.timeout, 1, 600_000),
+    trace: v.trace !== undefined,
   };
   try {
     resolveOptions(o);
@@ -86,9 +89,10 @@ export const contendBenchmark: Benchmark<ContendOptions, ContendResult> = {
   parse,
   run: (o, say) => runContend(o, say),
   table: renderContendTable,
-  json: (r) => r,
+  json: ({ trace: _trace, ...r }) => r,
   charts: contendCharts,
   failed: (r) => r.tornReads > 0 && !r.options.bypassFences,
+  traceOf: (r) => r.trace,
 };
 
 export const contend: Command = benchmarkCommand(contendBenchmark, "contend");

@@ -12,8 +12,9 @@ import { Lab } from "../../lab.js";
 import { checkPipelineOptions, type FrameReport } from "../../demo/options.js";
 import { runPipeline, type PipelineResult } from "../../demo/pipeline.js";
 import { durationLabel, formatBytes, roundedJson, summarize, table } from "../../report.js";
+import { traceOption, traceUsage, writeTrace } from "../trace.js";
 
-const usage = `usage: dmabuf-lab demo [--frames N] [--buffers N] [--json]
+const usage = `usage: dmabuf-lab demo [--frames N] [--buffers N] [--json] [--trace FILE.json]
 
 A camera -> gpu -> display pipeline: three devices (worker threads) over rings
 of 320x240 RGBA dma-bufs, ordered only by implicit fences. The camera kernel
@@ -24,6 +25,7 @@ read()s the latest frame meanwhile and checks it too.
   --frames N    frames to run (default 240)
   --buffers N   frame buffers per ring, the frames in flight (default 4)
   --json        print the result as JSON (without the per-frame timings)
+${traceUsage}
 `;
 
 /** Per-frame latencies (ns) of each stage and end to end. */
@@ -75,7 +77,8 @@ export const demo: Command = {
   summary: "the camera -> gpu -> display pipeline of three devices over implicit fences (what `npm start` runs)",
   usage,
   async run(argv, io) {
-    const values = parseOptions(argv, { frames: { type: "string" }, buffers: { type: "string" }, json: { type: "boolean" } });
+    const values = parseOptions(argv, { frames: { type: "string" }, buffers: { type: "string" }, json: { type: "boolean" }, trace: { type: "string" } });
+    const tracePath = traceOption(values.trace as string | undefined);
     const options = checkPipelineOptions({
       frames: integer("frames", values.frames as string | undefined, 1, 1_000_000),
       buffers: integer("buffers", values.buffers as string | undefined, 1, 64),
@@ -83,6 +86,7 @@ export const demo: Command = {
     io.stderr("demo: creating the lab, starting the camera, gpu and display devices\n");
     const lab = await Lab.create();
     try {
+      if (tracePath !== undefined) lab.trace.start();
       const every = Math.max(1, Math.ceil(options.frames / 4));
       const result = await runPipeline(lab, {
         ...options,
@@ -91,7 +95,8 @@ export const demo: Command = {
         },
       });
       io.stdout(values.json ? roundedJson(summary(result)) : render(result));
-      return result.integrity.ok ? 0 : 1;
+      const traced = tracePath === undefined || writeTrace(io, "demo", tracePath, lab.trace.stop());
+      return result.integrity.ok && traced ? 0 : 1;
     } finally {
       lab.close();
     }
