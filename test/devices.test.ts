@@ -287,14 +287,9 @@ describe("device faults", () => {
       await within(dev.whenDead(), WAIT_MS, "device dead");
       expectErrno(() => dev.submit({ kind: "nop" }), "ENODEV");
       hung.put(); queued.put();
-      // The rest of the lab keeps working: another device's job on the same buffer inherits the
-      // failed writer's error (kept in a's resv), until the CPU writes a anew; then it runs.
+      // The rest of the lab keeps working: another device runs jobs on the same buffer.
       const other = await device(lab);
       const oa = await other.attach(a);
-      const inherits = other.submit({ kind: "fill", dst: oa, value: 3 });
-      expectSignalled(inherits, -110);
-      inherits.put();
-      pwritev(a, [new Uint8Array(4 * KiB)], 0);
       const fill = other.submit({ kind: "fill", dst: oa, value: 3 });
       expectSignalled(fill, 1);
       fill.put();
