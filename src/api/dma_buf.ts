@@ -22,6 +22,7 @@
  */
 import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { DmaBufError } from "../errno.js";
+import { describe, intArg } from "../args.js";
 import type { HeapName } from "../dmabuf/heap.js";
 import type { Lab } from "../lab.js";
 import { sendFlight, type ShareToken } from "../sync/flight.js";
@@ -44,8 +45,8 @@ export type Direction = "read" | "write" | "rw";
 const directionFlags: Record<Direction, number> = { read: DMA_BUF_SYNC_READ, write: DMA_BUF_SYNC_WRITE, rw: DMA_BUF_SYNC_RW };
 
 function flagsOf(direction: Direction, syscall: string): number {
-  const flags = directionFlags[direction];
-  if (flags === undefined) throw new DmaBufError("EINVAL", syscall, `direction '${String(direction)}' is not "read", "write" or "rw"`);
+  const flags = typeof direction === "string" && Object.hasOwn(directionFlags, direction) ? directionFlags[direction] : undefined;
+  if (flags === undefined) throw new DmaBufError("EINVAL", syscall, `direction ${describe(direction)} is not "read", "write" or "rw"`);
   return flags;
 }
 
@@ -138,8 +139,8 @@ export class DmaBuf {
    * @param pos   a position: pread; none: the file position, advanced
    * @param io    `timeoutMs`: give up waiting for fences after that many ms (ETIMEDOUT, nothing read); default no limit
    */
-  read(into: Uint8Array, pos?: number, io?: IoOptions): number {
-    return pos === undefined ? this.process.read(this.fdFor("read"), into, io) : this.process.pread(this.fdFor("pread"), into, pos, io);
+  read(into: Uint8Array, pos?: number | null, io?: IoOptions): number {
+    return pos === undefined || pos === null ? this.process.read(this.fdFor("read"), into, io) : this.process.pread(this.fdFor("pread"), into, pos, io);
   }
 
   /**
@@ -147,8 +148,8 @@ export class DmaBuf {
    * ENOSPC at or past it). Waits for readers and writers unless O_NONBLOCK.
    * @param io  `timeoutMs`: give up waiting for fences after that many ms (ETIMEDOUT, nothing written)
    */
-  write(from: Uint8Array, pos?: number, io?: IoOptions): number {
-    return pos === undefined ? this.process.write(this.fdFor("write"), from, io) : this.process.pwrite(this.fdFor("pwrite"), from, pos, io);
+  write(from: Uint8Array, pos?: number | null, io?: IoOptions): number {
+    return pos === undefined || pos === null ? this.process.write(this.fdFor("write"), from, io) : this.process.pwrite(this.fdFor("pwrite"), from, pos, io);
   }
 
   /** readv(2) at the file position; `io.timeoutMs` as for read(). */
@@ -207,8 +208,8 @@ export class DmaBuf {
    * `length` > 0 (rounded up to whole pages), the range inside the buffer
    * (EINVAL otherwise). `mapping.view` is the one view of a contiguous range.
    */
-  map(offset = 0, length = this.size - offset): DmaBufMapping {
-    return this.process.mmap(this.fdFor("mmap"), offset, length);
+  map(offset = 0, length?: number): DmaBufMapping {
+    return this.process.mmap(this.fdFor("mmap"), offset, length ?? this.size - intArg(offset, "mmap", "offset"));
   }
 
   unmap(mapping: DmaBufMapping): void {
@@ -229,6 +230,7 @@ export class DmaBuf {
 
   /** DMA_BUF_IOCTL_IMPORT_SYNC_FILE: the file's fences join the buffer's (as writers with "write"/"rw"). */
   importSyncFile(syncFile: SyncFile, direction: Direction = "write"): void {
+    if (!(syncFile instanceof SyncFile)) throw new DmaBufError("EINVAL", "DMA_BUF_IOCTL_IMPORT_SYNC_FILE", `${describe(syncFile)} is not a SyncFile`);
     const flags = flagsOf(direction, "DMA_BUF_IOCTL_IMPORT_SYNC_FILE");
     const fd = installSyncFile(this.process, () => new SyncFile(syncFile.sync, syncFile.fence));
     try {
