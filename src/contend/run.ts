@@ -37,7 +37,7 @@ import { nowMs } from "../memory/futex.js";
 import type { MutexStats } from "../memory/mutex.js";
 import type { TraceData } from "../trace/events.js";
 import { installErrorTransfer } from "../thread/errors.js";
-import { workerUrl } from "../thread/host.js";
+import { shippedWorker } from "../thread/host.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
 
 import { DeviceDriver } from "./devices.js";
@@ -110,7 +110,7 @@ interface CpuThread {
 
 async function spawnCpu(threads: CpuThread[], data: CpuThreadData): Promise<void> {
   const name = `contend-${data.role}-${data.index}`;
-  const worker = await spawnWorker(workerUrl("contend-cpu"), data, name);
+  const worker = await spawnWorker(shippedWorker("contend-cpu"), data, name);
   const api = Comlink.wrap<ContendCpuApi>(worker.endpoint);
   const gone = worker.exited.then(({ error }): never => {
     throw new DmaBufError("EIO", "contend", `${name} ended` + (error ? `: ${String(error)}` : ""));

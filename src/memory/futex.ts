@@ -116,7 +116,7 @@ export function waitUntil(
       const seen = Atomics.load(i32, word);
       if (done()) return true;
       const left = deadline - nowMs();
-      if (!(left > 0)) return false;
+      if (!(left > 0)) return done(); // the last look, at the deadline
       requireBlocking(syscall);
       Atomics.wait(i32, word, seen, left);
     }
