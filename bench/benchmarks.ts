@@ -12,6 +12,8 @@ import { regimeGroups, runCopyBench, type CopyBenchOptions, type RegimeGroup } f
 import { runFenceBench } from "./fence.js";
 import { runRwBench } from "./rw.js";
 import { devicesCharts, devicesJson, renderDevicesTable, runDevicesBench } from "./devices.js";
+import { runScaleBench } from "./scale.js";
+import { renderScaleTable, scaleCharts, scaleJson } from "./scale_report.js";
 import { calibrationCharts, renderCalibration, runCalibration, saveCalibration } from "./calibrate.js";
 import { copyCharts, copyJson, fenceCharts, fenceJson, renderFenceTable, renderRwTable, renderTable, rwCharts, rwJson } from "./report.js";
 import { UsageError, integer } from "../src/cli/options.js";
@@ -130,6 +132,35 @@ ${noNative}
   charts: devicesCharts,
 };
 
+const scale: Benchmark<{ quick: boolean; native: boolean; maxThreads?: number }, Awaited<ReturnType<typeof runScaleBench>>> = {
+  name: "scale",
+  summary: "1..N threads: uapi pwrite/pread against fs, N devices against N-thread memcpy, contend",
+  usage: `usage: dmabuf-lab bench scale [--quick] [--json] [--out FILE.json] [--chart FILE.svg|.html] [--threads N] [--no-native]
+
+Does the lab scale with threads? For N = 1, 2, 4, ... up to the CPUs
+available: N worker threads calling 64 B and 64 KiB pwrite/pread through the
+uapi on dma-bufs of their own, beside the same N threads calling
+fs.writeSync/readSync on /dev/shm files of their own (and the 64 B pwrite in
+a lab with the shared fence cache, the design before per-thread magazines);
+N devices copying their own 16 MiB buffers beside native memcpy on N
+pthreads; and the contention experiment at N writers, N readers and N
+devices (--sharing 0). Prints the aggregate throughput, the scaling
+efficiency (throughput(N) / (N x one thread)), the ratio to the peer of the
+same N, and the targets met/MISSED. About a minute on 2 CPUs (longer with
+more); --quick about 20 seconds.
+
+${common}
+  --threads N      the largest N (default: the CPUs available to this process)
+${noNative}
+`,
+  options: { threads: { type: "string" }, "no-native": { type: "boolean" } },
+  parse: (v) => ({ quick: v.quick === true, native: v["no-native"] !== true, maxThreads: integer("threads", v.threads as string | undefined, 1, 64) }),
+  run: (o, say) => runScaleBench(o, (e) => say(progressText(e))),
+  table: renderScaleTable,
+  json: scaleJson,
+  charts: scaleCharts,
+};
+
 const calibrate: Benchmark<{ quick: boolean; write: boolean }, Awaited<ReturnType<typeof runCalibration>>> = {
   name: "calibrate",
   summary: "measures the copy strategies per size and alignment: the AUTO table",
@@ -183,4 +214,4 @@ ${common}
 type AnyBenchmark = Benchmark<any, any>;
 
 /** `dmabuf-lab bench NAME`, in this order. */
-export const benchmarks: readonly AnyBenchmark[] = [copy, fence, rw, devices, calibrate, trace];
+export const benchmarks: readonly AnyBenchmark[] = [copy, fence, rw, devices, scale, calibrate, trace];

@@ -50,7 +50,7 @@ import os from "node:os";
 import { Lab } from "../src/lab.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
 import { strategyNames, type StrategyName } from "../src/engine/strategy.js";
-import { buildNative, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
+import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
 import { machineInfo, summarize, type MachineInfo, type SampleStats, type TargetResult } from "../src/report.js";
 import { budgetFor, fillPattern, measure, mulberry32, sizeLabel, type NativeStatus } from "./harness.js";
 
@@ -477,7 +477,30 @@ export function evaluateTargets(rows: CopyBenchRow[], native: NativeStatus): Tar
     return { id, description, threshold, measured: Number(v.toFixed(3)), unit, met: met(v), detail };
   }
 
+  /** engine:auto against the fastest fixed strategy of the same case, worst case over every contiguous size and alignment. */
+  function autoVsBest(): TargetResult {
+    const id = "auto-vs-best-fixed";
+    const description = "engine:auto vs the best fixed strategy (bulk, simd, words, bytes), every contiguous size and alignment";
+    const threshold = ">= 0.95x best";
+    const fixed = ["engine:bulk", "engine:simd", "engine:words", "engine:bytes"];
+    const each = groups(rows, (r) => r.regime === "contiguous").flatMap((g) => {
+      const auto = autoOf(g);
+      const best = g.filter((r) => fixed.includes(r.method)).reduce<CopyBenchRow | undefined>((b, r) => (b === undefined || r.gbps > b.gbps ? r : b), undefined);
+      return auto && best ? [{ v: auto.gbps / best.gbps, auto, best }] : [];
+    });
+    if (each.length === 0) return { id, description, threshold, measured: null, unit: "x best", met: null, detail: "not measured: regime not run" };
+    const w = each.reduce((a, e) => (e.v < a.v ? e : a));
+    const below = each.filter((e) => e.v < 0.95);
+    return {
+      id, description, threshold, measured: Number(w.v.toFixed(3)), unit: "x best", met: w.v >= 0.95,
+      detail: `worst case ${describe(w.auto)}: auto ${w.auto.gbps.toFixed(2)} GB/s vs ${w.best.method} ${w.best.gbps.toFixed(2)} GB/s` +
+        (below.length ? `; below 0.95x at ${below.map((e) => `${sizeLabel(e.auto.bytes)}${e.auto.alignment === "misaligned" ? " mis" : ""} ` +
+          `(${fx(e.v)}, ${e.best.method.replace("engine:", "")})`).join(", ")}` : `; ${each.length} cases`),
+    };
+  }
+
   return [
+    autoVsBest(),
     worst("contiguous-native", "best engine path vs native memcpy, contiguous copies >= 64 KiB", ">= 0.95x native", "x native",
       (r) => r.regime === "contiguous" && r.bytes >= 64 * KiB, (r) => r.vsNative, (r) => r.vsNative ?? NaN, (v) => v >= 0.95, true),
     worst("pages-scatter-native", "best engine path vs native, 4 KiB page scatter", ">= 0.80x native", "x native",
@@ -518,17 +541,8 @@ export async function runCopyBench(
   const lab = await Lab.create({ memoryBytes: LAB_MEMORY, poolBytes: Math.max(plan.poolPages * PAGE_SIZE, 2 * MiB) });
   const disposers: (() => void)[] = [];
   const rows: CopyBenchRow[] = [];
-  let native: NativeStatus = { status: "skipped", compiler: null, reason: "disabled (--no-native)" };
-  let binary: string | undefined;
-  if (options.native ?? true) {
-    onProgress({ phase: "native", message: "building the native memcpy peer (bench/native/memcpy.c)" });
-    const built = await buildNative();
-    if ("reason" in built) native = { status: "skipped", compiler: null, reason: built.reason };
-    else {
-      binary = built.binary;
-      native = { status: "ran", compiler: built.compiler, reason: null };
-    }
-  }
+  if (options.native ?? true) onProgress({ phase: "native", message: "building the native memcpy peer (bench/native/memcpy.c)" });
+  const { native, binary } = await nativePeer(options.native ?? true);
   try {
     const cases: Case[] = [
       ...(regimes.includes("contiguous") ? contiguousCases(lab, plan, disposers) : []),

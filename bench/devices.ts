@@ -37,7 +37,7 @@ import type { Device, DeviceBuffer, Job } from "../src/devices/device.js";
 import { DmaBufError } from "../src/errno.js";
 import type { Fence } from "../src/sync/fence.js";
 import { bar, budgetFor, fillPattern, measure, sizeLabel, type NativeStatus } from "./harness.js";
-import { buildNative, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
+import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
 import {
   durationLabel, machineInfo, machineLines, renderNotes, renderTargets, row, summarize, type Chart, type MachineInfo, type SampleStats,
   type TargetResult,
@@ -46,7 +46,7 @@ import {
 const MiB = 1024 * 1024;
 const LATENCY_COPY = MiB;
 /** Copies per device (or native thread) in one sample: all in flight at once. */
-const BATCH = 8;
+export const BATCH = 8;
 const TIMEOUT_MS = 10_000;
 const TARGET = 0.9;
 
@@ -105,7 +105,7 @@ function settle(f: Fence, what: string): void {
 }
 
 /** Samples (ns) of `once` for the budget: warm-up, then until timeMs has passed and minSamples are taken. */
-function sample(budget: NativeBudget, once: () => number): number[] {
+export function sample(budget: NativeBudget, once: () => number): number[] {
   const warm = performance.now() + budget.warmupMs;
   do once(); while (performance.now() < warm);
   const out: number[] = [];
@@ -126,7 +126,28 @@ function jobLatency(lab: Lab, dev: Device, job: Job): number {
   }
 }
 
-interface Copier { dev: Device; src: DeviceBuffer; dst: DeviceBuffer }
+export interface Copier { dev: Device; src: DeviceBuffer; dst: DeviceBuffer }
+
+/**
+ * A device's own src (the pattern, system heap) and dst (zeroed) of `size`
+ * bytes, attached, checked by one copy job and a read-back through `back`
+ * (arena memory of at least `size`). The buffers go into `bufs`, which the
+ * caller closes.
+ */
+export async function makeCopier(lab: Lab, dev: Device, size: number, pattern: Uint8Array, back: Uint8Array, bufs: DmaBuf[]): Promise<Copier> {
+  const heap = lab.heap("system");
+  const [src, dst] = [heap.alloc(size), heap.alloc(size)];
+  bufs.push(src, dst);
+  src.write(pattern.subarray(0, size), 0);
+  const c = { dev, src: await dev.attach(src), dst: await dev.attach(dst) };
+  jobLatency(lab, dev, { kind: "copy", src: c.src, dst: c.dst });
+  const got = back.subarray(0, size);
+  dst.read(got, 0);
+  if (Buffer.compare(Buffer.from(got.buffer, got.byteOffset, size), Buffer.from(pattern.buffer, pattern.byteOffset, size)) !== 0) {
+    throw new Error(`bench devices: a ${sizeLabel(size)} copy on ${dev.name} moved wrong bytes`);
+  }
+  return c;
+}
 
 /**
  * BATCH copies per device, submitted back-to-back (all in flight); this
@@ -134,7 +155,7 @@ interface Copier { dev: Device; src: DeviceBuffer; dst: DeviceBuffer }
  * order), then checks them all. ns per copy of the aggregate: the first
  * submission to the last fence's timestamp.
  */
-function copyRound(lab: Lab, copiers: Copier[]): number {
+export function copyRound(lab: Lab, copiers: Copier[]): number {
   const fences: Fence[] = [];
   const t0 = lab.sync.clock.nowNs();
   try {
@@ -164,16 +185,7 @@ export async function runDevicesBench(options: DevicesBenchOptions = {}, onProgr
   const progress = (label: string) => onProgress({ index: step++, total, label });
 
   progress("building the native memcpy peer (bench/native/memcpy.c)");
-  let native: NativeStatus = { status: "skipped", compiler: null, reason: "disabled (--no-native)" };
-  let binary: string | undefined;
-  if (options.native ?? true) {
-    const built = await buildNative();
-    if ("reason" in built) native = { status: "skipped", compiler: null, reason: built.reason };
-    else {
-      binary = built.binary;
-      native = { status: "ran", compiler: built.compiler, reason: null };
-    }
-  }
+  const { native, binary } = await nativePeer(options.native ?? true);
 
   const lab = await Lab.create({ memoryBytes: 256 * MiB, poolBytes: 128 * MiB });
   const devices: Device[] = [];
@@ -188,21 +200,7 @@ export async function runDevicesBench(options: DevicesBenchOptions = {}, onProgr
     // One at a time: spawnDevice() calls racing for the lab's first watchdog would each start one.
     for (const name of ["bench-dev-0", "bench-dev-1"]) devices.push(await lab.spawnDevice({ name, jobTimeoutMs: TIMEOUT_MS }));
     fillPattern(pattern, 7);
-    const heap = lab.heap("system");
-    /** A device's own src (the pattern) and dst (zeroed), checked by one copy and a read-back. */
-    const copier = async (dev: Device, size: number): Promise<Copier> => {
-      const [src, dst] = [heap.alloc(size), heap.alloc(size)];
-      bufs.push(src, dst);
-      src.write(pattern.subarray(0, size), 0);
-      const c = { dev, src: await dev.attach(src), dst: await dev.attach(dst) };
-      jobLatency(lab, dev, { kind: "copy", src: c.src, dst: c.dst });
-      const got = back.subarray(0, size);
-      dst.read(got, 0);
-      if (Buffer.compare(Buffer.from(got.buffer, got.byteOffset, size), Buffer.from(pattern.buffer, pattern.byteOffset, size)) !== 0) {
-        throw new Error(`bench devices: a ${sizeLabel(size)} copy on ${dev.name} moved wrong bytes`);
-      }
-      return c;
-    };
+    const copier = (dev: Device, size: number) => makeCopier(lab, dev, size, pattern, back, bufs);
 
     progress("latency: nop and 1 MiB copy jobs on one device");
     const small = await copier(devices[0], LATENCY_COPY);

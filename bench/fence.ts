@@ -837,6 +837,13 @@ export function evaluateFenceTargets(rows: FenceBenchRow[]): TargetResult[] {
         (engine ? `; the engine's own fence_signal / fence_wait (the same protocol and timestamp, no JavaScript API) ` +
           `${d(engine.nsPerOp)}, ${fx(engine.nsPerOp / r.nsPerOp)} raw` : "");
     });
+  const resvAdd = target("resv-add-64", "resv add of 64 fences (lock, reserve(1), addFence, unlock, each) vs its raw twin",
+    "<= 3x raw", 3, "resv", "add x64", "resv: lock, reserve(1), addFence, unlock", (f, r) => {
+      const one = find("resv", "add x1", "resv: lock, reserve(1), addFence, unlock");
+      return `p50 ${d(f.nsPerOp)} vs ${d(r.nsPerOp)} (${d(f.nsPerOp / 64)} vs ${d(r.nsPerOp / 64)} per add)` +
+        (one ? `; one add into an empty resv ${d(one.nsPerOp)} (its first slot array is allocated there)` : "") +
+        "; the fence side also takes a reference per add and grows its slot array (4, 16, 64 slots) on the way";
+    });
   return [
     signalNoWaiter,
     signalWaiter,
@@ -844,6 +851,7 @@ export function evaluateFenceTargets(rows: FenceBenchRow[]): TargetResult[] {
       "fence: signal() / wait()"),
     wake("wake-main", "worker -> main", "signal-to-wake round trip worker -> main waitAsync vs Atomics.waitAsync",
       "fence: signal() / waitAsync()"),
+    resvAdd,
   ];
 }
 

@@ -18,6 +18,7 @@ import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { artifactUrl, packageUrl } from "../src/engine/artifacts.js";
+import type { NativeStatus } from "./harness.js";
 
 export interface NativeBudget {
   timeMs: number;
@@ -159,4 +160,13 @@ export function runNative(
     child.stdin.on("error", () => {});
     child.stdin.end(spec);
   });
+}
+
+/** The peer as a benchmark reports it: built (and its binary) or skipped, with why (disabled: --no-native). */
+export async function nativePeer(enabled: boolean): Promise<{ native: NativeStatus; binary?: string }> {
+  if (!enabled) return { native: { status: "skipped", compiler: null, reason: "disabled (--no-native)" } };
+  const built = await buildNative();
+  return "reason" in built
+    ? { native: { status: "skipped", compiler: null, reason: built.reason } }
+    : { native: { status: "ran", compiler: built.compiler, reason: null }, binary: built.binary };
 }

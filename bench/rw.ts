@@ -43,7 +43,7 @@ import { pwritev } from "../src/dmabuf/rw.js";
 import { bufferRuns } from "../src/dmabuf/runs.js";
 import { contiguousBatch } from "./copy.js";
 import { budgetFor, fillPattern, measure, sizeLabel, type NativeStatus } from "./harness.js";
-import { buildNative, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
+import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
 import { machineInfo, summarize, type MachineInfo, type SampleStats, type TargetResult } from "../src/report.js";
 
 const KiB = 1024;
@@ -132,17 +132,8 @@ export async function runRwBench(options: RwBenchOptions = {}, onProgress: (e: R
   const loadStart = os.loadavg()[0];
   const notes: string[] = [];
 
-  let native: NativeStatus = { status: "skipped", compiler: null, reason: "disabled (--no-native)" };
-  let binary: string | undefined;
-  if (options.native ?? true) {
-    onProgress({ index: -1, total: 0, label: "building the native memcpy peer (bench/native/memcpy.c)" });
-    const built = await buildNative();
-    if ("reason" in built) native = { status: "skipped", compiler: null, reason: built.reason };
-    else {
-      binary = built.binary;
-      native = { status: "ran", compiler: built.compiler, reason: null };
-    }
-  }
+  if (options.native ?? true) onProgress({ index: -1, total: 0, label: "building the native memcpy peer (bench/native/memcpy.c)" });
+  const { native, binary } = await nativePeer(options.native ?? true);
 
   const lab = await Lab.create({ memoryBytes: LAB_MEMORY, poolBytes: POOL_BYTES });
   const proc = new Process(lab);

@@ -7,14 +7,16 @@
  *            module must validate with exactly those, import only a shared
  *            env.memory, keep its static data below the arena's control
  *            block, and export every function src/engine/abi.ts names.
- *   bundles  workers/*.ts -> build/workers/*.mjs, test/workers/*.ts ->
+ *   bundles  workers/*.ts -> build/workers/*.mjs (code splitting: the
+ *            workers share chunk-*.mjs instead of each carrying the library), test/workers/*.ts ->
  *            build/test-workers/*.mjs, src/index.ts -> dist/lib/index.js,
  *            src/cli/main.ts -> dist/lib/cli.js, src/kernel/index.ts ->
  *            dist/lib/kernel.js (esbuild; the kernel bundle imports the
  *            library from ./index.js, so both share one set of classes)
  *   browser  src/index.ts -> dist/browser/index.js, src/kernel/index.ts ->
  *            dist/browser/kernel.js (importing ./index.js), the workers that do not
- *            import node: modules -> dist/browser/workers/*.mjs, engine.wasm
+ *            import node: modules -> dist/browser/workers/*.mjs (split the
+ *            same way), engine.wasm
  *            copied to dist/browser/; the browser tests' pages
  *            (test-browser/pages/: *.ts -> build/test-browser/*.mjs, *.html
  *            copied) and workers (-> build/test-browser/workers/*.mjs).
@@ -23,8 +25,8 @@
  *   types    tsc: type-checks src, workers, bench, test and test-browser; declarations in dist/types
  * Usage: node scripts/build.mjs [--quiet] [--force]
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, posix, relative } from "node:path";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, posix, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { execFileSync } from "node:child_process";
@@ -145,7 +147,7 @@ async function buildBundles() {
   const workers = files("workers", [".ts"]);
   const nodeOnly = workers.filter((w) => !browserCapable(w));
   const jobs = [
-    { entries: workers, outdir: "build/workers", ext: ".mjs", packages: "bundle" },
+    { entries: workers, outdir: "build/workers", ext: ".mjs", packages: "bundle", splitting: true },
     { entries: files("test/workers", [".ts"]), outdir: "build/test-workers", ext: ".mjs", packages: "bundle" },
     { entries: ["src/index.ts", "src/cli/main.ts"], outdir: "dist/lib", ext: ".js", packages: "external",
       rename: { main: "cli" } },
@@ -154,7 +156,7 @@ async function buildBundles() {
     { browser: true, entries: ["src/index.ts"], outdir: "dist/browser", ext: ".js" },
     { browser: true, entries: ["src/kernel/index.ts"], outdir: "dist/browser", ext: ".js", rename: { index: "kernel" },
       plugins: [libraryBeside] },
-    { browser: true, entries: workers.filter(browserCapable), outdir: "dist/browser/workers", ext: ".mjs",
+    { browser: true, entries: workers.filter(browserCapable), outdir: "dist/browser/workers", ext: ".mjs", splitting: true,
       note: nodeOnly.length ? `no browser bundle for the Node-only ${nodeOnly.join(", ")}` : undefined },
     { browser: true, entries: files("test-browser/workers", [".ts"]), outdir: "build/test-browser/workers", ext: ".mjs" },
     { browser: true, entries: files("test-browser/pages", [".ts"]), outdir: "build/test-browser", ext: ".mjs",
@@ -168,8 +170,9 @@ async function buildBundles() {
     if (job.entries.length === 0 || !stale(inputs, outputs)) continue;
     const result = await build({
       entryPoints: job.entries.map((e, i) => ({ in: join(root, e), out: relative(join(root, job.outdir), join(root, outputs[i])).replace(/\.m?js$/, "") })),
-      outdir: join(root, job.outdir), outExtension: { ".js": job.ext }, bundle: true, splitting: false,
-      format: "esm", sourcemap: "linked", logLevel: "warning", metafile: job.browser,
+      outdir: join(root, job.outdir), outExtension: { ".js": job.ext }, bundle: true, splitting: job.splitting ?? false,
+      // The package's bundles (dist/) ship without source maps; the repository's own (build/) keep them.
+      format: "esm", sourcemap: job.outdir.startsWith("dist/") ? false : "linked", logLevel: "warning", metafile: true,
       ...(job.browser ? browserOptions(job) : {
         platform: "node", target: "node20", packages: job.packages === "external" ? "external" : undefined, plugins: job.plugins ?? [],
         // Bundled CommonJS dependencies may call require(); give ESM bundles one.
@@ -177,6 +180,7 @@ async function buildBundles() {
       }),
     });
     if (job.browser) checkBrowserImports(result.metafile);
+    removeStale(job.outdir, result.metafile);
     log(`bundles: ${outputs.join(", ")}${job.note ? `; ${job.note}` : ""}`);
   }
 }
@@ -199,6 +203,17 @@ function checkBrowserImports(metafile) {
   for (const [out, { imports }] of Object.entries(metafile.outputs)) {
     const node = imports.filter((i) => i.external && i.path.startsWith("node:")).map((i) => i.path);
     if (node.length) fail("browser", `${relative(root, out)} imports ${[...new Set(node)].join(", ")}; browser code must not`);
+  }
+}
+
+/** Removes the bundles (and maps) in outdir that this build did not write: chunks of an earlier build. */
+function removeStale(outdir, metafile) {
+  const written = new Set(Object.keys(metafile.outputs).map((o) => relative(root, resolve(o))));
+  for (const entry of readdirSync(join(root, outdir), { withFileTypes: true })) {
+    const path = join(outdir, entry.name);
+    if (entry.isFile() && /\.(m?js|map)$/.test(entry.name) && !written.has(path) && !written.has(path.replace(/\.map$/, ""))) {
+      rmSync(join(root, path));
+    }
   }
 }
 

@@ -1,8 +1,11 @@
 /*
  * dmabuf-lab: the public API. Layers, bottom up: memory (the arena and its
  * allocators), engine (the wasm copy engine), the Lab that ties them
- * together for one thread, and the thread host for workers.
+ * together for one thread, and the thread host for workers. The
+ * browser_workers import registers the shipped workers in the form bundlers
+ * find (src/thread/entries.ts).
  */
+import "./browser_workers.js";
 export { DmaBufError, errnoNumbers, type ErrnoCode } from "./errno.js";
 export { Lab, type LabOptions, type LabHandle, type AllocOptions } from "./lab.js";
 export { DmaBuf, DmaHeap, type Direction } from "./api/dma_buf.js";

@@ -15,12 +15,14 @@ import { DmaBufError, hex } from "./errno.js";
 import { Arena } from "./memory/arena.js";
 import type { BuddyStats } from "./memory/buddy.js";
 import { CACHE_LINE, REGION_ALIGN, kCtlAutoTable, type Layout, type LayoutOptions } from "./memory/layout.js";
-import { currentDefaultCalibration, encodeCalibration, type Calibration } from "./engine/calibration.js";
+import { currentDefaultCalibration, defaultCalibration, encodeCalibration, type Calibration } from "./engine/calibration.js";
+import { SCRATCH_BYTES, measureAutoTable } from "./engine/autotune.js";
 import { Engine } from "./engine/engine.js";
 import { loadEngineModule, type EngineSource } from "./engine/module.js";
 import { strategyId, type StrategyName } from "./engine/strategy.js";
 import { SegmentList, SgTable } from "./engine/tables.js";
 import { Sync } from "./sync/sync.js";
+import { setFenceCacheMode, type FenceCacheMode } from "./sync/fence_cache.js";
 import { Process } from "./uapi/process.js";
 import { DmaHeap } from "./api/dma_buf.js";
 import { Heap, heapNames, type HeapName } from "./dmabuf/heap.js";
@@ -34,18 +36,35 @@ import type { Tracer } from "./trace/recorder.js";
 export interface LabOptions extends LayoutOptions {
   /** The engine: a compiled module, or the URL of engine.wasm. */
   engine?: EngineSource;
-  /** The AUTO calibration table (default: src/engine/calibration.json, or setDefaultCalibration()). */
-  calibration?: Calibration;
+  /**
+   * The AUTO calibration table: "measure" (the default) times bulk against
+   * simd where they trade places, once per JavaScript realm, at the first
+   * Lab.create (under 50 ms; src/engine/autotune.ts), and later labs reuse
+   * it, unless a program installed a table with setDefaultCalibration()
+   * (the CLI installs the one `bench calibrate --write` saved); "static" is
+   * that installed table or src/engine/calibration.json, unmeasured; or a
+   * table of your own.
+   */
+  calibration?: Calibration | "measure" | "static";
   /**
    * false models a non-coherent (ARM-like) machine: cached buffers are seen
    * by the CPU through a simulated write-back cache (src/dmabuf/coherence.ts).
    * Default true (x86-like).
    */
   coherent?: boolean;
+  /**
+   * The fence-record cache (src/sync/fence_cache.ts): "per-thread" (the
+   * default) puts a magazine of each thread in front of the shared depot;
+   * "shared" is the depot alone, every take and give a compareExchange on
+   * the control block (for benchmarks that show the difference).
+   */
+  fenceCache?: FenceCacheMode;
 }
 
+/** The AUTO table measured by this realm's first Lab.create({ calibration: "measure" }). */
+let measuredCalibration: Calibration | undefined;
 /** Every option Lab.create knows; any other is EINVAL (a misspelt option must not be ignored). */
-const LAB_OPTIONS: readonly (keyof LabOptions)[] = ["memoryBytes", "poolBytes", "syncBytes", "engine", "calibration", "coherent"];
+const LAB_OPTIONS: readonly (keyof LabOptions)[] = ["memoryBytes", "poolBytes", "syncBytes", "engine", "calibration", "coherent", "fenceCache"];
 
 /** What crosses to another thread: structured-clonable, shared not copied. */
 export interface LabHandle {
@@ -90,15 +109,23 @@ export class Lab {
       throw new DmaBufError("EINVAL", "lab_create", `unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} ` +
         `(Lab.create takes ${LAB_OPTIONS.join(", ")})`);
     }
-    const calibration = encodeCalibration(options.calibration ?? currentDefaultCalibration());
+    const installed = currentDefaultCalibration() !== defaultCalibration;
+    const choice = options.calibration ?? (installed ? "static" : "measure");
+    if (choice !== "measure" && choice !== "static" && (typeof choice !== "object" || choice === null)) {
+      throw new DmaBufError("EINVAL", "lab_create", `calibration '${String(choice)}' is not "measure", "static" or a table`);
+    }
+    const table = choice === "static" ? currentDefaultCalibration() : choice === "measure" ? measuredCalibration : choice;
+    const calibration = encodeCalibration(table ?? currentDefaultCalibration());
     const module = await loadEngineModule(options.engine);
     const arena = Arena.create(options);
+    setFenceCacheMode(arena, options.fenceCache ?? "per-thread");
     arena.u8.set(calibration, arena.control(kCtlAutoTable));
     const engine = new Engine(arena, module);
     Sync.init(arena, engine);
     setCoherent(arena, options.coherent ?? true);
     const lab = new Lab(arena, engine);
     lab.trace.setThread("main");
+    if (choice === "measure" && measuredCalibration === undefined) lab.measureCalibration();
     return lab;
   }
 
@@ -153,6 +180,30 @@ export class Lab {
   }
 
   /** Replaces the AUTO table for every thread of this lab. */
+  /**
+   * Times AUTO's contested buckets in this lab's user memory (two blocks of
+   * SCRATCH_BYTES, freed after) and installs the table, which later labs
+   * of this realm reuse. Where user memory is too small, the static table stays.
+   */
+  private measureCalibration(): void {
+    let dst: Uint8Array | undefined;
+    let src: Uint8Array | undefined;
+    try {
+      dst = this.alloc(SCRATCH_BYTES, { align: 4096, zero: false });
+      src = this.alloc(SCRATCH_BYTES, { align: 4096 });
+    } catch (e) {
+      if (!(e instanceof DmaBufError && e.code === "ENOMEM")) throw e;
+    }
+    try {
+      if (dst === undefined || src === undefined) return;
+      measuredCalibration = measureAutoTable(this.engine, dst, src).table;
+      this.setCalibration(measuredCalibration);
+    } finally {
+      if (dst !== undefined) this.free(dst);
+      if (src !== undefined) this.free(src);
+    }
+  }
+
   setCalibration(table: Calibration): void {
     this.arena.u8.set(encodeCalibration(table), this.arena.control(kCtlAutoTable));
   }
@@ -295,6 +346,7 @@ export class Lab {
     this.proc?.closeAll();
     this.proc = undefined;
     this.sync.trace.release();
+    this.sync.fenceCache.flush();
     this.engine.dispose();
   }
 

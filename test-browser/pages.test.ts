@@ -120,9 +120,9 @@ describe.skipIf(!inject("chromium"))("in headless Chromium", () => {
       expect(l).toMatchObject({ acquiredAfterRelease: true, contended: 1, acquisitions: 2 });
     });
 
-    it("spawnLabThread of a worker URL that does not exist rejects, naming the worker", () => {
+    it("spawnLabThread of a worker URL that does not exist rejects with a DmaBufError naming the worker and its URL", () => {
       const m = observed(r.missingWorker, "missingWorker", seed);
-      expect(m).toMatchObject({ threw: true });
+      expect(m).toMatchObject({ threw: true, name: "DmaBufError", code: "ENOEXEC" });
       expect(m.threw && m.message).toMatch(/worker missing .*no-such-worker\.mjs/);
     });
   });

@@ -61,7 +61,7 @@ describe("dmabuf-lab serve", () => {
       ["/dist/browser/index.js", "dist/browser/index.js", "text/javascript; charset=utf-8"],
       ["/dist/browser/engine.wasm", "dist/browser/engine.wasm", "application/wasm"],
       ["/dist/browser/workers/lab-thread.mjs", "dist/browser/workers/lab-thread.mjs", "text/javascript; charset=utf-8"],
-      ["/dist/browser/index.js.map", "dist/browser/index.js.map", "application/json"],
+      ["/test/conformance.mjs.map", "build/test-browser/conformance.mjs.map", "application/json"],
       ["/test/conformance.html", "build/test-browser/conformance.html", "text/html; charset=utf-8"],
     ];
     for (const [path, file, type] of cases) {

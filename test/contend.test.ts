@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import { runContend, type ContendResult } from "../src/contend/run.js";
-import { resolveOptions, type ContendOptions } from "../src/contend/options.js";
+import { resolveOptions, sharedAt, type ContendOptions } from "../src/contend/options.js";
 import { HEADER_BYTES, headerOf, isWhole, stamp } from "../src/contend/stamp.js";
 import { expectErrno, expectErrnoAsync } from "./helpers/errors.js";
 import { runCli as run } from "./helpers/cli.js";
@@ -110,6 +110,33 @@ describe("runContend", () => {
     expect(role(r, "writer").waits.samples + role(r, "reader").waits.samples).toBe(0);
   });
 
+  test("--sharing 0: every thread and device works on buffers of its own, whole, and the shared buffers' locks are taken by no operation", async () => {
+    const r = await runContend({ ...small, sharing: 0, iterations: 30 });
+    expect(r.options.sharing).toBe(0);
+    expect(role(r, "writer").ops).toBe(60);
+    expect(role(r, "reader").ops).toBe(60);
+    expect(r.tornReads).toBe(0);
+    expect(r.checkedReads).toBeGreaterThan(0);
+    // Only the device's attach and detach of each shared buffer took its lock.
+    expect(r.locks.acquisitions).toBe(2 * small.devices! * small.buffers!);
+  });
+
+  test("--sharing 0.5 still keeps every read whole, with the shared buffers' locks taken", async () => {
+    const r = await runContend({ ...small, sharing: 0.5, iterations: 30 });
+    expect(r.tornReads).toBe(0);
+    expect(r.locks.acquisitions).toBeGreaterThan(0);
+  });
+
+  test("sharedAt: exactly floor(k x sharing) of the first k operations are shared, spread evenly", () => {
+    for (const s of [0, 0.1, 0.25, 0.5, 1 / 3, 0.9, 1]) {
+      let shared = 0;
+      for (let k = 0; k < 1000; k++) {
+        expect(shared, `sharing ${s}, k ${k}`).toBe(Math.floor(k * s));
+        if (sharedAt(s, k)) shared++;
+      }
+    }
+  });
+
   test("a run that fails after its set-up ends every thread it started", async () => {
     // Linux: the process's threads in /proc, right after the run rejected
     // (a worker left running would still be there: its thread ends only when
@@ -125,6 +152,8 @@ describe("runContend", () => {
 
   test("bad options are EINVAL naming the value, before anything starts", async () => {
     expect(expectErrno(() => resolveOptions({ writers: -1 }), "EINVAL").message).toContain("-1");
+    expect(expectErrno(() => resolveOptions({ sharing: 1.5 }), "EINVAL").message).toContain("1.5");
+    expect(expectErrno(() => resolveOptions({ sharing: NaN }), "EINVAL").message).toContain("NaN");
     expect(expectErrno(() => resolveOptions({ size: 1000 }), "EINVAL").message).toContain("1000");
     expect(expectErrno(() => resolveOptions({ size: 6 * KiB }), "EINVAL").message).toContain("4 KiB");
     expect(expectErrno(() => resolveOptions({ jobs: ["blit" as "copy"] }), "EINVAL").message).toContain("'blit'");
@@ -150,11 +179,12 @@ describe("dmabuf-lab contend", () => {
     const dir = mkdtempSync(join(tmpdir(), "contend-"));
     try {
       const chart = join(dir, "waits.svg");
-      const { code, stdout } = await run(["contend", "--duration", "300ms", "--size", "16K", "--wait", "postMessage", "--json", "--chart", chart]);
+      const { code, stdout } = await run(["contend", "--duration", "300ms", "--size", "16K", "--wait", "postMessage", "--sharing", "0.5",
+        "--json", "--chart", chart]);
       expect(code).toBe(0);
       const result = JSON.parse(stdout);
       expect(result.tornReads).toBe(0);
-      expect(result.options).toMatchObject({ wait: "postMessage", size: 16 * KiB, bypassFences: false });
+      expect(result.options).toMatchObject({ wait: "postMessage", size: 16 * KiB, bypassFences: false, sharing: 0.5 });
       expect(result.roles.map((r: { role: string }) => r.role)).toContain("reader");
       const svg = readFileSync(chart, "utf8");
       expect(svg).toMatch(/^<svg /);
@@ -191,6 +221,8 @@ describe("dmabuf-lab contend", () => {
     [["--size", "1000"], "1000"],
     [["--duration", "soon"], "'soon'"],
     [["--coherence", "sometimes"], "'sometimes'"],
+    [["--sharing", "2"], "'2'"],
+    [["--sharing", "half"], "'half'"],
     [["--chart", "waits.png"], "waits.png"],
     [["--trace", "trace.txt"], "trace.txt"],
     [["--no-such-flag"], "--no-such-flag"],

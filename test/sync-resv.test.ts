@@ -300,27 +300,43 @@ class ResvModel {
   list: { f: Fence; usage: ResvUsage }[] = [];
   capacity = 0;
   hasList = false;
+  /** RESV_CURSOR: the entry the next add without a same-context match looks at. */
+  cursor = 0;
   readonly signalled = new Set<number>();
 
-  reserve(n: number): boolean {
-    if (this.hasList && this.list.length + n <= this.capacity) return false;
-    const wanted = this.hasList ? Math.max(this.list.length + n, 2 * this.capacity) : Math.max(4, nextPow2(n));
-    this.capacity = Math.max(8, nextPow2(wanted));
+  reserve(n: number): "room" | "compacted" | "grown" {
+    if (this.hasList && this.list.length + n <= this.capacity) return "room";
+    const pending = this.list.filter((e) => !this.signalled.has(e.f.offset));
+    const grow = !this.hasList || 2 * (pending.length + n) > this.capacity;
+    if (grow) {
+      const wanted = this.hasList ? Math.max(pending.length + n, 4 * this.capacity) : Math.max(4, nextPow2(n));
+      // 16 bytes of the block per slot (the slot and its two index buckets), 64-byte granules.
+      this.capacity = Math.max(4, nextPow2(wanted));
+    }
     this.hasList = true;
-    this.list = this.list.filter((e) => !this.signalled.has(e.f.offset));
-    return true;
+    this.list = pending;
+    this.cursor = 0;
+    return grow ? "grown" : "compacted";
   }
 
   add(f: Fence, usage: ResvUsage): "same-context" | "signalled" | "appended" | "ENOSPC" {
     for (const [i, e] of this.list.entries()) {
-      const sameContext = e.f.context === f.context && e.usage >= usage && (e.f.offset === f.offset || later32(f.seqno, e.f.seqno));
-      if (sameContext || this.signalled.has(e.f.offset)) {
+      if (e.f.context === f.context && e.usage >= usage && (e.f.offset === f.offset || later32(f.seqno, e.f.seqno))) {
         this.list[i] = { f, usage };
-        return sameContext ? "same-context" : "signalled";
+        return "same-context";
       }
     }
-    if (!this.hasList || this.list.length >= this.capacity) return "ENOSPC";
+    const n = this.list.length;
+    const at = this.cursor < n ? this.cursor : 0;
+    const next = at + 1 < n ? at + 1 : 0;
+    if (n > 0 && this.signalled.has(this.list[at].f.offset)) {
+      this.list[at] = { f, usage };
+      this.cursor = next;
+      return "signalled";
+    }
+    if (!this.hasList || n >= this.capacity) return "ENOSPC";
     this.list.push({ f, usage });
+    this.cursor = next;
     return "appended";
   }
 
@@ -343,10 +359,10 @@ function runModelSequence(rng: Prng, steps: number, outcomes: Map<string, number
       if (roll < 0.2) {
         const n = rng.int(1, 3);
         log.push(`reserve ${n}`);
-        model.reserve(n);
+        const how = model.reserve(n);
         resv.withLock(() => resv.reserveFences(n));
-        outcomes.set("reserve", (outcomes.get("reserve") ?? 0) + 1);
-      } else if (roll < 0.35) {
+        outcomes.set(`reserve: ${how}`, (outcomes.get(`reserve: ${how}`) ?? 0) + 1);
+      } else if (roll < 0.45) {
         const pending = pool.filter((f) => !model.signalled.has(f.offset));
         if (pending.length === 0) continue;
         const f = rng.pick(pending);
@@ -391,7 +407,7 @@ function runModelSequence(rng: Prng, steps: number, outcomes: Map<string, number
 }
 
 describe("add_fence's replacement rule", () => {
-  test("the first entry of the same context with a usage not stronger and a seqno not later, or any signalled entry, is replaced",
+  test("the first entry of the same context with a usage not stronger and a seqno not later is replaced, else a signalled entry at the cursor; a reservation that finds the array full drops the signalled ones",
     balanced(() => {
       const t = mockTimeline();
       const other = mockTimeline();
@@ -418,21 +434,32 @@ describe("add_fence's replacement rule", () => {
         [k4.offset, DMA_RESV_USAGE_KERNEL], [r3.offset, DMA_RESV_USAGE_READ], [old.offset, DMA_RESV_USAGE_KERNEL]]);
       old.signal();
       resv.withLock(() => resv.addFence(o1, DMA_RESV_USAGE_BOOKKEEP));
-      expect(entries(resv), "a signalled fence of any context is replaced").toEqual([
+      expect(entries(resv), "the entry at the cursor (r3) is pending: the new one is appended").toEqual([
+        [k4.offset, DMA_RESV_USAGE_KERNEL], [r3.offset, DMA_RESV_USAGE_READ], [old.offset, DMA_RESV_USAGE_KERNEL],
+        [o1.offset, DMA_RESV_USAGE_BOOKKEEP]]);
+      resv.withLock(() => resv.reserveFences(5));
+      expect(entries(resv), "a reservation that finds the array full drops the signalled fence").toEqual([
         [k4.offset, DMA_RESV_USAGE_KERNEL], [r3.offset, DMA_RESV_USAGE_READ], [o1.offset, DMA_RESV_USAGE_BOOKKEEP]]);
-      expect([w1, w2, r3, k4, old, o1].map((f) => f.refcount)).toEqual([1, 1, 2, 2, 1, 2]);
-      for (const f of [w1, w2, r3, k4, o1]) f.checkAndSignal();
+      const third = mockTimeline();
+      const x1 = third.createFence(1n);
+      k4.signal();
+      resv.withLock(() => resv.addFence(x1, DMA_RESV_USAGE_READ));
+      expect(entries(resv), "a signalled entry at the cursor is replaced by a fence of another context").toEqual([
+        [x1.offset, DMA_RESV_USAGE_READ], [r3.offset, DMA_RESV_USAGE_READ], [o1.offset, DMA_RESV_USAGE_BOOKKEEP]]);
+      expect([w1, w2, r3, k4, old, o1, x1].map((f) => f.refcount)).toEqual([1, 1, 2, 1, 1, 2, 2]);
+      for (const f of [w1, w2, r3, o1, x1]) f.checkAndSignal();
       resv.put();
-      for (const f of [w1, w2, r3, k4, old, o1]) f.put();
+      for (const f of [w1, w2, r3, k4, old, o1, x1]) f.put();
       t.unref();
       other.unref();
+      third.unref();
     }));
 
   test("seeded random sequences of reserve / add / signal match the model", balanced(() => withSeed((rng) => {
     const outcomes = new Map<string, number>();
     for (let seq = 0; seq < 30; seq++) runModelSequence(rng, 150, outcomes);
     // Every branch of the rule was exercised.
-    for (const k of ["reserve", "same-context", "signalled", "appended", "ENOSPC"]) {
+    for (const k of ["reserve: room", "reserve: compacted", "reserve: grown", "same-context", "signalled", "appended", "ENOSPC"]) {
       expect(outcomes.get(k) ?? 0, `outcome ${k}`).toBeGreaterThan(0);
     }
   })));
@@ -489,16 +516,20 @@ describe("misuse changes nothing", () => {
     expect(desc(refused), "a full list refuses an append").not.toBeNull();
     const full = resv.count;
     expect(full).toBeGreaterThanOrEqual(4);
-    // A replacement needs no slot: a later fence of a held context, or over a signalled entry.
+    // A replacement needs no slot: a later fence of a held context.
     const later = t.createFence(2n);
     fences.push(later);
     resv.withLock(() => resv.addFence(later, DMA_RESV_USAGE_WRITE));
     expect(resv.count).toBe(full);
     expect(entries(resv)[0]).toEqual([later.offset, DMA_RESV_USAGE_WRITE]);
+    // A signalled entry is dropped by the next reservation that finds the array full.
     fences[3].signal();
+    const capacityBefore = entries(resv).length;
+    resv.withLock(() => resv.reserveFences(1));
     resv.withLock(() => resv.addFence(refused!, DMA_RESV_USAGE_READ));
-    expect(resv.count).toBe(full);
-    expect(entries(resv)[3]).toEqual([refused!.offset, DMA_RESV_USAGE_READ]);
+    expect(resv.count).toBe(capacityBefore);
+    expect(entries(resv).map(([f]) => f)).not.toContain(fences[3].offset);
+    expect(entries(resv)[entries(resv).length - 1]).toEqual([refused!.offset, DMA_RESV_USAGE_READ]);
     for (const f of fences) f.checkAndSignal();
     resv.put();
     fences.forEach((f) => f.put());

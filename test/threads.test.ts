@@ -216,12 +216,13 @@ describe("errors across threads", () => {
     expect(e).toMatchObject({ code: "EINVAL", errno: 22, syscall: "lab_attach" });
   });
 
-  test("a missing worker bundle fails spawnLabThread instead of hanging", async () => {
+  test("a missing worker bundle fails spawnLabThread instead of hanging: ENOENT naming the worker and its URL", async () => {
     const lab = await newLab({ memoryBytes: 16 * MiB });
     const entry = artifactUrl("test-workers/no-such-worker.mjs");
-    const e = await spawnError(lab, { entry });
-    expect(e).toBeInstanceOf(Error);
-    expect((e as Error).message).toContain("no-such-worker");
+    const e = await spawnError(lab, { entry, name: "missing" });
+    expect(e).toBeInstanceOf(DmaBufError);
+    expect(e).toMatchObject({ code: "ENOENT", errno: 2, syscall: "spawn_worker" });
+    expect((e as Error).message).toContain(`worker missing (${entry.href})`);
   });
 });
 

@@ -26,6 +26,7 @@ const api: ContendCpuApi = {
       return Comlink.transfer(result, [result.waitsNs.buffer]);
     } finally {
       thread.close();
+      lab.close();
     }
   },
 };

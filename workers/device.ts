@@ -68,6 +68,8 @@ const api: DeviceApi = {
     await loop;
     for (const a of attachments.values()) a.detach();
     attachments.clear();
+    // This thread's parked fence records go back to the depot before the worker is terminated.
+    lab.close();
   },
 };
 

@@ -1,7 +1,9 @@
 /*
  * A CPU thread of the contention experiment (run by workers/contend-cpu.ts):
  * a writer or a reader looping over the shared buffers, buffer
- * (index + k) mod n at its k-th operation.
+ * (index + k) mod n at its k-th operation; with sharing < 1, the
+ * operations that sharedAt() does not send to the shared buffers go to the
+ * thread's own buffer.
  *
  *   writer  takes the run's next generation, stamps its own image (arena
  *           memory; stamp.ts) and writes it whole into the buffer
@@ -36,6 +38,7 @@ import { DmaBufFile } from "../uapi/dma_buf_file.js";
 import type { DmaBufMapping } from "../uapi/mapping.js";
 import { O_RDWR, PROT_READ, PROT_WRITE } from "../uapi/uapi.js";
 import { Control, type CpuRunResult, type CpuThreadData } from "./protocol.js";
+import { sharedAt } from "./options.js";
 import { isWhole, stamp } from "./stamp.js";
 import { waitStep, type TimedWait } from "./wait.js";
 
@@ -51,6 +54,8 @@ interface Target {
 export class CpuThread {
   private readonly control: Control;
   private readonly targets: Target[] = [];
+  /** The thread's own buffer (sharing < 1). */
+  private readonly own: Target[] = [];
   /** The writer's image or the reader's destination. */
   private readonly mine: Uint8Array;
   private readonly chunks: Uint8Array[] = [];
@@ -69,10 +74,11 @@ export class CpuThread {
       this.samples.push(ns);
       this.control.countWait(data.slot);
     });
-    for (const offset of data.buffers) {
-      const buf = DmaBufRecord.attach(lab.sync, offset);
-      this.targets.push({ buf });
-      if (data.bypassFences) this.targets[this.targets.length - 1].mapped = this.map(buf);
+    for (const [list, offsets] of [[this.targets, data.buffers], [this.own, data.own]] as const) {
+      for (const offset of offsets) {
+        const buf = DmaBufRecord.attach(lab.sync, offset);
+        list.push({ buf, mapped: data.bypassFences ? this.map(buf) : undefined });
+      }
     }
   }
 
@@ -111,7 +117,8 @@ export class CpuThread {
     const { wait } = this;
     const { timeoutMs } = data;
     for (let k = 0; data.iterations === null ? k === 0 || !control.stopped : k < data.iterations; k++) {
-      const t = this.targets[(data.index + k) % this.targets.length];
+      const list = sharedAt(data.sharing, k) ? this.targets : this.own;
+      const t = list[(data.index + k) % list.length];
       if (data.role === "writer") {
         stamp(this.mine, control.nextGeneration(), data.index, this.lab.engine);
         if (t.mapped) {
@@ -136,7 +143,7 @@ export class CpuThread {
   }
 
   close(): void {
-    for (const t of this.targets.splice(0)) {
+    for (const t of [...this.targets.splice(0), ...this.own.splice(0)]) {
       if (t.mapped) {
         t.mapped.mapping.unmap();
         t.mapped.file.put();

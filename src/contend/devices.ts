@@ -3,7 +3,9 @@
  * worker, driven from the host thread. step(k) submits job (device + k) of
  * the mix, waits for its out-fence with the run's wait strategy (timed per
  * job kind: from the submission to the fence seen signalled) and checks the
- * result. Buffer src = (device + k) mod n.
+ * result. Buffer src = (device + k) mod n, of the shared buffers or, for
+ * the jobs that sharedAt() keeps off them (sharing < 1), of the device's
+ * own two.
  *
  *   copy      the blitter: buffer src -> buffer src + 1 (whole buffers), a
  *             device writer and reader at once; it moves whole images
@@ -30,7 +32,7 @@ import type { Device, DeviceBuffer, Job } from "../devices/device.js";
 import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { preadv, type WaitStep } from "../dmabuf/rw.js";
 import type { Fence } from "../sync/fence.js";
-import { iovaBytes, type JobKind, type ResolvedOptions } from "./options.js";
+import { iovaBytes, sharedAt, type JobKind, type ResolvedOptions } from "./options.js";
 import { HEADER_BYTES, headerOf } from "./stamp.js";
 import { waitStep } from "./wait.js";
 
@@ -52,6 +54,8 @@ export class DeviceDriver {
   readonly counters = new Map<JobKind, JobCounters & { wait: WaitStep }>();
   private readonly fillSums = new Map<number, number>();
   private readonly shared: DeviceBuffer[] = [];
+  /** The device's own two buffers (sharing < 1), attached. */
+  private readonly mine: DeviceBuffer[] = [];
   private readonly own: Own[] = [];
   /** Host memory (arena): the snapshot's header, the result, a scratch for fill checksums. */
   private readonly header: Uint8Array;
@@ -69,11 +73,12 @@ export class DeviceDriver {
     this.scratch = lab.alloc(options.size);
   }
 
-  static async create(lab: Lab, index: number, options: ResolvedOptions, buffers: DmaBufRecord[]): Promise<DeviceDriver> {
+  static async create(lab: Lab, index: number, options: ResolvedOptions, buffers: DmaBufRecord[], own: DmaBufRecord[]): Promise<DeviceDriver> {
     const device = await lab.spawnDevice({ name: `contend-${index}`, coherent: options.coherent, iovaBytes: iovaBytes(options) });
     const d = new DeviceDriver(lab, index, options, device);
     try {
       for (const b of buffers) d.shared.push(await device.attach(b));
+      for (const b of own) d.mine.push(await device.attach(b));
       if (options.jobs.includes("checksum")) {
         for (const [heap, size] of [[options.heap, options.size], ["system", 4096]] as const) {
           const buf = lab.exporter(heap).alloc(size);
@@ -111,12 +116,13 @@ export class DeviceDriver {
     const kind = jobs[(this.index + k) % jobs.length];
     const c = this.counters.get(kind)!;
     const { wait } = c;
-    const n = this.shared.length;
-    const src = this.shared[(this.index + k) % n];
+    const list = sharedAt(this.options.sharing, k) ? this.shared : this.mine;
+    const n = list.length;
+    const src = list[(this.index + k) % n];
     let torn = false;
     switch (kind) {
       case "copy":
-        await this.finish(this.submit({ kind: "copy", src, dst: this.shared[(this.index + k + 1) % n] }), wait);
+        await this.finish(this.submit({ kind: "copy", src, dst: list[(this.index + k + 1) % n] }), wait);
         break;
       case "fill":
         await this.finish(this.submit({ kind: "fill", dst: src, value: 1 + ((this.index + k) % 255) }), wait);

@@ -6,6 +6,11 @@
  *   devices            device workers (lab.spawnDevice), 0..16
  *   buffers, size      shared dma-bufs on `heap`; size a multiple of 4 KiB
  *                      (4 KiB..64 MiB), the unit every role moves at once
+ *   sharing            0..1: the fraction of each thread's and device's
+ *                      operations that go to the shared buffers; the rest go
+ *                      to buffers of its own (one per CPU thread, two per
+ *                      device), so that the lab's own contention can be told
+ *                      from the protocol's (default 1: everything shared)
  *   durationMs         how long the run lasts, or
  *   iterations         how many operations each thread and device does
  *                      (exactly one of the two; default: 2000 ms)
@@ -33,6 +38,7 @@ export interface ContendOptions {
   readers?: number;
   devices?: number;
   buffers?: number;
+  sharing?: number;
   size?: number;
   heap?: HeapName;
   durationMs?: number;
@@ -53,7 +59,7 @@ export type ResolvedOptions = Required<Omit<ContendOptions, "durationMs" | "iter
 const KiB = 1024;
 
 export const defaults = {
-  writers: 2, readers: 2, devices: 1, buffers: 4, size: 64 * KiB, heap: "system" as HeapName, durationMs: 2000,
+  writers: 2, readers: 2, devices: 1, buffers: 4, sharing: 1, size: 64 * KiB, heap: "system" as HeapName, durationMs: 2000,
   jobs: [...jobKinds] as JobKind[], wait: "atomics" as WaitStrategy, coherent: true, bypassFences: false, chunks: 8,
   timeoutMs: 5000, trace: false,
 };
@@ -64,6 +70,18 @@ function integer(name: string, v: number, min: number, max: number): number {
   if (!Number.isSafeInteger(v) || v < min || v > max) throw bad(`${name} ${v} must be an integer in ${min}..${max}`);
   return v;
 }
+
+function fraction(name: string, v: number): number {
+  if (typeof v !== "number" || !(v >= 0 && v <= 1)) throw bad(`${name} ${v} must be a number in 0..1`);
+  return v;
+}
+
+/**
+ * Whether operation k of a thread goes to the shared buffers: exactly
+ * floor(k x sharing) of its first k operations do, spread evenly (the
+ * Bresenham step), so a run's split is the asked one without a random draw.
+ */
+export const sharedAt = (sharing: number, k: number): boolean => Math.floor((k + 1) * sharing) > Math.floor(k * sharing);
 
 function oneOf<T extends string>(name: string, v: T, allowed: readonly string[]): T {
   if (!allowed.includes(v)) throw bad(`${name} '${v}' is not one of ${allowed.join(", ")}`);
@@ -80,6 +98,7 @@ export function resolveOptions(o: ContendOptions): ResolvedOptions {
     readers: integer("readers", o.readers ?? d.readers, 0, 64),
     devices: integer("devices", o.devices ?? d.devices, 0, 16),
     buffers: integer("buffers", o.buffers ?? d.buffers, 1, 256),
+    sharing: fraction("sharing", o.sharing ?? d.sharing),
     size: integer("size", o.size ?? d.size, 4 * KiB, 64 * KiB * KiB),
     heap: oneOf("heap", o.heap ?? d.heap, heapNames),
     durationMs: o.iterations === undefined ? integer("duration (ms)", o.durationMs ?? d.durationMs, 1, 3_600_000) : null,
@@ -108,14 +127,15 @@ const MiB = KiB * KiB;
 /** A traced run's trace buffer per thread. */
 export const TRACE_BYTES = 16 * MiB;
 
-/** Each device's IOVA space: every shared buffer and its own, mapped at once, with room to spare. */
+/** Each device's IOVA space: every shared buffer and its own (two more with sharing < 1), mapped at once, with room to spare. */
 export function iovaBytes(o: ResolvedOptions): number {
-  return Math.max(256 * MiB, Math.ceil(((o.buffers + 2) * o.size + MiB) / (4 * KiB)) * 4 * KiB);
+  return Math.max(256 * MiB, Math.ceil(((o.buffers + 4) * o.size + MiB) / (4 * KiB)) * 4 * KiB);
 }
 
 /** A lab with room for the buffers, the devices' page tables and everyone's own memory (the page pool is half of it). */
 export function labBytes(o: ResolvedOptions): number {
-  const pages = (o.buffers + o.devices) * o.size + o.devices * (4096 + iovaBytes(o) / 512);
+  const own = o.sharing < 1 ? o.writers + o.readers + 2 * o.devices : 0;
+  const pages = (o.buffers + own + o.devices) * o.size + o.devices * (4096 + iovaBytes(o) / 512);
   // A traced run: each thread (the host and the watchdog too) may fill TRACE_BYTES of user memory.
   const traces = o.trace ? (o.writers + o.readers + o.devices + 2) * TRACE_BYTES : 0;
   const user = (o.writers + o.readers + o.devices + (o.coherent ? 0 : 2 * (o.buffers + o.devices))) * o.size + traces;

@@ -34,6 +34,10 @@ export interface CpuThreadData {
   control: number;
   /** The shared buffers' records (DmaBufRecord.attach). */
   buffers: number[];
+  /** This thread's own buffer's record (sharing < 1), or none. */
+  own: number[];
+  /** The fraction of operations on the shared buffers (options.ts, sharedAt). */
+  sharing: number;
   size: number;
   chunks: number;
   wait: WaitStrategy;

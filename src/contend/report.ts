@@ -18,7 +18,7 @@ const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? "" 
 function title(r: ContendResult): string {
   const o = r.options;
   return `dmabuf-lab contend: ${plural(o.writers, "writer")}, ${plural(o.readers, "reader")}, ${plural(o.devices, "device")}; ` +
-    `${o.buffers} x ${formatBytes(o.size)} ${o.heap} buffers`;
+    `${o.buffers} x ${formatBytes(o.size)} ${o.heap} buffers` + (o.sharing < 1 ? `, sharing ${o.sharing}` : "");
 }
 
 function setting(r: ContendResult): string {

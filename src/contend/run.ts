@@ -37,7 +37,7 @@ import { nowMs } from "../memory/futex.js";
 import type { MutexStats } from "../memory/mutex.js";
 import type { TraceData } from "../trace/events.js";
 import { installErrorTransfer } from "../thread/errors.js";
-import { workerUrl } from "../thread/host.js";
+import { shippedWorker } from "../thread/host.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
 
 import { DeviceDriver } from "./devices.js";
@@ -110,7 +110,7 @@ interface CpuThread {
 
 async function spawnCpu(threads: CpuThread[], data: CpuThreadData): Promise<void> {
   const name = `contend-${data.role}-${data.index}`;
-  const worker = await spawnWorker(workerUrl("contend-cpu"), data, name);
+  const worker = await spawnWorker(shippedWorker("contend-cpu"), data, name);
   const api = Comlink.wrap<ContendCpuApi>(worker.endpoint);
   const gone = worker.exited.then(({ error }): never => {
     throw new DmaBufError("EIO", "contend", `${name} ended` + (error ? `: ${String(error)}` : ""));
@@ -126,6 +126,8 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
   const date = new Date().toISOString();
   const lab = await Lab.create({ coherent: o.coherent, memoryBytes: labBytes(o) });
   const buffers: DmaBufRecord[] = [];
+  /** Each CPU thread's own buffer, then each device's own two (sharing < 1). */
+  const own: DmaBufRecord[] = [];
   const threads: CpuThread[] = [];
   const drivers: DeviceDriver[] = [];
   const block = lab.alloc(controlBytes(o.writers + o.readers));
@@ -134,17 +136,22 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
   let failed = false;
   try {
     for (let i = 0; i < o.buffers; i++) buffers.push(lab.exporter(o.heap).alloc(o.size));
+    const owners = o.sharing < 1 ? o.writers + o.readers + 2 * o.devices : 0;
+    for (let i = 0; i < owners; i++) own.push(lab.exporter(o.heap).alloc(o.size));
     onProgress(`starting ${o.writers + o.readers} CPU threads and ${o.devices} device workers`);
     const roles: CpuRole[] = [...Array<CpuRole>(o.writers).fill("writer"), ...Array<CpuRole>(o.readers).fill("reader")];
     // Settled, all of them, before a failure ends the run: none is left starting.
     const spawned = await Promise.allSettled(roles.map((role, slot) => spawnCpu(threads, {
       handle: lab.share(), role, index: role === "writer" ? slot : slot - o.writers, slot, control: block.byteOffset,
-      buffers: buffers.map((b) => b.offset), size: o.size, chunks: o.chunks, wait: o.wait, bypassFences: o.bypassFences,
+      buffers: buffers.map((b) => b.offset), own: own.length ? [own[slot].offset] : [], sharing: o.sharing, size: o.size, chunks: o.chunks, wait: o.wait, bypassFences: o.bypassFences,
       iterations: o.iterations, timeoutMs: o.timeoutMs,
     })));
     const refused = spawned.find((p): p is PromiseRejectedResult => p.status === "rejected");
     if (refused) throw refused.reason;
-    for (let i = 0; i < o.devices; i++) drivers.push(await DeviceDriver.create(lab, i, o, buffers));
+    const cpus = o.writers + o.readers;
+    for (let i = 0; i < o.devices; i++) {
+      drivers.push(await DeviceDriver.create(lab, i, o, buffers, own.slice(cpus + 2 * i, own.length ? cpus + 2 * i + 2 : 0)));
+    }
 
     runs = threads.map((t) => Promise.race([t.api.run(), t.gone]));
     for (const r of runs) r.catch(() => {});
@@ -196,7 +203,7 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
       t.api[Comlink.releaseProxy]();
       await t.worker.terminate();
     })));
-    for (const b of buffers) b.put();
+    for (const b of [...buffers, ...own]) b.put();
     lab.free(block);
     lab.close();
     // A failed clean-up is the run's error, unless the run failed first.

@@ -47,7 +47,7 @@ import { Fence } from "../sync/fence.js";
 import { SyncFile } from "../sync/sync_file.js";
 import type { Timeline } from "../sync/timeline.js";
 import { installErrorTransfer } from "../thread/errors.js";
-import { workerUrl } from "../thread/host.js";
+import { shippedWorker } from "../thread/host.js";
 import { keepingAlive } from "../memory/futex.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
 import { DEV_DEAD, DeviceRecord, FAIL_EIO, freeJob, type DeviceStats } from "./device_record.js";
@@ -162,7 +162,7 @@ async function startDevice(lab: Lab, options: DeviceOptions): Promise<Device> {
   try {
     const watchdog = await watchdogFor(lab);
     watched = true;
-    worker = await spawnWorker(workerUrl("device"), { handle: lab.share(), device: record.offset, name: o.name }, o.name);
+    worker = await spawnWorker(shippedWorker("device"), { handle: lab.share(), device: record.offset, name: o.name }, o.name);
     const api = Comlink.wrap<DeviceApi>(worker.endpoint);
     device = new Device(lab, record, iommu, timeline, worker, api, o);
     await device.call(() => api.hello());

@@ -16,7 +16,7 @@
 import * as Comlink from "comlink";
 import type { Lab } from "../lab.js";
 import { keepingAlive } from "../memory/futex.js";
-import { workerUrl } from "../thread/host.js";
+import { shippedWorker } from "../thread/host.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
 import type { WatchdogApi } from "./protocol.js";
 
@@ -32,7 +32,7 @@ interface Watchdog { ready: Promise<{ worker: SpawnedWorker; api: Comlink.Remote
 const watchdogs = new WeakMap<Lab, Watchdog>();
 
 async function startWatchdog(lab: Lab): Promise<{ worker: SpawnedWorker; api: Comlink.Remote<WatchdogApi> }> {
-  const worker = await spawnWorker(workerUrl("watchdog"), { handle: lab.share(), periodMs: WATCHDOG_PERIOD_MS, silenceMs: SILENCE_MS }, "watchdog");
+  const worker = await spawnWorker(shippedWorker("watchdog"), { handle: lab.share(), periodMs: WATCHDOG_PERIOD_MS, silenceMs: SILENCE_MS }, "watchdog");
   worker.unref();
   const api = Comlink.wrap<WatchdogApi>(worker.endpoint);
   try {

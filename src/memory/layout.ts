@@ -75,6 +75,8 @@ export const kCtlClockEpochMs = 144;
 export const kCtlStubFence = 152;
 /** u32: 1 when the lab models a non-coherent (ARM-like) machine (src/dmabuf/coherence.ts). */
 export const kCtlNonCoherent = 156;
+/** u32: 0 per-thread magazines in front of the depot, 1 the depot only (src/sync/fence_cache.ts). */
+export const kCtlFenceCacheMode = 160;
 /** u32[kCtlFenceCacheSlots]: fence records parked for reuse, 0 = empty (src/sync/fence_cache.ts). */
 export const kCtlFenceCache = 192;
 export const kCtlFenceCacheSlots = 16;

@@ -9,15 +9,22 @@
  *
  * Under the lock (lock()/unlock() or withLock(); lockAsync()/withLockAsync()
  * are their Promise forms, for threads that may not block):
- *   reserveFences(n)  room for n more fences: n 0 EINVAL; grows the slot
- *                     array (dropping signalled fences while copying); the
- *                     sync heap exhausted: ENOMEM, nothing changed
- *   addFence(f, u)    cannot fail after a reservation: the first entry that
- *                     is signalled, or of the same context with a usage not
- *                     stronger than u (old usage >= u) and a seqno not later,
- *                     is replaced; else f is appended into a reserved slot.
+ *   reserveFences(n)  room for n more fences: n 0 EINVAL; when full, drops
+ *                     the signalled fences, in place or while growing the
+ *                     slot array to 4x its size; the sync heap
+ *                     exhausted: ENOMEM, nothing changed
+ *   addFence(f, u)    cannot fail after a reservation: the first entry of
+ *                     the same context with a usage not stronger than u (old
+ *                     usage >= u) and a seqno not later is replaced in
+ *                     place; else the entry at the cursor (RESV_CURSOR, one
+ *                     step along the list per such add) when it is
+ *                     signalled; else f is appended into a reserved slot.
  *                     No slot reserved: ENOSPC, nothing changed (the kernel
- *                     BUG()s). Containers are refused (EINVAL).
+ *                     BUG()s). Containers are refused (EINVAL). The kernel
+ *                     replaces the first signalled entry of the whole list,
+ *                     a scan per add; the cursor finds signalled entries in
+ *                     constant time per add, and reserveFences drops the
+ *                     rest when the array is full. So n adds cost O(n).
  *   iter(u)           every entry with usage <= u, signalled ones included
  * Without the lock (each takes it briefly, or runs under it when this thread
  * holds it, as the kernel's RCU readers may):
@@ -27,12 +34,14 @@
  *
  * Record (RESV_*, 64 bytes in the sync heap): the lock (a Mutex, whose
  * statistics count acquisitions, contention and wait time), the slot array
- * {fence u32, usage u32}[capacity] in the sync heap, count, capacity, a
+ * {fence u32, usage u32}[capacity] in the sync heap followed by its context
+ * index (2 x capacity u32 buckets, open addressing: the slot index + 1 of
+ * every entry, hashed by its fence's context), count, capacity, a
  * generation bumped whenever the slot array is replaced, and a refcount.
  */
 import { RecordType, RecordView, getRecord } from "../memory/record.js";
 import { DmaBufError } from "../errno.js";
-import { FENCE_KIND_ARRAY, FENCE_KIND_CHAIN } from "../engine/abi.js";
+import { FENCE_CONTEXT, FENCE_KIND_ARRAY, FENCE_KIND_CHAIN } from "../engine/abi.js";
 import { nowMs } from "../memory/futex.js";
 import { Mutex, type MutexStats } from "../memory/mutex.js";
 import { checkTimeout, isLaterAt, sameContextAt, statusAt, timeLeft, type Fence } from "./fence.js";
@@ -46,10 +55,24 @@ export const RESV_COUNT = 36;
 export const RESV_CAPACITY = 40;
 export const RESV_GENERATION = 44;
 export const RESV_REFCOUNT = 48;
+/** u32: the slot the next add looks at for a signalled fence to replace (see addFence). */
+export const RESV_CURSOR = 52;
 export const RESV_SIZE = 64;
 export const SLOT_FENCE = 0;
 export const SLOT_USAGE = 4;
 export const SLOT_SIZE = 8;
+/** The context index after the slots: BUCKETS_PER_SLOT u32 buckets per slot, each a slot index + 1 (0 empty). */
+export const BUCKET_SIZE = 4;
+export const BUCKETS_PER_SLOT = 2;
+const BLOCK_BYTES_PER_SLOT = SLOT_SIZE + BUCKETS_PER_SLOT * BUCKET_SIZE;
+/** A full slot array grows to GROWTH x its capacity: few reallocations on the way to a long list. */
+const GROWTH = 4;
+
+/** A 32-bit hash of a fence record's u64 context. */
+function contextHash(sync: Sync, f: number): number {
+  const i = (f + FENCE_CONTEXT) >>> 2;
+  return Math.imul(sync.u32[i] ^ Math.imul(sync.u32[i + 1], 0x85ebca6b), 0x9e3779b1) >>> 0;
+}
 
 export const DMA_RESV_USAGE_KERNEL = 0;
 export const DMA_RESV_USAGE_WRITE = 1;
@@ -189,67 +212,169 @@ export class Resv {
 
   // ---- under the lock ------------------------------------------------------
 
-  /** dma_resv_reserve_fences: room for n more. */
+  /** Bucket j of the context index of a slot array of `capacity` slots (u32 index). */
+  private bucketWord(slots: number, capacity: number, j: number): number {
+    return (slots + capacity * SLOT_SIZE + j * BUCKET_SIZE) >>> 2;
+  }
+
+  /** Enters slot i (holding fence f) into the context index: linear probing from f's context hash. */
+  private index(slots: number, capacity: number, i: number, f: number): void {
+    const { u32 } = this.sync;
+    const mask = capacity * BUCKETS_PER_SLOT - 1;
+    let j = contextHash(this.sync, f) & mask;
+    while (u32[this.bucketWord(slots, capacity, j)] !== 0) j = (j + 1) & mask;
+    u32[this.bucketWord(slots, capacity, j)] = i + 1;
+  }
+
+  /**
+   * Takes slot i (holding fence f) out of the context index: finds its
+   * bucket, then shifts the rest of the probe run back over the hole
+   * (linear probing's deletion, no tombstones).
+   */
+  private unindex(slots: number, capacity: number, i: number, f: number): void {
+    const { u32 } = this.sync;
+    const mask = capacity * BUCKETS_PER_SLOT - 1;
+    const home = (b: number) => contextHash(this.sync, u32[(slots + (b - 1) * SLOT_SIZE + SLOT_FENCE) >>> 2]) & mask;
+    let hole = contextHash(this.sync, f) & mask;
+    while (u32[this.bucketWord(slots, capacity, hole)] !== i + 1) hole = (hole + 1) & mask;
+    for (let j = (hole + 1) & mask; ; j = (j + 1) & mask) {
+      const b = u32[this.bucketWord(slots, capacity, j)];
+      if (b === 0) break;
+      const k = home(b);
+      // The entry at j stays when its home lies cyclically in (hole, j].
+      if (hole <= j ? hole < k && k <= j : hole < k || k <= j) continue;
+      u32[this.bucketWord(slots, capacity, hole)] = b;
+      hole = j;
+    }
+    u32[this.bucketWord(slots, capacity, hole)] = 0;
+  }
+
+  /** Rebuilds the context index of the first `count` slots. */
+  private reindex(slots: number, capacity: number, count: number): void {
+    const first = this.bucketWord(slots, capacity, 0);
+    this.sync.u32.fill(0, first, first + capacity * BUCKETS_PER_SLOT);
+    for (let i = 0; i < count; i++) this.index(slots, capacity, i, this.sync.u32[(slots + i * SLOT_SIZE + SLOT_FENCE) >>> 2]);
+  }
+
+  /**
+   * dma_resv_reserve_fences: room for n more. With room already, nothing
+   * happens. Otherwise signalled entries are dropped (and put): in place
+   * when the pending ones and n then fill at most half the array, else
+   * while copying into a new one of at least GROWTH times the capacity, so that
+   * a long run of adds costs amortised constant time per add.
+   */
   reserveFences(n: number): void {
     if (!Number.isInteger(n) || n <= 0) {
       throw new DmaBufError("EINVAL", "dma_resv_reserve_fences", `count ${n} must be a positive integer`);
     }
+    const { sync } = this;
     const count = this.rec.word(RESV_COUNT);
     const capacity = this.rec.word(RESV_CAPACITY);
-    if (this.rec.word(RESV_SLOTS) !== 0 && count + n <= capacity) return;
-    const wanted = this.rec.word(RESV_SLOTS) !== 0 ? Math.max(count + n, 2 * capacity) : Math.max(4, 2 ** Math.ceil(Math.log2(n)));
-    const heap = this.sync.arena.syncHeap;
-    const order = heap.orderFor(wanted * SLOT_SIZE);
-    const block = this.sync.allocRecord(RecordType.resvSlots, wanted * SLOT_SIZE, "dma_resv_reserve_fences");
-    const newCapacity = (heap.granuleBytes * 2 ** order) / SLOT_SIZE;
-    // Copy the pending entries; signalled ones are dropped (and put).
     const old = this.rec.word(RESV_SLOTS);
+    if (old !== 0 && count + n <= capacity) return;
+    let pending = 0;
+    for (let i = 0; i < count; i++) if (statusAt(sync, this.slot(i).fence) === 0) pending++;
+    let block = old;
+    let newCapacity = capacity;
+    if (old === 0 || 2 * (pending + n) > capacity) {
+      const wanted = old !== 0 ? Math.max(pending + n, GROWTH * capacity) : Math.max(4, 2 ** Math.ceil(Math.log2(n)));
+      const heap = sync.arena.syncHeap;
+      const order = heap.orderFor(wanted * BLOCK_BYTES_PER_SLOT);
+      block = sync.allocRecord(RecordType.resvSlots, wanted * BLOCK_BYTES_PER_SLOT, "dma_resv_reserve_fences");
+      newCapacity = (heap.granuleBytes * 2 ** order) / BLOCK_BYTES_PER_SLOT;
+    }
+    // Keep the pending entries in order (a fence signalled meanwhile is dropped too).
     let kept = 0;
     const dropped: number[] = [];
     for (let i = 0; i < count; i++) {
       const { fence, usage } = this.slot(i);
-      if (statusAt(this.sync, fence) !== 0) {
+      if (statusAt(sync, fence) !== 0) {
         dropped.push(fence);
         continue;
       }
-      this.sync.u32[(block + kept * SLOT_SIZE + SLOT_FENCE) >>> 2] = fence;
-      this.sync.u32[(block + kept * SLOT_SIZE + SLOT_USAGE) >>> 2] = usage;
+      sync.u32[(block + kept * SLOT_SIZE + SLOT_FENCE) >>> 2] = fence;
+      sync.u32[(block + kept * SLOT_SIZE + SLOT_USAGE) >>> 2] = usage;
       kept++;
     }
+    this.reindex(block, newCapacity, kept);
     this.rec.setWord(RESV_SLOTS, block);
     this.rec.setWord(RESV_CAPACITY, newCapacity);
     this.rec.setWord(RESV_COUNT, kept);
+    this.rec.setWord(RESV_CURSOR, 0);
     this.rec.setWord(RESV_GENERATION, this.rec.word(RESV_GENERATION) + 1);
-    if (old !== 0) this.sync.freeRecord(old, RecordType.resvSlots);
-    for (const f of dropped) this.sync.unref(f);
+    if (old !== 0 && old !== block) sync.freeRecord(old, RecordType.resvSlots);
+    for (const f of dropped) sync.unref(f);
   }
 
-  /** dma_resv_add_fence: takes a new reference on the fence. */
+  /**
+   * dma_resv_add_fence: takes a new reference on the fence. The first entry
+   * of the same context whose usage is not stronger and whose seqno is not
+   * later is replaced in place; else the fence is appended. Entries of its
+   * context are found through the context index (constant time), not by a
+   * scan of the list.
+   */
   addFence(fence: Fence, usage: ResvUsage): void {
     checkUsage(usage, "dma_resv_add_fence");
     if (fence.kind === FENCE_KIND_ARRAY || fence.kind === FENCE_KIND_CHAIN) {
       throw new DmaBufError("EINVAL", "dma_resv_add_fence", `fence ${fence.describe()} is a container; add its fences`);
     }
     const { sync } = this;
+    const { u32 } = sync;
     const f = fence.offset;
-    const count = this.rec.word(RESV_COUNT);
-    for (let i = 0; i < count; i++) {
-      const old = this.slot(i);
-      const replace = (sameContextAt(sync, old.fence, f) && old.usage >= usage && (old.fence === f || isLaterAt(sync, f, old.fence))) ||
-        statusAt(sync, old.fence) !== 0;
-      if (replace) {
-        this.sync.ref(fence.offset);
-        this.setSlot(i, fence.offset, usage);
-        this.sync.unref(old.fence);
+    const base = this.offset >>> 2;
+    const count = u32[base + (RESV_COUNT >>> 2)];
+    const slots = u32[base + (RESV_SLOTS >>> 2)];
+    const capacity = u32[base + (RESV_CAPACITY >>> 2)];
+    if (slots === 0 || capacity === 0) {
+      throw new DmaBufError("ENOSPC", "dma_resv_add_fence", `no reserved slot for fence ${fence.describe()}; call reserveFences() first`);
+    }
+    // Probe the context index: the first eligible entry of f's context, and
+    // the empty bucket that ends the probe (where an append is entered).
+    const mask = capacity * BUCKETS_PER_SLOT - 1;
+    const buckets = (slots + capacity * SLOT_SIZE) >>> 2;
+    let first = -1;
+    let j = contextHash(sync, f) & mask;
+    for (let b = u32[buckets + j]; b !== 0; j = (j + 1) & mask, b = u32[buckets + j]) {
+      const i = b - 1;
+      const s = (slots + i * SLOT_SIZE) >>> 2;
+      const old = u32[s + (SLOT_FENCE >>> 2)];
+      if ((first === -1 || i < first) && sameContextAt(sync, old, f) && u32[s + (SLOT_USAGE >>> 2)] >= usage &&
+        (old === f || isLaterAt(sync, f, old))) first = i;
+    }
+    if (first !== -1) {
+      // Same context: the index entry stays valid.
+      const old = this.slot(first).fence;
+      sync.ref(f);
+      this.setSlot(first, f, usage);
+      sync.unref(old);
+      return;
+    }
+    // No entry of its context: the entry at the cursor is replaced when it
+    // is signalled (the cursor walks the list, one entry per add).
+    const cursor = u32[base + (RESV_CURSOR >>> 2)];
+    const at = cursor < count ? cursor : 0;
+    if (count > 0) {
+      const old = this.slot(at).fence;
+      if (statusAt(sync, old) !== 0) {
+        u32[base + (RESV_CURSOR >>> 2)] = at + 1 < count ? at + 1 : 0;
+        sync.ref(f);
+        this.unindex(slots, capacity, at, old);
+        this.setSlot(at, f, usage);
+        this.index(slots, capacity, at, f);
+        sync.unref(old);
         return;
       }
     }
-    if (this.rec.word(RESV_SLOTS) === 0 || count >= this.rec.word(RESV_CAPACITY)) {
+    if (count >= capacity) {
       throw new DmaBufError("ENOSPC", "dma_resv_add_fence", `no reserved slot for fence ${fence.describe()}; call reserveFences() first`);
     }
-    this.sync.ref(fence.offset);
-    this.setSlot(count, fence.offset, usage);
-    this.rec.setWord(RESV_COUNT, count + 1);
+    u32[base + (RESV_CURSOR >>> 2)] = at + 1 < count ? at + 1 : 0;
+    sync.ref(f);
+    const at2 = (slots + count * SLOT_SIZE) >>> 2;
+    u32[at2 + (SLOT_FENCE >>> 2)] = f;
+    u32[at2 + (SLOT_USAGE >>> 2)] = usage;
+    u32[buckets + j] = count + 1;
+    u32[base + (RESV_COUNT >>> 2)] = count + 1;
   }
 
   /** dma_resv_for_each_fence: entries with usage <= u, signalled ones included (borrowed). */

@@ -292,7 +292,7 @@ export class Sync {
       const timeline = this.u32[(f + FENCE_TIMELINE) >>> 2];
       // Parking in the cache is a free: the record's life ends here either way.
       this.arena.records.retire(f, RecordType.fence, "dma_fence_release");
-      if (!this.fenceCache.give(f)) this.arena.syncHeap.free(f, undefined, "dma_fence_release");
+      this.fenceCache.give(f);
       if (timeline !== 0) Timeline.unrefAt(this, timeline);
     }
   }

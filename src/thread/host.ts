@@ -15,6 +15,7 @@ import type { Lab } from "../lab.js";
 import { keepingAlive } from "../memory/futex.js";
 import { installErrorTransfer } from "./errors.js";
 import { spawnWorker } from "./spawn.js";
+import type { ShippedWorker } from "./entries.js";
 import type { LabThreadApi, LabThreadData } from "./protocol.js";
 
 export interface LabThread {
@@ -26,16 +27,21 @@ export interface LabThread {
 
 let serial = 0;
 
-/** The bundled entry of a worker by name (build/workers/NAME.mjs). */
+/** The bundled entry of a worker by name (build/workers/NAME.mjs; dist/browser/workers/NAME.mjs). */
 export function workerUrl(name: string): URL {
   return artifactUrl(`workers/${name}.mjs`);
+}
+
+/** One of the package's own workers, for spawnWorker (browsers start it the way bundlers see, entries.ts). */
+export function shippedWorker(name: ShippedWorker): { shipped: ShippedWorker; url: URL } {
+  return { shipped: name, url: workerUrl(name) };
 }
 
 export async function spawnLabThread(lab: Lab, options: { name?: string; entry?: URL } = {}): Promise<LabThread> {
   installErrorTransfer();
   const name = options.name ?? `lab-thread-${++serial}`;
   const data: LabThreadData = { handle: lab.share(), name };
-  const worker = await spawnWorker(options.entry ?? workerUrl("lab-thread"), data, name);
+  const worker = await spawnWorker(options.entry ?? shippedWorker("lab-thread"), data, name);
   const api = Comlink.wrap<LabThreadApi>(worker.endpoint);
   const terminate = async () => {
     api[Comlink.releaseProxy]();

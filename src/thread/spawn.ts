@@ -24,6 +24,8 @@
  * Browser bundles (scripts/build.mjs) keep only the Web Worker branches.
  */
 import type { Endpoint } from "comlink";
+import { DmaBufError, errnoNumbers } from "../errno.js";
+import { webWorkerFactory, type ShippedWorker } from "./entries.js";
 
 export interface SpawnedWorker {
   readonly name: string;
@@ -56,8 +58,29 @@ interface DataMessage<T> {
   port: MessagePort;
 }
 
-export async function spawnWorker<T>(entry: URL, data: T, name: string): Promise<SpawnedWorker> {
-  return isNode ? spawnNode(entry, data, name) : spawnWeb(entry, data, name);
+/**
+ * Starts `entry`: a worker module's URL, or one of the package's workers by
+ * name with its URL (Node: that URL; browsers: the registered factory when
+ * there is one, see entries.ts). A worker that fails to load is a
+ * DmaBufError (ENOENT in Node for a missing module, ENOEXEC otherwise) naming
+ * the worker and its URL, from `exited` and the start-up call that sees it.
+ */
+export async function spawnWorker<T>(entry: URL | { shipped: ShippedWorker; url: URL }, data: T, name: string): Promise<SpawnedWorker> {
+  const url = entry instanceof URL ? entry : entry.url;
+  // The define is read here, not only through isNode, so that browser bundles fold the test and drop the Node branch.
+  return typeof __DMABUF_LAB_BROWSER_ROOT__ !== "string" && isNode ? spawnNode(url, data, name) : spawnWeb(url, data, name, entry instanceof URL ? undefined : webWorkerFactory(entry.shipped));
+}
+
+/** A worker's load failure or top-level error as a DmaBufError naming the worker and its URL. */
+function workerError(name: string, url: URL, error: unknown): DmaBufError {
+  const code = (error as { code?: string } | undefined)?.code;
+  // A DmaBufError thrown by the worker's own code (it arrives structured-cloned, its fields kept) stays what it is.
+  if (error instanceof DmaBufError || (typeof code === "string" && code in errnoNumbers && (error as { syscall?: unknown }).syscall)) {
+    return error as DmaBufError;
+  }
+  const missing = code === "MODULE_NOT_FOUND" || code === "ERR_MODULE_NOT_FOUND" || code === "ERR_WORKER_PATH" || code === "ENOENT";
+  const detail = error instanceof Error ? error.message : error === undefined ? "failed to load or threw" : String(error);
+  return new DmaBufError(missing ? "ENOENT" : "ENOEXEC", "spawn_worker", `worker ${name} (${url.href}): ${detail}`, { cause: error });
 }
 
 async function spawnNode<T>(entry: URL, data: T, name: string): Promise<SpawnedWorker> {
@@ -65,7 +88,7 @@ async function spawnNode<T>(entry: URL, data: T, name: string): Promise<SpawnedW
   const { default: nodeEndpoint } = await import("comlink/dist/esm/node-adapter.mjs");
   const worker = new Worker(entry, { workerData: data, name });
   let lastError: unknown;
-  worker.on("error", (e) => { lastError = e; });
+  worker.on("error", (e) => { lastError = workerError(name, entry, e); });
   const exited = new Promise<{ code: number | null; error?: unknown }>((resolve) =>
     worker.once("exit", (code) => resolve({ code, error: lastError })));
   // A Worker's port refs itself again whenever its first 'message' listener
@@ -85,13 +108,12 @@ async function spawnNode<T>(entry: URL, data: T, name: string): Promise<SpawnedW
   };
 }
 
-async function spawnWeb<T>(entry: URL, data: T, name: string): Promise<SpawnedWorker> {
-  const worker = new Worker(entry, { type: "module", name });
+async function spawnWeb<T>(entry: URL, data: T, name: string, factory?: (name: string) => Worker): Promise<SpawnedWorker> {
+  const worker = factory ? factory(name) : new Worker(entry, { type: "module", name });
   const channel = new MessageChannel();
   let finish!: (result: { code: number | null; error?: unknown }) => void;
   const exited = new Promise<{ code: number | null; error?: unknown }>((resolve) => { finish = resolve; });
-  const failure = (event: Event) =>
-    new Error(`worker ${name} (${entry.href}): ${(event as ErrorEvent).message || "failed to load or threw"}`);
+  const failure = (event: Event) => workerError(name, entry, (event as ErrorEvent).message || undefined);
   // A Web Worker has no exit event: an uncaught error (or a module that
   // fails to load) is its end as far as the lab is concerned (the host
   // terminates it), and terminate() ends it.
@@ -124,7 +146,7 @@ async function spawnWeb<T>(entry: URL, data: T, name: string): Promise<SpawnedWo
 }
 
 export async function workerContext<T>(): Promise<WorkerContext<T>> {
-  if (isNode) {
+  if (typeof __DMABUF_LAB_BROWSER_ROOT__ !== "string" && isNode) {
     const { parentPort, workerData } = await import("node:worker_threads");
     const { default: nodeEndpoint } = await import("comlink/dist/esm/node-adapter.mjs");
     return { data: workerData as T, endpoint: nodeEndpoint(parentPort!) };

@@ -36,7 +36,7 @@ import { DmaBufError } from "../errno.js";
 import type { Lab } from "../lab.js";
 import { RecordType } from "../memory/record.js";
 import { nowMs } from "../memory/futex.js";
-import { workerUrl } from "../thread/host.js";
+import { shippedWorker } from "../thread/host.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
 import {
   CQ_TAIL, CTX_BUFS, CTX_DYING, CTX_FILES, CTX_INFLIGHT, CTX_NR_BUFS, CTX_NR_FILES, CTX_SQ_WAKE, CTX_STATE, IORING_ENTER_GETEVENTS,
@@ -86,7 +86,7 @@ export class IoUringFile extends OpenFile {
     this.ring = IoRing.init(lab.arena, block.byteOffset, sq, cq, flags, idleMs);
     this.sqpoll = (flags & IORING_SETUP_SQPOLL) !== 0;
     if (this.sqpoll) {
-      this.started = spawnWorker(workerUrl("io-sq"), { handle: lab.share(), ring: this.ring.offset }, `io_uring-sq`).then((w) => {
+      this.started = spawnWorker(shippedWorker("io-sq"), { handle: lab.share(), ring: this.ring.offset }, `io_uring-sq`).then((w) => {
         this.sqThread = w;
         w.unref();
         void w.exited.then(() => this.freeAll());

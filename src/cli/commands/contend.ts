@@ -16,7 +16,7 @@ import { UsageError, byteSize, duration, integer, oneOf, type OptionValues } fro
 import type { Benchmark } from "../../../bench/harness.js";
 import { traceUsage } from "../trace.js";
 
-const usage = `usage: dmabuf-lab contend [--writers N] [--readers N] [--devices N] [--buffers N] [--size BYTES]
+const usage = `usage: dmabuf-lab contend [--writers N] [--readers N] [--devices N] [--buffers N] [--sharing F] [--size BYTES]
                          [--heap HEAP] [--duration TIME | --iterations N] [--jobs LIST]
                          [--wait atomics|spin|postMessage] [--coherence coherent|non-coherent]
                          [--bypass-fences] [--chunks N] [--timeout MS] [--json] [--out FILE.json]
@@ -33,6 +33,9 @@ with --bypass-fences the tears that happen are counted. Defaults run 2 seconds.
   --readers N      CPU reader threads (default ${defaults.readers})
   --devices N      device workers (default ${defaults.devices})
   --buffers N      shared buffers (default ${defaults.buffers})
+  --sharing F      0..1, the fraction of each thread's and device's operations
+                   on the shared buffers; the rest go to buffers of its own
+                   (default ${defaults.sharing}: all shared; 0: none, the lab's own cost)
   --size BYTES     buffer size, whole 4 KiB pages: 65536, 64K, 1M (default 64K)
   --heap HEAP      system, system-uncached or cma (default ${defaults.heap})
   --duration TIME  how long to run: 2s, 500ms, or milliseconds (default 2s)
@@ -52,6 +55,13 @@ with --bypass-fences the tears that happen are counted. Defaults run 2 seconds.
 ${traceUsage}
 `;
 
+/** --sharing: a number in 0..1. */
+function fraction(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^(0(\.\d+)?|1(\.0+)?|\.\d+)$/.test(value.trim())) throw new UsageError(`--sharing '${value}' is not a number in 0..1`);
+  return Number(value);
+}
+
 /** The flags as ContendOptions; every value checked by resolveOptions() before any thread starts. */
 function parse(values: OptionValues): ContendOptions {
   const v = values as Record<string, string | undefined>;
@@ -59,7 +69,7 @@ function parse(values: OptionValues): ContendOptions {
   const jobs = v.jobs?.split(",").map((j) => j.trim());
   const o: ContendOptions = {
     writers: whole("writers", 64), readers: whole("readers", 64), devices: whole("devices", 16), buffers: integer("buffers", v.buffers, 1, 256),
-    size: byteSize("size", v.size, 4096, 64 * 1024 * 1024), heap: oneOf("heap", v.heap, heapNames),
+    sharing: fraction(v.sharing), size: byteSize("size", v.size, 4096, 64 * 1024 * 1024), heap: oneOf("heap", v.heap, heapNames),
     durationMs: duration("duration", v.duration, 1, 3_600_000), iterations: integer("iterations", v.iterations, 1, 1e9),
     jobs: jobs as JobKind[] | undefined, wait: oneOf("wait", v.wait, waitStrategies),
     coherent: v.coherence === undefined ? undefined : oneOf("coherence", v.coherence, ["coherent", "non-coherent"]) === "coherent",
@@ -82,7 +92,7 @@ export const contendBenchmark: Benchmark<ContendOptions, ContendResult> = {
   usage,
   options: {
     writers: { type: "string" }, readers: { type: "string" }, devices: { type: "string" }, buffers: { type: "string" },
-    size: { type: "string" }, heap: { type: "string" }, duration: { type: "string" }, iterations: { type: "string" },
+    sharing: { type: "string" }, size: { type: "string" }, heap: { type: "string" }, duration: { type: "string" }, iterations: { type: "string" },
     jobs: { type: "string" }, wait: { type: "string" }, coherence: { type: "string" }, "bypass-fences": { type: "boolean" },
     chunks: { type: "string" }, timeout: { type: "string" },
   },

@@ -1,0 +1,30 @@
+/*
+ * The API reference stays buildable: `npm run docs:api` (TypeDoc, the
+ * settings in typedoc.json) generates docs/api/ from the doc comments of
+ * the public API (src/index.ts). docs/api/ is generated, not committed;
+ * this runs TypeDoc into a temporary directory and checks that the main
+ * classes have pages.
+ */
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import { expect, it } from "vitest";
+
+const root = new URL("..", import.meta.url).pathname;
+
+it("TypeDoc builds the API reference of every public class without errors", async () => {
+  const out = mkdtempSync(join(os.tmpdir(), "dmabuf-lab-api-"));
+  try {
+    const r = await new Promise<{ code: number; output: string }>((resolve) => {
+      execFile(process.execPath, [join(root, "node_modules/typedoc/bin/typedoc"), "--out", out], { cwd: root, timeout: 240_000 },
+        (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === "number" ? error.code : -1) : 0, output: stdout + stderr }));
+    });
+    expect(r.output).not.toMatch(/\[error\]/);
+    expect(r.code).toBe(0);
+    for (const c of ["Lab", "DmaBuf", "Device", "Fence", "DmaBufError"]) expect(existsSync(join(out, "classes", `${c}.html`)), c).toBe(true);
+    expect(readFileSync(join(out, "classes", "Lab.html"), "utf8")).toContain("spawnDevice");
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+}, 300_000);
