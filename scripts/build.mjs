@@ -162,11 +162,14 @@ async function buildBundles() {
     { browser: true, entries: files("test-browser/pages", [".ts"]), outdir: "build/test-browser", ext: ".mjs",
       plugins: [libraryAsPackage] },
   ];
+  const outputsOf = (job) => job.entries.map((e) => {
+    const base = e.split("/").pop().replace(/\.ts$/, "");
+    return `${job.outdir}/${job.rename?.[base] ?? base}${job.ext}`;
+  });
+  // Entry bundles of every job: a job never removes another's that shares its outdir (dist/lib: index, cli, kernel).
+  const entryBundles = new Set(jobs.flatMap(outputsOf));
   for (const job of jobs) {
-    const outputs = job.entries.map((e) => {
-      const base = e.split("/").pop().replace(/\.ts$/, "");
-      return `${job.outdir}/${job.rename?.[base] ?? base}${job.ext}`;
-    });
+    const outputs = outputsOf(job);
     if (job.entries.length === 0 || !stale(inputs, outputs)) continue;
     const result = await build({
       entryPoints: job.entries.map((e, i) => ({ in: join(root, e), out: relative(join(root, job.outdir), join(root, outputs[i])).replace(/\.m?js$/, "") })),
@@ -180,7 +183,7 @@ async function buildBundles() {
       }),
     });
     if (job.browser) checkBrowserImports(result.metafile);
-    removeStale(job.outdir, result.metafile);
+    removeStale(job.outdir, result.metafile, entryBundles);
     log(`bundles: ${outputs.join(", ")}${job.note ? `; ${job.note}` : ""}`);
   }
 }
@@ -206,9 +209,9 @@ function checkBrowserImports(metafile) {
   }
 }
 
-/** Removes the bundles (and maps) in outdir that this build did not write: chunks of an earlier build. */
-function removeStale(outdir, metafile) {
-  const written = new Set(Object.keys(metafile.outputs).map((o) => relative(root, resolve(o))));
+/** Removes the bundles (and maps) in outdir that this build did not write: chunks of an earlier build (never another job's entry bundle). */
+function removeStale(outdir, metafile, entryBundles) {
+  const written = new Set([...Object.keys(metafile.outputs).map((o) => relative(root, resolve(o))), ...entryBundles]);
   for (const entry of readdirSync(join(root, outdir), { withFileTypes: true })) {
     const path = join(outdir, entry.name);
     if (entry.isFile() && /\.(m?js|map)$/.test(entry.name) && !written.has(path) && !written.has(path.replace(/\.map$/, ""))) {
