@@ -15,7 +15,7 @@ import { DmaBufError, type ErrnoCode } from "./errno.js";
 /** A value as a message shows it; never throws (Symbols, BigInts, objects without toString). */
 export function describe(value: unknown): string {
   switch (typeof value) {
-    case "string": return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+    case "string": return `'${value.length > 40 ? `${value.slice(0, 40)}...` : value}'`;
     case "bigint": return `${value}n`;
     case "symbol": return value.description === undefined ? "Symbol()" : `Symbol(${value.description})`;
     case "function": return "a function";
@@ -66,10 +66,10 @@ export function timeoutArg(value: unknown, syscall: string): number {
   return value;
 }
 
-/** A finite timeout in ms (> 0 unless zero is allowed): a bound that every wait must have. */
+/** A finite timeout in ms (>= 0): the bound of a wait that must not be forever. */
 export function finiteTimeoutArg(value: unknown, syscall: string, what = "timeout"): number {
-  if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
-    throw new DmaBufError("EINVAL", syscall, `${what} ${describe(value)} ms must be a finite number > 0`);
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+    throw new DmaBufError("EINVAL", syscall, `${what} ${describe(value)} ms must be a finite number >= 0`);
   }
   return value;
 }
@@ -107,9 +107,9 @@ function canWrite(obj: object, field: string): boolean {
   }
 }
 
-/** A caller's memory: a Uint8Array, else EFAULT. */
-export function bytesArg(value: unknown, syscall: string, what = "the buffer"): Uint8Array {
-  if (!(value instanceof Uint8Array)) throw new DmaBufError("EFAULT", syscall, `${what} ${describe(value)} is not a Uint8Array`);
+/** A caller's memory: a Uint8Array, else `code` (EFAULT, a bad user pointer). */
+export function bytesArg(value: unknown, syscall: string, what = "the buffer", code: ErrnoCode = "EFAULT"): Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new DmaBufError(code, syscall, `${what} ${describe(value)} is not a Uint8Array`);
   return value;
 }
 

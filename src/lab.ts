@@ -12,6 +12,7 @@
  * path when it can and falls back to TypedArray.set for foreign views.
  */
 import { DmaBufError, hex } from "./errno.js";
+import { bytesArg, describe, intArg, objectArg } from "./args.js";
 import { Arena } from "./memory/arena.js";
 import type { BuddyStats } from "./memory/buddy.js";
 import { CACHE_LINE, REGION_ALIGN, kCtlAutoTable, type Layout, type LayoutOptions } from "./memory/layout.js";
@@ -29,6 +30,7 @@ import { Heap, heapNames, type HeapName } from "./dmabuf/heap.js";
 import { Memfd } from "./dmabuf/memfd.js";
 import { isCoherent, setCoherent } from "./dmabuf/coherence.js";
 import { udmabufCreate, type UdmabufItem } from "./dmabuf/udmabuf.js";
+import { releaseCpuState } from "./dmabuf/rw.js";
 import type { DmaBufRecord } from "./dmabuf/dma_buf.js";
 import { spawnDevice, type Device, type DeviceOptions } from "./devices/device.js";
 import type { Tracer } from "./trace/recorder.js";
@@ -210,12 +212,10 @@ export class Lab {
 
   /** A view of `bytes` bytes of user memory (rounded up to a power of two). */
   alloc(bytes: number, options: AllocOptions = {}): Uint8Array {
-    const align = options.align ?? CACHE_LINE;
-    if (!Number.isSafeInteger(bytes) || bytes <= 0) {
-      throw new DmaBufError("EINVAL", "alloc", `size ${bytes} must be a positive integer`);
-    }
-    if (!Number.isInteger(align) || align <= 0 || (align & (align - 1)) !== 0 || align > REGION_ALIGN) {
-      throw new DmaBufError("EINVAL", "alloc", `align ${align} must be a power of two up to ${REGION_ALIGN}`);
+    const { align = CACHE_LINE, zero = true } = objectArg<AllocOptions>(options, "alloc", "the options");
+    intArg(bytes, "alloc", "size", { min: 1 });
+    if (typeof align !== "number" || !Number.isInteger(align) || align <= 0 || (align & (align - 1)) !== 0 || align > REGION_ALIGN) {
+      throw new DmaBufError("EINVAL", "alloc", `align ${describe(align)} must be a power of two up to ${REGION_ALIGN}`);
     }
     const user = this.arena.user;
     const order = user.orderFor(bytes, align);
@@ -224,12 +224,13 @@ export class Lab {
         `size ${bytes} exceeds the largest block of user memory (${user.granuleBytes * 2 ** user.maxOrder} bytes)`);
     }
     const offset = user.alloc(order, "alloc");
-    if (options.zero ?? true) this.engine.fill(offset, 0, user.granuleBytes * 2 ** order);
+    if (zero) this.engine.fill(offset, 0, user.granuleBytes * 2 ** order);
     return new Uint8Array(this.arena.memory.buffer, offset, bytes);
   }
 
   /** Returns a view from alloc(); EINVAL for a foreign view or a double free. */
   free(view: Uint8Array): void {
+    bytesArg(view, "free", "the view", "EINVAL");
     if (!this.arena.owns(view) || !this.arena.user.contains(view.byteOffset)) {
       throw new DmaBufError("EINVAL", "free", `a view at ${this.arena.owns(view) ? hex(view.byteOffset) : "foreign memory"} was not allocated by lab.alloc()`);
     }
@@ -246,6 +247,8 @@ export class Lab {
    * with the strategy; otherwise TypedArray.set (the slower path).
    */
   copy(dst: Uint8Array, src: Uint8Array, strategy: StrategyName = "auto"): void {
+    bytesArg(dst, "copy", "dst");
+    bytesArg(src, "copy", "src");
     strategyId(strategy, "copy");
     if (src.byteLength > dst.byteLength) {
       throw new DmaBufError("EINVAL", "copy", `source of ${src.byteLength} bytes does not fit a destination of ${dst.byteLength}`);
@@ -268,7 +271,7 @@ export class Lab {
   /** A dma-heap as the object API sees it: lab.heap("system").alloc(size) gives a DmaBuf. */
   heap(name: HeapName): DmaHeap {
     if (!heapNames.includes(name)) {
-      throw new DmaBufError("ENOENT", "open", `no heap '${String(name)}' (heaps: ${heapNames.join(", ")})`);
+      throw new DmaBufError("ENOENT", "open", `no heap ${describe(name)} (heaps: ${heapNames.join(", ")})`);
     }
     let heap = this.heaps.get(name);
     if (heap === undefined) this.heaps.set(name, (heap = new DmaHeap(this.process, name)));
@@ -284,7 +287,7 @@ export class Lab {
    */
   exporter(name: HeapName): Heap {
     if (!heapNames.includes(name)) {
-      throw new DmaBufError("ENOENT", "open", `no heap '${String(name)}' (heaps: ${heapNames.join(", ")})`);
+      throw new DmaBufError("ENOENT", "open", `no heap ${describe(name)} (heaps: ${heapNames.join(", ")})`);
     }
     return new Heap(this.sync, this.engine, name);
   }
@@ -341,10 +344,11 @@ export class Lab {
     };
   }
 
-  /** Frees this thread's engine scratch. The memory lives while any thread holds it. */
+  /** Frees this thread's engine scratch and read/write state. The memory lives while any thread holds it. */
   close(): void {
     this.proc?.closeAll();
     this.proc = undefined;
+    releaseCpuState(this.sync);
     this.sync.trace.release();
     this.sync.fenceCache.flush();
     this.engine.dispose();

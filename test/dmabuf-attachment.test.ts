@@ -327,6 +327,7 @@ describe("references", () => {
     const before = baseline(lab);
     const dmabuf = lab.heap("system").alloc(2 * PAGE_SIZE);
     const buf = (lab.process.file(dmabuf.fd) as DmaBufFile).buf;
+    const size = buf.size; // this view is the file's: put when the file closes
     const att = dmaBufAttach(buf, iommu);
     const mapping = dmabuf.map();
     mapping.views[0].fill(0x5a);
@@ -339,7 +340,7 @@ describe("references", () => {
     expect(buf.refcount).toBe(1);
     expect(buf.fileCount).toBe(0);
     expect(before.pages - lab.stats().pages.freeBytes).toBe(taken);
-    expectSame(dma(lab, iommu, sg.iova, buf.size), new Uint8Array(buf.size).fill(0x5a), "read with only the attachment left");
+    expectSame(dma(lab, iommu, sg.iova, size), new Uint8Array(size).fill(0x5a), "read with only the attachment left");
     att.detach();
     await released(lab, before);
     iommu.destroy();

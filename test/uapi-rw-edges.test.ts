@@ -6,7 +6,8 @@
  * and errors that name the system call the user made.
  */
 import { describe, expect, test } from "vitest";
-import { DMA_HEAP_IOCTL_ALLOC, O_RDWR, Process, SEEK_SET, type Lab } from "../src/index.js";
+import { DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_END, DMA_BUF_SYNC_RW, DMA_HEAP_IOCTL_ALLOC, O_RDWR, Process, SEEK_CUR, SEEK_SET, type Lab } from "../src/index.js";
+import { Lab as LabClass } from "../src/lab.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
 import { CANARY } from "./helpers/canary.js";
 import { expectErrno, expectErrnoAsync } from "./helpers/errors.js";
@@ -141,5 +142,95 @@ describe("errors name the system call the user made", () => {
     } finally {
       proc.closeAll();
     }
+  });
+});
+
+describe("semantics that must not drift", () => {
+  test("fdinfo shows the open file description's real position", async () => {
+    const lab = await labs.create();
+    const proc = new Process(lab);
+    const fd = allocFd(proc, PAGE_SIZE);
+    try {
+      expect(proc.fdinfo(fd)).toMatch(/^pos:\t0\n/);
+      proc.lseek(fd, 100, SEEK_SET);
+      expect(proc.read(fd, new Uint8Array(28))).toBe(28);
+      expect(proc.fdinfo(fd)).toMatch(/^pos:\t128\n/);
+      const dup = proc.dup(fd); // the description, and so the position, is shared
+      expect(proc.fdinfo(dup)).toMatch(/^pos:\t128\n/);
+    } finally {
+      proc.closeAll();
+    }
+  });
+
+  test("pread and pwrite need a position: null and undefined are both EINVAL; the optional positions take null as undefined", async () => {
+    const lab = await labs.create();
+    const proc = new Process(lab);
+    const fd = allocFd(proc, PAGE_SIZE);
+    try {
+      for (const pos of [null, undefined]) {
+        expectErrno(() => proc.pread(fd, new Uint8Array(4), pos as unknown as number), "EINVAL");
+        expectErrno(() => proc.pwrite(fd, new Uint8Array(4), pos as unknown as number), "EINVAL");
+      }
+      expect(proc.lseek(fd, 0, SEEK_CUR)).toBe(0);
+      // The async twins and the object API: null, like undefined, is the file position, advanced.
+      expect(await proc.writeAsync(fd, new Uint8Array(8).fill(1), null as unknown as undefined)).toBe(8);
+      expect(await proc.writeAsync(fd, new Uint8Array(8).fill(2), undefined)).toBe(8);
+      expect(proc.lseek(fd, 0, SEEK_CUR)).toBe(16);
+      const buf = lab.heap("system").alloc(PAGE_SIZE);
+      try {
+        expect(buf.write(new Uint8Array(4), null)).toBe(4);
+        expect(buf.write(new Uint8Array(4), undefined)).toBe(4);
+        expect(buf.position).toBe(8);
+      } finally {
+        buf.close();
+      }
+    } finally {
+      proc.closeAll();
+    }
+  });
+
+  test("timeoutMs: null means no limit for read, write and DMA_BUF_IOCTL_SYNC alike; a bad one is EINVAL for all", async () => {
+    const lab = await labs.create();
+    const proc = new Process(lab);
+    const fd = allocFd(proc, PAGE_SIZE);
+    try {
+      expect(proc.write(fd, new Uint8Array(4), { timeoutMs: null })).toBe(4);
+      expect(proc.pread(fd, new Uint8Array(4), 0, { timeoutMs: null })).toBe(4);
+      expect(proc.ioctl(fd, DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_RW, timeoutMs: null })).toBe(0);
+      expect(proc.ioctl(fd, DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_RW | DMA_BUF_SYNC_END, timeoutMs: null })).toBe(0);
+      for (const timeoutMs of [-1, NaN, "5"]) {
+        expectErrno(() => proc.write(fd, new Uint8Array(4), { timeoutMs: timeoutMs as number }), "EINVAL");
+        expectErrno(() => proc.ioctl(fd, DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_RW, timeoutMs }), "EINVAL");
+      }
+    } finally {
+      proc.closeAll();
+    }
+  });
+
+  test("a DmaBufRecord view after put() is EBADF, never a size read from a freed record", async () => {
+    const lab = await labs.create();
+    const buf = lab.exporter("system").alloc(PAGE_SIZE);
+    const other = buf.get();
+    other.put(); // not the last reference: the buffer lives on, this view does not
+    expectErrno(() => other.size, "EBADF");
+    expect(buf.size).toBe(PAGE_SIZE);
+    buf.put(); // the last
+    expectErrno(() => buf.size, "EBADF");
+    expectErrno(() => buf.caching, "EBADF");
+  });
+
+  test("lab.close() gives back the thread's read/write state (its CPU timeline and descriptor table)", async () => {
+    const lab = await labs.create();
+    const free = () => { const t = lab.stats(); return [t.pages.freeBytes, t.user.freeBytes, t.sync.freeBytes]; };
+    const before = free();
+    // Another Lab over the same memory stands for another thread: its read/write calls make its own state.
+    const other = await LabClass.attach(lab.share());
+    const proc = new Process(other);
+    const fd = allocFd(proc, PAGE_SIZE);
+    proc.writev(fd, [new Uint8Array(10), new Uint8Array(10)]);
+    proc.pread(fd, new Uint8Array(4), 0);
+    proc.closeAll();
+    other.close();
+    expect(free()).toEqual(before);
   });
 });

@@ -19,6 +19,7 @@
  */
 import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { DmaBufError } from "../errno.js";
+import { describe, intArg } from "../args.js";
 import type { HeapName } from "../dmabuf/heap.js";
 import type { Lab } from "../lab.js";
 import { SyncFile } from "../sync/sync_file.js";
@@ -40,8 +41,8 @@ export type Direction = "read" | "write" | "rw";
 const directionFlags: Record<Direction, number> = { read: DMA_BUF_SYNC_READ, write: DMA_BUF_SYNC_WRITE, rw: DMA_BUF_SYNC_RW };
 
 function flagsOf(direction: Direction, syscall: string): number {
-  const flags = directionFlags[direction];
-  if (flags === undefined) throw new DmaBufError("EINVAL", syscall, `direction '${String(direction)}' is not "read", "write" or "rw"`);
+  const flags = typeof direction === "string" && Object.hasOwn(directionFlags, direction) ? directionFlags[direction] : undefined;
+  if (flags === undefined) throw new DmaBufError("EINVAL", syscall, `direction ${describe(direction)} is not "read", "write" or "rw"`);
   return flags;
 }
 
@@ -121,13 +122,13 @@ export class DmaBuf {
   }
 
   /** read(2), or pread(2) at `pos`: the bytes read, 0 at the end. */
-  read(into: Uint8Array, pos?: number, io?: IoOptions): number {
-    return pos === undefined ? this.process.read(this.fdFor("read"), into, io) : this.process.pread(this.fdFor("pread"), into, pos, io);
+  read(into: Uint8Array, pos?: number | null, io?: IoOptions): number {
+    return pos === undefined || pos === null ? this.process.read(this.fdFor("read"), into, io) : this.process.pread(this.fdFor("pread"), into, pos, io);
   }
 
   /** write(2), or pwrite(2) at `pos`: the bytes written (short at the end). */
-  write(from: Uint8Array, pos?: number, io?: IoOptions): number {
-    return pos === undefined ? this.process.write(this.fdFor("write"), from, io) : this.process.pwrite(this.fdFor("pwrite"), from, pos, io);
+  write(from: Uint8Array, pos?: number | null, io?: IoOptions): number {
+    return pos === undefined || pos === null ? this.process.write(this.fdFor("write"), from, io) : this.process.pwrite(this.fdFor("pwrite"), from, pos, io);
   }
 
   /** readv(2) at the file position. */
@@ -171,8 +172,8 @@ export class DmaBuf {
   }
 
   /** mmap(2) of [offset, offset + length): views to bracket with begin/endCpuAccess; unmap() it. */
-  map(offset = 0, length = this.size - offset): DmaBufMapping {
-    return this.process.mmap(this.fdFor("mmap"), offset, length);
+  map(offset = 0, length?: number): DmaBufMapping {
+    return this.process.mmap(this.fdFor("mmap"), offset, length ?? this.size - intArg(offset, "mmap", "offset"));
   }
 
   unmap(mapping: DmaBufMapping): void {
@@ -193,6 +194,7 @@ export class DmaBuf {
 
   /** DMA_BUF_IOCTL_IMPORT_SYNC_FILE: the file's fences join the buffer's (as writers with "write"/"rw"). */
   importSyncFile(syncFile: SyncFile, direction: Direction = "write"): void {
+    if (!(syncFile instanceof SyncFile)) throw new DmaBufError("EINVAL", "DMA_BUF_IOCTL_IMPORT_SYNC_FILE", `${describe(syncFile)} is not a SyncFile`);
     const flags = flagsOf(direction, "DMA_BUF_IOCTL_IMPORT_SYNC_FILE");
     const fd = installSyncFile(this.process, () => new SyncFile(syncFile.sync, syncFile.fence));
     try {

@@ -39,9 +39,10 @@
 import { RecordType } from "../memory/record.js";
 import * as Comlink from "comlink";
 import { DmaBufError, fenceError } from "../errno.js";
+import { describe, finiteTimeoutArg, intArg, objectArg, stringArg } from "../args.js";
 import type { DmaBuf } from "../api/dma_buf.js";
 import { DmaBufAttachment, dmaBufAttachments } from "../dmabuf/attachment.js";
-import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
+import { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import type { Lab } from "../lab.js";
 import { Fence } from "../sync/fence.js";
 import { SyncFile } from "../sync/sync_file.js";
@@ -114,20 +115,35 @@ interface Use { iova: number; len: number; access: number; buffer: DeviceBuffer;
 const SUBMIT = "drm_sched_job_submit";
 /** How long kill() lets a live device loop stop by itself before terminating it. */
 const KILL_GRACE_MS = 500;
+/** How long shutdown() waits for a drain by default before it cancels what is left. */
+const SHUTDOWN_TIMEOUT_MS = 10_000;
+
+/** Whether p settles within ms (true), or the time ran out first (false); p's rejection is passed on. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  try {
+    return await Promise.race([p.then(() => true as const), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 let serial = 0;
 
-function checkOptions(o: DeviceOptions): Required<DeviceOptions> {
-  const name = o.name ?? `device-${++serial}`;
-  const check = (what: string, v: number, ok: boolean) => {
-    if (!ok) throw new DmaBufError("EINVAL", "device_create", `${what} ${v} is out of range`);
-  };
+function checkOptions(options: DeviceOptions | undefined): Required<DeviceOptions> {
+  const syscall = "device_create";
+  const o = objectArg<DeviceOptions>(options ?? {}, syscall, "the options");
+  const name = stringArg(o.name ?? `device-${++serial}`, syscall, "name");
   const r = {
-    name, coherent: o.coherent ?? true, jobTimeoutMs: o.jobTimeoutMs ?? 5000, ringEntries: o.ringEntries ?? DEFAULT_RING_ENTRIES,
-    iovaBytes: o.iovaBytes ?? 256 * 1024 * 1024, submitTimeoutMs: o.submitTimeoutMs ?? 1000,
+    name, coherent: o.coherent ?? true,
+    jobTimeoutMs: intArg(o.jobTimeoutMs ?? 5000, syscall, "jobTimeoutMs", { min: 1, max: 2 ** 31 - 1 }),
+    ringEntries: intArg(o.ringEntries ?? DEFAULT_RING_ENTRIES, syscall, "ringEntries", { min: 1, max: 2 ** 31 }),
+    iovaBytes: intArg(o.iovaBytes ?? 256 * 1024 * 1024, syscall, "iovaBytes"),
+    // Every wait is bounded: a submit into a full ring gives up after this (0: EAGAIN at once, Infinity: EINVAL).
+    submitTimeoutMs: finiteTimeoutArg(o.submitTimeoutMs ?? 1000, syscall, "submitTimeoutMs"),
   };
-  check("jobTimeoutMs", r.jobTimeoutMs, Number.isInteger(r.jobTimeoutMs) && r.jobTimeoutMs > 0 && r.jobTimeoutMs < 2 ** 31);
-  check("submitTimeoutMs", r.submitTimeoutMs, r.submitTimeoutMs >= 0);
+  if (typeof r.coherent !== "boolean") throw new DmaBufError("EINVAL", syscall, `coherent ${describe(r.coherent)} is not a boolean`);
   if (new TextEncoder().encode(name).length > 31) throw new DmaBufError("EINVAL", "device_create", `device name '${name}' is longer than 31 bytes`);
   return r;
 }
@@ -252,8 +268,10 @@ export class Device {
 
   async attach(buf: DmaBuf | DmaBufRecord, options: { dynamic?: boolean } = {}): Promise<DeviceBuffer> {
     this.requireAlive("dma_buf_attach");
-    const record = "record" in buf ? buf.record : buf;
-    const dynamic = options.dynamic ?? false;
+    const record = buf instanceof DmaBufRecord ? buf : typeof buf === "object" && buf !== null && "record" in buf ? buf.record : undefined;
+    if (!(record instanceof DmaBufRecord)) throw new DmaBufError("EINVAL", "dma_buf_attach", `${describe(buf)} is not a DmaBuf or a DmaBufRecord`);
+    const dynamic = objectArg<{ dynamic?: boolean }>(options, "dma_buf_attach", "the options").dynamic ?? false;
+    if (typeof dynamic !== "boolean") throw new DmaBufError("EINVAL", "dma_buf_attach", `dynamic ${describe(dynamic)} is not a boolean`);
     const r = await this.call(() => this.api.attach(record.offset, dynamic));
     const b: DeviceBuffer = { device: this, attachment: r.attachment, iova: r.iova, bytes: r.bytes, dynamic, buffer: record.get() };
     this.buffers.set(r.attachment, b);
@@ -261,15 +279,21 @@ export class Device {
   }
 
   async detach(b: DeviceBuffer): Promise<void> {
-    if (this.buffers.get(b.attachment) !== b) throw new DmaBufError("EINVAL", "dma_buf_detach", `not an attachment of device ${this.name}`);
+    if (!this.owns(b)) throw new DmaBufError("EINVAL", "dma_buf_detach", `not an attachment of device ${this.name}`);
     await this.call(() => this.api.detach(b.attachment));
     this.buffers.delete(b.attachment);
     b.buffer.put();
   }
 
   /** dma_buf_map_attachment: the sg table of device addresses. */
-  map(b: DeviceBuffer): Promise<{ iova: number; bytes: number; entries: { dmaAddress: number; length: number }[] }> {
+  async map(b: DeviceBuffer): Promise<{ iova: number; bytes: number; entries: { dmaAddress: number; length: number }[] }> {
+    if (!this.owns(b)) throw new DmaBufError("EINVAL", "dma_buf_map_attachment", `not an attachment of device ${this.name}`);
     return this.call(() => this.api.map(b.attachment));
+  }
+
+  /** Whether b is one of this device's attachments (any value may be asked about). */
+  private owns(b: unknown): b is DeviceBuffer {
+    return typeof b === "object" && b !== null && this.buffers.get((b as DeviceBuffer).attachment) === b;
   }
 
   loadKernel(url: string | URL): Promise<number> {
@@ -290,14 +314,18 @@ export class Device {
   /**
    * Stops the device: with drain (default) after its queued jobs, else at
    * once, their fences signalled ECANCELED. Then the worker ends and
-   * everything it held is released.
+   * everything it held is released. Bounded: a drain that has not finished
+   * after `timeoutMs` (default 10 s; a job waiting on an in-fence that never
+   * signals, say) ends as kill() does, every pending fence signalled EIO.
    */
-  async shutdown(options: { drain?: boolean } = {}): Promise<void> {
+  async shutdown(options: { drain?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    const o = objectArg<{ drain?: boolean; timeoutMs?: number }>(options, "device_shutdown", "the options");
+    const timeoutMs = finiteTimeoutArg(o.timeoutMs ?? SHUTDOWN_TIMEOUT_MS, "device_shutdown", "timeoutMs");
     this.stopping = true;
     if (this.alive) {
+      const stopped = this.call(() => this.api.stop(o.drain ?? true)).then(() => { this.detachedByWorker = true; });
       try {
-        await this.call(() => this.api.stop(options.drain ?? true));
-        this.detachedByWorker = true;
+        if (!(await settlesWithin(stopped, timeoutMs))) await this.cancel(stopped);
       } catch (e) {
         if (!(e instanceof DmaBufError && e.code === "ENODEV")) {
           // The worker could not stop cleanly: it is ended all the same.
@@ -317,16 +345,21 @@ export class Device {
   async kill(): Promise<void> {
     if (this.alive && !this.stopping) {
       this.stopping = true;
-      this.record.fail(FAIL_EIO);
-      // A live loop then stops at a safe point (between jobs: nothing half
-      // freed) and detaches; a hung one is terminated after the grace time.
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const grace = new Promise<void>((resolve) => { timer = setTimeout(resolve, KILL_GRACE_MS); });
-      const stopped = this.call(() => this.api.stop(false)).then(() => { this.detachedByWorker = true; });
-      await Promise.race([stopped, grace]).catch(() => {});
-      clearTimeout(timer);
+      await this.cancel();
     }
     return this.reap();
+  }
+
+  /**
+   * Fails every pending job (EIO); a live loop then stops at a safe point
+   * (between jobs: nothing half freed) and detaches, answering `stopped` (a
+   * stop(false) call unless one is under way); a hung one is terminated by
+   * reap() after the grace time.
+   */
+  private async cancel(stopped?: Promise<void>): Promise<void> {
+    this.record.fail(FAIL_EIO);
+    const stop = stopped ?? this.call(() => this.api.stop(false)).then(() => { this.detachedByWorker = true; });
+    await settlesWithin(stop, KILL_GRACE_MS).catch(() => {});
   }
 
   private reap(): Promise<void> {
@@ -370,19 +403,19 @@ export class Device {
   submit(job: Job): Fence {
     this.requireAlive(SUBMIT);
     const { sync } = this.lab;
+    objectArg(job, SUBMIT, "the job");
     const uses = this.uses(job);
     const kernelId = job.kind === "kernel" ? job.kernel : 0;
-    const args = job.kind === "kernel" ? job.args ?? [] : job.kind === "fill" ? [job.value] : [];
-    if (job.kind === "fill" && !(Number.isInteger(job.value) && job.value >= 0 && job.value <= 255)) {
-      throw new DmaBufError("EINVAL", SUBMIT, `fill value ${job.value} is not a byte`);
+    const args: unknown = job.kind === "kernel" ? job.args ?? [] : job.kind === "fill" ? [job.value] : [];
+    if (job.kind === "fill") intArg(job.value, SUBMIT, "fill value", { max: 255 });
+    if (!Array.isArray(args) || args.length > JOB_MAX_ARGS) {
+      throw new DmaBufError("EINVAL", SUBMIT, `kernel arguments ${describe(args)}: at most ${JOB_MAX_ARGS} u32s`);
     }
-    if (args.length > JOB_MAX_ARGS || args.some((a) => !Number.isInteger(a) || a < 0 || a > 0xffffffff)) {
-      throw new DmaBufError("EINVAL", SUBMIT, `kernel arguments ${JSON.stringify(args)}: at most ${JOB_MAX_ARGS} u32s`);
-    }
-    if (job.kind === "kernel" && !(Number.isInteger(kernelId) && kernelId > 0)) {
-      throw new DmaBufError("EINVAL", SUBMIT, `kernel id ${kernelId} is not one loadKernel() returned`);
-    }
-    const inFences = (job.inFences ?? []).map((f, i) => {
+    args.forEach((a, i) => intArg(a, SUBMIT, `kernel argument ${i}`, { max: 0xffffffff }));
+    if (job.kind === "kernel") intArg(kernelId, SUBMIT, "kernel id (one loadKernel() returned)", { min: 1, max: 0xffffffff });
+    const given: unknown = job.inFences ?? [];
+    if (!Array.isArray(given)) throw new DmaBufError("EINVAL", SUBMIT, `inFences ${describe(given)} is not an array`);
+    const inFences = (given as unknown[]).map((f, i) => {
       if (f instanceof SyncFile) return f.fence;
       if (f instanceof Fence) return f;
       throw new DmaBufError("EINVAL", SUBMIT, `in-fence ${i} is neither a Fence nor a SyncFile`);
@@ -417,7 +450,9 @@ export class Device {
       }
       this.writeJob(rec, job, uses, fence, deps[0] ?? null, kernelId, args);
       written = true;
-      this.record.ring.push(rec, this.options.submitTimeoutMs);
+      this.record.ring.push(rec, this.options.submitTimeoutMs, () => this.record.state === DEV_DEAD);
+      // Failed just before the push: fail() signalled the jobs queued then, not this one.
+      if (this.record.state === DEV_DEAD) fence.checkAndSignal(FAIL_EIO);
       if (sync.trace.on(CAT_JOB | CAT_RING)) this.traceSubmit(job, fence, deps[0]?.leaves().length ?? 0);
       return fence;
     } catch (e) {
@@ -435,13 +470,12 @@ export class Device {
   /** The job's ranges as device addresses, validated (EINVAL names the bad one). */
   private uses(job: Job): Use[] {
     const range = (r: Range, access: number, what: string): Use => {
+      objectArg(r, SUBMIT, what);
       const b = "attachment" in r ? r : r.buffer;
-      const offset = "attachment" in r ? 0 : r.offset ?? 0;
-      if (this.buffers.get(b?.attachment) !== b) {
-        throw new DmaBufError("EINVAL", SUBMIT, `${what} is not a buffer attached to device ${this.name}`);
-      }
-      const length = "attachment" in r ? b.bytes : r.length ?? b.bytes - offset;
-      if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > b.bytes) {
+      if (!this.owns(b)) throw new DmaBufError("EINVAL", SUBMIT, `${what} is not a buffer attached to device ${this.name}`);
+      const offset = "attachment" in r ? 0 : intArg(r.offset ?? 0, SUBMIT, `${what} offset`);
+      const length = "attachment" in r ? b.bytes : intArg(r.length ?? b.bytes - offset, SUBMIT, `${what} length`);
+      if (offset + length > b.bytes) {
         throw new DmaBufError("EINVAL", SUBMIT, `${what}: range ${offset}+${length} is outside the ${b.bytes}-byte buffer`);
       }
       return { iova: b.iova + offset, len: length, access, buffer: b, offset };
@@ -459,14 +493,15 @@ export class Device {
         if (!Array.isArray(job.buffers) || job.buffers.length > JOB_MAX_BUFS) {
           throw new DmaBufError("EINVAL", SUBMIT, `a kernel job takes at most ${JOB_MAX_BUFS} buffers`);
         }
-        return job.buffers.map((b, i) => {
-          const access = Object.hasOwn(jobAccessBits, b.access) ? jobAccessBits[b.access] : 0;
-          if (access === 0) throw new DmaBufError("EINVAL", SUBMIT, `buffer ${i}: access '${String(b.access)}' is not read, write or read-write`);
+        return job.buffers.map((entry, i) => {
+          const b = objectArg<{ range: Range; access: unknown }>(entry, SUBMIT, `buffer ${i}`);
+          const access = typeof b.access === "string" && Object.hasOwn(jobAccessBits, b.access) ? jobAccessBits[b.access as keyof typeof jobAccessBits] : 0;
+          if (access === 0) throw new DmaBufError("EINVAL", SUBMIT, `buffer ${i}: access ${describe(b.access)} is not read, write or read-write`);
           return range(b.range, access, `buffer ${i}`);
         });
       }
       default:
-        throw new DmaBufError("EINVAL", SUBMIT, `job kind '${String((job as { kind: unknown }).kind)}' is not nop, copy, fill, checksum or kernel`);
+        throw new DmaBufError("EINVAL", SUBMIT, `job kind ${describe((job as { kind: unknown }).kind)} is not nop, copy, fill, checksum or kernel`);
     }
   }
 

@@ -257,6 +257,8 @@ export class DeviceRecord {
       if (current !== 0) this.signalJob(current, currentError);
       this.forQueued((job) => this.signalJob(job, error));
       Atomics.notify(i32, this.stateIndex);
+      // Submitters waiting for room in the full ring: they see DEV_DEAD and give up (ENODEV).
+      this.ring.wakeProducers();
       return true;
     } finally {
       if (locked) this.lock.unlock();

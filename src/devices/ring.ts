@@ -87,9 +87,11 @@ export class JobRing {
 
   /**
    * Pushes a job-record offset. A full ring is waited on for up to
-   * `timeoutMs` (0: not at all), then EAGAIN with nothing pushed.
+   * `timeoutMs` (0: not at all), then EAGAIN with nothing pushed; ENODEV
+   * with nothing pushed as soon as `stopped()` (checked before each wait and
+   * at each wake-up; wakeProducers() wakes the waiters to check it).
    */
-  push(job: number, timeoutMs: number): void {
+  push(job: number, timeoutMs: number, stopped: () => boolean = () => false): void {
     const deadline = nowMs() + timeoutMs;
     let waited = false;
     for (;;) {
@@ -106,13 +108,20 @@ export class JobRing {
         return;
       }
       this.lock.unlock();
+      // A consumer that stopped for good never frees a slot: ENODEV at once, not after the timeout.
+      if (stopped()) throw new DmaBufError("ENODEV", "ring_push", "the device consuming this ring is dead");
       if (nowMs() >= deadline) {
         throw new DmaBufError("EAGAIN", "ring_push", `the job ring (${this.capacity} entries) stayed full for ${timeoutMs} ms`);
       }
       waited = true;
       waitUntil(this.i32, this.index(RING_TAIL), this.index(RING_PRODUCER_WAITERS),
-        () => this.pending < this.capacity, deadline, "ring_push");
+        () => this.pending < this.capacity || stopped(), deadline, "ring_push");
     }
+  }
+
+  /** Wakes every producer waiting for room (the consumer stopped for good: they re-check and give up). */
+  wakeProducers(): void {
+    Atomics.notify(this.i32, this.index(RING_TAIL));
   }
 
   /** Consumer: the next entry without taking it, or 0 when the ring is empty. */

@@ -47,7 +47,7 @@
  * Views returned by create()/attach()/get() own a reference; put() drops it.
  */
 import { RecordType, RecordView, getRecord, type RecordTypeId } from "../memory/record.js";
-import { DmaBufError } from "../errno.js";
+import { DmaBufError, hex } from "../errno.js";
 import { SG_SEG_ADDR, SG_SEG_LEN, SG_SEG_SIZE } from "../engine/abi.js";
 import type { SegmentSource } from "../engine/tables.js";
 import { Mutex } from "../memory/mutex.js";
@@ -106,11 +106,19 @@ export interface Segment {
 export class DmaBufRecord {
   private owned: boolean;
 
-  private readonly rec: RecordView;
+  private readonly view: RecordView;
+  /** Set by put(): the view no longer stands for the buffer (its record may be freed or reused). */
+  private released = false;
+
+  /** The record's words; EBADF once this view was put. */
+  private get rec(): RecordView {
+    if (this.released) throw new DmaBufError("EBADF", "dma_buf", `this view of the dma-buf at ${hex(this.offset)} was put`);
+    return this.view;
+  }
 
   private constructor(readonly sync: Sync, readonly offset: number, owned: boolean) {
     this.owned = owned;
-    this.rec = new RecordView(sync, offset);
+    this.view = new RecordView(sync, offset);
   }
 
   /**
@@ -294,7 +302,10 @@ export class DmaBufRecord {
   put(): void {
     if (!this.owned) throw new DmaBufError("EINVAL", "dma_buf_put", "this view holds no reference");
     this.owned = false;
-    if (Atomics.sub(this.sync.i32, (this.offset + DMABUF_REFCOUNT) >>> 2, 1) !== 1) return;
+    if (Atomics.sub(this.sync.i32, (this.offset + DMABUF_REFCOUNT) >>> 2, 1) !== 1) {
+      this.released = true;
+      return;
+    }
     const { sync } = this;
     const pieces = this.pieces();
     const backingList = this.rec.word(DMABUF_BACKING);
@@ -308,6 +319,7 @@ export class DmaBufRecord {
       if (block !== 0) sync.arena.user.free(block, undefined, "dma_buf_release");
     }
     sync.freeRecord(this.offset, RecordType.dmaBuf);
+    this.released = true;
     if (backing.length > 0) backing.forEach((m) => memfdUnref(sync, m));
     else for (const p of pieces) sync.arena.pages.free(p.offset, p.order, "dma_buf_release");
   }

@@ -21,6 +21,7 @@
  */
 import { RecordType, RecordView } from "../memory/record.js";
 import { DmaBufError, hex } from "../errno.js";
+import { describe, flagsArg, stringArg } from "../args.js";
 import type { Engine } from "../engine/engine.js";
 import { Mutex } from "../memory/mutex.js";
 import { PAGE_SIZE } from "../memory/layout.js";
@@ -69,6 +70,8 @@ export class Memfd {
 
   /** memfd_create: an empty file. flags: MFD_CLOEXEC, MFD_ALLOW_SEALING (others EINVAL). */
   static create(sync: Sync, engine: Engine, name: string, flags = 0): Memfd {
+    stringArg(name, "memfd_create", "name");
+    flagsArg(flags, "memfd_create");
     if ((flags & ~(MFD_CLOEXEC | MFD_ALLOW_SEALING)) !== 0) {
       throw new DmaBufError("EINVAL", "memfd_create", `flags ${hex(flags)} has unknown bits`);
     }
@@ -114,7 +117,8 @@ export class Memfd {
 
   /** F_ADD_SEALS. */
   addSeals(seals: number): void {
-    if (!Number.isInteger(seals) || (seals & ~ALL_SEALS) !== 0) {
+    flagsArg(seals, "F_ADD_SEALS", "seals");
+    if ((seals & ~ALL_SEALS) !== 0) {
       throw new DmaBufError("EINVAL", "F_ADD_SEALS", `seals ${hex(seals)} has unknown bits`);
     }
     this.lock.with(() => {
@@ -128,7 +132,7 @@ export class Memfd {
   /** ftruncate: new pages are zeroed; pages past the new size go back to the pool. */
   truncate(size: number): void {
     if (!Number.isSafeInteger(size) || size < 0 || size > 0xffff_f000) {
-      throw new DmaBufError("EINVAL", "ftruncate", `size ${size} is not a valid length`);
+      throw new DmaBufError("EINVAL", "ftruncate", `size ${describe(size)} is not a valid length`);
     }
     this.lock.with(() => {
       const old = this.size;

@@ -93,6 +93,19 @@ function cpu(sync: Sync): { timeline: Timeline; table: SgTable | undefined } {
   return t;
 }
 
+/**
+ * Releases this thread's read/write state for `sync` (its CPU timeline and
+ * descriptor table): Lab.close() calls it, so that a thread that ends gives
+ * back what its read/write calls made. A later call makes them anew.
+ */
+export function releaseCpuState(sync: Sync): void {
+  const t = cpuTimelines.get(sync);
+  if (t === undefined) return;
+  cpuTimelines.delete(sync);
+  t.table?.free();
+  t.timeline.unref();
+}
+
 interface Plan {
   buf: DmaBufRecord;
   iov: Uint8Array[];

@@ -17,6 +17,7 @@
  * one, and mainline ignores unknown bits), so this takes none.
  */
 import { DmaBufError, hex } from "../errno.js";
+import { describe, objectArg } from "../args.js";
 import { PAGE_SIZE } from "../memory/layout.js";
 import type { Sync } from "../sync/sync.js";
 import { CACHING_CACHED, DmaBufRecord, type PagePiece } from "./dma_buf.js";
@@ -36,19 +37,20 @@ export interface UdmabufItem {
 
 /** UDMABUF_CREATE_LIST (UDMABUF_CREATE is a list of one item). */
 export function udmabufCreate(sync: Sync, items: UdmabufItem[]): DmaBufRecord {
+  if (!Array.isArray(items)) throw new DmaBufError("EFAULT", "UDMABUF_CREATE_LIST", `the items ${describe(items)} are not an array`);
   const syscall = items.length === 1 ? "UDMABUF_CREATE" : "UDMABUF_CREATE_LIST";
   if (items.length === 0 || items.length > UDMABUF_LIST_LIMIT) {
     throw new DmaBufError("EINVAL", syscall, `count ${items.length} must be between 1 and ${UDMABUF_LIST_LIMIT}`);
   }
   let total = 0;
   items.forEach((item, i) => {
-    const { memfd, offset, size } = item;
+    const { memfd, offset, size } = objectArg<UdmabufItem>(item, syscall, `item ${i}`);
     if (!(memfd instanceof Memfd) || memfd.closed) {
       throw new DmaBufError("EBADFD", syscall, `item ${i}: the file is not an open memfd`);
     }
     for (const [what, v] of [["offset", offset], ["size", size]] as const) {
       if (!Number.isSafeInteger(v) || v < 0 || v % PAGE_SIZE !== 0) {
-        throw new DmaBufError("EINVAL", syscall, `item ${i}: ${what} ${v} is not a multiple of the page size`);
+        throw new DmaBufError("EINVAL", syscall, `item ${i}: ${what} ${describe(v)} is not a multiple of the page size`);
       }
     }
     const seals = memfd.seals;

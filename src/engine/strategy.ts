@@ -6,6 +6,7 @@ import {
   STRATEGY_AUTO, STRATEGY_BULK, STRATEGY_BYTES, STRATEGY_REFERENCE, STRATEGY_SIMD, STRATEGY_WORDS,
 } from "./abi.js";
 import { DmaBufError } from "../errno.js";
+import { describe } from "../args.js";
 
 export const strategies = {
   /** memory.copy (native memmove): wins from a few hundred bytes up. */
@@ -30,9 +31,10 @@ export const strategyNames = Object.keys(strategies) as StrategyName[];
 export const fixedStrategyNames: FixedStrategy[] = ["bulk", "simd", "words", "bytes"];
 
 export function strategyId(name: StrategyName, syscall: string): number {
-  const id = (strategies as Record<string, number>)[name];
+  // Own names only: not a key like "toString" from the prototype, nor a non-string.
+  const id = typeof name === "string" && Object.hasOwn(strategies, name) ? (strategies as Record<string, number>)[name] : undefined;
   if (id === undefined) {
-    throw new DmaBufError("EINVAL", syscall, `unknown strategy '${String(name)}' (expected one of ${strategyNames.join(", ")})`);
+    throw new DmaBufError("EINVAL", syscall, `unknown strategy ${describe(name)} (expected one of ${strategyNames.join(", ")})`);
   }
   return id;
 }

@@ -56,6 +56,7 @@ export class dma_buf {
   drop(): boolean {
     const view = this.held.pop();
     view?.closeFile();
+    this.record = this.held.at(-1) ?? this.record;
     return view !== undefined;
   }
 }

@@ -32,6 +32,7 @@
  * works on every thread including a browser's main thread.
  */
 import { DmaBufError, hex } from "../errno.js";
+import { describe } from "../args.js";
 import {
   FENCE_CONTEXT, FENCE_DEADLINE, FENCE_ERROR, FENCE_KIND, FENCE_KIND_MASK, FENCE_REFCOUNT, FENCE_SEQNO,
   FENCE_STATUS, FENCE_TIMELINE, FENCE_TIMESTAMP, FENCE_WAITERS, MAX_ERRNO, SIGNAL_ALREADY,
@@ -113,7 +114,7 @@ export class Fence {
 
   /** dma_fence_set_deadline: a hint; the earliest deadline is kept. */
   setDeadline(ns: number): void {
-    if (!(ns > 0)) throw new DmaBufError("EINVAL", "set_deadline", `deadline ${ns} ns must be positive`);
+    if (typeof ns !== "number" || !(ns > 0)) throw new DmaBufError("EINVAL", "set_deadline", `deadline ${describe(ns)} ns must be a positive number`);
     const i = (this.offset + FENCE_DEADLINE) >>> 3;
     const current = this.sync.f64[i];
     if (current === 0 || ns < current) this.sync.f64[i] = ns;

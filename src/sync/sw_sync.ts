@@ -27,6 +27,7 @@
  * the lock is released (a callback may use the timeline).
  */
 import { DmaBufError, hex } from "../errno.js";
+import { describe } from "../args.js";
 import { FENCE_AUX, FENCE_KIND_PLAIN, FENCE_SEQNO, FENCE_TIMELINE } from "../engine/abi.js";
 import type { Fence } from "./fence.js";
 import { SyncFile } from "./sync_file.js";
@@ -103,7 +104,7 @@ export class SwSyncTimeline {
   createFence(value: number, _name = ""): SyncFile {
     this.requireOpen("SW_SYNC_IOC_CREATE_FENCE");
     if (!Number.isInteger(value) || value < 0 || value > 0xffffffff) {
-      throw new DmaBufError("EINVAL", "SW_SYNC_IOC_CREATE_FENCE", `value ${value} is not a u32`);
+      throw new DmaBufError("EINVAL", "SW_SYNC_IOC_CREATE_FENCE", `value ${describe(value)} is not a u32`);
     }
     const { sync } = this;
     const fence = this.timeline.lock.with(() => {

@@ -19,7 +19,6 @@ import { O_ACCMODE, O_RDONLY, O_WRONLY, SEEK_CUR, SEEK_END, SEEK_SET } from "./u
 
 export class BlockDevFile extends OpenFile implements IoTargetFile {
   readonly kind = "blockdev" as const;
-  pos = 0;
   private readonly blockSize: number;
 
   constructor(readonly lab: Lab, readonly storage: number, readonly path: string, flags: number) {

@@ -42,6 +42,7 @@
  * the kernel's file_count does.
  */
 import { DmaBufError } from "../errno.js";
+import { describe, intArg, objectArg, timeoutArg, writableArg } from "../args.js";
 import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { PAGE_SIZE } from "../memory/layout.js";
 import { DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE, usageRw } from "../sync/resv.js";
@@ -140,9 +141,9 @@ export class DmaBufFile extends OpenFile {
   }
 
   private syncRequest(arg: unknown): SyncRequest {
-    const { flags, timeoutMs = Infinity } = (arg ?? {}) as Partial<dma_buf_sync>;
+    const { flags, timeoutMs: timeout } = objectArg<Partial<dma_buf_sync>>(arg, "DMA_BUF_IOCTL_SYNC");
     if (typeof flags !== "number" || !Number.isInteger(flags) || flags < 0) {
-      throw new DmaBufError("EFAULT", "DMA_BUF_IOCTL_SYNC", `flags ${String(flags)} is not a __u64`);
+      throw new DmaBufError("EFAULT", "DMA_BUF_IOCTL_SYNC", `flags ${describe(flags)} is not a __u64`);
     }
     if ((flags & ~DMA_BUF_SYNC_VALID_FLAGS_MASK) !== 0 || flags > DMA_BUF_SYNC_VALID_FLAGS_MASK) {
       throw new DmaBufError("EINVAL", "DMA_BUF_IOCTL_SYNC", `flags 0x${flags.toString(16)} has bits outside RW|END`);
@@ -150,9 +151,8 @@ export class DmaBufFile extends OpenFile {
     if ((flags & DMA_BUF_SYNC_RW) === 0) {
       throw new DmaBufError("EINVAL", "DMA_BUF_IOCTL_SYNC", `flags 0x${flags.toString(16)} has neither READ nor WRITE`);
     }
-    if (typeof timeoutMs !== "number" || Number.isNaN(timeoutMs) || timeoutMs < 0) {
-      throw new DmaBufError("EINVAL", "DMA_BUF_IOCTL_SYNC", `timeout ${String(timeoutMs)} ms must be >= 0`);
-    }
+    // undefined or null: no limit, as for read and write.
+    const timeoutMs = timeoutArg(timeout, "DMA_BUF_IOCTL_SYNC");
     return { flags, end: (flags & DMA_BUF_SYNC_END) !== 0, usage: usageRw((flags & DMA_BUF_SYNC_WRITE) !== 0), timeoutMs };
   }
 
@@ -168,6 +168,7 @@ export class DmaBufFile extends OpenFile {
   }
 
   private exportSyncFile(proc: Process, arg: dma_buf_export_sync_file): number {
+    writableArg(arg, "DMA_BUF_IOCTL_EXPORT_SYNC_FILE", ["fd"]);
     const flags = rwFlags(arg, "DMA_BUF_IOCTL_EXPORT_SYNC_FILE");
     const { sync } = this.buf;
     arg.fd = installSyncFile(proc, () => {
@@ -185,7 +186,7 @@ export class DmaBufFile extends OpenFile {
     const flags = rwFlags(arg, "DMA_BUF_IOCTL_IMPORT_SYNC_FILE");
     const file = proc.lookup(arg.fd);
     if (!(file instanceof SyncFileFile)) {
-      throw new DmaBufError("EINVAL", "DMA_BUF_IOCTL_IMPORT_SYNC_FILE", `fd ${String(arg.fd)} is not a sync_file`);
+      throw new DmaBufError("EINVAL", "DMA_BUF_IOCTL_IMPORT_SYNC_FILE", `fd ${describe(arg.fd)} is not a sync_file`);
     }
     const leaves = unwrap(file.syncFile.fence);
     if (leaves.length === 0) return 0;
@@ -198,33 +199,35 @@ export class DmaBufFile extends OpenFile {
     return 0;
   }
 
-  /** The file position (f_pos) of this open file description. */
-  private position = 0;
 
   override llseek(offset: number, whence: number): number {
-    const base = whence === SEEK_SET ? 0 : whence === SEEK_CUR ? this.position : whence === SEEK_END ? this.buf.size : NaN;
+    const base = whence === SEEK_SET ? 0 : whence === SEEK_CUR ? this.pos : whence === SEEK_END ? this.buf.size : NaN;
     if (Number.isNaN(base)) throw new DmaBufError("EINVAL", "lseek", `whence ${whence} is not SEEK_SET, SEEK_CUR or SEEK_END`);
     const to = base + offset;
     if (!Number.isSafeInteger(offset) || to < 0) throw new DmaBufError("EINVAL", "lseek", `offset ${offset} from ${base} gives position ${to}`);
-    this.position = to;
+    this.pos = to;
     return to;
   }
 
-  override rw(syscall: RwSyscall, iov: Uint8Array[], pos: number | undefined, io: IoOptions = {}): number {
-    const n = rwSync(this.buf, iov, pos ?? this.position, syscall, { nonblock: this.nonblock, timeoutMs: io.timeoutMs });
-    if (pos === undefined) this.position += n;
+  override rw(syscall: RwSyscall, iov: Uint8Array[], pos: number | undefined | null, io?: IoOptions | null): number {
+    const current = pos === undefined || pos === null;
+    const n = rwSync(this.buf, iov, current ? this.pos : pos, syscall, { nonblock: this.nonblock, timeoutMs: io?.timeoutMs });
+    if (current) this.pos += n;
     return n;
   }
 
-  override async rwAsync(syscall: RwSyscall, iov: Uint8Array[], pos: number | undefined, io: IoOptions = {}): Promise<number> {
-    const at = pos ?? this.position;
-    const n = await rwAsync(this.buf, iov, at, syscall, { nonblock: this.nonblock, timeoutMs: io.timeoutMs });
-    if (pos === undefined) this.position = at + n;
+  override async rwAsync(syscall: RwSyscall, iov: Uint8Array[], pos: number | undefined | null, io?: IoOptions | null): Promise<number> {
+    const current = pos === undefined || pos === null;
+    const at = current ? this.pos : pos;
+    const n = await rwAsync(this.buf, iov, at, syscall, { nonblock: this.nonblock, timeoutMs: io?.timeoutMs });
+    if (current) this.pos = at + n;
     return n;
   }
 
   override mmap(offset: number, length: number, prot: number): DmaBufMapping {
     const size = this.buf.size;
+    intArg(offset, "mmap", "offset");
+    intArg(length, "mmap", "length");
     if (!Number.isSafeInteger(offset) || offset < 0 || offset % PAGE_SIZE !== 0) {
       throw new DmaBufError("EINVAL", "mmap", `offset ${offset} is not a multiple of the page size ${PAGE_SIZE}`);
     }
@@ -270,7 +273,7 @@ function timedOut(req: SyncRequest): DmaBufError {
 /** The flag rule of EXPORT_SYNC_FILE and IMPORT_SYNC_FILE: a non-zero subset of RW. */
 function rwFlags(arg: { flags?: unknown } | undefined, syscall: string): number {
   const flags = arg?.flags;
-  if (typeof flags !== "number" || !Number.isInteger(flags)) throw new DmaBufError("EFAULT", syscall, `flags ${String(flags)} is not a __u32`);
+  if (typeof flags !== "number" || !Number.isInteger(flags)) throw new DmaBufError("EFAULT", syscall, `flags ${describe(flags)} is not a __u32`);
   if ((flags & ~DMA_BUF_SYNC_RW) !== 0 || flags < 0 || flags > DMA_BUF_SYNC_RW) {
     throw new DmaBufError("EINVAL", syscall, `flags 0x${flags.toString(16)} has bits outside RW`);
   }

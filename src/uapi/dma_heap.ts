@@ -19,6 +19,7 @@
  *   a bad user pointer's EFAULT.
  */
 import { DmaBufError } from "../errno.js";
+import { describe, writableArg } from "../args.js";
 import type { Heap } from "../dmabuf/heap.js";
 import { DmaBufFile } from "./dma_buf_file.js";
 import { OpenFile } from "./file.js";
@@ -49,7 +50,7 @@ export class DmaHeapFile extends OpenFile {
       if (dma_heap_allocation_data_offsets[name] >= size) return 0;
       const v = data[name] ?? 0;
       if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) {
-        throw new DmaBufError("EFAULT", SYSCALL, `${name} ${String(v)} is not an unsigned integer`);
+        throw new DmaBufError("EFAULT", SYSCALL, `${name} ${describe(v)} is not an unsigned integer`);
       }
       return v;
     };
@@ -65,6 +66,9 @@ export class DmaHeapFile extends OpenFile {
       throw new DmaBufError("EINVAL", SYSCALL, `heap_flags 0x${heapFlags.toString(16)} must be 0`);
     }
     if (len === 0) throw new DmaBufError("EINVAL", SYSCALL, "len 0");
+    // The new fd is written back: a frozen argument fails before anything is made.
+    const writesFd = dma_heap_allocation_data_offsets.fd < size;
+    if (writesFd) writableArg(arg, SYSCALL, ["fd"]);
     const newFd = proc.installNew(() => {
       const buf = this.heap.alloc(len);
       try {
@@ -73,7 +77,7 @@ export class DmaHeapFile extends OpenFile {
         buf.put();
       }
     }, (fdFlags & O_CLOEXEC) !== 0);
-    if (dma_heap_allocation_data_offsets.fd < size) data.fd = newFd;
+    if (writesFd) data.fd = newFd;
     return 0;
   }
 }

@@ -119,19 +119,22 @@ export abstract class OpenFile {
   /**
    * read_iter / write_iter for the system call `syscall` (its name gives the
    * direction and goes into errors): the iovecs at `pos`, or at (and
-   * advancing) the file position when pos is undefined. A file without them: EINVAL.
+   * advancing) the file position when pos is undefined or null. A file without them: EINVAL.
    */
-  rw(syscall: RwSyscall, _iov: Uint8Array[], _pos: number | undefined, _io?: IoOptions): number {
+  rw(syscall: RwSyscall, _iov: Uint8Array[], _pos: number | undefined | null, _io?: IoOptions | null): number {
     throw new DmaBufError("EINVAL", syscall, `a ${this.kind} file cannot be ${isWrite(syscall) ? "written" : "read"}`);
   }
 
-  rwAsync(syscall: RwSyscall, iov: Uint8Array[], pos: number | undefined, io?: IoOptions): Promise<number> {
+  rwAsync(syscall: RwSyscall, iov: Uint8Array[], pos: number | undefined | null, io?: IoOptions | null): Promise<number> {
     return Promise.resolve().then(() => this.rw(syscall, iov, pos, io));
   }
 
   poll(): number {
     return DEFAULT_POLLMASK;
   }
+
+  /** The file position (f_pos) of this open file description (fdinfo's pos; 0 for files that do not seek). */
+  pos = 0;
 
   /** The file-specific lines of /proc/<pid>/fdinfo/<fd> ("" for none). */
   fdinfo(): string {

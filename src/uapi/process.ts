@@ -60,6 +60,7 @@
  * slot first (EMFILE before any object is made) and installs only after.
  */
 import { DmaBufError } from "../errno.js";
+import { describe, flagsArg, intArg, positionArg, stringArg, writableArg } from "../args.js";
 import { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { isWrite, type RwSyscall } from "../dmabuf/rw.js";
 import { heapNames, type HeapName } from "../dmabuf/heap.js";
@@ -70,7 +71,7 @@ import { SyncFile } from "../sync/sync_file.js";
 import { DmaBufFile } from "./dma_buf_file.js";
 import { DmaHeapFile } from "./dma_heap.js";
 import { checkRwAccess, type FdToken, type IoOptions, type OpenFile } from "./file.js";
-import type { DmaBufMapping } from "./mapping.js";
+import { DmaBufMapping } from "./mapping.js";
 import { MemfdFile } from "./memfd_file.js";
 import { devNode } from "./dev_nodes.js";
 import { IoUringFile } from "./io_uring_file.js";
@@ -140,7 +141,7 @@ export class Process {
   /** The file an fd refers to (EBADF when there is none). */
   file(fd: number, syscall = "fget"): OpenFile {
     const entry = this.table.get(fd);
-    if (entry === undefined) throw new DmaBufError("EBADF", syscall, `fd ${String(fd)} is not open`);
+    if (entry === undefined) throw new DmaBufError("EBADF", syscall, `fd ${describe(fd)} is not open`);
     return entry.file;
   }
 
@@ -168,6 +169,8 @@ export class Process {
   // ---- open, close, dup, fcntl ---------------------------------------------
 
   open(path: string, flags = 0): number {
+    stringArg(path, "open", "path");
+    flagsArg(flags, "open");
     const fileFlags = flags & (O_ACCMODE | O_NONBLOCK);
     const cloexec = (flags & O_CLOEXEC) !== 0;
     const node = typeof path === "string" ? devNode(this.lab, path) : undefined;
@@ -217,6 +220,8 @@ export class Process {
 
   /** memfd_create(2): a new memfd fd (MFD_CLOEXEC, MFD_ALLOW_SEALING). */
   memfd_create(name: string, flags = 0): number {
+    stringArg(name, "memfd_create", "name");
+    flagsArg(flags, "memfd_create");
     return this.installNew(() => new MemfdFile(this.lab.memfd(name, flags), O_RDWR), (flags & MFD_CLOEXEC) !== 0, "memfd_create");
   }
 
@@ -224,6 +229,7 @@ export class Process {
   ftruncate(fd: number, size: number): void {
     const file = this.file(fd, "ftruncate");
     if (!(file instanceof MemfdFile)) throw new DmaBufError("EINVAL", "ftruncate", `fd ${fd} is a ${file.kind} file, not a memfd`);
+    intArg(size, "ftruncate", "size");
     file.truncate(size);
   }
 
@@ -241,7 +247,8 @@ export class Process {
 
   fcntl(fd: number, cmd: number, arg = 0): number {
     const entry = this.table.get(fd);
-    if (entry === undefined) throw new DmaBufError("EBADF", "fcntl", `fd ${String(fd)} is not open`);
+    if (entry === undefined) throw new DmaBufError("EBADF", "fcntl", `fd ${describe(fd)} is not open`);
+    if (cmd === F_SETFD || cmd === F_SETFL || cmd === F_ADD_SEALS) flagsArg(arg, "fcntl", "arg");
     switch (cmd) {
       case F_GETFD: return entry.cloexec ? FD_CLOEXEC : 0;
       case F_SETFD: entry.cloexec = (arg & FD_CLOEXEC) !== 0; return 0;
@@ -254,23 +261,28 @@ export class Process {
         entry.file.addSeals(arg);
         return 0;
       }
-      default: throw new DmaBufError("EINVAL", "fcntl", `command ${cmd} is not F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_ADD_SEALS or F_GET_SEALS`);
+      default: throw new DmaBufError("EINVAL", "fcntl", `command ${describe(cmd)} is not F_GETFD, F_SETFD, F_GETFL, F_SETFL, F_ADD_SEALS or F_GET_SEALS`);
     }
   }
 
   // ---- file operations ---------------------------------------------------------
 
   ioctl(fd: number, request: number, arg?: unknown): number {
-    return this.file(fd, "ioctl").ioctl(this, request, arg);
+    const file = this.file(fd, "ioctl");
+    return file.ioctl(this, ioctlRequest(request), arg);
   }
 
   /** ioctl's async twin: a wait (DMA_BUF_IOCTL_SYNC START) is a Promise, never a blocked thread. */
   async ioctlAsync(fd: number, request: number, arg?: unknown): Promise<number> {
-    return this.file(fd, "ioctl").ioctlAsync(this, request, arg);
+    const file = this.file(fd, "ioctl");
+    return file.ioctlAsync(this, ioctlRequest(request), arg);
   }
 
   lseek(fd: number, offset: number, whence: number): number {
-    return this.file(fd, "lseek").llseek(offset, whence);
+    const file = this.file(fd, "lseek");
+    intArg(offset, "lseek", "offset", { min: -Number.MAX_SAFE_INTEGER });
+    intArg(whence, "lseek", "whence");
+    return file.llseek(offset, whence);
   }
 
   /**
@@ -288,11 +300,13 @@ export class Process {
   }
 
   pread(fd: number, buf: Uint8Array, pos: number, io?: IoOptions): number {
-    return this.rwFile(fd, "pread").rw("pread", [buf], pos, io);
+    const file = this.rwFile(fd, "pread");
+    return file.rw("pread", [buf], positionArg(pos, "pread"), io);
   }
 
   pwrite(fd: number, buf: Uint8Array, pos: number, io?: IoOptions): number {
-    return this.rwFile(fd, "pwrite").rw("pwrite", [buf], pos, io);
+    const file = this.rwFile(fd, "pwrite");
+    return file.rw("pwrite", [buf], positionArg(pos, "pwrite"), io);
   }
 
   readv(fd: number, iov: Uint8Array[], io?: IoOptions): number {
@@ -347,6 +361,7 @@ export class Process {
   }
 
   munmap(mapping: DmaBufMapping): void {
+    if (!(mapping instanceof DmaBufMapping)) throw new DmaBufError("EINVAL", "munmap", `${describe(mapping)} is not a mapping mmap() returned`);
     mapping.unmap();
     this.mappings.delete(mapping);
   }
@@ -374,7 +389,13 @@ export class Process {
 
   private pollStart(fds: PollFd[], timeoutMs: number): { ready: number; deadline: number } {
     if (typeof timeoutMs !== "number" || Number.isNaN(timeoutMs)) {
-      throw new DmaBufError("EINVAL", "poll", `timeout ${String(timeoutMs)} is not a number of ms`);
+      throw new DmaBufError("EINVAL", "poll", `timeout ${describe(timeoutMs)} is not a number of ms`);
+    }
+    // Every entry is checked (its revents writable) before any is set.
+    if (!Array.isArray(fds)) throw new DmaBufError("EFAULT", "poll", `fds ${describe(fds)} is not an array of {fd, events}`);
+    for (const p of fds) {
+      writableArg(p, "poll", ["revents"]);
+      flagsArg(p.events, "poll", "events");
     }
     return { ready: this.pollScan(fds), deadline: timeoutMs < 0 ? Infinity : nowMs() + timeoutMs };
   }
@@ -392,9 +413,9 @@ export class Process {
   /** The text of /proc/self/fdinfo/<fd>: pos, flags (octal, O_CLOEXEC included), then the file's own lines. */
   fdinfo(fd: number): string {
     const entry = this.table.get(fd);
-    if (entry === undefined) throw new DmaBufError("EBADF", "fdinfo", `fd ${String(fd)} is not open`);
+    if (entry === undefined) throw new DmaBufError("EBADF", "fdinfo", `fd ${describe(fd)} is not open`);
     const flags = entry.file.flags | (entry.cloexec ? O_CLOEXEC : 0);
-    return `pos:\t0\nflags:\t0${flags.toString(8)}\n${entry.file.fdinfo()}`;
+    return `pos:\t${entry.file.pos}\nflags:\t0${flags.toString(8)}\n${entry.file.fdinfo()}`;
   }
 
   // ---- passing fds between threads -----------------------------------------------
@@ -435,7 +456,7 @@ export class Process {
         case "sw_sync":
           return new SwSyncFile(SwSyncTimeline.dup(sync, offset, generation), flags);
         default:
-          throw new DmaBufError("EINVAL", "importFd", `token kind '${String(kind)}' is not a dma-buf, sync_file or sw_sync`);
+          throw new DmaBufError("EINVAL", "importFd", `token kind ${describe(kind)} is not a dma-buf, sync_file or sw_sync`);
       }
     }, false, "importFd");
   }
@@ -454,6 +475,11 @@ export class Process {
   }
 }
 
+/** An ioctl request number: a 32-bit unsigned integer, else ENOTTY (no driver has that request). */
+function ioctlRequest(request: unknown): number {
+  return intArg(request, "ioctl", "request", { max: 0xffffffff }, "ENOTTY");
+}
+
 const tokenKinds: readonly unknown[] = ["dma-buf", "sync_file", "sw_sync"];
 
 /** A token's fields, read once and checked for shape (EINVAL for anything that is not an FdToken). */
@@ -461,7 +487,7 @@ function checkToken(token: unknown): FdToken {
   const bad = (what: string): never => { throw new DmaBufError("EINVAL", "importFd", `the token ${what}`); };
   if (typeof token !== "object" || token === null) return bad(`is ${token === null ? "null" : typeof token}, not an FdToken`);
   const { kind, offset, generation, flags, name } = token as Record<string, unknown>;
-  if (!tokenKinds.includes(kind)) bad(`kind '${typeof kind === "symbol" ? kind.toString() : String(kind)}' is not a dma-buf, sync_file or sw_sync`);
+  if (!tokenKinds.includes(kind)) bad(`kind ${describe(kind)} is not a dma-buf, sync_file or sw_sync`);
   if (typeof offset !== "number" || !Number.isSafeInteger(offset) || offset < 0) bad("has no record offset");
   if (typeof generation !== "number" || !Number.isSafeInteger(generation) || generation < 0) bad("has no record generation");
   if (typeof flags !== "number" || !Number.isInteger(flags)) bad("has no flags");

@@ -87,7 +87,6 @@ export function openBeneath(root: string, path: string, flags: number): RegularF
 
 export class RegularFile extends OpenFile implements IoTargetFile {
   readonly kind = "regular" as const;
-  pos = 0;
 
   /** Takes over the host fd `hostFd`. */
   constructor(readonly hostFd: number, readonly path: string, flags: number) {

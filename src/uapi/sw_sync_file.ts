@@ -19,6 +19,7 @@
  * point with ENOENT.
  */
 import { DmaBufError } from "../errno.js";
+import { intArg, stringArg, writableArg } from "../args.js";
 import { SwSyncTimeline } from "../sync/sw_sync.js";
 import { ObjectFile, type FdToken } from "./file.js";
 import type { Process } from "./process.js";
@@ -33,11 +34,14 @@ export class SwSyncFile extends ObjectFile<SwSyncTimeline> {
   override ioctl(proc: Process, request: number, arg: unknown): number {
     switch (request) {
       case SW_SYNC_IOC_CREATE_FENCE:
-        (arg as sw_sync_create_fence_data).fence = installSyncFile(proc, () => {
-          const { value, name } = arg as sw_sync_create_fence_data;
-          return this.object.createFence(value, name);
-        });
+      {
+        // The new fd is written back: checked writable before the fence is made.
+        const data = writableArg<sw_sync_create_fence_data>(arg, "SW_SYNC_IOC_CREATE_FENCE", ["fence"]);
+        const value = intArg(data.value, "SW_SYNC_IOC_CREATE_FENCE", "value", { max: 0xffffffff });
+        const name = stringArg(data.name ?? "", "SW_SYNC_IOC_CREATE_FENCE", "name");
+        data.fence = installSyncFile(proc, () => this.object.createFence(value, name));
         return 0;
+      }
       case SW_SYNC_IOC_INC:
         if (typeof arg !== "number") throw new DmaBufError("EFAULT", "SW_SYNC_IOC_INC", "the argument must be the increment, a __u32");
         this.object.inc(arg);

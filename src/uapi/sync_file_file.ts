@@ -15,6 +15,7 @@
  * The last reference closes the SyncFile (its fence reference goes).
  */
 import { DmaBufError } from "../errno.js";
+import { flagsArg, intArg, objectArg, stringArg, writableArg } from "../args.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { ObjectFile, type FdToken } from "./file.js";
 import type { Process } from "./process.js";
@@ -33,7 +34,10 @@ export class SyncFileFile extends ObjectFile<SyncFile> {
   override ioctl(proc: Process, request: number, arg: unknown): number {
     switch (request) {
       case SYNC_IOC_MERGE: {
-        const data = arg as sync_merge_data;
+        const data = writableArg<sync_merge_data>(arg, "SYNC_IOC_MERGE", ["fence"]);
+        stringArg(data.name ?? "", "SYNC_IOC_MERGE", "name");
+        flagsArg(data.flags ?? 0, "SYNC_IOC_MERGE");
+        flagsArg(data.pad ?? 0, "SYNC_IOC_MERGE", "pad");
         data.fence = installSyncFile(proc, () => {
           const other = proc.lookup(data.fd2);
           return SyncFile.merge(this.syncFile, other instanceof SyncFileFile ? other.syncFile : undefined,
@@ -42,7 +46,10 @@ export class SyncFileFile extends ObjectFile<SyncFile> {
         return 0;
       }
       case SYNC_IOC_FILE_INFO: {
-        const data = arg as sync_file_info;
+        const data = writableArg<sync_file_info>(arg, "SYNC_IOC_FILE_INFO", ["name", "status", "flags", "num_fences", "sync_fence_info"]);
+        intArg(data.num_fences ?? 0, "SYNC_IOC_FILE_INFO", "num_fences", { max: 0xffffffff });
+        flagsArg(data.flags ?? 0, "SYNC_IOC_FILE_INFO");
+        flagsArg(data.pad ?? 0, "SYNC_IOC_FILE_INFO", "pad");
         const info = this.syncFile.info({ numFences: data.num_fences ?? 0, flags: data.flags, pad: data.pad });
         data.name = info.name;
         data.status = info.status;
@@ -56,7 +63,8 @@ export class SyncFileFile extends ObjectFile<SyncFile> {
         return 0;
       }
       case SYNC_IOC_SET_DEADLINE: {
-        const data = arg as sync_set_deadline;
+        const data = objectArg<sync_set_deadline>(arg, "SYNC_IOC_SET_DEADLINE");
+        flagsArg(data.pad ?? 0, "SYNC_IOC_SET_DEADLINE", "pad");
         this.syncFile.setDeadline({ deadlineNs: data.deadline_ns, pad: data.pad });
         return 0;
       }

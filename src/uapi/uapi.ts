@@ -86,8 +86,8 @@ export { DMA_BUF_NAME_LEN } from "../dmabuf/dma_buf.js";
 /** struct dma_buf_sync { __u64 flags; } plus the lab's optional bound on START's wait. */
 export interface dma_buf_sync {
   flags: number;
-  /** Not in the kernel: START gives ETIMEDOUT after this many ms (default: waits forever). */
-  timeoutMs?: number;
+  /** Not in the kernel: START gives ETIMEDOUT after this many ms (undefined or null: waits forever, as read and write do). */
+  timeoutMs?: number | null;
 }
 
 /** struct dma_buf_export_sync_file { __u32 flags; __s32 fd; } */

@@ -10,6 +10,7 @@
  * new fd is close-on-exec with UDMABUF_FLAGS_CLOEXEC. Other ioctls ENOTTY.
  */
 import { DmaBufError } from "../errno.js";
+import { describe, flagsArg, objectArg } from "../args.js";
 import { UDMABUF_FLAGS_CLOEXEC, udmabufCreate, type UdmabufItem } from "../dmabuf/udmabuf.js";
 import { DmaBufFile } from "./dma_buf_file.js";
 import { OpenFile } from "./file.js";
@@ -28,14 +29,15 @@ export class UdmabufDevFile extends OpenFile {
 
   override ioctl(proc: Process, request: number, arg: unknown): number {
     if (request === UDMABUF_CREATE) {
-      const a = (arg ?? {}) as Partial<udmabuf_create>;
+      const a = objectArg<Partial<udmabuf_create>>(arg, "UDMABUF_CREATE");
       return this.create(proc, "UDMABUF_CREATE", a.flags ?? 0, [{ memfd: a.memfd, offset: a.offset ?? 0, size: a.size ?? 0 }]);
     }
     if (request === UDMABUF_CREATE_LIST) {
-      const a = (arg ?? {}) as Partial<udmabuf_create_list>;
+      const a = objectArg<Partial<udmabuf_create_list>>(arg, "UDMABUF_CREATE_LIST");
       const list = a.list ?? [];
+      if (!Array.isArray(list)) throw new DmaBufError("EFAULT", "UDMABUF_CREATE_LIST", `list ${describe(list)} is not an array`);
       if (a.count !== list.length) {
-        throw new DmaBufError("EINVAL", "UDMABUF_CREATE_LIST", `count ${String(a.count)} does not match the ${list.length} items given`);
+        throw new DmaBufError("EINVAL", "UDMABUF_CREATE_LIST", `count ${describe(a.count)} does not match the ${list.length} items given`);
       }
       return this.create(proc, "UDMABUF_CREATE_LIST", a.flags ?? 0, list);
     }
@@ -43,9 +45,11 @@ export class UdmabufDevFile extends OpenFile {
   }
 
   private create(proc: Process, syscall: string, flags: number, items: { memfd?: unknown; offset: number; size: number }[]): number {
-    const resolved: UdmabufItem[] = items.map((item, i) => {
+    flagsArg(flags, syscall);
+    const resolved: UdmabufItem[] = items.map((entry, i) => {
+      const item = objectArg<{ memfd?: unknown; offset: number; size: number }>(entry, syscall, `item ${i}`);
       const file = proc.lookup(item.memfd);
-      if (file === undefined) throw new DmaBufError("EBADFD", syscall, `item ${i}: fd ${String(item.memfd)} is not open`);
+      if (file === undefined) throw new DmaBufError("EBADFD", syscall, `item ${i}: fd ${describe(item.memfd)} is not open`);
       return { memfd: file instanceof MemfdFile ? file.memfd : file, offset: item.offset, size: item.size };
     });
     return proc.installNew(() => {
