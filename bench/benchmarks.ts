@@ -7,7 +7,7 @@
  * --quick, --json, --out and --chart.
  */
 import type { Benchmark } from "./harness.js";
-import { progressText } from "./harness.js";
+import { progressText, sizeLabel } from "./harness.js";
 import { regimeGroups, runCopyBench, type CopyBenchOptions, type RegimeGroup } from "./copy.js";
 import { runFenceBench } from "./fence.js";
 import { runRwBench } from "./rw.js";
@@ -15,6 +15,7 @@ import { devicesCharts, devicesJson, renderDevicesTable, runDevicesBench } from 
 import { runScaleBench } from "./scale.js";
 import { renderScaleTable, scaleCharts, scaleJson } from "./scale_report.js";
 import { calibrationCharts, renderCalibration, runCalibration, saveCalibration } from "./calibrate.js";
+import { handoffCharts, handoffJson, handoffSizes, renderHandoffTable, runHandoffBench, type HandoffOptions } from "./handoff.js";
 import { copyCharts, copyJson, fenceCharts, fenceJson, renderFenceTable, renderRwTable, renderTable, rwCharts, rwJson } from "./report.js";
 import { UsageError, integer } from "../src/cli/options.js";
 import { renderTraceTable, runTraceBench, traceCharts, traceJson } from "./trace.js";
@@ -132,6 +133,39 @@ ${noNative}
   charts: devicesCharts,
 };
 
+/** "4096", "4K", "1M" as bytes. */
+function parseSize(text: string): number {
+  const m = /^(\d+)([KM]?)$/i.exec(text);
+  if (m === null) throw new UsageError(`--size '${text}' is not bytes, or a number with K or M (4K, 1M)`);
+  return Number(m[1]) * (m[2] === "" ? 1 : m[2].toUpperCase() === "K" ? 1024 : 1024 * 1024);
+}
+
+const handoff: Benchmark<HandoffOptions, Awaited<ReturnType<typeof runHandoffBench>>> = {
+  name: "handoff",
+  summary: "frames to a worker and back: raw SAB + Atomics, postMessage, comlink, the lab's buffer queue",
+  usage: `usage: dmabuf-lab bench handoff [--quick] [--json] [--out FILE.json] [--chart FILE.svg|.html] [--size N]...
+
+A frame handed from the main thread to a worker and back (the producer writes
+the whole payload, the consumer checks every word and acknowledges), in one
+run for: raw SharedArrayBuffer + Atomics (the floor), postMessage with and
+without transfer, comlink with transfer, and the lab's buffer queue with
+read/write, with mmap + SYNC and with the mapping alone. Payloads ${handoffSizes.map(sizeLabel).join(", ")}.
+Prints round trips/s, p50/p99 latency, ratios against raw and against
+postMessage with transfer (of p50 round trips; against raw also of means) and
+the targets: the lab's best path >= 0.9x raw at every size, >= 1.2x
+postMessage with transfer at 4 KiB. About 30 seconds; --quick about 8.
+
+${common}
+  --size N         run only payloads of N bytes (repeatable; 4K, 1M; a multiple of 4 up to 64M)
+`,
+  options: { size: { type: "string", multiple: true } },
+  parse: (v) => ({ quick: v.quick === true, sizes: (v.size as string[] | undefined)?.map(parseSize) }),
+  run: (o, say) => runHandoffBench(o, (e) => say(progressText(e))),
+  table: renderHandoffTable,
+  json: handoffJson,
+  charts: handoffCharts,
+};
+
 const scale: Benchmark<{ quick: boolean; native: boolean; maxThreads?: number }, Awaited<ReturnType<typeof runScaleBench>>> = {
   name: "scale",
   summary: "1..N threads: uapi pwrite/pread against fs, N devices against N-thread memcpy, contend",
@@ -214,4 +248,4 @@ ${common}
 type AnyBenchmark = Benchmark<any, any>;
 
 /** `dmabuf-lab bench NAME`, in this order. */
-export const benchmarks: readonly AnyBenchmark[] = [copy, fence, rw, devices, scale, calibrate, trace];
+export const benchmarks: readonly AnyBenchmark[] = [copy, fence, rw, devices, scale, handoff, calibrate, trace];

@@ -26,6 +26,9 @@ import { Sync } from "./sync/sync.js";
 import { setFenceCacheMode, type FenceCacheMode } from "./sync/fence_cache.js";
 import { Process } from "./uapi/process.js";
 import { DmaHeap } from "./api/dma_buf.js";
+import { BufferQueue, type QueueOptions } from "./api/queue.js";
+import { dropToken, importToken, type Shared } from "./api/share.js";
+import type { ShareKind, ShareToken } from "./sync/flight.js";
 import { Heap, heapNames, type HeapName } from "./dmabuf/heap.js";
 import { Memfd } from "./dmabuf/memfd.js";
 import { isCoherent, setCoherent } from "./dmabuf/coherence.js";
@@ -280,6 +283,29 @@ export class Lab {
 
   /** lab.heap()'s answers, one per name: each holds one heap fd of this thread's Process. */
   private readonly heaps = new Map<HeapName, DmaHeap>();
+
+  /**
+   * A buffer queue (src/api/queue.ts): `buffers` dma-bufs of `size` bytes
+   * from `heap` cycling between a producer (dequeue/queue) and a consumer
+   * (acquire/release) in any two threads. close() it when done.
+   */
+  queue(options: QueueOptions): BufferQueue {
+    return BufferQueue.create(this, options);
+  }
+
+  /**
+   * This thread's object for a token another thread's share() gave (a
+   * DmaBuf, Fence, SyncFile, SwSyncTimeline, Resv or BufferQueue): it adopts
+   * the reference the token carries. Each token imports once (EBADF after).
+   */
+  import<K extends ShareKind>(token: ShareToken<K>): Shared[K] {
+    return importToken(this, token);
+  }
+
+  /** Releases the reference of a share() token that will not be imported (any thread). */
+  dropToken(token: ShareToken): void {
+    dropToken(this, token);
+  }
 
   /**
    * A dma-heap exporter, below the uapi: exporter("system").alloc(size)

@@ -21,6 +21,8 @@ import { DmaBufAttachment, dmaBufAttach } from "../src/dmabuf/attachment.js";
 import { MFD_ALLOW_SEALING, F_SEAL_SHRINK } from "../src/dmabuf/memfd.js";
 import { DeviceRecord } from "../src/devices/device_record.js";
 import { JobRing } from "../src/devices/ring.js";
+import { BufferQueueRecord } from "../src/dmabuf/buffer_queue.js";
+import type { ShareToken } from "../src/sync/flight.js";
 import { JOB_RECORD_SIZE } from "../src/devices/job.js";
 import { STOR_RECORD_SIZE, StorageRecord } from "../src/devices/block_io.js";
 import { dmaTokenMaps } from "../src/io_uring/dma_token.js";
@@ -88,6 +90,8 @@ async function everyRecordType(): Promise<{ lab: Lab; proc: Process; keep: unkno
   keep.push(sync.allocRecord(RecordType.storage, STOR_RECORD_SIZE, "records_test"));
   keep.push(sync.allocRecord(RecordType.ioUringFiles, 64, "records_test"), sync.allocRecord(RecordType.ioUringBuffers, 64, "records_test"));
   keep.push(sync.allocRecord(RecordType.dmaToken, 64, "records_test"), sync.allocRecord(RecordType.dmaMap, 64, "records_test"));
+  // A share() token's flight record, and a buffer queue.
+  keep.push(a.share(), lab.queue({ buffers: 1, size: PAGE_SIZE }));
   return { lab, proc, keep };
 }
 
@@ -143,6 +147,11 @@ function entryPoints(lab: Lab, proc: Process): EntryPoint[] {
     { name: "new JobRing", accepts: RecordType.ring, call: (o) => { new JobRing(sync, o as number); return () => {}; } },
     { name: "new StorageRecord", accepts: RecordType.storage, call: (o) => { new StorageRecord(lab, o as number); return () => {}; } },
     { name: "new dma token view (dmaTokenMaps)", accepts: RecordType.dmaToken, call: (o) => { dmaTokenMaps(lab, o as number); return () => {}; } },
+    { name: "new BufferQueueRecord (adopt)", accepts: RecordType.bufferQueue, call: (o) => { BufferQueueRecord.adopt(sync, o as number); return () => {}; } },
+    {
+      name: "lab.import(share token)", accepts: RecordType.flight,
+      call: (o, g) => { const f = lab.import({ kind: "fence", offset: 0, flight: o, generation: g } as ShareToken<"fence">); return () => f.put(); },
+    },
   ];
 }
 

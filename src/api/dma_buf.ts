@@ -15,13 +15,17 @@
  * Async twin (Promise, never blocking). Positions: read/write without a
  * position use and advance the file position, with one they are pread/pwrite.
  * share() gives a token another thread turns into its own DmaBuf with
- * DmaBuf.import(lab, token) (the sender keeps its DmaBuf open until then).
+ * DmaBuf.import(lab, token) or lab.import(token); the token holds a
+ * reference until then, so the sender may close at once (THE SHARING RULE,
+ * src/sync/flight.ts). A token of Process.exportFd (holding no reference)
+ * is still accepted.
  */
 import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { DmaBufError } from "../errno.js";
 import { describe, intArg } from "../args.js";
 import type { HeapName } from "../dmabuf/heap.js";
 import type { Lab } from "../lab.js";
+import { sendFlight, type ShareToken } from "../sync/flight.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { DmaBufFile } from "../uapi/dma_buf_file.js";
 import type { FdToken, IoOptions, OpenFile } from "../uapi/file.js";
@@ -57,8 +61,15 @@ export class DmaBuf {
     this.description = file;
   }
 
-  /** Takes an fd token from another thread (Process.importFd) as a DmaBuf of this thread. */
-  static import(lab: Lab, token: FdToken): DmaBuf {
+  /**
+   * This thread's DmaBuf for a token from another thread: a share() token
+   * (adopting its reference; EINVAL/EBADF for a bad or spent one), or an fd
+   * token of Process.exportFd.
+   */
+  static import(lab: Lab, token: ShareToken<"dma-buf"> | FdToken): DmaBuf {
+    if (Object(token).kind !== "dma-buf") {
+      throw new DmaBufError("EINVAL", "dma_buf_import", `token kind '${String(Object(token).kind)}' is not 'dma-buf'`);
+    }
     return new DmaBuf(lab.process, lab.process.importFd(token));
   }
 
@@ -121,47 +132,67 @@ export class DmaBuf {
     return this.process.lseek(this.fdFor("lseek"), offset, whence);
   }
 
-  /** read(2), or pread(2) at `pos`: the bytes read, 0 at the end. */
+  /**
+   * read(2), or pread(2) at `pos`: the bytes read, 0 at the end. Waits for
+   * the buffer's writers (implicit sync) unless the fd is O_NONBLOCK (EAGAIN).
+   * @param into  the destination (arena memory from lab.alloc() is the fast path)
+   * @param pos   a position: pread; none: the file position, advanced
+   * @param io    `timeoutMs`: give up waiting for fences after that many ms (ETIMEDOUT, nothing read); default no limit
+   */
   read(into: Uint8Array, pos?: number | null, io?: IoOptions): number {
     return pos === undefined || pos === null ? this.process.read(this.fdFor("read"), into, io) : this.process.pread(this.fdFor("pread"), into, pos, io);
   }
 
-  /** write(2), or pwrite(2) at `pos`: the bytes written (short at the end). */
+  /**
+   * write(2), or pwrite(2) at `pos`: the bytes written (short at the end,
+   * ENOSPC at or past it). Waits for readers and writers unless O_NONBLOCK.
+   * @param io  `timeoutMs`: give up waiting for fences after that many ms (ETIMEDOUT, nothing written)
+   */
   write(from: Uint8Array, pos?: number | null, io?: IoOptions): number {
     return pos === undefined || pos === null ? this.process.write(this.fdFor("write"), from, io) : this.process.pwrite(this.fdFor("pwrite"), from, pos, io);
   }
 
-  /** readv(2) at the file position. */
+  /** readv(2) at the file position; `io.timeoutMs` as for read(). */
   readv(iov: Uint8Array[], io?: IoOptions): number {
     return this.process.readv(this.fdFor("readv"), iov, io);
   }
 
-  /** writev(2) at the file position. */
+  /** writev(2) at the file position; `io.timeoutMs` as for write(). */
   writev(iov: Uint8Array[], io?: IoOptions): number {
     return this.process.writev(this.fdFor("writev"), iov, io);
   }
 
+  /** read() as a Promise: waits with Atomics.waitAsync, never blocks; `pos` and `io.timeoutMs` as for read(). */
   async readAsync(into: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
     return this.process.readAsync(this.fdFor("read"), into, pos, io);
   }
 
+  /** write() as a Promise, never blocking; `pos` and `io.timeoutMs` as for write(). */
   async writeAsync(from: Uint8Array, pos?: number, io?: IoOptions): Promise<number> {
     return this.process.writeAsync(this.fdFor("write"), from, pos, io);
   }
 
+  /** readv() as a Promise, at `pos` when given (preadv); `io.timeoutMs` as for read(). */
   async readvAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
     return this.process.readvAsync(this.fdFor("readv"), iov, pos, io);
   }
 
+  /** writev() as a Promise, at `pos` when given (pwritev); `io.timeoutMs` as for write(). */
   async writevAsync(iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
     return this.process.writevAsync(this.fdFor("writev"), iov, pos, io);
   }
 
-  /** DMA_BUF_IOCTL_SYNC START: waits for the implicit fences of the direction, then invalidates. */
+  /**
+   * DMA_BUF_IOCTL_SYNC START: waits for the implicit fences of the direction
+   * (a reader for writers, a writer for everyone), then invalidates the CPU
+   * cache model. `timeoutMs`: give up after that many ms (ETIMEDOUT); default
+   * no limit. EAGAIN instead of waiting on an O_NONBLOCK fd.
+   */
   beginCpuAccess(direction: Direction = "rw", timeoutMs?: number): void {
     this.process.ioctl(this.fdFor("ioctl"), DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_START | flagsOf(direction, "DMA_BUF_IOCTL_SYNC"), timeoutMs });
   }
 
+  /** beginCpuAccess() as a Promise, never blocking; `timeoutMs` the same. */
   async beginCpuAccessAsync(direction: Direction = "rw", timeoutMs?: number): Promise<void> {
     await this.process.ioctlAsync(this.fdFor("ioctl"), DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_START | flagsOf(direction, "DMA_BUF_IOCTL_SYNC"), timeoutMs });
   }
@@ -171,7 +202,12 @@ export class DmaBuf {
     this.process.ioctl(this.fdFor("ioctl"), DMA_BUF_IOCTL_SYNC, { flags: DMA_BUF_SYNC_END | flagsOf(direction, "DMA_BUF_IOCTL_SYNC") });
   }
 
-  /** mmap(2) of [offset, offset + length): views to bracket with begin/endCpuAccess; unmap() it. */
+  /**
+   * mmap(2) of [offset, offset + length): views to bracket with
+   * begin/endCpuAccess; unmap() it. `offset` a multiple of the page size,
+   * `length` > 0 (rounded up to whole pages), the range inside the buffer
+   * (EINVAL otherwise). `mapping.view` is the one view of a contiguous range.
+   */
   map(offset = 0, length?: number): DmaBufMapping {
     return this.process.mmap(this.fdFor("mmap"), offset, length ?? this.size - intArg(offset, "mmap", "offset"));
   }
@@ -209,9 +245,14 @@ export class DmaBuf {
     return this.process.fdinfo(this.fdFor("fdinfo"));
   }
 
-  /** A token for another thread (DmaBuf.import there); keep this DmaBuf open until it is imported. */
-  share(): FdToken {
-    return this.process.exportFd(this.fdFor("exportFd"));
+  /**
+   * A token for another thread (DmaBuf.import or lab.import there). It holds
+   * a reference on the buffer until it is imported or dropped
+   * (lab.dropToken), so this DmaBuf may be closed at once.
+   */
+  share(): ShareToken<"dma-buf"> {
+    const file = this.file;
+    return sendFlight(this.process.lab.sync, "dma-buf", file.buf.offset, () => { file.buf.get(); }, { flags: file.flags });
   }
 
   get closed(): boolean {

@@ -6,7 +6,12 @@
  *
  *   buffers  `buffers` slots, each a camera frame and an output frame
  *            (frameBytes(width, height), system heap) and a 4 KiB verdict
- *            buffer; frame k uses slot k % buffers
+ *            buffer; frame k uses slot k % buffers. The camera frames are
+ *            a buffer queue (lab.queue): the camera's job is its producer
+ *            (dequeue, then queue with the job's out-fence), the gpu's its
+ *            consumer (acquire, the carried fence as the job's in-fence,
+ *            release with the gpu's out-fence); the host makes both calls
+ *            for the devices, at submission
  *   camera   a kernel (workers/kernel-camera.ts) renders frame k into the
  *            slot's camera frame (write)
  *   gpu      a kernel (workers/kernel-gpu.ts) reads it and writes the
@@ -18,7 +23,8 @@
  *
  * Every stage of frame k is submitted at once; each job waits for its
  * buffers' fences (the gpu for the camera's write, the camera of frame k+N
- * for the gpu's and reader's reads of frame k, and so on). The only host
+ * for the gpu's and reader's reads of frame k, and so on; the gpu also for
+ * the fence its camera frame came with from the queue). The only host
  * wait is the retirement of frame k-N before frame k is submitted, which
  * bounds the frames in flight to `buffers`; retiring reads the verdict
  * (read(), after the display's fence) and the three fences' timestamps,
@@ -39,6 +45,7 @@
  * runPipeline() settles.
  */
 import type { DmaBuf } from "../api/dma_buf.js";
+import type { BufferQueue } from "../api/queue.js";
 import type { Device, DeviceBuffer } from "../devices/device.js";
 import type { DeviceStats } from "../devices/device_record.js";
 import { DmaBufError } from "../errno.js";
@@ -121,6 +128,7 @@ export async function runPipeline(lab: Lab, options: PipelineOptions = {}): Prom
   const { width: W, height: H, buffers: N } = o;
   const bytes = frameBytes(W, H);
   const owned: DmaBuf[] = [];
+  let frames: BufferQueue | undefined;
   const devices: Device[] = [];
   const inflight: InFlight[] = [];
   const timings: FrameReport[] = [];
@@ -135,7 +143,9 @@ export async function runPipeline(lab: Lab, options: PipelineOptions = {}): Prom
   try {
     const heap = lab.heap("system");
     const alloc = (size: number) => { const b = heap.alloc(size); owned.push(b); return b; };
-    const rings = Array.from({ length: N }, () => ({ cam: alloc(bytes), out: alloc(bytes), verdict: alloc(VERDICT_BYTES) }));
+    frames = lab.queue({ buffers: N, size: bytes });
+    const queue = frames;
+    const rings = Array.from({ length: N }, (_, i) => ({ frame: queue.querybuf(i), out: alloc(bytes), verdict: alloc(VERDICT_BYTES) }));
     await spawnStages(lab, o.timeoutMs, devices);
     const [camera, gpu, display] = devices;
     const [kCamera, kGpu, kDisplay] = await Promise.all(
@@ -143,7 +153,7 @@ export async function runPipeline(lab: Lab, options: PipelineOptions = {}): Prom
     const slots: Slot[] = [];
     for (const [index, r] of rings.entries()) {
       const [cam, gpuIn, gpuOut, displayIn, verdict] = await Promise.all([
-        camera.attach(r.cam), gpu.attach(r.cam), gpu.attach(r.out), display.attach(r.out), display.attach(r.verdict)]);
+        camera.attach(r.frame.buf), gpu.attach(r.frame.buf), gpu.attach(r.out), display.attach(r.out), display.attach(r.verdict)]);
       slots.push({ index, camera: cam, gpuIn, gpuOut, displayIn, verdict, out: r.out, verdictBuf: r.verdict });
     }
 
@@ -188,7 +198,9 @@ export async function runPipeline(lab: Lab, options: PipelineOptions = {}): Prom
     for (let k = 0; k < o.frames; k++) {
       if (inflight.length === N) await retireOldest();
       if (options.signal?.aborted === true) break;
-      const slot = slots[k % N];
+      // Frame k - N is retired, so a camera frame is free, and FIFO order makes it slot k % N.
+      const free = queue.dequeue({ timeoutMs: 0 });
+      const slot = slots[free.index];
       const e: InFlight = { frame: k, slot, submitNs: lab.sync.clock.nowNs(), fences: [], retired: false };
       if (k === 0) firstSubmitNs = e.submitNs;
       inflight.push(e);
@@ -197,10 +209,16 @@ export async function runPipeline(lab: Lab, options: PipelineOptions = {}): Prom
       e.fences.push(camera.submit({
         kind: "kernel", kernel: kCamera, bypassFences, buffers: [{ range: slot.camera, access: "write" }], args: [k, W, H],
       }));
+      // With fences bypassed no fence travels (the gpu must not wait for the camera: that is the
+      // point of the switch), and the three submissions stay back to back.
+      queue.queue(free, bypassFences ? undefined : e.fences[0]);
+      const filled = queue.acquire({ timeoutMs: 0 });
       e.fences.push(gpu.submit({
         kind: "kernel", kernel: kGpu, bypassFences, args: [W, H],
+        inFences: filled.fence === null ? [] : [filled.fence],
         buffers: [{ range: slot.gpuIn, access: "read" }, { range: slot.gpuOut, access: "write" }],
       }));
+      queue.release(filled, bypassFences ? undefined : e.fences[1]);
       e.fences.push(display.submit({
         kind: "kernel", kernel: kDisplay, bypassFences, args: [k, W, H],
         buffers: [{ range: slot.displayIn, access: "read" }, { range: slot.verdict, access: "write" }],
@@ -214,6 +232,7 @@ export async function runPipeline(lab: Lab, options: PipelineOptions = {}): Prom
     for (const e of inflight.splice(0)) for (const f of e.fences) f.put();
     const stopped = await Promise.allSettled(devices.map((d) => d.shutdown({ drain: !failed })));
     for (const b of owned) b.close();
+    frames?.close();
     const err = stopped.find((s) => s.status === "rejected");
     if (!failed && err !== undefined) throw (err as PromiseRejectedResult).reason;
   }

@@ -101,18 +101,28 @@ function withWaiter<T>(i32: Int32Array, waiters: number, body: () => T): T {
   }
 }
 
-/** Blocks (Atomics.wait) until done() or the deadline; false on timeout. */
+/**
+ * Blocks (Atomics.wait) until done() or the deadline; false on timeout.
+ * waitSteps' loop written out, so that a wait allocates nothing (it is on
+ * the hot path of fences and the buffer queue).
+ */
 export function waitUntil(
   i32: Int32Array, word: number, waiters: number, done: () => boolean, deadline: number, syscall: string,
 ): boolean {
   if (done()) return true;
-  return withWaiter(i32, waiters, () => {
-    for (const [seen, left] of waitSteps(i32, word, done, deadline)) {
+  Atomics.add(i32, waiters, 1);
+  try {
+    for (;;) {
+      const seen = Atomics.load(i32, word);
+      if (done()) return true;
+      const left = deadline - nowMs();
+      if (!(left > 0)) return done(); // the last look, at the deadline
       requireBlocking(syscall);
       Atomics.wait(i32, word, seen, left);
     }
-    return done();
-  });
+  } finally {
+    Atomics.sub(i32, waiters, 1);
+  }
 }
 
 /**

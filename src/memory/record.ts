@@ -67,6 +67,8 @@ export const RecordType = {
   ioUringBuffers: 18,
   dmaToken: 19,
   dmaMap: 20,
+  flight: 21,
+  bufferQueue: 22,
 } as const;
 export type RecordTypeName = keyof typeof RecordType;
 export type RecordTypeId = (typeof RecordType)[RecordTypeName];

@@ -38,6 +38,7 @@ import {
   FENCE_STATUS, FENCE_TIMELINE, FENCE_TIMESTAMP, FENCE_WAITERS, MAX_ERRNO, SIGNAL_ALREADY,
 } from "../engine/abi.js";
 import { keepingAlive, nowMs, waitUntil, waitUntilAsync } from "../memory/futex.js";
+import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
 import { CAT_FENCE, T_FENCE_LEAF, T_FENCE_SIGNAL, T_FENCE_WAIT, WAIT_ASYNC, WAIT_SLEPT } from "../trace/events.js";
 import type { Sync } from "./sync.js";
 
@@ -243,6 +244,16 @@ export class Fence {
   get(): Fence {
     this.sync.ref(this.offset);
     return this.sync.view(this.offset, true);
+  }
+
+  /** A token for another thread: Fence.import (or lab.import) there; holds a reference until then (src/sync/flight.ts). */
+  share(): ShareToken<"fence"> {
+    return sendFlight(this.sync, "fence", this.offset, () => this.sync.ref(this.offset));
+  }
+
+  /** This thread's owned view of a shared fence (EINVAL/EBADF for a bad or spent token). */
+  static import(lab: { sync: Sync }, token: ShareToken<"fence">): Fence {
+    return receiveFlight(lab.sync, token, "fence", "dma_fence_import", (t) => lab.sync.view(t.offset, true));
   }
 
   /** dma_fence_put: drops this view's reference. */

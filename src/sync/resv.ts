@@ -46,6 +46,7 @@ import { nowMs } from "../memory/futex.js";
 import { Mutex, type MutexStats } from "../memory/mutex.js";
 import { checkTimeout, isLaterAt, sameContextAt, statusAt, timeLeft, type Fence } from "./fence.js";
 import { FenceArray } from "./fence_array.js";
+import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
 import type { Sync } from "./sync.js";
 import { CAT_RESV, T_RESV_WAIT } from "../trace/events.js";
 
@@ -125,6 +126,16 @@ export class Resv {
     getRecord(sync.arena, offset, RecordType.resv, RESV_REFCOUNT, "dma_resv_get", "EINVAL", generation,
       () => new Resv(sync, offset, true).put());
     return new Resv(sync, offset, true);
+  }
+
+  /** A token for another thread: Resv.import (or lab.import) there; holds a reference until then. */
+  share(): ShareToken<"resv"> {
+    return sendFlight(this.sync, "resv", this.offset, () => { Atomics.add(this.sync.i32, (this.offset + RESV_REFCOUNT) >>> 2, 1); });
+  }
+
+  /** This thread's owned view of a shared reservation object (EINVAL/EBADF for a bad or spent token). */
+  static import(lab: { sync: Sync }, token: ShareToken<"resv">): Resv {
+    return receiveFlight(lab.sync, token, "resv", "dma_resv_import", (t) => new Resv(lab.sync, t.offset, true));
   }
 
   private slot(i: number): { fence: number; usage: ResvUsage } {

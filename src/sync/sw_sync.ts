@@ -31,6 +31,7 @@ import { describe } from "../args.js";
 import { FENCE_AUX, FENCE_KIND_PLAIN, FENCE_SEQNO, FENCE_TIMELINE } from "../engine/abi.js";
 import type { Fence } from "./fence.js";
 import { SyncFile } from "./sync_file.js";
+import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
 import type { Sync } from "./sync.js";
 import { Timeline, TIMELINE_SW_SYNC, TL_OPEN, TL_PENDING, TL_REFCOUNT, TL_VALUE } from "./timeline.js";
 import { RecordType, getRecord } from "../memory/record.js";
@@ -76,6 +77,22 @@ export class SwSyncTimeline {
       timeline.unref();
       throw e;
     }
+    return new SwSyncTimeline(sync, offset);
+  }
+
+  /** A token for another thread: SwSyncTimeline.import (or lab.import) there; it holds an open reference until then. */
+  share(): ShareToken<"sw_sync"> {
+    this.requireOpen("share");
+    return sendFlight(this.sync, "sw_sync", this.offset, () => { SwSyncTimeline.dup(this.sync, this.offset); });
+  }
+
+  /** This thread's reference to a shared timeline: it adopts the token's (EINVAL/EBADF for a bad or spent token). */
+  static import(lab: { sync: Sync }, token: ShareToken<"sw_sync">): SwSyncTimeline {
+    return receiveFlight(lab.sync, token, "sw_sync", "sw_sync_import", (t) => SwSyncTimeline.adopt(lab.sync, t.offset));
+  }
+
+  /** A view standing for an open reference already counted (a share() token's); close() drops it. */
+  static adopt(sync: Sync, offset: number): SwSyncTimeline {
     return new SwSyncTimeline(sync, offset);
   }
 

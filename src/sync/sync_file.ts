@@ -21,6 +21,7 @@
 import { DmaBufError } from "../errno.js";
 import type { Fence } from "./fence.js";
 import { merge, unwrap } from "./fence_unwrap.js";
+import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
 import type { Sync } from "./sync.js";
 
 export const POLLIN = 0x1;
@@ -132,6 +133,20 @@ export class SyncFile {
 
   async waitAsync(timeoutMs = Infinity): Promise<boolean> {
     return (await this.fence.waitAsync(timeoutMs)) > 0;
+  }
+
+  /** A token for another thread: SyncFile.import (or lab.import) there; holds a reference on the fence until then. */
+  share(): ShareToken<"sync_file"> {
+    const { fence } = this;
+    return sendFlight(this.sync, "sync_file", fence.offset, () => this.sync.ref(fence.offset), { name: this.userName });
+  }
+
+  /** This thread's sync_file for a shared one (EINVAL/EBADF for a bad or spent token). */
+  static import(lab: { sync: Sync }, token: ShareToken<"sync_file">): SyncFile {
+    return receiveFlight(lab.sync, token, "sync_file", "sync_file_import", (t) => {
+      using fence = lab.sync.view(t.offset, true);
+      return new SyncFile(lab.sync, fence, typeof t.name === "string" ? t.name : "");
+    });
   }
 
   get closed(): boolean {

@@ -40,8 +40,9 @@ export interface FdToken {
   name?: string;
 }
 
-/** Per-call options of read and write: give up waiting for fences after timeoutMs (ETIMEDOUT; undefined or null: no limit). */
+/** Per-call options of read and write. */
 export interface IoOptions {
+  /** Give up waiting for the buffer's fences after this many ms: ETIMEDOUT, nothing copied. undefined or null: no limit. */
   timeoutMs?: number | null;
 }
 

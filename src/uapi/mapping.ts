@@ -27,6 +27,18 @@ export class DmaBufMapping {
     this.file = file.get();
   }
 
+  /**
+   * The mapping as one view when the mapped range is physically contiguous
+   * (a cma buffer, a range inside one chunk, a non-coherent lab's CPU view);
+   * EINVAL otherwise (use `views`).
+   */
+  get view(): Uint8Array {
+    if (this.views.length !== 1) {
+      throw new DmaBufError("EINVAL", "mmap", `the mapping spans ${this.views.length} physically separate chunks; use views`);
+    }
+    return this.views[0];
+  }
+
   get mapped(): boolean {
     return this.file !== null;
   }

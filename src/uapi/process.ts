@@ -71,6 +71,7 @@ import { SyncFile } from "../sync/sync_file.js";
 import { DmaBufFile } from "./dma_buf_file.js";
 import { DmaHeapFile } from "./dma_heap.js";
 import { checkRwAccess, type FdToken, type IoOptions, type OpenFile } from "./file.js";
+import { receiveFlight, type ShareToken } from "../sync/flight.js";
 import { DmaBufMapping } from "./mapping.js";
 import { MemfdFile } from "./memfd_file.js";
 import { devNode } from "./dev_nodes.js";
@@ -427,38 +428,56 @@ export class Process {
 
   /**
    * Installs a new fd (close-on-exec clear) for the object of a token from
-   * another thread. The token is checked before it is trusted: a record of
-   * its kind and generation must start at its offset (record.ts); a dma-buf
-   * that is not is EBADF, anything else EINVAL, with nothing touched.
+   * another thread, checked before it is trusted: an fd token (exportFd: a
+   * record of its kind and generation must start at its offset, record.ts;
+   * a dma-buf that is not is EBADF, anything else EINVAL, nothing touched; a
+   * new reference is taken), or a share() token of a dma-buf, sync_file or
+   * sw_sync timeline (its flight record checked the same way; the reference
+   * it carries is adopted, once: src/sync/flight.ts).
    */
-  importFd(token: FdToken): number {
-    const { sync } = this.lab;
-    const { kind, offset, generation, flags: tokenFlags, name } = checkToken(token);
-    const flags = tokenFlags & (O_ACCMODE | O_NONBLOCK);
-    return this.installNew(() => {
-      switch (kind) {
-        case "dma-buf": {
-          const buf = DmaBufRecord.attach(sync, offset, generation);
-          try {
-            return new DmaBufFile(buf, flags);
-          } finally {
-            buf.put();
-          }
-        }
-        case "sync_file": {
-          const fence = sync.fenceAt(offset, generation);
-          try {
-            return new SyncFileFile(new SyncFile(sync, fence, name), flags);
-          } finally {
-            fence.put();
-          }
-        }
-        case "sw_sync":
-          return new SwSyncFile(SwSyncTimeline.dup(sync, offset, generation), flags);
-        default:
-          throw new DmaBufError("EINVAL", "importFd", `token kind ${describe(kind)} is not a dma-buf, sync_file or sw_sync`);
+  importFd(token: FdToken | ShareToken<"dma-buf" | "sync_file" | "sw_sync">): number {
+    if (typeof token === "object" && token !== null && "flight" in token) {
+      const kind = token.kind;
+      if (!tokenKinds.includes(kind)) {
+        throw new DmaBufError("EINVAL", "importFd", `token kind '${String(kind)}' is not a dma-buf, sync_file or sw_sync`);
       }
-    }, false, "importFd");
+      // The fd is found before the file adopts the reference: EMFILE leaves the token importable.
+      return receiveFlight(this.lab.sync, token, kind, "importFd", (t) => this.installNew(() => this.fileOf(t, null), false, "importFd"));
+    }
+    const checked = checkToken(token);
+    return this.installNew(() => this.fileOf(checked, checked.generation), false, "importFd");
+  }
+
+  /**
+   * The file for a token's object: with a generation (an fd token), a new
+   * reference on the record of that generation; with null (a share() token
+   * already claimed), adopting the reference the token carried.
+   */
+  private fileOf(token: { kind: string; offset: number; flags?: number; name?: string }, generation: number | null): OpenFile {
+    const { sync } = this.lab;
+    const { kind, offset } = token;
+    const adopt = generation === null;
+    const flags = typeof token.flags === "number" ? token.flags & (O_ACCMODE | O_NONBLOCK) : O_RDWR;
+    switch (kind) {
+      case "dma-buf": {
+        const buf = adopt ? DmaBufRecord.adopt(sync, offset) : DmaBufRecord.attach(sync, offset, generation);
+        try {
+          return new DmaBufFile(buf, flags);
+        } finally {
+          buf.put();
+        }
+      }
+      case "sync_file": {
+        const fence = adopt ? sync.view(offset, true) : sync.fenceAt(offset, generation);
+        try {
+          return new SyncFileFile(new SyncFile(sync, fence, typeof token.name === "string" ? token.name : ""), flags);
+        } finally {
+          fence.put();
+        }
+      }
+      default:
+        return new SwSyncFile(adopt ? SwSyncTimeline.adopt(sync, offset) : SwSyncTimeline.dup(sync, offset, generation), flags);
+    }
   }
 
   // ---- teardown --------------------------------------------------------------

@@ -17,6 +17,7 @@ import { installErrorTransfer } from "../../src/thread/errors.js";
 import type { LabThreadData } from "../../src/thread/protocol.js";
 import { workerContext } from "../../src/thread/spawn.js";
 import type { FdToken } from "../../src/uapi/file.js";
+import type { ShareToken } from "../../src/sync/flight.js";
 import { prng } from "../../test/helpers/prng.js";
 import { xxh32 } from "../../test/helpers/xxh32.js";
 
@@ -29,7 +30,7 @@ export interface AgentApi {
   /** Fence.wait(timeoutMs) here (Atomics.wait): the time left and the status after. */
   wait(fence: number, timeoutMs: number): { left: number; status: number };
   /** Process.importFd: the fd in this worker's Process. */
-  importFd(token: FdToken): number;
+  importFd(token: FdToken | ShareToken<"dma-buf">): number;
   /** Process.pwrite of `len` bytes of prng(seed) from arena memory at `pos`: bytes written. */
   pwrite(fd: number, seed: number, len: number, pos: number, timeoutMs: number): number;
   /** Process.pread of `len` bytes at `pos` into arena memory: bytes read and the xxh32 of those bytes. */

@@ -1,6 +1,6 @@
 /*
  * `dmabuf-lab bench NAME`: one subcommand per benchmark of
- * bench/benchmarks.ts (copy, fence, rw, devices, calibrate), each with its
+ * bench/benchmarks.ts (copy, fence, rw, devices, handoff, calibrate), each with its
  * own --help and the common flags (src/cli/benchmark.ts).
  */
 import type { Command } from "../command.js";
