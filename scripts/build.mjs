@@ -15,7 +15,8 @@
  *            library from ./index.js, so both share one set of classes)
  *   browser  src/index.ts -> dist/browser/index.js, src/kernel/index.ts ->
  *            dist/browser/kernel.js (importing ./index.js), the workers that do not
- *            import node: modules -> dist/browser/workers/*.mjs, engine.wasm
+ *            import node: modules -> dist/browser/workers/*.mjs (split the
+ *            same way), engine.wasm
  *            copied to dist/browser/; the browser tests' pages
  *            (test-browser/pages/: *.ts -> build/test-browser/*.mjs, *.html
  *            copied) and workers (-> build/test-browser/workers/*.mjs).
@@ -156,17 +157,20 @@ async function buildBundles() {
     { browser: true, entries: ["src/index.ts"], outdir: "dist/browser", ext: ".js" },
     { browser: true, entries: ["src/kernel/index.ts"], outdir: "dist/browser", ext: ".js", rename: { index: "kernel" },
       plugins: [libraryBeside] },
-    { browser: true, entries: workers.filter(browserCapable), outdir: "dist/browser/workers", ext: ".mjs",
+    { browser: true, entries: workers.filter(browserCapable), outdir: "dist/browser/workers", ext: ".mjs", splitting: true,
       note: nodeOnly.length ? `no browser bundle for the Node-only ${nodeOnly.join(", ")}` : undefined },
     { browser: true, entries: files("test-browser/workers", [".ts"]), outdir: "build/test-browser/workers", ext: ".mjs" },
     { browser: true, entries: files("test-browser/pages", [".ts"]), outdir: "build/test-browser", ext: ".mjs",
       plugins: [libraryAsPackage] },
   ];
+  const outputsOf = (job) => job.entries.map((e) => {
+    const base = e.split("/").pop().replace(/\.ts$/, "");
+    return `${job.outdir}/${job.rename?.[base] ?? base}${job.ext}`;
+  });
+  // Entry bundles of every job: a job never removes another's that shares its outdir (dist/lib: index, cli, kernel).
+  const entryBundles = new Set(jobs.flatMap(outputsOf));
   for (const job of jobs) {
-    const outputs = job.entries.map((e) => {
-      const base = e.split("/").pop().replace(/\.ts$/, "");
-      return `${job.outdir}/${job.rename?.[base] ?? base}${job.ext}`;
-    });
+    const outputs = outputsOf(job);
     if (job.entries.length === 0 || !stale(inputs, outputs)) continue;
     const result = await build({
       entryPoints: job.entries.map((e, i) => ({ in: join(root, e), out: relative(join(root, job.outdir), join(root, outputs[i])).replace(/\.m?js$/, "") })),
@@ -180,7 +184,7 @@ async function buildBundles() {
       }),
     });
     if (job.browser) checkBrowserImports(result.metafile);
-    removeStale(job.outdir, result.metafile);
+    removeStale(job.outdir, result.metafile, entryBundles);
     log(`bundles: ${outputs.join(", ")}${job.note ? `; ${job.note}` : ""}`);
   }
 }
@@ -206,9 +210,9 @@ function checkBrowserImports(metafile) {
   }
 }
 
-/** Removes the bundles (and maps) in outdir that this build did not write: chunks of an earlier build. */
-function removeStale(outdir, metafile) {
-  const written = new Set(Object.keys(metafile.outputs).map((o) => relative(root, resolve(o))));
+/** Removes the bundles (and maps) in outdir that this build did not write: chunks of an earlier build (never another job's entry bundle). */
+function removeStale(outdir, metafile, entryBundles) {
+  const written = new Set([...Object.keys(metafile.outputs).map((o) => relative(root, resolve(o))), ...entryBundles]);
   for (const entry of readdirSync(join(root, outdir), { withFileTypes: true })) {
     const path = join(outdir, entry.name);
     if (entry.isFile() && /\.(m?js|map)$/.test(entry.name) && !written.has(path) && !written.has(path.replace(/\.map$/, ""))) {

@@ -55,11 +55,9 @@ export class dma_buf {
   /** @internal dma_buf_put's step; false when no reference was held here. */
   drop(): boolean {
     const view = this.held.pop();
-    if (view === undefined) return false;
-    // The value stays usable through the references still held (another view of the same record).
-    if (this.held.length > 0) this.record = this.held[this.held.length - 1];
-    view.closeFile();
-    return true;
+    view?.closeFile();
+    this.record = this.held.at(-1) ?? this.record;
+    return view !== undefined;
   }
 }
 

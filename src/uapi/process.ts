@@ -301,11 +301,13 @@ export class Process {
   }
 
   pread(fd: number, buf: Uint8Array, pos: number, io?: IoOptions): number {
-    return this.rwFile(fd, "pread").rw("pread", [buf], positionArg(pos, "pread"), io);
+    const file = this.rwFile(fd, "pread");
+    return file.rw("pread", [buf], positionArg(pos, "pread"), io);
   }
 
   pwrite(fd: number, buf: Uint8Array, pos: number, io?: IoOptions): number {
-    return this.rwFile(fd, "pwrite").rw("pwrite", [buf], positionArg(pos, "pwrite"), io);
+    const file = this.rwFile(fd, "pwrite");
+    return file.rw("pwrite", [buf], positionArg(pos, "pwrite"), io);
   }
 
   readv(fd: number, iov: Uint8Array[], io?: IoOptions): number {
