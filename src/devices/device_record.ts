@@ -167,14 +167,18 @@ export class DeviceRecord {
     this.lock.lock();
     try {
       if (this.state === DEV_DEAD) return 0;
-      let job = this.ring.peek();
-      while (this.ring.pending > 0 && !this.isJob(job)) {
+      let job: number;
+      for (;;) {
+        // Emptiness first: peek() of an empty ring is 0, and a job pushed between that peek and a
+        // later look at `pending` would be taken for the 0 and skipped. Only this consumer (under
+        // DEV_LOCK) moves the tail, so a ring seen non-empty stays so until advance().
+        if (this.ring.pending === 0) return 0;
+        job = this.ring.peek();
+        if (this.isJob(job)) break;
         // A ring entry that names no job (a forged or stale offset, 0 included): skipped, counted as a fault.
         this.ring.advance();
         this.countFault();
-        job = this.ring.peek();
       }
-      if (job === 0) return 0;
       this.rec.setF64(DEV_JOB_START_MS, 0);
       this.rec.setWord(DEV_CURRENT, job);
       this.ring.advance();
