@@ -232,7 +232,7 @@ export async function runScaleBench(options: ScaleBenchOptions = {}, onProgress:
   const { native, binary } = await nativePeer(options.native ?? true);
 
   const poolBytes = Math.ceil((maxThreads * 2 * copyBytes + 32 * MiB) / (2 * MiB)) * 2 * MiB;
-  const lab = await Lab.create({ memoryBytes: poolBytes + 2 * copyBytes + 64 * MiB, poolBytes, fenceCache: "per-thread" });
+  const lab = await Lab.create({ memoryBytes: poolBytes + 2 * copyBytes + 64 * MiB, poolBytes });
   const threads = new Threads();
   const beforeThreads = new Threads();
   let before: Lab | undefined;

