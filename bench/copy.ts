@@ -415,7 +415,7 @@ function tinyCases(lab: Lab, plan: Plan, seed: number, disposers: (() => void)[]
 }
 
 // ---------------------------------------------------------------------------
-// Targets (issue 2, section 5)
+// Targets
 
 function bestEngine(rows: CopyBenchRow[], ratio: (r: CopyBenchRow) => number | null): CopyBenchRow | undefined {
   let best: CopyBenchRow | undefined;

@@ -1,5 +1,5 @@
 /*
- * The device benchmark (issue 5, section 7): device jobs against native
+ * The device benchmark: device jobs against native
  * memcpy, in the same run.
  *
  *   latency    submit-to-complete of one job at a time on one device: an

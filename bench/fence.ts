@@ -1,7 +1,6 @@
 /*
  * The fence benchmark: the sync layer's hot paths, each beside its raw
- * Atomics equivalent measured in the same run, with the ratio (issue 3,
- * section 6).
+ * Atomics equivalent measured in the same run, with the ratio.
  *
  * Sections (row.section) and their cases (row.case):
  *   signal         no waiter: a batch of pre-created pending fences is
@@ -779,7 +778,7 @@ function wakeRegimes(samplesNs: number[]): Record<string, number | null> {
 }
 
 // ---------------------------------------------------------------------------
-// Targets (issue 3, section 6)
+// Targets
 
 const fx = (v: number): string => `${v.toFixed(2)}x`;
 
