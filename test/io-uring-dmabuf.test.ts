@@ -18,12 +18,12 @@ import { IORING_REGISTER_BUFFERS_UPDATE, IORING_RSRC_F_EXTENDED_UPDATE } from ".
 import { BUF_ADDR } from "../src/io_uring/table.js";
 import { dmaTokenMaps } from "../src/io_uring/dma_token.js";
 import {
-  io_uring_cqe_seen, io_uring_get_sqe, io_uring_prep_read_fixed, io_uring_prep_write_fixed, io_uring_queue_exit, io_uring_queue_init,
+  io_uring_cqe_seen, io_uring_get_sqe, io_uring_prep_read_fixed, io_uring_prep_write_fixed, io_uring_queue_init,
   io_uring_register_buffers, io_uring_sqe_set_data, io_uring_submit, io_uring_wait_cqe_timeout, type Cqe, type IoUring,
 } from "../src/io_uring/liburing.js";
-import type { IoUringFile } from "../src/uapi/io_uring_file.js";
 import { DMA_RESV_USAGE_BOOKKEEP } from "../src/sync/resv.js";
 import { LabSet } from "./helpers/lab.js";
+import { exitRings } from "./helpers/io_uring.js";
 import { expectErrno } from "./helpers/errors.js";
 import { prng } from "./helpers/prng.js";
 import { expectSame } from "./helpers/bytes.js";
@@ -36,11 +36,7 @@ const storages: StorageDevice[] = [];
 const rings: IoUring[] = [];
 
 afterEach(async () => {
-  for (const r of rings.splice(0)) {
-    const file = r.proc.file(r.fd) as IoUringFile;
-    io_uring_queue_exit(r);
-    await file.closed();
-  }
+  await exitRings(rings);
   await Promise.all(storages.splice(0).map((s) => s.shutdown()));
   labs.closeAll();
 });

@@ -16,12 +16,13 @@ import {
 } from "../src/io_uring/io_uring.js";
 import {
   io_uring_cqe_seen, io_uring_get_sqe, io_uring_prep_nop, io_uring_prep_read, io_uring_prep_read_fixed, io_uring_prep_readv, io_uring_prep_rw,
-  io_uring_prep_write, io_uring_prep_write_fixed, io_uring_prep_writev, io_uring_queue_exit, io_uring_queue_init, io_uring_register_buffers,
+  io_uring_prep_write, io_uring_prep_write_fixed, io_uring_prep_writev, io_uring_queue_init, io_uring_register_buffers,
   io_uring_register_files, io_uring_sqe_set_data, io_uring_sqe_set_flags, io_uring_submit, io_uring_submit_and_wait, io_uring_wait_cqe,
   io_uring_wait_cqe_timeout, type Cqe, type IoUring, type Sqe,
 } from "../src/io_uring/liburing.js";
 import type { IoUringFile } from "../src/uapi/io_uring_file.js";
 import { LabSet } from "./helpers/lab.js";
+import { exitRings } from "./helpers/io_uring.js";
 import { expectErrno } from "./helpers/errors.js";
 import { brokenCanary, guard } from "./helpers/canary.js";
 import { prng } from "./helpers/prng.js";
@@ -32,11 +33,7 @@ const dirs: string[] = [];
 const rings: IoUring[] = [];
 
 afterEach(async () => {
-  for (const r of rings.splice(0)) {
-    const file = r.proc.file(r.fd) as IoUringFile;
-    io_uring_queue_exit(r);
-    await file.closed();
-  }
+  await exitRings(rings);
   labs.closeAll();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });

@@ -11,11 +11,12 @@ import { Process } from "../src/uapi/process.js";
 import { O_DIRECT, O_RDONLY, O_RDWR } from "../src/uapi/uapi.js";
 import { IORING_SETUP_SQPOLL, IOSQE_FIXED_FILE } from "../src/io_uring/io_uring.js";
 import {
-  io_uring_cqe_seen, io_uring_get_sqe, io_uring_prep_read, io_uring_prep_write, io_uring_queue_exit, io_uring_queue_init, io_uring_register_files,
+  io_uring_cqe_seen, io_uring_get_sqe, io_uring_prep_read, io_uring_prep_write, io_uring_queue_init, io_uring_register_files,
   io_uring_sqe_set_data, io_uring_sqe_set_flags, io_uring_submit, io_uring_wait_cqe_timeout, type Cqe, type IoUring,
 } from "../src/io_uring/liburing.js";
 import type { IoUringFile } from "../src/uapi/io_uring_file.js";
 import { LabSet } from "./helpers/lab.js";
+import { exitRings } from "./helpers/io_uring.js";
 import { expectErrno } from "./helpers/errors.js";
 import { brokenCanary, guard } from "./helpers/canary.js";
 import { prng } from "./helpers/prng.js";
@@ -27,11 +28,7 @@ const storages: StorageDevice[] = [];
 const rings: IoUring[] = [];
 
 afterEach(async () => {
-  for (const r of rings.splice(0)) {
-    const file = r.proc.file(r.fd) as IoUringFile;
-    io_uring_queue_exit(r);
-    await file.closed();
-  }
+  await exitRings(rings);
   await Promise.all(storages.splice(0).map((s) => s.shutdown()));
   labs.closeAll();
 });
