@@ -48,6 +48,7 @@ import { CpuCache } from "./coherence.js";
 import { FENCE_CONTEXT, FENCE_SEQNO } from "../engine/abi.js";
 import { CAT_RW, NOT_REACHED, RW_SYSCALLS, T_RW, WAIT_ASYNC } from "../trace/events.js";
 import type { Tracer } from "../trace/recorder.js";
+import { AK_RW } from "../sanitize/log.js";
 
 /** The system calls the path serves; the name says the direction and goes into every error. */
 export type RwSyscall = "read" | "write" | "pread" | "pwrite" | "readv" | "writev" | "preadv" | "pwritev";
@@ -182,6 +183,25 @@ function copy(p: Plan): void {
   if (write) cache?.cleanRange(pos, bytes, false);
 }
 
+/**
+ * Step 4 as the sanitizer sees it (src/sanitize): in a sanitizing lab the
+ * copy is recorded as an access of [pos, pos + bytes), named by the call's
+ * own fence, before end() signals that fence.
+ */
+function copyAccess(call: Call): void {
+  const { p } = call;
+  const { sync } = p.buf;
+  if (!sync.san.on) {
+    copy(p);
+    return;
+  }
+  const t0 = sync.san.now();
+  copy(p);
+  const u32 = sync.u32;
+  sync.san.access(p.buf.offset, p.buf.generation, p.pos, p.bytes, p.write, AK_RW | (RW_SYSCALLS.indexOf(p.syscall) << 8),
+    u32[(call.own.offset + FENCE_CONTEXT) >>> 2], u32[(call.own.offset + FENCE_SEQNO) >>> 2], t0);
+}
+
 /** A call after step 2: its plan, its dependencies, and end() (signal the own fence, put everything). */
 interface Call {
   p: Plan;
@@ -238,7 +258,7 @@ function runSync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSysca
       }
     }
     marks?.waited();
-    copy(p);
+    copyAccess(call);
     marks?.copied();
     return p.bytes;
   } catch (e) {
@@ -262,7 +282,7 @@ async function runAsync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: 
       if ((await wait(d, Math.max(0, p.timeoutMs - (nowMs() - start)))) === 0) throw timedOut(p);
     }
     marks?.waited();
-    copy(p);
+    copyAccess(call);
     marks?.copied();
     return p.bytes;
   } catch (e) {

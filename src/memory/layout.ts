@@ -99,6 +99,22 @@ export const kCtlTraceIds = 528;
 export const kCtlTraceChunkLimit = 532;
 /** f64: when the current (or last) session started, ns on the lab clock. */
 export const kCtlTraceStartNs = 536;
+/*
+ * The sanitizer (src/sanitize/), on a cache line of its own: every hook
+ * reads kCtlSanitize with a plain load; the words are set once, when the lab
+ * is created, except the agent counter and the log list, which change once
+ * per thread (its first access record), never per access.
+ */
+/** u32: 1 when the lab was created with { sanitize: true }, else 0. */
+export const kCtlSanitize = 576;
+/** u32: the last sanitizer agent id handed out (one per thread's lab view). */
+export const kCtlSanAgents = 580;
+/** u32: head of the list of every sanitizer log chunk (linked through the chunks). */
+export const kCtlSanChunks = 584;
+/** u32: offset of the record-clock table: one u32 per sync-heap granule (src/sanitize/agent.ts). */
+export const kCtlSanClocks = 588;
+/** u32: the most log chunks one thread may fill. */
+export const kCtlSanChunkLimit = 592;
 
 export interface Layout {
   memoryBytes: number;

@@ -316,6 +316,8 @@ export class Resv {
     for (let i = 0; i < count; i++) {
       const { fence, usage } = this.slot(i);
       if (statusAt(sync, fence) !== 0 && !retained(sync, fence, usage)) {
+        // Seen signalled and dropped: whoever drops it carries its order on (src/sanitize).
+        if (sync.san.on) sync.san.acquire(fence);
         dropped.push(fence);
         continue;
       }
@@ -371,6 +373,7 @@ export class Resv {
     if (first !== -1) {
       // Same context: the index entry stays valid.
       const old = this.slot(first).fence;
+      if (sync.san.on && statusAt(sync, old) !== 0) sync.san.acquire(old);
       sync.ref(f);
       this.setSlot(first, f, usage);
       sync.unref(old);
@@ -384,6 +387,8 @@ export class Resv {
       const old = this.slot(at).fence;
       const oldUsage = u32[(slots + at * SLOT_SIZE + SLOT_USAGE) >>> 2];
       if (statusAt(sync, old) !== 0 && (!retained(sync, old, oldUsage) || usage <= DMA_RESV_USAGE_WRITE)) {
+        // A signalled fence replaced: its order goes on with the one that replaces it (src/sanitize).
+        if (sync.san.on) sync.san.acquire(old);
         u32[base + (RESV_CURSOR >>> 2)] = at + 1 < count ? at + 1 : 0;
         sync.ref(f);
         this.unindex(slots, capacity, at, old);
@@ -473,6 +478,8 @@ export class Resv {
       if (sync.u32[(s + SLOT_USAGE) >>> 2] > usage) continue;
       const f = sync.u32[(s + SLOT_FENCE) >>> 2];
       const status = statusAt(sync, f);
+      // Implicit sync's edge (src/sanitize): a fence found signalled is not waited for, but it orders.
+      if (status !== 0 && sync.san.on) sync.san.acquire(f);
       if (status !== 0 && !(failed && status < 0 && sync.u32[(s + SLOT_USAGE) >>> 2] <= DMA_RESV_USAGE_WRITE)) continue;
       sync.ref(f);
       out.push(sync.view(f, true));
@@ -522,11 +529,15 @@ export class Resv {
   testSignaled(usage: ResvUsage): boolean {
     checkUsage(usage, "dma_resv_test_signaled");
     return this.underLock(() => {
+      let signalled = true;
       for (let i = 0; i < this.rec.word(RESV_COUNT); i++) {
         const s = this.slot(i);
-        if (s.usage <= usage && statusAt(this.sync, s.fence) === 0) return false;
+        if (s.usage > usage) continue;
+        if (statusAt(this.sync, s.fence) === 0) signalled = false;
+        // poll's edge (src/sanitize): each fence seen signalled orders what follows.
+        else if (this.sync.san.on) this.sync.san.acquire(s.fence);
       }
-      return true;
+      return signalled;
     });
   }
 
