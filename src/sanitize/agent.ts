@@ -14,7 +14,14 @@
  *     in-fence found signalled) joins that clock into its own;
  *   - publish(job) -> acquire(job): a job's submitter publishes its clock
  *     for the job record before the ring push, the device joins it when it
- *     takes the job (and consumes it).
+ *     takes the job (and consumes it);
+ *   - retire(resv, fence) -> every later scan of that resv: a signalled
+ *     fence that leaves a reservation object (dropped, or replaced in its
+ *     slot) is folded into the object's retired clock (the table word of
+ *     the resv record: a REC_CLOCK joining every fence that left), which
+ *     each implicit-sync scan joins. Without it a reader that replaced a
+ *     signalled writer would hide that writer from the next reader, which
+ *     waits for no reader. Both happen under the resv lock.
  * A resv lock is not an edge: only fences order accesses.
  *
  * Contract:
@@ -196,6 +203,44 @@ export class Sanitizer {
     this.join(Atomics.load(this.u32, this.tableIndex(fence)));
   }
 
+  /** A reservation object was made: nothing has left it yet. */
+  resetResv(resv: number): void {
+    this.resetRecord(resv);
+  }
+
+  /**
+   * The signalled fence `fence` leaves the reservation object `resv` (under
+   * its lock): the object's retired clock becomes the join of the two,
+   * written as a new REC_CLOCK of this agent (its own clock unchanged).
+   */
+  retire(resv: number, fence: number): void {
+    const u32 = this.u32;
+    const r = this.tableIndex(resv);
+    const old = Atomics.load(u32, r);
+    const add = Atomics.load(u32, this.tableIndex(fence));
+    if (add === 0 || add === old) return;
+    if (old === LOST || add === LOST) {
+      Atomics.store(u32, r, LOST);
+      return;
+    }
+    const n = Math.max(add === 0 ? 0 : u32[add >>> 2] >>> 8, old === 0 ? 0 : u32[old >>> 2] >>> 8);
+    const at = this.log.reserve(n + 1);
+    if (at < 0) {
+      Atomics.store(u32, r, LOST);
+      return;
+    }
+    u32[at] = REC_CLOCK | (n << 8);
+    for (let i = 1; i <= n; i++) u32[at + i] = Math.max(component(u32, old, i), component(u32, add, i));
+    this.log.publish(n + 1);
+    // Publish: the REC_CLOCK is written before the word (read under the same lock anyway).
+    Atomics.store(u32, r, at << 2);
+  }
+
+  /** An implicit-sync scan of `resv` (under its lock): joins what left it. */
+  scanResv(resv: number): void {
+    this.join(Atomics.load(this.u32, this.tableIndex(resv)));
+  }
+
   /** Before pushing the job record `job` to a device's ring. */
   publishJob(job: number): void {
     const ptr = this.snapshot();
@@ -277,6 +322,13 @@ export class Sanitizer {
     if (open !== undefined && open.generation === generation && (open.write || !write)) return;
     this.access(buffer, generation, offset, length, write, AK_MMAP, 0, 0, t0, AF_MMAP | AF_UNBRACKETED);
   }
+}
+
+/** Component `agent` (1-based) of the REC_CLOCK at byte offset `clock` (0: none). */
+function component(u32: Uint32Array, clock: number, agent: number): number {
+  if (clock === 0) return 0;
+  const w = clock >>> 2;
+  return agent <= u32[w] >>> 8 ? u32[w + agent] : 0;
 }
 
 /** The record-clock table word of a sync-heap record (for check.ts and tests). */

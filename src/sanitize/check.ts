@@ -57,10 +57,14 @@ export interface SanitizeReport {
   agents: number;
   /** Every race found (a before b in time), at most MAX_RACES. */
   races: Race[];
-  /** How many races there were (more than races.length when capped). */
+  /** How many races there were (more than races.length when capped; at least this many when `truncated`). */
   raceCount: number;
-  /** mmap accesses outside a SYNC START/END bracket that allows them. */
+  /** The search stopped at MAX_COUNTED races (a protocol with no ordering at all). */
+  truncated: boolean;
+  /** mmap accesses outside a SYNC START/END bracket that allows them, at most MAX_RACES. */
   unbracketed: AccessSide[];
+  /** How many there were. */
+  unbracketedCount: number;
   /** Records were lost (a thread's log was full): races may be missing, none is made up. */
   incomplete: boolean;
   /** Accesses not checked because their agent had lost an edge. */
@@ -69,6 +73,8 @@ export interface SanitizeReport {
 
 /** The most races a report lists. */
 export const MAX_RACES = 1000;
+/** The most races a report counts before it stops looking. */
+export const MAX_COUNTED = 100_000;
 
 interface Access {
   agent: number;
@@ -132,7 +138,7 @@ export function checkRaces(arena: Arena, describeBuffer: DescribeBuffer): Saniti
 
   const pairs: [number, number][] = [];
   let raceCount = 0;
-  for (const perAgent of byBuffer.values()) {
+  search: for (const perAgent of byBuffer.values()) {
     const agents = [...perAgent.keys()].sort((x, y) => x - y);
     const sorted = new Map<number, { list: Access[]; maxEpoch: number[] }>();
     for (const agent of agents) {
@@ -158,6 +164,7 @@ export function checkRaces(arena: Arena, describeBuffer: DescribeBuffer): Saniti
             if (!(a.write || b.write) || a.end <= b.offset || b.end <= a.offset) continue;
             raceCount++;
             if (pairs.length < MAX_RACES) pairs.push([a.at, b.at]);
+            if (raceCount === MAX_COUNTED) break search;
           }
         }
       }
@@ -191,7 +198,7 @@ export function checkRaces(arena: Arena, describeBuffer: DescribeBuffer): Saniti
     return a.startNs <= b.startNs ? { a, b } : { a: b, b: a };
   }).sort((r, s) => r.a.startNs - s.a.startNs);
   return {
-    accesses, agents: logs.length, races, raceCount, unbracketed: unbracketed.map(side),
+    accesses, agents: logs.length, races, raceCount, truncated: raceCount === MAX_COUNTED, unbracketed: unbracketed.slice(0, MAX_RACES).map(side), unbracketedCount: unbracketed.length,
     incomplete: logs.some((l) => l.dropped > 0), unsure,
   };
 }

@@ -126,6 +126,7 @@ export class Resv {
   /** dma_resv_init: a new, empty object (owned). */
   static create(sync: Sync): Resv {
     const offset = sync.allocRecord(RecordType.resv, RESV_SIZE, "dma_resv_init");
+    if (sync.san.on) sync.san.resetResv(offset);
     sync.i32[(offset + RESV_REFCOUNT) >>> 2] = 1;
     return new Resv(sync, offset, true);
   }
@@ -316,8 +317,8 @@ export class Resv {
     for (let i = 0; i < count; i++) {
       const { fence, usage } = this.slot(i);
       if (statusAt(sync, fence) !== 0 && !retained(sync, fence, usage)) {
-        // Seen signalled and dropped: whoever drops it carries its order on (src/sanitize).
-        if (sync.san.on) sync.san.acquire(fence);
+        // Seen signalled and dropped: its order stays with the object (src/sanitize).
+        if (sync.san.on) sync.san.retire(this.offset, fence);
         dropped.push(fence);
         continue;
       }
@@ -373,7 +374,7 @@ export class Resv {
     if (first !== -1) {
       // Same context: the index entry stays valid.
       const old = this.slot(first).fence;
-      if (sync.san.on && statusAt(sync, old) !== 0) sync.san.acquire(old);
+      if (sync.san.on && statusAt(sync, old) !== 0) sync.san.retire(this.offset, old);
       sync.ref(f);
       this.setSlot(first, f, usage);
       sync.unref(old);
@@ -387,8 +388,8 @@ export class Resv {
       const old = this.slot(at).fence;
       const oldUsage = u32[(slots + at * SLOT_SIZE + SLOT_USAGE) >>> 2];
       if (statusAt(sync, old) !== 0 && (!retained(sync, old, oldUsage) || usage <= DMA_RESV_USAGE_WRITE)) {
-        // A signalled fence replaced: its order goes on with the one that replaces it (src/sanitize).
-        if (sync.san.on) sync.san.acquire(old);
+        // A signalled fence replaced: its order stays with the object (src/sanitize).
+        if (sync.san.on) sync.san.retire(this.offset, old);
         u32[base + (RESV_CURSOR >>> 2)] = at + 1 < count ? at + 1 : 0;
         sync.ref(f);
         this.unindex(slots, capacity, at, old);
@@ -473,6 +474,8 @@ export class Resv {
     const out: Fence[] = [];
     const slots = this.rec.word(RESV_SLOTS);
     const count = this.rec.word(RESV_COUNT);
+    // The fences that left the object signalled order this scan too (src/sanitize).
+    if (sync.san.on) sync.san.scanResv(this.offset);
     for (let i = 0; i < count; i++) {
       const s = slots + i * SLOT_SIZE;
       if (sync.u32[(s + SLOT_USAGE) >>> 2] > usage) continue;
@@ -530,6 +533,7 @@ export class Resv {
     checkUsage(usage, "dma_resv_test_signaled");
     return this.underLock(() => {
       let signalled = true;
+      if (this.sync.san.on) this.sync.san.scanResv(this.offset);
       for (let i = 0; i < this.rec.word(RESV_COUNT); i++) {
         const s = this.slot(i);
         if (s.usage > usage) continue;
