@@ -132,9 +132,8 @@ export class Sync {
 
   /** A fence record with refcount 1; the caller initialises kind-specific words. */
   allocFenceRecord(kind: number, timeline: number, context: bigint, seqno: bigint, syscall: string): number {
-    let f = this.fenceCache.take();
-    if (f !== 0) this.i32.fill(0, f >>> 2, (f + FENCE_SIZE) >>> 2);
-    else f = this.allocBlock(FENCE_SIZE, syscall);
+    const f = this.fenceBlock(syscall);
+    this.i32.fill(0, f >>> 2, (f + FENCE_SIZE) >>> 2);
     this.u32[(f + FENCE_KIND) >>> 2] = kind;
     this.u32[(f + FENCE_TIMELINE) >>> 2] = timeline;
     this.u64[(f + FENCE_CONTEXT) >>> 3] = context;
@@ -143,6 +142,12 @@ export class Sync {
     // Born after its words are written: fenceAt() accepts it from here on.
     this.arena.records.stamp(f, RecordType.fence);
     return f;
+  }
+
+  /** A block for a fence record: from the fence-record cache, else the heap (not zeroed). */
+  private fenceBlock(syscall: string): number {
+    const f = this.fenceCache.take();
+    return f !== 0 ? f : this.allocBlock(FENCE_SIZE, syscall);
   }
 
   // ---- objects -------------------------------------------------------------
@@ -184,17 +189,33 @@ export class Sync {
 
   // ---- fences --------------------------------------------------------------
 
-  /** A new pending plain fence on a timeline (owned; see Fence for `tracked`). */
-  createFence(timeline: Timeline, seqno: bigint, tracked = true): Fence {
-    timeline.ref();
-    try {
-      const f = this.allocFenceRecord(FENCE_KIND_PLAIN, timeline.offset, timeline.context, seqno, "dma_fence_init");
-      if (this.trace.on(CAT_FENCE)) traceFence(this, T_FENCE_CREATE, f, this.trace.now(), 0, 0, 0);
-      return new Fence(this, f, true, tracked);
-    } catch (e) {
-      timeline.unref();
-      throw e;
+  /**
+   * A new pending plain fence on a timeline (owned; see Fence for
+   * `tracked`): with the seqno given, or the timeline's next one, which the
+   * engine takes while it writes the record (fence_init: no BigInt here).
+   */
+  createFence(timeline: Timeline, seqno: bigint | undefined, tracked = true): Fence {
+    let f: number;
+    if (seqno === undefined) {
+      f = this.fenceBlock("dma_fence_init");
+      const rc = this.engine.wasm.fence_init(f, timeline.offset);
+      if (rc !== 0) {
+        this.fenceCache.give(f);
+        throw new DmaBufError(DmaBufError.codeOf(rc), "dma_fence_init", `timeline ${hex(timeline.offset)} or fence ${hex(f)} is not in the sync heap`);
+      }
+      // Born after its words are written: fenceAt() accepts it from here on.
+      this.arena.records.stamp(f, RecordType.fence);
+    } else {
+      timeline.ref();
+      try {
+        f = this.allocFenceRecord(FENCE_KIND_PLAIN, timeline.offset, timeline.context, seqno, "dma_fence_init");
+      } catch (e) {
+        timeline.unref();
+        throw e;
+      }
     }
+    if (this.trace.on(CAT_FENCE)) traceFence(this, T_FENCE_CREATE, f, this.trace.now(), 0, 0, 0);
+    return new Fence(this, f, true, tracked);
   }
 
   /**
