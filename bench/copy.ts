@@ -499,8 +499,31 @@ export function evaluateTargets(rows: CopyBenchRow[], native: NativeStatus): Tar
     };
   }
 
+  /**
+   * The same target at each contiguous size: one line per size, met or
+   * MISSED, the worse alignment of the size deciding.
+   */
+  function autoVsBestPerSize(): TargetResult[] {
+    const fixed = ["engine:bulk", "engine:simd", "engine:words", "engine:bytes"];
+    const bySize = new Map<number, { v: number; auto: CopyBenchRow; best: CopyBenchRow }[]>();
+    for (const g of groups(rows, (r) => r.regime === "contiguous")) {
+      const auto = autoOf(g);
+      const best = g.filter((r) => fixed.includes(r.method)).reduce<CopyBenchRow | undefined>((b, r) => (b === undefined || r.gbps > b.gbps ? r : b), undefined);
+      if (auto && best) bySize.set(auto.bytes, [...(bySize.get(auto.bytes) ?? []), { v: auto.gbps / best.gbps, auto, best }]);
+    }
+    return [...bySize].sort(([a], [b]) => a - b).map(([bytes, each]) => {
+      const w = each.reduce((a, e) => (e.v < a.v ? e : a));
+      return {
+        id: `auto-vs-best-fixed-${sizeLabel(bytes).replace(" ", "")}`, description: `engine:auto vs the best fixed strategy at ${sizeLabel(bytes)}`,
+        threshold: ">= 0.95x best", measured: Number(w.v.toFixed(3)), unit: "x best", met: w.v >= 0.95,
+        detail: each.map((e) => `${e.auto.alignment} ${fx(e.v)} (auto ${e.auto.gbps.toFixed(2)} GB/s, ${e.best.method} ${e.best.gbps.toFixed(2)})`).join("; "),
+      };
+    });
+  }
+
   return [
     autoVsBest(),
+    ...autoVsBestPerSize(),
     worst("contiguous-native", "best engine path vs native memcpy, contiguous copies >= 64 KiB", ">= 0.95x native", "x native",
       (r) => r.regime === "contiguous" && r.bytes >= 64 * KiB, (r) => r.vsNative, (r) => r.vsNative ?? NaN, (v) => v >= 0.95, true),
     worst("pages-scatter-native", "best engine path vs native, 4 KiB page scatter", ">= 0.80x native", "x native",

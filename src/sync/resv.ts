@@ -9,7 +9,8 @@
  *
  * Under the lock (lock()/unlock() or withLock(); lockAsync()/withLockAsync()
  * are their Promise forms, for threads that may not block):
- *   reserveFences(n)  room for n more fences: n 0 EINVAL; when full, drops
+ *   reserveFences(n)  room for n more fences (the first slot array holds at
+ *                     least 16): n 0 EINVAL; when full, drops
  *                     the signalled fences, in place or while growing the
  *                     slot array to 4x its size; the sync heap
  *                     exhausted: ENOMEM, nothing changed
@@ -45,9 +46,10 @@ import { RecordType, RecordView, getRecord } from "../memory/record.js";
 import { DmaBufError, hex } from "../errno.js";
 import {
   BUCKET_SIZE, BUCKETS_PER_SLOT, DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE, ENOSPC,
-  FENCE_KIND_ARRAY, FENCE_KIND_CHAIN, RESV_CAPACITY, RESV_COUNT, RESV_CURSOR, RESV_GENERATION, RESV_LOCK,
+  FENCE_KIND, FENCE_KIND_ARRAY, FENCE_KIND_CHAIN, FENCE_KIND_MASK, RESV_CAPACITY, RESV_COUNT, RESV_CURSOR, RESV_GENERATION, RESV_LOCK,
   RESV_REFCOUNT, RESV_SIZE, RESV_SLOTS, SLOT_FENCE, SLOT_SIZE, SLOT_USAGE,
 } from "../engine/abi.js";
+import type { EngineExports } from "../engine/abi.js";
 import { nowMs } from "../memory/futex.js";
 import { Mutex, type MutexStats } from "../memory/mutex.js";
 import { checkTimeout, statusAt, timeLeft, type Fence } from "./fence.js";
@@ -66,6 +68,12 @@ export {
 const BLOCK_BYTES_PER_SLOT = SLOT_SIZE + BUCKETS_PER_SLOT * BUCKET_SIZE;
 /** A full slot array grows to GROWTH x its capacity: few reallocations on the way to a long list. */
 const GROWTH = 4;
+/**
+ * The first slot array's capacity (at least): 16 slots hold what a buffer
+ * usually carries (a writer, a few readers, a CPU fence per thread) without
+ * growing, at 256 bytes of the sync heap.
+ */
+const FIRST_CAPACITY = 16;
 
 export const usageNames = ["KERNEL", "WRITE", "READ", "BOOKKEEP"] as const;
 export type ResvUsage = 0 | 1 | 2 | 3;
@@ -107,9 +115,12 @@ export class Resv {
   private owned: boolean;
 
   private readonly rec: RecordView;
+  /** This thread's engine (addFence calls it for every add). */
+  private readonly wasm: EngineExports;
 
   constructor(readonly sync: Sync, readonly offset: number, owned: boolean) {
     this.rec = new RecordView(sync, offset);
+    this.wasm = sync.engine.wasm;
     this.mutex = new Mutex(sync.arena.buffer, offset + RESV_LOCK);
     this.owned = owned;
   }
@@ -233,9 +244,11 @@ export class Resv {
       throw new DmaBufError("EINVAL", "dma_resv_reserve_fences", `count ${n} must be a positive integer`);
     }
     const { sync } = this;
-    const count = this.rec.word(RESV_COUNT);
-    const capacity = this.rec.word(RESV_CAPACITY);
-    const old = this.rec.word(RESV_SLOTS);
+    // Room already: the common case of every add, three plain reads.
+    const base = this.offset >>> 2;
+    const count = sync.u32[base + (RESV_COUNT >>> 2)];
+    const capacity = sync.u32[base + (RESV_CAPACITY >>> 2)];
+    const old = sync.u32[base + (RESV_SLOTS >>> 2)];
     if (old !== 0 && count + n <= capacity) return;
     let pending = 0;
     for (let i = 0; i < count; i++) {
@@ -245,10 +258,11 @@ export class Resv {
     let block = old;
     let newCapacity = capacity;
     if (old === 0 || 2 * (pending + n) > capacity) {
-      const wanted = old !== 0 ? Math.max(pending + n, GROWTH * capacity) : Math.max(4, 2 ** Math.ceil(Math.log2(n)));
+      const wanted = old !== 0 ? Math.max(pending + n, GROWTH * capacity) : Math.max(FIRST_CAPACITY, 2 ** Math.ceil(Math.log2(n)));
       const heap = sync.arena.syncHeap;
       const order = heap.orderFor(wanted * BLOCK_BYTES_PER_SLOT);
-      block = sync.allocRecord(RecordType.resvSlots, wanted * BLOCK_BYTES_PER_SLOT, "dma_resv_reserve_fences");
+      // Not zeroed: the slots below the count are written here, the index is cleared by resv_reindex.
+      block = sync.allocRecord(RecordType.resvSlots, wanted * BLOCK_BYTES_PER_SLOT, "dma_resv_reserve_fences", false);
       newCapacity = (heap.granuleBytes * 2 ** order) / BLOCK_BYTES_PER_SLOT;
     }
     // Keep the pending entries and the retained failed writers in order (a fence signalled meanwhile is dropped too).
@@ -284,15 +298,18 @@ export class Resv {
    */
   addFence(fence: Fence, usage: ResvUsage): void {
     checkUsage(usage, "dma_resv_add_fence");
-    if (fence.kind === FENCE_KIND_ARRAY || fence.kind === FENCE_KIND_CHAIN) {
+    const kind = this.sync.u32[(fence.offset + FENCE_KIND) >>> 2] & FENCE_KIND_MASK;
+    if (kind === FENCE_KIND_ARRAY || kind === FENCE_KIND_CHAIN) {
       throw new DmaBufError("EINVAL", "dma_resv_add_fence", `fence ${fence.describe()} is a container; add its fences`);
     }
-    const old = this.sync.engine.wasm.resv_add_fence(this.offset, fence.offset, usage);
+    const old = this.wasm.resv_add_fence(this.offset, fence.offset, usage);
     if (old === -ENOSPC) {
       throw new DmaBufError("ENOSPC", "dma_resv_add_fence", `no reserved slot for fence ${fence.describe()}; call reserveFences() first`);
     }
-    engineCall(old, "dma_resv_add_fence", this.offset);
-    if (old !== 0) this.sync.unref(old);
+    if (old !== 0) {
+      engineCall(old, "dma_resv_add_fence", this.offset);
+      this.sync.unref(old);
+    }
   }
 
   /** dma_resv_for_each_fence: entries with usage <= u, signalled ones included (borrowed). */

@@ -99,14 +99,17 @@ export class Sync {
    * A zeroed record of `type` of at least `bytes` from the sync heap,
    * stamped live (record.ts). When the heap has no block, the fence-record
    * cache is drained into it and the allocation tried once more before ENOMEM.
+   * `zero: false` leaves the block's old bytes, for a record whose owner
+   * writes every word before it reads one (a resv slot array: the slots
+   * below its count, and its index, which the engine clears).
    */
-  allocRecord(type: RecordTypeId, bytes: number, syscall: string): number {
-    const offset = this.allocBlock(bytes, syscall);
+  allocRecord(type: RecordTypeId, bytes: number, syscall: string, zero = true): number {
+    const offset = this.allocBlock(bytes, syscall, zero);
     this.arena.records.stamp(offset, type);
     return offset;
   }
 
-  private allocBlock(bytes: number, syscall: string): number {
+  private allocBlock(bytes: number, syscall: string, zero = true): number {
     const heap = this.arena.syncHeap;
     const order = heap.orderFor(bytes);
     if (order > heap.maxOrder) {
@@ -120,7 +123,7 @@ export class Sync {
       this.fenceCache.drain();
       offset = heap.alloc(order, syscall);
     }
-    this.u8.fill(0, offset, offset + heap.granuleBytes * 2 ** order);
+    if (zero) this.u8.fill(0, offset, offset + heap.granuleBytes * 2 ** order);
     return offset;
   }
 
