@@ -33,8 +33,11 @@
  * the mean per operation, so the timer's resolution never dominates small
  * copies. The native peer samples the same batches with clock_gettime, in a
  * subprocess run for each case next to that case's JavaScript side: the full
- * run measures a case in two rounds of [native, then every JavaScript-side
- * method (in reverse order in the second round)], samples pooled. Both
+ * run measures a case in six rounds (--quick two) of [native, then every
+ * JavaScript-side method (in reverse order every other round)], samples
+ * pooled, so that every method samples the machine's states alike (with
+ * two long rounds, engine:auto, the same memory.copy as engine:bulk above
+ * 256 bytes, came out 10% apart at 4 MiB on a quiet VM). Both
  * sides are summarised by the same code (summarize): the figures are p50s,
  * rme is the 95% relative margin of error of the mean, p99 is of the
  * per-batch means. Ratios are speed ratios from p50s (>1 is faster): vsNative
@@ -554,8 +557,8 @@ export async function runCopyBench(
   const regimes = [...(options.regimes ?? regimeGroups)];
   const plan = planFor(quick);
   const budget = budgetFor(quick);
-  // The full run measures each case in two rounds of half the time.
-  const rounds = quick ? 1 : 2;
+  // Each case in short rounds, the methods' order alternating (see the module comment).
+  const rounds = quick ? 2 : 6;
   const roundBudget: NativeBudget = {
     ...budget, timeMs: budget.timeMs / rounds, minSamples: Math.ceil(budget.minSamples / rounds),
   };
