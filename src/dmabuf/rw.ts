@@ -43,20 +43,23 @@ import type { Fence } from "../sync/fence.js";
 import type { Sync } from "../sync/sync.js";
 import type { Timeline } from "../sync/timeline.js";
 import { CACHING_CACHED, type DmaBufRecord } from "./dma_buf.js";
-import { bufferRuns, iovRuns, zipRuns } from "./runs.js";
+import { bufferRuns, iovRuns, zipRuns, type Run } from "./runs.js";
 import { CpuCache } from "./coherence.js";
+import { fastCopy, fastRun } from "./rw_fast.js";
 import { FENCE_CONTEXT, FENCE_SEQNO } from "../engine/abi.js";
 import { CAT_RW, NOT_REACHED, RW_SYSCALLS, T_RW, WAIT_ASYNC } from "../trace/events.js";
 import type { Tracer } from "../trace/recorder.js";
-import { AK_RW } from "../sanitize/log.js";
+import { AK_IO, AK_RW } from "../sanitize/log.js";
 
 /** The system calls the path serves; the name says the direction and goes into every error. */
 export type RwSyscall = "read" | "write" | "pread" | "pwrite" | "readv" | "writev" | "preadv" | "pwritev";
 
-const WRITES: ReadonlySet<RwSyscall> = new Set(["write", "pwrite", "writev", "pwritev"]);
+const WRITES: Readonly<Record<RwSyscall, boolean>> = {
+  read: false, pread: false, readv: false, preadv: false, write: true, pwrite: true, writev: true, pwritev: true,
+};
 
 /** Whether the system call writes to the buffer. */
-export const isWrite = (syscall: RwSyscall): boolean => WRITES.has(syscall);
+export const isWrite = (syscall: RwSyscall): boolean => WRITES[syscall] === true;
 
 export interface RwOptions {
   /** O_NONBLOCK: EAGAIN instead of waiting for a pending fence. */
@@ -146,17 +149,31 @@ function plan(buf: DmaBufRecord, iovecs: unknown, at: unknown, syscall: RwSyscal
 
 /** Step 4: one engine call for arena views; the slow path for the others. */
 function copy(p: Plan): void {
-  const { buf, iov, pos, bytes, write, strategy } = p;
+  const { buf, pos, bytes, write } = p;
   // Nothing to move (at or past the end, or empty iovecs): no memory is
   // touched, the cache's lines included.
   if (bytes === 0) return;
-  const { sync } = buf;
-  const { arena } = sync;
-  // Non-coherent labs: the path goes through the CPU cache and maintains
-  // the range's whole lines itself (invalidate before, clean after a write).
+  cpuRuns(buf, pos, bytes, write, (target) => copyRuns(p, target));
+}
+
+/**
+ * The runs the CPU reaches [pos, pos + bytes) of the buffer through: in a
+ * non-coherent lab the CPU cache's copy, whose whole lines are refilled
+ * from memory before `move` and, when it wrote them, cleaned back after.
+ */
+export function cpuRuns<T>(buf: DmaBufRecord, pos: number, bytes: number, write: boolean, move: (runs: Run[]) => T): T {
   const cache = CpuCache.of(buf);
   cache?.invalidate(pos, bytes, false);
-  const target = cache ? [{ addr: cache.copy + pos, len: bytes }] : bufferRuns(buf, pos, bytes);
+  const r = move(cache ? [{ addr: cache.copy + pos, len: bytes }] : bufferRuns(buf, pos, bytes));
+  if (write) cache?.cleanRange(pos, bytes, false);
+  return r;
+}
+
+/** Step 4's copy between the user's iovecs and the runs that stand for the buffer's range. */
+function copyRuns(p: Plan, target: Run[]): void {
+  const { buf, iov, bytes, write, strategy } = p;
+  const { sync } = buf;
+  const { arena } = sync;
   if (target.length === 1 && iov.length === 1 && arena.owns(iov[0])) {
     // One run against one arena view (small calls, contiguous buffers):
     // one engine copy, no descriptor table.
@@ -180,7 +197,6 @@ function copy(p: Plan): void {
     });
     if (table.count > 0) sync.engine.sgCopy(table, strategy);
   }
-  if (write) cache?.cleanRange(pos, bytes, false);
 }
 
 /**
@@ -210,18 +226,42 @@ interface Call {
   end(): void;
 }
 
-/** Steps 1 and 2. */
-function begin(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwOptions): Call {
-  const p = plan(buf, iov, pos, syscall, options);
-  // The own fence is put in every path (end()), so it needs no FinalizationRegistry.
+/**
+ * The fast path (rw_fast.ts) for a call in the common case: its byte count,
+ * or the fence it made (owned) when the engine sent the call back; undefined
+ * for a call that is not the common case.
+ */
+function tryFast(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwOptions): number | Fence | undefined {
+  // A sanitizing lab takes the path whose steps it records (src/sanitize): one load and branch here.
+  if (buf.sync.san.on) return undefined;
+  const c = fastCopy(buf, iov, pos, options);
+  if (c === undefined) return undefined;
   const own = cpu(buf.sync).timeline.createFence(undefined, false);
-  let deps: Fence[];
+  return fastRun(buf, own, isWrite(syscall), c) ? c.n : own;
+}
+
+/** Step 2: this thread's CPU fence (`made`, or a new one) published on the buffer, and the fences it must wait for. */
+function publish(buf: DmaBufRecord, write: boolean, nonblock: boolean, syscall: string, made?: Fence): { own: Fence; deps: Fence[] } {
+  // The own fence is put in every path (end()), so it needs no FinalizationRegistry.
+  const own = made ?? cpu(buf.sync).timeline.createFence(undefined, false);
   try {
-    deps = buf.resv.publishAccess(own, p.write, options.nonblock === true, syscall);
+    return { own, deps: buf.resv.publishAccess(own, write, nonblock, syscall) };
   } catch (e) {
     own.put();
     throw e;
   }
+}
+
+/** Steps 1 and 2; `made`: the own fence, when the fast path made it already. */
+function begin(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwOptions, made?: Fence): Call {
+  let p: Plan;
+  try {
+    p = plan(buf, iov, pos, syscall, options);
+  } catch (e) {
+    made?.put();
+    throw e;
+  }
+  const { own, deps } = publish(buf, p.write, options.nonblock === true, syscall, made);
   return {
     p,
     deps,
@@ -234,8 +274,48 @@ function begin(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall
   };
 }
 
-function timedOut(p: Plan): DmaBufError {
+function timedOut(p: { syscall: string; timeoutMs: number }): DmaBufError {
   return new DmaBufError("ETIMEDOUT", p.syscall, `a fence of the dma-buf did not signal within ${p.timeoutMs} ms`);
+}
+
+/** Step 3, blocking: each dependency in turn within `timeoutMs` in all (ETIMEDOUT); EPERM first where the thread may not block. */
+function waitDeps(deps: Fence[], timeoutMs: number, wait: SyncWaitStep, syscall: string, twin: string): void {
+  if (deps.length === 0) return;
+  requireBlocking(syscall, twin);
+  const start = nowMs();
+  for (const d of deps) {
+    if (wait(d, Math.max(0, timeoutMs - (nowMs() - start))) === 0) throw timedOut({ syscall, timeoutMs });
+  }
+}
+
+/**
+ * The path's implicit synchronization around a transfer that another mover
+ * does (copy_file_range and DMA_BUF_IOCTL_RW_FILE: the CPU from the page
+ * cache, or a device's DMA): step 2 publishes this thread's CPU fence on
+ * the buffer (usage WRITE when `write`, the transfer writing the buffer,
+ * else READ) and collects the dependencies, step 3 waits for them
+ * (options.timeoutMs: ETIMEDOUT; nonblock: EAGAIN), then `move` runs in
+ * place of step 4 and step 5 signals the fence, also when move throws.
+ * THE I/O HOOK: every transfer between a file and a dma-buf passes here.
+ */
+export function withImplicitSync<T>(buf: DmaBufRecord, write: boolean, syscall: string, options: RwOptions, move: () => T): T {
+  const timeoutMs = timeoutArg(options.timeoutMs, syscall);
+  const { own, deps } = publish(buf, write, options.nonblock === true, syscall);
+  try {
+    waitDeps(deps, timeoutMs, blocking, syscall, "a worker thread");
+    const { san } = buf.sync;
+    if (!san.on) return move();
+    // The sanitizer (src/sanitize) records the transfer as an access of the whole buffer, named by the own fence.
+    const t0 = san.now();
+    const result = move();
+    const u32 = buf.sync.u32;
+    san.access(buf.offset, buf.generation, 0, buf.size, write, AK_IO, u32[(own.offset + FENCE_CONTEXT) >>> 2], u32[(own.offset + FENCE_SEQNO) >>> 2], t0);
+    return result;
+  } finally {
+    for (const d of deps) d.put();
+    own.signal();
+    own.put();
+  }
 }
 
 const blocking: SyncWaitStep = (f, ms) => f.wait(ms);
@@ -243,20 +323,15 @@ const nonBlocking: WaitStep = (f, ms) => f.waitAsync(ms);
 
 /** Steps 1 to 5, the thread blocking on each dependency in turn. */
 function runSync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwSyncOptions): number {
+  const fast = tryFast(buf, iov, pos, syscall, options);
+  if (typeof fast === "number") return fast;
   const marks = buf.sync.trace.on(CAT_RW) ? new RwMarks(buf.sync.trace, 0) : undefined;
-  const call = marks ? marks.begin(buf, iov, pos, syscall, options) : begin(buf, iov, pos, syscall, options);
+  const call = marks ? marks.begin(buf, iov, pos, syscall, options, fast) : begin(buf, iov, pos, syscall, options, fast);
   const { p, deps } = call;
   try {
-    if (deps.length > 0) {
-      // It would block: where this thread may not, say so with the call's
-      // own name before anything waits.
-      requireBlocking(syscall, `${syscall}Async() (readAsync()/writeAsync() on a DmaBuf)`);
-      const wait = options.wait ?? blocking;
-      const start = nowMs();
-      for (const d of deps) {
-        if (wait(d, Math.max(0, p.timeoutMs - (nowMs() - start))) === 0) throw timedOut(p);
-      }
-    }
+    // It would block: where this thread may not, say so with the call's
+    // own name before anything waits.
+    waitDeps(deps, p.timeoutMs, options.wait ?? blocking, syscall, `${syscall}Async() (readAsync()/writeAsync() on a DmaBuf)`);
     marks?.waited();
     copyAccess(call);
     marks?.copied();
@@ -272,8 +347,10 @@ function runSync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSysca
 
 /** Steps 1 to 5 with Promises; without dependencies it copies before it returns. */
 async function runAsync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwAsyncOptions): Promise<number> {
+  const fast = tryFast(buf, iov, pos, syscall, options);
+  if (typeof fast === "number") return fast;
   const marks = buf.sync.trace.on(CAT_RW) ? new RwMarks(buf.sync.trace, WAIT_ASYNC) : undefined;
-  const call = marks ? marks.begin(buf, iov, pos, syscall, options) : begin(buf, iov, pos, syscall, options);
+  const call = marks ? marks.begin(buf, iov, pos, syscall, options, fast) : begin(buf, iov, pos, syscall, options, fast);
   const { p, deps } = call;
   try {
     const wait = options.wait ?? nonBlocking;
@@ -317,9 +394,9 @@ class RwMarks {
     return Math.min(NOT_REACHED - 1, Math.max(0, this.trace.now() - this.t0));
   }
 
-  begin(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwOptions): Call {
+  begin(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwOptions, made?: Fence): Call {
     try {
-      const call = begin(buf, iov, pos, syscall, options);
+      const call = begin(buf, iov, pos, syscall, options, made);
       this.validated = this.since();
       const u32 = buf.sync.u32;
       this.context = u32[(call.own.offset + FENCE_CONTEXT) >>> 2];

@@ -22,7 +22,7 @@ import type { Arena } from "../memory/arena.js";
 import { JOB_KINDS, RW_SYSCALLS } from "../trace/events.js";
 import {
   ACC_BUFFER, ACC_CLOCK, ACC_EPOCH, ACC_FENCE_CTX, ACC_FENCE_SEQNO, ACC_FLAGS, ACC_GENERATION, ACC_KIND, ACC_LENGTH,
-  ACC_OFFSET, ACC_T0, ACC_T1, AF_UNBRACKETED, AF_UNSURE, AF_WRITE, AK_CPU, AK_JOB, AK_MMAP, AK_RW, REC_ACCESS, REC_CLOCK,
+  ACC_OFFSET, ACC_T0, ACC_T1, AF_UNBRACKETED, AF_UNSURE, AF_WRITE, AK_CPU, AK_IO, AK_JOB, AK_MMAP, AK_RW, REC_ACCESS, REC_CLOCK,
   readLogs,
 } from "./log.js";
 
@@ -222,6 +222,7 @@ function callName(kind: number): string {
     case AK_JOB: return `job ${JOB_KINDS[code] ?? code}`;
     case AK_CPU: return "cpu access";
     case AK_MMAP: return "mmap";
+    case AK_IO: return "file I/O";
     default: return `access ${kind}`;
   }
 }

@@ -70,6 +70,7 @@ export const AK_RW = 1; // the read/write path; code: RW_SYSCALLS index
 export const AK_CPU = 2; // between DMA_BUF_IOCTL_SYNC START and END; code 0
 export const AK_MMAP = 3; // declared mmap access; code 0
 export const AK_JOB = 4; // a device job's DMA range; code: JOB_KINDS index
+export const AK_IO = 5; // a file transfer into or out of the buffer (copy_file_range, DMA_BUF_IOCTL_RW_FILE); code 0
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
