@@ -145,8 +145,6 @@ export class Sync {
     this.u32[(f + FENCE_TIMELINE) >>> 2] = timeline;
     this.u64[(f + FENCE_CONTEXT) >>> 3] = context;
     this.u64[(f + FENCE_SEQNO) >>> 3] = seqno;
-    // A reused record's clock (src/sanitize) must not order its new waiters.
-    if (this.san.on) this.san.resetRecord(f);
     Atomics.store(this.i32, (f + FENCE_REFCOUNT) >>> 2, 1);
     // Born after its words are written: fenceAt() accepts it from here on.
     this.arena.records.stamp(f, RecordType.fence);
@@ -155,8 +153,11 @@ export class Sync {
 
   /** A block for a fence record: from the fence-record cache, else the heap (not zeroed). */
   private fenceBlock(syscall: string): number {
-    const f = this.fenceCache.take();
-    return f !== 0 ? f : this.allocBlock(FENCE_SIZE, syscall);
+    const taken = this.fenceCache.take();
+    const f = taken !== 0 ? taken : this.allocBlock(FENCE_SIZE, syscall);
+    // A reused block's clock (src/sanitize) must not order the new fence's waiters.
+    if (this.san.on) this.san.resetRecord(f);
+    return f;
   }
 
   // ---- objects -------------------------------------------------------------
