@@ -11,6 +11,10 @@ import { pwritev, preadv } from "../src/dmabuf/rw.js";
 import { DmaBufFile } from "../src/uapi/dma_buf_file.js";
 import { DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_END, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_START, DMA_BUF_SYNC_WRITE, O_RDWR, PROT_READ, PROT_WRITE } from "../src/uapi/uapi.js";
 import { LabSet } from "./helpers/lab.js";
+import { reports, WorkerSet } from "./helpers/workers.js";
+import { withSeed, type Prng } from "./helpers/prng.js";
+import type { AccessSide } from "../src/sanitize/check.js";
+import type { ProtocolStep, SanitizeAgentData, SanitizeAgentReport } from "./workers/sanitize-agent.js";
 import { expectErrno } from "./helpers/errors.js";
 
 const KiB = 1024;
@@ -149,4 +153,133 @@ describe("CPU access (DMA_BUF_IOCTL_SYNC START/END and mmap)", () => {
       a.put();
     }
   });
+});
+
+// ---- seeded random protocols with fences left out ------------------------------
+
+const workers = new WorkerSet();
+afterEach(() => workers.terminateAll());
+
+interface Protocol {
+  steps: ProtocolStep[];
+  /** The (earlier, later) step pairs whose fence was left out. */
+  planted: [number, number][];
+}
+
+const AGENTS = 3;
+const BUFFERS = 3;
+const STEPS = 30;
+const BUF_BYTES = 16 * KiB;
+
+function conflict(a: ProtocolStep, b: ProtocolStep): boolean {
+  if (a.buffer !== b.buffer || !(a.write || b.write)) return false;
+  const [ao, al] = a.kind === "bracket" ? [0, BUF_BYTES] : [a.offset, a.length];
+  const [bo, bl] = b.kind === "bracket" ? [0, BUF_BYTES] : [b.offset, b.length];
+  return ao < bo + bl && bo < ao + al;
+}
+
+/**
+ * A protocol where each step waits for the fence of every earlier
+ * conflicting step of another agent, then leaves `plant` of those waits out
+ * (a step keeps its other waits), each one that leaves its pair unordered.
+ */
+function generate(rng: Prng, plant: number): Protocol {
+  const steps: ProtocolStep[] = [];
+  for (let j = 0; j < STEPS; j++) {
+    const kind = rng.next() < 0.6 ? "bracket" : "mmap";
+    const offset = rng.int(0, BUF_BYTES / 64 - 1) * 64;
+    const step: ProtocolStep = {
+      agent: rng.int(0, AGENTS - 1), buffer: rng.int(0, BUFFERS - 1), write: rng.next() < 0.5, kind,
+      offset, length: Math.min(BUF_BYTES - offset, rng.int(1, 64) * 64), waits: [], how: rng.pick(["wait", "poll", "merge"] as const),
+    };
+    step.waits = steps.map((s, k) => (s.agent !== step.agent && conflict(s, step) ? k : -1)).filter((k) => k >= 0);
+    steps.push(step);
+  }
+  const planted: [number, number][] = [];
+  const candidates = steps.flatMap((s, j) => s.waits.map((k) => [k, j] as [number, number]));
+  // Only omissions that no other chain of waits makes up for: each planted pair is a race.
+  while (planted.length < plant && candidates.length > 0) {
+    const [k, j] = candidates.splice(rng.int(0, candidates.length - 1), 1)[0];
+    const kept = steps[j].waits;
+    steps[j].waits = kept.filter((w) => w !== k);
+    if (expectedRaces(steps).includes(`${k}-${j}`)) planted.push([k, j]);
+    else steps[j].waits = kept;
+  }
+  return { steps, planted };
+}
+
+/** The races the protocol has, by vector clocks over its waits (the oracle): unordered conflicting pairs. */
+function expectedRaces(steps: ProtocolStep[]): string[] {
+  const clocks: number[][] = Array.from({ length: AGENTS }, (_, a) => Array.from({ length: AGENTS }, (_, b) => (a === b ? 1 : 0)));
+  const at: { clock: number[]; epoch: number }[] = [];
+  for (const s of steps) {
+    const c = clocks[s.agent];
+    for (const k of s.waits) for (let i = 0; i < AGENTS; i++) c[i] = Math.max(c[i], at[k].clock[i]);
+    at.push({ clock: [...c], epoch: c[s.agent] });
+    c[s.agent]++;
+  }
+  const races: string[] = [];
+  steps.forEach((b, j) => steps.slice(0, j).forEach((a, k) => {
+    if (a.agent === b.agent || !conflict(a, b)) return;
+    if (at[k].epoch <= at[j].clock[a.agent]) return;
+    races.push(`${k}-${j}`);
+  }));
+  return races;
+}
+
+async function runProtocol(lab: Lab, protocol: Protocol): Promise<{ found: string[]; unbracketed: number }> {
+  const { steps } = protocol;
+  const buffers = Array.from({ length: BUFFERS }, () => lab.exporter("system").alloc(BUF_BYTES));
+  const timeline = lab.sync.timeline({ driver: "test", name: "protocol" });
+  const fences = steps.map(() => timeline.createFence());
+  try {
+    const turn = new Int32Array(new SharedArrayBuffer(4));
+    const boxes = Array.from({ length: AGENTS }, (_, agent) => workers.start("sanitize-agent", `agent ${agent}`, {
+      handle: lab.share(), agent, steps, fences: fences.map((f) => f.offset), buffers: buffers.map((b) => b.offset), turn, timeoutMs: WAIT_MS,
+    } satisfies SanitizeAgentData));
+    const done = await reports<SanitizeAgentReport>(boxes, 60_000);
+    const windows = done.flatMap((r, agent) => r.windows.map(([step, from, to]) => ({ agent, step, from, to })));
+    const stepOf = (s: AccessSide): number => {
+      const w = windows.find((x) => `agent ${x.agent}` === s.agent && s.startNs >= x.from && s.startNs <= x.to);
+      if (w === undefined) throw new Error(`no step of ${s.agent} at ${s.startNs} ns`);
+      return w.step;
+    };
+    const report = lab.sanitizer.report();
+    expect(report.incomplete).toBe(false);
+    const found = report.races.map((r) => [stepOf(r.a), stepOf(r.b)].sort((x, y) => x - y).join("-")).sort();
+    return { found, unbracketed: report.unbracketedCount };
+  } finally {
+    await workers.terminateAll();
+    for (const f of fences) {
+      if (!f.isSignaled()) f.signal();
+      f.put();
+    }
+    timeline.unref();
+    for (const b of buffers) b.put();
+  }
+}
+
+describe("seeded random protocols (a fence left out is a race, and nothing else is)", () => {
+  test("every planted race is found and nothing else is reported; with every fence, nothing", async () => {
+    await withSeed(async (rng) => {
+      console.log(`sanitize protocols: seed ${rng.seed} (replay with DMABUF_SEED=${rng.seed})`);
+      let plantedFound = 0;
+      for (let round = 0; round < 3; round++) {
+        const plant = round === 0 ? 0 : rng.int(1, 3);
+        const protocol = generate(rng, plant);
+        const expected = expectedRaces(protocol.steps).sort();
+        const lab = await labs.create();
+        const { found, unbracketed } = await runProtocol(lab, protocol);
+        expect(found, `round ${round}, planted ${JSON.stringify(protocol.planted)}`).toEqual(expected);
+        if (plant === 0) expect(found).toEqual([]);
+        for (const [k, j] of protocol.planted) {
+          expect(found).toContain(`${k}-${j}`);
+          plantedFound++;
+        }
+        expect(unbracketed).toBe(protocol.steps.filter((s) => s.kind === "mmap").length);
+      }
+      // Races were planted (else the test proves nothing).
+      expect(plantedFound).toBeGreaterThan(0);
+    });
+  }, 120_000);
 });
