@@ -11,6 +11,8 @@ import { pwritev, preadv } from "../src/dmabuf/rw.js";
 import { DmaBufFile } from "../src/uapi/dma_buf_file.js";
 import { DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_END, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_START, DMA_BUF_SYNC_WRITE, O_RDWR, PROT_READ, PROT_WRITE } from "../src/uapi/uapi.js";
 import { LabSet } from "./helpers/lab.js";
+import { runContend } from "../src/contend/run.js";
+import { runPipeline } from "../src/demo/pipeline.js";
 import { reports, WorkerSet } from "./helpers/workers.js";
 import { withSeed, type Prng } from "./helpers/prng.js";
 import type { AccessSide } from "../src/sanitize/check.js";
@@ -281,5 +283,31 @@ describe("seeded random protocols (a fence left out is a race, and nothing else 
       // Races were planted (else the test proves nothing).
       expect(plantedFound).toBeGreaterThan(0);
     });
+  }, 120_000);
+});
+
+describe("contend and demo under the sanitizer", () => {
+  test("a fenced contend run has no race; a --bypass-fences run has races and unbracketed mmap accesses", async () => {
+    const base = { writers: 2, readers: 2, devices: 1, buffers: 2, size: 16 * KiB, iterations: 40, sanitize: true } as const;
+    const fenced = await runContend(base);
+    expect(fenced.sanitize!.races).toEqual([]);
+    expect(fenced.sanitize!.unbracketedCount).toBe(0);
+    expect(fenced.sanitize!.accesses).toBeGreaterThan(160);
+    expect(fenced.sanitize!.incomplete).toBe(false);
+    const bypassed = await runContend({ ...base, bypassFences: true });
+    expect(bypassed.sanitize!.raceCount).toBeGreaterThan(0);
+    // Every bypassing access: a writer's 8 chunks (contend's default), a reader's whole buffer.
+    expect(bypassed.sanitize!.unbracketedCount).toBe(2 * 40 * 8 + 2 * 40);
+    const agents = new Set(bypassed.sanitize!.races.flatMap((r) => [r.a.agent, r.b.agent]));
+    expect([...agents].some((a) => a.startsWith("writer"))).toBe(true);
+  }, 120_000);
+
+  test("the demo pipeline (three devices, a CPU reader) has no race", async () => {
+    const lab = await labs.create();
+    const result = await runPipeline(lab, { frames: 24, buffers: 3 });
+    expect(result.integrity.ok).toBe(true);
+    const report = lab.sanitizer.report();
+    expect(report.races).toEqual([]);
+    expect(report.accesses).toBeGreaterThan(24 * 3);
   }, 120_000);
 });
