@@ -13,6 +13,7 @@ import { DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_END, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_S
 import { LabSet } from "./helpers/lab.js";
 import { runContend } from "../src/contend/run.js";
 import { runPipeline } from "../src/demo/pipeline.js";
+import { renderSanitizeTable, runSanitizeBench } from "../bench/sanitize.js";
 import { reports, WorkerSet } from "./helpers/workers.js";
 import { withSeed, type Prng } from "./helpers/prng.js";
 import type { AccessSide } from "../src/sanitize/check.js";
@@ -309,5 +310,18 @@ describe("contend and demo under the sanitizer", () => {
     const report = lab.sanitizer.report();
     expect(report.races).toEqual([]);
     expect(report.accesses).toBeGreaterThan(24 * 3);
+  }, 120_000);
+});
+
+describe("bench sanitize", () => {
+  test("--quick: one round each side, the slowdown and its target measured, no race in the sanitized round", async () => {
+    const r = await runSanitizeBench({ quick: true }, () => {});
+    expect(r.rounds.map((x) => x.sanitize)).toEqual([false, true]);
+    const on = r.rounds[1];
+    expect(on.races).toBe(0);
+    expect(on.accesses).toBeGreaterThan(0);
+    expect(r.slowdown).toBeCloseTo(r.offOpsPerSec / r.onOpsPerSec);
+    expect(r.targets[0]).toMatchObject({ threshold: "<= 3x", unit: "x", measured: r.slowdown, met: r.slowdown <= 3 });
+    expect(renderSanitizeTable(r)).toMatch(/\[(met|MISSED)\] contend defaults/);
   }, 120_000);
 });

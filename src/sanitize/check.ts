@@ -69,6 +69,8 @@ export interface SanitizeReport {
   incomplete: boolean;
   /** Accesses not checked because their agent had lost an edge. */
   unsure: number;
+  /** How long the check took (ms). */
+  checkMs: number;
 }
 
 /** The most races a report lists. */
@@ -92,6 +94,7 @@ interface Access {
 export type DescribeBuffer = (offset: number, generation: number) => string;
 
 export function checkRaces(arena: Arena, describeBuffer: DescribeBuffer): SanitizeReport {
+  const started = performance.now();
   const u32 = arena.u32;
   const logs = readLogs(arena);
   const names = new Map(logs.map((l) => [l.agent, l]));
@@ -199,7 +202,7 @@ export function checkRaces(arena: Arena, describeBuffer: DescribeBuffer): Saniti
   }).sort((r, s) => r.a.startNs - s.a.startNs);
   return {
     accesses, agents: logs.length, races, raceCount, truncated: raceCount === MAX_COUNTED, unbracketed: unbracketed.slice(0, MAX_RACES).map(side), unbracketedCount: unbracketed.length,
-    incomplete: logs.some((l) => l.dropped > 0), unsure,
+    incomplete: logs.some((l) => l.dropped > 0), unsure, checkMs: performance.now() - started,
   };
 }
 
