@@ -47,7 +47,7 @@
  * vsNative, a note) and never fails the run.
  */
 import os from "node:os";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
 import { strategyNames, type StrategyName } from "../src/engine/strategy.js";
 import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";

@@ -31,7 +31,7 @@
  * the run ends.
  */
 import os from "node:os";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import type { DmaBuf } from "../src/api/dma_buf.js";
 import type { Device, DeviceBuffer, Job } from "../src/devices/device.js";
 import { DmaBufError } from "../src/errno.js";

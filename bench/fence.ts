@@ -61,7 +61,7 @@ import { existsSync } from "node:fs";
 import os from "node:os";
 import { fileURLToPath } from "node:url";
 import { Bench } from "tinybench";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { FENCE_STATUS, FENCE_WAITERS } from "../src/engine/abi.js";
 import { artifactUrl } from "../src/engine/artifacts.js";
 import { Mutex } from "../src/memory/mutex.js";

@@ -41,7 +41,7 @@ import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { Worker } from "node:worker_threads";
 import { DmaBufError } from "../src/errno.js";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import type { BufferQueue, QueueBuffer } from "../src/api/queue.js";
 import { workerUrl } from "../src/thread/host.js";
 import {

@@ -41,7 +41,7 @@
 import * as Comlink from "comlink";
 import { unlinkSync } from "node:fs";
 import os from "node:os";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import type { DmaBuf } from "../src/api/dma_buf.js";
 import type { Device } from "../src/devices/device.js";
 import { DmaBufError } from "../src/errno.js";

@@ -7,7 +7,7 @@
  * No timing threshold: which strategy wins is the machine's business.
  */
 import { describe, expect, test } from "vitest";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { MEASURED_BUCKETS, SCRATCH_BYTES, measureAutoTable } from "../src/engine/autotune.js";
 import { defaultCalibration, encodeCalibration } from "../src/engine/calibration.js";
 import { kCtlAutoTable } from "../src/memory/layout.js";

@@ -8,7 +8,7 @@
  * record; flush() (Lab.close) leaves none in the thread.
  */
 import { describe, expect, test } from "vitest";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { MAGAZINE_ROUNDS } from "../src/sync/fence_cache.js";
 import { CONTROL_BYTES, kCtlFenceCache, kCtlFenceCacheSlots } from "../src/memory/layout.js";
 import { FENCE_SIZE } from "../src/engine/abi.js";
