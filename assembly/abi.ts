@@ -82,3 +82,46 @@ export const MAX_ERRNO: i32 = 4095;
 /** Control-block words of the sync layer (offsets from the control block). */
 export const CTL_ANY_WAITERS: usize = 128; // i32: threads in a wait-for-any
 export const CTL_ANY_EPOCH: usize = 132;   // i32: bumped by every signal while any-waiters exist
+
+/**
+ * A reservation object (src/sync/resv.ts owns the rest of the contract):
+ * the words the engine reads and writes while it holds the object's lock.
+ * RESV_LOCK is a Mutex (src/memory/mutex.ts); MUTEX_* are its words.
+ */
+export const RESV_LOCK: usize = 0;
+export const RESV_SLOTS: usize = 32;      // u32: the slot array {fence u32, usage u32}[capacity], then the context index
+export const RESV_COUNT: usize = 36;      // u32
+export const RESV_CAPACITY: usize = 40;   // u32, a power of two
+export const RESV_GENERATION: usize = 44; // u32: bumped whenever the slot array is replaced
+export const RESV_REFCOUNT: usize = 48;   // i32
+export const RESV_CURSOR: usize = 52;     // u32: the slot the next add looks at for a signalled fence
+export const RESV_SIZE: usize = 64;
+export const SLOT_FENCE: usize = 0;
+export const SLOT_USAGE: usize = 4;
+export const SLOT_SIZE: usize = 8;
+/** The context index after the slots: BUCKETS_PER_SLOT u32 buckets per slot, each a slot index + 1 (0 empty). */
+export const BUCKET_SIZE: usize = 4;
+export const BUCKETS_PER_SLOT: usize = 2;
+export const MUTEX_STATE: usize = 0;        // i32: 0 unlocked, 1 locked, 2 locked with waiters
+export const MUTEX_ACQUISITIONS: usize = 4; // u32, by the holder
+export const MUTEX_OWNER: usize = 24;       // i32: the holder's thread token
+
+export const DMA_RESV_USAGE_KERNEL: u32 = 0;
+export const DMA_RESV_USAGE_WRITE: u32 = 1;
+export const DMA_RESV_USAGE_READ: u32 = 2;
+export const DMA_RESV_USAGE_BOOKKEEP: u32 = 3;
+
+/** resv_add_fence: no slot was reserved (the caller reports ENOSPC). */
+export const ENOSPC: i32 = 28;
+
+/**
+ * A timeline record (src/sync/timeline.ts owns the rest): the words a new
+ * fence of the timeline takes (fence_init).
+ */
+export const TL_REFCOUNT: usize = 0;    // i32: the timeline's references, one per fence on it
+export const TL_CONTEXT: usize = 56;    // u64
+export const TL_NEXT_SEQNO: usize = 64; // u64, taken by an atomic add
+export const TL_SIZE: usize = 136;
+
+/** rw_fast: the call is not the common case; nothing changed, take the full path. */
+export const RW_FAST_FALLBACK: i32 = -1;

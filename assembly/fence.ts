@@ -16,6 +16,7 @@
  * A thread that reads a non-zero STATUS also sees ERROR and TIMESTAMP.
  */
 import {
+  FENCE_CONTEXT, FENCE_REFCOUNT, FENCE_SEQNO, FENCE_TIMELINE, TL_CONTEXT, TL_NEXT_SEQNO, TL_REFCOUNT, TL_SIZE,
   CTL_ANY_EPOCH, CTL_ANY_WAITERS, EFAULT, EINVAL, FENCE_CLAIM, FENCE_ERROR, FENCE_KIND, FENCE_KIND_MASK,
   FENCE_KIND_PLAIN, FENCE_KIND_STUB, FENCE_SIZE, FENCE_STATUS, FENCE_TIMESTAMP, FENCE_WAITERS, MAX_ERRNO,
   SIGNAL_ALREADY,
@@ -32,9 +33,35 @@ export function setSyncBounds(lo: usize, hi: usize, controlBlock: usize): void {
   control = controlBlock;
 }
 
+/** [p, p + bytes) lies inside the sync heap (no wrap-around). */
+export function inSyncHeap(p: usize, bytes: usize): bool {
+  const end = p + bytes;
+  return end >= p && p >= syncLo && end <= syncHi;
+}
+
 /** A fence record must be a whole, 64-byte aligned record of the sync heap. */
-function checkFence(f: usize): bool {
-  return f >= syncLo && f + FENCE_SIZE <= syncHi && (f & (FENCE_SIZE - 1)) == 0;
+export function checkFence(f: usize): bool {
+  return inSyncHeap(f, FENCE_SIZE) && (f & (FENCE_SIZE - 1)) == 0;
+}
+
+/**
+ * A new pending plain fence of a timeline in the fence record f (a block
+ * the caller took for it): zeroed, the timeline's context and its next
+ * seqno (one atomic add hands out each seqno exactly once, in order),
+ * refcount 1, and a reference on the timeline. The caller stamps the record
+ * live afterwards (src/memory/record.ts). 0, or -EFAULT for records outside
+ * the sync heap.
+ */
+export function fenceInit(f: usize, timeline: usize): i32 {
+  if (!checkFence(f) || !inSyncHeap(timeline, TL_SIZE)) return -EFAULT;
+  memory.fill(f, 0, FENCE_SIZE);
+  store<u32>(f + FENCE_KIND, FENCE_KIND_PLAIN);
+  store<u32>(f + FENCE_TIMELINE, <u32>timeline);
+  store<u64>(f + FENCE_CONTEXT, load<u64>(timeline + TL_CONTEXT));
+  store<u64>(f + FENCE_SEQNO, atomic.add<u64>(timeline + TL_NEXT_SEQNO, 1));
+  atomic.add<i32>(timeline + TL_REFCOUNT, 1);
+  atomic.store<i32>(f + FENCE_REFCOUNT, 1);
+  return 0;
 }
 
 /**

@@ -24,4 +24,6 @@ export function engine_init(dmaLo: usize, dmaHi: usize, autoTable: usize, syncLo
 export { lastFaultIndex as last_fault_index } from "./bounds";
 export { copy, sgCopy as sg_copy, sgGather as sg_gather, sgScatter as sg_scatter, fill } from "./sg";
 export { sgChecksum as sg_checksum } from "./xxhash";
-export { fenceSignal as fence_signal, fenceWait as fence_wait } from "./fence";
+export { fenceInit as fence_init, fenceSignal as fence_signal, fenceWait as fence_wait } from "./fence";
+export { resvAddFence as resv_add_fence, resvReindex as resv_reindex } from "./resv";
+export { rwFast as rw_fast } from "./rw";

@@ -32,7 +32,7 @@ import { copyMedium, copySmall, copyWith, mustCopyBackward } from "./copy";
 }
 
 // @ts-ignore: decorator
-@inline function copyOne(strategy: i32, dst: usize, src: usize, n: usize): void {
+@inline export function copyOne(strategy: i32, dst: usize, src: usize, n: usize): void {
   if (strategy == STRATEGY_AUTO) {
     if (n <= 64) copySmall(dst, src, n);
     else if (n <= 256) copyMedium(dst, src, n);

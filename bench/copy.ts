@@ -33,8 +33,11 @@
  * the mean per operation, so the timer's resolution never dominates small
  * copies. The native peer samples the same batches with clock_gettime, in a
  * subprocess run for each case next to that case's JavaScript side: the full
- * run measures a case in two rounds of [native, then every JavaScript-side
- * method (in reverse order in the second round)], samples pooled. Both
+ * run measures a case in six rounds (--quick two) of [native, then every
+ * JavaScript-side method (in reverse order every other round)], samples
+ * pooled, so that every method samples the machine's states alike (with
+ * two long rounds, engine:auto, the same memory.copy as engine:bulk above
+ * 256 bytes, came out 10% apart at 4 MiB on a quiet VM). Both
  * sides are summarised by the same code (summarize): the figures are p50s,
  * rme is the 95% relative margin of error of the mean, p99 is of the
  * per-batch means. Ratios are speed ratios from p50s (>1 is faster): vsNative
@@ -499,8 +502,31 @@ export function evaluateTargets(rows: CopyBenchRow[], native: NativeStatus): Tar
     };
   }
 
+  /**
+   * The same target at each contiguous size: one line per size, met or
+   * MISSED, the worse alignment of the size deciding.
+   */
+  function autoVsBestPerSize(): TargetResult[] {
+    const fixed = ["engine:bulk", "engine:simd", "engine:words", "engine:bytes"];
+    const bySize = new Map<number, { v: number; auto: CopyBenchRow; best: CopyBenchRow }[]>();
+    for (const g of groups(rows, (r) => r.regime === "contiguous")) {
+      const auto = autoOf(g);
+      const best = g.filter((r) => fixed.includes(r.method)).reduce<CopyBenchRow | undefined>((b, r) => (b === undefined || r.gbps > b.gbps ? r : b), undefined);
+      if (auto && best) bySize.set(auto.bytes, [...(bySize.get(auto.bytes) ?? []), { v: auto.gbps / best.gbps, auto, best }]);
+    }
+    return [...bySize].sort(([a], [b]) => a - b).map(([bytes, each]) => {
+      const w = each.reduce((a, e) => (e.v < a.v ? e : a));
+      return {
+        id: `auto-vs-best-fixed-${sizeLabel(bytes).replace(" ", "")}`, description: `engine:auto vs the best fixed strategy at ${sizeLabel(bytes)}`,
+        threshold: ">= 0.95x best", measured: Number(w.v.toFixed(3)), unit: "x best", met: w.v >= 0.95,
+        detail: each.map((e) => `${e.auto.alignment} ${fx(e.v)} (auto ${e.auto.gbps.toFixed(2)} GB/s, ${e.best.method} ${e.best.gbps.toFixed(2)})`).join("; "),
+      };
+    });
+  }
+
   return [
     autoVsBest(),
+    ...autoVsBestPerSize(),
     worst("contiguous-native", "best engine path vs native memcpy, contiguous copies >= 64 KiB", ">= 0.95x native", "x native",
       (r) => r.regime === "contiguous" && r.bytes >= 64 * KiB, (r) => r.vsNative, (r) => r.vsNative ?? NaN, (v) => v >= 0.95, true),
     worst("pages-scatter-native", "best engine path vs native, 4 KiB page scatter", ">= 0.80x native", "x native",
@@ -531,8 +557,8 @@ export async function runCopyBench(
   const regimes = [...(options.regimes ?? regimeGroups)];
   const plan = planFor(quick);
   const budget = budgetFor(quick);
-  // The full run measures each case in two rounds of half the time.
-  const rounds = quick ? 1 : 2;
+  // Each case in short rounds, the methods' order alternating (see the module comment).
+  const rounds = quick ? 2 : 6;
   const roundBudget: NativeBudget = {
     ...budget, timeMs: budget.timeMs / rounds, minSamples: Math.ceil(budget.minSamples / rounds),
   };

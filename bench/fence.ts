@@ -841,7 +841,7 @@ export function evaluateFenceTargets(rows: FenceBenchRow[]): TargetResult[] {
       const one = find("resv", "add x1", "resv: lock, reserve(1), addFence, unlock");
       return `p50 ${d(f.nsPerOp)} vs ${d(r.nsPerOp)} (${d(f.nsPerOp / 64)} vs ${d(r.nsPerOp / 64)} per add)` +
         (one ? `; one add into an empty resv ${d(one.nsPerOp)} (its first slot array is allocated there)` : "") +
-        "; the fence side also takes a reference per add and grows its slot array (4, 16, 64 slots) on the way";
+        "; the fence side also takes a reference per add and grows its slot array (16, then 64 slots: two sync-heap allocations, one free) on the way";
     });
   return [
     signalNoWaiter,

@@ -10,10 +10,11 @@
  *               TypedArray.set slow path) on the system heap.
  *   small-op    64-byte pwrite and pread on the system heap, ns per call.
  *   parts       reference rows: the pieces of one 64-byte pwrite (the fd
- *               lookup, the path without the fd layer, fence create/signal/
- *               put, the resv critical section with a fence, one engine
- *               copy of 64 bytes),
- *               to show which part dominates the per-call cost.
+ *               lookup, the path without the fd layer, the whole call with
+ *               the fast path off, fence create/signal/put, the resv
+ *               critical section with a fence, one engine copy of 64
+ *               bytes), to show which part dominates the per-call cost and
+ *               what the fast path (one engine call) buys.
  *
  * Peers, per size: native:memcpy (bench/native/memcpy.c, the contiguous case
  * of bench copy at the same size), sab:set (Uint8Array.set arena -> arena)
@@ -40,6 +41,7 @@ import { Process } from "../src/uapi/process.js";
 import { DMA_HEAP_IOCTL_ALLOC, O_RDWR } from "../src/uapi/uapi.js";
 import type { HeapName } from "../src/dmabuf/heap.js";
 import { pwritev } from "../src/dmabuf/rw.js";
+import { rwFastPath } from "../src/dmabuf/rw_fast.js";
 import { bufferRuns } from "../src/dmabuf/runs.js";
 import { contiguousBatch } from "./copy.js";
 import { budgetFor, fillPattern, measure, sizeLabel, type NativeStatus } from "./harness.js";
@@ -51,6 +53,8 @@ const MiB = 1024 * KiB;
 const SMALL = 64;
 const SMALL_BATCH = 4096;
 const LAB_MEMORY = 512 * MiB;
+/** The parts row of the whole call with the fast path off (src/dmabuf/rw_fast.ts). */
+const FULL_PATH = "pwrite, fast path off (the full path)";
 const POOL_BYTES = 192 * MiB;
 
 export const rwHeaps: readonly HeapName[] = ["system", "cma", "system-uncached"];
@@ -297,6 +301,14 @@ function partsCase(lab: Lab, proc: Process, allocFd: (h: HeapName, len: number) 
   const methods: Method[] = [
     ref("pwrite (the whole call)", () => { for (let i = 0; i < batch; i++) proc.pwrite(bufFd, s, 0); }),
     ref("pwritev(DmaBufRecord), no fd layer", () => { for (let i = 0; i < batch; i++) pwritev(buf, [s], 0); }),
+    ref(FULL_PATH, () => {
+      rwFastPath.enabled = false;
+      try {
+        for (let i = 0; i < batch; i++) proc.pwrite(bufFd, s, 0);
+      } finally {
+        rwFastPath.enabled = true;
+      }
+    }),
     ref("fd: process.file(fd)", () => { for (let i = 0; i < batch; i++) proc.file(bufFd, "pwrite"); }),
     ref("fence: create, signal, put", () => { for (let i = 0; i < batch; i++) fenceCycle(); }),
     ref("fence + resv section", () => { for (let i = 0; i < batch; i++) resvCycle(); }),
@@ -357,6 +369,11 @@ export function evaluateRwTargets(rows: RwBenchRow[], native: NativeStatus): Tar
     const met = cost <= 0.25;
     let detail = `pwrite ${pw.nsPerOp.toFixed(0)} ns vs fs.writeSync ${fsw.nsPerOp.toFixed(0)} ns` +
       (pr && fsr ? `; pread ${pr.nsPerOp.toFixed(0)} ns vs fs.readSync ${fsr.nsPerOp.toFixed(0)} ns (${(pr.nsPerOp / fsr.nsPerOp).toFixed(2)}x)` : "");
+    const full = rows.find((r) => r.regime === "parts" && r.method === FULL_PATH);
+    if (full) {
+      detail += `; with the fast path off (the full path) pwrite costs ${full.nsPerOp.toFixed(0)} ns ` +
+        `(${(full.nsPerOp / fsw.nsPerOp).toFixed(2)}x fs; the fast path is ${(full.nsPerOp / pw.nsPerOp).toFixed(2)}x faster)`;
+    }
     const parts = rows.filter((r) => r.regime === "parts" && /^(fd|fence|table|engine)/.test(r.method));
     if (parts.length) {
       // The resv row includes a fence cycle: show its own share as the difference.

@@ -17,7 +17,10 @@
  *             alternate, rounds pooled. A steps row beside them: the 64 B
  *             pwrite in a lab with fenceCache "shared" (every fence record
  *             through the shared depot, the design before per-thread
- *             magazines), to show what the magazines bought.
+ *             magazines), to show what the magazines bought; and the 64 B
+ *             pwrite with the read/write fast path off (the full path in
+ *             JavaScript around one engine copy), to show what the whole
+ *             call in one engine call bought.
  *   devices   N devices, each copying its own 16 MiB (--quick 8 MiB)
  *             system-heap buffers, BATCH jobs in flight each (bench
  *             devices' copyRound); beside native memcpy on N pthreads, each
@@ -259,7 +262,10 @@ export async function runScaleBench(options: ScaleBenchOptions = {}, onProgress:
         const c = `${op} ${sizeLabel(bytes)}`;
         const variants: { path: ScalePath; set: Threads; method: string }[] = [
           { path: "uapi", set: threads, method: `uapi ${c}` }, { path: "fs", set: threads, method: `fs ${c}` },
-          ...(op === "pwrite" && bytes === 64 ? [{ path: "uapi" as const, set: beforeThreads, method: `uapi ${c}, shared fence cache` }] : []),
+          ...(op === "pwrite" && bytes === 64 ? [
+            { path: "uapi" as const, set: beforeThreads, method: `uapi ${c}, shared fence cache` },
+            { path: "uapi-full" as const, set: threads, method: `uapi ${c}, full path (fast path off)` },
+          ] : []),
         ];
         progress(`rw x${n}: ${c}, ${variants.map((v) => v.method.replace(` ${c}`, "")).join(", ")}`);
         for (const v of variants) {
@@ -268,7 +274,7 @@ export async function runScaleBench(options: ScaleBenchOptions = {}, onProgress:
         }
         for (let r = 0; r < rounds; r++) {
           for (const v of r % 2 === 0 ? variants : [...variants].reverse()) {
-            const row = { section: "rw" as const, method: v.method, kind: v.path === "uapi" ? "lab" as const : "peer" as const,
+            const row = { section: "rw" as const, method: v.method, kind: v.path === "fs" ? "peer" as const : "lab" as const,
               case: c, threads: n, unit: "calls/s" as const };
             add(row, [await v.set.window(n, v.path, op, bytes, windowMs)]);
           }
@@ -387,7 +393,8 @@ export function evaluateScaleTargets(rows: ScaleRow[], native: NativeStatus): Ta
   out.push({
     id: "pwrite-64-cost", description: "64 B pwrite, one thread: cost against fs.writeSync (ns per call)",
     threshold: "<= 0.50x fs (stretch 0.30x)", measured: cost, unit: "x fs cost", met: cost === null ? null : cost <= 0.5,
-    detail: `${w1 ? w1.stats.p50Ns.toFixed(0) : "-"} ns vs ${find("fs pwrite 64 B", 1)?.stats.p50Ns.toFixed(0) ?? "-"} ns`,
+    detail: `${w1 ? w1.stats.p50Ns.toFixed(0) : "-"} ns vs ${find("fs pwrite 64 B", 1)?.stats.p50Ns.toFixed(0) ?? "-"} ns; ` +
+      `with the fast path off ${find("uapi pwrite 64 B, full path (fast path off)", 1)?.stats.p50Ns.toFixed(0) ?? "-"} ns`,
   });
 
   const dev = rows.filter((r) => r.section === "devices" && r.kind === "lab" && r.threads <= 8 && r.vsPeer !== null);

@@ -22,8 +22,12 @@ export interface ScaleThreadData {
   maxBytes: number;
 }
 
-/** uapi: Process.pwrite/pread on a dma-buf fd; fs: fs.writeSync/readSync on the /dev/shm file. */
-export type ScalePath = "uapi" | "fs";
+/**
+ * uapi: Process.pwrite/pread on a dma-buf fd; uapi-full: the same with the
+ * read/write fast path off (src/dmabuf/rw_fast.ts); fs: fs.writeSync/readSync
+ * on the /dev/shm file.
+ */
+export type ScalePath = "uapi" | "uapi-full" | "fs";
 export type ScaleOp = "pwrite" | "pread";
 
 export interface ScaleJob {

@@ -292,7 +292,8 @@ const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(n));
 /**
  * The kernel's dma_resv list as plain data. Capacity: the kernel's
  * reserve_fences rule (max(num + n, 2 max) when growing, max(4,
- * roundup_pow_of_two(n)) for the first list), rounded up to the allocator's
+ * roundup_pow_of_two(n)) for the first list; the lab's first list holds at
+ * least 16), rounded up to the allocator's
  * block as the kernel rounds to the slab bucket: here 64-byte granules, 8
  * bytes a slot, power-of-two blocks.
  */
@@ -309,7 +310,7 @@ class ResvModel {
     const pending = this.list.filter((e) => !this.signalled.has(e.f.offset));
     const grow = !this.hasList || 2 * (pending.length + n) > this.capacity;
     if (grow) {
-      const wanted = this.hasList ? Math.max(pending.length + n, 4 * this.capacity) : Math.max(4, nextPow2(n));
+      const wanted = this.hasList ? Math.max(pending.length + n, 4 * this.capacity) : Math.max(16, nextPow2(n));
       // 16 bytes of the block per slot (the slot and its two index buckets), 64-byte granules.
       this.capacity = Math.max(4, nextPow2(wanted));
     }
@@ -437,7 +438,7 @@ describe("add_fence's replacement rule", () => {
       expect(entries(resv), "the entry at the cursor (r3) is pending: the new one is appended").toEqual([
         [k4.offset, DMA_RESV_USAGE_KERNEL], [r3.offset, DMA_RESV_USAGE_READ], [old.offset, DMA_RESV_USAGE_KERNEL],
         [o1.offset, DMA_RESV_USAGE_BOOKKEEP]]);
-      resv.withLock(() => resv.reserveFences(5));
+      resv.withLock(() => resv.reserveFences(13));
       expect(entries(resv), "a reservation that finds the array full drops the signalled fence").toEqual([
         [k4.offset, DMA_RESV_USAGE_KERNEL], [r3.offset, DMA_RESV_USAGE_READ], [o1.offset, DMA_RESV_USAGE_BOOKKEEP]]);
       const third = mockTimeline();
@@ -457,7 +458,7 @@ describe("add_fence's replacement rule", () => {
 
   test("seeded random sequences of reserve / add / signal match the model", balanced(() => withSeed((rng) => {
     const outcomes = new Map<string, number>();
-    for (let seq = 0; seq < 30; seq++) runModelSequence(rng, 150, outcomes);
+    for (let seq = 0; seq < 30; seq++) runModelSequence(rng, 400, outcomes);
     // Every branch of the rule was exercised.
     for (const k of ["reserve: room", "reserve: compacted", "reserve: grown", "same-context", "signalled", "appended", "ENOSPC"]) {
       expect(outcomes.get(k) ?? 0, `outcome ${k}`).toBeGreaterThan(0);

@@ -11,6 +11,8 @@
  * benchmark measures.
  *
  * ScaleThreadApi (comlink, the control plane):
+ *   (a uapi-full job turns this thread's read/write fast path off, any
+ *   other job on)
  *   prepare(job)  makes the job's dma-buf and checks that one call of the
  *                 job moves the right bytes (a pwrite then a pread of a
  *                 pattern, compared); EIO when they differ
@@ -29,6 +31,7 @@ import { Lab } from "../src/api/lab.js";
 import { Process } from "../src/uapi/process.js";
 import { DMA_HEAP_IOCTL_ALLOC, O_RDWR } from "../src/uapi/uapi.js";
 import { DmaBufError } from "../src/errno.js";
+import { rwFastPath } from "../src/dmabuf/rw_fast.js";
 import { installErrorTransfer } from "../src/thread/errors.js";
 import { workerContext } from "../src/thread/spawn.js";
 import {
@@ -61,6 +64,7 @@ function bufFd(bytes: number): number {
 /** One call of the job, as a closure: the measured loop calls it `batch` times per look at STOP. */
 function operation(job: ScaleJob): () => void {
   const view = user.subarray(0, job.bytes);
+  rwFastPath.enabled = job.path !== "uapi-full";
   if (job.path === "fs") {
     return job.op === "pwrite" ? () => { writeSync(shmFd, view, 0, job.bytes, 0); } : () => { readSync(shmFd, view, 0, job.bytes, 0); };
   }
@@ -72,7 +76,8 @@ function check(job: ScaleJob): void {
   const view = user.subarray(0, job.bytes);
   for (let i = 0; i < view.length; i++) view[i] = (i * 131 + job.generation) & 0xff;
   const expected = view.slice();
-  const fd = job.path === "uapi" ? bufFd(job.bytes) : -1;
+  rwFastPath.enabled = job.path !== "uapi-full";
+  const fd = job.path === "fs" ? -1 : bufFd(job.bytes);
   const w = job.path === "fs" ? writeSync(shmFd, view, 0, job.bytes, 0) : proc.pwrite(fd, view, 0);
   view.fill(0);
   const r = job.path === "fs" ? readSync(shmFd, view, 0, job.bytes, 0) : proc.pread(fd, view, 0);

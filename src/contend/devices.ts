@@ -1,9 +1,10 @@
 /*
  * The device side of the contention experiment: one DeviceDriver per device
- * worker, driven from the host thread. step(k) submits job (device + k) of
- * the mix, waits for its out-fence with the run's wait strategy (timed per
- * job kind: from the submission to the fence seen signalled) and checks the
- * result. Buffer src = (device + k) mod n, of the shared buffers or, for
+ * worker, driven from the host thread. start(k) submits job (device + k)
+ * of the mix and answers its finish: wait for its out-fence with the run's
+ * wait strategy (timed per job kind), check the result, count it. The host
+ * starts a job on every device before it finishes any, so the devices work
+ * at once (the host waits for one while the others run). Buffer src = (device + k) mod n, of the shared buffers or, for
  * the jobs that sharedAt() keeps off them (sharing < 1), of the device's
  * own two.
  *
@@ -110,8 +111,13 @@ export class DeviceDriver {
     }
   }
 
-  /** The k-th job of the mix, waited for and checked. */
-  async step(k: number): Promise<void> {
+  /**
+   * Submits the k-th job of the mix and answers how to finish it: wait for
+   * it, check it and count it. The host submits one job to every device
+   * before it waits for any (run.ts), so that the devices run at once
+   * instead of in turn.
+   */
+  start(k: number): () => Promise<void> {
     const { jobs, size } = this.options;
     const kind = jobs[(this.index + k) % jobs.length];
     const c = this.counters.get(kind)!;
@@ -119,32 +125,43 @@ export class DeviceDriver {
     const list = sharedAt(this.options.sharing, k) ? this.shared : this.mine;
     const n = list.length;
     const src = list[(this.index + k) % n];
-    let torn = false;
+    const count = (torn: boolean) => {
+      c.ops++;
+      c.bytes += size;
+      if (torn) c.tears++;
+    };
     switch (kind) {
-      case "copy":
-        await this.finish(this.submit({ kind: "copy", src, dst: list[(this.index + k + 1) % n] }), wait);
-        break;
-      case "fill":
-        await this.finish(this.submit({ kind: "fill", dst: src, value: 1 + ((this.index + k) % 255) }), wait);
-        break;
+      case "copy": {
+        const fence = this.submit({ kind: "copy", src, dst: list[(this.index + k + 1) % n] });
+        return async () => { await this.finish(fence, wait); count(false); };
+      }
+      case "fill": {
+        const fence = this.submit({ kind: "fill", dst: src, value: 1 + ((this.index + k) % 255) });
+        return async () => { await this.finish(fence, wait); count(false); };
+      }
       case "checksum": {
         const [snap, result] = this.own;
         const copy = this.submit({ kind: "copy", src, dst: snap.dev });
+        let sum: Fence;
         try {
-          await this.finish(this.submit({ kind: "checksum", src: { buffer: snap.dev, offset: HEADER_BYTES }, dst: result.dev }), wait);
+          sum = this.submit({ kind: "checksum", src: { buffer: snap.dev, offset: HEADER_BYTES }, dst: result.dev });
         } catch (e) {
           copy.put();
           throw e;
         }
-        // The ring runs in order: the copy is done when the checksum is.
-        await this.finish(copy);
-        torn = !this.checkSnapshot(snap.buf, result.buf);
-        break;
+        return async () => {
+          try {
+            await this.finish(sum, wait);
+          } catch (e) {
+            copy.put();
+            throw e;
+          }
+          // The ring runs in order: the copy is done when the checksum is.
+          await this.finish(copy);
+          count(!this.checkSnapshot(snap.buf, result.buf));
+        };
       }
     }
-    c.ops++;
-    c.bytes += size;
-    if (torn) c.tears++;
   }
 
   /** Whether the device's checksum of the snapshot is the one its header claims. */

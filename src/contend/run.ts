@@ -8,8 +8,9 @@
  *      shared buffers on the heap, the control block (protocol.ts);
  *   2. the CPU threads (real workers, workers/contend-cpu.ts) and the device
  *      drivers (devices.ts: one device worker each), all set up and ready;
- *   3. START; the host thread drives the devices (job after job, each waited
- *      for) until the duration is over or every device did its iterations,
+ *   3. START; the host thread drives the devices (in rounds: a job submitted
+ *      to every device, then each waited for, so that the devices run at
+ *      once) until the duration is over or every device did its iterations,
  *      reporting progress every PROGRESS_MS; then STOP, and the threads'
  *      results (each thread ends its current operation);
  *   4. the result: per role (writer, reader, device:KIND) operations and
@@ -230,8 +231,28 @@ async function drive(o: ResolvedOptions, drivers: DeviceDriver[], t0: number, pr
     return;
   }
   // A duration runs the whole mix at least once.
+  // Each round submits one job to every device before waiting for any, so
+  // that the devices run at once: the host thread does not make them take turns.
   for (let k = 0; o.iterations === null ? k < o.jobs.length || nowMs() < end : k < o.iterations; k++) {
-    for (const d of drivers) await d.step(k);
+    const finishes: (() => Promise<void>)[] = [];
+    let failure: unknown;
+    for (const d of drivers) {
+      try {
+        finishes.push(d.start(k));
+      } catch (e) {
+        failure = e;
+        break;
+      }
+    }
+    // Every started job is finished (its fence put) before a failure is thrown.
+    for (const f of finishes) {
+      try {
+        await f();
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    if (failure !== undefined) throw failure;
     tick();
   }
 }

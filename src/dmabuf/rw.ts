@@ -45,6 +45,7 @@ import type { Timeline } from "../sync/timeline.js";
 import { CACHING_CACHED, type DmaBufRecord } from "./dma_buf.js";
 import { bufferRuns, iovRuns, zipRuns } from "./runs.js";
 import { CpuCache } from "./coherence.js";
+import { fastCopy, fastRun } from "./rw_fast.js";
 import { FENCE_CONTEXT, FENCE_SEQNO } from "../engine/abi.js";
 import { CAT_RW, NOT_REACHED, RW_SYSCALLS, T_RW, WAIT_ASYNC } from "../trace/events.js";
 import type { Tracer } from "../trace/recorder.js";
@@ -52,10 +53,12 @@ import type { Tracer } from "../trace/recorder.js";
 /** The system calls the path serves; the name says the direction and goes into every error. */
 export type RwSyscall = "read" | "write" | "pread" | "pwrite" | "readv" | "writev" | "preadv" | "pwritev";
 
-const WRITES: ReadonlySet<RwSyscall> = new Set(["write", "pwrite", "writev", "pwritev"]);
+const WRITES: Readonly<Record<RwSyscall, boolean>> = {
+  read: false, pread: false, readv: false, preadv: false, write: true, pwrite: true, writev: true, pwritev: true,
+};
 
 /** Whether the system call writes to the buffer. */
-export const isWrite = (syscall: RwSyscall): boolean => WRITES.has(syscall);
+export const isWrite = (syscall: RwSyscall): boolean => WRITES[syscall] === true;
 
 export interface RwOptions {
   /** O_NONBLOCK: EAGAIN instead of waiting for a pending fence. */
@@ -190,11 +193,29 @@ interface Call {
   end(): void;
 }
 
-/** Steps 1 and 2. */
-function begin(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwOptions): Call {
-  const p = plan(buf, iov, pos, syscall, options);
-  // The own fence is put in every path (end()), so it needs no FinalizationRegistry.
+/**
+ * The fast path (rw_fast.ts) for a call in the common case: its byte count,
+ * or the fence it made (owned) when the engine sent the call back; undefined
+ * for a call that is not the common case.
+ */
+function tryFast(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwOptions): number | Fence | undefined {
+  const c = fastCopy(buf, iov, pos, options);
+  if (c === undefined) return undefined;
   const own = cpu(buf.sync).timeline.createFence(undefined, false);
+  return fastRun(buf, own, isWrite(syscall), c) ? c.n : own;
+}
+
+/** Steps 1 and 2; `made`: the own fence, when the fast path made it already. */
+function begin(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwOptions, made?: Fence): Call {
+  let p: Plan;
+  try {
+    p = plan(buf, iov, pos, syscall, options);
+  } catch (e) {
+    made?.put();
+    throw e;
+  }
+  // The own fence is put in every path (end()), so it needs no FinalizationRegistry.
+  const own = made ?? cpu(buf.sync).timeline.createFence(undefined, false);
   let deps: Fence[];
   try {
     deps = buf.resv.publishAccess(own, p.write, options.nonblock === true, syscall);
@@ -223,8 +244,10 @@ const nonBlocking: WaitStep = (f, ms) => f.waitAsync(ms);
 
 /** Steps 1 to 5, the thread blocking on each dependency in turn. */
 function runSync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwSyncOptions): number {
+  const fast = tryFast(buf, iov, pos, syscall, options);
+  if (typeof fast === "number") return fast;
   const marks = buf.sync.trace.on(CAT_RW) ? new RwMarks(buf.sync.trace, 0) : undefined;
-  const call = marks ? marks.begin(buf, iov, pos, syscall, options) : begin(buf, iov, pos, syscall, options);
+  const call = marks ? marks.begin(buf, iov, pos, syscall, options, fast) : begin(buf, iov, pos, syscall, options, fast);
   const { p, deps } = call;
   try {
     if (deps.length > 0) {
@@ -252,8 +275,10 @@ function runSync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSysca
 
 /** Steps 1 to 5 with Promises; without dependencies it copies before it returns. */
 async function runAsync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwAsyncOptions): Promise<number> {
+  const fast = tryFast(buf, iov, pos, syscall, options);
+  if (typeof fast === "number") return fast;
   const marks = buf.sync.trace.on(CAT_RW) ? new RwMarks(buf.sync.trace, WAIT_ASYNC) : undefined;
-  const call = marks ? marks.begin(buf, iov, pos, syscall, options) : begin(buf, iov, pos, syscall, options);
+  const call = marks ? marks.begin(buf, iov, pos, syscall, options, fast) : begin(buf, iov, pos, syscall, options, fast);
   const { p, deps } = call;
   try {
     const wait = options.wait ?? nonBlocking;
@@ -297,9 +322,9 @@ class RwMarks {
     return Math.min(NOT_REACHED - 1, Math.max(0, this.trace.now() - this.t0));
   }
 
-  begin(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwOptions): Call {
+  begin(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwOptions, made?: Fence): Call {
     try {
-      const call = begin(buf, iov, pos, syscall, options);
+      const call = begin(buf, iov, pos, syscall, options, made);
       this.validated = this.since();
       const u32 = buf.sync.u32;
       this.context = u32[(call.own.offset + FENCE_CONTEXT) >>> 2];

@@ -48,11 +48,15 @@ export interface EngineExports {
   fill(dst: number, value: number, n: number): number;
   fence_signal(fence: number, error: number, timestampNs: number): number;
   fence_wait(fence: number, timeoutNs: bigint): number;
+  fence_init(fence: number, timeline: number): number;
+  resv_add_fence(resv: number, fence: number, usage: number): number;
+  resv_reindex(resv: number): number;
+  rw_fast(resv: number, fence: number, write: number, dst: number, src: number, n: number, token: number, timestampNs: number): number;
 }
 
 export const ENGINE_EXPORTS: readonly (keyof EngineExports)[] = [
   "engine_init", "last_fault_index", "copy", "sg_copy", "sg_gather", "sg_scatter", "sg_checksum", "fill",
-  "fence_signal", "fence_wait",
+  "fence_signal", "fence_wait", "fence_init", "resv_add_fence", "resv_reindex", "rw_fast",
 ];
 
 export const FENCE_STATUS = 0;
@@ -80,3 +84,34 @@ export const MAX_ERRNO = 4095;
 
 export const CTL_ANY_WAITERS = 128;
 export const CTL_ANY_EPOCH = 132;
+
+export const RESV_LOCK = 0;
+export const RESV_SLOTS = 32;
+export const RESV_COUNT = 36;
+export const RESV_CAPACITY = 40;
+export const RESV_GENERATION = 44;
+export const RESV_REFCOUNT = 48;
+export const RESV_CURSOR = 52;
+export const RESV_SIZE = 64;
+export const SLOT_FENCE = 0;
+export const SLOT_USAGE = 4;
+export const SLOT_SIZE = 8;
+export const BUCKET_SIZE = 4;
+export const BUCKETS_PER_SLOT = 2;
+export const MUTEX_STATE = 0;
+export const MUTEX_ACQUISITIONS = 4;
+export const MUTEX_OWNER = 24;
+
+export const DMA_RESV_USAGE_KERNEL = 0;
+export const DMA_RESV_USAGE_WRITE = 1;
+export const DMA_RESV_USAGE_READ = 2;
+export const DMA_RESV_USAGE_BOOKKEEP = 3;
+
+export const ENOSPC = 28;
+
+export const TL_REFCOUNT = 0;
+export const TL_CONTEXT = 56;
+export const TL_NEXT_SEQNO = 64;
+export const TL_SIZE = 136;
+
+export const RW_FAST_FALLBACK = -1;

@@ -9,7 +9,8 @@
  *
  * Under the lock (lock()/unlock() or withLock(); lockAsync()/withLockAsync()
  * are their Promise forms, for threads that may not block):
- *   reserveFences(n)  room for n more fences: n 0 EINVAL; when full, drops
+ *   reserveFences(n)  room for n more fences (the first slot array holds at
+ *                     least 16): n 0 EINVAL; when full, drops
  *                     the signalled fences, in place or while growing the
  *                     slot array to 4x its size; the sync heap
  *                     exhausted: ENOMEM, nothing changed
@@ -42,45 +43,38 @@
  * generation bumped whenever the slot array is replaced, and a refcount.
  */
 import { RecordType, RecordView, getRecord } from "../memory/record.js";
-import { DmaBufError } from "../errno.js";
-import { FENCE_CONTEXT, FENCE_KIND_ARRAY, FENCE_KIND_CHAIN } from "../engine/abi.js";
+import { DmaBufError, hex } from "../errno.js";
+import {
+  BUCKET_SIZE, BUCKETS_PER_SLOT, DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE, ENOSPC,
+  FENCE_KIND, FENCE_KIND_ARRAY, FENCE_KIND_CHAIN, FENCE_KIND_MASK, RESV_CAPACITY, RESV_COUNT, RESV_CURSOR, RESV_GENERATION, RESV_LOCK,
+  RESV_REFCOUNT, RESV_SIZE, RESV_SLOTS, SLOT_FENCE, SLOT_SIZE, SLOT_USAGE,
+} from "../engine/abi.js";
+import type { EngineExports } from "../engine/abi.js";
 import { nowMs } from "../memory/futex.js";
 import { Mutex, type MutexStats } from "../memory/mutex.js";
-import { checkTimeout, isLaterAt, sameContextAt, statusAt, timeLeft, type Fence } from "./fence.js";
+import { checkTimeout, statusAt, timeLeft, type Fence } from "./fence.js";
 import { FenceArray } from "./fence_array.js";
 import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
 import type { Sync } from "./sync.js";
 import { CAT_RESV, T_RESV_WAIT } from "../trace/events.js";
 
-export const RESV_LOCK = 0;
-export const RESV_SLOTS = 32;
-export const RESV_COUNT = 36;
-export const RESV_CAPACITY = 40;
-export const RESV_GENERATION = 44;
-export const RESV_REFCOUNT = 48;
-/** u32: the slot the next add looks at for a signalled fence to replace (see addFence). */
-export const RESV_CURSOR = 52;
-export const RESV_SIZE = 64;
-export const SLOT_FENCE = 0;
-export const SLOT_USAGE = 4;
-export const SLOT_SIZE = 8;
-/** The context index after the slots: BUCKETS_PER_SLOT u32 buckets per slot, each a slot index + 1 (0 empty). */
-export const BUCKET_SIZE = 4;
-export const BUCKETS_PER_SLOT = 2;
+// The record's words and the usages are the engine's ABI (assembly/resv.ts
+// adds fences and keeps the context index); this module owns the rest.
+export {
+  RESV_LOCK, RESV_SLOTS, RESV_COUNT, RESV_CAPACITY, RESV_GENERATION, RESV_REFCOUNT, RESV_CURSOR, RESV_SIZE,
+  SLOT_FENCE, SLOT_USAGE, SLOT_SIZE, BUCKET_SIZE, BUCKETS_PER_SLOT,
+  DMA_RESV_USAGE_KERNEL, DMA_RESV_USAGE_WRITE, DMA_RESV_USAGE_READ, DMA_RESV_USAGE_BOOKKEEP,
+} from "../engine/abi.js";
 const BLOCK_BYTES_PER_SLOT = SLOT_SIZE + BUCKETS_PER_SLOT * BUCKET_SIZE;
 /** A full slot array grows to GROWTH x its capacity: few reallocations on the way to a long list. */
 const GROWTH = 4;
+/**
+ * The first slot array's capacity (at least): 16 slots hold what a buffer
+ * usually carries (a writer, a few readers, a CPU fence per thread) without
+ * growing, at 256 bytes of the sync heap.
+ */
+const FIRST_CAPACITY = 16;
 
-/** A 32-bit hash of a fence record's u64 context. */
-function contextHash(sync: Sync, f: number): number {
-  const i = (f + FENCE_CONTEXT) >>> 2;
-  return Math.imul(sync.u32[i] ^ Math.imul(sync.u32[i + 1], 0x85ebca6b), 0x9e3779b1) >>> 0;
-}
-
-export const DMA_RESV_USAGE_KERNEL = 0;
-export const DMA_RESV_USAGE_WRITE = 1;
-export const DMA_RESV_USAGE_READ = 2;
-export const DMA_RESV_USAGE_BOOKKEEP = 3;
 export const usageNames = ["KERNEL", "WRITE", "READ", "BOOKKEEP"] as const;
 export type ResvUsage = 0 | 1 | 2 | 3;
 
@@ -111,14 +105,22 @@ function checkUsage(usage: number, syscall: string): asserts usage is ResvUsage 
   }
 }
 
+/** An engine call on the object failed: its records are not in the sync heap (EFAULT). */
+function engineCall(rc: number, syscall: string, offset: number): void {
+  if (rc < 0) throw new DmaBufError(DmaBufError.codeOf(rc), syscall, `reservation object ${hex(offset)}: its records are not in the sync heap`);
+}
+
 export class Resv {
   readonly mutex: Mutex;
   private owned: boolean;
 
   private readonly rec: RecordView;
+  /** This thread's engine (addFence calls it for every add). */
+  private readonly wasm: EngineExports;
 
   constructor(readonly sync: Sync, readonly offset: number, owned: boolean) {
     this.rec = new RecordView(sync, offset);
+    this.wasm = sync.engine.wasm;
     this.mutex = new Mutex(sync.arena.buffer, offset + RESV_LOCK);
     this.owned = owned;
   }
@@ -154,12 +156,6 @@ export class Resv {
   private slot(i: number): { fence: number; usage: ResvUsage } {
     const s = this.rec.word(RESV_SLOTS) + i * SLOT_SIZE;
     return { fence: this.sync.u32[(s + SLOT_FENCE) >>> 2], usage: this.sync.u32[(s + SLOT_USAGE) >>> 2] as ResvUsage };
-  }
-
-  private setSlot(i: number, fence: number, usage: number): void {
-    const s = this.rec.word(RESV_SLOTS) + i * SLOT_SIZE;
-    this.sync.u32[(s + SLOT_FENCE) >>> 2] = fence;
-    this.sync.u32[(s + SLOT_USAGE) >>> 2] = usage;
   }
 
   // ---- locking -------------------------------------------------------------
@@ -236,50 +232,6 @@ export class Resv {
 
   // ---- under the lock ------------------------------------------------------
 
-  /** Bucket j of the context index of a slot array of `capacity` slots (u32 index). */
-  private bucketWord(slots: number, capacity: number, j: number): number {
-    return (slots + capacity * SLOT_SIZE + j * BUCKET_SIZE) >>> 2;
-  }
-
-  /** Enters slot i (holding fence f) into the context index: linear probing from f's context hash. */
-  private index(slots: number, capacity: number, i: number, f: number): void {
-    const { u32 } = this.sync;
-    const mask = capacity * BUCKETS_PER_SLOT - 1;
-    let j = contextHash(this.sync, f) & mask;
-    while (u32[this.bucketWord(slots, capacity, j)] !== 0) j = (j + 1) & mask;
-    u32[this.bucketWord(slots, capacity, j)] = i + 1;
-  }
-
-  /**
-   * Takes slot i (holding fence f) out of the context index: finds its
-   * bucket, then shifts the rest of the probe run back over the hole
-   * (linear probing's deletion, no tombstones).
-   */
-  private unindex(slots: number, capacity: number, i: number, f: number): void {
-    const { u32 } = this.sync;
-    const mask = capacity * BUCKETS_PER_SLOT - 1;
-    const home = (b: number) => contextHash(this.sync, u32[(slots + (b - 1) * SLOT_SIZE + SLOT_FENCE) >>> 2]) & mask;
-    let hole = contextHash(this.sync, f) & mask;
-    while (u32[this.bucketWord(slots, capacity, hole)] !== i + 1) hole = (hole + 1) & mask;
-    for (let j = (hole + 1) & mask; ; j = (j + 1) & mask) {
-      const b = u32[this.bucketWord(slots, capacity, j)];
-      if (b === 0) break;
-      const k = home(b);
-      // The entry at j stays when its home lies cyclically in (hole, j].
-      if (hole <= j ? hole < k && k <= j : hole < k || k <= j) continue;
-      u32[this.bucketWord(slots, capacity, hole)] = b;
-      hole = j;
-    }
-    u32[this.bucketWord(slots, capacity, hole)] = 0;
-  }
-
-  /** Rebuilds the context index of the first `count` slots. */
-  private reindex(slots: number, capacity: number, count: number): void {
-    const first = this.bucketWord(slots, capacity, 0);
-    this.sync.u32.fill(0, first, first + capacity * BUCKETS_PER_SLOT);
-    for (let i = 0; i < count; i++) this.index(slots, capacity, i, this.sync.u32[(slots + i * SLOT_SIZE + SLOT_FENCE) >>> 2]);
-  }
-
   /**
    * dma_resv_reserve_fences: room for n more. With room already, nothing
    * happens. Otherwise signalled entries are dropped (and put): in place
@@ -292,9 +244,11 @@ export class Resv {
       throw new DmaBufError("EINVAL", "dma_resv_reserve_fences", `count ${n} must be a positive integer`);
     }
     const { sync } = this;
-    const count = this.rec.word(RESV_COUNT);
-    const capacity = this.rec.word(RESV_CAPACITY);
-    const old = this.rec.word(RESV_SLOTS);
+    // Room already: the common case of every add, three plain reads.
+    const base = this.offset >>> 2;
+    const count = sync.u32[base + (RESV_COUNT >>> 2)];
+    const capacity = sync.u32[base + (RESV_CAPACITY >>> 2)];
+    const old = sync.u32[base + (RESV_SLOTS >>> 2)];
     if (old !== 0 && count + n <= capacity) return;
     let pending = 0;
     for (let i = 0; i < count; i++) {
@@ -304,10 +258,11 @@ export class Resv {
     let block = old;
     let newCapacity = capacity;
     if (old === 0 || 2 * (pending + n) > capacity) {
-      const wanted = old !== 0 ? Math.max(pending + n, GROWTH * capacity) : Math.max(4, 2 ** Math.ceil(Math.log2(n)));
+      const wanted = old !== 0 ? Math.max(pending + n, GROWTH * capacity) : Math.max(FIRST_CAPACITY, 2 ** Math.ceil(Math.log2(n)));
       const heap = sync.arena.syncHeap;
       const order = heap.orderFor(wanted * BLOCK_BYTES_PER_SLOT);
-      block = sync.allocRecord(RecordType.resvSlots, wanted * BLOCK_BYTES_PER_SLOT, "dma_resv_reserve_fences");
+      // Not zeroed: the slots below the count are written here, the index is cleared by resv_reindex.
+      block = sync.allocRecord(RecordType.resvSlots, wanted * BLOCK_BYTES_PER_SLOT, "dma_resv_reserve_fences", false);
       newCapacity = (heap.granuleBytes * 2 ** order) / BLOCK_BYTES_PER_SLOT;
     }
     // Keep the pending entries and the retained failed writers in order (a fence signalled meanwhile is dropped too).
@@ -323,12 +278,12 @@ export class Resv {
       sync.u32[(block + kept * SLOT_SIZE + SLOT_USAGE) >>> 2] = usage;
       kept++;
     }
-    this.reindex(block, newCapacity, kept);
     this.rec.setWord(RESV_SLOTS, block);
     this.rec.setWord(RESV_CAPACITY, newCapacity);
     this.rec.setWord(RESV_COUNT, kept);
     this.rec.setWord(RESV_CURSOR, 0);
     this.rec.setWord(RESV_GENERATION, this.rec.word(RESV_GENERATION) + 1);
+    engineCall(sync.engine.wasm.resv_reindex(this.offset), "dma_resv_reserve_fences", this.offset);
     if (old !== 0 && old !== block) sync.freeRecord(old, RecordType.resvSlots);
     for (const f of dropped) sync.unref(f);
   }
@@ -336,73 +291,25 @@ export class Resv {
   /**
    * dma_resv_add_fence: takes a new reference on the fence. The first entry
    * of the same context whose usage is not stronger and whose seqno is not
-   * later is replaced in place; else the fence is appended. Entries of its
-   * context are found through the context index (constant time), not by a
-   * scan of the list.
+   * later is replaced in place; else the entry at the cursor when it is
+   * signalled; else the fence is appended. The engine does it
+   * (assembly/resv.ts): entries of its context are found through the
+   * context index (constant time), not by a scan of the list.
    */
   addFence(fence: Fence, usage: ResvUsage): void {
     checkUsage(usage, "dma_resv_add_fence");
-    if (fence.kind === FENCE_KIND_ARRAY || fence.kind === FENCE_KIND_CHAIN) {
+    const kind = this.sync.u32[(fence.offset + FENCE_KIND) >>> 2] & FENCE_KIND_MASK;
+    if (kind === FENCE_KIND_ARRAY || kind === FENCE_KIND_CHAIN) {
       throw new DmaBufError("EINVAL", "dma_resv_add_fence", `fence ${fence.describe()} is a container; add its fences`);
     }
-    const { sync } = this;
-    const { u32 } = sync;
-    const f = fence.offset;
-    const base = this.offset >>> 2;
-    const count = u32[base + (RESV_COUNT >>> 2)];
-    const slots = u32[base + (RESV_SLOTS >>> 2)];
-    const capacity = u32[base + (RESV_CAPACITY >>> 2)];
-    if (slots === 0 || capacity === 0) {
+    const old = this.wasm.resv_add_fence(this.offset, fence.offset, usage);
+    if (old === -ENOSPC) {
       throw new DmaBufError("ENOSPC", "dma_resv_add_fence", `no reserved slot for fence ${fence.describe()}; call reserveFences() first`);
     }
-    // Probe the context index: the first eligible entry of f's context, and
-    // the empty bucket that ends the probe (where an append is entered).
-    const mask = capacity * BUCKETS_PER_SLOT - 1;
-    const buckets = (slots + capacity * SLOT_SIZE) >>> 2;
-    let first = -1;
-    let j = contextHash(sync, f) & mask;
-    for (let b = u32[buckets + j]; b !== 0; j = (j + 1) & mask, b = u32[buckets + j]) {
-      const i = b - 1;
-      const s = (slots + i * SLOT_SIZE) >>> 2;
-      const old = u32[s + (SLOT_FENCE >>> 2)];
-      if ((first === -1 || i < first) && sameContextAt(sync, old, f) && u32[s + (SLOT_USAGE >>> 2)] >= usage &&
-        (old === f || isLaterAt(sync, f, old))) first = i;
+    if (old !== 0) {
+      engineCall(old, "dma_resv_add_fence", this.offset);
+      this.sync.unref(old);
     }
-    if (first !== -1) {
-      // Same context: the index entry stays valid.
-      const old = this.slot(first).fence;
-      sync.ref(f);
-      this.setSlot(first, f, usage);
-      sync.unref(old);
-      return;
-    }
-    // No entry of its context: the entry at the cursor is replaced when it
-    // is signalled (the cursor walks the list, one entry per add).
-    const cursor = u32[base + (RESV_CURSOR >>> 2)];
-    const at = cursor < count ? cursor : 0;
-    if (count > 0) {
-      const old = this.slot(at).fence;
-      const oldUsage = u32[(slots + at * SLOT_SIZE + SLOT_USAGE) >>> 2];
-      if (statusAt(sync, old) !== 0 && (!retained(sync, old, oldUsage) || usage <= DMA_RESV_USAGE_WRITE)) {
-        u32[base + (RESV_CURSOR >>> 2)] = at + 1 < count ? at + 1 : 0;
-        sync.ref(f);
-        this.unindex(slots, capacity, at, old);
-        this.setSlot(at, f, usage);
-        this.index(slots, capacity, at, f);
-        sync.unref(old);
-        return;
-      }
-    }
-    if (count >= capacity) {
-      throw new DmaBufError("ENOSPC", "dma_resv_add_fence", `no reserved slot for fence ${fence.describe()}; call reserveFences() first`);
-    }
-    u32[base + (RESV_CURSOR >>> 2)] = at + 1 < count ? at + 1 : 0;
-    sync.ref(f);
-    const at2 = (slots + count * SLOT_SIZE) >>> 2;
-    u32[at2 + (SLOT_FENCE >>> 2)] = f;
-    u32[at2 + (SLOT_USAGE >>> 2)] = usage;
-    u32[buckets + j] = count + 1;
-    u32[base + (RESV_COUNT >>> 2)] = count + 1;
   }
 
   /** dma_resv_for_each_fence: entries with usage <= u, signalled ones included (borrowed). */

@@ -99,14 +99,17 @@ export class Sync {
    * A zeroed record of `type` of at least `bytes` from the sync heap,
    * stamped live (record.ts). When the heap has no block, the fence-record
    * cache is drained into it and the allocation tried once more before ENOMEM.
+   * `zero: false` leaves the block's old bytes, for a record whose owner
+   * writes every word before it reads one (a resv slot array: the slots
+   * below its count, and its index, which the engine clears).
    */
-  allocRecord(type: RecordTypeId, bytes: number, syscall: string): number {
-    const offset = this.allocBlock(bytes, syscall);
+  allocRecord(type: RecordTypeId, bytes: number, syscall: string, zero = true): number {
+    const offset = this.allocBlock(bytes, syscall, zero);
     this.arena.records.stamp(offset, type);
     return offset;
   }
 
-  private allocBlock(bytes: number, syscall: string): number {
+  private allocBlock(bytes: number, syscall: string, zero = true): number {
     const heap = this.arena.syncHeap;
     const order = heap.orderFor(bytes);
     if (order > heap.maxOrder) {
@@ -120,7 +123,7 @@ export class Sync {
       this.fenceCache.drain();
       offset = heap.alloc(order, syscall);
     }
-    this.u8.fill(0, offset, offset + heap.granuleBytes * 2 ** order);
+    if (zero) this.u8.fill(0, offset, offset + heap.granuleBytes * 2 ** order);
     return offset;
   }
 
@@ -132,9 +135,8 @@ export class Sync {
 
   /** A fence record with refcount 1; the caller initialises kind-specific words. */
   allocFenceRecord(kind: number, timeline: number, context: bigint, seqno: bigint, syscall: string): number {
-    let f = this.fenceCache.take();
-    if (f !== 0) this.i32.fill(0, f >>> 2, (f + FENCE_SIZE) >>> 2);
-    else f = this.allocBlock(FENCE_SIZE, syscall);
+    const f = this.fenceBlock(syscall);
+    this.i32.fill(0, f >>> 2, (f + FENCE_SIZE) >>> 2);
     this.u32[(f + FENCE_KIND) >>> 2] = kind;
     this.u32[(f + FENCE_TIMELINE) >>> 2] = timeline;
     this.u64[(f + FENCE_CONTEXT) >>> 3] = context;
@@ -143,6 +145,12 @@ export class Sync {
     // Born after its words are written: fenceAt() accepts it from here on.
     this.arena.records.stamp(f, RecordType.fence);
     return f;
+  }
+
+  /** A block for a fence record: from the fence-record cache, else the heap (not zeroed). */
+  private fenceBlock(syscall: string): number {
+    const f = this.fenceCache.take();
+    return f !== 0 ? f : this.allocBlock(FENCE_SIZE, syscall);
   }
 
   // ---- objects -------------------------------------------------------------
@@ -184,17 +192,33 @@ export class Sync {
 
   // ---- fences --------------------------------------------------------------
 
-  /** A new pending plain fence on a timeline (owned; see Fence for `tracked`). */
-  createFence(timeline: Timeline, seqno: bigint, tracked = true): Fence {
-    timeline.ref();
-    try {
-      const f = this.allocFenceRecord(FENCE_KIND_PLAIN, timeline.offset, timeline.context, seqno, "dma_fence_init");
-      if (this.trace.on(CAT_FENCE)) traceFence(this, T_FENCE_CREATE, f, this.trace.now(), 0, 0, 0);
-      return new Fence(this, f, true, tracked);
-    } catch (e) {
-      timeline.unref();
-      throw e;
+  /**
+   * A new pending plain fence on a timeline (owned; see Fence for
+   * `tracked`): with the seqno given, or the timeline's next one, which the
+   * engine takes while it writes the record (fence_init: no BigInt here).
+   */
+  createFence(timeline: Timeline, seqno: bigint | undefined, tracked = true): Fence {
+    let f: number;
+    if (seqno === undefined) {
+      f = this.fenceBlock("dma_fence_init");
+      const rc = this.engine.wasm.fence_init(f, timeline.offset);
+      if (rc !== 0) {
+        this.fenceCache.give(f);
+        throw new DmaBufError(DmaBufError.codeOf(rc), "dma_fence_init", `timeline ${hex(timeline.offset)} or fence ${hex(f)} is not in the sync heap`);
+      }
+      // Born after its words are written: fenceAt() accepts it from here on.
+      this.arena.records.stamp(f, RecordType.fence);
+    } else {
+      timeline.ref();
+      try {
+        f = this.allocFenceRecord(FENCE_KIND_PLAIN, timeline.offset, timeline.context, seqno, "dma_fence_init");
+      } catch (e) {
+        timeline.unref();
+        throw e;
+      }
     }
+    if (this.trace.on(CAT_FENCE)) traceFence(this, T_FENCE_CREATE, f, this.trace.now(), 0, 0, 0);
+    return new Fence(this, f, true, tracked);
   }
 
   /**

@@ -21,18 +21,19 @@ import { RecordType } from "../memory/record.js";
 import { DmaBufError } from "../errno.js";
 import { Mutex } from "../memory/mutex.js";
 import type { Sync } from "./sync.js";
+import { TL_CONTEXT, TL_NEXT_SEQNO, TL_REFCOUNT, TL_SIZE } from "../engine/abi.js";
 
-export const TL_REFCOUNT = 0;
+// The words a new fence takes (context, next seqno, refcount) are the
+// engine's ABI (fence_init in assembly/fence.ts).
+export { TL_CONTEXT, TL_NEXT_SEQNO, TL_REFCOUNT, TL_SIZE };
+
 export const TL_KIND = 4;
 export const TL_VALUE = 8;
 export const TL_PENDING = 12;
 export const TL_OPEN = 16;
 export const TL_LOCK = 24;
-export const TL_CONTEXT = 56;
-export const TL_NEXT_SEQNO = 64;
 export const TL_DRIVER = 72;
 export const TL_NAME = 104;
-export const TL_SIZE = 136;
 export const TL_NAME_BYTES = 32;
 
 export const TIMELINE_GENERIC = 1;
@@ -108,9 +109,7 @@ export class Timeline {
 
   /** A new pending fence on this timeline: the next seqno, or the one given. */
   createFence(seqno?: bigint, tracked = true): import("./fence.js").Fence {
-    // One atomic add hands out each seqno exactly once, in order.
-    const s = seqno ?? Atomics.add(this.sync.u64, (this.offset + TL_NEXT_SEQNO) >>> 3, 1n);
-    return this.sync.createFence(this, s, tracked);
+    return this.sync.createFence(this, seqno, tracked);
   }
 
   ref(): void {
