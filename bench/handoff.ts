@@ -52,7 +52,7 @@ import { sizeLabel } from "./harness.js";
 import {
   RAW_ACK, RAW_CTRL_WORDS, RAW_SEQ, STOP_ROUND, checkPayload, fillPayload, paths,
   type HandoffApi, type HandoffData, type HandoffDone, type HandoffFrame, type HandoffPath, type HandoffStart,
-} from "./handoff-protocol.js";
+} from "./handoff_protocol.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -16,7 +16,7 @@ import { Lab } from "../src/api/lab.js";
 import type { BufferQueue } from "../src/api/queue.js";
 import {
   RAW_ACK, RAW_SEQ, STOP_ROUND, checkPayload, type HandoffApi, type HandoffData, type HandoffDone, type HandoffFrame, type HandoffStart,
-} from "../bench/handoff-protocol.js";
+} from "../bench/handoff_protocol.js";
 
 const data = workerData as HandoffData;
 const port = parentPort!;
