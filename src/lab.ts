@@ -21,7 +21,7 @@ import { DmaBufError, hex } from "./errno.js";
 import { bytesArg, describe, intArg, objectArg } from "./args.js";
 import { Arena } from "./memory/arena.js";
 import type { BuddyStats } from "./memory/buddy.js";
-import { CACHE_LINE, REGION_ALIGN, kCtlAutoTable, type Layout, type LayoutOptions } from "./memory/layout.js";
+import { CACHE_LINE, REGION_ALIGN, CTL_AUTO_TABLE, type Layout, type LayoutOptions } from "./memory/layout.js";
 import { currentDefaultCalibration, defaultCalibration, encodeCalibration, type Calibration } from "./engine/calibration.js";
 import { SCRATCH_BYTES, measureAutoTable } from "./engine/autotune.js";
 import { Engine } from "./engine/engine.js";
@@ -128,7 +128,7 @@ export class LabCore {
     const module = await loadEngineModule(options.engine);
     const arena = Arena.create(options);
     setFenceCacheMode(arena, options.fenceCache ?? "per-thread");
-    arena.u8.set(calibration, arena.control(kCtlAutoTable));
+    arena.u8.set(calibration, arena.control(CTL_AUTO_TABLE));
     const engine = new Engine(arena, module);
     Sync.init(arena, engine);
     setCoherent(arena, options.coherent ?? true);
@@ -214,7 +214,7 @@ export class LabCore {
 
   /** Replaces the AUTO table for every thread of this lab. */
   setCalibration(table: Calibration): void {
-    this.arena.u8.set(encodeCalibration(table), this.arena.control(kCtlAutoTable));
+    this.arena.u8.set(encodeCalibration(table), this.arena.control(CTL_AUTO_TABLE));
   }
 
   /** A view of `bytes` bytes of user memory (rounded up to a power of two). */
