@@ -19,6 +19,7 @@ import { handoffCharts, handoffJson, handoffSizes, renderHandoffTable, runHandof
 import { copyCharts, copyJson, fenceCharts, fenceJson, renderFenceTable, renderRwTable, renderTable, rwCharts, rwJson } from "./report.js";
 import { UsageError, integer } from "../src/cli/options.js";
 import { renderTraceTable, runTraceBench, traceCharts, traceJson } from "./trace.js";
+import { ioCharts, ioJson, renderIoTable, runIoBench } from "./io.js";
 
 const common = `  --quick          a reduced run
   --json           print the result as JSON
@@ -244,8 +245,32 @@ ${common}
   traceOf: (r) => r.trace,
 };
 
+const io: Benchmark<{ quick: boolean }, Awaited<ReturnType<typeof runIoBench>>> = {
+  name: "io",
+  summary: "reads from a real file into dma-bufs: io_uring fixed, per-I/O mapped, READ + pwrite, copy_file_range, fs.readSync",
+  usage: `usage: dmabuf-lab bench io [--quick] [--json] [--out FILE.json] [--chart FILE.svg|.html]
+
+4 KiB random and 128 KiB sequential reads from a real file into dma-bufs, at
+queue depths 1, 32 and 128, in one run: io_uring READ_FIXED into a registered
+dma-buf (premapped); io_uring READ into user memory through a per-I/O IOMMU
+mapping under strict, lazy and passthrough IOMMUs; READ then pwrite to the
+dma-buf; copy_file_range into the dma-buf, direct (the storage device's DMA)
+and buffered; and fs.readSync into a view of the dma-buf's pages (the
+ceiling). Prints IOPS, GB/s, p50/p99 latency, ratios against the fixed path
+and the ceiling, and the targets. About 20 seconds; --quick about 5.
+
+${common}
+`,
+  options: {},
+  parse: (v) => ({ quick: v.quick === true }),
+  run: (o, say) => runIoBench(o, (e) => say(progressText(e))),
+  table: renderIoTable,
+  json: ioJson,
+  charts: ioCharts,
+};
+
 // Each entry's options and result types are its own; the CLI sees them through the common shape.
 type AnyBenchmark = Benchmark<any, any>;
 
 /** `dmabuf-lab bench NAME`, in this order. */
-export const benchmarks: readonly AnyBenchmark[] = [copy, fence, rw, devices, scale, handoff, calibrate, trace];
+export const benchmarks: readonly AnyBenchmark[] = [copy, fence, rw, devices, scale, handoff, io, calibrate, trace];

@@ -9,7 +9,7 @@
 import { describe, expect, test } from "vitest";
 import {
   DMA_BUF_IOCTL_EXPORT_SYNC_FILE, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, DMA_BUF_IOCTL_SYNC, DMA_BUF_SET_NAME, DMA_HEAP_IOCTL_ALLOC,
-  DmaBufError, F_ADD_SEALS, F_GETFD, F_SETFD, F_SETFL, MFD_ALLOW_SEALING, O_RDWR, Process, SEEK_SET, SW_SYNC_IOC_CREATE_FENCE,
+  DmaBufError, DMA_BUF_IOCTL_RW_FILE, F_ADD_SEALS, F_GETFD, F_SETFD, F_SETFL, MFD_ALLOW_SEALING, O_RDWR, Process, SEEK_SET, SW_SYNC_IOC_CREATE_FENCE,
   SW_SYNC_IOC_INC, SYNC_IOC_FILE_INFO, SYNC_IOC_MERGE, SYNC_IOC_SET_DEADLINE, UDMABUF_CREATE, UDMABUF_CREATE_LIST, type Lab,
 } from "../src/index.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
@@ -119,6 +119,13 @@ const shapes: [string, (f: Fixture, v: unknown) => unknown][] = [
   ["pwrite(fd, buf, v)", (f, v) => f.proc.pwrite(f.buf, new Uint8Array(4), v as number)],
   ["readv(fd, v)", (f, v) => f.proc.readv(f.buf, v as Uint8Array[])],
   ["writev(fd, v)", (f, v) => f.proc.writev(f.buf, v as Uint8Array[])],
+  ["copy_file_range(v, 0, fd, 0, 4)", (f, v) => f.proc.copy_file_range(v as number, 0, f.buf, 0, 4)],
+  ["copy_file_range(fd, v, fd, 0, 4)", (f, v) => f.proc.copy_file_range(f.buf, v as number, f.buf, 0, 4)],
+  ["copy_file_range(fd, 0, fd, 0, v)", (f, v) => f.proc.copy_file_range(f.buf, 0, f.buf, 0, v as number)],
+  ["copy_file_range(fd, 0, fd, 0, 4, v)", (f, v) => f.proc.copy_file_range(f.buf, 0, f.buf, 0, 4, v as number)],
+  ["DMA_BUF_IOCTL_RW_FILE v", (f, v) => f.proc.ioctl(f.buf, DMA_BUF_IOCTL_RW_FILE, v)],
+  ["DMA_BUF_IOCTL_RW_FILE {flags: v}", (f, v) => f.proc.ioctl(f.buf, DMA_BUF_IOCTL_RW_FILE, { flags: v, fd: f.memfd, file_offset: 0, buf_offset: 0, buf_len: 4 })],
+  ["DMA_BUF_IOCTL_RW_FILE {fd: v}", (f, v) => f.proc.ioctl(f.buf, DMA_BUF_IOCTL_RW_FILE, { flags: 1, fd: v, file_offset: 0, buf_offset: 0, buf_len: 4 })],
   ["mmap(fd, v, len)", (f, v) => f.proc.mmap(f.buf, v as number, PAGE_SIZE)],
   ["mmap(fd, 0, v)", (f, v) => f.proc.mmap(f.buf, 0, v as number)],
   ["munmap(v)", (f, v) => f.proc.munmap(v as never)],

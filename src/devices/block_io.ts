@@ -93,7 +93,7 @@ export class StorageRecord {
  * position `pos`; returns its out-fence (owned). No implicit sync: the I/O
  * adds no fence to any buffer's reservation object (the series' rule).
  */
-export function pushNvmeJob(st: StorageRecord, write: boolean, pos: number, ranges: readonly DeviceRange[]): Fence {
+export function pushNvmeJob(st: StorageRecord, write: boolean, pos: number, ranges: readonly DeviceRange[], hostFd = st.word(STOR_HOST_FD)): Fence {
   const { sync } = st.lab;
   const dev = st.device;
   if (dev.state === DEV_DEAD) throw new DmaBufError("EIO", "nvme_queue_rq", `storage device ${dev.name} is dead`);
@@ -109,7 +109,7 @@ export function pushNvmeJob(st: StorageRecord, write: boolean, pos: number, rang
   sync.ref(fence.offset);
   JobRecord.encode(sync.arena, rec, {
     kind: JOB_KERNEL, fence: fence.offset, dep: 0, kernelId: st.word(STOR_KERNEL),
-    args: [st.word(STOR_HOST_FD), pos % 2 ** 32, Math.floor(pos / 2 ** 32), write ? NVME_WRITE : NVME_READ],
+    args: [hostFd, pos % 2 ** 32, Math.floor(pos / 2 ** 32), write ? NVME_WRITE : NVME_READ],
     submitNs: sync.clock.nowNs(),
     // A read from the file writes memory; a write to the file reads it.
     buffers: ranges.map((r) => ({ iova: r.iova, len: r.len, access: write ? jobAccessBits.read : jobAccessBits.write, buffer: 0, offset: 0 })),
@@ -140,12 +140,12 @@ export function clipToDevice(st: StorageRecord, write: boolean, pos: number, len
  * with them; returns their fences. A failure after some were pushed waits
  * for those (bounded by the device's watchdog) before it throws.
  */
-export function pushRanges(st: StorageRecord, write: boolean, pos: number, ranges: readonly DeviceRange[]): Fence[] {
+export function pushRanges(st: StorageRecord, write: boolean, pos: number, ranges: readonly DeviceRange[], hostFd = st.word(STOR_HOST_FD)): Fence[] {
   const fences: Fence[] = [];
   try {
     for (let i = 0; i < ranges.length; i += JOB_MAX_BUFS) {
       const part = ranges.slice(i, i + JOB_MAX_BUFS);
-      fences.push(pushNvmeJob(st, write, pos, part));
+      fences.push(pushNvmeJob(st, write, pos, part, hostFd));
       pos += part.reduce((s, r) => s + r.len, 0);
     }
   } catch (e) {
@@ -177,12 +177,22 @@ export function blockRw(lab: LabCore, storage: number, write: boolean, pos: numb
     if (len > 0) clipped.push({ addr: g.addr, len });
     left -= len;
   }
+  return mappedRw(st, write, pos, clipped);
+}
+
+/**
+ * The device's DMA over `segs` (arena memory) at `pos` of a file, through a
+ * per-I/O IOMMU mapping: the backing file's (blockRw), or with `hostFd`
+ * another host file the device moves bytes for (a regular file's direct
+ * I/O into a dma-buf: src/uapi/dma_buf_rw_file.ts). Nothing is clipped.
+ */
+export function mappedRw(st: StorageRecord, write: boolean, pos: number, clipped: readonly { addr: number; len: number }[], hostFd = st.word(STOR_HOST_FD)): BlockPending {
   const bytes = clipped.reduce((s, g) => s + g.len, 0);
   if (bytes === 0) return { fences: [], finish: () => 0 };
   const iommu = st.iommu;
   if (iommu.mode === "passthrough") {
     // Physical addresses: the 1:1 window, no mapping per I/O and nothing to invalidate.
-    const fences = pushRanges(st, write, pos, clipped.map((g) => ({ iova: iommu.dmaAddress(g.addr), len: g.len })));
+    const fences = pushRanges(st, write, pos, clipped.map((g) => ({ iova: iommu.dmaAddress(g.addr), len: g.len })), hostFd);
     return { fences, finish: () => settle(fences, bytes) };
   }
   // dma_map_sg: the pages under the segments, in order, at one IOVA range.
@@ -200,7 +210,7 @@ export function blockRw(lab: LabCore, storage: number, write: boolean, pos: numb
   });
   let fences: Fence[];
   try {
-    fences = pushRanges(st, write, pos, ranges);
+    fences = pushRanges(st, write, pos, ranges, hostFd);
   } catch (e) {
     iommu.unmap(iova, mapped);
     throw e;

@@ -4,7 +4,9 @@
  * context and the lab's watchdog) that loads the nvme kernel
  * (workers/kernel-nvme.ts), backs it with a real file, and adds
  * /dev/<name> (default nvme0n1) to the lab's device nodes, so that
- * Process.open() gives a BlockDevFile for it.
+ * Process.open() gives a BlockDevFile for it. The first live storage device
+ * of a lab also holds the lab's directory: regular files' direct I/O to
+ * and from dma-bufs (copy_file_range, DMA_BUF_IOCTL_RW_FILE) is its DMA.
  *
  *   backing   `path`: a host file the caller names (its size, rounded down
  *             to whole blocks, is the capacity; `size` grows it when larger),
@@ -23,7 +25,7 @@ import type { LabCore } from "../lab.js";
 import type { IommuOptions } from "../dmabuf/iommu.js";
 import { RecordType } from "../memory/record.js";
 import { workerUrl } from "../thread/host.js";
-import { registerDevNode } from "../uapi/dev_nodes.js";
+import { registerBlockDevice, registerDevNode } from "../uapi/dev_nodes.js";
 import { BlockDevFile } from "../uapi/blockdev_file.js";
 import {
   STOR_BLOCK_SIZE, STOR_CAPACITY, STOR_DEVICE, STOR_FAILED, STOR_HOST_FD, STOR_KERNEL, STOR_MAGIC, STOR_MAGIC_VALUE, STOR_RECORD_SIZE, STOR_REFS, STOR_SUBMIT_MS,
@@ -149,6 +151,7 @@ export async function spawnStorage(lab: LabCore, options: StorageOptions = {}): 
   void device.whenDead().then(() => markFailed(lab, record));
   const node = `/dev/${name}`;
   const st = new StorageRecord(lab, record);
-  const remove = registerDevNode(lab, node, (flags) => new BlockDevFile(lab, record, node, flags));
-  return new StorageDevice(lab, device, st, path, node, hostFd, temporary, remove);
+  const removeNode = registerDevNode(lab, node, (flags) => new BlockDevFile(lab, record, node, flags));
+  const removeBlock = registerBlockDevice(lab, record);
+  return new StorageDevice(lab, device, st, path, node, hostFd, temporary, () => { removeNode(); removeBlock(); });
 }

@@ -43,7 +43,7 @@ import type { Fence } from "../sync/fence.js";
 import type { Sync } from "../sync/sync.js";
 import type { Timeline } from "../sync/timeline.js";
 import { CACHING_CACHED, type DmaBufRecord } from "./dma_buf.js";
-import { bufferRuns, iovRuns, zipRuns } from "./runs.js";
+import { bufferRuns, iovRuns, zipRuns, type Run } from "./runs.js";
 import { CpuCache } from "./coherence.js";
 import { fastCopy, fastRun } from "./rw_fast.js";
 import { FENCE_CONTEXT, FENCE_SEQNO } from "../engine/abi.js";
@@ -148,17 +148,31 @@ function plan(buf: DmaBufRecord, iovecs: unknown, at: unknown, syscall: RwSyscal
 
 /** Step 4: one engine call for arena views; the slow path for the others. */
 function copy(p: Plan): void {
-  const { buf, iov, pos, bytes, write, strategy } = p;
+  const { buf, pos, bytes, write } = p;
   // Nothing to move (at or past the end, or empty iovecs): no memory is
   // touched, the cache's lines included.
   if (bytes === 0) return;
-  const { sync } = buf;
-  const { arena } = sync;
-  // Non-coherent labs: the path goes through the CPU cache and maintains
-  // the range's whole lines itself (invalidate before, clean after a write).
+  cpuRuns(buf, pos, bytes, write, (target) => copyRuns(p, target));
+}
+
+/**
+ * The runs the CPU reaches [pos, pos + bytes) of the buffer through: in a
+ * non-coherent lab the CPU cache's copy, whose whole lines are refilled
+ * from memory before `move` and, when it wrote them, cleaned back after.
+ */
+export function cpuRuns<T>(buf: DmaBufRecord, pos: number, bytes: number, write: boolean, move: (runs: Run[]) => T): T {
   const cache = CpuCache.of(buf);
   cache?.invalidate(pos, bytes, false);
-  const target = cache ? [{ addr: cache.copy + pos, len: bytes }] : bufferRuns(buf, pos, bytes);
+  const r = move(cache ? [{ addr: cache.copy + pos, len: bytes }] : bufferRuns(buf, pos, bytes));
+  if (write) cache?.cleanRange(pos, bytes, false);
+  return r;
+}
+
+/** Step 4's copy between the user's iovecs and the runs that stand for the buffer's range. */
+function copyRuns(p: Plan, target: Run[]): void {
+  const { buf, iov, bytes, write, strategy } = p;
+  const { sync } = buf;
+  const { arena } = sync;
   if (target.length === 1 && iov.length === 1 && arena.owns(iov[0])) {
     // One run against one arena view (small calls, contiguous buffers):
     // one engine copy, no descriptor table.
@@ -182,7 +196,6 @@ function copy(p: Plan): void {
     });
     if (table.count > 0) sync.engine.sgCopy(table, strategy);
   }
-  if (write) cache?.cleanRange(pos, bytes, false);
 }
 
 /** A call after step 2: its plan, its dependencies, and end() (signal the own fence, put everything). */
@@ -205,6 +218,18 @@ function tryFast(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSysca
   return fastRun(buf, own, isWrite(syscall), c) ? c.n : own;
 }
 
+/** Step 2: this thread's CPU fence (`made`, or a new one) published on the buffer, and the fences it must wait for. */
+function publish(buf: DmaBufRecord, write: boolean, nonblock: boolean, syscall: string, made?: Fence): { own: Fence; deps: Fence[] } {
+  // The own fence is put in every path (end()), so it needs no FinalizationRegistry.
+  const own = made ?? cpu(buf.sync).timeline.createFence(undefined, false);
+  try {
+    return { own, deps: buf.resv.publishAccess(own, write, nonblock, syscall) };
+  } catch (e) {
+    own.put();
+    throw e;
+  }
+}
+
 /** Steps 1 and 2; `made`: the own fence, when the fast path made it already. */
 function begin(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwOptions, made?: Fence): Call {
   let p: Plan;
@@ -214,15 +239,7 @@ function begin(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall
     made?.put();
     throw e;
   }
-  // The own fence is put in every path (end()), so it needs no FinalizationRegistry.
-  const own = made ?? cpu(buf.sync).timeline.createFence(undefined, false);
-  let deps: Fence[];
-  try {
-    deps = buf.resv.publishAccess(own, p.write, options.nonblock === true, syscall);
-  } catch (e) {
-    own.put();
-    throw e;
-  }
+  const { own, deps } = publish(buf, p.write, options.nonblock === true, syscall, made);
   return {
     p,
     deps,
@@ -235,8 +252,41 @@ function begin(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall
   };
 }
 
-function timedOut(p: Plan): DmaBufError {
+function timedOut(p: { syscall: string; timeoutMs: number }): DmaBufError {
   return new DmaBufError("ETIMEDOUT", p.syscall, `a fence of the dma-buf did not signal within ${p.timeoutMs} ms`);
+}
+
+/** Step 3, blocking: each dependency in turn within `timeoutMs` in all (ETIMEDOUT); EPERM first where the thread may not block. */
+function waitDeps(deps: Fence[], timeoutMs: number, wait: SyncWaitStep, syscall: string, twin: string): void {
+  if (deps.length === 0) return;
+  requireBlocking(syscall, twin);
+  const start = nowMs();
+  for (const d of deps) {
+    if (wait(d, Math.max(0, timeoutMs - (nowMs() - start))) === 0) throw timedOut({ syscall, timeoutMs });
+  }
+}
+
+/**
+ * The path's implicit synchronization around a transfer that another mover
+ * does (copy_file_range and DMA_BUF_IOCTL_RW_FILE: the CPU from the page
+ * cache, or a device's DMA): step 2 publishes this thread's CPU fence on
+ * the buffer (usage WRITE when `write`, the transfer writing the buffer,
+ * else READ) and collects the dependencies, step 3 waits for them
+ * (options.timeoutMs: ETIMEDOUT; nonblock: EAGAIN), then `move` runs in
+ * place of step 4 and step 5 signals the fence, also when move throws.
+ * THE I/O HOOK: every transfer between a file and a dma-buf passes here.
+ */
+export function withImplicitSync<T>(buf: DmaBufRecord, write: boolean, syscall: string, options: RwOptions, move: () => T): T {
+  const timeoutMs = timeoutArg(options.timeoutMs, syscall);
+  const { own, deps } = publish(buf, write, options.nonblock === true, syscall);
+  try {
+    waitDeps(deps, timeoutMs, blocking, syscall, "a worker thread");
+    return move();
+  } finally {
+    for (const d of deps) d.put();
+    own.signal();
+    own.put();
+  }
 }
 
 const blocking: SyncWaitStep = (f, ms) => f.wait(ms);
@@ -250,16 +300,9 @@ function runSync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSysca
   const call = marks ? marks.begin(buf, iov, pos, syscall, options, fast) : begin(buf, iov, pos, syscall, options, fast);
   const { p, deps } = call;
   try {
-    if (deps.length > 0) {
-      // It would block: where this thread may not, say so with the call's
-      // own name before anything waits.
-      requireBlocking(syscall, `${syscall}Async() (readAsync()/writeAsync() on a DmaBuf)`);
-      const wait = options.wait ?? blocking;
-      const start = nowMs();
-      for (const d of deps) {
-        if (wait(d, Math.max(0, p.timeoutMs - (nowMs() - start))) === 0) throw timedOut(p);
-      }
-    }
+    // It would block: where this thread may not, say so with the call's
+    // own name before anything waits.
+    waitDeps(deps, p.timeoutMs, options.wait ?? blocking, syscall, `${syscall}Async() (readAsync()/writeAsync() on a DmaBuf)`);
     marks?.waited();
     copy(p);
     marks?.copied();

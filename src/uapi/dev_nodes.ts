@@ -22,3 +22,26 @@ export function registerDevNode(lab: LabCore, path: string, open: DevNodeOpener)
 export function devNode(lab: LabCore, path: string): DevNodeOpener | undefined {
   return nodes.get(lab)?.get(path);
 }
+
+const blockDevices = new WeakMap<Lab, number[]>();
+
+/**
+ * Adds a storage device (its record) to the lab's block devices; returns
+ * the remover. The first one still there holds the lab's directory
+ * (ProcessOptions.root): its DMA moves the bytes of a regular file's direct
+ * I/O to and from dma-bufs (copy_file_range, DMA_BUF_IOCTL_RW_FILE).
+ */
+export function registerBlockDevice(lab: Lab, record: number): () => void {
+  let list = blockDevices.get(lab);
+  if (list === undefined) blockDevices.set(lab, (list = []));
+  list.push(record);
+  return () => {
+    const at = list.indexOf(record);
+    if (at >= 0) list.splice(at, 1);
+  };
+}
+
+/** The storage record under the lab's directory (see registerBlockDevice), or undefined. */
+export function rootBlockDevice(lab: Lab): number | undefined {
+  return blockDevices.get(lab)?.[0];
+}

@@ -20,6 +20,10 @@
  *                    fence is added on its own, usage WRITE when WRITE is
  *                    set, else READ; the slots are reserved first (ENOMEM
  *                    there leaves the reservation object as it was).
+ *   DMA_BUF_IOCTL_RW_FILE {flags, fd, file_offset, buf_offset, buf_len}
+ *                    (Tao Wang's RFC) fills the buffer from a regular file
+ *                    (READ) or saves it to one (WRITE), DIRECT optional;
+ *                    see rwFile() below and src/uapi/dma_buf_rw_file.ts.
  *   other ioctls     ENOTTY
  *   read, write, pread, pwrite, readv, writev  the read/write path
  *                    (src/dmabuf/rw.ts) at the file position (advanced by
@@ -48,7 +52,9 @@ import { PAGE_SIZE } from "../memory/layout.js";
 import { DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE, usageRw } from "../sync/resv.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { unwrap } from "../sync/fence_unwrap.js";
-import { OpenFile, type FdToken, type IoOptions } from "./file.js";
+import { checkRwAccess, OpenFile, type FdToken, type IoOptions } from "./file.js";
+import { checkDirectAlign, moveFileDmaBuf } from "./dma_buf_rw_file.js";
+import { RegularFile } from "./regular_file.js";
 import { CpuCache } from "../dmabuf/coherence.js";
 import { rwAsync, rwSync, type RwSyscall } from "../dmabuf/rw.js";
 import { DmaBufMapping } from "./mapping.js";
@@ -56,9 +62,9 @@ import type { Process } from "./process.js";
 import { SyncFileFile, installSyncFile } from "./sync_file_file.js";
 import {
   DMA_BUF_IOCTL_EXPORT_SYNC_FILE, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, DMA_BUF_IOCTL_SYNC, DMA_BUF_SET_NAME,
-  DMA_BUF_SET_NAME_A, DMA_BUF_SYNC_END, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_VALID_FLAGS_MASK, DMA_BUF_SYNC_WRITE,
+  DMA_BUF_SET_NAME_A, DMA_BUF_IOCTL_RW_FILE, DMA_BUF_RW_FLAGS_DIRECT, DMA_BUF_RW_FLAGS_OP_MASK, DMA_BUF_RW_FLAGS_READ, DMA_BUF_RW_FLAGS_WRITE, DMA_BUF_SYNC_END, DMA_BUF_SYNC_RW, DMA_BUF_SYNC_VALID_FLAGS_MASK, DMA_BUF_SYNC_WRITE,
   POLLIN, POLLOUT, SEEK_CUR, SEEK_END, SEEK_SET,
-  type dma_buf_export_sync_file, type dma_buf_import_sync_file, type dma_buf_sync,
+  type dma_buf_export_sync_file, type dma_buf_import_sync_file, type dma_buf_rw_file, type dma_buf_sync,
 } from "./uapi.js";
 
 /**
@@ -124,6 +130,8 @@ export class DmaBufFile extends OpenFile {
         return this.exportSyncFile(proc, arg as dma_buf_export_sync_file);
       case DMA_BUF_IOCTL_IMPORT_SYNC_FILE:
         return this.importSyncFile(proc, arg as dma_buf_import_sync_file);
+      case DMA_BUF_IOCTL_RW_FILE:
+        return this.rwFile(proc, arg);
       default:
         return super.ioctl(proc, request, arg);
     }
@@ -199,6 +207,43 @@ export class DmaBufFile extends OpenFile {
     return 0;
   }
 
+
+  /**
+   * DMA_BUF_IOCTL_RW_FILE (Tao Wang's RFC): fills the buffer from a regular
+   * file (READ) or saves it to one (WRITE), buffered or DIRECT, by
+   * dma_buf_rw_file.ts. Returns the bytes moved (fewer when the file ends
+   * first). Errors: the argument not an object EFAULT; bits outside
+   * OP_MASK|DIRECT, or not exactly one of READ and WRITE, EINVAL; fd not
+   * open EBADF, not a regular file EINVAL, not open for the direction
+   * EBADF; offsets or length not integers >= 0, or [buf_offset, +buf_len)
+   * not inside the buffer, EINVAL; DIRECT misaligned EINVAL.
+   */
+  private rwFile(proc: Process, arg: unknown): number {
+    const syscall = "DMA_BUF_IOCTL_RW_FILE";
+    const a = objectArg<Partial<dma_buf_rw_file>>(arg, syscall);
+    // A __u32; READ | DIRECT in JavaScript is a negative int32, the same bits.
+    const flags = intArg(a.flags, syscall, "flags", { min: -(2 ** 31), max: 0xffffffff }) >>> 0;
+    const op = flags & DMA_BUF_RW_FLAGS_OP_MASK;
+    if ((flags & ~(DMA_BUF_RW_FLAGS_OP_MASK | DMA_BUF_RW_FLAGS_DIRECT)) !== 0 || (op !== DMA_BUF_RW_FLAGS_READ && op !== DMA_BUF_RW_FLAGS_WRITE)) {
+      throw new DmaBufError("EINVAL", syscall, `flags 0x${flags.toString(16)} are not READ or WRITE, optionally with DIRECT`);
+    }
+    const file = proc.lookup(a.fd);
+    if (file === undefined) throw new DmaBufError("EBADF", syscall, `fd ${describe(a.fd)} is not open`);
+    if (!(file instanceof RegularFile)) throw new DmaBufError("EINVAL", syscall, `fd ${a.fd} is a ${file.kind} file, not a regular file`);
+    const toBuffer = op === DMA_BUF_RW_FLAGS_READ;
+    checkRwAccess(file, a.fd as number, !toBuffer, syscall);
+    const filePos = intArg(a.file_offset, syscall, "file_offset");
+    const bufPos = intArg(a.buf_offset, syscall, "buf_offset");
+    const len = intArg(a.buf_len, syscall, "buf_len");
+    const size = this.buf.size;
+    if (bufPos > size || len > size - bufPos) throw new DmaBufError("EINVAL", syscall, `[${bufPos}, +${len}) is not inside the ${size}-byte dma-buf`);
+    if (filePos + len > Number.MAX_SAFE_INTEGER) throw new DmaBufError("EINVAL", syscall, `file_offset ${filePos} + buf_len ${len} passes the largest file offset`);
+    const direct = (flags & DMA_BUF_RW_FLAGS_DIRECT) !== 0;
+    if (direct) checkDirectAlign(filePos, bufPos, len, syscall);
+    return moveFileDmaBuf(proc.lab, {
+      file, buf: this.buf, toBuffer, filePos, bufPos, bytes: len, direct, nonblock: this.nonblock, syscall,
+    });
+  }
 
   override llseek(offset: number, whence: number): number {
     const base = whence === SEEK_SET ? 0 : whence === SEEK_CUR ? this.pos : whence === SEEK_END ? this.buf.size : NaN;

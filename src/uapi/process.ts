@@ -29,6 +29,8 @@
  *            (O_WRONLY) or a write of one not open for writing (O_RDONLY)
  *            EBADF, before anything happens; then files without the
  *            operation: EINVAL.
+ *   copy_file_range  between regular files, and between a regular file and
+ *            a dma-buf either way (src/uapi/copy_file_range.ts).
  *   mmap     (fd, offset, length, prot = PROT_READ | PROT_WRITE, flags =
  *            MAP_SHARED), do_mmap's checks first: flags neither MAP_SHARED
  *            nor MAP_PRIVATE EINVAL; a file not open for reading, or
@@ -77,6 +79,7 @@ import { MemfdFile } from "./memfd_file.js";
 import { devNode } from "./dev_nodes.js";
 import { IoUringFile } from "./io_uring_file.js";
 import { openBeneath } from "./regular_file.js";
+import { copyFileRange } from "./copy_file_range.js";
 import type { IoUringParams } from "../io_uring/io_uring.js";
 import { UdmabufDevFile } from "./udmabuf_file.js";
 import { SwSyncFile } from "./sw_sync_file.js";
@@ -332,6 +335,17 @@ export class Process {
 
   async writevAsync(fd: number, iov: Uint8Array[], pos?: number, io?: IoOptions): Promise<number> {
     return this.rwFile(fd, "writev").rwAsync("writev", iov, pos, io);
+  }
+
+  /**
+   * copy_file_range(2) between regular files, and between a regular file
+   * and a dma-buf either way (src/uapi/copy_file_range.ts): an offset of
+   * null is the file position (advanced), a number leaves it alone.
+   */
+  copy_file_range(fdIn: number, offIn: number | null, fdOut: number, offOut: number | null, len: number, flags = 0): number {
+    const fileIn = this.file(fdIn, "copy_file_range");
+    const fileOut = this.file(fdOut, "copy_file_range");
+    return copyFileRange(this.lab, { fdIn, fileIn, offIn, fdOut, fileOut, offOut, len, flags });
   }
 
   /** vfs_read / vfs_write's first check: the file is open for that direction (FMODE_READ, FMODE_WRITE), else EBADF. */

@@ -111,6 +111,27 @@ export const DMA_BUF_SET_NAME_B = _IOW(DMA_BUF_BASE, 1, 8);
 export const DMA_BUF_IOCTL_EXPORT_SYNC_FILE = _IOWR(DMA_BUF_BASE, 2, 8);
 export const DMA_BUF_IOCTL_IMPORT_SYNC_FILE = _IOW(DMA_BUF_BASE, 3, 8);
 
+/**
+ * Tao Wang's RFC (not merged; later reworked as copy_file_range into a
+ * dma-buf): struct dma_buf_rw_file { __u32 flags; __u32 fd; __u64
+ * file_offset; __u64 buf_offset; __u64 buf_len; }. flags: exactly one
+ * operation of DMA_BUF_RW_FLAGS_OP_MASK, READ (fill the buffer from the
+ * file) or WRITE (save the buffer to the file), and optionally DIRECT
+ * (direct I/O). The request number is the next free one of DMA_BUF_BASE.
+ */
+export interface dma_buf_rw_file {
+  flags: number;
+  fd: number;
+  file_offset: number;
+  buf_offset: number;
+  buf_len: number;
+}
+export const DMA_BUF_RW_FLAGS_OP_MASK = 0xff;
+export const DMA_BUF_RW_FLAGS_READ = 1 << 0;
+export const DMA_BUF_RW_FLAGS_WRITE = 1 << 1;
+export const DMA_BUF_RW_FLAGS_DIRECT = 2 ** 31;
+export const DMA_BUF_IOCTL_RW_FILE = _IOW(DMA_BUF_BASE, 4, 32);
+
 // ---- dma-heap (linux/dma-heap.h) ---------------------------------------------
 export const DMA_HEAP_IOC_MAGIC = ch("H");
 export const DMA_HEAP_VALID_FD_FLAGS = O_CLOEXEC | O_ACCMODE;
