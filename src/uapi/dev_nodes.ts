@@ -23,7 +23,7 @@ export function devNode(lab: LabCore, path: string): DevNodeOpener | undefined {
   return nodes.get(lab)?.get(path);
 }
 
-const blockDevices = new WeakMap<Lab, number[]>();
+const blockDevices = new WeakMap<LabCore, number[]>();
 
 /**
  * Adds a storage device (its record) to the lab's block devices; returns
@@ -31,7 +31,7 @@ const blockDevices = new WeakMap<Lab, number[]>();
  * (ProcessOptions.root): its DMA moves the bytes of a regular file's direct
  * I/O to and from dma-bufs (copy_file_range, DMA_BUF_IOCTL_RW_FILE).
  */
-export function registerBlockDevice(lab: Lab, record: number): () => void {
+export function registerBlockDevice(lab: LabCore, record: number): () => void {
   let list = blockDevices.get(lab);
   if (list === undefined) blockDevices.set(lab, (list = []));
   list.push(record);
@@ -42,6 +42,6 @@ export function registerBlockDevice(lab: Lab, record: number): () => void {
 }
 
 /** The storage record under the lab's directory (see registerBlockDevice), or undefined. */
-export function rootBlockDevice(lab: Lab): number | undefined {
+export function rootBlockDevice(lab: LabCore): number | undefined {
   return blockDevices.get(lab)?.[0];
 }
