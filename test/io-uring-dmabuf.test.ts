@@ -19,11 +19,11 @@ import { BUF_ADDR } from "../src/io_uring/table.js";
 import { dmaTokenMaps } from "../src/io_uring/dma_token.js";
 import {
   io_uring_cqe_seen, io_uring_get_sqe, io_uring_prep_read_fixed, io_uring_prep_write_fixed, io_uring_queue_init,
-  io_uring_register_buffers, io_uring_sqe_set_data, io_uring_submit, io_uring_wait_cqe_timeout, type Cqe, type IoUring,
+  io_uring_prep_readv_fixed, io_uring_prep_writev_fixed, io_uring_register_buffers, io_uring_sqe_set_data, io_uring_submit, io_uring_wait_cqe_timeout, type Cqe, type IoUring,
 } from "../src/io_uring/liburing.js";
 import { DMA_RESV_USAGE_BOOKKEEP } from "../src/sync/resv.js";
 import { LabSet } from "./helpers/lab.js";
-import { exitRings } from "./helpers/io_uring.js";
+import { exitRings } from "./helpers/io-uring.js";
 import { expectErrno } from "./helpers/errors.js";
 import { prng } from "./helpers/prng.js";
 import { expectSame } from "./helpers/bytes.js";
@@ -138,6 +138,23 @@ describe("registered dma-bufs", () => {
     expect(reap(ring, 1).get(5)!.res).toBe(-22);
     expect(st2.device.stats().jobsDone).toBe(0);
     void st;
+  });
+
+  test("vectored fixed I/O (READV_FIXED, WRITEV_FIXED) on a registered dma-buf is -EOPNOTSUPP and maps nothing", async () => {
+    const { lab, st, ring, disk, token, proc } = await setup();
+    const iov = lab.alloc(16);
+    new Uint32Array(iov.buffer, iov.byteOffset, 4).set([UADDR, 0, 4096, 0]);
+    let s = io_uring_get_sqe(ring)!;
+    io_uring_prep_readv_fixed(s, disk, iov, 1, 0, 0);
+    io_uring_sqe_set_data(s, 1);
+    s = io_uring_get_sqe(ring)!;
+    io_uring_prep_writev_fixed(s, disk, iov, 1, 0, 0);
+    io_uring_sqe_set_data(s, 2);
+    io_uring_submit(ring);
+    const got = reap(ring, 2);
+    expect([got.get(1)!.res, got.get(2)!.res]).toEqual([-95, -95]);
+    expect(dmaTokenMaps(proc.lab, token())).toBe(0);
+    expect(st.device.stats().jobsDone).toBe(0);
   });
 
   test("the I/O adds no fence to the dma-buf's reservation object", async () => {

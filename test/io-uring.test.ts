@@ -8,21 +8,21 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { Process } from "../src/uapi/process.js";
 import { O_CREAT, O_DIRECT, O_RDONLY, O_RDWR } from "../src/uapi/uapi.js";
 import {
   IORING_SETUP_SQPOLL, IOSQE_FIXED_FILE, IOSQE_IO_DRAIN, IOSQE_IO_HARDLINK, IOSQE_IO_LINK, IORING_UNREGISTER_BUFFERS, CQ_OVERFLOW, SQ_FLAGS, IORING_SQ_NEED_WAKEUP,
 } from "../src/io_uring/io_uring.js";
 import {
-  io_uring_cqe_seen, io_uring_get_sqe, io_uring_prep_nop, io_uring_prep_read, io_uring_prep_read_fixed, io_uring_prep_readv, io_uring_prep_rw,
-  io_uring_prep_write, io_uring_prep_write_fixed, io_uring_prep_writev, io_uring_queue_init, io_uring_register_buffers,
+  io_uring_cqe_seen, io_uring_get_sqe, io_uring_prep_nop, io_uring_prep_read, io_uring_prep_read_fixed, io_uring_prep_readv, io_uring_prep_readv_fixed, io_uring_prep_rw,
+  io_uring_prep_write, io_uring_prep_write_fixed, io_uring_prep_writev, io_uring_prep_writev_fixed, io_uring_queue_init, io_uring_register_buffers,
   io_uring_register_files, io_uring_sqe_set_data, io_uring_sqe_set_flags, io_uring_submit, io_uring_submit_and_wait, io_uring_wait_cqe,
   io_uring_wait_cqe_timeout, type Cqe, type IoUring, type Sqe,
 } from "../src/io_uring/liburing.js";
 import type { IoUringFile } from "../src/uapi/io_uring_file.js";
 import { LabSet } from "./helpers/lab.js";
-import { exitRings } from "./helpers/io_uring.js";
+import { exitRings } from "./helpers/io-uring.js";
 import { expectErrno } from "./helpers/errors.js";
 import { brokenCanary, guard } from "./helpers/canary.js";
 import { prng } from "./helpers/prng.js";
@@ -155,6 +155,47 @@ describe("io_uring rings (plain mode)", () => {
     io_uring_submit(ring);
     expect(reap(ring, 1).get(2)!.res).toBe(300);
     expect(a.every((x) => x === 1) && b.every((x) => x === 2)).toBe(true);
+  });
+
+  test("READV_FIXED/WRITEV_FIXED: iovecs inside registered buffer buf_index move bytes; an iovec outside it is -EFAULT with nothing moved", async () => {
+    const { lab, proc, dir, ring } = await setup();
+    const content = pattern(8 * KiB, 9);
+    writeFileSync(join(dir, "vf.bin"), content);
+    const fd = proc.open("vf.bin", O_RDWR);
+    const reg = lab.alloc(8 * KiB, { align: 4096 });
+    const outside = lab.alloc(4 * KiB, { align: 4096 });
+    expect(io_uring_register_buffers(ring, [reg])).toBe(0);
+    const iov = lab.alloc(32);
+    const w = new Uint32Array(iov.buffer, iov.byteOffset, 8);
+    w.set([reg.byteOffset + 100, 0, 1000, 0, reg.byteOffset + 4096, 0, 3000, 0]);
+    reg.fill(0);
+    let s = sqe(ring);
+    io_uring_prep_readv_fixed(s, fd, iov, 2, 500, 0);
+    io_uring_sqe_set_data(s, 1);
+    io_uring_submit(ring);
+    expect(reap(ring, 1).get(1)!.res).toBe(4000);
+    expect(reg.subarray(100, 1100)).toEqual(content.subarray(500, 1500));
+    expect(reg.subarray(4096, 7096)).toEqual(content.subarray(1500, 4500));
+    expect(reg.subarray(0, 100).every((x) => x === 0) && reg.subarray(1100, 4096).every((x) => x === 0)).toBe(true);
+    // WRITEV_FIXED back at 0: the file's first 4000 bytes become what was read.
+    s = sqe(ring);
+    io_uring_prep_writev_fixed(s, fd, iov, 2, 0, 0);
+    io_uring_sqe_set_data(s, 2);
+    io_uring_submit(ring);
+    expect(reap(ring, 1).get(2)!.res).toBe(4000);
+    const want = Uint8Array.from(content);
+    want.set(content.subarray(500, 4500), 0);
+    expect(new Uint8Array(readFileSync(join(dir, "vf.bin")))).toEqual(want);
+    // One iovec outside the registered buffer (user memory, but not registered): -EFAULT, no byte read.
+    outside.fill(0xa5);
+    w.set([reg.byteOffset, 0, 16, 0, outside.byteOffset, 0, 16, 0]);
+    s = sqe(ring);
+    io_uring_prep_readv_fixed(s, fd, iov, 2, 0, 0);
+    io_uring_sqe_set_data(s, 3);
+    io_uring_submit(ring);
+    expect(reap(ring, 1).get(3)!.res).toBe(-14);
+    expect(outside.every((x) => x === 0xa5)).toBe(true);
+    expect(reg.subarray(0, 16).every((x) => x === 0)).toBe(true);
   });
 
   test("a bad SQE fails alone with -errno and its neighbours complete: unknown opcode, closed fd, memory outside user memory, O_DIRECT misalignment", async () => {

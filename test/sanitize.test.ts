@@ -5,7 +5,7 @@
  * out expects exactly the race it planted, both sides named.
  */
 import { afterEach, describe, expect, test } from "vitest";
-import type { Lab } from "../src/lab.js";
+import type { Lab } from "../src/api/lab.js";
 import { spawnDevice, type Device } from "../src/devices/device.js";
 import { pwritev, preadv } from "../src/dmabuf/rw.js";
 import { DmaBufFile } from "../src/uapi/dma_buf_file.js";

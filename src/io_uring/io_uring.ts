@@ -65,6 +65,9 @@ export const IORING_OP_READ_FIXED = 4;
 export const IORING_OP_WRITE_FIXED = 5;
 export const IORING_OP_READ = 22;
 export const IORING_OP_WRITE = 23;
+/** Vectored I/O through a registered buffer (Linux 6.15): every iovec inside buffer buf_index. */
+export const IORING_OP_READV_FIXED = 60;
+export const IORING_OP_WRITEV_FIXED = 61;
 
 // ---- sqe->flags (IOSQE_*) ------------------------------------------------------
 export const IOSQE_FIXED_FILE = 1 << 0;
@@ -208,4 +211,5 @@ function align(n: number, a: number): number {
 export const opcodeNames: Record<number, string> = {
   [IORING_OP_NOP]: "NOP", [IORING_OP_READV]: "READV", [IORING_OP_WRITEV]: "WRITEV", [IORING_OP_READ_FIXED]: "READ_FIXED",
   [IORING_OP_WRITE_FIXED]: "WRITE_FIXED", [IORING_OP_READ]: "READ", [IORING_OP_WRITE]: "WRITE",
+  [IORING_OP_READV_FIXED]: "READV_FIXED", [IORING_OP_WRITEV_FIXED]: "WRITEV_FIXED",
 };

@@ -7,6 +7,9 @@
  * rings, the registered tables, CTX_INFLIGHT) lives in the arena.
  *
  * Requests:
+ *   - READV_FIXED/WRITEV_FIXED (Linux 6.15): a READV/WRITEV whose iovecs
+ *     must all lie inside registered buffer buf_index (EFAULT otherwise); a
+ *     registered dma-buf there is -EOPNOTSUPP (the dma-buf series' rule).
  *   - Each SQE is copied whole before SQ_HEAD is released (a later change of
  *     the SQE by the application does not affect the request).
  *   - A bad SQE fails alone: it completes with res = -errno (EINVAL for an
@@ -33,14 +36,14 @@
  * only registered files (IOSQE_FIXED_FILE), as kernels before 5.11 required.
  */
 import { DmaBufError } from "../errno.js";
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import type { Fence } from "../sync/fence.js";
 import { blockRw } from "../devices/block_io.js";
 import { hostRw } from "../uapi/regular_file.js";
 import { dmaTokenIo } from "./dma_token.js";
 import {
   CTX_BUFS, CTX_FILES, CTX_INFLIGHT, CTX_NR_BUFS, CTX_NR_FILES, IORING_OP_NOP, IORING_OP_READ, IORING_OP_READ_FIXED, IORING_OP_READV,
-  IORING_OP_WRITE, IORING_OP_WRITE_FIXED, IORING_OP_WRITEV, IORING_SQ_CQ_OVERFLOW, IOSQE_FIXED_FILE, IOSQE_IO_DRAIN, IOSQE_IO_HARDLINK, IOSQE_IO_LINK,
+  IORING_OP_READV_FIXED, IORING_OP_WRITE, IORING_OP_WRITE_FIXED, IORING_OP_WRITEV, IORING_OP_WRITEV_FIXED, IORING_SQ_CQ_OVERFLOW, IOSQE_FIXED_FILE, IOSQE_IO_DRAIN, IOSQE_IO_HARDLINK, IOSQE_IO_LINK,
   IOSQE_SUPPORTED, IOVEC_SIZE, SQE_ADDR, SQE_BUF_INDEX, SQE_FD, SQE_FLAGS, SQE_LEN, SQE_OFF, SQE_OPCODE, SQE_RW_FLAGS, SQE_USER_DATA, UIO_MAXIOV,
 } from "./io_uring.js";
 import type { IoRing } from "./ring.js";
@@ -94,7 +97,7 @@ export class IoRingKernel {
   /** Link chains started and not finished (drain waits for 0). */
   private chains = 0;
 
-  constructor(readonly lab: Lab, readonly ring: IoRing, private readonly files?: SubmitterFiles) {}
+  constructor(readonly lab: LabCore, readonly ring: IoRing, private readonly files?: SubmitterFiles) {}
 
   /** Requests in flight on devices. */
   get inflight(): number {
@@ -195,6 +198,7 @@ export class IoRingKernel {
       case IORING_OP_NOP:
         return 0;
       case IORING_OP_READ: case IORING_OP_WRITE: case IORING_OP_READV: case IORING_OP_WRITEV: case IORING_OP_READ_FIXED: case IORING_OP_WRITE_FIXED:
+      case IORING_OP_READV_FIXED: case IORING_OP_WRITEV_FIXED:
         return this.startRw(req);
       default:
         throw new DmaBufError("EINVAL", "io_init_req", `opcode ${req.opcode} is not supported`);
@@ -202,7 +206,7 @@ export class IoRingKernel {
   }
 
   private startRw(req: Request): number | Pending {
-    const write = req.opcode === IORING_OP_WRITE || req.opcode === IORING_OP_WRITEV || req.opcode === IORING_OP_WRITE_FIXED;
+    const write = req.opcode === IORING_OP_WRITE || req.opcode === IORING_OP_WRITEV || req.opcode === IORING_OP_WRITE_FIXED || req.opcode === IORING_OP_WRITEV_FIXED;
     const syscall = write ? "io_write" : "io_read";
     if (req.rwFlags !== 0) throw new DmaBufError("EOPNOTSUPP", syscall, `rw_flags 0x${req.rwFlags.toString(16)} (RWF_*) are not supported`);
     // The file: a registered slot, or an fd of the submitting thread.
@@ -246,6 +250,16 @@ export class IoRingKernel {
       }
     } else if (req.opcode === IORING_OP_READV || req.opcode === IORING_OP_WRITEV) {
       segs = this.importIovec(req, syscall);
+    } else if (req.opcode === IORING_OP_READV_FIXED || req.opcode === IORING_OP_WRITEV_FIXED) {
+      // io_import_reg_vec: the iovecs must lie inside registered buffer buf_index.
+      const buf = readBufSlot(this.ring.u32, this.table(CTX_BUFS, CTX_NR_BUFS, RecordType.ioUringBuffers, BUF_SLOT), this.ring.word(CTX_NR_BUFS), req.bufIndex);
+      if (buf.kind === BUF_DMABUF) throw new DmaBufError("EOPNOTSUPP", syscall, `registered buffer ${req.bufIndex} is a dma-buf: vectored fixed I/O is not supported on it`);
+      segs = this.importIovec(req, syscall);
+      for (const [i, g] of segs.entries()) {
+        if (g.addr < buf.addr || g.addr + g.len > buf.addr + buf.len) {
+          throw new DmaBufError("EFAULT", "io_import_reg_vec", `iovec ${i} [${g.addr}, +${g.len}) is outside registered buffer ${req.bufIndex} [${buf.addr}, +${buf.len})`);
+        }
+      }
     } else {
       segs = [this.userRange(req.addrHi * U32 + req.addr, req.len, syscall, "buffer")];
     }

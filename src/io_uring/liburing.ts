@@ -25,7 +25,7 @@ import { DmaBufError } from "../errno.js";
 import type { Process } from "../uapi/process.js";
 import {
   CQ_HEAD, CQ_TAIL, CQE_FLAGS, CQE_RES, CQE_USER_DATA, IOCQE_SIZE, IORING_ENTER_GETEVENTS, IORING_ENTER_SQ_WAKEUP, IORING_OP_NOP, IORING_OP_READ,
-  IORING_OP_READ_FIXED, IORING_OP_READV, IORING_OP_WRITE, IORING_OP_WRITE_FIXED, IORING_OP_WRITEV, IORING_REGISTER_BUFFERS, IORING_REGISTER_FILES,
+  IORING_OP_READ_FIXED, IORING_OP_READV, IORING_OP_READV_FIXED, IORING_OP_WRITE, IORING_OP_WRITE_FIXED, IORING_OP_WRITEV, IORING_OP_WRITEV_FIXED, IORING_REGISTER_BUFFERS, IORING_REGISTER_FILES,
   IORING_SETUP_SQPOLL, IORING_SQ_NEED_WAKEUP, IOSQE_SIZE, SQ_ARRAY, SQ_FLAGS, SQ_HEAD, SQ_TAIL, SQE_ADDR, SQE_BUF_INDEX, SQE_FD, SQE_FLAGS, SQE_LEN,
   SQE_OFF, SQE_OPCODE, SQE_USER_DATA, type IoUringParams,
 } from "./io_uring.js";
@@ -149,6 +149,17 @@ export function io_uring_prep_read_fixed(sqe: Sqe, fd: number, buf: Uint8Array |
 
 export function io_uring_prep_write_fixed(sqe: Sqe, fd: number, buf: Uint8Array | number, nbytes: number, offset: number, bufIndex: number): void {
   io_uring_prep_rw(IORING_OP_WRITE_FIXED, sqe, fd, addrOf(buf, sqe), nbytes, offset);
+  setBufIndex(sqe, bufIndex);
+}
+
+/** iovecs: the arena offset of `nr` struct iovecs, each inside registered buffer bufIndex. */
+export function io_uring_prep_readv_fixed(sqe: Sqe, fd: number, iovecs: Uint8Array | number, nr: number, offset: number, bufIndex: number): void {
+  io_uring_prep_rw(IORING_OP_READV_FIXED, sqe, fd, addrOf(iovecs, sqe), nr, offset);
+  setBufIndex(sqe, bufIndex);
+}
+
+export function io_uring_prep_writev_fixed(sqe: Sqe, fd: number, iovecs: Uint8Array | number, nr: number, offset: number, bufIndex: number): void {
+  io_uring_prep_rw(IORING_OP_WRITEV_FIXED, sqe, fd, addrOf(iovecs, sqe), nr, offset);
   setBufIndex(sqe, bufIndex);
 }
 

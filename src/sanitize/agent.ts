@@ -26,7 +26,7 @@
  *
  * Contract:
  * - Off (a lab created without { sanitize: true }), every hook is guarded by
- *   `on`: one plain load of kCtlSanitize and one branch; nothing else runs.
+ *   `on`: one plain load of CTL_SANITIZE and one branch; nothing else runs.
  * - On, an agent writes only its own log chunks (log.ts) and, per fence or
  *   job it releases, that record's table word; nothing lab-global is written
  *   per access. Its clock lives in this thread (a plain array); every value
@@ -45,7 +45,7 @@
  */
 import type { Arena } from "../memory/arena.js";
 import { DmaBufError } from "../errno.js";
-import { kCtlSanAgents, kCtlSanChunkLimit, kCtlSanClocks, kCtlSanitize, SYNC_GRANULE_SHIFT } from "../memory/layout.js";
+import { CTL_SAN_AGENTS, CTL_SAN_CHUNK_LIMIT, CTL_SAN_CLOCKS, CTL_SANITIZE, SYNC_GRANULE_SHIFT } from "../memory/layout.js";
 import {
   ACC_BUFFER, ACC_CLOCK, ACC_EPOCH, ACC_FENCE_CTX, ACC_FENCE_SEQNO, ACC_FLAGS, ACC_GENERATION, ACC_KIND, ACC_LENGTH,
   ACC_OFFSET, ACC_T0, ACC_T1, ACC_WORDS, AF_MMAP, AF_UNBRACKETED, AF_UNSURE, AF_WRITE, AK_CPU, AK_MMAP, CHUNK_BYTES,
@@ -89,7 +89,7 @@ export class Sanitizer {
 
   constructor(private readonly arena: Arena, readonly now: () => number) {
     this.u32 = arena.u32;
-    this.onIndex = arena.control(kCtlSanitize) >>> 2;
+    this.onIndex = arena.control(CTL_SANITIZE) >>> 2;
     this.syncBase = arena.layout.syncBase;
     this.log = new LogWriter(arena, () => this.agent());
   }
@@ -107,10 +107,10 @@ export class Sanitizer {
     const table = arena.user.alloc(arena.user.orderFor(bytes, 64), "sanitize_init");
     arena.u32.fill(0, table >>> 2, (table + bytes) >>> 2);
     const u32 = arena.u32;
-    u32[arena.control(kCtlSanClocks) >>> 2] = table;
-    u32[arena.control(kCtlSanChunkLimit) >>> 2] = Math.floor(logBytes / CHUNK_BYTES);
+    u32[arena.control(CTL_SAN_CLOCKS) >>> 2] = table;
+    u32[arena.control(CTL_SAN_CHUNK_LIMIT) >>> 2] = Math.floor(logBytes / CHUNK_BYTES);
     // Set before the lab is shared: every thread sees it from its first look.
-    Atomics.store(u32, arena.control(kCtlSanitize) >>> 2, 1);
+    Atomics.store(u32, arena.control(CTL_SANITIZE) >>> 2, 1);
   }
 
   /** Whether the lab sanitizes: the one check on every hook (a plain load). */
@@ -126,7 +126,7 @@ export class Sanitizer {
   /** This thread's agent id (1-based), taken at its first use. */
   agent(): number {
     if (this.agentId === 0) {
-      this.agentId = Atomics.add(this.u32, this.arena.control(kCtlSanAgents) >>> 2, 1) + 1;
+      this.agentId = Atomics.add(this.u32, this.arena.control(CTL_SAN_AGENTS) >>> 2, 1) + 1;
       while (this.clock.length < this.agentId) this.clock.push(0);
       this.clock[this.agentId - 1] = 1;
     }
@@ -134,7 +134,7 @@ export class Sanitizer {
   }
 
   private tableIndex(record: number): number {
-    return (this.u32[this.arena.control(kCtlSanClocks) >>> 2] >>> 2) + ((record - this.syncBase) >>> SYNC_GRANULE_SHIFT);
+    return (this.u32[this.arena.control(CTL_SAN_CLOCKS) >>> 2] >>> 2) + ((record - this.syncBase) >>> SYNC_GRANULE_SHIFT);
   }
 
   /** The REC_CLOCK of the current clock (written now if it changed), 0 when the log is full. */
@@ -333,6 +333,6 @@ function component(u32: Uint32Array, clock: number, agent: number): number {
 
 /** The record-clock table word of a sync-heap record (for check.ts and tests). */
 export function recordClock(arena: Arena, record: number): number {
-  const table = arena.u32[arena.control(kCtlSanClocks) >>> 2];
+  const table = arena.u32[arena.control(CTL_SAN_CLOCKS) >>> 2];
   return Atomics.load(arena.u32, (table >>> 2) + ((record - arena.layout.syncBase) >>> SYNC_GRANULE_SHIFT));
 }

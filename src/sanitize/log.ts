@@ -14,15 +14,15 @@
  *                 and jobs point at it (agent.ts), so chunks are never
  *                 reused while the lab lives.
  *     REC_ACCESS  ACC_* below: one access to a dma-buf's bytes.
- * - Chunks are linked once into a lab-wide list (kCtlSanChunks, pushed with
+ * - Chunks are linked once into a lab-wide list (CTL_SAN_CHUNKS, pushed with
  *   compareExchange): the only lab-global write, once per chunk.
- * - A thread that would pass kCtlSanChunkLimit chunks, or finds user memory
+ * - A thread that would pass CTL_SAN_CHUNK_LIMIT chunks, or finds user memory
  *   short, counts what it could not write in LG_DROPPED: the report then
  *   says it is incomplete.
  */
 import { DmaBufError } from "../errno.js";
 import type { Arena } from "../memory/arena.js";
-import { kCtlSanChunkLimit, kCtlSanChunks } from "../memory/layout.js";
+import { CTL_SAN_CHUNK_LIMIT, CTL_SAN_CHUNKS } from "../memory/layout.js";
 
 /** Chunk header (byte offsets). */
 export const LG_NEXT = 0; // u32: the next chunk in the lab-wide list
@@ -122,7 +122,7 @@ export class LogWriter {
 
   private nextChunk(): boolean {
     const u32 = this.arena.u32;
-    if (this.chunks >= u32[this.arena.control(kCtlSanChunkLimit) >>> 2]) return false;
+    if (this.chunks >= u32[this.arena.control(CTL_SAN_CHUNK_LIMIT) >>> 2]) return false;
     let chunk: number;
     try {
       chunk = this.arena.user.alloc(this.arena.user.orderFor(CHUNK_BYTES, 64), "sanitize_log");
@@ -135,7 +135,7 @@ export class LogWriter {
     u32[(chunk + LG_SEQ) >>> 2] = this.chunks;
     u32[(chunk + LG_DROPPED) >>> 2] = this.dropped;
     this.writeOwner(chunk);
-    const head = this.arena.control(kCtlSanChunks) >>> 2;
+    const head = this.arena.control(CTL_SAN_CHUNKS) >>> 2;
     // Publish: the header is written before the chunk is reachable from the list.
     for (;;) {
       const first = Atomics.load(u32, head);
@@ -171,7 +171,7 @@ export interface AgentLog {
 export function readLogs(arena: Arena): AgentLog[] {
   const u32 = arena.u32;
   const byAgent = new Map<number, { log: AgentLog; parts: { seq: number; range: [number, number] }[] }>();
-  for (let c = Atomics.load(u32, arena.control(kCtlSanChunks) >>> 2); c !== 0; c = Atomics.load(u32, (c + LG_NEXT) >>> 2)) {
+  for (let c = Atomics.load(u32, arena.control(CTL_SAN_CHUNKS) >>> 2); c !== 0; c = Atomics.load(u32, (c + LG_NEXT) >>> 2)) {
     const agent = u32[(c + LG_AGENT) >>> 2];
     const used = Atomics.load(u32, (c + LG_USED) >>> 2);
     let entry = byAgent.get(agent);

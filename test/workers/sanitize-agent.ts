@@ -9,7 +9,8 @@
  * signals the step's own fence, passes the turn on. Reports each step's
  * lab-clock window, so that the test can name a race's sides by step.
  */
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { DmaBufRecord } from "../../src/dmabuf/dma_buf.js";
 import { DmaBufFile } from "../../src/uapi/dma_buf_file.js";
 import { DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_END, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_START, DMA_BUF_SYNC_WRITE, O_RDWR, PROT_READ, PROT_WRITE } from "../../src/uapi/uapi.js";
