@@ -26,7 +26,7 @@
  *
  * Contract: runCalibration() returns data and prints nothing.
  */
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import type { Calibration } from "../src/engine/calibration.js";
 import { AUTO_BUCKETS } from "../src/engine/abi.js";
 import { fixedStrategyNames, type FixedStrategy } from "../src/engine/strategy.js";

@@ -50,12 +50,12 @@
  * vsNative, a note) and never fails the run.
  */
 import os from "node:os";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
 import { strategyNames, type StrategyName } from "../src/engine/strategy.js";
-import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
+import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase, type NativeStatus } from "./native.js";
 import { machineInfo, summarize, type MachineInfo, type SampleStats, type TargetResult } from "../src/report.js";
-import { budgetFor, fillPattern, measure, mulberry32, sizeLabel, type NativeStatus } from "./harness.js";
+import { budgetFor, fillPattern, measure, mulberry32, sizeLabel } from "./harness.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -31,13 +31,13 @@
  * the run ends.
  */
 import os from "node:os";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import type { DmaBuf } from "../src/api/dma_buf.js";
 import type { Device, DeviceBuffer, Job } from "../src/devices/device.js";
 import { DmaBufError } from "../src/errno.js";
 import type { Fence } from "../src/sync/fence.js";
-import { bar, budgetFor, fillPattern, measure, sizeLabel, type NativeStatus } from "./harness.js";
-import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
+import { bar, budgetFor, fillPattern, measure, sizeLabel } from "./harness.js";
+import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase, type NativeStatus } from "./native.js";
 import {
   durationLabel, machineInfo, machineLines, renderNotes, renderTargets, row, summarize, type Chart, type MachineInfo, type SampleStats,
   type TargetResult,

@@ -41,7 +41,7 @@ import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { Worker } from "node:worker_threads";
 import { DmaBufError } from "../src/errno.js";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import type { BufferQueue, QueueBuffer } from "../src/api/queue.js";
 import { workerUrl } from "../src/thread/host.js";
 import {
@@ -52,7 +52,7 @@ import { sizeLabel } from "./harness.js";
 import {
   RAW_ACK, RAW_CTRL_WORDS, RAW_SEQ, STOP_ROUND, checkPayload, fillPayload, paths,
   type HandoffApi, type HandoffData, type HandoffDone, type HandoffFrame, type HandoffPath, type HandoffStart,
-} from "./handoff-protocol.js";
+} from "./handoff_protocol.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -23,13 +23,6 @@ import type { NativeBudget } from "./native.js";
 import type { Bar, Chart, Point, SampleStats } from "../src/report.js";
 import type { TraceData } from "../src/trace/events.js";
 
-/** How the native C peer fared in a run. */
-export interface NativeStatus {
-  status: "ran" | "skipped";
-  compiler: string | null;
-  reason: string | null;
-}
-
 /** A progress step: "3/40 label" (a negative index is a note, just the label). */
 export interface Progress {
   index: number;

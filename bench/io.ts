@@ -33,7 +33,7 @@
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { spawnStorage, type StorageDevice } from "../src/devices/storage.js";
 import { bufferRuns } from "../src/dmabuf/runs.js";
 import { nowMs } from "../src/memory/futex.js";

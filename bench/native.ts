@@ -18,7 +18,13 @@ import { existsSync, mkdirSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { artifactUrl, packageUrl } from "../src/engine/artifacts.js";
-import type { NativeStatus } from "./harness.js";
+
+/** How the native C peer fared in a run. */
+export interface NativeStatus {
+  status: "ran" | "skipped";
+  compiler: string | null;
+  reason: string | null;
+}
 
 export interface NativeBudget {
   timeMs: number;

@@ -32,7 +32,8 @@
 import type { CopyBenchResult, CopyBenchRow, Regime } from "./copy.js";
 import { bar, sizeLabel, spread } from "./harness.js";
 import type { RwBenchResult, RwBenchRow, RwRegime } from "./rw.js";
-import { QUICK_WAKE_NS, fenceSections, type FenceBenchResult, type FenceBenchRow, type FenceSection } from "./fence.js";
+import { fenceSections, type FenceBenchResult, type FenceBenchRow, type FenceSection } from "./fence_rows.js";
+import { QUICK_WAKE_NS } from "./fence_rounds.js";
 import {
   durationLabel, machineLines, renderNotes, renderTargets, row, wrap, type Chart,
 } from "../src/report.js";

@@ -36,7 +36,7 @@
  */
 import { closeSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from "node:fs";
 import os from "node:os";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { Process } from "../src/uapi/process.js";
 import { DMA_HEAP_IOCTL_ALLOC, O_RDWR } from "../src/uapi/uapi.js";
 import type { HeapName } from "../src/dmabuf/heap.js";
@@ -44,8 +44,8 @@ import { pwritev } from "../src/dmabuf/rw.js";
 import { rwFastPath } from "../src/dmabuf/rw_fast.js";
 import { bufferRuns } from "../src/dmabuf/runs.js";
 import { contiguousBatch } from "./copy.js";
-import { budgetFor, fillPattern, measure, sizeLabel, type NativeStatus } from "./harness.js";
-import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
+import { budgetFor, fillPattern, measure, sizeLabel } from "./harness.js";
+import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase, type NativeStatus } from "./native.js";
 import { machineInfo, summarize, type MachineInfo, type SampleStats, type TargetResult } from "../src/report.js";
 
 const KiB = 1024;

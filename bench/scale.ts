@@ -44,7 +44,7 @@
 import * as Comlink from "comlink";
 import { unlinkSync } from "node:fs";
 import os from "node:os";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import type { DmaBuf } from "../src/api/dma_buf.js";
 import type { Device } from "../src/devices/device.js";
 import { DmaBufError } from "../src/errno.js";
@@ -53,9 +53,9 @@ import { installErrorTransfer } from "../src/thread/errors.js";
 import { workerUrl } from "../src/thread/host.js";
 import { spawnWorker, type SpawnedWorker } from "../src/thread/spawn.js";
 import { machineInfo, summarize, type MachineInfo, type SampleStats, type TargetResult } from "../src/report.js";
-import { budgetFor, fillPattern, sizeLabel, type NativeStatus } from "./harness.js";
+import { budgetFor, fillPattern, sizeLabel } from "./harness.js";
 import { BATCH, copyRound, makeCopier, sample, type Copier } from "./devices.js";
-import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase } from "./native.js";
+import { nativePeer, nativeCaseKey, runNative, type NativeBudget, type NativeCase, type NativeStatus } from "./native.js";
 import {
   SCALE_CONTROL_BYTES, SCALE_READY, SCALE_START, SCALE_STOP,
   type ScaleJob, type ScaleOp, type ScalePath, type ScaleThreadApi, type ScaleThreadData,

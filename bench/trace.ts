@@ -22,7 +22,7 @@
  * to onProgress (bench/benchmarks.ts makes it `dmabuf-lab bench trace`). Every lab, device and buffer is closed however it ends.
  * With `keepTrace`, the result carries the last traced device round.
  */
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { preadv, pwritev } from "../src/dmabuf/rw.js";
 import { nowMs } from "../src/memory/futex.js";
 import type { TraceData } from "../src/trace/events.js";

@@ -7,7 +7,8 @@
  */
 import "./browser_workers.js";
 export { DmaBufError, errnoNumbers, type ErrnoCode } from "./errno.js";
-export { Lab, type LabOptions, type LabHandle, type AllocOptions } from "./lab.js";
+export { Lab } from "./api/lab.js";
+export type { LabOptions, LabHandle, AllocOptions } from "./lab.js";
 export { DmaBuf, DmaHeap, type Direction } from "./api/dma_buf.js";
 export { BufferQueue, QueueBuffer, type QueueOptions, type WaitOptions, type QueueFence } from "./api/queue.js";
 export type { Shared } from "./api/share.js";

@@ -1,21 +1,27 @@
 /*
- * Lab: the arena plus this thread's engine; the object users start from.
+ * LabCore: the arena plus this thread's engine and sync, below the uapi.
+ * Users start from its subclass Lab (src/api/lab.ts), which adds the
+ * object API (process, heap(), queue(), import(), spawnDevice()).
  *
  *   const lab = await Lab.create();           // creating thread
  *   const lab = await Lab.attach(handle);     // any other thread
  *
- * Contract: a Lab is a per-thread view. lab.share() returns a handle (the
+ * Contract: a lab is a per-thread view. lab.share() returns a handle (the
  * shared memory and the compiled module) that crosses to workers in a
  * message; Lab.attach() there rebuilds the same arena and a new engine
  * instance. User memory from lab.alloc() is a Uint8Array inside the arena,
  * so both sides of a hot copy are wasm memory; lab.copy() takes that fast
  * path when it can and falls back to TypedArray.set for foreign views.
+ * Below the uapi: the allocators, copies, sharing, the exporters (heaps,
+ * memfd, udmabuf); it imports nothing above src/dmabuf/. create() and
+ * attach() make an instance of the class they are called on, so
+ * Lab.create() gives a Lab.
  */
 import { DmaBufError, hex } from "./errno.js";
 import { bytesArg, describe, intArg, objectArg } from "./args.js";
 import { Arena } from "./memory/arena.js";
 import type { BuddyStats } from "./memory/buddy.js";
-import { CACHE_LINE, REGION_ALIGN, kCtlAutoTable, type Layout, type LayoutOptions } from "./memory/layout.js";
+import { CACHE_LINE, REGION_ALIGN, CTL_AUTO_TABLE, type Layout, type LayoutOptions } from "./memory/layout.js";
 import { currentDefaultCalibration, defaultCalibration, encodeCalibration, type Calibration } from "./engine/calibration.js";
 import { SCRATCH_BYTES, measureAutoTable } from "./engine/autotune.js";
 import { Engine } from "./engine/engine.js";
@@ -24,18 +30,12 @@ import { strategyId, type StrategyName } from "./engine/strategy.js";
 import { SegmentList, SgTable } from "./engine/tables.js";
 import { Sync } from "./sync/sync.js";
 import { setFenceCacheMode, type FenceCacheMode } from "./sync/fence_cache.js";
-import { Process } from "./uapi/process.js";
-import { DmaHeap } from "./api/dma_buf.js";
-import { BufferQueue, type QueueOptions } from "./api/queue.js";
-import { dropToken, importToken, type Shared } from "./api/share.js";
-import type { ShareKind, ShareToken } from "./sync/flight.js";
 import { Heap, heapNames, type HeapName } from "./dmabuf/heap.js";
 import { Memfd } from "./dmabuf/memfd.js";
 import { isCoherent, setCoherent } from "./dmabuf/coherence.js";
 import { udmabufCreate, type UdmabufItem } from "./dmabuf/udmabuf.js";
 import { releaseCpuState } from "./dmabuf/rw.js";
 import type { DmaBufRecord } from "./dmabuf/dma_buf.js";
-import { spawnDevice, type Device, type DeviceOptions } from "./devices/device.js";
 import type { Tracer } from "./trace/recorder.js";
 
 export interface LabOptions extends LayoutOptions {
@@ -99,15 +99,19 @@ function requireCrossOriginIsolation(): void {
   }
 }
 
-export class Lab {
+/** create() and attach() construct the class they are called on (its constructor is protected). */
+type LabClass<T extends LabCore> = new (arena: Arena, engine: Engine) => T;
+
+export class LabCore {
   /** Fences, timelines, sync_files, reservation objects: see src/sync/. */
   readonly sync: Sync;
 
-  private constructor(readonly arena: Arena, readonly engine: Engine) {
+  protected constructor(readonly arena: Arena, readonly engine: Engine) {
     this.sync = new Sync(arena, engine);
   }
 
-  static async create(options: LabOptions = {}): Promise<Lab> {
+  /** A new lab (its arena, engine and sync) of the class this is called on. */
+  static async create<T extends LabCore>(this: { prototype: T }, options: LabOptions = {}): Promise<T> {
     requireCrossOriginIsolation();
     const unknown = Object.keys(options ?? {}).filter((k) => !LAB_OPTIONS.includes(k as keyof LabOptions));
     if (unknown.length) {
@@ -124,11 +128,11 @@ export class Lab {
     const module = await loadEngineModule(options.engine);
     const arena = Arena.create(options);
     setFenceCacheMode(arena, options.fenceCache ?? "per-thread");
-    arena.u8.set(calibration, arena.control(kCtlAutoTable));
+    arena.u8.set(calibration, arena.control(CTL_AUTO_TABLE));
     const engine = new Engine(arena, module);
     Sync.init(arena, engine);
     setCoherent(arena, options.coherent ?? true);
-    const lab = new Lab(arena, engine);
+    const lab = new (this as unknown as LabClass<T>)(arena, engine);
     lab.trace.setThread("main");
     if (choice === "measure" && measuredCalibration === undefined) lab.measureCalibration();
     return lab;
@@ -139,7 +143,7 @@ export class Lab {
    * not such a handle (null, another shape, memory that is not a lab's) is
    * EINVAL.
    */
-  static async attach(handle: LabHandle): Promise<Lab> {
+  static async attach<T extends LabCore>(this: { prototype: T }, handle: LabHandle): Promise<T> {
     if (typeof handle !== "object" || handle === null) {
       throw new DmaBufError("EINVAL", "lab_attach", `the handle is ${handle === null ? "null" : typeof handle}, not lab.share()'s { memory, module }`);
     }
@@ -155,7 +159,7 @@ export class Lab {
       if (cause instanceof DmaBufError) throw cause;
       throw new DmaBufError("EINVAL", "lab_attach", "the handle's module is not the lab's engine", { cause });
     }
-    return new Lab(arena, engine);
+    return new (this as unknown as LabClass<T>)(arena, engine);
   }
 
   share(): LabHandle {
@@ -184,7 +188,6 @@ export class Lab {
     return isCoherent(this.arena);
   }
 
-  /** Replaces the AUTO table for every thread of this lab. */
   /**
    * Times AUTO's contested buckets in this lab's user memory (two blocks of
    * SCRATCH_BYTES, freed after) and installs the table, which later labs
@@ -209,8 +212,9 @@ export class Lab {
     }
   }
 
+  /** Replaces the AUTO table for every thread of this lab. */
   setCalibration(table: Calibration): void {
-    this.arena.u8.set(encodeCalibration(table), this.arena.control(kCtlAutoTable));
+    this.arena.u8.set(encodeCalibration(table), this.arena.control(CTL_AUTO_TABLE));
   }
 
   /** A view of `bytes` bytes of user memory (rounded up to a power of two). */
@@ -263,50 +267,6 @@ export class Lab {
     }
   }
 
-  private proc: Process | undefined;
-
-  /** This thread's Process (fd table) for the object API; made on first use. */
-  get process(): Process {
-    this.proc ??= new Process(this);
-    return this.proc;
-  }
-
-  /** A dma-heap as the object API sees it: lab.heap("system").alloc(size) gives a DmaBuf. */
-  heap(name: HeapName): DmaHeap {
-    if (!heapNames.includes(name)) {
-      throw new DmaBufError("ENOENT", "open", `no heap ${describe(name)} (heaps: ${heapNames.join(", ")})`);
-    }
-    let heap = this.heaps.get(name);
-    if (heap === undefined) this.heaps.set(name, (heap = new DmaHeap(this.process, name)));
-    return heap;
-  }
-
-  /** lab.heap()'s answers, one per name: each holds one heap fd of this thread's Process. */
-  private readonly heaps = new Map<HeapName, DmaHeap>();
-
-  /**
-   * A buffer queue (src/api/queue.ts): `buffers` dma-bufs of `size` bytes
-   * from `heap` cycling between a producer (dequeue/queue) and a consumer
-   * (acquire/release) in any two threads. close() it when done.
-   */
-  queue(options: QueueOptions): BufferQueue {
-    return BufferQueue.create(this, options);
-  }
-
-  /**
-   * This thread's object for a token another thread's share() gave (a
-   * DmaBuf, Fence, SyncFile, SwSyncTimeline, Resv or BufferQueue): it adopts
-   * the reference the token carries. Each token imports once (EBADF after).
-   */
-  import<K extends ShareKind>(token: ShareToken<K>): Shared[K] {
-    return importToken(this, token);
-  }
-
-  /** Releases the reference of a share() token that will not be imported (any thread). */
-  dropToken(token: ShareToken): void {
-    dropToken(this, token);
-  }
-
   /**
    * A dma-heap exporter, below the uapi: exporter("system").alloc(size)
    * gives a DmaBufRecord. Users want lab.heap(name) (the object API).
@@ -316,14 +276,6 @@ export class Lab {
       throw new DmaBufError("ENOENT", "open", `no heap ${describe(name)} (heaps: ${heapNames.join(", ")})`);
     }
     return new Heap(this.sync, this.engine, name);
-  }
-
-  /**
-   * Starts a device: a worker with its own engine, IOMMU, job ring and
-   * fence context (src/devices/device.ts). shutdown() it when done.
-   */
-  spawnDevice(options?: DeviceOptions): Promise<Device> {
-    return spawnDevice(this, options);
   }
 
   /** memfd_create: an empty file whose pages come from the page pool. */
@@ -372,8 +324,6 @@ export class Lab {
 
   /** Frees this thread's engine scratch and read/write state. The memory lives while any thread holds it. */
   close(): void {
-    this.proc?.closeAll();
-    this.proc = undefined;
     releaseCpuState(this.sync);
     this.sync.trace.release();
     this.sync.fenceCache.flush();

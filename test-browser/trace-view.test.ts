@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { packageUrl } from "../src/engine/artifacts.js";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { runPipeline } from "../src/demo/pipeline.js";
 import { chromeTrace, type ChromeTrace } from "../src/trace/chrome.js";
 import { checkChromeTrace } from "../src/trace/validate.js";

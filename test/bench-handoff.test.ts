@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { summarize } from "../src/report.js";
 import { handoffCharts, renderHandoffTable, runHandoffBench, targetsOf, type HandoffRow } from "../bench/handoff.js";
-import { paths, type HandoffPath } from "../bench/handoff-protocol.js";
+import { paths, type HandoffPath } from "../bench/handoff_protocol.js";
 import { expectErrnoAsync } from "./helpers/errors.js";
 import { runCli } from "./helpers/cli.js";
 

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
 import { spawnStorage, type StorageDevice } from "../src/devices/storage.js";
-import type { Lab } from "../src/lab.js";
+import type { Lab } from "../src/api/lab.js";
 import { Process } from "../src/uapi/process.js";
 import {
   DMA_BUF_IOCTL_IMPORT_SYNC_FILE, DMA_BUF_IOCTL_RW_FILE, DMA_BUF_RW_FLAGS_DIRECT, DMA_BUF_RW_FLAGS_READ, DMA_BUF_RW_FLAGS_WRITE,

@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, test } from "vitest";
 import type { Fence } from "../src/index.js";
 import { spawnDevice, type Device } from "../src/devices/device.js";
-import type { Lab } from "../src/lab.js";
+import type { Lab } from "../src/api/lab.js";
 import { expectErrno, expectErrnoAsync } from "./helpers/errors.js";
 import { LabSet } from "./helpers/lab.js";
 import { within } from "./helpers/waits.js";

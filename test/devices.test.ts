@@ -4,7 +4,7 @@
  * through the buffers' reservation objects, faults and the watchdog.
  */
 import { afterEach, describe, expect, test } from "vitest";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { POLLIN, type Fence, type PollFd } from "../src/index.js";
 import { spawnDevice, type Device, type DeviceBuffer } from "../src/devices/device.js";
 import { dmaBufRevoke } from "../src/dmabuf/attachment.js";

@@ -10,7 +10,7 @@ import * as abi from "../src/engine/abi.js";
 import { ENGINE_EXPORTS } from "../src/engine/abi.js";
 import { lineSplit } from "../src/engine/lines.js";
 import { loadEngineModule } from "../src/engine/module.js";
-import { kMutexAcquisitions, kMutexOwner, kMutexState } from "../src/memory/mutex.js";
+import { MUTEX_ACQUISITIONS, MUTEX_OWNER, MUTEX_STATE } from "../src/memory/mutex.js";
 
 const assemblyAbi = readFileSync(new URL("../assembly/abi.ts", import.meta.url), "utf8");
 
@@ -57,7 +57,7 @@ describe("assembly/abi.ts and src/engine/abi.ts", () => {
   });
 
   it("the engine's view of a Mutex (MUTEX_*) is src/memory/mutex.ts's layout", () => {
-    expect([abi.MUTEX_STATE, abi.MUTEX_ACQUISITIONS, abi.MUTEX_OWNER]).toEqual([kMutexState, kMutexAcquisitions, kMutexOwner]);
+    expect([abi.MUTEX_STATE, abi.MUTEX_ACQUISITIONS, abi.MUTEX_OWNER]).toEqual([MUTEX_STATE, MUTEX_ACQUISITIONS, MUTEX_OWNER]);
   });
 
   it("TypeScript has no numeric constant that assembly lacks", () => {

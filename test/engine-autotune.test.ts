@@ -7,17 +7,17 @@
  * No timing threshold: which strategy wins is the machine's business.
  */
 import { describe, expect, test } from "vitest";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { MEASURED_BUCKETS, SCRATCH_BYTES, measureAutoTable } from "../src/engine/autotune.js";
 import { defaultCalibration, encodeCalibration } from "../src/engine/calibration.js";
-import { kCtlAutoTable } from "../src/memory/layout.js";
+import { CTL_AUTO_TABLE } from "../src/memory/layout.js";
 import { AUTO_TABLE_SIZE } from "../src/engine/abi.js";
 import { expectErrnoAsync } from "./helpers/errors.js";
 import { brokenCanary, guard } from "./helpers/canary.js";
 
 const MARGIN = 64;
 
-const tableOf = (lab: Lab): Uint8Array => lab.arena.u8.slice(lab.arena.control(kCtlAutoTable), lab.arena.control(kCtlAutoTable) + AUTO_TABLE_SIZE);
+const tableOf = (lab: Lab): Uint8Array => lab.arena.u8.slice(lab.arena.control(CTL_AUTO_TABLE), lab.arena.control(CTL_AUTO_TABLE) + AUTO_TABLE_SIZE);
 
 describe("AUTO calibrated at first use", () => {
   test("measures bulk against simd in the contested buckets only, keeps the shipped table elsewhere", async () => {

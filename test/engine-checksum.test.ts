@@ -12,7 +12,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { hex } from "../src/errno.js";
 import { dmaBufError } from "./helpers/errors.js";
 import { testSeed, withSeed } from "./helpers/prng.js";

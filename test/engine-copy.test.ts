@@ -20,7 +20,7 @@
  * Randomness is seeded: a failure names DMABUF_SEED=<seed> to replay it.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { hex } from "../src/errno.js";
 import { fixedStrategyNames, strategyNames, type FixedStrategy, type StrategyName } from "../src/engine/strategy.js";
 import { defaultCalibration, type Calibration } from "../src/engine/calibration.js";

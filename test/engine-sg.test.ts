@@ -16,7 +16,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { hex } from "../src/errno.js";
 import { strategyNames, type StrategyName } from "../src/engine/strategy.js";
 import type { SegmentList, SgTable } from "../src/engine/tables.js";

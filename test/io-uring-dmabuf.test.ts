@@ -23,7 +23,7 @@ import {
 } from "../src/io_uring/liburing.js";
 import { DMA_RESV_USAGE_BOOKKEEP } from "../src/sync/resv.js";
 import { LabSet } from "./helpers/lab.js";
-import { exitRings } from "./helpers/io_uring.js";
+import { exitRings } from "./helpers/io-uring.js";
 import { expectErrno } from "./helpers/errors.js";
 import { prng } from "./helpers/prng.js";
 import { expectSame } from "./helpers/bytes.js";

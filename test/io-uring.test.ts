@@ -8,7 +8,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { Process } from "../src/uapi/process.js";
 import { O_CREAT, O_DIRECT, O_RDONLY, O_RDWR } from "../src/uapi/uapi.js";
 import {
@@ -22,7 +22,7 @@ import {
 } from "../src/io_uring/liburing.js";
 import type { IoUringFile } from "../src/uapi/io_uring_file.js";
 import { LabSet } from "./helpers/lab.js";
-import { exitRings } from "./helpers/io_uring.js";
+import { exitRings } from "./helpers/io-uring.js";
 import { expectErrno } from "./helpers/errors.js";
 import { brokenCanary, guard } from "./helpers/canary.js";
 import { prng } from "./helpers/prng.js";

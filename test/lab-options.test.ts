@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { DmaBufError } from "../src/errno.js";
 import { currentDefaultCalibration, defaultCalibration, setDefaultCalibration } from "../src/engine/calibration.js";
 import { calibrationPath, loadCalibration, saveCalibration } from "../src/cli/calibration_file.js";

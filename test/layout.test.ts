@@ -6,7 +6,7 @@ import { describe, expect, test } from "vitest";
 import { Arena, BuddyAllocator, DmaBufError, Lab } from "../src/index.js";
 import {
   CONTROL_BASE, CONTROL_BYTES, DEFAULT_MEMORY_BYTES, DEFAULT_SYNC_BYTES, ENGINE_STATIC_END, LAB_LAYOUT_VERSION,
-  MAX_MEMORY_BYTES, kCtlMagic, kCtlVersion,
+  MAX_MEMORY_BYTES, CTL_MAGIC, CTL_VERSION,
   PAGE_SHIFT, PAGE_SIZE, REGION_ALIGN, USER_GRANULE_SHIFT, WASM_PAGE, computeLayout, readLayout,
   type Layout, type LayoutOptions,
 } from "../src/memory/layout.js";
@@ -202,10 +202,10 @@ describe("Lab.create and the control block", () => {
     u8.set(lab.arena.u8.subarray(CONTROL_BASE, CONTROL_BASE + CONTROL_BYTES), CONTROL_BASE);
     expect(Arena.attach(copy).layout).toEqual(lab.layout); // a faithful copy is a lab
     const u32 = new Uint32Array(copy.buffer);
-    u32[(CONTROL_BASE + kCtlVersion) >>> 2] = 99;
+    u32[(CONTROL_BASE + CTL_VERSION) >>> 2] = 99;
     expect(einval(() => Arena.attach(copy), "lab_attach").message).toContain("version 99");
-    u32[(CONTROL_BASE + kCtlVersion) >>> 2] = LAB_LAYOUT_VERSION;
-    u32[(CONTROL_BASE + kCtlMagic) >>> 2] ^= 1;
+    u32[(CONTROL_BASE + CTL_VERSION) >>> 2] = LAB_LAYOUT_VERSION;
+    u32[(CONTROL_BASE + CTL_MAGIC) >>> 2] ^= 1;
     einval(() => Arena.attach(copy), "lab_attach");
   });
 });

@@ -9,7 +9,7 @@
 import { Worker } from "node:worker_threads";
 import { describe, expect, test } from "vitest";
 import { packageUrl } from "../src/engine/artifacts.js";
-import { MUTEX_BYTES, Mutex, kMutexState } from "../src/memory/mutex.js";
+import { MUTEX_BYTES, Mutex, MUTEX_STATE } from "../src/memory/mutex.js";
 import { dmaBufError } from "./helpers/errors.js";
 import { cleanUpAfterEach } from "./helpers/lab.js";
 import { releaseAll, reports, WorkerSet, type Inbox } from "./helpers/workers.js";
@@ -21,7 +21,7 @@ function fresh(offset = 64): { mutex: Mutex; i32: Int32Array; state: number } {
   const sab = new SharedArrayBuffer(offset + MUTEX_BYTES + 64);
   const mutex = new Mutex(sab, offset);
   mutex.init();
-  return { mutex, i32: new Int32Array(sab), state: (offset + kMutexState) >>> 2 };
+  return { mutex, i32: new Int32Array(sab), state: (offset + MUTEX_STATE) >>> 2 };
 }
 
 describe("one thread", () => {

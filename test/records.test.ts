@@ -14,7 +14,7 @@
  */
 import { afterEach, describe, expect, test } from "vitest";
 import { DmaBufError } from "../src/errno.js";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { DmaBufRecord } from "../src/dmabuf/dma_buf.js";
 import { Iommu } from "../src/dmabuf/iommu.js";
 import { DmaBufAttachment, dmaBufAttach } from "../src/dmabuf/attachment.js";

@@ -16,7 +16,7 @@ import {
 } from "../src/io_uring/liburing.js";
 import type { IoUringFile } from "../src/uapi/io_uring_file.js";
 import { LabSet } from "./helpers/lab.js";
-import { exitRings } from "./helpers/io_uring.js";
+import { exitRings } from "./helpers/io-uring.js";
 import { expectErrno } from "./helpers/errors.js";
 import { brokenCanary, guard } from "./helpers/canary.js";
 import { prng } from "./helpers/prng.js";

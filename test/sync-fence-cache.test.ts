@@ -8,15 +8,15 @@
  * record; flush() (Lab.close) leaves none in the thread.
  */
 import { describe, expect, test } from "vitest";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { MAGAZINE_ROUNDS } from "../src/sync/fence_cache.js";
-import { CONTROL_BYTES, kCtlFenceCache, kCtlFenceCacheSlots } from "../src/memory/layout.js";
+import { CONTROL_BYTES, CTL_FENCE_CACHE, CTL_FENCE_CACHE_SLOTS } from "../src/memory/layout.js";
 import { FENCE_SIZE } from "../src/engine/abi.js";
 import { expectErrnoAsync } from "./helpers/errors.js";
 
 const control = (lab: Lab) => lab.arena.u8.slice(lab.arena.control(0), lab.arena.control(0) + CONTROL_BYTES);
-const depot = (lab: Lab) => Array.from(lab.arena.u32.subarray(lab.arena.control(kCtlFenceCache) >>> 2,
-  (lab.arena.control(kCtlFenceCache) >>> 2) + kCtlFenceCacheSlots));
+const depot = (lab: Lab) => Array.from(lab.arena.u32.subarray(lab.arena.control(CTL_FENCE_CACHE) >>> 2,
+  (lab.arena.control(CTL_FENCE_CACHE) >>> 2) + CTL_FENCE_CACHE_SLOTS));
 
 /** 200 pwrite + pread pairs of 64 bytes on one buffer, nothing pending. */
 async function calls(lab: Lab): Promise<void> {
@@ -85,7 +85,7 @@ describe("kmem_cache magazines for fence records", () => {
       expect(parked).toBe(MAGAZINE_ROUNDS / 2);
       expect(lab.stats().sync.cachedBytes).toBe((MAGAZINE_ROUNDS + 4) * FENCE_SIZE);
       lab.sync.fenceCache.flush();
-      expect(depot(lab).filter((x) => x !== 0).length).toBe(kCtlFenceCacheSlots);
+      expect(depot(lab).filter((x) => x !== 0).length).toBe(CTL_FENCE_CACHE_SLOTS);
       lab.sync.fenceCache.drain();
       expect(depot(lab).every((x) => x === 0)).toBe(true);
       expect(lab.stats().sync.cachedBytes).toBe(0);

@@ -19,7 +19,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { DmaBufError, Lab, type Fence } from "../src/index.js";
 import { FENCE_KIND_ARRAY } from "../src/engine/abi.js";
-import { kMutexState } from "../src/memory/mutex.js";
+import { MUTEX_STATE } from "../src/memory/mutex.js";
 import { FenceArray } from "../src/sync/fence_array.js";
 import {
   DMA_RESV_USAGE_BOOKKEEP, DMA_RESV_USAGE_KERNEL, DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE,
@@ -730,7 +730,7 @@ describe("the lock", () => {
 
   test("a worker blocked on the held lock: its acquisition is counted as contended", balanced(async () => {
     const resv = lab.sync.resv();
-    const state = (resv.mutex.offset + kMutexState) >>> 2;
+    const state = (resv.mutex.offset + MUTEX_STATE) >>> 2;
     resv.lock();
     let held = true;
     try {

@@ -10,7 +10,7 @@ import { preadv, preadvAsync, pwritev } from "../src/dmabuf/rw.js";
 import { chromeTrace, type ChromeEvent, type ChromeTrace } from "../src/trace/chrome.js";
 import { checkChromeTrace } from "../src/trace/validate.js";
 import { CHUNK_BYTES, CHUNK_EVENTS, CH_NAME, CH_NEXT } from "../src/trace/recorder.js";
-import { kCtlTraceChunks } from "../src/memory/layout.js";
+import { CTL_TRACE_CHUNKS } from "../src/memory/layout.js";
 import { LabSet } from "./helpers/lab.js";
 import { dmaBufError } from "./helpers/errors.js";
 import { until } from "./helpers/waits.js";
@@ -131,7 +131,7 @@ describe("trace: dma_fence, read/write path and device jobs as Perfetto JSON", (
     try {
       pwritev(buf, [user], 0);
       preadv(buf, [user], 0);
-      expect(lab.arena.u32[lab.arena.control(kCtlTraceChunks) >>> 2]).toBe(0);
+      expect(lab.arena.u32[lab.arena.control(CTL_TRACE_CHUNKS) >>> 2]).toBe(0);
       expect(dmaBufError(() => lab.trace.stop()).code).toBe("EINVAL");
       expect(dmaBufError(() => lab.trace.start({ categories: ["fences" as "fence"] })).code).toBe("EINVAL");
       expect(dmaBufError(() => lab.trace.start({ categories: [] })).code).toBe("EINVAL");
@@ -163,7 +163,7 @@ describe("trace: dma_fence, read/write path and device jobs as Perfetto JSON", (
     const chunkNames = (): string[] => {
       const names: string[] = [];
       const { u8, u32 } = lab.arena;
-      for (let c = u32[lab.arena.control(kCtlTraceChunks) >>> 2]; c !== 0; c = u32[(c + CH_NEXT) >>> 2]) {
+      for (let c = u32[lab.arena.control(CTL_TRACE_CHUNKS) >>> 2]; c !== 0; c = u32[(c + CH_NEXT) >>> 2]) {
         const bytes = u8.slice(c + CH_NAME, c + CH_NAME + 32);
         names.push(new TextDecoder().decode(bytes.subarray(0, bytes.indexOf(0))));
       }

@@ -7,7 +7,7 @@
  */
 import { describe, expect, test } from "vitest";
 import { DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_END, DMA_BUF_SYNC_RW, DMA_HEAP_IOCTL_ALLOC, O_RDWR, Process, SEEK_CUR, SEEK_SET, type Lab } from "../src/index.js";
-import { Lab as LabClass } from "../src/lab.js";
+import { Lab as LabClass } from "../src/api/lab.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
 import { CANARY } from "./helpers/canary.js";
 import { expectErrno, expectErrnoAsync } from "./helpers/errors.js";

@@ -17,7 +17,8 @@
  * the job with an error that names it.
  */
 import { parentPort, workerData } from "node:worker_threads";
-import { Lab, type LabHandle } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
+import type { LabHandle } from "../src/lab.js";
 import { Mutex } from "../src/memory/mutex.js";
 import type { Fence } from "../src/sync/fence.js";
 

@@ -12,11 +12,11 @@
 import * as Comlink from "comlink";
 import nodeEndpoint from "comlink/dist/esm/node-adapter.mjs";
 import { parentPort, workerData } from "node:worker_threads";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import type { BufferQueue } from "../src/api/queue.js";
 import {
   RAW_ACK, RAW_SEQ, STOP_ROUND, checkPayload, type HandoffApi, type HandoffData, type HandoffDone, type HandoffFrame, type HandoffStart,
-} from "../bench/handoff-protocol.js";
+} from "../bench/handoff_protocol.js";
 
 const data = workerData as HandoffData;
 const port = parentPort!;

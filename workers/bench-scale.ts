@@ -27,7 +27,7 @@
  */
 import * as Comlink from "comlink";
 import { closeSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from "node:fs";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { Process } from "../src/uapi/process.js";
 import { DMA_HEAP_IOCTL_ALLOC, O_RDWR } from "../src/uapi/uapi.js";
 import { DmaBufError } from "../src/errno.js";

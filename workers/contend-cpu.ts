@@ -6,7 +6,7 @@
  * src/contend/run.ts; counters go to the control block in the arena.
  */
 import * as Comlink from "comlink";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { CpuThread } from "../src/contend/cpu.js";
 import type { ContendCpuApi, CpuThreadData } from "../src/contend/protocol.js";
 import { installErrorTransfer } from "../src/thread/errors.js";

@@ -6,7 +6,7 @@
  */
 import * as Comlink from "comlink";
 import { DmaBufError } from "../src/errno.js";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { type DmaBufAttachment, dmaBufAttach, dmaBufDynamicAttach } from "../src/dmabuf/attachment.js";
 import { DmaBufRecord } from "../src/dmabuf/dma_buf.js";
 import { installErrorTransfer } from "../src/thread/errors.js";

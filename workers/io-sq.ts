@@ -11,7 +11,8 @@
  * seq-cst, so either this thread sees the new tail or the application sees
  * the flag and wakes it.
  */
-import { Lab, type LabHandle } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
+import type { LabHandle } from "../src/lab.js";
 import { workerContext } from "../src/thread/spawn.js";
 import { CTX_DYING, CTX_SQ_IDLE_MS, CTX_SQ_WAKE, CTX_STATE, IORING_SQ_NEED_WAKEUP } from "../src/io_uring/io_uring.js";
 import { IoRing } from "../src/io_uring/ring.js";

@@ -4,7 +4,7 @@
  * build to build/workers/lab-thread.mjs; started by spawnLabThread().
  */
 import * as Comlink from "comlink";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { threadToken } from "../src/memory/futex.js";
 import { installErrorTransfer } from "../src/thread/errors.js";
 import type { LabThreadApi, LabThreadData } from "../src/thread/protocol.js";

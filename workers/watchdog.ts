@@ -7,7 +7,7 @@
  * ETIMEDOUT or EIO and their waiters wake. The host then reaps the device.
  */
 import * as Comlink from "comlink";
-import { Lab } from "../src/lab.js";
+import { Lab } from "../src/api/lab.js";
 import { DEV_DEAD, DeviceRecord } from "../src/devices/device_record.js";
 import { installErrorTransfer } from "../src/thread/errors.js";
 import { workerContext } from "../src/thread/spawn.js";

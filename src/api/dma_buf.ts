@@ -24,7 +24,7 @@ import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { DmaBufError } from "../errno.js";
 import { describe, intArg } from "../args.js";
 import type { HeapName } from "../dmabuf/heap.js";
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import { sendFlight, type ShareToken } from "../sync/flight.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { DmaBufFile } from "../uapi/dma_buf_file.js";
@@ -38,6 +38,16 @@ import {
   DMA_HEAP_IOCTL_ALLOC, O_CLOEXEC, O_NONBLOCK, O_RDWR, SEEK_CUR, SEEK_END, SEEK_SET, F_GETFL, F_SETFL,
   type dma_buf_export_sync_file,
 } from "../uapi/uapi.js";
+
+/**
+ * What the object API needs of a lab: the core plus this thread's Process
+ * and its heaps. Lab (src/api/lab.ts) is one; the object API's modules take
+ * this type so that none of them imports the facade that imports them.
+ */
+export interface ObjectLab extends LabCore {
+  readonly process: Process;
+  heap(name: HeapName): DmaHeap;
+}
 
 /** Which way CPU access or a fence goes: "read", "write" or both. */
 export type Direction = "read" | "write" | "rw";
@@ -66,7 +76,7 @@ export class DmaBuf {
    * (adopting its reference; EINVAL/EBADF for a bad or spent one), or an fd
    * token of Process.exportFd.
    */
-  static import(lab: Lab, token: ShareToken<"dma-buf"> | FdToken): DmaBuf {
+  static import(lab: ObjectLab, token: ShareToken<"dma-buf"> | FdToken): DmaBuf {
     if (Object(token).kind !== "dma-buf") {
       throw new DmaBufError("EINVAL", "dma_buf_import", `token kind '${String(Object(token).kind)}' is not 'dma-buf'`);
     }

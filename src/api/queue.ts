@@ -32,14 +32,13 @@ import { DmaBufError } from "../errno.js";
 import { BufferQueueRecord } from "../dmabuf/buffer_queue.js";
 import { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import type { HeapName } from "../dmabuf/heap.js";
-import type { Lab } from "../lab.js";
 import { Fence } from "../sync/fence.js";
 import { receiveFlight, sendFlight, type ShareToken } from "../sync/flight.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { DmaBufFile } from "../uapi/dma_buf_file.js";
 import type { DmaBufMapping } from "../uapi/mapping.js";
 import { O_RDWR } from "../uapi/uapi.js";
-import { DmaBuf } from "./dma_buf.js";
+import { DmaBuf, type ObjectLab } from "./dma_buf.js";
 
 export interface QueueOptions {
   /** How many buffers cycle (1..64; default 3). */
@@ -97,12 +96,12 @@ export class BufferQueue {
   private readonly handles: (QueueBuffer | undefined)[];
   private open = true;
 
-  private constructor(readonly lab: Lab, private readonly record: BufferQueueRecord) {
+  private constructor(readonly lab: ObjectLab, private readonly record: BufferQueueRecord) {
     this.handles = new Array(record.count);
   }
 
   /** lab.queue(): `buffers` new dma-bufs of `size` bytes from `heap`, all free. */
-  static create(lab: Lab, options: QueueOptions): BufferQueue {
+  static create(lab: ObjectLab, options: QueueOptions): BufferQueue {
     const { buffers = 3, size, heap = "system" } = options ?? ({} as QueueOptions);
     if (!Number.isInteger(buffers) || buffers < 1 || buffers > 64) {
       throw new DmaBufError("EINVAL", "buffer_queue_create", `buffers ${String(buffers)} is not in 1..64`);
@@ -271,7 +270,7 @@ export class BufferQueue {
   }
 
   /** This thread's BufferQueue for a shared one (EINVAL/EBADF for a bad or spent token). */
-  static import(lab: Lab, token: ShareToken<"queue">): BufferQueue {
+  static import(lab: ObjectLab, token: ShareToken<"queue">): BufferQueue {
     return receiveFlight(lab.sync, token, "queue", "buffer_queue_import", (t) => new BufferQueue(lab, BufferQueueRecord.adopt(lab.sync, t.offset)));
   }
 

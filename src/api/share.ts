@@ -17,13 +17,12 @@
  * are shared instead).
  */
 import { DmaBufError } from "../errno.js";
-import type { Lab } from "../lab.js";
 import { Fence } from "../sync/fence.js";
 import { shareKinds, type ShareKind, type ShareToken } from "../sync/flight.js";
 import { Resv } from "../sync/resv.js";
 import { SwSyncTimeline } from "../sync/sw_sync.js";
 import { SyncFile } from "../sync/sync_file.js";
-import { DmaBuf } from "./dma_buf.js";
+import { DmaBuf, type ObjectLab } from "./dma_buf.js";
 import { BufferQueue } from "./queue.js";
 
 /** What lab.import() gives for each kind of token. */
@@ -36,7 +35,7 @@ export interface Shared {
   queue: BufferQueue;
 }
 
-type Importers = { [K in ShareKind]: (lab: Lab, token: ShareToken<K>) => Shared[K] };
+type Importers = { [K in ShareKind]: (lab: ObjectLab, token: ShareToken<K>) => Shared[K] };
 
 const importers: Importers = {
   "dma-buf": (lab, t) => DmaBuf.import(lab, t),
@@ -65,13 +64,13 @@ function kindOf(token: unknown, syscall: string): ShareKind {
 }
 
 /** lab.import(): this thread's object for a share() token of any kind. */
-export function importToken<K extends ShareKind>(lab: Lab, token: ShareToken<K>): Shared[K] {
+export function importToken<K extends ShareKind>(lab: ObjectLab, token: ShareToken<K>): Shared[K] {
   const kind = kindOf(token, "import");
-  return (importers[kind] as unknown as (lab: Lab, t: ShareToken<K>) => Shared[K])(lab, token);
+  return (importers[kind] as unknown as (lab: ObjectLab, t: ShareToken<K>) => Shared[K])(lab, token);
 }
 
 /** lab.dropToken(): releases the reference a token carries (EBADF when it was imported or dropped already). */
-export function dropToken(lab: Lab, token: ShareToken): void {
+export function dropToken(lab: ObjectLab, token: ShareToken): void {
   const kind = kindOf(token, "drop_token");
   (closers[kind] as (x: Shared[ShareKind]) => void)(importers[kind](lab, token as never));
 }

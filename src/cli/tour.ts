@@ -7,7 +7,7 @@
  * system-heap dma-buf through the read/write path. Returns data; the
  * command renders it.
  */
-import { Lab } from "../lab.js";
+import { Lab } from "../api/lab.js";
 import { spawnLabThread } from "../thread/host.js";
 import { strategyNames, type StrategyName } from "../engine/strategy.js";
 import type { Layout } from "../memory/layout.js";

@@ -29,7 +29,7 @@
  * Errors (ETIMEDOUT from a wait) end run() with the error.
  */
 import { DmaBufError } from "../errno.js";
-import type { Lab } from "../lab.js";
+import type { Lab } from "../api/lab.js";
 import { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { iovRuns, zipRuns } from "../dmabuf/runs.js";
 import { preadv, preadvAsync, pwritev, pwritevAsync } from "../dmabuf/rw.js";

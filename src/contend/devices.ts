@@ -28,7 +28,7 @@
  * out throws a DmaBufError (ETIMEDOUT or the fence's error).
  */
 import { DmaBufError } from "../errno.js";
-import type { Lab } from "../lab.js";
+import type { Lab } from "../api/lab.js";
 import type { Device, DeviceBuffer, Job } from "../devices/device.js";
 import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { preadv, type WaitStep } from "../dmabuf/rw.js";

@@ -70,6 +70,11 @@ const STOP = 1;
 const GENERATION = 2;
 const COUNTERS = 64;
 const SLOT_BYTES = 32;
+/** A counter slot's f64 words. */
+const C_OPS = 0;
+const C_BYTES = 1;
+const C_TEARS = 2;
+const C_WAITS = 3;
 
 export const controlBytes = (slots: number): number => COUNTERS + slots * SLOT_BYTES;
 
@@ -133,17 +138,17 @@ export class Control {
 
   counters(slot: number): Counters {
     const i = this.at(slot);
-    return { ops: this.f64[i], bytes: this.f64[i + 1], tears: this.f64[i + 2], waits: this.f64[i + 3] };
+    return { ops: this.f64[i + C_OPS], bytes: this.f64[i + C_BYTES], tears: this.f64[i + C_TEARS], waits: this.f64[i + C_WAITS] };
   }
 
   count(slot: number, bytes: number, torn: boolean): void {
     const i = this.at(slot);
-    this.f64[i]++;
-    this.f64[i + 1] += bytes;
-    if (torn) this.f64[i + 2]++;
+    this.f64[i + C_OPS]++;
+    this.f64[i + C_BYTES] += bytes;
+    if (torn) this.f64[i + C_TEARS]++;
   }
 
   countWait(slot: number): void {
-    this.f64[this.at(slot) + 3]++;
+    this.f64[this.at(slot) + C_WAITS]++;
   }
 }

@@ -32,7 +32,7 @@
  */
 import * as Comlink from "comlink";
 import { DmaBufError } from "../errno.js";
-import { Lab } from "../lab.js";
+import { Lab } from "../api/lab.js";
 import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { nowMs } from "../memory/futex.js";
 import type { MutexStats } from "../memory/mutex.js";

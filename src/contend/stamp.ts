@@ -24,6 +24,11 @@ import type { Engine } from "../engine/engine.js";
 export const HEADER_BYTES = 16;
 export const MAGIC = 0x444e5443; // "CTND", little-endian
 const GOLDEN = 0x9e3779b1;
+/** The header's u32 words. */
+const S_MAGIC = 0;
+const S_GENERATION = 1;
+const S_CHECKSUM = 2;
+const S_WRITER = 3;
 
 export type Header =
   | { kind: "stamp"; generation: number; checksum: number; writer: number }
@@ -36,16 +41,16 @@ const words = (v: Uint8Array): Uint32Array => new Uint32Array(v.buffer, v.byteOf
 export function stamp(image: Uint8Array, generation: number, writer: number, engine: Engine): void {
   const w = words(image);
   for (let i = HEADER_BYTES >>> 2, k = 1; i < w.length; i++, k++) w[i] = (generation ^ Math.imul(k, GOLDEN)) >>> 0;
-  w[0] = MAGIC;
-  w[1] = generation >>> 0;
-  w[2] = engine.checksumRange(image.byteOffset + HEADER_BYTES, image.byteLength - HEADER_BYTES);
-  w[3] = writer >>> 0;
+  w[S_MAGIC] = MAGIC;
+  w[S_GENERATION] = generation >>> 0;
+  w[S_CHECKSUM] = engine.checksumRange(image.byteOffset + HEADER_BYTES, image.byteLength - HEADER_BYTES);
+  w[S_WRITER] = writer >>> 0;
 }
 
 /** What the first 16 bytes claim: a stamp, a fill, or nothing whole. */
 export function headerOf(view: Uint8Array): Header {
   const w = words(view.subarray(0, HEADER_BYTES));
-  if (w[0] === MAGIC) return { kind: "stamp", generation: w[1], checksum: w[2], writer: w[3] };
+  if (w[S_MAGIC] === MAGIC) return { kind: "stamp", generation: w[S_GENERATION], checksum: w[S_CHECKSUM], writer: w[S_WRITER] };
   const value = view[0];
   for (let i = 1; i < HEADER_BYTES; i++) if (view[i] !== value) return { kind: "torn" };
   return { kind: "fill", value };

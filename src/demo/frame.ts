@@ -43,6 +43,11 @@ const BAR = 16;
 
 export const VERDICT_MAGIC = 0x54434456; // "VDCT"
 export const VERDICT_BYTES = 16;
+/** The verdict's u32 words. */
+const V_MAGIC = 0;
+const V_FRAME = 1;
+const V_OK = 2;
+const V_WHOLE = 3;
 
 export interface FrameInfo {
   /** The header's frame number (meaningless unless whole). */
@@ -146,14 +151,14 @@ export function inspectFrame(views: Uint8Array[], width: number, height: number)
 /** The display's verdict on frame k, written into the first VERDICT_BYTES of view. */
 export function writeVerdict(view: Uint8Array, k: number, info: FrameInfo): void {
   const w = words(view, 0, VERDICT_BYTES);
-  w[0] = VERDICT_MAGIC;
-  w[1] = info.frame;
-  w[2] = info.whole && info.frame === k && info.mask === INVERT_MASK ? 1 : 0;
-  w[3] = info.whole ? 1 : 0;
+  w[V_MAGIC] = VERDICT_MAGIC;
+  w[V_FRAME] = info.frame;
+  w[V_OK] = info.whole && info.frame === k && info.mask === INVERT_MASK ? 1 : 0;
+  w[V_WHOLE] = info.whole ? 1 : 0;
 }
 
 export function readVerdict(view: Uint8Array): Verdict {
   const w = words(view, 0, VERDICT_BYTES);
-  if (w[0] !== VERDICT_MAGIC) throw new DmaBufError("EIO", "demo_verdict", `no display verdict (magic 0x${w[0].toString(16)})`);
-  return { frame: w[1], whole: w[3] === 1, ok: w[2] === 1 };
+  if (w[V_MAGIC] !== VERDICT_MAGIC) throw new DmaBufError("EIO", "demo_verdict", `no display verdict (magic 0x${w[V_MAGIC].toString(16)})`);
+  return { frame: w[V_FRAME], whole: w[V_WHOLE] === 1, ok: w[V_OK] === 1 };
 }

@@ -49,7 +49,7 @@ import type { BufferQueue } from "../api/queue.js";
 import type { Device, DeviceBuffer } from "../devices/device.js";
 import type { DeviceStats } from "../devices/device_record.js";
 import { DmaBufError } from "../errno.js";
-import type { Lab } from "../lab.js";
+import type { Lab } from "../api/lab.js";
 import type { Fence } from "../sync/fence.js";
 import { workerUrl } from "../thread/host.js";
 import { VERDICT_BYTES, frameBytes, readVerdict } from "./frame.js";

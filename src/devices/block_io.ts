@@ -31,7 +31,7 @@
  * device is EIO; its queued jobs' fences carry its error to the CQEs.
  */
 import { DmaBufError, hex } from "../errno.js";
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import { RecordType } from "../memory/record.js";
 import { PAGE_SIZE } from "../memory/layout.js";
 import { IOMMU_READ, IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
@@ -68,7 +68,7 @@ export interface BlockPending {
 export class StorageRecord {
   private readonly u32: Uint32Array;
 
-  constructor(readonly lab: Lab, readonly offset: number, syscall = "blkdev") {
+  constructor(readonly lab: LabCore, readonly offset: number, syscall = "blkdev") {
     const { sync } = lab;
     sync.arena.records.check(offset, RecordType.storage, syscall, "EINVAL");
     if (Atomics.load(sync.u32, (offset + STOR_MAGIC) >>> 2) !== STOR_MAGIC_VALUE) {
@@ -167,7 +167,7 @@ export function settle(fences: Fence[], bytes: number): number {
 }
 
 /** A read or write of `segs` (arena memory) at `pos` through a per-I/O IOMMU mapping. */
-export function blockRw(lab: Lab, storage: number, write: boolean, pos: number, segs: readonly { addr: number; len: number }[]): BlockPending {
+export function blockRw(lab: LabCore, storage: number, write: boolean, pos: number, segs: readonly { addr: number; len: number }[]): BlockPending {
   const st = new StorageRecord(lab, storage, write ? "blkdev_write_iter" : "blkdev_read_iter");
   let left = clipToDevice(st, write, pos, segs.reduce((s, g) => s + g.len, 0));
   const clipped: { addr: number; len: number }[] = [];
@@ -226,12 +226,12 @@ export function mappedRw(st: StorageRecord, write: boolean, pos: number, clipped
 }
 
 /** One more reference on a storage record (an open file of it). */
-export function storageRef(lab: Lab, offset: number): void {
+export function storageRef(lab: LabCore, offset: number): void {
   new StorageRecord(lab, offset, "blkdev_open");
   Atomics.add(lab.sync.i32, (offset + STOR_REFS) >>> 2, 1);
 }
 
 /** Drops a reference; the last frees the record. */
-export function storageUnref(lab: Lab, offset: number): void {
+export function storageUnref(lab: LabCore, offset: number): void {
   if (Atomics.sub(lab.sync.i32, (offset + STOR_REFS) >>> 2, 1) === 1) lab.sync.freeRecord(offset, RecordType.storage);
 }

@@ -40,10 +40,9 @@ import { RecordType } from "../memory/record.js";
 import * as Comlink from "comlink";
 import { DmaBufError, fenceError } from "../errno.js";
 import { describe, finiteTimeoutArg, intArg, objectArg, stringArg } from "../args.js";
-import type { DmaBuf } from "../api/dma_buf.js";
 import { DmaBufAttachment, dmaBufAttachments } from "../dmabuf/attachment.js";
 import { DmaBufRecord } from "../dmabuf/dma_buf.js";
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import { Fence } from "../sync/fence.js";
 import { SyncFile } from "../sync/sync_file.js";
 import type { Timeline } from "../sync/timeline.js";
@@ -152,12 +151,12 @@ function checkOptions(options: DeviceOptions | undefined): Required<DeviceOption
 }
 
 /** Starts a device worker; resolves once its loop runs. */
-export function spawnDevice(lab: Lab, options: DeviceOptions = {}): Promise<Device> {
+export function spawnDevice(lab: LabCore, options: DeviceOptions = {}): Promise<Device> {
   // The lab's other workers may all be unref'd: the process stays up until this settles.
   return keepingAlive(startDevice(lab, options));
 }
 
-async function startDevice(lab: Lab, options: DeviceOptions): Promise<Device> {
+async function startDevice(lab: LabCore, options: DeviceOptions): Promise<Device> {
   installErrorTransfer();
   const o = checkOptions(options);
   const { sync } = lab;
@@ -217,7 +216,7 @@ export class Device {
 
   /** @internal spawnDevice() makes devices. */
   constructor(
-    readonly lab: Lab,
+    readonly lab: LabCore,
     readonly record: DeviceRecord,
     private readonly iommu: Iommu,
     private readonly timeline: Timeline,
@@ -269,7 +268,8 @@ export class Device {
 
   // ---- control plane -------------------------------------------------------
 
-  async attach(buf: DmaBuf | DmaBufRecord, options: { dynamic?: boolean } = {}): Promise<DeviceBuffer> {
+  /** dma_buf_attach of a DmaBufRecord, or of anything that holds one as `record` (a DmaBuf of src/api/). */
+  async attach(buf: { readonly record: DmaBufRecord } | DmaBufRecord, options: { dynamic?: boolean } = {}): Promise<DeviceBuffer> {
     this.requireAlive("dma_buf_attach");
     const record = buf instanceof DmaBufRecord ? buf : typeof buf === "object" && buf !== null && "record" in buf ? buf.record : undefined;
     if (!(record instanceof DmaBufRecord)) throw new DmaBufError("EINVAL", "dma_buf_attach", `${describe(buf)} is not a DmaBuf or a DmaBufRecord`);

@@ -24,7 +24,7 @@
  */
 import { DmaBufError, fenceError } from "../errno.js";
 import type { SegmentList, SgTable } from "../engine/tables.js";
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import { zipRuns, type Run } from "../dmabuf/runs.js";
 import {
   DEV_DEAD, DEV_FLAG_COHERENT, DEV_STOPPING, DeviceRecord, FAIL_ECANCELED, FAIL_EFAULT, freeJob,
@@ -66,7 +66,7 @@ export class DeviceRuntime {
   /** A coherent device in a non-coherent lab: it snoops the CPU caches. */
   private readonly snoops: boolean;
 
-  constructor(readonly lab: Lab, offset: number) {
+  constructor(readonly lab: LabCore, offset: number) {
     this.record = new DeviceRecord(lab.sync, offset);
     this.snoops = (this.record.flags & DEV_FLAG_COHERENT) !== 0 && !isCoherent(lab.arena);
     this.iommu = new Iommu(lab.sync, this.record.iommu);

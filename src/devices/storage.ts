@@ -21,7 +21,7 @@
  */
 import { DmaBufError } from "../errno.js";
 import { hostError, hostFs } from "../host_fs.js";
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import type { IommuOptions } from "../dmabuf/iommu.js";
 import { RecordType } from "../memory/record.js";
 import { workerUrl } from "../thread/host.js";
@@ -55,7 +55,7 @@ export class StorageDevice {
 
   /** @internal spawnStorage() makes them. */
   constructor(
-    readonly lab: Lab,
+    readonly lab: LabCore,
     readonly device: Device,
     readonly record: StorageRecord,
     readonly path: string,
@@ -93,11 +93,11 @@ export class StorageDevice {
   }
 }
 
-function markFailed(lab: Lab, record: number): void {
+function markFailed(lab: LabCore, record: number): void {
   Atomics.store(lab.sync.u32, (record + STOR_FAILED) >>> 2, 1);
 }
 
-export async function spawnStorage(lab: Lab, options: StorageOptions = {}): Promise<StorageDevice> {
+export async function spawnStorage(lab: LabCore, options: StorageOptions = {}): Promise<StorageDevice> {
   const syscall = "nvme_probe";
   const name = options.name ?? "nvme0n1";
   const blockSize = options.blockSize ?? 512;

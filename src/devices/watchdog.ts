@@ -14,7 +14,7 @@
  * The worker is unref'd: it never keeps a process alive.
  */
 import * as Comlink from "comlink";
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import { keepingAlive } from "../memory/futex.js";
 import { shippedWorker } from "../thread/host.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
@@ -29,9 +29,9 @@ const SILENCE_MS = 2000;
  * share one watchdog.
  */
 interface Watchdog { ready: Promise<{ worker: SpawnedWorker; api: Comlink.Remote<WatchdogApi> }>; devices: number }
-const watchdogs = new WeakMap<Lab, Watchdog>();
+const watchdogs = new WeakMap<LabCore, Watchdog>();
 
-async function startWatchdog(lab: Lab): Promise<{ worker: SpawnedWorker; api: Comlink.Remote<WatchdogApi> }> {
+async function startWatchdog(lab: LabCore): Promise<{ worker: SpawnedWorker; api: Comlink.Remote<WatchdogApi> }> {
   const worker = await spawnWorker(shippedWorker("watchdog"), { handle: lab.share(), periodMs: WATCHDOG_PERIOD_MS, silenceMs: SILENCE_MS }, "watchdog");
   worker.unref();
   const api = Comlink.wrap<WatchdogApi>(worker.endpoint);
@@ -47,7 +47,7 @@ async function startWatchdog(lab: Lab): Promise<{ worker: SpawnedWorker; api: Co
   return { worker, api };
 }
 
-export async function watchdogFor(lab: Lab): Promise<{ worker: SpawnedWorker; api: Comlink.Remote<WatchdogApi> }> {
+export async function watchdogFor(lab: LabCore): Promise<{ worker: SpawnedWorker; api: Comlink.Remote<WatchdogApi> }> {
   let w = watchdogs.get(lab);
   if (w === undefined) {
     w = { ready: startWatchdog(lab), devices: 0 };
@@ -62,7 +62,7 @@ export async function watchdogFor(lab: Lab): Promise<{ worker: SpawnedWorker; ap
   }
 }
 
-export async function releaseWatchdog(lab: Lab): Promise<void> {
+export async function releaseWatchdog(lab: LabCore): Promise<void> {
   const w = watchdogs.get(lab);
   if (w === undefined || --w.devices > 0) return;
   watchdogs.delete(lab);

@@ -23,7 +23,7 @@
  * is made on first use, filled from memory (any thread; the first to claim
  * it makes it, the others wait for its publish).
  */
-import { CACHE_LINE, kCtlNonCoherent } from "../memory/layout.js";
+import { CACHE_LINE, CTL_NON_COHERENT } from "../memory/layout.js";
 import { futexWait } from "../memory/futex.js";
 import { SgTable } from "../engine/tables.js";
 import type { Arena } from "../memory/arena.js";
@@ -34,11 +34,11 @@ import { bufferRuns, zipRuns } from "./runs.js";
 const CLAIMED = 1;
 
 export function isCoherent(arena: Arena): boolean {
-  return arena.u32[arena.control(kCtlNonCoherent) >>> 2] === 0;
+  return arena.u32[arena.control(CTL_NON_COHERENT) >>> 2] === 0;
 }
 
 export function setCoherent(arena: Arena, coherent: boolean): void {
-  arena.u32[arena.control(kCtlNonCoherent) >>> 2] = coherent ? 0 : 1;
+  arena.u32[arena.control(CTL_NON_COHERENT) >>> 2] = coherent ? 0 : 1;
 }
 
 export interface Maintenance {

@@ -10,7 +10,7 @@
  */
 import { DmaBufError, hex } from "../errno.js";
 import type { Arena } from "../memory/arena.js";
-import { kCtlAutoTable } from "../memory/layout.js";
+import { CTL_AUTO_TABLE } from "../memory/layout.js";
 import { SG_SEG_SIZE, XXH_RESULT, XXH_STATE_SIZE, type EngineExports } from "./abi.js";
 import { instantiateEngine } from "./module.js";
 import { strategyId, type StrategyName } from "./strategy.js";
@@ -23,7 +23,7 @@ export class Engine {
   constructor(readonly arena: Arena, readonly module: WebAssembly.Module) {
     this.wasm = instantiateEngine(module, arena.memory);
     const { syncBase, syncBytes } = arena.layout;
-    this.wasm.engine_init(arena.dmaLo, arena.dmaHi, arena.control(kCtlAutoTable), syncBase, syncBase + syncBytes,
+    this.wasm.engine_init(arena.dmaLo, arena.dmaHi, arena.control(CTL_AUTO_TABLE), syncBase, syncBase + syncBytes,
       arena.control(0));
   }
 

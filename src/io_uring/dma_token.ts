@@ -29,7 +29,7 @@
  * thread runs the ring's kernel side (the submitter or the SQ thread).
  */
 import { DmaBufError, hex } from "../errno.js";
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import { RecordType } from "../memory/record.js";
 import { DmaBufAttachment, dmaBufDynamicAttach, DMA_BIDIRECTIONAL } from "../dmabuf/attachment.js";
 import { DmaBufRecord } from "../dmabuf/dma_buf.js";
@@ -55,16 +55,16 @@ const KERNEL_FENCE_WAIT_MS = 5000;
 
 const noMoveNotify = (): void => {};
 
-function w(lab: Lab, rec: number, off: number): number {
+function w(lab: LabCore, rec: number, off: number): number {
   return lab.sync.u32[(rec + off) >>> 2];
 }
 
-function setW(lab: Lab, rec: number, off: number, v: number): void {
+function setW(lab: LabCore, rec: number, off: number, v: number): void {
   lab.sync.u32[(rec + off) >>> 2] = v;
 }
 
 /** io_register_dmabuf: the token of `buf` for the storage device at `storage`. */
-export function dmaTokenCreate(lab: Lab, buf: DmaBufRecord, storage: number, syscall: string): number {
+export function dmaTokenCreate(lab: LabCore, buf: DmaBufRecord, storage: number, syscall: string): number {
   const st = new StorageRecord(lab, storage, syscall);
   const token = lab.sync.allocRecord(RecordType.dmaToken, TOK_RECORD_SIZE, syscall);
   try {
@@ -82,13 +82,13 @@ export function dmaTokenCreate(lab: Lab, buf: DmaBufRecord, storage: number, sys
 }
 
 /** How many maps the token has made (first I/O and every remap after an invalidation). */
-export function dmaTokenMaps(lab: Lab, token: number): number {
+export function dmaTokenMaps(lab: LabCore, token: number): number {
   lab.arena.records.check(token, RecordType.dmaToken, "io_dmabuf_maps");
   return w(lab, token, TOK_MAPS);
 }
 
 /** Drops a reference on a map; the last unmaps it and, for a replaced attachment, detaches that. */
-function mapPut(lab: Lab, map: number, resvHeld: boolean): void {
+function mapPut(lab: LabCore, map: number, resvHeld: boolean): void {
   const refs = w(lab, map, MAP_REFS) - 1;
   setW(lab, map, MAP_REFS, refs);
   if (refs > 0) return;
@@ -103,7 +103,7 @@ function mapPut(lab: Lab, map: number, resvHeld: boolean): void {
  * The token's map for one request, with a reference for it: maps on first
  * use or after an invalidation. ENODEV for a revoked buffer.
  */
-function mapGet(lab: Lab, token: number): { map: number; stale: DmaBufAttachment | null } {
+function mapGet(lab: LabCore, token: number): { map: number; stale: DmaBufAttachment | null } {
   const syscall = "io_dmabuf_map";
   const buf = DmaBufRecord.attach(lab.sync, w(lab, token, TOK_BUFFER));
   try {
@@ -158,7 +158,7 @@ function detachIfUnused(stale: DmaBufAttachment | null): void {
  * Fixed I/O of `len` bytes at `offset` into the registered dma-buf, at
  * `pos` of the storage device `storage` (the request's file).
  */
-export function dmaTokenIo(lab: Lab, token: number, storage: number, write: boolean, pos: number, offset: number, len: number): BlockPending {
+export function dmaTokenIo(lab: LabCore, token: number, storage: number, write: boolean, pos: number, offset: number, len: number): BlockPending {
   const syscall = write ? "io_write_fixed" : "io_read_fixed";
   lab.arena.records.check(token, RecordType.dmaToken, syscall);
   if (w(lab, token, TOK_STORAGE) !== storage) {
@@ -189,7 +189,7 @@ export function dmaTokenIo(lab: Lab, token: number, storage: number, write: bool
 }
 
 /** Unregistration: drops the token's map and attachment and frees it (nothing may be in flight). */
-export function dmaTokenDestroy(lab: Lab, token: number): void {
+export function dmaTokenDestroy(lab: LabCore, token: number): void {
   lab.arena.records.check(token, RecordType.dmaToken, "io_unregister_dmabuf");
   const map = w(lab, token, TOK_MAP);
   if (map !== 0) mapPut(lab, map, false);

@@ -36,7 +36,7 @@
  * only registered files (IOSQE_FIXED_FILE), as kernels before 5.11 required.
  */
 import { DmaBufError } from "../errno.js";
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import type { Fence } from "../sync/fence.js";
 import { blockRw } from "../devices/block_io.js";
 import { hostRw } from "../uapi/regular_file.js";
@@ -97,7 +97,7 @@ export class IoRingKernel {
   /** Link chains started and not finished (drain waits for 0). */
   private chains = 0;
 
-  constructor(readonly lab: Lab, readonly ring: IoRing, private readonly files?: SubmitterFiles) {}
+  constructor(readonly lab: LabCore, readonly ring: IoRing, private readonly files?: SubmitterFiles) {}
 
   /** Requests in flight on devices. */
   get inflight(): number {

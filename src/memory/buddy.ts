@@ -13,18 +13,18 @@
  * region base, which the layout aligns to 2 MiB.
  *
  * State block (all u32 unless said):
- *   kBuddyLock        the mutex (MUTEX_BYTES)
- *   kBuddyBase        byte offset of the region
- *   kBuddyGranules    region size in granules
- *   kBuddyShift       log2 of the granule size
- *   kBuddyMaxOrder    the largest order
- *   kBuddyFree        free granules
- *   kBuddyAllocs      successful allocations
- *   kBuddyFrees       frees
- *   kBuddyFailures    allocations refused with ENOMEM
- *   kBuddyFreeCount   free blocks per order, MAX_ORDERS words
- *   kBuddyFreeHead    head of each order's free list (granule index, NIL = empty)
- *   kBuddyMap         one byte per granule: HEAD | FREE? | order at a block's
+ *   BUDDY_LOCK        the mutex (MUTEX_BYTES)
+ *   BUDDY_BASE        byte offset of the region
+ *   BUDDY_GRANULES    region size in granules
+ *   BUDDY_SHIFT       log2 of the granule size
+ *   BUDDY_MAX_ORDER    the largest order
+ *   BUDDY_FREE        free granules
+ *   BUDDY_ALLOCS      successful allocations
+ *   BUDDY_FREES       frees
+ *   BUDDY_FAILURES    allocations refused with ENOMEM
+ *   BUDDY_FREE_COUNT   free blocks per order, MAX_ORDERS words
+ *   BUDDY_FREE_HEAD    head of each order's free list (granule index, NIL = empty)
+ *   BUDDY_MAP         one byte per granule: HEAD | FREE? | order at a block's
  *                     first granule, 0 inside a block
  * A free block keeps its list links in its own first 8 bytes (next, prev:
  * granule indices), as the block's contents are garbage while it is free.
@@ -36,25 +36,25 @@ import { RecordView } from "./record.js";
 export const MAX_ORDERS = 32;
 /** The order at which stats().fragmentation is read (1 MiB of pages). */
 export const FRAGMENTATION_ORDER = 8;
-export const kBuddyLock = 0;
-export const kBuddyBase = MUTEX_BYTES;
-export const kBuddyGranules = kBuddyBase + 4;
-export const kBuddyShift = kBuddyBase + 8;
-export const kBuddyMaxOrder = kBuddyBase + 12;
-export const kBuddyFree = kBuddyBase + 16;
-export const kBuddyAllocs = kBuddyBase + 20;
-export const kBuddyFrees = kBuddyBase + 24;
-export const kBuddyFailures = kBuddyBase + 28;
-export const kBuddyFreeCount = 64;
-export const kBuddyFreeHead = kBuddyFreeCount + 4 * MAX_ORDERS;
-export const kBuddyMap = kBuddyFreeHead + 4 * MAX_ORDERS;
+export const BUDDY_LOCK = 0;
+export const BUDDY_BASE = MUTEX_BYTES;
+export const BUDDY_GRANULES = BUDDY_BASE + 4;
+export const BUDDY_SHIFT = BUDDY_BASE + 8;
+export const BUDDY_MAX_ORDER = BUDDY_BASE + 12;
+export const BUDDY_FREE = BUDDY_BASE + 16;
+export const BUDDY_ALLOCS = BUDDY_BASE + 20;
+export const BUDDY_FREES = BUDDY_BASE + 24;
+export const BUDDY_FAILURES = BUDDY_BASE + 28;
+export const BUDDY_FREE_COUNT = 64;
+export const BUDDY_FREE_HEAD = BUDDY_FREE_COUNT + 4 * MAX_ORDERS;
+export const BUDDY_MAP = BUDDY_FREE_HEAD + 4 * MAX_ORDERS;
 
 const NIL = 0xffffffff;
 const MAP_HEAD = 0x80;
 const MAP_FREE = 0x40;
 const MAP_ORDER = 0x1f;
-const kLinkNext = 0;
-const kLinkPrev = 4;
+const LINK_NEXT = 0;
+const LINK_PREV = 4;
 
 export interface BuddyStats {
   granuleBytes: number;
@@ -80,7 +80,7 @@ export interface BuddyStats {
 export class BuddyAllocator {
   /** Bytes of state for a region of `granules` granules. */
   static stateBytes(granules: number): number {
-    return kBuddyMap + granules;
+    return BUDDY_MAP + granules;
   }
 
   private readonly u8: Uint8Array;
@@ -100,11 +100,11 @@ export class BuddyAllocator {
     this.u8 = new Uint8Array(buffer);
     this.u32 = new Uint32Array(buffer);
     this.words = new RecordView({ u32: this.u32, i32: new Int32Array(buffer), f64: new Float64Array(buffer) }, state);
-    this.mutex = new Mutex(buffer, state + kBuddyLock);
-    this.base = this.words.word(kBuddyBase);
-    this.granules = this.words.word(kBuddyGranules);
-    this.shift = this.words.word(kBuddyShift);
-    this.maxOrder = this.words.word(kBuddyMaxOrder);
+    this.mutex = new Mutex(buffer, state + BUDDY_LOCK);
+    this.base = this.words.word(BUDDY_BASE);
+    this.granules = this.words.word(BUDDY_GRANULES);
+    this.shift = this.words.word(BUDDY_SHIFT);
+    this.maxOrder = this.words.word(BUDDY_MAX_ORDER);
     this.granuleBytes = 2 ** this.shift;
   }
 
@@ -114,13 +114,13 @@ export class BuddyAllocator {
     const u32 = new Uint32Array(buffer);
     const granules = Math.floor(bytes / 2 ** shift);
     u8.fill(0, state, state + BuddyAllocator.stateBytes(granules));
-    new Mutex(buffer, state + kBuddyLock).init();
+    new Mutex(buffer, state + BUDDY_LOCK).init();
     const w = (off: number, v: number) => { u32[(state + off) >>> 2] = v; };
-    w(kBuddyBase, base);
-    w(kBuddyGranules, granules);
-    w(kBuddyShift, shift);
-    w(kBuddyMaxOrder, Math.min(MAX_ORDERS - 1, Math.floor(Math.log2(granules))));
-    for (let o = 0; o < MAX_ORDERS; o++) w(kBuddyFreeHead + 4 * o, NIL);
+    w(BUDDY_BASE, base);
+    w(BUDDY_GRANULES, granules);
+    w(BUDDY_SHIFT, shift);
+    w(BUDDY_MAX_ORDER, Math.min(MAX_ORDERS - 1, Math.floor(Math.log2(granules))));
+    for (let o = 0; o < MAX_ORDERS; o++) w(BUDDY_FREE_HEAD + 4 * o, NIL);
     const a = new BuddyAllocator(buffer, state, "init");
     for (let idx = 0; idx < granules;) {
       let order = a.maxOrder;
@@ -128,7 +128,7 @@ export class BuddyAllocator {
       a.push(order, idx);
       idx += 2 ** order;
     }
-    w(kBuddyFree, granules);
+    w(BUDDY_FREE, granules);
   }
 
   /** The order of the smallest block holding `bytes` with the given alignment. */
@@ -187,10 +187,10 @@ export class BuddyAllocator {
     let k = order;
     while (k <= this.maxOrder && this.head(k) === NIL) k++;
     if (k > this.maxOrder) {
-      this.bump(kBuddyFailures, 1);
+      this.bump(BUDDY_FAILURES, 1);
       throw new DmaBufError("ENOMEM", syscall,
         `${this.name}: no free block of order ${order} (${this.granuleBytes * 2 ** order} bytes); ` +
-        `${this.words.word(kBuddyFree) * this.granuleBytes} bytes free in smaller blocks`);
+        `${this.words.word(BUDDY_FREE) * this.granuleBytes} bytes free in smaller blocks`);
     }
     const idx = this.head(k);
     this.remove(k, idx);
@@ -202,9 +202,9 @@ export class BuddyAllocator {
   }
 
   private markAllocated(idx: number, order: number): void {
-    this.u8[this.state + kBuddyMap + idx] = MAP_HEAD | order;
-    this.bump(kBuddyFree, -(2 ** order));
-    this.bump(kBuddyAllocs, 1);
+    this.u8[this.state + BUDDY_MAP + idx] = MAP_HEAD | order;
+    this.bump(BUDDY_FREE, -(2 ** order));
+    this.bump(BUDDY_ALLOCS, 1);
   }
 
   /**
@@ -218,7 +218,7 @@ export class BuddyAllocator {
       throw new DmaBufError("EINVAL", syscall, `${this.name}: offset ${hex(offset)} is not a block of this allocator`);
     }
     return this.mutex.with(() => {
-      const m = this.u8[this.state + kBuddyMap + idx];
+      const m = this.u8[this.state + BUDDY_MAP + idx];
       if ((m & MAP_HEAD) === 0 || (m & MAP_FREE) !== 0) {
         const what = (m & MAP_FREE) !== 0 ? "already free (double free?)" : "not the start of an allocated block";
         throw new DmaBufError("EINVAL", syscall, `${this.name}: offset ${hex(offset)} is ${what}`);
@@ -228,19 +228,19 @@ export class BuddyAllocator {
         throw new DmaBufError("EINVAL", syscall, `${this.name}: block at ${hex(offset)} has order ${k}, not ${order}`);
       }
       const freed = k;
-      this.bump(kBuddyFree, 2 ** k);
-      this.bump(kBuddyFrees, 1);
+      this.bump(BUDDY_FREE, 2 ** k);
+      this.bump(BUDDY_FREES, 1);
       let i = idx;
       while (k < this.maxOrder) {
         const buddy = i ^ 2 ** k;
         if (buddy + 2 ** k > this.granules) break;
-        if (this.u8[this.state + kBuddyMap + buddy] !== (MAP_HEAD | MAP_FREE | k)) break;
+        if (this.u8[this.state + BUDDY_MAP + buddy] !== (MAP_HEAD | MAP_FREE | k)) break;
         this.remove(k, buddy);
-        this.u8[this.state + kBuddyMap + Math.max(i, buddy)] = 0;
+        this.u8[this.state + BUDDY_MAP + Math.max(i, buddy)] = 0;
         i = Math.min(i, buddy);
         k++;
       }
-      this.u8[this.state + kBuddyMap + idx] = 0;
+      this.u8[this.state + BUDDY_MAP + idx] = 0;
       this.push(k, i);
       return freed;
     });
@@ -250,7 +250,7 @@ export class BuddyAllocator {
   orderAt(offset: number): number {
     const idx = (offset - this.base) / this.granuleBytes;
     if (!Number.isInteger(idx) || idx < 0 || idx >= this.granules) return -1;
-    const m = Atomics.load(this.u8, this.state + kBuddyMap + idx);
+    const m = Atomics.load(this.u8, this.state + BUDDY_MAP + idx);
     return (m & MAP_HEAD) !== 0 && (m & MAP_FREE) === 0 ? m & MAP_ORDER : -1;
   }
 
@@ -264,11 +264,11 @@ export class BuddyAllocator {
       const freeBlocks: number[] = [];
       let largest = 0;
       for (let o = 0; o <= this.maxOrder; o++) {
-        const n = this.words.word(kBuddyFreeCount + 4 * o);
+        const n = this.words.word(BUDDY_FREE_COUNT + 4 * o);
         freeBlocks.push(n);
         if (n > 0) largest = g * 2 ** o;
       }
-      const freeGranules = this.words.word(kBuddyFree);
+      const freeGranules = this.words.word(BUDDY_FREE);
       const freeBytes = freeGranules * g;
       const unusable: number[] = [];
       let below = 0;
@@ -284,9 +284,9 @@ export class BuddyAllocator {
         largestFreeBytes: largest,
         unusable,
         fragmentation: unusable[Math.min(FRAGMENTATION_ORDER, this.maxOrder)],
-        allocs: this.words.word(kBuddyAllocs),
-        frees: this.words.word(kBuddyFrees),
-        failures: this.words.word(kBuddyFailures),
+        allocs: this.words.word(BUDDY_ALLOCS),
+        frees: this.words.word(BUDDY_FREES),
+        failures: this.words.word(BUDDY_FAILURES),
         lock: this.mutex.stats(),
       };
     });
@@ -300,7 +300,7 @@ export class BuddyAllocator {
   }
 
   private head(order: number): number {
-    return this.words.word(kBuddyFreeHead + 4 * order);
+    return this.words.word(BUDDY_FREE_HEAD + 4 * order);
   }
 
   private link(idx: number, field: number): number {
@@ -309,21 +309,21 @@ export class BuddyAllocator {
 
   private push(order: number, idx: number): void {
     const head = this.head(order);
-    this.u32[this.link(idx, kLinkNext)] = head;
-    this.u32[this.link(idx, kLinkPrev)] = NIL;
-    if (head !== NIL) this.u32[this.link(head, kLinkPrev)] = idx;
-    this.words.setWord(kBuddyFreeHead + 4 * order, idx);
-    this.u8[this.state + kBuddyMap + idx] = MAP_HEAD | MAP_FREE | order;
-    this.bump(kBuddyFreeCount + 4 * order, 1);
+    this.u32[this.link(idx, LINK_NEXT)] = head;
+    this.u32[this.link(idx, LINK_PREV)] = NIL;
+    if (head !== NIL) this.u32[this.link(head, LINK_PREV)] = idx;
+    this.words.setWord(BUDDY_FREE_HEAD + 4 * order, idx);
+    this.u8[this.state + BUDDY_MAP + idx] = MAP_HEAD | MAP_FREE | order;
+    this.bump(BUDDY_FREE_COUNT + 4 * order, 1);
   }
 
   private remove(order: number, idx: number): void {
-    const next = this.u32[this.link(idx, kLinkNext)];
-    const prev = this.u32[this.link(idx, kLinkPrev)];
-    if (prev === NIL) this.words.setWord(kBuddyFreeHead + 4 * order, next);
-    else this.u32[this.link(prev, kLinkNext)] = next;
-    if (next !== NIL) this.u32[this.link(next, kLinkPrev)] = prev;
-    this.u8[this.state + kBuddyMap + idx] = 0;
-    this.bump(kBuddyFreeCount + 4 * order, -1);
+    const next = this.u32[this.link(idx, LINK_NEXT)];
+    const prev = this.u32[this.link(idx, LINK_PREV)];
+    if (prev === NIL) this.words.setWord(BUDDY_FREE_HEAD + 4 * order, next);
+    else this.u32[this.link(prev, LINK_NEXT)] = next;
+    if (next !== NIL) this.u32[this.link(next, LINK_PREV)] = prev;
+    this.u8[this.state + BUDDY_MAP + idx] = 0;
+    this.bump(BUDDY_FREE_COUNT + 4 * order, -1);
   }
 }

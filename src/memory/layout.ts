@@ -44,61 +44,61 @@ export const LAB_MAGIC = 0x42414d44; // the bytes "DMAB"
 export const LAB_LAYOUT_VERSION = 3;
 
 /** Control block words: byte offsets from CONTROL_BASE, each a u32. */
-export const kCtlMagic = 0;
-export const kCtlVersion = 4;
-export const kCtlMemoryBytes = 8;
-export const kCtlMetaBase = 12;
-export const kCtlMetaBytes = 16;
-export const kCtlSyncBase = 20;
-export const kCtlSyncBytes = 24;
-export const kCtlPoolBase = 28;
-export const kCtlPoolBytes = 32;
-export const kCtlUserBase = 36;
-export const kCtlUserBytes = 40;
-export const kCtlPoolAllocator = 44;
-export const kCtlUserAllocator = 48;
-export const kCtlSyncAllocator = 52;
+export const CTL_MAGIC = 0;
+export const CTL_VERSION = 4;
+export const CTL_MEMORY_BYTES = 8;
+export const CTL_META_BASE = 12;
+export const CTL_META_BYTES = 16;
+export const CTL_SYNC_BASE = 20;
+export const CTL_SYNC_BYTES = 24;
+export const CTL_POOL_BASE = 28;
+export const CTL_POOL_BYTES = 32;
+export const CTL_USER_BASE = 36;
+export const CTL_USER_BYTES = 40;
+export const CTL_POOL_ALLOCATOR = 44;
+export const CTL_USER_ALLOCATOR = 48;
+export const CTL_SYNC_ALLOCATOR = 52;
 /** The sync heap's record-tag table (src/memory/record.ts): u32 per sync granule. */
-export const kCtlSyncTags = 56;
+export const CTL_SYNC_TAGS = 56;
 /** AUTO calibration table (engine ABI: 2 x 33 strategy bytes). */
-export const kCtlAutoTable = 64;
-export const kCtlAutoTableBytes = 66;
+export const CTL_AUTO_TABLE = 64;
+export const CTL_AUTO_TABLE_BYTES = 66;
 /*
  * Words of the sync layer: CTL_ANY_WAITERS (128) and CTL_ANY_EPOCH (132) are
  * engine ABI (src/engine/abi.ts); the rest are src/sync's.
  */
 /** u64: the next fence context (0 is the stub's; contexts start at 1). */
-export const kCtlContextNext = 136;
+export const CTL_CONTEXT_NEXT = 136;
 /** f64: the lab clock's epoch, in ms of performance.timeOrigin + now(). */
-export const kCtlClockEpochMs = 144;
+export const CTL_CLOCK_EPOCH_MS = 144;
 /** u32: offset of the stub fence record. */
-export const kCtlStubFence = 152;
+export const CTL_STUB_FENCE = 152;
 /** u32: 1 when the lab models a non-coherent (ARM-like) machine (src/dmabuf/coherence.ts). */
-export const kCtlNonCoherent = 156;
+export const CTL_NON_COHERENT = 156;
 /** u32: 0 per-thread magazines in front of the depot, 1 the depot only (src/sync/fence_cache.ts). */
-export const kCtlFenceCacheMode = 160;
-/** u32[kCtlFenceCacheSlots]: fence records parked for reuse, 0 = empty (src/sync/fence_cache.ts). */
-export const kCtlFenceCache = 192;
-export const kCtlFenceCacheSlots = 16;
+export const CTL_FENCE_CACHE_MODE = 160;
+/** u32[CTL_FENCE_CACHE_SLOTS]: fence records parked for reuse, 0 = empty (src/sync/fence_cache.ts). */
+export const CTL_FENCE_CACHE = 192;
+export const CTL_FENCE_CACHE_SLOTS = 16;
 /*
  * Tracing (src/trace/recorder.ts), on a cache line of their own: every
- * trace point reads kCtlTraceMask with a plain load, and the words change
+ * trace point reads CTL_TRACE_MASK with a plain load, and the words change
  * only at start() and stop().
  */
 /** u32: the categories being recorded (0: tracing is off). */
-export const kCtlTraceMask = 512;
+export const CTL_TRACE_MASK = 512;
 /** u32: the current (or last) session number; threads reset their buffers when it changes. */
-export const kCtlTraceSession = 516;
+export const CTL_TRACE_SESSION = 516;
 /** u32: 0 idle, 1 recording, 2 being collected by stop(). */
-export const kCtlTraceState = 520;
+export const CTL_TRACE_STATE = 520;
 /** u32: head of the list of every trace chunk ever made (linked through the chunks). */
-export const kCtlTraceChunks = 524;
+export const CTL_TRACE_CHUNKS = 524;
 /** u32: the last tracer id handed out (one per thread's lab view). */
-export const kCtlTraceIds = 528;
+export const CTL_TRACE_IDS = 528;
 /** u32: the most chunks one thread may fill in one session. */
-export const kCtlTraceChunkLimit = 532;
+export const CTL_TRACE_CHUNK_LIMIT = 532;
 /** f64: when the current (or last) session started, ns on the lab clock. */
-export const kCtlTraceStartNs = 536;
+export const CTL_TRACE_START_NS = 536;
 
 export interface Layout {
   memoryBytes: number;
@@ -185,21 +185,21 @@ export function computeLayout(
 }
 
 const layoutWords: [keyof Layout, number][] = [
-  ["memoryBytes", kCtlMemoryBytes], ["metaBase", kCtlMetaBase], ["metaBytes", kCtlMetaBytes],
-  ["syncBase", kCtlSyncBase], ["syncBytes", kCtlSyncBytes], ["poolBase", kCtlPoolBase],
-  ["poolBytes", kCtlPoolBytes], ["userBase", kCtlUserBase], ["userBytes", kCtlUserBytes],
-  ["poolAllocator", kCtlPoolAllocator], ["userAllocator", kCtlUserAllocator],
-  ["syncAllocator", kCtlSyncAllocator], ["syncTags", kCtlSyncTags],
+  ["memoryBytes", CTL_MEMORY_BYTES], ["metaBase", CTL_META_BASE], ["metaBytes", CTL_META_BYTES],
+  ["syncBase", CTL_SYNC_BASE], ["syncBytes", CTL_SYNC_BYTES], ["poolBase", CTL_POOL_BASE],
+  ["poolBytes", CTL_POOL_BYTES], ["userBase", CTL_USER_BASE], ["userBytes", CTL_USER_BYTES],
+  ["poolAllocator", CTL_POOL_ALLOCATOR], ["userAllocator", CTL_USER_ALLOCATOR],
+  ["syncAllocator", CTL_SYNC_ALLOCATOR], ["syncTags", CTL_SYNC_TAGS],
 ];
 
 /** Writes the magic, version and region table. Called once, before sharing. */
 export function writeLayout(u32: Uint32Array, layout: Layout): void {
   const base = CONTROL_BASE >>> 2;
   for (const [key, word] of layoutWords) u32[base + (word >>> 2)] = layout[key];
-  u32[base + (kCtlVersion >>> 2)] = LAB_LAYOUT_VERSION;
+  u32[base + (CTL_VERSION >>> 2)] = LAB_LAYOUT_VERSION;
   // Published last: a thread that sees the magic sees the table (the memory
   // reaches other threads through postMessage, which orders everything).
-  Atomics.store(u32, base + (kCtlMagic >>> 2), LAB_MAGIC);
+  Atomics.store(u32, base + (CTL_MAGIC >>> 2), LAB_MAGIC);
 }
 
 /** Rebuilds the layout in any thread; EINVAL if this memory is not a lab. */
@@ -209,8 +209,8 @@ export function readLayout(u32: Uint32Array): Layout {
     throw new DmaBufError("EINVAL", "lab_attach",
       `memory of ${u32.byteLength} bytes is too small to be a dmabuf-lab arena`);
   }
-  const magic = Atomics.load(u32, base + (kCtlMagic >>> 2));
-  const version = u32[base + (kCtlVersion >>> 2)];
+  const magic = Atomics.load(u32, base + (CTL_MAGIC >>> 2));
+  const version = u32[base + (CTL_VERSION >>> 2)];
   if (magic !== LAB_MAGIC || version !== LAB_LAYOUT_VERSION) {
     throw new DmaBufError("EINVAL", "lab_attach",
       `memory is not a dmabuf-lab arena (magic ${hex(magic)}, version ${version})`);

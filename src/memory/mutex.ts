@@ -3,11 +3,11 @@
  * futex mutex), with statistics. Storage-first: MUTEX_BYTES of the arena at
  * a byte offset; any thread rebuilds the view with new Mutex(memory, offset).
  *
- *   kMutexState         0 unlocked, 1 locked, 2 locked with waiters
- *   kMutexAcquisitions  u32, updated by the holder
- *   kMutexContended     u32, acquisitions that had to wait, by the holder
- *   kMutexWaitMs        f64, total time spent waiting, by the holder
- *   kMutexOwner         i32, the holder's threadToken(), 0 when free
+ *   MUTEX_STATE         0 unlocked, 1 locked, 2 locked with waiters
+ *   MUTEX_ACQUISITIONS  u32, updated by the holder
+ *   MUTEX_CONTENDED     u32, acquisitions that had to wait, by the holder
+ *   MUTEX_WAIT_MS        f64, total time spent waiting, by the holder
+ *   MUTEX_OWNER         i32, the holder's threadToken(), 0 when free
  *
  * lock() gives up after `timeoutMs` (default 10 s) with EDEADLK, so that a
  * holder that died cannot hang every other thread; a thread taking a lock it
@@ -21,11 +21,11 @@ import { DmaBufError, hex } from "../errno.js";
 import { futexWait, futexWake, keepingAlive, nowMs, threadToken } from "./futex.js";
 
 export const MUTEX_BYTES = 32;
-export const kMutexState = 0;
-export const kMutexAcquisitions = 4;
-export const kMutexContended = 8;
-export const kMutexWaitMs = 16;
-export const kMutexOwner = 24;
+export const MUTEX_STATE = 0;
+export const MUTEX_ACQUISITIONS = 4;
+export const MUTEX_CONTENDED = 8;
+export const MUTEX_WAIT_MS = 16;
+export const MUTEX_OWNER = 24;
 
 const UNLOCKED = 0;
 const LOCKED = 1;
@@ -59,7 +59,7 @@ export class Mutex {
     this.i32 = v.i32;
     this.u32 = v.u32;
     this.f64 = v.f64;
-    this.state = (offset + kMutexState) >>> 2;
+    this.state = (offset + MUTEX_STATE) >>> 2;
   }
 
   /** Initialises the storage. Only before the mutex is shared. */
@@ -131,23 +131,23 @@ export class Mutex {
       }
     }
     this.acquired();
-    this.u32[(this.offset + kMutexContended) >>> 2]++;
-    this.f64[(this.offset + kMutexWaitMs) >>> 3] += nowMs() - start;
+    this.u32[(this.offset + MUTEX_CONTENDED) >>> 2]++;
+    this.f64[(this.offset + MUTEX_WAIT_MS) >>> 3] += nowMs() - start;
   }
 
   private acquired(): void {
-    this.i32[(this.offset + kMutexOwner) >>> 2] = threadToken();
-    this.u32[(this.offset + kMutexAcquisitions) >>> 2]++;
+    this.i32[(this.offset + MUTEX_OWNER) >>> 2] = threadToken();
+    this.u32[(this.offset + MUTEX_ACQUISITIONS) >>> 2]++;
   }
 
   /** Whether this thread holds the lock. */
   heldByMe(): boolean {
     return Atomics.load(this.i32, this.state) !== UNLOCKED &&
-      this.i32[(this.offset + kMutexOwner) >>> 2] === threadToken();
+      this.i32[(this.offset + MUTEX_OWNER) >>> 2] === threadToken();
   }
 
   unlock(): void {
-    this.i32[(this.offset + kMutexOwner) >>> 2] = 0;
+    this.i32[(this.offset + MUTEX_OWNER) >>> 2] = 0;
     // Release: Atomics.sub is sequentially consistent, so every write made
     // under the lock is visible to the next holder.
     if (Atomics.sub(this.i32, this.state, 1) !== LOCKED) {
@@ -178,9 +178,9 @@ export class Mutex {
 
   stats(): MutexStats {
     return {
-      acquisitions: this.u32[(this.offset + kMutexAcquisitions) >>> 2],
-      contended: this.u32[(this.offset + kMutexContended) >>> 2],
-      waitMs: this.f64[(this.offset + kMutexWaitMs) >>> 3],
+      acquisitions: this.u32[(this.offset + MUTEX_ACQUISITIONS) >>> 2],
+      contended: this.u32[(this.offset + MUTEX_CONTENDED) >>> 2],
+      waitMs: this.f64[(this.offset + MUTEX_WAIT_MS) >>> 3],
     };
   }
 }

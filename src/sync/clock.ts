@@ -5,7 +5,7 @@
  * as an f64 it counts whole nanoseconds exactly for 104 days.
  */
 import type { Arena } from "../memory/arena.js";
-import { kCtlClockEpochMs } from "../memory/layout.js";
+import { CTL_CLOCK_EPOCH_MS } from "../memory/layout.js";
 
 const absoluteMs = (): number => performance.timeOrigin + performance.now();
 
@@ -16,12 +16,12 @@ export class LabClock {
   constructor(arena: Arena) {
     // Subtracting the two large numbers once keeps the rounding out of every
     // reading: nowNs() then adds a small offset to performance.now().
-    this.originMs = performance.timeOrigin - new Float64Array(arena.buffer)[arena.control(kCtlClockEpochMs) >>> 3];
+    this.originMs = performance.timeOrigin - new Float64Array(arena.buffer)[arena.control(CTL_CLOCK_EPOCH_MS) >>> 3];
   }
 
   /** Sets the epoch; once, when the lab is created. */
   static init(arena: Arena): void {
-    new Float64Array(arena.buffer)[arena.control(kCtlClockEpochMs) >>> 3] = absoluteMs();
+    new Float64Array(arena.buffer)[arena.control(CTL_CLOCK_EPOCH_MS) >>> 3] = absoluteMs();
   }
 
   nowNs(): number {

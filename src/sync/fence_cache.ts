@@ -12,7 +12,7 @@
  *             JavaScript array of offsets: take() and give() in the steady
  *             state write no shared word at all.
  *   depot     FENCE_CACHE_SLOTS u32 slots of the control block
- *             (kCtlFenceCache, 0 = empty), shared by every thread: an empty
+ *             (CTL_FENCE_CACHE, 0 = empty), shared by every thread: an empty
  *             magazine is refilled from it with up to half a magazine of
  *             records (a slot is taken by compareExchange(slot, offset, 0),
  *             so exactly one thread gets each), and a full one spills half
@@ -38,7 +38,7 @@
  *            (or blocked) before either loses them for that long, at most
  *            1 KiB of the sync heap.
  *
- * `Lab.create({ fenceCache: "shared" })` (kCtlFenceCacheMode) turns the
+ * `Lab.create({ fenceCache: "shared" })` (CTL_FENCE_CACHE_MODE) turns the
  * magazines off in every thread: every take and give then goes to the depot
  * with a compareExchange, the design before magazines, kept so that a
  * benchmark can show what they buy.
@@ -52,14 +52,14 @@
 import { FENCE_SIZE } from "../engine/abi.js";
 import { DmaBufError } from "../errno.js";
 import type { Arena } from "../memory/arena.js";
-import { kCtlFenceCache, kCtlFenceCacheMode, kCtlFenceCacheSlots } from "../memory/layout.js";
+import { CTL_FENCE_CACHE, CTL_FENCE_CACHE_MODE, CTL_FENCE_CACHE_SLOTS } from "../memory/layout.js";
 
-export const FENCE_CACHE_SLOTS = kCtlFenceCacheSlots;
+export const FENCE_CACHE_SLOTS = CTL_FENCE_CACHE_SLOTS;
 /** Records one thread's magazine holds before it spills half of them. */
 export const MAGAZINE_ROUNDS = 16;
 /** How long after a thread parks a record its magazine is flushed to the depot. */
 export const REAP_MS = 20;
-/** kCtlFenceCacheMode values. */
+/** CTL_FENCE_CACHE_MODE values. */
 export const FENCE_CACHE_PER_THREAD = 0;
 export const FENCE_CACHE_SHARED = 1;
 export type FenceCacheMode = "per-thread" | "shared";
@@ -69,7 +69,7 @@ export function setFenceCacheMode(arena: Arena, mode: FenceCacheMode): void {
   if (mode !== "per-thread" && mode !== "shared") {
     throw new DmaBufError("EINVAL", "lab_create", `fenceCache '${String(mode)}' is not per-thread or shared`);
   }
-  arena.u32[arena.control(kCtlFenceCacheMode) >>> 2] = mode === "shared" ? FENCE_CACHE_SHARED : FENCE_CACHE_PER_THREAD;
+  arena.u32[arena.control(CTL_FENCE_CACHE_MODE) >>> 2] = mode === "shared" ? FENCE_CACHE_SHARED : FENCE_CACHE_PER_THREAD;
 }
 
 export class FenceCache {
@@ -82,9 +82,9 @@ export class FenceCache {
   private reaping = false;
 
   constructor(private readonly arena: Arena) {
-    this.first = arena.control(kCtlFenceCache) >>> 2;
+    this.first = arena.control(CTL_FENCE_CACHE) >>> 2;
     this.start = Math.floor(Math.random() * FENCE_CACHE_SLOTS);
-    this.perThread = arena.u32[arena.control(kCtlFenceCacheMode) >>> 2] === FENCE_CACHE_PER_THREAD;
+    this.perThread = arena.u32[arena.control(CTL_FENCE_CACHE_MODE) >>> 2] === FENCE_CACHE_PER_THREAD;
   }
 
   take(): number {

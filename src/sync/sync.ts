@@ -24,7 +24,7 @@ import {
 import type { Engine } from "../engine/engine.js";
 import type { Arena } from "../memory/arena.js";
 import { canBlock, waitUntil, waitUntilAsync } from "../memory/futex.js";
-import { kCtlContextNext, kCtlStubFence } from "../memory/layout.js";
+import { CTL_CONTEXT_NEXT, CTL_STUB_FENCE } from "../memory/layout.js";
 import { RecordType, getRecord, type RecordTypeId } from "../memory/record.js";
 import { CallbackRegistry } from "./callbacks.js";
 import { LabClock } from "./clock.js";
@@ -78,12 +78,12 @@ export class Sync {
   /** Once per lab, before it is shared: contexts, the clock, the stub fence. */
   static init(arena: Arena, engine: Engine): void {
     LabClock.init(arena);
-    new BigUint64Array(arena.buffer)[arena.control(kCtlContextNext) >>> 3] = 1n;
+    new BigUint64Array(arena.buffer)[arena.control(CTL_CONTEXT_NEXT) >>> 3] = 1n;
     const sync = new Sync(arena, engine);
     const stub = sync.allocFenceRecord(FENCE_KIND_STUB, 0, 0n, 0n, "stub");
     sync.i32[(stub + FENCE_REFCOUNT) >>> 2] = IMMORTAL;
     engine.wasm.fence_signal(stub, 0, sync.clock.nowNs());
-    arena.u32[arena.control(kCtlStubFence) >>> 2] = stub;
+    arena.u32[arena.control(CTL_STUB_FENCE) >>> 2] = stub;
   }
 
   // ---- contexts and records ------------------------------------------------
@@ -91,7 +91,7 @@ export class Sync {
   /** dma_fence_context_alloc: the first of n new, unique contexts (never 0). */
   allocContext(n = 1): bigint {
     const u64 = this.u64;
-    const i = this.arena.control(kCtlContextNext) >>> 3;
+    const i = this.arena.control(CTL_CONTEXT_NEXT) >>> 3;
     return Atomics.add(u64, i, BigInt(n));
   }
 
@@ -245,7 +245,7 @@ export class Sync {
 
   /** dma_fence_get_stub: the lab's always-signalled stub (context 0, seqno 0). */
   stub(): Fence {
-    const offset = this.u32[this.arena.control(kCtlStubFence) >>> 2];
+    const offset = this.u32[this.arena.control(CTL_STUB_FENCE) >>> 2];
     this.ref(offset);
     return this.view(offset, true);
   }

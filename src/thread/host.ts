@@ -11,7 +11,7 @@
  */
 import * as Comlink from "comlink";
 import { artifactUrl } from "../engine/artifacts.js";
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import { keepingAlive } from "../memory/futex.js";
 import { installErrorTransfer } from "./errors.js";
 import { spawnWorker } from "./spawn.js";
@@ -37,7 +37,7 @@ export function shippedWorker(name: ShippedWorker): { shipped: ShippedWorker; ur
   return { shipped: name, url: workerUrl(name) };
 }
 
-export async function spawnLabThread(lab: Lab, options: { name?: string; entry?: URL } = {}): Promise<LabThread> {
+export async function spawnLabThread(lab: LabCore, options: { name?: string; entry?: URL } = {}): Promise<LabThread> {
   installErrorTransfer();
   const name = options.name ?? `lab-thread-${++serial}`;
   const data: LabThreadData = { handle: lab.share(), name };

@@ -13,7 +13,7 @@
  * compares 32-bit seqnos too).
  */
 
-/** Categories, as start({ categories }) names them; a bit each in kCtlTraceMask. */
+/** Categories, as start({ categories }) names them; a bit each in CTL_TRACE_MASK. */
 export const CATEGORIES = {
   fence: 1,
   rw: 2,

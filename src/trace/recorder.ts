@@ -8,31 +8,31 @@
  *   const data = tr.stop();                // TraceData; chromeTrace(data) for JSON
  *
  * Contract:
- * - Off, a trace point costs one plain load of kCtlTraceMask and one
+ * - Off, a trace point costs one plain load of CTL_TRACE_MASK and one
  *   predictable branch (on(cat)): no atomic, no call into here.
  * - On, each thread writes only its own chunks (user-memory blocks it
  *   claimed): no word written by two threads per event. An event is
  *   EVENT_BYTES of plain stores, then Atomics.store of the chunk's count
  *   (the publish point: a collector that loads the count sees the event's
  *   words). Nothing lab-global is written per event.
- * - A thread notices a new session at its first event (kCtlTraceSession
+ * - A thread notices a new session at its first event (CTL_TRACE_SESSION
  *   differs from the one its chunks were set for) and resets its chunks
  *   then; only it ever writes them, so a late event of the last session can
  *   never land in another thread's buffer.
- * - Chunks are linked once into a lab-wide list (kCtlTraceChunks, pushed
+ * - Chunks are linked once into a lab-wide list (CTL_TRACE_CHUNKS, pushed
  *   with compareExchange) and never freed while the lab lives: a thread's
  *   chunks are reused in its later sessions, and release() (Lab.close())
  *   or releaseContext() (a reaped device's, from the host) hands them to
- *   new threads, once their events are no longer the current session's. A thread that fills kCtlTraceChunkLimit
+ *   new threads, once their events are no longer the current session's. A thread that fills CTL_TRACE_CHUNK_LIMIT
  *   chunks in a session counts further events as dropped.
  * - start() and stop() may run in any thread; one session at a time
- *   (kCtlTraceState: EBUSY while one records, EINVAL when none does).
+ *   (CTL_TRACE_STATE: EBUSY while one records, EINVAL when none does).
  */
 import { DmaBufError } from "../errno.js";
 import type { Arena } from "../memory/arena.js";
 import {
-  kCtlTraceChunkLimit, kCtlTraceChunks, kCtlTraceIds, kCtlTraceMask, kCtlTraceSession, kCtlTraceStartNs,
-  kCtlTraceState,
+  CTL_TRACE_CHUNK_LIMIT, CTL_TRACE_CHUNKS, CTL_TRACE_IDS, CTL_TRACE_MASK, CTL_TRACE_SESSION, CTL_TRACE_START_NS,
+  CTL_TRACE_STATE,
 } from "../memory/layout.js";
 import {
   ALL_CATEGORIES, CATEGORIES, EVENT_BYTES, EV_NARGS, EV_T0, EV_T1, EV_TYPE,
@@ -95,8 +95,8 @@ export class Tracer {
     this.u32 = arena.u32;
     this.i32 = arena.i32;
     this.f64 = new Float64Array(arena.buffer);
-    this.maskIndex = arena.control(kCtlTraceMask) >>> 2;
-    this.sessionIndex = arena.control(kCtlTraceSession) >>> 2;
+    this.maskIndex = arena.control(CTL_TRACE_MASK) >>> 2;
+    this.sessionIndex = arena.control(CTL_TRACE_SESSION) >>> 2;
   }
 
   /**
@@ -116,7 +116,7 @@ export class Tracer {
   }
 
   get recording(): boolean {
-    return Atomics.load(this.i32, this.arena.control(kCtlTraceState) >>> 2) === RECORDING;
+    return Atomics.load(this.i32, this.arena.control(CTL_TRACE_STATE) >>> 2) === RECORDING;
   }
 
   // ---- recording (this thread only) ----------------------------------------
@@ -162,7 +162,7 @@ export class Tracer {
 
   /** Moves to the next chunk (claiming or making one); false when none may be had. */
   private nextChunk(): boolean {
-    const limit = this.u32[this.arena.control(kCtlTraceChunkLimit) >>> 2];
+    const limit = this.u32[this.arena.control(CTL_TRACE_CHUNK_LIMIT) >>> 2];
     if (this.used >= limit) return false;
     let chunk = this.chunks[this.used];
     if (chunk === undefined) {
@@ -195,14 +195,14 @@ export class Tracer {
   }
 
   private tracerId(): number {
-    if (this.id === 0) this.id = Atomics.add(this.u32, this.arena.control(kCtlTraceIds) >>> 2, 1) + 1;
+    if (this.id === 0) this.id = Atomics.add(this.u32, this.arena.control(CTL_TRACE_IDS) >>> 2, 1) + 1;
     return this.id;
   }
 
   /** A free chunk of the lab-wide list (owner 0), or a new one linked into it; 0 when memory is short. */
   private claimChunk(): number {
     const id = this.tracerId();
-    const head = this.arena.control(kCtlTraceChunks) >>> 2;
+    const head = this.arena.control(CTL_TRACE_CHUNKS) >>> 2;
     for (let c = Atomics.load(this.u32, head); c !== 0; c = Atomics.load(this.u32, (c + CH_NEXT) >>> 2)) {
       // A free chunk still holding this session's events (its thread ended
       // mid-session) is kept for the collector.
@@ -233,7 +233,7 @@ export class Tracer {
   releaseContext(context: number): void {
     if (context === 0) return;
     const u32 = this.u32;
-    for (let c = Atomics.load(u32, this.arena.control(kCtlTraceChunks) >>> 2); c !== 0; c = Atomics.load(u32, (c + CH_NEXT) >>> 2)) {
+    for (let c = Atomics.load(u32, this.arena.control(CTL_TRACE_CHUNKS) >>> 2); c !== 0; c = Atomics.load(u32, (c + CH_NEXT) >>> 2)) {
       if (u32[(c + CH_CONTEXT) >>> 2] === context) Atomics.store(u32, (c + CH_OWNER) >>> 2, 0);
     }
   }
@@ -256,13 +256,13 @@ export class Tracer {
     if (!Number.isSafeInteger(bufferBytes) || bufferBytes < CHUNK_BYTES) {
       throw new DmaBufError("EINVAL", "trace_start", `bufferBytes ${bufferBytes} must be an integer of at least ${CHUNK_BYTES}`);
     }
-    const state = this.arena.control(kCtlTraceState) >>> 2;
+    const state = this.arena.control(CTL_TRACE_STATE) >>> 2;
     if (Atomics.compareExchange(this.i32, state, IDLE, RECORDING) !== IDLE) {
       throw new DmaBufError("EBUSY", "trace_start", "a trace session is already recording in this lab (stop() it first)");
     }
-    this.u32[this.arena.control(kCtlTraceChunkLimit) >>> 2] = Math.floor(bufferBytes / CHUNK_BYTES);
+    this.u32[this.arena.control(CTL_TRACE_CHUNK_LIMIT) >>> 2] = Math.floor(bufferBytes / CHUNK_BYTES);
     Atomics.add(this.u32, this.sessionIndex, 1);
-    this.f64[this.arena.control(kCtlTraceStartNs) >>> 3] = this.now();
+    this.f64[this.arena.control(CTL_TRACE_START_NS) >>> 3] = this.now();
     // Publish: the session number is stored before the mask that turns recording on.
     Atomics.store(this.u32, this.maskIndex, mask);
   }
@@ -273,7 +273,7 @@ export class Tracer {
    * collects (it read the mask just before) may or may not be included.
    */
   stop(): TraceData {
-    const state = this.arena.control(kCtlTraceState) >>> 2;
+    const state = this.arena.control(CTL_TRACE_STATE) >>> 2;
     if (Atomics.compareExchange(this.i32, state, RECORDING, COLLECTING) !== RECORDING) {
       throw new DmaBufError("EINVAL", "trace_stop", "no trace session is recording in this lab");
     }
@@ -284,7 +284,7 @@ export class Tracer {
       return {
         session,
         categories: categoryNames(mask),
-        startNs: this.f64[this.arena.control(kCtlTraceStartNs) >>> 3],
+        startNs: this.f64[this.arena.control(CTL_TRACE_START_NS) >>> 3],
         stopNs,
         threads: this.collect(session, false),
       };
@@ -311,7 +311,7 @@ export class Tracer {
   private collect(session: number, incremental: boolean): TraceThread[] {
     const u32 = this.u32;
     const byOwner = new Map<number, { thread: TraceThread; parts: { seq: number; events: RawEvent[] }[] }>();
-    const head = this.arena.control(kCtlTraceChunks) >>> 2;
+    const head = this.arena.control(CTL_TRACE_CHUNKS) >>> 2;
     for (let c = Atomics.load(u32, head); c !== 0; c = Atomics.load(u32, (c + CH_NEXT) >>> 2)) {
       if (Atomics.load(u32, (c + CH_SESSION) >>> 2) !== session) continue;
       const count = Atomics.load(u32, (c + CH_COUNT) >>> 2);

@@ -9,7 +9,7 @@
  * ENODEV, on a crashed device EIO.
  */
 import { DmaBufError } from "../errno.js";
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import { requireBlocking } from "../memory/futex.js";
 import { blockRw, StorageRecord, storageRef, storageUnref } from "../devices/block_io.js";
 import { TARGET_BLK, type IoTarget, type IoTargetFile } from "../io_uring/target.js";
@@ -21,7 +21,7 @@ export class BlockDevFile extends OpenFile implements IoTargetFile {
   readonly kind = "blockdev" as const;
   private readonly blockSize: number;
 
-  constructor(readonly lab: Lab, readonly storage: number, readonly path: string, flags: number) {
+  constructor(readonly lab: LabCore, readonly storage: number, readonly path: string, flags: number) {
     super(flags);
     storageRef(lab, storage);
     this.blockSize = new StorageRecord(lab, storage).blockSize;

@@ -34,7 +34,7 @@
 import { describe, intArg } from "../args.js";
 import { DmaBufError } from "../errno.js";
 import { hostError, hostFs } from "../host_fs.js";
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import { DmaBufFile } from "./dma_buf_file.js";
 import { checkDirectAlign, moveFileDmaBuf } from "./dma_buf_rw_file.js";
 import type { OpenFile } from "./file.js";
@@ -68,7 +68,7 @@ export interface CopyFileRangeArgs {
 }
 
 /** The system call, once the fds were looked up (EBADF for a closed one is the caller's). */
-export function copyFileRange(lab: Lab, a: CopyFileRangeArgs): number {
+export function copyFileRange(lab: LabCore, a: CopyFileRangeArgs): number {
   if (a.flags !== 0) throw new DmaBufError("EINVAL", SYSCALL, `flags ${describe(a.flags)} must be 0`);
   const explicitIn = offsetArg(a.offIn, "off_in");
   const explicitOut = offsetArg(a.offOut, "off_out");

@@ -4,26 +4,26 @@
  * The opener makes the open file description; it is called only once the
  * fd slot is known to be free.
  */
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import type { OpenFile } from "./file.js";
 
 export type DevNodeOpener = (flags: number) => OpenFile;
 
-const nodes = new WeakMap<Lab, Map<string, DevNodeOpener>>();
+const nodes = new WeakMap<LabCore, Map<string, DevNodeOpener>>();
 
 /** Adds `path` to the lab's device nodes (EEXIST-free: a later one replaces it); returns the remover. */
-export function registerDevNode(lab: Lab, path: string, open: DevNodeOpener): () => void {
+export function registerDevNode(lab: LabCore, path: string, open: DevNodeOpener): () => void {
   let m = nodes.get(lab);
   if (m === undefined) nodes.set(lab, (m = new Map()));
   m.set(path, open);
   return () => { if (m.get(path) === open) m.delete(path); };
 }
 
-export function devNode(lab: Lab, path: string): DevNodeOpener | undefined {
+export function devNode(lab: LabCore, path: string): DevNodeOpener | undefined {
   return nodes.get(lab)?.get(path);
 }
 
-const blockDevices = new WeakMap<Lab, number[]>();
+const blockDevices = new WeakMap<LabCore, number[]>();
 
 /**
  * Adds a storage device (its record) to the lab's block devices; returns
@@ -31,7 +31,7 @@ const blockDevices = new WeakMap<Lab, number[]>();
  * (ProcessOptions.root): its DMA moves the bytes of a regular file's direct
  * I/O to and from dma-bufs (copy_file_range, DMA_BUF_IOCTL_RW_FILE).
  */
-export function registerBlockDevice(lab: Lab, record: number): () => void {
+export function registerBlockDevice(lab: LabCore, record: number): () => void {
   let list = blockDevices.get(lab);
   if (list === undefined) blockDevices.set(lab, (list = []));
   list.push(record);
@@ -42,6 +42,6 @@ export function registerBlockDevice(lab: Lab, record: number): () => void {
 }
 
 /** The storage record under the lab's directory (see registerBlockDevice), or undefined. */
-export function rootBlockDevice(lab: Lab): number | undefined {
+export function rootBlockDevice(lab: LabCore): number | undefined {
   return blockDevices.get(lab)?.[0];
 }

@@ -25,7 +25,7 @@
  * byte moved changes nothing.
  */
 import { DmaBufError, hex } from "../errno.js";
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { bufferRuns } from "../dmabuf/runs.js";
 import { cpuRuns, withImplicitSync } from "../dmabuf/rw.js";
@@ -56,7 +56,7 @@ export function checkDirectAlign(filePos: number, bufPos: number, len: number, s
 }
 
 /** Moves the bytes (see the contract above); returns how many moved. */
-export function moveFileDmaBuf(lab: Lab, io: FileDmaBufIo): number {
+export function moveFileDmaBuf(lab: LabCore, io: FileDmaBufIo): number {
   const { buf, file, toBuffer, filePos, bufPos, syscall } = io;
   if (buf.revoked) throw new DmaBufError("ENODEV", syscall, `dma-buf ${hex(buf.offset)} was revoked by its exporter`);
   // Reading the file: no byte past its end is asked for.

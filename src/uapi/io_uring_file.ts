@@ -33,7 +33,7 @@
  * the tables and the file references go.
  */
 import { DmaBufError } from "../errno.js";
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import { RecordType } from "../memory/record.js";
 import { nowMs } from "../memory/futex.js";
 import { shippedWorker } from "../thread/host.js";
@@ -144,7 +144,7 @@ export class IoUringFile extends OpenFile {
     return file;
   }
 
-  private get lab(): Lab {
+  private get lab(): LabCore {
     return this.proc.lab;
   }
 

@@ -66,7 +66,7 @@ import { describe, flagsArg, intArg, positionArg, stringArg, writableArg } from 
 import { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { isWrite, type RwSyscall } from "../dmabuf/rw.js";
 import { heapNames, type HeapName } from "../dmabuf/heap.js";
-import type { Lab } from "../lab.js";
+import type { LabCore } from "../lab.js";
 import { keepingAlive, nowMs, requireBlocking } from "../memory/futex.js";
 import { SwSyncTimeline } from "../sync/sw_sync.js";
 import { SyncFile } from "../sync/sync_file.js";
@@ -126,7 +126,7 @@ export class Process {
   private readonly table = new Map<number, FdEntry>();
   private readonly mappings = new Set<DmaBufMapping>();
 
-  constructor(readonly lab: Lab, options: ProcessOptions = {}) {
+  constructor(readonly lab: LabCore, options: ProcessOptions = {}) {
     const { maxFds = DEFAULT_MAX_FDS, name = "dmabuf-lab" } = options;
     if (!Number.isSafeInteger(maxFds) || maxFds <= FIRST_FD) {
       throw new DmaBufError("EINVAL", "setrlimit", `maxFds ${maxFds} must be an integer above ${FIRST_FD}`);

@@ -10,7 +10,7 @@
  */
 import * as Comlink from "comlink";
 import { FENCE_WAITERS } from "../../src/engine/abi.js";
-import { Lab } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
 import { Resv } from "../../src/sync/resv.js";
 import { threadToken } from "../../src/memory/futex.js";
 import { installErrorTransfer } from "../../src/thread/errors.js";

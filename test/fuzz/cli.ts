@@ -9,7 +9,8 @@
  * `npm run fuzz -- --steps <n> --seed <seed>`); the exit code is then 1.
  */
 import { parseArgs } from "node:util";
-import { Lab, type LabOptions } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabOptions } from "../../src/lab.js";
 import { shrink, runFuzz, type Finding } from "./uapi-fuzz.js";
 import { fuzzThreads } from "./threads.js";
 

@@ -10,7 +10,7 @@
  */
 import { Worker } from "node:worker_threads";
 import { artifactUrl } from "../../src/engine/artifacts.js";
-import type { Lab } from "../../src/lab.js";
+import type { Lab } from "../../src/api/lab.js";
 import type { FuzzAgentData, FuzzAgentReport } from "../workers/fuzz-agent.js";
 import { runFuzz, type Finding, type FuzzResult } from "./uapi-fuzz.js";
 

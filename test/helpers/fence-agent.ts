@@ -13,7 +13,7 @@
  * "reply:OP".
  */
 import { Worker } from "node:worker_threads";
-import type { Lab } from "../../src/lab.js";
+import type { Lab } from "../../src/api/lab.js";
 import { artifactUrl } from "../../src/engine/artifacts.js";
 import type { FenceAgentEvent, FenceAgentRequest } from "../workers/fence-agent.js";
 import { within } from "./waits.js";

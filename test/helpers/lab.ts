@@ -15,7 +15,8 @@
  * the body made was released).
  */
 import { afterEach, expect } from "vitest";
-import { Lab, type LabOptions } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabOptions } from "../../src/lab.js";
 import type { WorkerSet } from "./workers.js";
 
 export class LabSet {

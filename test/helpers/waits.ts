@@ -5,7 +5,7 @@
  * asserts anything about how long a wait took.
  */
 import { expect } from "vitest";
-import type { Lab } from "../../src/lab.js";
+import type { Lab } from "../../src/api/lab.js";
 
 export const sleep = (ms: number): Promise<void> => new Promise<void>((resolve) => setTimeout(resolve, ms));
 

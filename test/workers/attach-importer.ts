@@ -22,7 +22,8 @@ import { Iommu, IOMMU_READ } from "../../src/dmabuf/iommu.js";
 import { DmaBufRecord } from "../../src/dmabuf/dma_buf.js";
 import { dmaBufDynamicAttach, type DmaBufAttachment, type DmaSgTable } from "../../src/dmabuf/attachment.js";
 import { DmaBufError } from "../../src/errno.js";
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { runWorker } from "./protocol.js";
 
 export interface AttachImporterData {

@@ -16,7 +16,8 @@
  */
 import { Iommu, IOMMU_READ, type PhysRun } from "../../src/dmabuf/iommu.js";
 import { DmaBufError } from "../../src/errno.js";
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { PAGE_SIZE } from "../../src/memory/layout.js";
 import { prng } from "../helpers/prng.js";
 import { readyThenAwaitStart, runWorker } from "./protocol.js";

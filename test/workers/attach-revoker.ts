@@ -7,7 +7,8 @@
  */
 import { dmaBufRevoke } from "../../src/dmabuf/attachment.js";
 import { DmaBufRecord } from "../../src/dmabuf/dma_buf.js";
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { readyThenAwaitStart, runWorker } from "./protocol.js";
 
 export interface AttachRevokerData {

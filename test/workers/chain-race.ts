@@ -14,7 +14,8 @@
  * ChainRaceReport; problems are reported, not thrown, so that the main
  * thread sees all of them.
  */
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import type { Fence } from "../../src/sync/fence.js";
 import { FenceChain } from "../../src/sync/fence_chain.js";
 import { prng } from "../helpers/prng.js";

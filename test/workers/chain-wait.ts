@@ -9,7 +9,8 @@
  * (0: timed out) and the node's status after the wait.
  */
 import { parentPort } from "node:worker_threads";
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { runWorker } from "./protocol.js";
 
 export interface ChainWaitData {

@@ -3,7 +3,7 @@
  * contents through this thread's engine, renames it, and drops its reference:
  * the buffer is shared, not copied.
  */
-import { Lab } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
 import { DmaBufRecord } from "../../src/dmabuf/dma_buf.js";
 import type { LabHandle } from "../../src/lab.js";
 import { runWorker } from "./protocol.js";

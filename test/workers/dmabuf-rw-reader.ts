@@ -3,7 +3,8 @@
  * read blocks until the buffer's pending write fences signal. Reports what
  * it read, so the test can check it saw one whole generation of the data.
  */
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { DmaBufRecord } from "../../src/dmabuf/dma_buf.js";
 import { preadv } from "../../src/dmabuf/rw.js";
 import { runWorker } from "./protocol.js";

@@ -19,7 +19,8 @@ import { parentPort, threadId, workerData } from "node:worker_threads";
 import vm from "node:vm";
 import v8 from "node:v8";
 import { DmaBufError } from "../../src/errno.js";
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import type { Fence } from "../../src/sync/fence.js";
 import { errorText } from "./protocol.js";
 

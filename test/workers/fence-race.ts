@@ -29,7 +29,8 @@
  * every fence record was freed.
  */
 import { DmaBufError } from "../../src/errno.js";
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import type { Fence } from "../../src/sync/fence.js";
 import { errorText, runWorker } from "./protocol.js";
 

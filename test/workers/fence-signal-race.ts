@@ -12,7 +12,8 @@
  * It ends with a FenceSignalRaceReport; any other outcome is an error.
  */
 import { DmaBufError } from "../../src/errno.js";
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { readyThenAwaitStart, runWorker } from "./protocol.js";
 
 export interface FenceSignalRaceData {

@@ -6,7 +6,8 @@
  * its steps and reports a FuzzAgentReport (the finding, if any, with the
  * operations that led to it).
  */
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { runFuzz, type FuzzResult } from "../fuzz/uapi-fuzz.js";
 import { readyThenAwaitStart, runWorker } from "./protocol.js";
 

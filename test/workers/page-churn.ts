@@ -12,7 +12,8 @@
  * (which the main thread checks and frees).
  */
 import { DmaBufError } from "../../src/errno.js";
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { PAGE_SIZE } from "../../src/memory/layout.js";
 import { prng, takeRandom } from "../helpers/prng.js";
 import { readyThenAwaitStart, runWorker } from "./protocol.js";

@@ -19,7 +19,8 @@
  * keeps its own references.
  */
 import { parentPort } from "node:worker_threads";
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { DMA_RESV_USAGE_BOOKKEEP, DMA_RESV_USAGE_WRITE, Resv, type ResvUsage } from "../../src/sync/resv.js";
 import type { Fence } from "../../src/sync/fence.js";
 import type { Timeline } from "../../src/sync/timeline.js";

@@ -5,7 +5,8 @@
  * so the consumer can check that every value arrives exactly once and in
  * each producer's order. A full ring is waited on (push's timeout).
  */
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { JobRing } from "../../src/devices/ring.js";
 import { readyThenAwaitStart, runWorker } from "./protocol.js";
 

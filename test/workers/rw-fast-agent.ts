@@ -10,7 +10,8 @@
  * the signal of this thread's oldest pending fence. Reads land between
  * canaries; a broken canary fails the thread.
  */
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { DmaBufRecord } from "../../src/dmabuf/dma_buf.js";
 import { rwAsync, rwSync } from "../../src/dmabuf/rw.js";
 import { rwFastPath } from "../../src/dmabuf/rw_fast.js";

@@ -6,7 +6,8 @@
  * 64 equal bytes, or it saw a write half done. Reports its torn reads and
  * how many calls its fast path took and sent back.
  */
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { DmaBufRecord } from "../../src/dmabuf/dma_buf.js";
 import { preadv, pwritev } from "../../src/dmabuf/rw.js";
 import { rwFastPath } from "../../src/dmabuf/rw_fast.js";

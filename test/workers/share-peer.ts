@@ -13,7 +13,8 @@
  *   "produce"   dequeues `frames` buffers and fills and queues each one.
  * Every wait is bounded by timeoutMs.
  */
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import type { ShareToken } from "../../src/sync/flight.js";
 import { runWorker } from "./protocol.js";
 

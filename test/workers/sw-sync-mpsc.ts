@@ -20,7 +20,8 @@
  * Every wait has a timeout; a failure ends the worker with an "error"
  * message naming the iteration.
  */
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { Mutex } from "../../src/memory/mutex.js";
 import { SwSyncTimeline } from "../../src/sync/sw_sync.js";
 import { SyncFile } from "../../src/sync/sync_file.js";

@@ -14,7 +14,8 @@
  * Every wait has a timeout; the first failure ends the loop with an "error"
  * message naming the turn, the timeline value and the counter.
  */
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { SwSyncTimeline } from "../../src/sync/sw_sync.js";
 import { readyThenAwaitStart, runWorker } from "./protocol.js";
 

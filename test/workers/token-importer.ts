@@ -4,7 +4,8 @@
  * got or the fdinfo of the fd it installed (then closes it).
  */
 import { DmaBufError } from "../../src/errno.js";
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { FIRST_FD, Process, type FdToken } from "../../src/uapi/index.js";
 import { runWorker } from "./protocol.js";
 

@@ -8,7 +8,8 @@
  *   inc     (an sw_sync token) SW_SYNC_IOC_INC by 1: signals the fence the
  *           main thread is waiting on
  */
-import { Lab, type LabHandle } from "../../src/lab.js";
+import { Lab } from "../../src/api/lab.js";
+import type { LabHandle } from "../../src/lab.js";
 import { FIRST_FD, Process, SW_SYNC_IOC_INC, type FdToken } from "../../src/uapi/index.js";
 import { readyThenAwaitStart, runWorker } from "./protocol.js";
 

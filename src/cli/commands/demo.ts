@@ -8,7 +8,7 @@
  */
 import type { Command } from "../command.js";
 import { integer, parseOptions } from "../options.js";
-import { Lab } from "../../lab.js";
+import { Lab } from "../../api/lab.js";
 import { checkPipelineOptions, type FrameReport } from "../../demo/options.js";
 import { runPipeline, type PipelineResult } from "../../demo/pipeline.js";
 import { durationLabel, formatBytes, roundedJson, summarize, table } from "../../report.js";
