@@ -9,7 +9,7 @@
 const floors = [
   ["base", ["^src/(errno|args|host_fs)[.]ts$", "^src/types/", "^src/report([.]ts$|/)"]],
   ["memory", ["^src/memory/"]],
-  ["engine", ["^src/engine/", "^src/trace/"]],
+  ["engine", ["^src/engine/", "^src/trace/", "^src/sanitize/"]],
   ["sync", ["^src/sync/"]],
   ["dmabuf", ["^src/dmabuf/"]],
   ["core lab", ["^src/lab[.]ts$"]],

@@ -20,6 +20,7 @@ import { copyCharts, copyJson, fenceCharts, fenceJson, renderFenceTable, renderR
 import { UsageError, integer } from "../src/cli/options.js";
 import { renderTraceTable, runTraceBench, traceCharts, traceJson } from "./trace.js";
 import { ioCharts, ioJson, renderIoTable, runIoBench } from "./io.js";
+import { renderSanitizeTable, runSanitizeBench, sanitizeCharts } from "./sanitize.js";
 
 const common = `  --quick          a reduced run
   --json           print the result as JSON
@@ -269,8 +270,30 @@ ${common}
   charts: ioCharts,
 };
 
+const sanitize: Benchmark<{ quick: boolean }, Awaited<ReturnType<typeof runSanitizeBench>>> = {
+  name: "sanitize",
+  summary: "what the race detector costs: contend defaults with the sanitizer off against on",
+  usage: `usage: dmabuf-lab bench sanitize [--quick] [--json] [--out FILE.json] [--chart FILE.svg|.html]
+
+Contend defaults (2 writers, 2 readers, 1 device, 4 buffers of 64 KiB) with
+the sanitizer off and on in alternating rounds of the same run (three each,
+2 s a round): operations per second, the slowdown (median off / median on)
+against the target, and the race check's own time. About 30 seconds;
+--quick one round each of 1 s. A sanitized round with a race fails (exit 1).
+
+${common}
+`,
+  options: {},
+  parse: (v) => ({ quick: v.quick === true }),
+  run: (o, say) => runSanitizeBench(o, (e) => say(progressText(e))),
+  table: renderSanitizeTable,
+  json: (r) => r,
+  charts: sanitizeCharts,
+  failed: (r) => r.rounds.some((x) => (x.races ?? 0) > 0),
+};
+
 // Each entry's options and result types are its own; the CLI sees them through the common shape.
 type AnyBenchmark = Benchmark<any, any>;
 
 /** `dmabuf-lab bench NAME`, in this order. */
-export const benchmarks: readonly AnyBenchmark[] = [copy, fence, rw, devices, scale, handoff, io, calibrate, trace];
+export const benchmarks: readonly AnyBenchmark[] = [copy, fence, rw, devices, scale, handoff, io, calibrate, trace, sanitize];

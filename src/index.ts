@@ -62,4 +62,6 @@ export { runPipeline, type PipelineOptions, type PipelineResult, type PipelineIn
 export { Tracer, type TraceStartOptions } from "./trace/recorder.js";
 export { chromeTrace, type ChromeTrace, type ChromeEvent } from "./trace/chrome.js";
 export { checkChromeTrace, type TraceCheck } from "./trace/validate.js";
+export type { AccessSide, Race, SanitizeReport } from "./sanitize/check.js";
+export type { SanitizeOptions } from "./sanitize/agent.js";
 export { CATEGORIES as traceCategories, type TraceCategory, type TraceData, type TraceThread, type RawEvent } from "./trace/events.js";

@@ -35,8 +35,10 @@ import { Memfd } from "./dmabuf/memfd.js";
 import { isCoherent, setCoherent } from "./dmabuf/coherence.js";
 import { udmabufCreate, type UdmabufItem } from "./dmabuf/udmabuf.js";
 import { releaseCpuState } from "./dmabuf/rw.js";
-import type { DmaBufRecord } from "./dmabuf/dma_buf.js";
 import type { Tracer } from "./trace/recorder.js";
+import { Sanitizer, type SanitizeOptions } from "./sanitize/agent.js";
+import { checkRaces, type SanitizeReport } from "./sanitize/check.js";
+import { DmaBufRecord } from "./dmabuf/dma_buf.js";
 
 export interface LabOptions extends LayoutOptions {
   /** The engine: a compiled module, or the URL of engine.wasm. */
@@ -64,12 +66,36 @@ export interface LabOptions extends LayoutOptions {
    * the control block (for benchmarks that show the difference).
    */
   fenceCache?: FenceCacheMode;
+  /**
+   * The race detector (src/sanitize): every access to a dma-buf's bytes is
+   * recorded with its vector clock over fence edges, and
+   * lab.sanitizer.report() lists the pairs that no fence orders. true, or
+   * { logBytes } to bound each thread's log (default 8 MiB). Default off,
+   * which costs one load and branch per hook.
+   */
+  sanitize?: boolean | SanitizeOptions;
+}
+
+/** A dma-buf for the race report: its name, else its exporter, and its record; "freed" once it is gone. */
+function bufferName(sync: Sync, offset: number, generation: number): string {
+  let buf: DmaBufRecord;
+  try {
+    buf = DmaBufRecord.attach(sync, offset, generation);
+  } catch (e) {
+    if (!(e instanceof DmaBufError)) throw e;
+    return `dma-buf ${hex(offset)} (freed)`;
+  }
+  try {
+    return `${buf.name || buf.exporter} ${hex(offset)}`;
+  } finally {
+    buf.put();
+  }
 }
 
 /** The AUTO table measured by this realm's first Lab.create({ calibration: "measure" }). */
 let measuredCalibration: Calibration | undefined;
 /** Every option Lab.create knows; any other is EINVAL (a misspelt option must not be ignored). */
-const LAB_OPTIONS: readonly (keyof LabOptions)[] = ["memoryBytes", "poolBytes", "syncBytes", "engine", "calibration", "coherent", "fenceCache"];
+const LAB_OPTIONS: readonly (keyof LabOptions)[] = ["memoryBytes", "poolBytes", "syncBytes", "engine", "calibration", "coherent", "fenceCache", "sanitize"];
 
 /** What crosses to another thread: structured-clonable, shared not copied. */
 export interface LabHandle {
@@ -118,6 +144,10 @@ export class LabCore {
       throw new DmaBufError("EINVAL", "lab_create", `unknown option${unknown.length > 1 ? "s" : ""} ${unknown.join(", ")} ` +
         `(Lab.create takes ${LAB_OPTIONS.join(", ")})`);
     }
+    const sanitize = options.sanitize ?? false;
+    if (typeof sanitize !== "boolean" && (typeof sanitize !== "object" || sanitize === null)) {
+      throw new DmaBufError("EINVAL", "lab_create", `sanitize ${describe(sanitize)} is not a boolean or { logBytes }`);
+    }
     const installed = currentDefaultCalibration() !== defaultCalibration;
     const choice = options.calibration ?? (installed ? "static" : "measure");
     if (choice !== "measure" && choice !== "static" && (typeof choice !== "object" || choice === null)) {
@@ -132,6 +162,7 @@ export class LabCore {
     const engine = new Engine(arena, module);
     Sync.init(arena, engine);
     setCoherent(arena, options.coherent ?? true);
+    if (sanitize !== false) Sanitizer.init(arena, sanitize === true ? {} : sanitize);
     const lab = new (this as unknown as LabClass<T>)(arena, engine);
     lab.trace.setThread("main");
     if (choice === "measure" && measuredCalibration === undefined) lab.measureCalibration();
@@ -177,6 +208,23 @@ export class LabCore {
    */
   get trace(): Tracer {
     return this.sync.trace;
+  }
+
+  /**
+   * The race detector of a lab created with { sanitize: true }
+   * (src/sanitize): `enabled`, and report(), from any thread at any time:
+   * every pair of overlapping accesses to a dma-buf, one a write, that no
+   * fence orders, with both sides named.
+   */
+  get sanitizer(): { enabled: boolean; report(): SanitizeReport } {
+    const { sync } = this;
+    return {
+      enabled: sync.san.on,
+      report: () => {
+        if (!sync.san.on) throw new DmaBufError("EINVAL", "sanitize_report", "this lab was not created with { sanitize: true }");
+        return checkRaces(this.arena, (offset, generation) => bufferName(sync, offset, generation));
+      },
+    };
   }
 
   get layout(): Layout {

@@ -122,9 +122,13 @@ export class CpuThread {
       if (data.role === "writer") {
         stamp(this.mine, control.nextGeneration(), data.index, this.lab.engine);
         if (t.mapped) {
-          t.mapped.plans.forEach((plan, i) => {
+          const { mapping, plans } = t.mapped;
+          plans.forEach((plan, i) => {
             if (i > 0) Atomics.wait(this.pause, 0, 0, PAUSE_MS);
             this.copy(plan);
+            // The copy went by address: declared, so that a sanitizing lab sees it (DmaBufMapping.access).
+            const chunk = this.chunks[i];
+            mapping.access(true, chunk.byteOffset - this.mine.byteOffset, chunk.byteLength);
           });
         } else if (wait.blocking) {
           pwritev(t.buf, this.chunks, 0, { timeoutMs, wait: wait.step });
@@ -133,7 +137,10 @@ export class CpuThread {
         }
         control.count(data.slot, data.size, false);
       } else {
-        if (t.mapped) this.copy(t.mapped.plans[0]);
+        if (t.mapped) {
+          this.copy(t.mapped.plans[0]);
+          t.mapped.mapping.access(false);
+        }
         else if (wait.blocking) preadv(t.buf, [this.mine], 0, { timeoutMs, wait: wait.step });
         else await preadvAsync(t.buf, [this.mine], 0, { timeoutMs, wait: wait.step });
         control.count(data.slot, data.size, !isWhole(this.mine, this.lab.engine));

@@ -21,6 +21,8 @@
  *   bypassFences       skip implicit sync everywhere (see run.ts)
  *   chunks             pieces a writer writes its payload in (1..1024)
  *   timeoutMs          the bound of every wait in the run
+ *   sanitize           Lab.create({ sanitize }): the race detector records
+ *                      every access; the result carries its report
  * Contract: resolveOptions() validates everything before anything starts:
  * a bad value is EINVAL (syscall "contend") with a message naming it.
  */
@@ -51,6 +53,8 @@ export interface ContendOptions {
   timeoutMs?: number;
   /** Record a trace of the run (every thread and device: src/trace); the result carries it. */
   trace?: boolean;
+  /** Run the race detector (src/sanitize); the result carries its report. */
+  sanitize?: boolean;
 }
 
 export type ResolvedOptions = Required<Omit<ContendOptions, "durationMs" | "iterations">> &
@@ -61,7 +65,7 @@ const KiB = 1024;
 export const defaults = {
   writers: 2, readers: 2, devices: 1, buffers: 4, sharing: 1, size: 64 * KiB, heap: "system" as HeapName, durationMs: 2000,
   jobs: [...jobKinds] as JobKind[], wait: "atomics" as WaitStrategy, coherent: true, bypassFences: false, chunks: 8,
-  timeoutMs: 5000, trace: false,
+  timeoutMs: 5000, trace: false, sanitize: false,
 };
 
 const bad = (message: string) => new DmaBufError("EINVAL", "contend", message);
@@ -110,6 +114,7 @@ export function resolveOptions(o: ContendOptions): ResolvedOptions {
     chunks: integer("chunks", o.chunks ?? d.chunks, 1, 1024),
     timeoutMs: integer("timeout (ms)", o.timeoutMs ?? d.timeoutMs, 1, 600_000),
     trace: o.trace ?? d.trace,
+    sanitize: o.sanitize ?? d.sanitize,
   };
   if (r.size % (4 * KiB) !== 0) throw bad(`size ${r.size} must be a multiple of 4 KiB (whole pages)`);
   if (r.jobs.length === 0) throw bad("the job mix is empty (expected some of copy, checksum, fill)");
@@ -126,6 +131,8 @@ const MiB = KiB * KiB;
 
 /** A traced run's trace buffer per thread. */
 export const TRACE_BYTES = 16 * MiB;
+/** A sanitized run's log per thread (about 50k accesses). */
+export const SANITIZE_BYTES = 4 * MiB;
 
 /** Each device's IOVA space: every shared buffer and its own (two more with sharing < 1), mapped at once, with room to spare. */
 export function iovaBytes(o: ResolvedOptions): number {
@@ -138,6 +145,8 @@ export function labBytes(o: ResolvedOptions): number {
   const pages = (o.buffers + own + o.devices) * o.size + o.devices * (4096 + iovaBytes(o) / 512);
   // A traced run: each thread (the host and the watchdog too) may fill TRACE_BYTES of user memory.
   const traces = o.trace ? (o.writers + o.readers + o.devices + 2) * TRACE_BYTES : 0;
-  const user = (o.writers + o.readers + o.devices + (o.coherent ? 0 : 2 * (o.buffers + o.devices))) * o.size + traces;
+  // A sanitized run: each thread may fill SANITIZE_BYTES, plus the record-clock table (a u32 per 64 sync bytes).
+  const logs = o.sanitize ? (o.writers + o.readers + o.devices + 2) * SANITIZE_BYTES + MiB : 0;
+  const user = (o.writers + o.readers + o.devices + (o.coherent ? 0 : 2 * (o.buffers + o.devices))) * o.size + traces + logs;
   return Math.max(32 * MiB, Math.ceil((2.5 * Math.max(pages, user) + 16 * MiB) / (2 * MiB)) * 2 * MiB);
 }

@@ -10,6 +10,7 @@
  * JSON is the whole result ({ ..., roles, locks, checkedReads, tornReads }).
  */
 
+import { renderRaceReport } from "../sanitize/text.js";
 import type { ContendResult, RoleResult } from "./run.js";
 import { durationLabel, formatBytes, machineLines, table, wrap, type Chart } from "../report.js";
 
@@ -48,7 +49,8 @@ export function renderContendTable(r: ContendResult): string {
     table(["role", "n", "ops", "ops/s", "MiB/s", "checked", "torn", "waits", "p50", "p90", "p99", "max"], rows), "",
     `resv locks (${plural(r.options.buffers, "buffer")}): ${l.acquisitions} acquisitions, ${l.contended} contended${share}, ` +
       `${l.waitMs.toFixed(1)} ms waiting`,
-    `integrity: ${verdict(r)}`, "",
+    `integrity: ${verdict(r)}`,
+    ...(r.sanitize ? renderRaceReport(r.sanitize) : []), "",
     ...wrap("waits: fence waits, timed. CPU threads: the read/write path's dependencies (only calls that had one); " +
       "devices: every job's out-fence, from submission to seen signalled. checked: reads that verified one whole " +
       "generation (CPU reads; device checksums of a snapshot).", 116, "  "),

@@ -37,12 +37,13 @@ import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import { nowMs } from "../memory/futex.js";
 import type { MutexStats } from "../memory/mutex.js";
 import type { TraceData } from "../trace/events.js";
+import type { SanitizeReport } from "../sanitize/check.js";
 import { installErrorTransfer } from "../thread/errors.js";
 import { shippedWorker } from "../thread/host.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
 
 import { DeviceDriver } from "./devices.js";
-import { TRACE_BYTES, labBytes, resolveOptions, type ContendOptions, type ResolvedOptions } from "./options.js";
+import { SANITIZE_BYTES, TRACE_BYTES, labBytes, resolveOptions, type ContendOptions, type ResolvedOptions } from "./options.js";
 import { Control, controlBytes, type ContendCpuApi, type CpuRole, type CpuRunResult, type CpuThreadData } from "./protocol.js";
 import { machineInfo, quantile, summarize, type MachineInfo, type SampleStats } from "../report.js";
 
@@ -79,6 +80,8 @@ export interface ContendResult {
   tornReads: number;
   /** With options.trace: every thread's and device's events from START to the end (chromeTrace() for JSON). */
   trace?: TraceData;
+  /** With options.sanitize: the race detector's report over the whole run. */
+  sanitize?: SanitizeReport;
 }
 
 /** Bound of spawning a thread or device and of a thread's answer once STOP is set (besides timeoutMs). */
@@ -125,7 +128,7 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
   const o = resolveOptions(options);
   installErrorTransfer();
   const date = new Date().toISOString();
-  const lab = await Lab.create({ coherent: o.coherent, memoryBytes: labBytes(o) });
+  const lab = await Lab.create({ coherent: o.coherent, memoryBytes: labBytes(o), sanitize: o.sanitize && { logBytes: SANITIZE_BYTES } });
   const buffers: DmaBufRecord[] = [];
   /** Each CPU thread's own buffer, then each device's own two (sharing < 1). */
   const own: DmaBufRecord[] = [];
@@ -170,6 +173,8 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
     const elapsedMs = nowMs() - t0;
     const trace = o.trace ? lab.trace.stop() : undefined;
     onProgress(progressLine(control, threads, drivers, t0));
+    if (o.sanitize) onProgress("checking the run's accesses for races");
+    const sanitize = o.sanitize ? lab.sanitizer.report() : undefined;
 
     const roleResults = [
       ...cpuRoles(control, threads, results, elapsedMs),
@@ -188,6 +193,7 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
       checkedReads: roleResults.reduce((a, r) => a + r.checked, 0),
       tornReads: roleResults.reduce((a, r) => a + r.tears, 0),
       ...(trace === undefined ? {} : { trace }),
+      ...(sanitize === undefined ? {} : { sanitize }),
     };
   } catch (e) {
     failed = true;

@@ -57,7 +57,8 @@ export const NVME_READ = 0;
 export const NVME_WRITE = 1;
 
 /** A device-address range of one job. */
-export interface DeviceRange { iova: number; len: number }
+/** A device-address range of one job; `buffer` and `offset` name the dma-buf range it is (0 for user memory). */
+export interface DeviceRange { iova: number; len: number; buffer?: number; offset?: number }
 
 /** What an I/O in flight holds: its jobs' fences; finish() releases them and the per-I/O mapping, and gives res. */
 export interface BlockPending {
@@ -112,8 +113,10 @@ export function pushNvmeJob(st: StorageRecord, write: boolean, pos: number, rang
     args: [hostFd, pos % 2 ** 32, Math.floor(pos / 2 ** 32), write ? NVME_WRITE : NVME_READ],
     submitNs: sync.clock.nowNs(),
     // A read from the file writes memory; a write to the file reads it.
-    buffers: ranges.map((r) => ({ iova: r.iova, len: r.len, access: write ? jobAccessBits.read : jobAccessBits.write, buffer: 0, offset: 0 })),
+    buffers: ranges.map((r) => ({ iova: r.iova, len: r.len, access: write ? jobAccessBits.read : jobAccessBits.write, buffer: r.buffer ?? 0, offset: r.offset ?? 0 })),
   });
+  // The device's edge from this submission (src/sanitize), before the push hands the job over.
+  if (sync.san.on) sync.san.publishJob(rec);
   try {
     dev.ring.push(rec, st.word(STOR_SUBMIT_MS));
   } catch (e) {

@@ -454,6 +454,8 @@ export class Device {
       }
       this.writeJob(rec, job, uses, fence, deps[0] ?? null, kernelId, args);
       written = true;
+      // The device's edge from this submission (src/sanitize), before the push hands the job over.
+      if (sync.san.on) sync.san.publishJob(rec);
       this.record.ring.push(rec, this.options.submitTimeoutMs, () => this.record.state === DEV_DEAD);
       // Failed just before the push: fail() signalled the jobs queued then, not this one.
       if (this.record.state === DEV_DEAD) fence.checkAndSignal(FAIL_EIO);

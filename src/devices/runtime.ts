@@ -35,7 +35,8 @@ import { IOMMU_WRITE, Iommu } from "../dmabuf/iommu.js";
 import {
   JOB_CHECKSUM, JOB_COPY, JOB_FILL, JOB_KERNEL, JOB_NOP, JobRecord, jobAccessName, type JobAccess, type JobBuffer,
 } from "./job.js";
-import { FENCE_SEQNO } from "../engine/abi.js";
+import { FENCE_CONTEXT, FENCE_SEQNO } from "../engine/abi.js";
+import { AK_JOB } from "../sanitize/log.js";
 import { CAT_JOB, NOT_REACHED, T_JOB } from "../trace/events.js";
 
 export interface KernelContext {
@@ -127,6 +128,7 @@ export class DeviceRuntime {
     let bytes = 0;
     const rec = new JobRecord(lab.arena, job);
     const marks = sync.trace.on(CAT_JOB) ? new JobMarks(this, rec) : undefined;
+    if (sync.san.on) sync.san.takeJob(job);
     if (rec.dep !== 0) error = await this.waitDependency(rec.dep);
     marks?.depsDone(error);
     if (error === 0) {
@@ -134,7 +136,9 @@ export class DeviceRuntime {
       record.started();
       try {
         if (this.snoops) this.snoop(rec, false);
+        const t0 = sync.san.on ? sync.san.now() : 0;
         bytes = await this.execute(rec);
+        if (sync.san.on) this.recordAccesses(rec, t0);
         if (this.snoops) this.snoop(rec, true);
       } catch (e) {
         error = fenceError(e);
@@ -146,6 +150,21 @@ export class DeviceRuntime {
     marks?.end(error, bytes);
     record.complete(job, error, bytes);
     freeJob(sync, job);
+  }
+
+  /**
+   * The job's DMA as the sanitizer sees it (src/sanitize): one access per
+   * range of a dma-buf, named by the job's out-fence, before it signals.
+   */
+  private recordAccesses(job: JobRecord, t0: number): void {
+    const { sync } = this.lab;
+    const u32 = sync.u32;
+    const fence = job.fence;
+    for (const range of job.buffers()) {
+      if (range.buffer === 0) continue;
+      sync.san.access(range.buffer, sync.arena.records.generationAt(range.buffer), range.offset, range.len,
+        (range.access & IOMMU_WRITE) !== 0, AK_JOB | (job.kind << 8), u32[(fence + FENCE_CONTEXT) >>> 2], u32[(fence + FENCE_SEQNO) >>> 2], t0);
+    }
   }
 
   /**

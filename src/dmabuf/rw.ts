@@ -49,6 +49,7 @@ import { fastCopy, fastRun } from "./rw_fast.js";
 import { FENCE_CONTEXT, FENCE_SEQNO } from "../engine/abi.js";
 import { CAT_RW, NOT_REACHED, RW_SYSCALLS, T_RW, WAIT_ASYNC } from "../trace/events.js";
 import type { Tracer } from "../trace/recorder.js";
+import { AK_IO, AK_RW } from "../sanitize/log.js";
 
 /** The system calls the path serves; the name says the direction and goes into every error. */
 export type RwSyscall = "read" | "write" | "pread" | "pwrite" | "readv" | "writev" | "preadv" | "pwritev";
@@ -198,6 +199,25 @@ function copyRuns(p: Plan, target: Run[]): void {
   }
 }
 
+/**
+ * Step 4 as the sanitizer sees it (src/sanitize): in a sanitizing lab the
+ * copy is recorded as an access of [pos, pos + bytes), named by the call's
+ * own fence, before end() signals that fence.
+ */
+function copyAccess(call: Call): void {
+  const { p } = call;
+  const { sync } = p.buf;
+  if (!sync.san.on) {
+    copy(p);
+    return;
+  }
+  const t0 = sync.san.now();
+  copy(p);
+  const u32 = sync.u32;
+  sync.san.access(p.buf.offset, p.buf.generation, p.pos, p.bytes, p.write, AK_RW | (RW_SYSCALLS.indexOf(p.syscall) << 8),
+    u32[(call.own.offset + FENCE_CONTEXT) >>> 2], u32[(call.own.offset + FENCE_SEQNO) >>> 2], t0);
+}
+
 /** A call after step 2: its plan, its dependencies, and end() (signal the own fence, put everything). */
 interface Call {
   p: Plan;
@@ -212,6 +232,8 @@ interface Call {
  * for a call that is not the common case.
  */
 function tryFast(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSyscall, options: RwOptions): number | Fence | undefined {
+  // A sanitizing lab takes the path whose steps it records (src/sanitize): one load and branch here.
+  if (buf.sync.san.on) return undefined;
   const c = fastCopy(buf, iov, pos, options);
   if (c === undefined) return undefined;
   const own = cpu(buf.sync).timeline.createFence(undefined, false);
@@ -281,7 +303,14 @@ export function withImplicitSync<T>(buf: DmaBufRecord, write: boolean, syscall: 
   const { own, deps } = publish(buf, write, options.nonblock === true, syscall);
   try {
     waitDeps(deps, timeoutMs, blocking, syscall, "a worker thread");
-    return move();
+    const { san } = buf.sync;
+    if (!san.on) return move();
+    // The sanitizer (src/sanitize) records the transfer as an access of the whole buffer, named by the own fence.
+    const t0 = san.now();
+    const result = move();
+    const u32 = buf.sync.u32;
+    san.access(buf.offset, buf.generation, 0, buf.size, write, AK_IO, u32[(own.offset + FENCE_CONTEXT) >>> 2], u32[(own.offset + FENCE_SEQNO) >>> 2], t0);
+    return result;
   } finally {
     for (const d of deps) d.put();
     own.signal();
@@ -304,7 +333,7 @@ function runSync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: RwSysca
     // own name before anything waits.
     waitDeps(deps, p.timeoutMs, options.wait ?? blocking, syscall, `${syscall}Async() (readAsync()/writeAsync() on a DmaBuf)`);
     marks?.waited();
-    copy(p);
+    copyAccess(call);
     marks?.copied();
     return p.bytes;
   } catch (e) {
@@ -330,7 +359,7 @@ async function runAsync(buf: DmaBufRecord, iov: unknown, pos: unknown, syscall: 
       if ((await wait(d, Math.max(0, p.timeoutMs - (nowMs() - start)))) === 0) throw timedOut(p);
     }
     marks?.waited();
-    copy(p);
+    copyAccess(call);
     marks?.copied();
     return p.bytes;
   } catch (e) {

@@ -171,7 +171,7 @@ export function dmaTokenIo(lab: LabCore, token: number, storage: number, write: 
   detachIfUnused(stale);
   let fences;
   try {
-    fences = pushRanges(st, write, pos, [{ iova: w(lab, map, MAP_IOVA) + offset, len: n }]);
+    fences = pushRanges(st, write, pos, [{ iova: w(lab, map, MAP_IOVA) + offset, len: n, buffer: w(lab, token, TOK_BUFFER), offset }]);
   } catch (e) {
     mapPut(lab, map, false);
     throw e;

@@ -99,6 +99,22 @@ export const CTL_TRACE_IDS = 528;
 export const CTL_TRACE_CHUNK_LIMIT = 532;
 /** f64: when the current (or last) session started, ns on the lab clock. */
 export const CTL_TRACE_START_NS = 536;
+/*
+ * The sanitizer (src/sanitize/), on a cache line of its own: every hook
+ * reads CTL_SANITIZE with a plain load; the words are set once, when the lab
+ * is created, except the agent counter and the log list, which change once
+ * per thread (its first access record), never per access.
+ */
+/** u32: 1 when the lab was created with { sanitize: true }, else 0. */
+export const CTL_SANITIZE = 576;
+/** u32: the last sanitizer agent id handed out (one per thread's lab view). */
+export const CTL_SAN_AGENTS = 580;
+/** u32: head of the list of every sanitizer log chunk (linked through the chunks). */
+export const CTL_SAN_CHUNKS = 584;
+/** u32: offset of the record-clock table: one u32 per sync-heap granule (src/sanitize/agent.ts). */
+export const CTL_SAN_CLOCKS = 588;
+/** u32: the most log chunks one thread may fill. */
+export const CTL_SAN_CHUNK_LIMIT = 592;
 
 export interface Layout {
   memoryBytes: number;

@@ -34,7 +34,7 @@
 import { DmaBufError, hex } from "../errno.js";
 import { describe } from "../args.js";
 import {
-  FENCE_CONTEXT, FENCE_DEADLINE, FENCE_ERROR, FENCE_KIND, FENCE_KIND_MASK, FENCE_REFCOUNT, FENCE_SEQNO,
+  FENCE_CONTEXT, FENCE_DEADLINE, FENCE_ERROR, FENCE_KIND, FENCE_KIND_MASK, FENCE_KIND_PLAIN, FENCE_REFCOUNT, FENCE_SEQNO,
   FENCE_STATUS, FENCE_TIMELINE, FENCE_TIMESTAMP, FENCE_WAITERS, MAX_ERRNO, SIGNAL_ALREADY,
 } from "../engine/abi.js";
 import { keepingAlive, nowMs, waitUntil, waitUntilAsync } from "../memory/futex.js";
@@ -99,8 +99,11 @@ export class Fence {
     return Atomics.load(this.sync.i32, (this.offset + FENCE_STATUS) >>> 2);
   }
 
+  /** Whether it is signalled; a sanitizing lab counts seeing it so as an edge (src/sanitize). */
   isSignaled(): boolean {
-    return this.status !== 0;
+    const signalled = this.status !== 0;
+    if (signalled && this.sync.san.on) acquireFence(this);
+    return signalled;
   }
 
   /** The signal time in ns on the lab clock; 0 while pending. */
@@ -152,6 +155,8 @@ export class Fence {
     const trace = this.sync.trace;
     const traced = trace.on(CAT_FENCE);
     const t0 = traced ? trace.now() : 0;
+    // The sanitizer's release: this thread's clock is published before the signal.
+    if (this.sync.san.on) this.sync.san.release(this.offset);
     const rc = this.sync.engine.wasm.fence_signal(this.offset, error, this.sync.clock.nowNs());
     if (rc === SIGNAL_ALREADY) return true;
     if (rc !== 0) {
@@ -174,6 +179,7 @@ export class Fence {
     const t0 = traced ? trace.now() : 0;
     const slept = traced && !this.isSignaled();
     const ok = this.blockUntilSignaled(start + timeoutMs);
+    if (ok && this.sync.san.on) acquireFence(this);
     if (ok) this.sync.callbacks.dispatch(this);
     if (traced) traceWait(this, t0, ok, slept ? WAIT_SLEPT : 0);
     return ok ? timeLeft(start, timeoutMs) : 0;
@@ -191,6 +197,7 @@ export class Fence {
     const t0 = traced ? trace.now() : 0;
     const slept = traced && !this.isSignaled();
     const ok = await keepingAlive(this.untilSignaled(start + timeoutMs));
+    if (ok && this.sync.san.on) acquireFence(this);
     if (ok) this.sync.callbacks.dispatch(this);
     if (traced) traceWait(this, t0, ok, WAIT_ASYNC | (slept ? WAIT_SLEPT : 0));
     return ok ? timeLeft(start, timeoutMs) : 0;
@@ -307,6 +314,22 @@ function traceWait(fence: Fence, t0: number, ok: boolean, flags: number): void {
   const own = leaves.length === 1 && leaves[0].is(fence);
   traceFence(fence.sync, T_FENCE_WAIT, fence.offset, t0, ok ? 1 : 0, flags, own ? 0 : leaves.length);
   if (!own) for (const l of leaves) traceFence(fence.sync, T_FENCE_LEAF, l.offset, t0, 0, 0, 0);
+}
+
+/**
+ * The sanitizer's acquire (src/sanitize/agent.ts) of a fence seen
+ * signalled: the clock of each of its signalled leaves (a container's
+ * leaves signal on their own; a signal-on-any array may have pending ones).
+ * Callers check sync.san.on first.
+ */
+export function acquireFence(fence: Fence): void {
+  const { sync } = fence;
+  const kind = sync.u32[(fence.offset + FENCE_KIND) >>> 2] & FENCE_KIND_MASK;
+  if (kind === FENCE_KIND_PLAIN) {
+    sync.san.acquire(fence.offset);
+    return;
+  }
+  for (const leaf of fence.leaves()) if (statusAt(sync, leaf.offset) !== 0) sync.san.acquire(leaf.offset);
 }
 
 /*

@@ -128,6 +128,7 @@ export class Resv {
   /** dma_resv_init: a new, empty object (owned). */
   static create(sync: Sync): Resv {
     const offset = sync.allocRecord(RecordType.resv, RESV_SIZE, "dma_resv_init");
+    if (sync.san.on) sync.san.resetResv(offset);
     sync.i32[(offset + RESV_REFCOUNT) >>> 2] = 1;
     return new Resv(sync, offset, true);
   }
@@ -271,6 +272,8 @@ export class Resv {
     for (let i = 0; i < count; i++) {
       const { fence, usage } = this.slot(i);
       if (statusAt(sync, fence) !== 0 && !retained(sync, fence, usage)) {
+        // Seen signalled and dropped: its order stays with the object (src/sanitize).
+        if (sync.san.on) sync.san.retire(this.offset, fence);
         dropped.push(fence);
         continue;
       }
@@ -308,6 +311,8 @@ export class Resv {
     }
     if (old !== 0) {
       engineCall(old, "dma_resv_add_fence", this.offset);
+      // A signalled fence replaced: its order stays with the object (src/sanitize).
+      if (this.sync.san.on && statusAt(this.sync, old) !== 0) this.sync.san.retire(this.offset, old);
       this.sync.unref(old);
     }
   }
@@ -375,11 +380,15 @@ export class Resv {
     const out: Fence[] = [];
     const slots = this.rec.word(RESV_SLOTS);
     const count = this.rec.word(RESV_COUNT);
+    // The fences that left the object signalled order this scan too (src/sanitize).
+    if (sync.san.on) sync.san.scanResv(this.offset);
     for (let i = 0; i < count; i++) {
       const s = slots + i * SLOT_SIZE;
       if (sync.u32[(s + SLOT_USAGE) >>> 2] > usage) continue;
       const f = sync.u32[(s + SLOT_FENCE) >>> 2];
       const status = statusAt(sync, f);
+      // Implicit sync's edge (src/sanitize): a fence found signalled is not waited for, but it orders.
+      if (status !== 0 && sync.san.on) sync.san.acquire(f);
       if (status !== 0 && !(failed && status < 0 && sync.u32[(s + SLOT_USAGE) >>> 2] <= DMA_RESV_USAGE_WRITE)) continue;
       sync.ref(f);
       out.push(sync.view(f, true));
@@ -429,11 +438,16 @@ export class Resv {
   testSignaled(usage: ResvUsage): boolean {
     checkUsage(usage, "dma_resv_test_signaled");
     return this.underLock(() => {
+      let signalled = true;
+      if (this.sync.san.on) this.sync.san.scanResv(this.offset);
       for (let i = 0; i < this.rec.word(RESV_COUNT); i++) {
         const s = this.slot(i);
-        if (s.usage <= usage && statusAt(this.sync, s.fence) === 0) return false;
+        if (s.usage > usage) continue;
+        if (statusAt(this.sync, s.fence) === 0) signalled = false;
+        // poll's edge (src/sanitize): each fence seen signalled orders what follows.
+        else if (this.sync.san.on) this.sync.san.acquire(s.fence);
       }
-      return true;
+      return signalled;
     });
   }
 

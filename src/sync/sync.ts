@@ -38,6 +38,7 @@ import { SyncFile } from "./sync_file.js";
 import { FenceCache } from "./fence_cache.js";
 import { Timeline, readName, TL_DRIVER, TL_NAME, type TimelineOptions } from "./timeline.js";
 import { Tracer } from "../trace/recorder.js";
+import { Sanitizer } from "../sanitize/agent.js";
 import { CAT_FENCE, T_FENCE_CREATE } from "../trace/events.js";
 
 /** The stub's refcount: never reaches zero, put() on it is harmless. */
@@ -62,6 +63,8 @@ export class Sync {
   readonly fenceCache: FenceCache;
   /** This thread's trace recorder (src/trace/recorder.ts). */
   readonly trace: Tracer;
+  /** This thread's sanitizer agent (src/sanitize/agent.ts): its hooks do nothing unless the lab sanitizes. */
+  readonly san: Sanitizer;
   private readonly finalizer = new FinalizationRegistry<number>((offset) => this.unref(offset));
 
   constructor(readonly arena: Arena, readonly engine: Engine) {
@@ -72,7 +75,8 @@ export class Sync {
     this.f64 = arena.f64;
     this.clock = new LabClock(arena);
     this.fenceCache = new FenceCache(arena);
-    this.trace = new Tracer(arena, () => this.clock.nowNs());
+    this.san = new Sanitizer(arena, () => this.clock.nowNs());
+    this.trace = new Tracer(arena, () => this.clock.nowNs(), (name, context) => this.san.setOwner(name, context));
   }
 
   /** Once per lab, before it is shared: contexts, the clock, the stub fence. */
@@ -149,8 +153,11 @@ export class Sync {
 
   /** A block for a fence record: from the fence-record cache, else the heap (not zeroed). */
   private fenceBlock(syscall: string): number {
-    const f = this.fenceCache.take();
-    return f !== 0 ? f : this.allocBlock(FENCE_SIZE, syscall);
+    const taken = this.fenceCache.take();
+    const f = taken !== 0 ? taken : this.allocBlock(FENCE_SIZE, syscall);
+    // A reused block's clock (src/sanitize) must not order the new fence's waiters.
+    if (this.san.on) this.san.resetRecord(f);
+    return f;
   }
 
   // ---- objects -------------------------------------------------------------

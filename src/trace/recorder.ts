@@ -91,7 +91,9 @@ export class Tracer {
   /** read(): the session the cursors belong to. */
   private cursorSession = 0;
 
-  constructor(private readonly arena: Arena, readonly now: () => number) {
+  /** onThread: told each setThread() (the sanitizer names its agent the same way). */
+  constructor(private readonly arena: Arena, readonly now: () => number,
+    private readonly onThread: (name: string, context: number) => void = () => {}) {
     this.u32 = arena.u32;
     this.i32 = arena.i32;
     this.f64 = new Float64Array(arena.buffer);
@@ -112,6 +114,7 @@ export class Tracer {
   setThread(name: string, context = 0): void {
     this.threadName = name;
     this.context = context;
+    this.onThread(name, context);
     if (this.chunk !== 0) this.writeIdentity(this.chunk);
   }
 

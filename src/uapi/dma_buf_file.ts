@@ -74,6 +74,12 @@ import {
  * uncached buffers have no CPU cache, and nothing to do.
  */
 export function cpuAccessHook(buf: DmaBufRecord, flags: number): void {
+  // The sanitizer's bracket (src/sanitize): START opens this thread's CPU access, END records it.
+  const { san } = buf.sync;
+  if (san.on) {
+    if ((flags & DMA_BUF_SYNC_END) !== 0) san.cpuEnd(buf.offset, buf.generation);
+    else san.cpuBegin(buf.offset, buf.generation, buf.size, (flags & DMA_BUF_SYNC_WRITE) !== 0);
+  }
   const cache = CpuCache.of(buf);
   if (cache === null) return;
   if ((flags & DMA_BUF_SYNC_END) !== 0) cache.cleanRange();
@@ -284,7 +290,11 @@ export class DmaBufFile extends OpenFile {
     const views: Uint8Array[] = [];
     const memory = this.buf.sync.arena.memory.buffer;
     const cache = CpuCache.of(this.buf);
-    if (cache !== null) return new DmaBufMapping(this, offset, len, [cache.cpuView().subarray(offset, offset + len)], prot);
+    const buf = this.buf;
+    const onAccess = (at: number, n: number, write: boolean): void => {
+      if (buf.sync.san.on) buf.sync.san.mmapAccess(buf.offset, buf.generation, at, n, write, buf.sync.san.now());
+    };
+    if (cache !== null) return new DmaBufMapping(this, offset, len, [cache.cpuView().subarray(offset, offset + len)], prot, undefined, onAccess);
     let pos = 0;
     for (const s of this.buf.segments()) {
       const from = Math.max(offset, pos);
@@ -292,7 +302,7 @@ export class DmaBufFile extends OpenFile {
       if (from < to) views.push(new Uint8Array(memory, s.addr + (from - pos), to - from));
       pos += s.len;
     }
-    return new DmaBufMapping(this, offset, len, views, prot);
+    return new DmaBufMapping(this, offset, len, views, prot, undefined, onAccess);
   }
 
   override poll(): number {

@@ -13,8 +13,14 @@
  * `prot` is what was asked; without an MMU the views of a PROT_READ mapping
  * can still be written, which a real process could not do (SIGSEGV).
  * `onUnmap` lets the file keep count of its mappings (a memfd's seals).
+ * access() declares a CPU access through the views, which the lab cannot
+ * see by itself (a typed array's stores are not intercepted): a sanitizing
+ * lab records it (`onAccess`, src/sanitize) and reports it when no
+ * SYNC START/END bracket of this thread allows it; elsewhere it only checks
+ * its arguments.
  */
 import { DmaBufError } from "../errno.js";
+import { describe } from "../args.js";
 import type { OpenFile } from "./file.js";
 
 export class DmaBufMapping {
@@ -23,6 +29,7 @@ export class DmaBufMapping {
   constructor(
     file: OpenFile, readonly offset: number, readonly length: number, readonly views: Uint8Array[],
     readonly prot: number, private readonly onUnmap?: () => void,
+    private readonly onAccess?: (offset: number, length: number, write: boolean) => void,
   ) {
     this.file = file.get();
   }
@@ -37,6 +44,21 @@ export class DmaBufMapping {
       throw new DmaBufError("EINVAL", "mmap", `the mapping spans ${this.views.length} physically separate chunks; use views`);
     }
     return this.views[0];
+  }
+
+  /**
+   * Declares that this thread reads (write false) or writes [offset,
+   * offset + length) of the mapping (offsets within the mapping; default:
+   * all of it) by means the lab cannot see. EINVAL for a range outside the
+   * mapping or an unmapped mapping.
+   */
+  access(write: boolean, offset = 0, length = this.length - offset): void {
+    if (this.file === null) throw new DmaBufError("EINVAL", "mmap_access", "this mapping is unmapped");
+    if (typeof write !== "boolean") throw new DmaBufError("EINVAL", "mmap_access", `write ${describe(write)} is not a boolean`);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.length) {
+      throw new DmaBufError("EINVAL", "mmap_access", `range ${describe(offset)}+${describe(length)} is outside the ${this.length}-byte mapping`);
+    }
+    this.onAccess?.(this.offset + offset, length, write);
   }
 
   get mapped(): boolean {

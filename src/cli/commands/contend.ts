@@ -20,7 +20,7 @@ const usage = `usage: dmabuf-lab contend [--writers N] [--readers N] [--devices 
                          [--heap HEAP] [--duration TIME | --iterations N] [--jobs LIST]
                          [--wait atomics|spin|postMessage] [--coherence coherent|non-coherent]
                          [--bypass-fences] [--chunks N] [--timeout MS] [--json] [--out FILE.json]
-                         [--chart FILE.svg|.html] [--trace FILE.json]
+                         [--chart FILE.svg|.html] [--trace FILE.json] [--sanitize]
 
 CPU writer and reader threads and device workers contend for a few shared
 dma-bufs. Writers stamp every write with a generation and a checksum; readers
@@ -49,6 +49,9 @@ with --bypass-fences the tears that happen are counted. Defaults run 2 seconds.
                    read/write path, device jobs are submitted unfenced
   --chunks N       pieces a writer writes its payload in (default ${defaults.chunks})
   --timeout MS     the bound of every fence wait (default ${defaults.timeoutMs})
+  --sanitize       run the race detector: every access to a buffer is checked
+                   for an ordering by fences; the races found are reported
+                   (exit 1 if any while fences are respected)
   --json           print the result as JSON (its tornReads is the verdict)
   --out FILE       also write the JSON result to FILE
   --chart FILE     also write the fence-wait distributions: FILE.svg or FILE.html
@@ -76,6 +79,7 @@ function parse(values: OptionValues): ContendOptions {
     bypassFences: values["bypass-fences"] === true, chunks: integer("chunks", v.chunks, 1, 1024),
     timeoutMs: integer("timeout", v.timeout, 1, 600_000),
     trace: v.trace !== undefined,
+    sanitize: values.sanitize === true,
   };
   try {
     resolveOptions(o);
@@ -94,14 +98,14 @@ export const contendBenchmark: Benchmark<ContendOptions, ContendResult> = {
     writers: { type: "string" }, readers: { type: "string" }, devices: { type: "string" }, buffers: { type: "string" },
     sharing: { type: "string" }, size: { type: "string" }, heap: { type: "string" }, duration: { type: "string" }, iterations: { type: "string" },
     jobs: { type: "string" }, wait: { type: "string" }, coherence: { type: "string" }, "bypass-fences": { type: "boolean" },
-    chunks: { type: "string" }, timeout: { type: "string" },
+    chunks: { type: "string" }, timeout: { type: "string" }, sanitize: { type: "boolean" },
   },
   parse,
   run: (o, say) => runContend(o, say),
   table: renderContendTable,
   json: ({ trace: _trace, ...r }) => r,
   charts: contendCharts,
-  failed: (r) => r.tornReads > 0 && !r.options.bypassFences,
+  failed: (r) => !r.options.bypassFences && (r.tornReads > 0 || (r.sanitize?.raceCount ?? 0) > 0),
   traceOf: (r) => r.trace,
 };
 

@@ -13,8 +13,9 @@ import { checkPipelineOptions, type FrameReport } from "../../demo/options.js";
 import { runPipeline, type PipelineResult } from "../../demo/pipeline.js";
 import { durationLabel, formatBytes, roundedJson, summarize, table } from "../../report.js";
 import { traceOption, traceUsage, writeTrace } from "../trace.js";
+import { renderRaceReport } from "../../sanitize/text.js";
 
-const usage = `usage: dmabuf-lab demo [--frames N] [--buffers N] [--json] [--trace FILE.json]
+const usage = `usage: dmabuf-lab demo [--frames N] [--buffers N] [--json] [--trace FILE.json] [--sanitize]
 
 A camera -> gpu -> display pipeline: three devices (worker threads) over rings
 of 320x240 RGBA dma-bufs, ordered only by implicit fences. The camera kernel
@@ -25,6 +26,8 @@ read()s the latest frame meanwhile and checks it too.
   --frames N    frames to run (default 240)
   --buffers N   frame buffers per ring, the frames in flight (default 4)
   --json        print the result as JSON (without the per-frame timings)
+  --sanitize    run the race detector: every access of every frame is checked
+                for an ordering by fences (exit 1 if a race is found)
 ${traceUsage}
 `;
 
@@ -77,14 +80,16 @@ export const demo: Command = {
   summary: "the camera -> gpu -> display pipeline of three devices over implicit fences (what `npm start` runs)",
   usage,
   async run(argv, io) {
-    const values = parseOptions(argv, { frames: { type: "string" }, buffers: { type: "string" }, json: { type: "boolean" }, trace: { type: "string" } });
+    const values = parseOptions(argv, {
+      frames: { type: "string" }, buffers: { type: "string" }, json: { type: "boolean" }, trace: { type: "string" }, sanitize: { type: "boolean" },
+    });
     const tracePath = traceOption(values.trace as string | undefined);
     const options = checkPipelineOptions({
       frames: integer("frames", values.frames as string | undefined, 1, 1_000_000),
       buffers: integer("buffers", values.buffers as string | undefined, 1, 64),
     });
     io.stderr("demo: creating the lab, starting the camera, gpu and display devices\n");
-    const lab = await Lab.create();
+    const lab = await Lab.create({ sanitize: values.sanitize === true });
     try {
       if (tracePath !== undefined) lab.trace.start();
       const every = Math.max(1, Math.ceil(options.frames / 4));
@@ -94,9 +99,11 @@ export const demo: Command = {
           if ((frame + 1) % every === 0 || frame + 1 === total) io.stderr(`demo: ${frame + 1}/${total} frames displayed\n`);
         },
       });
-      io.stdout(values.json ? roundedJson(summary(result)) : render(result));
+      const races = lab.sanitizer.enabled ? lab.sanitizer.report() : undefined;
+      io.stdout(values.json ? roundedJson({ ...summary(result), ...(races ? { sanitize: races } : {}) })
+        : render(result) + (races ? renderRaceReport(races).join("\n") + "\n" : ""));
       const traced = tracePath === undefined || writeTrace(io, "demo", tracePath, lab.trace.stop());
-      return result.integrity.ok && traced ? 0 : 1;
+      return result.integrity.ok && traced && (races?.raceCount ?? 0) === 0 ? 0 : 1;
     } finally {
       lab.close();
     }
