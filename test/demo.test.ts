@@ -103,9 +103,11 @@ describe("the pipeline", () => {
   test("with bypassed fences the stages overlap and torn frames are seen and counted; the run stays bounded", async () => {
     // 320x240 frames: a stage's job lasts long enough that the gpu and the
     // display, started together, overlap (5-20% of frames tear on 2 cores).
-    const lab = await labs.create({ coherent: false });
+    const lab = await labs.create({ coherent: false, sanitize: true });
     const r = await runPipeline(lab, { frames: 200, buffers: 2, bypassFences: true });
     const i = r.integrity;
+    // The race detector names the unordered stages (src/sanitize), torn or not.
+    expect(lab.sanitizer.report().raceCount).toBeGreaterThan(0);
     expect(r).toMatchObject({ frames: 200, bypassFences: true, coherent: false });
     expect(i.displayed).toBe(200);
     expect(i.displayTorn).toBeGreaterThan(0);

@@ -10,6 +10,11 @@
  * the file's workers (they use the labs' memory) and then closes its labs,
  * whatever the test's outcome.
  *
+ * DMABUF_LAB_SANITIZE=1 (`npm run test:sanitize`): every lab a LabSet makes
+ * without a sanitize option of its own runs the race detector
+ * (src/sanitize), and closeAll() fails when such a lab has a race. Labs
+ * that ask for { sanitize: false } (tests that race on purpose) stay off.
+ *
  * heapBalanced(): wraps a test body so that the test fails unless the lab's
  * sync heap has as many free bytes after the body as before (every record
  * the body made was released).
@@ -18,15 +23,23 @@ import { afterEach, expect } from "vitest";
 import { Lab } from "../../src/api/lab.js";
 import type { LabOptions } from "../../src/lab.js";
 import type { WorkerSet } from "./workers.js";
+import { raceVerdict, describeSide } from "../../src/sanitize/text.js";
+
+/** Every LabSet lab without a sanitize option of its own is sanitized and checked (see above). */
+const SANITIZE_ALL = process.env.DMABUF_LAB_SANITIZE === "1";
 
 export class LabSet {
   private readonly labs: Lab[] = [];
+  /** The labs sanitized because of DMABUF_LAB_SANITIZE, checked at closeAll(). */
+  private readonly checked = new Set<Lab>();
 
   constructor(private readonly defaults: LabOptions = {}) {}
 
   async create(options: LabOptions = {}): Promise<Lab> {
-    const lab = await Lab.create({ ...this.defaults, ...options });
+    const asked = options.sanitize ?? this.defaults.sanitize;
+    const lab = await Lab.create({ ...this.defaults, ...options, ...(asked === undefined && SANITIZE_ALL ? { sanitize: true } : {}) });
     this.labs.push(lab);
+    if (asked === undefined && SANITIZE_ALL) this.checked.add(lab);
     return lab;
   }
 
@@ -34,6 +47,13 @@ export class LabSet {
     const errors: unknown[] = [];
     for (const lab of this.labs.splice(0)) {
       try {
+        if (this.checked.delete(lab)) {
+          const report = lab.sanitizer.report();
+          if (report.raceCount > 0) {
+            const [race] = report.races;
+            errors.push(new Error(`${raceVerdict(report)}; first: ${describeSide(race.a)} vs ${describeSide(race.b)}`));
+          }
+        }
         lab.close();
       } catch (e) {
         errors.push(e);
