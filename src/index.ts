@@ -30,7 +30,7 @@ export { spawnDevice, Device, type DeviceOptions, type DeviceBuffer, type Job, t
 export type { DeviceStats } from "./devices/device_record.js";
 export type { Kernel, KernelContext } from "./devices/runtime.js";
 export { Iommu, IOMMU_READ, IOMMU_WRITE } from "./dmabuf/iommu.js";
-export { DmaBufAttachment, dmaBufAttach, dmaBufDynamicAttach, dmaBufRevoke, type DmaSgTable } from "./dmabuf/attachment.js";
+export { DmaBufAttachment, dmaBufAttach, dmaBufDynamicAttach, dmaBufRevoke, REVOKE_DMA_TIMEOUT_MS, type DmaSgTable, type RevokeOptions } from "./dmabuf/attachment.js";
 export { Sync } from "./sync/sync.js";
 export { Heap, heapNames, SYSTEM_HEAP_ORDERS, type HeapName } from "./dmabuf/heap.js";
 export {

@@ -15,7 +15,7 @@ import { LabSet } from "./helpers/lab.js";
 import { runModule } from "./helpers/module.js";
 import { expectErrno } from "./helpers/errors.js";
 import { prng } from "./helpers/prng.js";
-import { within } from "./helpers/waits.js";
+import { until, within } from "./helpers/waits.js";
 import { xxh32 } from "./helpers/xxh32.js";
 import { FAULT_ASYNC_THROW, FAULT_EXIT, FAULT_SPIN, FAULT_THROW } from "./workers/kernel-faulty.js";
 
@@ -164,6 +164,58 @@ describe("device jobs", () => {
       nop.put();
     } finally {
       a.put(); b.put();
+    }
+  });
+
+  /** The buffer's bytes straight from the arena: no implicit-sync wait for the device's write. */
+  const rawBytes = (lab: Lab, buf: DmaBufRecord): Uint8Array =>
+    Uint8Array.from(bufferRuns(buf, 0, buf.size).flatMap((r) => [...lab.arena.u8.subarray(r.addr, r.addr + r.len)]));
+
+  test("revoke waits for the DMA in flight: once it returns, no byte of the buffer changes", async () => {
+    const lab = await labs.create();
+    const dev = await device(lab);
+    const buf = lab.exporter("system").alloc(4 * KiB);
+    try {
+      const db = await dev.attach(buf);
+      const faulty = await dev.loadKernel(FAULTY);
+      // A kernel that writes the buffer for 300 ms after its translate.
+      const job = dev.submit({ kind: "kernel", kernel: faulty, buffers: [{ range: db, access: "write" }], args: [FAULT_SPIN, 300] });
+      await until(() => rawBytes(lab, buf)[0] !== 0, WAIT_MS, "the kernel's first write");
+      expect(dmaBufRevoke(buf)).toBe(true);
+      const after = rawBytes(lab, buf);
+      expectSignalled(job, 1); // the DMA had been translated: it completes
+      expect(rawBytes(lab, buf)).toEqual(after);
+      job.put();
+      expect(dmaBufRevoke(buf)).toBe(false);
+    } finally {
+      buf.put();
+    }
+  });
+
+  test("revoke's wait is bounded: ETIMEDOUT past timeoutMs with the buffer revoked; bad timeouts are EINVAL and revoke nothing", async () => {
+    const lab = await labs.create();
+    const dev = await device(lab);
+    const buf = lab.exporter("system").alloc(4 * KiB);
+    try {
+      const db = await dev.attach(buf);
+      for (const bad of [-1, Number.NaN, Infinity, "5", null, 10n]) {
+        expectErrno(() => dmaBufRevoke(buf, { timeoutMs: bad as number }), "EINVAL");
+      }
+      expectErrno(() => dmaBufRevoke(buf, null as never), "EFAULT");
+      expect(buf.revoked).toBe(false);
+      const faulty = await dev.loadKernel(FAULTY);
+      const job = dev.submit({ kind: "kernel", kernel: faulty, buffers: [{ range: db, access: "write" }], args: [FAULT_SPIN, 60_000] });
+      await until(() => rawBytes(lab, buf)[0] !== 0, WAIT_MS, "the kernel's first write");
+      const e = expectErrno(() => dmaBufRevoke(buf, { timeoutMs: 30 }), "ETIMEDOUT");
+      expect(e.message).toMatch(/still running after 30 ms/);
+      expect(buf.revoked).toBe(true);
+      // The hung device is killed: its fence fails, and a revoke has nothing left to wait for.
+      await dev.kill();
+      expectSignalled(job, -5);
+      job.put();
+      expect(dmaBufRevoke(buf, { timeoutMs: 0 })).toBe(false);
+    } finally {
+      buf.put();
     }
   });
 

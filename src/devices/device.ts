@@ -371,6 +371,8 @@ export class Device {
       await releaseWatchdog(this.lab);
       this.api[Comlink.releaseProxy]();
       await this.worker.terminate();
+      // No DMA runs after terminate: a revoke waiting on a job cut short returns.
+      this.iommu.dmaStopped();
       const { sync } = this.lab;
       // The worker is gone: its trace chunks can go to other threads.
       sync.trace.releaseContext(this.record.context);

@@ -4,7 +4,8 @@
  * Loop: take the next job from the ring (DeviceRecord.take), wait for its
  * dependency, execute it through this worker's engine over the device
  * addresses it names (every range goes through the device's IOMMU: an
- * address outside its mappings is EFAULT for that job only), complete it
+ * address outside its mappings is EFAULT for that job only; the execution
+ * is bracketed by the IOMMU's dmaBegin/dmaEnd, which a revoke waits on), complete it
  * (signal its fence, with the error if it failed), free it. A dependency
  * that signalled an error skips the job: its fence carries that error.
  *
@@ -137,7 +138,14 @@ export class DeviceRuntime {
       try {
         if (this.snoops) this.snoop(rec, false);
         const t0 = sync.san.on ? sync.san.now() : 0;
-        bytes = await this.execute(rec);
+        // The DMA bracket: a revoke that unmapped a range of this job after
+        // its translate waits for dmaEnd (src/dmabuf/iommu.ts, dmaQuiesce).
+        this.iommu.dmaBegin();
+        try {
+          bytes = await this.execute(rec);
+        } finally {
+          this.iommu.dmaEnd();
+        }
         if (sync.san.on) this.recordAccesses(rec, t0);
         if (this.snoops) this.snoop(rec, true);
       } catch (e) {

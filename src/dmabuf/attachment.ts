@@ -28,9 +28,12 @@
  * Revoke (dmaBufRevoke(buf), the exporter's call) takes the resv lock,
  * marks the buffer revoked, unmaps every attachment's mapping from its IOMMU
  * (a later DMA through it faults), then tells every dynamic importer
- * (move_notify). A second revoke does nothing and returns false. Revoke does
- * not wait for DMA that was translated before it: that DMA lands in the
- * buffer's pages, which stay allocated while an attachment holds the buffer.
+ * (move_notify). A second revoke does nothing and returns false. Then,
+ * without the lock, it waits for the DMA that each importer's device had
+ * translated before the unmap and is still moving (the IOMMU's DMA
+ * seqcount, src/dmabuf/iommu.ts), bounded by options.timeoutMs (ETIMEDOUT:
+ * the buffer is revoked all the same). When it returns, no DMA changes the
+ * buffer's bytes.
  *
  * Delivery of move_notify: it runs once, in the importer's thread, with the
  * buffer's resv lock held, as the kernel calls it:
@@ -72,6 +75,7 @@
  */
 import { RecordType, RecordView } from "../memory/record.js";
 import { DmaBufError, errnoNumbers, hex } from "../errno.js";
+import { finiteTimeoutArg, objectArg } from "../args.js";
 import { FENCE_KIND_PLAIN } from "../engine/abi.js";
 import { IOMMU_READ, IOMMU_WRITE, Iommu } from "./iommu.js";
 import type { Fence } from "../sync/fence.js";
@@ -378,11 +382,6 @@ export function dmaBufAttachments(buf: DmaBufRecord): number[] {
 }
 
 /**
- * The exporter's revoke: marks the buffer revoked, unmaps every attachment
- * from its IOMMU, then signals each dynamic attachment's notify fence
- * (move_notify). Returns false when the buffer was revoked already.
- */
-/**
  * dma_buf_invalidate_mappings (move_notify without revoke): every dynamic
  * importer is told, under the resv lock, that its mapping must go; the
  * mappings stay until the importers unmap them (after their DMA in flight),
@@ -404,15 +403,42 @@ export function dmaBufInvalidateMappings(buf: DmaBufRecord): number {
   });
 }
 
-export function dmaBufRevoke(buf: DmaBufRecord): boolean {
+/** dmaBufRevoke's options. */
+export interface RevokeOptions {
+  /**
+   * How long to wait for the importers' DMA in flight (ms, finite, >= 0;
+   * default REVOKE_DMA_TIMEOUT_MS). Past it: ETIMEDOUT, the buffer revoked.
+   */
+  timeoutMs?: number;
+}
+
+/** The default bound of dmaBufRevoke's wait for DMA in flight, ms. */
+export const REVOKE_DMA_TIMEOUT_MS = 10_000;
+
+/**
+ * The exporter's revoke: marks the buffer revoked, unmaps every attachment
+ * from its IOMMU, signals each dynamic attachment's notify fence
+ * (move_notify), then waits until the DMA that the importers' devices had in
+ * flight through those IOMMUs has stopped, as the kernel's revoke waits for
+ * its importers (at most options.timeoutMs: ETIMEDOUT). After it returns no
+ * byte of the buffer changes by DMA. Returns false when the buffer was
+ * revoked already.
+ */
+export function dmaBufRevoke(buf: DmaBufRecord, options: RevokeOptions = {}): boolean {
+  const syscall = "dma_buf_revoke";
+  const o = objectArg<RevokeOptions>(options, syscall, "the options");
+  const timeoutMs = o.timeoutMs === undefined ? REVOKE_DMA_TIMEOUT_MS : finiteTimeoutArg(o.timeoutMs, syscall, "timeoutMs");
   const { sync } = buf;
-  return buf.resv.withLock(() => {
+  const iommus: Iommu[] = [];
+  const revoked = buf.resv.withLock(() => {
     if (buf.revoked) return false;
     // Read without the lock by buf.revoked (attach and map check it again under the lock).
     Atomics.or(sync.u32, (buf.offset + DMABUF_ATTACH) >>> 2, DMABUF_ATTACH_REVOKED);
     const notify: Fence[] = [];
     for (const a of listOf(buf)) {
-      unmapLocked(sync, new Iommu(sync, recordAt(sync, a).word(ATTACH_IOMMU)), a);
+      const iommu = new Iommu(sync, recordAt(sync, a).word(ATTACH_IOMMU));
+      unmapLocked(sync, iommu, a);
+      iommus.push(iommu);
       Atomics.or(sync.u32, (a + ATTACH_FLAGS) >>> 2, ATTACH_REVOKED);
       const n = recordAt(sync, a).word(ATTACH_NOTIFY);
       if (n !== 0) notify.push(sync.view(n, false));
@@ -422,4 +448,8 @@ export function dmaBufRevoke(buf: DmaBufRecord): boolean {
     for (const f of notify) f.checkAndSignal();
     return true;
   });
+  // Every later DMA through these IOMMUs faults; the DMA that translated
+  // before the unmap is waited for, without the lock (the device may need it).
+  if (revoked) Iommu.dmaQuiesce(sync, iommus, timeoutMs, syscall);
+  return revoked;
 }

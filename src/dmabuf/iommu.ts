@@ -40,6 +40,10 @@
  *   IOMMU_PT_BASE      u32: passthrough: the IOVA of the 1:1 window over the
  *                      whole DMA range
  *   IOMMU_FLUSH_MS     f64: time spent waiting for invalidations
+ *   IOMMU_DMA_SEQ      u32: the device's DMA sequence, a seqcount: odd while
+ *                      the device's engine is moving bytes through this
+ *                      IOMMU (dmaBegin .. dmaEnd), even between; the revoke
+ *                      waits on it (dmaQuiesce)
  *
  * The cost model (iommu.strict / iommu.passthrough / lazy DMA-FQ in Linux):
  *   strict       every unmap clears the PTEs, then invalidates the IOTLB and
@@ -84,6 +88,14 @@
  *   faults(), stats()  counters (a consistent snapshot, under the lock)
  *   addUser(), dropUser()  for attachments
  *   destroy()  frees everything; EBUSY while mappings or users remain
+ *   dmaBegin(), dmaEnd()  the device's engine brackets each job's DMA
+ *       (translate and the copies it feeds) with them; one engine per IOMMU
+ *   dmaStopped()  the host, once the device's worker is terminated: DMA it
+ *       left open (a job cut short) is over
+ *   Iommu.dmaQuiesce(sync, iommus, timeoutMs)  the revoke's wait: returns
+ *       when every DMA that was in flight through the given IOMMUs at the
+ *       call has ended (or its IOMMU was destroyed); ETIMEDOUT past the
+ *       bound. This thread's own DMA (a kernel that revokes) is not waited for
  *
  * Ordering: translate takes no lock. It runs in device threads while other
  * threads map and unmap.
@@ -101,6 +113,11 @@
  *     (1 MiB of contiguous pages: 1.1 us a translate, 2.0 with Atomics.load.)
  *   - The runs are arena offsets, valid while the mapping lasts. Whoever owns
  *     the mapping keeps it, and its pages, until the jobs that use it are done.
+ *   - The DMA seqcount: the engine's Atomics.add at dmaBegin is seq-cst and
+ *     comes before its translate's PTE loads, so an unmap that a quiescing
+ *     thread did before it read an even IOMMU_DMA_SEQ is seen by any later
+ *     translate (which faults); a DMA that read the PTEs before the unmap is
+ *     seen by the quiescer as an odd sequence, and waited for.
  * A view reads IOMMU_PAGES, IOMMU_TABLE and IOMMU_BITMAP once: create()
  * writes them before the magic, and they never change.
  */
@@ -109,6 +126,7 @@ import { DmaBufError, hex } from "../errno.js";
 import { Mutex, type MutexStats } from "../memory/mutex.js";
 import { PAGE_SHIFT, PAGE_SIZE } from "../memory/layout.js";
 import type { Sync } from "../sync/sync.js";
+import { futexWait, futexWake, nowMs } from "../memory/futex.js";
 
 export const IOMMU_READ = 1;
 export const IOMMU_WRITE = 2;
@@ -136,7 +154,8 @@ export const IOMMU_FQ = 88;
 export const IOMMU_FQ_COUNT = 92;
 export const IOMMU_PT_BASE = 96;
 export const IOMMU_FLUSH_MS = 104;
-export const IOMMU_RECORD_SIZE = 112;
+export const IOMMU_DMA_SEQ = 112;
+export const IOMMU_RECORD_SIZE = 116;
 
 export const IOMMU_MODE_STRICT = 0;
 export const IOMMU_MODE_LAZY = 1;
@@ -193,6 +212,8 @@ export interface IommuStats {
 }
 
 const accessNames = ["", "read", "write", "read/write"];
+/** IOMMUs whose DMA this thread is running now (dmaBegin..dmaEnd): a revoke from inside it does not wait for itself. */
+const dmaByThisThread = new Set<number>();
 const NO_RUNS = new Uint32Array(0);
 const BITS = 32;
 
@@ -543,6 +564,61 @@ export class Iommu {
       flushMs: this.rec.f64(IOMMU_FLUSH_MS),
       lock: this.mutex.stats(),
     }));
+  }
+
+  // ---- DMA in flight ---------------------------------------------------------
+
+  /** The device's engine starts moving bytes through this IOMMU (the seqcount goes odd). */
+  dmaBegin(): void {
+    Atomics.add(this.u32, (this.offset + IOMMU_DMA_SEQ) >>> 2, 1);
+    dmaByThisThread.add(this.offset);
+  }
+
+  /** The engine's DMA is over (the seqcount goes even); wakes a waiting revoke. */
+  dmaEnd(): void {
+    dmaByThisThread.delete(this.offset);
+    const i = (this.offset + IOMMU_DMA_SEQ) >>> 2;
+    Atomics.add(this.u32, i, 1);
+    futexWake(this.sync.i32, i);
+  }
+
+  /** The device's worker is gone: a DMA it left open is over. */
+  dmaStopped(): void {
+    const i = (this.offset + IOMMU_DMA_SEQ) >>> 2;
+    if ((Atomics.load(this.u32, i) & 1) === 0) return;
+    Atomics.add(this.u32, i, 1);
+    futexWake(this.sync.i32, i);
+  }
+
+  /**
+   * Waits until every DMA in flight through `iommus` when called has ended,
+   * or its IOMMU was destroyed (its record freed or reused: the generation
+   * read at the call no longer matches). ETIMEDOUT after timeoutMs.
+   */
+  static dmaQuiesce(sync: Sync, iommus: readonly Iommu[], timeoutMs: number, syscall: string): void {
+    const { records } = sync.arena;
+    const waits = [];
+    for (const m of iommus) {
+      if (dmaByThisThread.has(m.offset)) continue;
+      const seq = Atomics.load(m.u32, (m.offset + IOMMU_DMA_SEQ) >>> 2);
+      if ((seq & 1) !== 0) waits.push({ m, seq, generation: records.generationAt(m.offset) });
+    }
+    const deadline = nowMs() + timeoutMs;
+    for (const { m, seq, generation } of waits) {
+      const i = (m.offset + IOMMU_DMA_SEQ) >>> 2;
+      const same = () => records.generationAt(m.offset) === generation
+        && Atomics.load(m.u32, (m.offset + IOMMU_MAGIC) >>> 2) === IOMMU_MAGIC_VALUE
+        && Atomics.load(m.u32, i) === seq;
+      while (same()) {
+        const left = deadline - nowMs();
+        if (left <= 0) {
+          throw new DmaBufError("ETIMEDOUT", syscall,
+            `the DMA of the device behind IOMMU ${hex(m.offset)} was still running after ${timeoutMs} ms (the buffer is revoked: that DMA is the last)`);
+        }
+        // Slices: a destroyed IOMMU is noticed without a wake-up.
+        futexWait(sync.i32, i, seq | 0, Math.min(left, 10));
+      }
+    }
   }
 
   // ---- lifetime ------------------------------------------------------------
