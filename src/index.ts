@@ -28,6 +28,8 @@ export { loadEngineModule } from "./engine/module.js";
 export { spawnLabThread, type LabThread } from "./thread/host.js";
 export { spawnDevice, Device, type DeviceOptions, type DeviceBuffer, type Job, type Range, type InFence } from "./devices/device.js";
 export type { DeviceStats } from "./devices/device_record.js";
+export { DeviceHandle } from "./devices/handle.js";
+export type { JobCommon, SubmitTarget } from "./devices/submit.js";
 export type { Kernel, KernelContext } from "./devices/runtime.js";
 export { Iommu, IOMMU_READ, IOMMU_WRITE } from "./dmabuf/iommu.js";
 export { DmaBufAttachment, dmaBufAttach, dmaBufDynamicAttach, dmaBufRevoke, REVOKE_DMA_TIMEOUT_MS, type DmaSgTable, type RevokeOptions } from "./dmabuf/attachment.js";

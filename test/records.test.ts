@@ -84,7 +84,7 @@ async function everyRecordType(): Promise<{ lab: Lab; proc: Process; keep: unkno
   const iommu = Iommu.create(sync);
   keep.push(buf, iommu, dmaBufAttach(buf, iommu));
   const ring = JobRing.create(sync, 4);
-  keep.push(DeviceRecord.create(sync, { name: "no-worker", ring, iommu: iommu.offset, timeline: timeline.offset, timeoutMs: 1000, coherent: false }));
+  keep.push(DeviceRecord.create(sync, { name: "no-worker", ring, iommu: iommu.offset, timeline: timeline.offset, timeoutMs: 1000, coherent: false, submitTimeoutMs: 0 }));
   keep.push(sync.allocRecord(RecordType.job, JOB_RECORD_SIZE, "records_test"));
   // A storage record and io_uring's registered-file and registered-buffer tables (no device worker, no ring).
   keep.push(sync.allocRecord(RecordType.storage, STOR_RECORD_SIZE, "records_test"));

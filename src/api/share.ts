@@ -2,7 +2,7 @@
  * One way to share anything with another thread (THE SHARING RULE,
  * src/sync/flight.ts):
  *
- *   worker.postMessage(x.share());        // DmaBuf, Fence, SyncFile, SwSyncTimeline, Resv, BufferQueue
+ *   worker.postMessage(x.share());        // DmaBuf, Fence, SyncFile, SwSyncTimeline, Resv, BufferQueue, Device
  *   const x = lab.import(token);          // in the worker: that thread's object
  *   lab.dropToken(token);                 // instead, for a token that will not be imported
  *
@@ -12,9 +12,10 @@
  * it (it imports the token and closes what it made), so a token never
  * imported and never dropped keeps its object alive for the life of the
  * lab. Every token is checked on import: its shape and kind (EINVAL), its
- * flight record (EBADF when spent). A Device is not shared this way: jobs
- * are submitted from the thread that spawned it (its fences and buffers
- * are shared instead).
+ * flight record (EBADF when spent). A Device's token imports as a
+ * DeviceHandle (src/devices/handle.ts): that thread submits jobs over the
+ * buffers the Device attached; attaching, kernels and shutdown stay with
+ * the spawning thread.
  */
 import { DmaBufError } from "../errno.js";
 import { Fence } from "../sync/fence.js";
@@ -24,6 +25,7 @@ import { SwSyncTimeline } from "../sync/sw_sync.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { DmaBuf, type ObjectLab } from "./dma_buf.js";
 import { BufferQueue } from "./queue.js";
+import { DeviceHandle } from "../devices/handle.js";
 
 /** What lab.import() gives for each kind of token. */
 export interface Shared {
@@ -33,6 +35,7 @@ export interface Shared {
   sw_sync: SwSyncTimeline;
   resv: Resv;
   queue: BufferQueue;
+  device: DeviceHandle;
 }
 
 type Importers = { [K in ShareKind]: (lab: ObjectLab, token: ShareToken<K>) => Shared[K] };
@@ -44,6 +47,7 @@ const importers: Importers = {
   sw_sync: (lab, t) => SwSyncTimeline.import(lab, t),
   resv: (lab, t) => Resv.import(lab, t),
   queue: (lab, t) => BufferQueue.import(lab, t),
+  device: (lab, t) => DeviceHandle.import(lab, t),
 };
 
 const closers: { [K in ShareKind]: (x: Shared[K]) => void } = {
@@ -53,6 +57,7 @@ const closers: { [K in ShareKind]: (x: Shared[K]) => void } = {
   sw_sync: (x) => x.close(),
   resv: (x) => x.put(),
   queue: (x) => x.close(),
+  device: (x) => x.close(),
 };
 
 function kindOf(token: unknown, syscall: string): ShareKind {

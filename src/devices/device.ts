@@ -36,28 +36,25 @@
  * Contract: shutdown() every device (a live worker keeps Node alive); the
  * workers are unref'd, so a forgotten device does not hang the process.
  */
-import { RecordType } from "../memory/record.js";
 import * as Comlink from "comlink";
-import { DmaBufError, fenceError } from "../errno.js";
+import { DmaBufError } from "../errno.js";
 import { describe, finiteTimeoutArg, intArg, objectArg, stringArg } from "../args.js";
 import { DmaBufAttachment, dmaBufAttachments } from "../dmabuf/attachment.js";
-import { DmaBufRecord } from "../dmabuf/dma_buf.js";
+import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import type { LabCore } from "../lab.js";
-import { Fence } from "../sync/fence.js";
-import { SyncFile } from "../sync/sync_file.js";
+import type { Fence } from "../sync/fence.js";
+import { sendFlight, type ShareToken } from "../sync/flight.js";
 import type { Timeline } from "../sync/timeline.js";
 import { installErrorTransfer } from "../thread/errors.js";
 import { shippedWorker } from "../thread/host.js";
 import { keepingAlive } from "../memory/futex.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
-import { DEV_DEAD, DeviceRecord, FAIL_EIO, freeJob, type DeviceStats } from "./device_record.js";
-import { IOMMU_WRITE, Iommu, IOTLB_INVALIDATE_NS, type IommuOptions } from "../dmabuf/iommu.js";
-import { JOB_MAX_ARGS, JOB_MAX_BUFS, JOB_RECORD_SIZE, JobRecord, jobAccessBits, jobKinds, type JobAccess } from "./job.js";
+import { DEV_DEAD, DeviceRecord, FAIL_EIO, type DeviceStats } from "./device_record.js";
+import { Iommu, IOTLB_INVALIDATE_NS, type IommuOptions } from "../dmabuf/iommu.js";
 import type { DeviceApi } from "./protocol.js";
 import { releaseWatchdog, watchdogFor } from "./watchdog.js";
 import { DEFAULT_RING_ENTRIES, JobRing } from "./ring.js";
-import { FENCE_SEQNO } from "../engine/abi.js";
-import { CAT_JOB, CAT_RING, T_JOB_SUBMIT, T_RING_PUSH } from "../trace/events.js";
+import { JobSubmitter, SUBMIT, bufferRecord, type DeviceBuffer, type Job } from "./submit.js";
 
 export interface DeviceOptions {
   name?: string;
@@ -80,40 +77,8 @@ export interface DeviceOptions {
   submitTimeoutMs?: number;
 }
 
-/** A buffer as one device sees it: an attachment and its device-address range. */
-export interface DeviceBuffer {
-  readonly device: Device;
-  readonly attachment: number;
-  readonly iova: number;
-  readonly bytes: number;
-  readonly dynamic: boolean;
-  /** The buffer (a view owned by this DeviceBuffer until detach). */
-  readonly buffer: DmaBufRecord;
-}
+export type { DeviceBuffer, InFence, Job, Range } from "./submit.js";
 
-/** A range of a DeviceBuffer: all of it by default. */
-export type Range = DeviceBuffer | { buffer: DeviceBuffer; offset?: number; length?: number };
-
-export type InFence = Fence | SyncFile;
-
-/**
- * What every job may add: explicit in-fences (waited for besides the
- * implicit ones), and `bypassFences`, which skips implicit sync entirely
- * (the job neither waits on its buffers' fences nor publishes its own: the
- * contention experiment's switch to show what goes wrong without them).
- */
-interface JobCommon { inFences?: InFence[]; bypassFences?: boolean }
-
-export type Job = JobCommon & (
-  | { kind: "nop" }
-  | { kind: "copy"; src: Range; dst: Range }
-  | { kind: "fill"; dst: Range; value: number }
-  | { kind: "checksum"; src: Range; dst: Range }
-  | { kind: "kernel"; kernel: number; buffers: { range: Range; access: JobAccess }[]; args?: number[] });
-
-interface Use { iova: number; len: number; access: number; buffer: DeviceBuffer; offset: number }
-
-const SUBMIT = "drm_sched_job_submit";
 /** How long kill() lets a live device loop stop by itself before terminating it. */
 const KILL_GRACE_MS = 500;
 /** How long shutdown() waits for a drain by default before it cancels what is left. */
@@ -167,7 +132,9 @@ async function startDevice(lab: LabCore, options: DeviceOptions): Promise<Device
   try {
     iommu = Iommu.create(sync, { ...o.iommu, iovaBytes: o.iovaBytes });
     timeline = sync.timeline({ driver: "dmabuf-lab-device", name: o.name });
-    record = DeviceRecord.create(sync, { name: o.name, ring, iommu: iommu.offset, timeline: timeline.offset, timeoutMs: o.jobTimeoutMs, coherent: o.coherent });
+    record = DeviceRecord.create(sync, {
+      name: o.name, ring, iommu: iommu.offset, timeline: timeline.offset, timeoutMs: o.jobTimeoutMs, coherent: o.coherent, submitTimeoutMs: o.submitTimeoutMs,
+    });
   } catch (e) {
     timeline?.unref();
     iommu?.destroy();
@@ -182,7 +149,7 @@ async function startDevice(lab: LabCore, options: DeviceOptions): Promise<Device
     watched = true;
     worker = await spawnWorker(shippedWorker("device"), { handle: lab.share(), device: record.offset, name: o.name }, o.name);
     const api = Comlink.wrap<DeviceApi>(worker.endpoint);
-    device = new Device(lab, record, iommu, timeline, worker, api, o);
+    device = new Device(lab, record, iommu, worker, api, o);
     await device.call(() => api.hello());
     await keepingAlive(watchdog.api.watch(record.offset));
     worker.unref();
@@ -193,9 +160,8 @@ async function startDevice(lab: LabCore, options: DeviceOptions): Promise<Device
     } else {
       record.fail(FAIL_EIO);
       await worker?.terminate();
-      record.reap((job) => freeJob(sync, job));
       iommu.destroy();
-      timeline.unref();
+      record.put();
       if (watched) await releaseWatchdog(lab);
     }
     throw e;
@@ -213,18 +179,19 @@ export class Device {
   /** The counters when the device was reaped: its records are gone from then on. */
   private final: (DeviceStats & { faultsIommu: number }) | undefined;
   private readonly gone: Promise<never>;
+  private readonly submitter: JobSubmitter;
 
   /** @internal spawnDevice() makes devices. */
   constructor(
     readonly lab: LabCore,
     readonly record: DeviceRecord,
     private readonly iommu: Iommu,
-    private readonly timeline: Timeline,
     private readonly worker: SpawnedWorker,
     private readonly api: Comlink.Remote<DeviceApi>,
-    private readonly options: Required<DeviceOptions>,
+    options: Required<DeviceOptions>,
   ) {
     this.name = options.name;
+    this.submitter = new JobSubmitter(lab.sync, record, this.name, (b): b is DeviceBuffer => this.owns(b));
     // The worker ending (exit, a top-level throw, terminate) fails every
     // pending fence with EIO at once, then the device is reaped.
     this.gone = worker.exited.then(({ error }) => {
@@ -271,8 +238,7 @@ export class Device {
   /** dma_buf_attach of a DmaBufRecord, or of anything that holds one as `record` (a DmaBuf of src/api/). */
   async attach(buf: { readonly record: DmaBufRecord } | DmaBufRecord, options: { dynamic?: boolean } = {}): Promise<DeviceBuffer> {
     this.requireAlive("dma_buf_attach");
-    const record = buf instanceof DmaBufRecord ? buf : typeof buf === "object" && buf !== null && "record" in buf ? buf.record : undefined;
-    if (!(record instanceof DmaBufRecord)) throw new DmaBufError("EINVAL", "dma_buf_attach", `${describe(buf)} is not a DmaBuf or a DmaBufRecord`);
+    const record = bufferRecord(buf, "dma_buf_attach");
     const dynamic = objectArg<{ dynamic?: boolean }>(options, "dma_buf_attach", "the options").dynamic ?? false;
     if (typeof dynamic !== "boolean") throw new DmaBufError("EINVAL", "dma_buf_attach", `dynamic ${describe(dynamic)} is not a boolean`);
     const r = await this.call(() => this.api.attach(record.offset, dynamic));
@@ -377,7 +343,6 @@ export class Device {
       // The worker is gone: its trace chunks can go to other threads.
       sync.trace.releaseContext(this.record.context);
       this.final = this.stats();
-      this.record.reap((job) => freeJob(sync, job));
       // Attachments the worker did not detach (it died): released here.
       for (const b of this.buffers.values()) {
         if (!this.detachedByWorker && dmaBufAttachments(b.buffer).includes(b.attachment)) {
@@ -387,140 +352,31 @@ export class Device {
       }
       this.buffers.clear();
       this.iommu.destroy();
-      this.timeline.unref();
+      // The records (ring, timeline, jobs left) go with the last reference: handles may hold some.
+      this.record.put();
     })();
     return this.reaped;
   }
 
   // ---- data plane ----------------------------------------------------------
 
-  /** Trace events of a submission (src/trace): the job, and the ring's depth after the push. */
-  private traceSubmit(job: Job, fence: Fence, deps: number): void {
-    const { trace, u32 } = this.lab.sync;
-    const t = trace.now();
-    const context = this.record.context;
-    const seqno = u32[(fence.offset + FENCE_SEQNO) >>> 2];
-    if (trace.on(CAT_JOB)) trace.record(T_JOB_SUBMIT, jobKinds[job.kind], t, t, context, seqno, deps);
-    if (trace.on(CAT_RING)) trace.record(T_RING_PUSH, 0, t, t, context, this.record.ring.pending, seqno);
-  }
-
-  /** Submits a job; returns its out-fence (owned: put() it). */
+  /** Submits a job (src/devices/submit.ts); returns its out-fence (owned: put() it). */
   submit(job: Job): Fence {
     this.requireAlive(SUBMIT);
-    const { sync } = this.lab;
-    objectArg(job, SUBMIT, "the job");
-    const uses = this.uses(job);
-    const kernelId = job.kind === "kernel" ? job.kernel : 0;
-    const args: unknown = job.kind === "kernel" ? job.args ?? [] : job.kind === "fill" ? [job.value] : [];
-    if (job.kind === "fill") intArg(job.value, SUBMIT, "fill value", { max: 255 });
-    if (!Array.isArray(args) || args.length > JOB_MAX_ARGS) {
-      throw new DmaBufError("EINVAL", SUBMIT, `kernel arguments ${describe(args)}: at most ${JOB_MAX_ARGS} u32s`);
-    }
-    args.forEach((a, i) => intArg(a, SUBMIT, `kernel argument ${i}`, { max: 0xffffffff }));
-    if (job.kind === "kernel") intArg(kernelId, SUBMIT, "kernel id (one loadKernel() returned)", { min: 1, max: 0xffffffff });
-    const given: unknown = job.inFences ?? [];
-    if (!Array.isArray(given)) throw new DmaBufError("EINVAL", SUBMIT, `inFences ${describe(given)} is not an array`);
-    const inFences = (given as unknown[]).map((f, i) => {
-      if (f instanceof SyncFile) return f.fence;
-      if (f instanceof Fence) return f;
-      throw new DmaBufError("EINVAL", SUBMIT, `in-fence ${i} is neither a Fence nor a SyncFile`);
-    });
-
-    const fence = this.timeline.createFence();
-    const deps: Fence[] = [];
-    let published = false;
-    let rec = 0;
-    let written = false;
-    try {
-      // The record first: the sync heap exhausted is ENOMEM with nothing published.
-      rec = sync.allocRecord(RecordType.job, JOB_RECORD_SIZE, SUBMIT);
-      // Implicit sync, once per buffer: a buffer written by any range waits like a writer.
-      const perBuffer = new Map<number, { buf: DmaBufRecord; write: boolean }>();
-      for (const u of uses) {
-        const e = perBuffer.get(u.buffer.buffer.offset);
-        const write = (u.access & IOMMU_WRITE) !== 0;
-        if (e === undefined) perBuffer.set(u.buffer.buffer.offset, { buf: u.buffer.buffer, write });
-        else e.write ||= write;
-      }
-      for (const { buf, write } of job.bypassFences === true ? [] : perBuffer.values()) {
-        // Failed writers count too, signalled or not: the job inherits their error.
-        deps.push(...buf.resv.publishAccess(fence, write, false, SUBMIT, true));
-        published = true;
-      }
-      for (const f of inFences) if (!f.isSignaled()) deps.push(f.get());
-      // One dependency: the fence itself, several: a dma_fence_array of them.
-      if (deps.length > 1) {
-        const array = sync.array(deps);
-        for (const d of deps.splice(0)) d.put();
-        deps.push(array);
-      }
-      this.writeJob(rec, job, uses, fence, deps[0] ?? null, kernelId, args);
-      written = true;
-      // The device's edge from this submission (src/sanitize), before the push hands the job over.
-      if (sync.san.on) sync.san.publishJob(rec);
-      this.record.ring.push(rec, this.options.submitTimeoutMs, () => this.record.state === DEV_DEAD);
-      // Failed just before the push: fail() signalled the jobs queued then, not this one.
-      if (this.record.state === DEV_DEAD) fence.checkAndSignal(FAIL_EIO);
-      if (sync.trace.on(CAT_JOB | CAT_RING)) this.traceSubmit(job, fence, deps[0]?.leaves().length ?? 0);
-      return fence;
-    } catch (e) {
-      if (written) freeJob(sync, rec);
-      else if (rec !== 0) sync.freeRecord(rec, RecordType.job);
-      // A fence already published (the ring full, say) must not stay pending.
-      if (published) fence.checkAndSignal(fenceError(e));
-      fence.put();
-      throw e;
-    } finally {
-      for (const d of deps) d.put();
-    }
+    return this.submitter.submit(job);
   }
 
-  /** The job's ranges as device addresses, validated (EINVAL names the bad one). */
-  private uses(job: Job): Use[] {
-    const range = (r: Range, access: number, what: string): Use => {
-      objectArg(r, SUBMIT, what);
-      const b = "attachment" in r ? r : r.buffer;
-      if (!this.owns(b)) throw new DmaBufError("EINVAL", SUBMIT, `${what} is not a buffer attached to device ${this.name}`);
-      const offset = "attachment" in r ? 0 : intArg(r.offset ?? 0, SUBMIT, `${what} offset`);
-      const length = "attachment" in r ? b.bytes : intArg(r.length ?? b.bytes - offset, SUBMIT, `${what} length`);
-      if (offset + length > b.bytes) {
-        throw new DmaBufError("EINVAL", SUBMIT, `${what}: range ${offset}+${length} is outside the ${b.bytes}-byte buffer`);
-      }
-      return { iova: b.iova + offset, len: length, access, buffer: b, offset };
-    };
-    switch (job.kind) {
-      case "nop": return [];
-      case "copy": return [range(job.src, jobAccessBits.read, "src"), range(job.dst, jobAccessBits.write, "dst")];
-      case "fill": return [range(job.dst, jobAccessBits.write, "dst")];
-      case "checksum": {
-        const uses = [range(job.src, jobAccessBits.read, "src"), range(job.dst, jobAccessBits.write, "dst")];
-        if (uses[1].len < 4) throw new DmaBufError("EINVAL", SUBMIT, `checksum dst of ${uses[1].len} bytes cannot hold 4`);
-        return uses;
-      }
-      case "kernel": {
-        if (!Array.isArray(job.buffers) || job.buffers.length > JOB_MAX_BUFS) {
-          throw new DmaBufError("EINVAL", SUBMIT, `a kernel job takes at most ${JOB_MAX_BUFS} buffers`);
-        }
-        return job.buffers.map((entry, i) => {
-          const b = objectArg<{ range: Range; access: unknown }>(entry, SUBMIT, `buffer ${i}`);
-          const access = typeof b.access === "string" && Object.hasOwn(jobAccessBits, b.access) ? jobAccessBits[b.access as keyof typeof jobAccessBits] : 0;
-          if (access === 0) throw new DmaBufError("EINVAL", SUBMIT, `buffer ${i}: access ${describe(b.access)} is not read, write or read-write`);
-          return range(b.range, access, `buffer ${i}`);
-        });
-      }
-      default:
-        throw new DmaBufError("EINVAL", SUBMIT, `job kind ${describe((job as { kind: unknown }).kind)} is not nop, copy, fill, checksum or kernel`);
-    }
-  }
+  // ---- sharing -------------------------------------------------------------
 
-  /** Fills the job record at `rec`; it takes references on the fence and the dependency. */
-  private writeJob(rec: number, job: Job, uses: Use[], fence: Fence, dep: Fence | null, kernelId: number, args: number[]): void {
-    const { sync } = this.lab;
-    sync.ref(fence.offset);
-    if (dep !== null) sync.ref(dep.offset);
-    JobRecord.encode(sync.arena, rec, {
-      kind: jobKinds[job.kind], fence: fence.offset, dep: dep?.offset ?? 0, kernelId, args, submitNs: sync.clock.nowNs(),
-      buffers: uses.map((u) => ({ iova: u.iova, len: u.len, access: u.access, buffer: u.buffer.buffer.offset, offset: u.offset })),
-    });
+  /**
+   * A token for another thread: `lab.import(token)` (or
+   * `DeviceHandle.import(lab, token)`) there gives a DeviceHandle that
+   * submits jobs to this device over the buffers it attached. The token
+   * holds a reference on the device's records until imported or dropped
+   * (src/api/share.ts). ENODEV for a dead device.
+   */
+  share(): ShareToken<"device"> {
+    this.requireAlive("device_share");
+    return sendFlight(this.lab.sync, "device", this.record.offset, () => this.record.get("device_share"), { name: this.name });
   }
 }

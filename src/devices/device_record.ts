@@ -1,6 +1,6 @@
 /*
  * The device record: what the host, the device's worker and the watchdog
- * share about one device, in the sync heap (DEV_*, 192 bytes).
+ * share about one device, in the sync heap (DEV_*, 160 bytes).
  *
  *   DEV_STATE      i32: DEV_RUNNING, DEV_STOPPING (draining or cancelling),
  *                  DEV_DEAD (faulted or stopped: nothing more runs)
@@ -18,6 +18,14 @@
  *                  waits for its dependency: the watchdog times execution)
  *   DEV_JOBS_DONE, DEV_JOBS_FAILED, DEV_FAULTS u32; DEV_BYTES, DEV_BUSY_MS f64
  *   DEV_NAME       32 bytes, UTF-8
+ *   DEV_REFS       i32: references on this record, its ring and its
+ *                  timeline: the spawning Device holds one until it reaps,
+ *                  each DeviceHandle (src/devices/handle.ts) one until it
+ *                  closes, each share() token one until imported or dropped.
+ *                  The last put() frees the jobs left in the ring, the ring,
+ *                  the timeline reference and the record
+ *   DEV_SUBMIT_TIMEOUT_MS f64: how long a submit may wait for room in a full
+ *                  ring (the spawn option, for every submitter)
  *
  * Job ownership: a pushed job belongs to the device, which takes it under
  * DEV_LOCK (DEV_CURRENT = job, then the ring's TAIL advances), completes it
@@ -26,17 +34,20 @@
  * the device dead and signals the fences of DEV_CURRENT and of every queued
  * job with an error; it frees nothing. A fence is one-shot, so the device's
  * own later signal of a failed job is a no-op. Records of a dead device are
- * freed by reap(), on the host, after its worker is gone.
+ * freed by the last put(): the host's, once its worker is gone, or a
+ * DeviceHandle's after it. A submitter that pushes after the device died
+ * signals its own fence (EIO); the job it left in the ring is freed with
+ * the ring.
  *
  * Ordering: DEV_STATE changes with compareExchange and is notified (waiters:
  * the host's waitAsync on it); heartbeats are plain f64 stores read without
  * a lock: a stale read only delays the watchdog by one period.
  */
 import { RecordType, RecordView } from "../memory/record.js";
-import { DmaBufError, errnoNumbers } from "../errno.js";
+import { DmaBufError, errnoNumbers, hex } from "../errno.js";
 import { DEFAULT_LOCK_TIMEOUT_MS, Mutex } from "../memory/mutex.js";
 import type { Sync } from "../sync/sync.js";
-import { TL_CONTEXT, readName, writeName } from "../sync/timeline.js";
+import { TL_CONTEXT, Timeline, readName, writeName } from "../sync/timeline.js";
 import { FENCE_SEQNO } from "../engine/abi.js";
 import { CAT_RING, CAT_WATCHDOG, T_RING_POP, T_WATCHDOG, WD_OVERRUN, WD_SILENT } from "../trace/events.js";
 import { JobRecord } from "./job.js";
@@ -59,7 +70,9 @@ export const DEV_FAULTS = 88;
 export const DEV_BYTES = 96;
 export const DEV_BUSY_MS = 104;
 export const DEV_NAME = 112;
-export const DEV_RECORD_SIZE = DEV_NAME + 32;
+export const DEV_REFS = 144;
+export const DEV_SUBMIT_TIMEOUT_MS = 152;
+export const DEV_RECORD_SIZE = 160;
 
 export const DEV_RUNNING = 1;
 export const DEV_STOPPING = 2;
@@ -97,7 +110,9 @@ export class DeviceRecord {
     this.ring = new JobRing(sync, this.rec.word(DEV_RING));
   }
 
-  static create(sync: Sync, init: { name: string; ring: JobRing; iommu: number; timeline: number; timeoutMs: number; coherent: boolean }): DeviceRecord {
+  static create(sync: Sync, init: {
+    name: string; ring: JobRing; iommu: number; timeline: number; timeoutMs: number; coherent: boolean; submitTimeoutMs: number;
+  }): DeviceRecord {
     const offset = sync.allocRecord(RecordType.device, DEV_RECORD_SIZE, "device_create");
     const u32 = sync.u32;
     u32[(offset + DEV_RING) >>> 2] = init.ring.offset;
@@ -108,8 +123,15 @@ export class DeviceRecord {
     writeName(sync.u8, offset + DEV_NAME, init.name, "device name");
     new Mutex(sync.arena.buffer, offset + DEV_LOCK).init();
     sync.f64[(offset + DEV_HEARTBEAT_MS) >>> 3] = sync.clock.nowNs() / 1e6;
+    sync.f64[(offset + DEV_SUBMIT_TIMEOUT_MS) >>> 3] = init.submitTimeoutMs;
+    sync.i32[(offset + DEV_REFS) >>> 2] = 1;
     Atomics.store(sync.i32, (offset + DEV_STATE) >>> 2, DEV_RUNNING);
     return new DeviceRecord(sync, offset);
+  }
+
+  /** How long a submit may wait for room in the full ring, ms. */
+  get submitTimeoutMs(): number {
+    return this.rec.f64(DEV_SUBMIT_TIMEOUT_MS);
   }
 
   /** DEV_FLAGS (DEV_FLAG_COHERENT). */
@@ -322,18 +344,33 @@ export class DeviceRecord {
     return failed;
   }
 
+  /** Takes a reference (a handle or a token); EBADF once the last one went (the record is being freed). */
+  get(syscall: string): void {
+    const i = (this.offset + DEV_REFS) >>> 2;
+    for (let n = Atomics.load(this.sync.i32, i); ; ) {
+      if (n <= 0) throw new DmaBufError("EBADF", syscall, `device ${hex(this.offset)} is gone`);
+      const seen = Atomics.compareExchange(this.sync.i32, i, n, n + 1);
+      if (seen === n) return;
+      n = seen;
+    }
+  }
+
   /**
-   * The host, once the worker is gone: drops every job record left (the
+   * Drops a reference. The last one (the device is dead by then: the host
+   * drops its own only after reaping) drops every job record left (the
    * current one and the queued ones, their fence and dependency references
-   * with them), the ring and this record. The device must be dead.
+   * with them), the ring, the timeline reference and this record.
    */
-  reap(freeJob: (job: number) => void): void {
-    if (this.state !== DEV_DEAD) throw new DmaBufError("EBUSY", "device_reap", `device ${this.name} is still alive`);
+  put(): void {
+    if (Atomics.sub(this.sync.i32, (this.offset + DEV_REFS) >>> 2, 1) !== 1) return;
+    if (this.state !== DEV_DEAD) this.fail(FAIL_EIO);
+    const { sync } = this;
     const current = this.rec.word(DEV_CURRENT);
-    if (current !== 0) freeJob(current);
-    this.forQueued(freeJob);
+    if (current !== 0) freeJob(sync, current);
+    this.forQueued((job) => freeJob(sync, job));
     this.ring.destroy();
-    this.sync.freeRecord(this.offset, RecordType.device);
+    Timeline.unrefAt(sync, this.timeline);
+    sync.freeRecord(this.offset, RecordType.device);
   }
 
   stats(): DeviceStats {

@@ -381,6 +381,42 @@ export function dmaBufAttachments(buf: DmaBufRecord): number[] {
   return buf.resv.withLock(() => listOf(buf));
 }
 
+/** What another thread needs of an attachment to name it in a device job. */
+export interface AttachmentRef {
+  readonly attachment: number;
+  readonly iova: number;
+  readonly bytes: number;
+  readonly dynamic: boolean;
+}
+
+/**
+ * The buffer's attachment through the IOMMU at `iommu` that is mapped now
+ * (under the resv lock), or undefined: how a device's other threads find
+ * what its driver attached.
+ */
+export function dmaBufAttachmentVia(buf: DmaBufRecord, iommu: number): AttachmentRef | undefined {
+  return buf.resv.withLock(() => {
+    for (const a of listOf(buf)) {
+      const r = recordAt(buf.sync, a);
+      if (r.word(ATTACH_IOMMU) !== iommu || r.word(ATTACH_IOVA) === 0) continue;
+      return { attachment: a, iova: r.word(ATTACH_IOVA), bytes: r.word(ATTACH_BYTES), dynamic: (r.word(ATTACH_FLAGS) & ATTACH_DYNAMIC) !== 0 };
+    }
+    return undefined;
+  });
+}
+
+/**
+ * Whether `ref` still names a live attachment of `buf` through `iommu`,
+ * mapped at the same device address (no lock: the check of a submission;
+ * a detach after it is the driver's race, as in the kernel).
+ */
+export function isAttachmentOf(sync: Sync, ref: AttachmentRef, buf: DmaBufRecord, iommu: number): boolean {
+  if (sync.arena.records.typeAt(ref.attachment) !== RecordType.attachment) return false;
+  const r = recordAt(sync, ref.attachment);
+  return Atomics.load(sync.u32, (ref.attachment + ATTACH_MAGIC) >>> 2) === ATTACH_MAGIC_VALUE
+    && r.word(ATTACH_BUFFER) === buf.offset && r.word(ATTACH_IOMMU) === iommu && r.word(ATTACH_IOVA) === ref.iova;
+}
+
 /**
  * dma_buf_invalidate_mappings (move_notify without revoke): every dynamic
  * importer is told, under the resv lock, that its mapping must go; the

@@ -36,7 +36,7 @@ export const FLIGHT_KIND = 4;
 export const FLIGHT_OBJECT = 8;
 export const FLIGHT_SIZE = 16;
 
-export const shareKinds = ["dma-buf", "fence", "sync_file", "sw_sync", "resv", "queue"] as const;
+export const shareKinds = ["dma-buf", "fence", "sync_file", "sw_sync", "resv", "queue", "device"] as const;
 export type ShareKind = (typeof shareKinds)[number];
 
 /** What share() returns: structured-cloneable; import it once, or dropToken() it. */
