@@ -127,6 +127,22 @@ describe("runContend", () => {
     expect(r.locks.acquisitions).toBeGreaterThan(0);
   });
 
+  test("--submitters own: each device is driven by a thread of its own (a DeviceHandle): exact counts, no torn read, no race", async () => {
+    const r = await runContend({ ...small, devices: 2, submitters: "own", iterations: 12, sanitize: true });
+    expect(r.options.submitters).toBe("own");
+    expect(role(r, "writer").ops).toBe(24);
+    expect(role(r, "reader").ops).toBe(24);
+    // Each device's submitter did its 12 jobs of the mix, every fence waited for.
+    const jobs = ["copy", "checksum", "fill"].map((k) => role(r, `device:${k}`));
+    expect(jobs.reduce((a, j) => a + j.ops, 0)).toBe(24);
+    for (const j of jobs) expect(j.waits.samples, j.role).toBe(j.ops);
+    expect(r.tornReads).toBe(0);
+    expect(r.sanitize?.raceCount).toBe(0);
+    // With iterations and no host-driven device the run ends by the threads' answers.
+    const d = await runContend({ writers: 0, readers: 0, devices: 1, buffers: 2, size: 16 * KiB, submitters: "own", iterations: 3 });
+    expect(d.roles.reduce((a, x) => a + x.ops, 0)).toBe(3);
+  });
+
   test("sharedAt: exactly floor(k x sharing) of the first k operations are shared, spread evenly", () => {
     for (const s of [0, 0.1, 0.25, 0.5, 1 / 3, 0.9, 1]) {
       let shared = 0;
@@ -158,6 +174,7 @@ describe("runContend", () => {
     expect(expectErrno(() => resolveOptions({ size: 6 * KiB }), "EINVAL").message).toContain("4 KiB");
     expect(expectErrno(() => resolveOptions({ jobs: ["blit" as "copy"] }), "EINVAL").message).toContain("'blit'");
     expect(expectErrno(() => resolveOptions({ wait: "sleep" as "spin" }), "EINVAL").message).toContain("'sleep'");
+    expect(expectErrno(() => resolveOptions({ submitters: "gpu" as "own" }), "EINVAL").message).toContain("'gpu'");
     expect(expectErrno(() => resolveOptions({ durationMs: 10, iterations: 10 }), "EINVAL").message).toContain("choose one");
     expect(expectErrno(() => resolveOptions({ writers: 0, readers: 0, devices: 0 }), "EINVAL").message).toContain("nothing to run");
     await expectErrnoAsync(() => runContend({ heap: "vram" as "cma" }), "EINVAL");

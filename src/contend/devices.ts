@@ -1,9 +1,16 @@
 /*
- * The device side of the contention experiment: one DeviceDriver per device
- * worker, driven from the host thread. start(k) submits job (device + k)
+ * The device side of the contention experiment. ContendDevice is the
+ * host's (the driver's) side of one device worker: it spawns it, attaches
+ * the buffers, and either gives a DeviceDriver over the Device (submitters
+ * "host": the host thread drives every device) or the data for a submitter
+ * thread of the device's own (submitters "own": workers/contend-submitter.ts
+ * imports the device's token as a DeviceHandle and builds the same
+ * DeviceDriver over it), so that the host thread does not cap the devices.
+ *
+ * DeviceDriver: start(k) submits job (device + k)
  * of the mix and answers its finish: wait for its out-fence with the run's
- * wait strategy (timed per job kind), check the result, count it. The host
- * starts a job on every device before it finishes any, so the devices work
+ * wait strategy (timed per job kind), check the result, count it.
+ * driveDevices() starts a job on every device before it finishes any, so the devices work
  * at once (the host waits for one while the others run). Buffer src = (device + k) mod n, of the shared buffers or, for
  * the jobs that sharedAt() keeps off them (sharing < 1), of the device's
  * own two.
@@ -22,15 +29,20 @@
  *             buffer (a tear of role device)
  * With bypassFences every job is submitted with bypassFences: true.
  *
- * Contract: create() attaches the shared buffers (its own references);
- * shutdown() stops the device at once and frees the snapshot and result
- * buffers, whatever happened before. A job that fails or whose fence times
- * out throws a DmaBufError (ETIMEDOUT or the fence's error).
+ * Contract: ContendDevice.create() attaches the shared buffers (its own
+ * references); shutdown() stops the device at once and frees the snapshot
+ * and result buffers, whatever happened before. A DeviceDriver's release()
+ * frees its host memory. A job that fails or whose fence times out throws
+ * a DmaBufError (ETIMEDOUT or the fence's error).
  */
 import { DmaBufError } from "../errno.js";
 import type { Lab } from "../api/lab.js";
-import type { Device, DeviceBuffer, Job } from "../devices/device.js";
-import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
+import type { Device } from "../devices/device.js";
+import type { DeviceHandle } from "../devices/handle.js";
+import type { DeviceBuffer, Job, SubmitTarget } from "../devices/submit.js";
+import { DmaBufRecord } from "../dmabuf/dma_buf.js";
+import type { ShareToken } from "../sync/flight.js";
+import { nowMs } from "../memory/futex.js";
 import { preadv, type WaitStep } from "../dmabuf/rw.js";
 import type { Fence } from "../sync/fence.js";
 import { iovaBytes, sharedAt, type JobKind, type ResolvedOptions } from "./options.js";
@@ -51,39 +63,49 @@ interface Own {
   dev: DeviceBuffer;
 }
 
-export class DeviceDriver {
-  readonly counters = new Map<JobKind, JobCounters & { wait: WaitStep }>();
-  private readonly fillSums = new Map<number, number>();
-  private readonly shared: DeviceBuffer[] = [];
-  /** The device's own two buffers (sharing < 1), attached. */
-  private readonly mine: DeviceBuffer[] = [];
-  private readonly own: Own[] = [];
-  /** Host memory (arena): the snapshot's header, the result, a scratch for fill checksums. */
-  private readonly header: Uint8Array;
-  private readonly sum: Uint8Array;
-  private readonly scratch: Uint8Array;
+/** The buffers a DeviceDriver submits over, as its device sees them. */
+interface DriverBuffers {
+  shared: DeviceBuffer[];
+  /** The device's own two (sharing < 1). */
+  mine: DeviceBuffer[];
+  /** The checksum job's snapshot and result buffers (with the checksum job). */
+  own: Own[];
+}
 
-  private constructor(private readonly lab: Lab, readonly index: number, private readonly options: ResolvedOptions,
-    private readonly device: Device) {
-    for (const kind of options.jobs) {
-      const waitsNs: number[] = [];
-      this.counters.set(kind, { ops: 0, bytes: 0, tears: 0, waitsNs, wait: waitStep(options.wait, (ns) => waitsNs.push(ns)).step });
-    }
-    this.header = lab.alloc(HEADER_BYTES);
-    this.sum = lab.alloc(4);
-    this.scratch = lab.alloc(options.size);
-  }
+/** What a device's own submitter thread is given (workers/contend-submitter.ts). */
+export interface SubmitterData {
+  device: ShareToken<"device">;
+  /** Record offsets of the shared buffers, the device's own two, and the snapshot and result buffers. */
+  shared: number[];
+  mine: number[];
+  own: number[];
+}
 
-  static async create(lab: Lab, index: number, options: ResolvedOptions, buffers: DmaBufRecord[], own: DmaBufRecord[]): Promise<DeviceDriver> {
+/** One kind's counters as a submitter thread reports them. */
+export interface SubmitterCounts {
+  kind: JobKind;
+  ops: number;
+  bytes: number;
+  tears: number;
+  waitsNs: Float64Array;
+}
+
+/** The host's side of one device: spawned, with the run's buffers attached. */
+export class ContendDevice {
+  private readonly buffers: DriverBuffers = { shared: [], mine: [], own: [] };
+
+  private constructor(readonly device: Device) {}
+
+  static async create(lab: Lab, index: number, options: ResolvedOptions, buffers: DmaBufRecord[], own: DmaBufRecord[]): Promise<ContendDevice> {
     const device = await lab.spawnDevice({ name: `contend-${index}`, coherent: options.coherent, iovaBytes: iovaBytes(options) });
-    const d = new DeviceDriver(lab, index, options, device);
+    const d = new ContendDevice(device);
     try {
-      for (const b of buffers) d.shared.push(await device.attach(b));
-      for (const b of own) d.mine.push(await device.attach(b));
+      for (const b of buffers) d.buffers.shared.push(await device.attach(b));
+      for (const b of own) d.buffers.mine.push(await device.attach(b));
       if (options.jobs.includes("checksum")) {
         for (const [heap, size] of [[options.heap, options.size], ["system", 4096]] as const) {
           const buf = lab.exporter(heap).alloc(size);
-          d.own.push({ buf, dev: await device.attach(buf) });
+          d.buffers.own.push({ buf, dev: await device.attach(buf) });
         }
       }
     } catch (e) {
@@ -91,6 +113,99 @@ export class DeviceDriver {
       throw e;
     }
     return d;
+  }
+
+  /** A driver over the Device itself, for the host thread. */
+  driver(lab: Lab, index: number, options: ResolvedOptions): DeviceDriver {
+    return new DeviceDriver(lab, index, options, this.device, this.buffers);
+  }
+
+  /** What a submitter thread of the device's own needs: a token of the device and the buffers' records. */
+  submitterData(): SubmitterData {
+    const { shared, mine, own } = this.buffers;
+    return {
+      device: this.device.share(),
+      shared: shared.map((b) => b.buffer.offset), mine: mine.map((b) => b.buffer.offset), own: own.map((o) => o.buf.offset),
+    };
+  }
+
+  /** Stops the device at once and frees the snapshot and result buffers. */
+  async shutdown(): Promise<void> {
+    try {
+      await this.device.shutdown({ drain: false });
+    } finally {
+      for (const o of this.buffers.own.splice(0)) o.buf.put();
+    }
+  }
+}
+
+/**
+ * A submitter thread's driver: the handle's view of the buffers that
+ * `data` names (the records are attached afresh in this thread; the
+ * DeviceBuffers are the driver's attachments, found by handle.attached()).
+ * release() puts the records and closes nothing else: the handle is the
+ * caller's.
+ */
+export function driverOverHandle(lab: Lab, index: number, options: ResolvedOptions, handle: DeviceHandle, data: SubmitterData): DeviceDriver {
+  const views: DmaBufRecord[] = [];
+  const take = (offset: number): { buf: DmaBufRecord; dev: DeviceBuffer } => {
+    const buf = DmaBufRecord.attach(lab.sync, offset);
+    views.push(buf);
+    return { buf, dev: handle.attached(buf) };
+  };
+  try {
+    const buffers: DriverBuffers = {
+      shared: data.shared.map((o) => take(o).dev), mine: data.mine.map((o) => take(o).dev), own: data.own.map(take),
+    };
+    return new DeviceDriver(lab, index, options, handle, buffers, () => { for (const v of views) v.put(); });
+  } catch (e) {
+    for (const v of views) v.put();
+    throw e;
+  }
+}
+
+export class DeviceDriver {
+  readonly counters = new Map<JobKind, JobCounters & { wait: WaitStep }>();
+  private readonly fillSums = new Map<number, number>();
+  private readonly shared: DeviceBuffer[];
+  /** The device's own two buffers (sharing < 1), attached. */
+  private readonly mine: DeviceBuffer[];
+  private readonly own: Own[];
+  /** Host memory (arena): the snapshot's header, the result, a scratch for fill checksums. */
+  private readonly header: Uint8Array;
+  private readonly sum: Uint8Array;
+  private readonly scratch: Uint8Array;
+
+  /** @internal ContendDevice.driver() and driverOverHandle() make drivers; `done` runs at release(). */
+  constructor(private readonly lab: Lab, readonly index: number, private readonly options: ResolvedOptions,
+    private readonly device: SubmitTarget, buffers: DriverBuffers, private readonly done = (): void => {}) {
+    for (const kind of options.jobs) {
+      const waitsNs: number[] = [];
+      this.counters.set(kind, { ops: 0, bytes: 0, tears: 0, waitsNs, wait: waitStep(options.wait, (ns) => waitsNs.push(ns)).step });
+    }
+    ({ shared: this.shared, mine: this.mine, own: this.own } = buffers);
+    this.header = lab.alloc(HEADER_BYTES);
+    this.sum = lab.alloc(4);
+    this.scratch = lab.alloc(options.size);
+  }
+
+  /** Jobs done and torn so far, over every kind. */
+  totals(): { ops: number; tears: number } {
+    let ops = 0;
+    let tears = 0;
+    for (const c of this.counters.values()) { ops += c.ops; tears += c.tears; }
+    return { ops, tears };
+  }
+
+  /** The counters, for a submitter thread's answer. */
+  report(): SubmitterCounts[] {
+    return [...this.counters].map(([kind, c]) => ({ kind, ops: c.ops, bytes: c.bytes, tears: c.tears, waitsNs: Float64Array.from(c.waitsNs) }));
+  }
+
+  /** Frees the driver's host memory (and what driverOverHandle() attached). */
+  release(): void {
+    for (const v of [this.header, this.sum, this.scratch]) this.lab.free(v);
+    this.done();
   }
 
   private submit(job: Job): Fence {
@@ -187,14 +302,38 @@ export class DeviceDriver {
     }
     return s;
   }
+}
 
-  /** Stops the device at once and frees what this driver holds. */
-  async shutdown(): Promise<void> {
-    try {
-      await this.device.shutdown({ drain: false });
-    } finally {
-      for (const o of this.own.splice(0)) o.buf.put();
-      for (const v of [this.header, this.sum, this.scratch]) this.lab.free(v);
+/**
+ * Drives devices: job k on every device, then each waited for, until the
+ * duration is over (it runs the whole mix at least once) or the iterations
+ * are done; `tick` after each round. The host runs it over every device
+ * (submitters "host"), a submitter thread over its own one.
+ */
+export async function driveDevices(o: ResolvedOptions, drivers: DeviceDriver[], t0: number, tick: () => void = () => {}): Promise<void> {
+  const end = o.durationMs === null ? Infinity : t0 + o.durationMs;
+  // Each round submits one job to every device before waiting for any, so
+  // that the devices run at once: the thread does not make them take turns.
+  for (let k = 0; o.iterations === null ? k < o.jobs.length || nowMs() < end : k < o.iterations; k++) {
+    const finishes: (() => Promise<void>)[] = [];
+    let failure: unknown;
+    for (const d of drivers) {
+      try {
+        finishes.push(d.start(k));
+      } catch (e) {
+        failure = e;
+        break;
+      }
     }
+    // Every started job is finished (its fence put) before a failure is thrown.
+    for (const f of finishes) {
+      try {
+        await f();
+      } catch (e) {
+        failure ??= e;
+      }
+    }
+    if (failure !== undefined) throw failure;
+    tick();
   }
 }

@@ -23,6 +23,10 @@
  *   timeoutMs          the bound of every wait in the run
  *   sanitize           Lab.create({ sanitize }): the race detector records
  *                      every access; the result carries its report
+ *   submitters         who submits the device jobs: "host" (default), the
+ *                      host thread for every device in rounds, or "own", a
+ *                      submitter thread per device (a DeviceHandle in a
+ *                      worker), so that one thread does not cap the devices
  * Contract: resolveOptions() validates everything before anything starts:
  * a bad value is EINVAL (syscall "contend") with a message naming it.
  */
@@ -33,6 +37,8 @@ import { heapNames, type HeapName } from "../dmabuf/heap.js";
 export const jobKinds = ["copy", "checksum", "fill"] as const;
 export type JobKind = (typeof jobKinds)[number];
 export const waitStrategies = ["atomics", "spin", "postMessage"] as const;
+export const submitterModes = ["host", "own"] as const;
+export type SubmitterMode = (typeof submitterModes)[number];
 export type WaitStrategy = (typeof waitStrategies)[number];
 
 export interface ContendOptions {
@@ -55,6 +61,8 @@ export interface ContendOptions {
   trace?: boolean;
   /** Run the race detector (src/sanitize); the result carries its report. */
   sanitize?: boolean;
+  /** Who submits the device jobs: the host thread ("host", default) or a thread per device ("own"). */
+  submitters?: SubmitterMode;
 }
 
 export type ResolvedOptions = Required<Omit<ContendOptions, "durationMs" | "iterations">> &
@@ -65,7 +73,7 @@ const KiB = 1024;
 export const defaults = {
   writers: 2, readers: 2, devices: 1, buffers: 4, sharing: 1, size: 64 * KiB, heap: "system" as HeapName, durationMs: 2000,
   jobs: [...jobKinds] as JobKind[], wait: "atomics" as WaitStrategy, coherent: true, bypassFences: false, chunks: 8,
-  timeoutMs: 5000, trace: false, sanitize: false,
+  timeoutMs: 5000, trace: false, sanitize: false, submitters: "host" as SubmitterMode,
 };
 
 const bad = (message: string) => new DmaBufError("EINVAL", "contend", message);
@@ -115,6 +123,7 @@ export function resolveOptions(o: ContendOptions): ResolvedOptions {
     timeoutMs: integer("timeout (ms)", o.timeoutMs ?? d.timeoutMs, 1, 600_000),
     trace: o.trace ?? d.trace,
     sanitize: o.sanitize ?? d.sanitize,
+    submitters: oneOf("submitters", o.submitters ?? d.submitters, submitterModes),
   };
   if (r.size % (4 * KiB) !== 0) throw bad(`size ${r.size} must be a multiple of 4 KiB (whole pages)`);
   if (r.jobs.length === 0) throw bad("the job mix is empty (expected some of copy, checksum, fill)");
@@ -144,9 +153,10 @@ export function labBytes(o: ResolvedOptions): number {
   const own = o.sharing < 1 ? o.writers + o.readers + 2 * o.devices : 0;
   const pages = (o.buffers + own + o.devices) * o.size + o.devices * (4096 + iovaBytes(o) / 512);
   // A traced run: each thread (the host and the watchdog too) may fill TRACE_BYTES of user memory.
-  const traces = o.trace ? (o.writers + o.readers + o.devices + 2) * TRACE_BYTES : 0;
+  const threads = o.writers + o.readers + o.devices * (o.submitters === "own" ? 2 : 1) + 2;
+  const traces = o.trace ? threads * TRACE_BYTES : 0;
   // A sanitized run: each thread may fill SANITIZE_BYTES, plus the record-clock table (a u32 per 64 sync bytes).
-  const logs = o.sanitize ? (o.writers + o.readers + o.devices + 2) * SANITIZE_BYTES + MiB : 0;
-  const user = (o.writers + o.readers + o.devices + (o.coherent ? 0 : 2 * (o.buffers + o.devices))) * o.size + traces + logs;
+  const logs = o.sanitize ? threads * SANITIZE_BYTES + MiB : 0;
+  const user = (threads + (o.coherent ? 0 : 2 * (o.buffers + o.devices))) * o.size + traces + logs;
   return Math.max(32 * MiB, Math.ceil((2.5 * Math.max(pages, user) + 16 * MiB) / (2 * MiB)) * 2 * MiB);
 }

@@ -13,14 +13,17 @@
  *               thread that begins late still does at least one operation
  *   GENERATION  the run's generation counter (Atomics.add): unique stamps
  *   per thread  ops, bytes, tears, waits (f64, written by that thread only,
- *               read by the host for progress and at the end)
+ *               read by the host for progress and at the end); the CPU
+ *               threads' slots first, then one per device submitter thread
+ *               (submitters "own", set after each round)
  * The control plane is comlink: hello() answers once the thread is ready,
  * run() once its loop has ended, with its wait samples.
  */
 import type { LabHandle } from "../lab.js";
 import { nowMs } from "../memory/futex.js";
 import type { Sync } from "../sync/sync.js";
-import type { WaitStrategy } from "./options.js";
+import type { ResolvedOptions, WaitStrategy } from "./options.js";
+import type { SubmitterCounts, SubmitterData } from "./devices.js";
 
 export type CpuRole = "writer" | "reader";
 
@@ -55,6 +58,24 @@ export interface CpuRunResult {
 export interface ContendCpuApi {
   hello(): string;
   run(): Promise<CpuRunResult>;
+}
+
+/** What a device's submitter thread is given (workers/contend-submitter.ts). */
+export interface SubmitterThreadData {
+  handle: LabHandle;
+  /** The device's number in the run. */
+  index: number;
+  /** Its counter slot in the control block. */
+  slot: number;
+  control: number;
+  options: ResolvedOptions;
+  device: SubmitterData;
+}
+
+export interface ContendSubmitterApi {
+  hello(): string;
+  /** Drives the device from START for the run's duration or iterations; its counters. */
+  run(): Promise<SubmitterCounts[]>;
 }
 
 export interface Counters {
@@ -146,6 +167,13 @@ export class Control {
     this.f64[i + C_OPS]++;
     this.f64[i + C_BYTES] += bytes;
     if (torn) this.f64[i + C_TEARS]++;
+  }
+
+  /** A submitter thread's totals so far (its slot is its own). */
+  set(slot: number, c: { ops: number; tears: number }): void {
+    const i = this.at(slot);
+    this.f64[i + C_OPS] = c.ops;
+    this.f64[i + C_TEARS] = c.tears;
   }
 
   countWait(slot: number): void {

@@ -25,7 +25,8 @@ function title(r: ContendResult): string {
 function setting(r: ContendResult): string {
   const o = r.options;
   return `${o.wait} waits, ${o.coherent ? "coherent" : "non-coherent"} lab, ${o.chunks} chunks per write, ` +
-    `jobs ${o.jobs.join(",")}; fences ${o.bypassFences ? "BYPASSED" : "respected"}; ` +
+    `jobs ${o.jobs.join(",")}${o.devices > 0 && o.submitters === "own" ? ", a submitter thread per device" : ""}; ` +
+    `fences ${o.bypassFences ? "BYPASSED" : "respected"}; ` +
     `${o.iterations === null ? `${o.durationMs} ms` : `${o.iterations} iterations each`} (ran ${(r.elapsedMs / 1000).toFixed(2)} s)`;
 }
 

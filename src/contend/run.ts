@@ -6,13 +6,16 @@
  * runContend(options, onProgress):
  *   1. a lab of its own (Lab.create({ coherent }), sized for the run), the
  *      shared buffers on the heap, the control block (protocol.ts);
- *   2. the CPU threads (real workers, workers/contend-cpu.ts) and the device
- *      drivers (devices.ts: one device worker each), all set up and ready;
+ *   2. the CPU threads (real workers, workers/contend-cpu.ts) and the
+ *      devices (devices.ts: one device worker each, and with submitters
+ *      "own" a submitter thread each, workers/contend-submitter.ts), all set
+ *      up and ready;
  *   3. START; the host thread drives the devices (in rounds: a job submitted
  *      to every device, then each waited for, so that the devices run at
- *      once) until the duration is over or every device did its iterations,
- *      reporting progress every PROGRESS_MS; then STOP, and the threads'
- *      results (each thread ends its current operation);
+ *      once), or each submitter thread its own device, until the duration
+ *      is over or every device did its iterations, reporting progress every
+ *      PROGRESS_MS; then STOP, and the threads' results (each thread ends
+ *      its current operation);
  *   4. the result: per role (writer, reader, device:KIND) operations and
  *      bytes per second over the run's wall time, the fence waits (p50, p90,
  *      p99, max and a percentile curve for charts), the resv lock
@@ -40,11 +43,14 @@ import type { TraceData } from "../trace/events.js";
 import type { SanitizeReport } from "../sanitize/check.js";
 import { installErrorTransfer } from "../thread/errors.js";
 import { shippedWorker } from "../thread/host.js";
+import type { ShippedWorker } from "../thread/entries.js";
 import { spawnWorker, type SpawnedWorker } from "../thread/spawn.js";
 
-import { DeviceDriver } from "./devices.js";
+import { ContendDevice, driveDevices, type DeviceDriver, type SubmitterCounts } from "./devices.js";
 import { SANITIZE_BYTES, TRACE_BYTES, labBytes, resolveOptions, type ContendOptions, type ResolvedOptions } from "./options.js";
-import { Control, controlBytes, type ContendCpuApi, type CpuRole, type CpuRunResult, type CpuThreadData } from "./protocol.js";
+import {
+  Control, controlBytes, type ContendCpuApi, type ContendSubmitterApi, type CpuRole, type CpuRunResult, type CpuThreadData,
+} from "./protocol.js";
 import { machineInfo, quantile, summarize, type MachineInfo, type SampleStats } from "../report.js";
 
 /** summarize() of the waits (ns), with the percentiles 0, 1, ..., 100 for charts (empty without waits). */
@@ -103,25 +109,30 @@ function waitSummary(samplesNs: readonly number[]): WaitSummary {
   return { ...summarize(s), percentilesNs: s.length ? Array.from({ length: 101 }, (_, i) => quantile(s, i / 100)) : [] };
 }
 
-interface CpuThread {
-  role: CpuRole;
-  slot: number;
+interface Thread<Api> {
   worker: SpawnedWorker;
-  api: Comlink.Remote<ContendCpuApi>;
+  api: Comlink.Remote<Api>;
   /** Rejects when the worker ends before answering. */
   gone: Promise<never>;
 }
 
-async function spawnCpu(threads: CpuThread[], data: CpuThreadData): Promise<void> {
-  const name = `contend-${data.role}-${data.index}`;
-  const worker = await spawnWorker(shippedWorker("contend-cpu"), data, name);
-  const api = Comlink.wrap<ContendCpuApi>(worker.endpoint);
+interface CpuThread extends Thread<ContendCpuApi> {
+  role: CpuRole;
+  slot: number;
+}
+
+/** Spawns a worker of the run and waits for its hello(). */
+async function spawnThread<Api extends { hello(): string }>(entry: ShippedWorker, data: unknown, name: string, threads: Thread<unknown>[]): Promise<Thread<Api>> {
+  const worker = await spawnWorker(shippedWorker(entry), data, name);
+  const api = Comlink.wrap<Api>(worker.endpoint);
   const gone = worker.exited.then(({ error }): never => {
     throw new DmaBufError("EIO", "contend", `${name} ended` + (error ? `: ${String(error)}` : ""));
   });
   gone.catch(() => {});
-  threads.push({ role: data.role, slot: data.slot, worker, api, gone });
-  await within(Promise.race([api.hello(), gone]), SETUP_MS, name);
+  const t: Thread<Api> = { worker, api, gone };
+  threads.push(t as Thread<unknown>);
+  await within(Promise.race([(api.hello as () => Promise<string>)(), gone]), SETUP_MS, name);
+  return t;
 }
 
 export async function runContend(options: ContendOptions, onProgress: (message: string) => void = () => {}): Promise<ContendResult> {
@@ -133,8 +144,14 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
   /** Each CPU thread's own buffer, then each device's own two (sharing < 1). */
   const own: DmaBufRecord[] = [];
   const threads: CpuThread[] = [];
+  /** Every worker of the run (CPU and submitter threads), for the clean-up. */
+  const all: Thread<unknown>[] = [];
+  const devices: ContendDevice[] = [];
+  /** The host's drivers (submitters "host"). */
   const drivers: DeviceDriver[] = [];
-  const block = lab.alloc(controlBytes(o.writers + o.readers));
+  const submitters: Thread<ContendSubmitterApi>[] = [];
+  const cpus = o.writers + o.readers;
+  const block = lab.alloc(controlBytes(cpus + (o.submitters === "own" ? o.devices : 0)));
   const control = new Control(lab.sync, block.byteOffset);
   let runs: Promise<CpuRunResult>[] = [];
   let failed = false;
@@ -145,26 +162,40 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
     onProgress(`starting ${o.writers + o.readers} CPU threads and ${o.devices} device workers`);
     const roles: CpuRole[] = [...Array<CpuRole>(o.writers).fill("writer"), ...Array<CpuRole>(o.readers).fill("reader")];
     // Settled, all of them, before a failure ends the run: none is left starting.
-    const spawned = await Promise.allSettled(roles.map((role, slot) => spawnCpu(threads, {
-      handle: lab.share(), role, index: role === "writer" ? slot : slot - o.writers, slot, control: block.byteOffset,
-      buffers: buffers.map((b) => b.offset), own: own.length ? [own[slot].offset] : [], sharing: o.sharing, size: o.size, chunks: o.chunks, wait: o.wait, bypassFences: o.bypassFences,
-      iterations: o.iterations, timeoutMs: o.timeoutMs,
-    })));
+    const spawned = await Promise.allSettled(roles.map(async (role, slot) => {
+      const index = role === "writer" ? slot : slot - o.writers;
+      const data: CpuThreadData = {
+        handle: lab.share(), role, index, slot, control: block.byteOffset,
+        buffers: buffers.map((b) => b.offset), own: own.length ? [own[slot].offset] : [], sharing: o.sharing, size: o.size, chunks: o.chunks, wait: o.wait, bypassFences: o.bypassFences,
+        iterations: o.iterations, timeoutMs: o.timeoutMs,
+      };
+      threads.push({ ...await spawnThread<ContendCpuApi>("contend-cpu", data, `contend-${role}-${index}`, all), role, slot });
+    }));
     const refused = spawned.find((p): p is PromiseRejectedResult => p.status === "rejected");
     if (refused) throw refused.reason;
-    const cpus = o.writers + o.readers;
     for (let i = 0; i < o.devices; i++) {
-      drivers.push(await DeviceDriver.create(lab, i, o, buffers, own.slice(cpus + 2 * i, own.length ? cpus + 2 * i + 2 : 0)));
+      const d = await ContendDevice.create(lab, i, o, buffers, own.slice(cpus + 2 * i, own.length ? cpus + 2 * i + 2 : 0));
+      devices.push(d);
+      if (o.submitters === "host") drivers.push(d.driver(lab, i, o));
+      else {
+        submitters.push(await spawnThread<ContendSubmitterApi>("contend-submitter", {
+          handle: lab.share(), index: i, slot: cpus + i, control: block.byteOffset, options: o, device: d.submitterData(),
+        }, `contend-submitter-${i}`, all));
+      }
     }
 
     runs = threads.map((t) => Promise.race([t.api.run(), t.gone]));
     for (const r of runs) r.catch(() => {});
+    const submitted: Promise<SubmitterCounts[]>[] = submitters.map((t) => Promise.race([t.api.run(), t.gone]));
+    for (const r of submitted) r.catch(() => {});
     onProgress(`running ${o.durationMs === null ? `${o.iterations} iterations` : `for ${o.durationMs} ms`}` +
       `${o.bypassFences ? ", fences BYPASSED" : ""}`);
     const t0 = nowMs();
     if (o.trace) lab.trace.start({ bufferBytes: TRACE_BYTES });
     control.start();
-    await drive(o, drivers, t0, () => onProgress(progressLine(control, threads, drivers, t0)));
+    const progress = (): void => onProgress(progressLine(control, threads, drivers, submitters.length, t0));
+    await drive(o, drivers, t0, progress);
+    const counts = await within(Promise.all(submitted), (o.durationMs ?? 0) + o.timeoutMs + SETUP_MS, "the submitter threads");
     // A duration ends every thread; iterations end each thread by its own
     // count (one that starts late, on a loaded machine, still does them all).
     if (o.durationMs !== null) control.stop();
@@ -172,17 +203,17 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
     control.stop();
     const elapsedMs = nowMs() - t0;
     const trace = o.trace ? lab.trace.stop() : undefined;
-    onProgress(progressLine(control, threads, drivers, t0));
+    progress();
     if (o.sanitize) onProgress("checking the run's accesses for races");
     const sanitize = o.sanitize ? lab.sanitizer.report() : undefined;
 
     const roleResults = [
       ...cpuRoles(control, threads, results, elapsedMs),
-      ...(drivers.length === 0 ? [] : o.jobs.map((kind) => {
-        const cs = drivers.map((d) => d.counters.get(kind)!);
-        const sum = (f: (c: (typeof cs)[number]) => number) => cs.reduce((a, c) => a + f(c), 0);
-        return role(`device:${kind}`, drivers.length, sum((c) => c.ops), sum((c) => c.bytes),
-          kind === "checksum" ? sum((c) => c.ops) : 0, sum((c) => c.tears), cs.flatMap((c) => c.waitsNs), elapsedMs);
+      ...(devices.length === 0 ? [] : o.jobs.map((kind) => {
+        const cs = [...drivers.map((d) => d.report()), ...counts].map((r) => r.find((c) => c.kind === kind)!);
+        const sum = (f: (c: SubmitterCounts) => number) => cs.reduce((a, c) => a + f(c), 0);
+        return role(`device:${kind}`, devices.length, sum((c) => c.ops), sum((c) => c.bytes),
+          kind === "checksum" ? sum((c) => c.ops) : 0, sum((c) => c.tears), cs.flatMap((c) => Array.from(c.waitsNs)), elapsedMs);
       })),
     ];
     const locks = buffers.map((b) => b.resv.lockStats()).reduce(
@@ -204,9 +235,10 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
     // thread ended inside a resv critical section would leave its lock held).
     control.stop();
     if (lab.trace.recording) lab.trace.stop();
-    const ends = await Promise.allSettled(drivers.map((d) => d.shutdown()));
+    const ends = await Promise.allSettled(devices.map((d) => d.shutdown()));
+    for (const d of drivers) d.release();
     await within(Promise.allSettled(runs), o.timeoutMs + ENDING_MS, "the CPU threads").catch(() => {});
-    ends.push(...await Promise.allSettled(threads.map(async (t) => {
+    ends.push(...await Promise.allSettled(all.map(async (t) => {
       t.api[Comlink.releaseProxy]();
       await t.worker.terminate();
     })));
@@ -219,7 +251,7 @@ export async function runContend(options: ContendOptions, onProgress: (message: 
   }
 }
 
-/** The host's part: device jobs in turn until the duration is over or the iterations are done. */
+/** The host's part: device jobs in turn (submitters "host"), or the duration waited out, with progress. */
 async function drive(o: ResolvedOptions, drivers: DeviceDriver[], t0: number, progress: () => void): Promise<void> {
   const end = o.durationMs === null ? Infinity : t0 + o.durationMs;
   let next = t0 + PROGRESS_MS;
@@ -228,50 +260,25 @@ async function drive(o: ResolvedOptions, drivers: DeviceDriver[], t0: number, pr
     progress();
     next += PROGRESS_MS;
   };
-  if (drivers.length === 0) {
-    // Nothing to drive: wait out the duration (iterations: the threads count their own).
-    while (nowMs() < end) {
-      await new Promise((resolve) => setTimeout(resolve, Math.min(PROGRESS_MS / 5, end - nowMs())));
-      tick();
-    }
-    return;
-  }
-  // A duration runs the whole mix at least once.
-  // Each round submits one job to every device before waiting for any, so
-  // that the devices run at once: the host thread does not make them take turns.
-  for (let k = 0; o.iterations === null ? k < o.jobs.length || nowMs() < end : k < o.iterations; k++) {
-    const finishes: (() => Promise<void>)[] = [];
-    let failure: unknown;
-    for (const d of drivers) {
-      try {
-        finishes.push(d.start(k));
-      } catch (e) {
-        failure = e;
-        break;
-      }
-    }
-    // Every started job is finished (its fence put) before a failure is thrown.
-    for (const f of finishes) {
-      try {
-        await f();
-      } catch (e) {
-        failure ??= e;
-      }
-    }
-    if (failure !== undefined) throw failure;
+  if (drivers.length > 0) return driveDevices(o, drivers, t0, tick);
+  // Nothing to drive here: wait out the duration; with iterations the
+  // threads count their own, and their answers end the run.
+  if (o.durationMs === null) return;
+  while (nowMs() < end) {
+    await new Promise((resolve) => setTimeout(resolve, Math.min(PROGRESS_MS / 5, end - nowMs())));
     tick();
   }
 }
 
-function progressLine(control: Control, threads: CpuThread[], drivers: DeviceDriver[], t0: number): string {
+function progressLine(control: Control, threads: CpuThread[], drivers: DeviceDriver[], submitters: number, t0: number): string {
   const count = (role: CpuRole) => threads.filter((t) => t.role === role).map((t) => control.counters(t.slot))
     .reduce((a, c) => ({ ops: a.ops + c.ops, tears: a.tears + c.tears }), { ops: 0, tears: 0 });
   const w = count("writer");
   const r = count("reader");
-  const jobs = drivers.flatMap((d) => [...d.counters.values()]);
-  const deviceTears = jobs.reduce((a, c) => a + c.tears, 0);
+  // The submitter threads' slots follow the CPU threads'.
+  const jobs = [...drivers.map((d) => d.totals()), ...Array.from({ length: submitters }, (_, i) => control.counters(threads.length + i))];
   return `at ${((nowMs() - t0) / 1000).toFixed(1)} s: ${w.ops} writes, ${r.ops} reads, ` +
-    `${jobs.reduce((a, c) => a + c.ops, 0)} device jobs; ${r.tears + deviceTears} torn`;
+    `${jobs.reduce((a, c) => a + c.ops, 0)} device jobs; ${r.tears + jobs.reduce((a, c) => a + c.tears, 0)} torn`;
 }
 
 function role(name: string, threads: number, ops: number, bytes: number, checked: number, tears: number,

@@ -12,7 +12,7 @@
  */
 
 /** The workers the package ships and starts itself. */
-export type ShippedWorker = "device" | "watchdog" | "lab-thread" | "contend-cpu" | "io-sq";
+export type ShippedWorker = "device" | "watchdog" | "lab-thread" | "contend-cpu" | "contend-submitter" | "io-sq";
 
 export type WebWorkerFactory = (name: string) => Worker;
 

@@ -7,7 +7,7 @@
  */
 import { DmaBufError } from "../../errno.js";
 import { heapNames } from "../../dmabuf/heap.js";
-import { defaults, resolveOptions, waitStrategies, type ContendOptions, type JobKind } from "../../contend/options.js";
+import { defaults, resolveOptions, submitterModes, waitStrategies, type ContendOptions, type JobKind } from "../../contend/options.js";
 import { runContend, type ContendResult } from "../../contend/run.js";
 import { contendCharts, renderContendTable } from "../../contend/report.js";
 import type { Command } from "../command.js";
@@ -20,7 +20,7 @@ const usage = `usage: dmabuf-lab contend [--writers N] [--readers N] [--devices 
                          [--heap HEAP] [--duration TIME | --iterations N] [--jobs LIST]
                          [--wait atomics|spin|postMessage] [--coherence coherent|non-coherent]
                          [--bypass-fences] [--chunks N] [--timeout MS] [--json] [--out FILE.json]
-                         [--chart FILE.svg|.html] [--trace FILE.json] [--sanitize]
+                         [--chart FILE.svg|.html] [--trace FILE.json] [--sanitize] [--submitters host|own]
 
 CPU writer and reader threads and device workers contend for a few shared
 dma-bufs. Writers stamp every write with a generation and a checksum; readers
@@ -49,6 +49,9 @@ with --bypass-fences the tears that happen are counted. Defaults run 2 seconds.
                    read/write path, device jobs are submitted unfenced
   --chunks N       pieces a writer writes its payload in (default ${defaults.chunks})
   --timeout MS     the bound of every fence wait (default ${defaults.timeoutMs})
+  --submitters W   who submits the device jobs: host (default: this thread, for
+                   every device in rounds) or own (a thread per device, so that
+                   one thread does not cap the devices)
   --sanitize       run the race detector: every access to a buffer is checked
                    for an ordering by fences; the races found are reported
                    (exit 1 if any while fences are respected)
@@ -80,6 +83,7 @@ function parse(values: OptionValues): ContendOptions {
     timeoutMs: integer("timeout", v.timeout, 1, 600_000),
     trace: v.trace !== undefined,
     sanitize: values.sanitize === true,
+    submitters: oneOf("submitters", v.submitters, submitterModes),
   };
   try {
     resolveOptions(o);
@@ -98,7 +102,7 @@ export const contendBenchmark: Benchmark<ContendOptions, ContendResult> = {
     writers: { type: "string" }, readers: { type: "string" }, devices: { type: "string" }, buffers: { type: "string" },
     sharing: { type: "string" }, size: { type: "string" }, heap: { type: "string" }, duration: { type: "string" }, iterations: { type: "string" },
     jobs: { type: "string" }, wait: { type: "string" }, coherence: { type: "string" }, "bypass-fences": { type: "boolean" },
-    chunks: { type: "string" }, timeout: { type: "string" }, sanitize: { type: "boolean" },
+    chunks: { type: "string" }, timeout: { type: "string" }, sanitize: { type: "boolean" }, submitters: { type: "string" },
   },
   parse,
   run: (o, say) => runContend(o, say),
