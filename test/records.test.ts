@@ -19,6 +19,7 @@ import { DmaBufRecord } from "../src/dmabuf/dma_buf.js";
 import { Iommu } from "../src/dmabuf/iommu.js";
 import { DmaBufAttachment, dmaBufAttach } from "../src/dmabuf/attachment.js";
 import { MFD_ALLOW_SEALING, F_SEAL_SHRINK } from "../src/dmabuf/memfd.js";
+import { DeviceHandle } from "../src/devices/handle.js";
 import { DeviceRecord } from "../src/devices/device_record.js";
 import { JobRing } from "../src/devices/ring.js";
 import { BufferQueueRecord } from "../src/dmabuf/buffer_queue.js";
@@ -151,6 +152,10 @@ function entryPoints(lab: Lab, proc: Process): EntryPoint[] {
     {
       name: "lab.import(share token)", accepts: RecordType.flight,
       call: (o, g) => { const f = lab.import({ kind: "fence", offset: 0, flight: o, generation: g } as ShareToken<"fence">); return () => f.put(); },
+    },
+    {
+      name: "DeviceHandle.import(device token)", accepts: RecordType.flight,
+      call: (o, g) => { const h = DeviceHandle.import(lab, { kind: "device", offset: o, flight: o, generation: g } as ShareToken<"device">); return () => h.close(); },
     },
   ];
 }
