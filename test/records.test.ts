@@ -32,7 +32,7 @@ import { RecordType, recordTypeName, type RecordTypeId } from "../src/memory/rec
 import { PAGE_SIZE } from "../src/memory/layout.js";
 import { Resv } from "../src/sync/resv.js";
 import { SwSyncTimeline } from "../src/sync/sw_sync.js";
-import { TIMELINE_SW_SYNC, TL_KIND } from "../src/sync/timeline.js";
+import { TIMELINE_SW_SYNC, TL_KIND } from "../src/sync/records.js";
 import { Process } from "../src/uapi/process.js";
 import { O_RDWR, O_CLOEXEC, DMA_HEAP_IOCTL_ALLOC, SW_SYNC_IOC_CREATE_FENCE, SW_SYNC_IOC_INC, type FdToken, type sw_sync_create_fence_data } from "../src/uapi/index.js";
 import { expectErrno, expectErrnoAsync } from "./helpers/errors.js";

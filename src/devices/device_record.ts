@@ -43,11 +43,11 @@
  * the host's waitAsync on it); heartbeats are plain f64 stores read without
  * a lock: a stale read only delays the watchdog by one period.
  */
-import { RecordType, RecordView } from "../memory/record.js";
+import { RecordType, RecordView, readName, writeName } from "../memory/record.js";
 import { DmaBufError, errnoNumbers, hex } from "../errno.js";
 import { DEFAULT_LOCK_TIMEOUT_MS, Mutex } from "../memory/mutex.js";
 import type { Sync } from "../sync/sync.js";
-import { TL_CONTEXT, Timeline, readName, writeName } from "../sync/timeline.js";
+import { TL_CONTEXT } from "../sync/records.js";
 import { FENCE_SEQNO } from "../engine/abi.js";
 import { CAT_RING, CAT_WATCHDOG, T_RING_POP, T_WATCHDOG, WD_OVERRUN, WD_SILENT } from "../trace/events.js";
 import { JobRecord } from "./job.js";
@@ -120,7 +120,7 @@ export class DeviceRecord {
     u32[(offset + DEV_TIMELINE) >>> 2] = init.timeline;
     u32[(offset + DEV_TIMEOUT_MS) >>> 2] = init.timeoutMs;
     u32[(offset + DEV_FLAGS) >>> 2] = init.coherent ? DEV_FLAG_COHERENT : 0;
-    writeName(sync.u8, offset + DEV_NAME, init.name, "device name");
+    writeName(sync.u8, offset + DEV_NAME, init.name, "device name", "device_create");
     new Mutex(sync.arena.buffer, offset + DEV_LOCK).init();
     sync.f64[(offset + DEV_HEARTBEAT_MS) >>> 3] = sync.clock.nowNs() / 1e6;
     sync.f64[(offset + DEV_SUBMIT_TIMEOUT_MS) >>> 3] = init.submitTimeoutMs;
@@ -369,7 +369,7 @@ export class DeviceRecord {
     if (current !== 0) freeJob(sync, current);
     this.forQueued((job) => freeJob(sync, job));
     this.ring.destroy();
-    Timeline.unrefAt(sync, this.timeline);
+    sync.unrefTimeline(this.timeline);
     sync.freeRecord(this.offset, RecordType.device);
   }
 

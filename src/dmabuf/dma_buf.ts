@@ -46,7 +46,7 @@
  * release, and never frees the pages itself.
  * Views returned by create()/attach()/get() own a reference; put() drops it.
  */
-import { RecordType, RecordView, getRecord, type RecordTypeId } from "../memory/record.js";
+import { RecordType, RecordView, getRecord, readName, writeName, type RecordTypeId } from "../memory/record.js";
 import { DmaBufError, hex } from "../errno.js";
 import { SG_SEG_ADDR, SG_SEG_LEN, SG_SEG_SIZE } from "../engine/abi.js";
 import type { SegmentSource } from "../engine/tables.js";
@@ -54,7 +54,6 @@ import { Mutex } from "../memory/mutex.js";
 import { PAGE_SIZE } from "../memory/layout.js";
 import { Resv } from "../sync/resv.js";
 import type { Sync } from "../sync/sync.js";
-import { readName, writeName } from "../sync/timeline.js";
 import { memfdUnref } from "./memfd.js";
 
 export const DMABUF_REFCOUNT = 0;
@@ -282,7 +281,7 @@ export class DmaBufRecord {
   setName(name: string): void {
     this.nameLock().with(() => {
       try {
-        writeName(this.sync.u8, this.offset + DMABUF_NAME, name, "name");
+        writeName(this.sync.u8, this.offset + DMABUF_NAME, name, "name", "DMA_BUF_SET_NAME");
       } catch (e) {
         throw new DmaBufError("EINVAL", "DMA_BUF_SET_NAME", `name '${name}' is longer than ${DMA_BUF_NAME_LEN - 1} bytes`, { cause: e });
       }

@@ -19,14 +19,13 @@
  * unknown bits: EINVAL. truncate: shrinking under F_SEAL_SHRINK or growing
  * under F_SEAL_GROW: EPERM. Out of pages: ENOMEM, nothing changed.
  */
-import { RecordType, RecordView } from "../memory/record.js";
+import { RecordType, RecordView, readName, writeName } from "../memory/record.js";
 import { DmaBufError, hex } from "../errno.js";
 import { describe, flagsArg, stringArg } from "../args.js";
 import type { Engine } from "../engine/engine.js";
 import { Mutex } from "../memory/mutex.js";
 import { PAGE_SIZE } from "../memory/layout.js";
 import type { Sync } from "../sync/sync.js";
-import { readName, writeName } from "../sync/timeline.js";
 
 export const MEMFD_REFCOUNT = 0;
 export const MEMFD_SIZE = 4;
@@ -77,7 +76,7 @@ export class Memfd {
     }
     const offset = sync.allocRecord(RecordType.memfd, MEMFD_RECORD_SIZE, "memfd_create");
     try {
-      writeName(sync.u8, offset + MEMFD_NAME, name, "memfd name");
+      writeName(sync.u8, offset + MEMFD_NAME, name, "memfd name", "memfd_create");
     } catch (e) {
       sync.freeRecord(offset, RecordType.memfd);
       throw new DmaBufError("EINVAL", "memfd_create", `name '${name}' is longer than 31 bytes`, { cause: e });

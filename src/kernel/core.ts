@@ -26,7 +26,7 @@
  *                  Misuse that the kernel answers with BUG() or WARN() throws
  *                  the DmaBufError.
  */
-import { DmaBufError, errnoNumbers, type Fence, type Lab } from "../index.js";
+import { DmaBufError, errnoNumbers, Fence, type Lab } from "../index.js";
 
 let current: Lab | null = null;
 
@@ -69,7 +69,7 @@ export function intern<T extends Interned>(owner: object, offset: number, kind: 
 
 /** The kernel value of a fence view (borrowed: no reference moves). */
 export function kfence(view: Fence): Fence {
-  return intern(view.sync, view.offset, view.constructor as typeof Fence, () => (view.owned ? view.sync.view(view.offset, false) : view));
+  return intern(view.sync, view.offset, view.constructor as typeof Fence, () => (view.owned ? Fence.view(view.sync, view.offset, false) : view));
 }
 
 /**

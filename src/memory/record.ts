@@ -39,6 +39,9 @@
  * RecordView: named word, atomic and f64 accessors over (arena, offset), the
  * one set of accessors every record type uses (fields are byte offsets,
  * named by each record's module: DMABUF_SIZE, RESV_COUNT, ...).
+ *
+ * Name fields (readName/writeName): NAME_BYTES of UTF-8, NUL-padded, as
+ * timelines, dma-bufs, memfds and devices keep their names.
  */
 import { describe } from "../args.js";
 import { DmaBufError, hex, type ErrnoCode } from "../errno.js";
@@ -278,4 +281,26 @@ export class RecordView {
   setF64(field: number, value: number): void {
     this.memory.f64[(this.offset + field) >>> 3] = value;
   }
+}
+
+/** A name field's size: at most NAME_BYTES - 1 bytes of UTF-8, NUL-padded. */
+export const NAME_BYTES = 32;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Writes a name field; EINVAL from `syscall`, the field unchanged, when `name` (the record's `what`) is too long. */
+export function writeName(u8: Uint8Array, at: number, name: string, what: string, syscall: string): void {
+  const bytes = encoder.encode(name);
+  if (bytes.length > NAME_BYTES - 1) {
+    throw new DmaBufError("EINVAL", syscall, `${what} '${name}' is longer than ${NAME_BYTES - 1} bytes`);
+  }
+  u8.fill(0, at, at + NAME_BYTES);
+  u8.set(bytes, at);
+}
+
+export function readName(u8: Uint8Array, at: number): string {
+  const raw = u8.slice(at, at + NAME_BYTES);
+  const end = raw.indexOf(0);
+  return decoder.decode(end < 0 ? raw : raw.subarray(0, end));
 }

@@ -19,11 +19,28 @@
  * that signal(), as the kernel does.
  */
 import { FENCE_KIND_ARRAY, FENCE_KIND_CHAIN } from "../engine/abi.js";
-import type { Fence, FenceCallback } from "./fence.js";
+
+/**
+ * What the registry needs of a fence view. A Fence (fence.ts) is one; the
+ * registry names this shape rather than the class so that it sits below
+ * fence.ts (records.ts holds one registry per thread).
+ */
+export interface WatchedFence {
+  readonly offset: number;
+  readonly kind: number;
+  /** An owned view of the same fence, of the same class. */
+  get(): WatchedFence;
+  put(): void;
+  isSignaled(): boolean;
+  untilSignaled(deadline: number): Promise<boolean>;
+}
+
+/** A callback as the registry keeps it: run with the owned view add() took (fence.get(), so a Fence when a Fence was added). */
+export type WatchCallback = (fence: WatchedFence) => void;
 
 interface Watch {
-  fence: Fence;
-  callbacks: FenceCallback[];
+  fence: WatchedFence;
+  callbacks: WatchCallback[];
 }
 
 /** How often a watch whose callbacks were all removed notices and lets go. */
@@ -34,9 +51,9 @@ export class CallbackRegistry {
   /** The watches of containers, re-evaluated at every dispatch. */
   private readonly containers = new Set<Watch>();
   private depth = 0;
-  private deferred: Fence[] = [];
+  private deferred: WatchedFence[] = [];
 
-  add(fence: Fence, cb: FenceCallback): void {
+  add(fence: WatchedFence, cb: WatchCallback): void {
     let watch = this.watches.get(fence.offset);
     if (watch === undefined) {
       const held = fence.get();
@@ -48,7 +65,7 @@ export class CallbackRegistry {
     watch.callbacks.push(cb);
   }
 
-  remove(fence: Fence, cb: FenceCallback): boolean {
+  remove(fence: WatchedFence, cb: WatchCallback): boolean {
     const watch = this.watches.get(fence.offset);
     if (watch === undefined || fence.isSignaled()) return false;
     const i = watch.callbacks.indexOf(cb);
@@ -88,7 +105,7 @@ export class CallbackRegistry {
   }
 
   /** Runs this thread's callbacks of a signalled fence (no-op otherwise). */
-  dispatch(fence: Fence): void {
+  dispatch(fence: WatchedFence): void {
     if (this.depth > 0) {
       this.deferred.push(fence);
       return;

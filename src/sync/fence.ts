@@ -26,6 +26,13 @@
  * a signalled fence gives ENOENT and never runs the callback; removeCallback()
  * succeeds only while the fence is pending.
  *
+ * Views of records: Fence.view(sync, offset, owned) makes the view of the
+ * class a record's kind needs; the container classes (fence_array.ts,
+ * fence_chain.ts) register theirs with Fence.register when they load, so
+ * that this module sits below them. Fence.at() is the view of an offset
+ * another thread sent (checked, see record.ts); Fence.init, Fence.stub and
+ * Fence.privateStub make fences that no timeline owns.
+ *
  * Waiting: wait(timeoutMs) blocks (Atomics.wait) and returns the time left in
  * ms (> 0; 1 when timeoutMs is 0 and the fence is signalled), 0 on timeout;
  * where this thread may not block it throws EPERM naming waitAsync(), which
@@ -34,13 +41,16 @@
 import { DmaBufError, hex } from "../errno.js";
 import { describe } from "../args.js";
 import {
-  FENCE_CONTEXT, FENCE_DEADLINE, FENCE_ERROR, FENCE_KIND, FENCE_KIND_MASK, FENCE_KIND_PLAIN, FENCE_REFCOUNT, FENCE_SEQNO,
-  FENCE_STATUS, FENCE_TIMELINE, FENCE_TIMESTAMP, FENCE_WAITERS, MAX_ERRNO, SIGNAL_ALREADY,
+  FENCE_CONTEXT, FENCE_DEADLINE, FENCE_ERROR, FENCE_KIND, FENCE_KIND_ARRAY, FENCE_KIND_CHAIN, FENCE_KIND_MASK, FENCE_KIND_PLAIN,
+  FENCE_KIND_STUB, FENCE_REFCOUNT, FENCE_SEQNO, FENCE_STATUS, FENCE_TIMELINE, FENCE_TIMESTAMP, FENCE_WAITERS, MAX_ERRNO,
+  SIGNAL_ALREADY,
 } from "../engine/abi.js";
 import { keepingAlive, nowMs, waitUntil, waitUntilAsync } from "../memory/futex.js";
+import { RecordType, getRecord, readName } from "../memory/record.js";
 import { CAT_FENCE, T_FENCE_LEAF, T_FENCE_SIGNAL, T_FENCE_WAIT, WAIT_ASYNC, WAIT_SLEPT } from "../trace/events.js";
+import type { WatchCallback } from "./callbacks.js";
 import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
-import type { Sync } from "./sync.js";
+import { TIMELINE_GENERIC, TL_DRIVER, TL_NAME, type SyncRecords } from "./records.js";
 
 export type FenceCallback = (fence: Fence) => void;
 
@@ -49,6 +59,19 @@ export interface FenceNames {
   driver: string;
   timeline: string;
 }
+
+/** The names of fences that have no timeline record. */
+const builtinNames: Record<number, FenceNames> = {
+  [FENCE_KIND_STUB]: { driver: "stub", timeline: "stub" },
+  [FENCE_KIND_ARRAY]: { driver: "dma_fence_array", timeline: "unbound" },
+  [FENCE_KIND_CHAIN]: { driver: "dma_fence_chain", timeline: "unbound" },
+  [FENCE_KIND_PLAIN]: { driver: "dmabuf-lab", timeline: "unbound" },
+};
+
+/** A view class of a fence kind. */
+export type FenceClass = new (sync: SyncRecords, offset: number, owned: boolean) => Fence;
+
+const fenceClasses = new Map<number, FenceClass>();
 
 export class Fence {
   /** Whether this view holds a reference (see the module comment). */
@@ -62,10 +85,71 @@ export class Fence {
    * library code): it skips the registry, which costs about as much as the
    * rest of a signal.
    */
-  constructor(readonly sync: Sync, readonly offset: number, owned: boolean, tracked = owned) {
+  constructor(readonly sync: SyncRecords, readonly offset: number, owned: boolean, tracked = owned) {
     this.owned = owned;
     this.tracked = owned && tracked;
-    if (this.tracked) sync.track(this);
+    if (this.tracked) sync.track(this, offset);
+  }
+
+  // ---- views and fences without a timeline -------------------------------------
+
+  /** The view class of fences of `kind` (a container module registers its class when it loads). */
+  static register(kind: number, view: FenceClass): void {
+    fenceClasses.set(kind, view);
+  }
+
+  /** A view of the fence at `offset`, of the class its kind needs. */
+  static view(sync: SyncRecords, offset: number, owned: boolean): Fence {
+    const view = fenceClasses.get(sync.u32[(offset + FENCE_KIND) >>> 2] & FENCE_KIND_MASK);
+    if (view === undefined) throw new DmaBufError("EINVAL", "dma_fence", `no fence at ${hex(offset)}`);
+    return new view(sync, offset, owned);
+  }
+
+  /**
+   * An owned view from an offset (and, from a token, the generation) that
+   * another thread sent; takes a reference. EINVAL, nothing touched, unless
+   * a live fence record (of that generation) starts there.
+   */
+  static at(sync: SyncRecords, offset: number, generation?: number): Fence {
+    sync.arena.records.check(offset, RecordType.fence, "dma_fence", "EINVAL", generation);
+    // The kind (and with it the view's class) is checked before a reference is taken.
+    Fence.view(sync, offset, false);
+    getRecord(sync.arena, offset, RecordType.fence, FENCE_REFCOUNT, "dma_fence", "EINVAL", generation, () => sync.unref(offset));
+    return Fence.view(sync, offset, true);
+  }
+
+  /**
+   * dma_fence_init: a new pending plain fence on a context of the caller's
+   * choice (owned). `names`, when given, is asked once for the fence's driver
+   * and timeline names (a borrowed view of the new fence), which go into a
+   * timeline record the fence holds; without it the fence has the builtin
+   * names. Names too long: EINVAL, nothing kept.
+   */
+  static init(sync: SyncRecords, context: bigint, seqno: bigint, names?: (fence: Fence) => FenceNames): Fence {
+    const f = sync.allocFenceRecord(FENCE_KIND_PLAIN, 0, context, seqno, "dma_fence_init");
+    if (names !== undefined) {
+      try {
+        const { driver, timeline } = names(new Fence(sync, f, false));
+        // The creator's reference on the timeline passes to the fence.
+        sync.u32[(f + FENCE_TIMELINE) >>> 2] = sync.allocTimeline(driver, timeline, TIMELINE_GENERIC);
+      } catch (e) {
+        sync.unref(f);
+        throw e;
+      }
+    }
+    return new Fence(sync, f, true);
+  }
+
+  /** dma_fence_get_stub: the lab's always-signalled stub (context 0, seqno 0). */
+  static stub(sync: SyncRecords): Fence {
+    return new Fence(sync, sync.refStub(), true);
+  }
+
+  /** dma_fence_allocate_private_stub: a new stub, signalled at `timestampNs`. */
+  static privateStub(sync: SyncRecords, timestampNs: number): Fence {
+    const f = sync.allocFenceRecord(FENCE_KIND_STUB, 0, 0n, 0n, "dma_fence_allocate_private_stub");
+    sync.engine.wasm.fence_signal(f, 0, timestampNs);
+    return new Fence(sync, f, true);
   }
 
   // ---- identity ----------------------------------------------------------
@@ -84,7 +168,9 @@ export class Fence {
 
   /** The driver and timeline names (sync_file's driver_name and obj_name). */
   get names(): FenceNames {
-    return this.sync.namesOf(this.sync.u32[(this.offset + FENCE_TIMELINE) >>> 2], this.kind);
+    const timeline = this.sync.u32[(this.offset + FENCE_TIMELINE) >>> 2];
+    if (timeline === 0) return builtinNames[this.kind];
+    return { driver: readName(this.sync.u8, timeline + TL_DRIVER), timeline: readName(this.sync.u8, timeline + TL_NAME) };
   }
 
   /** Same record. */
@@ -164,7 +250,7 @@ export class Fence {
         `fence ${this.describe()}: error ${error} must be 0 or a negative errno`);
     }
     this.sync.callbacks.dispatch(this);
-    if (traced) traceFence(this.sync, T_FENCE_SIGNAL, this.offset, t0, error, 0, 0);
+    if (traced) this.sync.traceFence(T_FENCE_SIGNAL, this.offset, t0, error, 0, 0);
     return false;
   }
 
@@ -237,12 +323,12 @@ export class Fence {
     if (this.isSignaled()) {
       throw new DmaBufError("ENOENT", "dma_fence_add_callback", `fence ${this.describe()} is already signalled`);
     }
-    this.sync.callbacks.add(this, cb);
+    this.sync.callbacks.add(this, cb as WatchCallback);
   }
 
   /** dma_fence_remove_callback: true if it was still queued (and the fence pending). */
   removeCallback(cb: FenceCallback): boolean {
-    return this.sync.callbacks.remove(this, cb);
+    return this.sync.callbacks.remove(this, cb as WatchCallback);
   }
 
   // ---- references --------------------------------------------------------
@@ -250,7 +336,7 @@ export class Fence {
   /** dma_fence_get: a new owned view of the same fence. */
   get(): Fence {
     this.sync.ref(this.offset);
-    return this.sync.view(this.offset, true);
+    return Fence.view(this.sync, this.offset, true);
   }
 
   /** A token for another thread: Fence.import (or lab.import) there; holds a reference until then (src/sync/flight.ts). */
@@ -259,8 +345,8 @@ export class Fence {
   }
 
   /** This thread's owned view of a shared fence (EINVAL/EBADF for a bad or spent token). */
-  static import(lab: { sync: Sync }, token: ShareToken<"fence">): Fence {
-    return receiveFlight(lab.sync, token, "fence", "dma_fence_import", (t) => lab.sync.view(t.offset, true));
+  static import(lab: { sync: SyncRecords }, token: ShareToken<"fence">): Fence {
+    return receiveFlight(lab.sync, token, "fence", "dma_fence_import", (t) => Fence.view(lab.sync, t.offset, true));
   }
 
   /** dma_fence_put: drops this view's reference. */
@@ -297,23 +383,15 @@ export class Fence {
   }
 }
 
-/*
- * Trace points (src/trace): a fence is named by the low words of its
- * context and seqno. Callers check trace.on(CAT_FENCE) first.
- */
-export function traceFence(sync: Sync, type: number, f: number, t0: number, d: number, e: number, g: number): void {
-  const trace = sync.trace;
-  const u32 = sync.u32;
-  trace.record(type, 0, t0, type === T_FENCE_SIGNAL || type === T_FENCE_WAIT ? trace.now() : t0,
-    u32[(f + FENCE_CONTEXT) >>> 2], u32[(f + FENCE_SEQNO) >>> 2], f, d, e, g);
-}
+Fence.register(FENCE_KIND_PLAIN, Fence);
+Fence.register(FENCE_KIND_STUB, Fence);
 
 /** A wait's event, then one per leaf when it waited for a container. */
 function traceWait(fence: Fence, t0: number, ok: boolean, flags: number): void {
   const leaves = fence.leaves();
   const own = leaves.length === 1 && leaves[0].is(fence);
-  traceFence(fence.sync, T_FENCE_WAIT, fence.offset, t0, ok ? 1 : 0, flags, own ? 0 : leaves.length);
-  if (!own) for (const l of leaves) traceFence(fence.sync, T_FENCE_LEAF, l.offset, t0, 0, 0, 0);
+  fence.sync.traceFence(T_FENCE_WAIT, fence.offset, t0, ok ? 1 : 0, flags, own ? 0 : leaves.length);
+  if (!own) for (const l of leaves) fence.sync.traceFence(T_FENCE_LEAF, l.offset, t0, 0, 0, 0);
 }
 
 /**
@@ -336,11 +414,11 @@ export function acquireFence(fence: Fence): void {
  * Raw record reads for hot loops (a reservation object's slot scan): no view,
  * no BigInt. `f` is a fence record's offset.
  */
-export function statusAt(sync: Sync, f: number): number {
+export function statusAt(sync: SyncRecords, f: number): number {
   return Atomics.load(sync.i32, (f + FENCE_STATUS) >>> 2);
 }
 
-export function sameContextAt(sync: Sync, a: number, b: number): boolean {
+export function sameContextAt(sync: SyncRecords, a: number, b: number): boolean {
   const u32 = sync.u32;
   const ia = (a + FENCE_CONTEXT) >>> 2;
   const ib = (b + FENCE_CONTEXT) >>> 2;
@@ -348,7 +426,7 @@ export function sameContextAt(sync: Sync, a: number, b: number): boolean {
 }
 
 /** dma_fence_is_later of two records of one context: 32-bit seqnos with wrap-around. */
-export function isLaterAt(sync: Sync, a: number, b: number): boolean {
+export function isLaterAt(sync: SyncRecords, a: number, b: number): boolean {
   const u32 = sync.u32;
   return ((u32[(a + FENCE_SEQNO) >>> 2] - u32[(b + FENCE_SEQNO) >>> 2]) | 0) > 0;
 }

@@ -18,7 +18,7 @@ import { RecordType } from "../memory/record.js";
 import { DmaBufError } from "../errno.js";
 import { FENCE_AUX, FENCE_KIND, FENCE_KIND_ARRAY, FENCE_KIND_CHAIN } from "../engine/abi.js";
 import { Fence } from "./fence.js";
-import type { Sync } from "./sync.js";
+import { registerContainer, type SyncRecords } from "./records.js";
 
 export const ARRAY_COUNT = 0;
 export const ARRAY_FLAGS = 4;
@@ -26,7 +26,7 @@ export const ARRAY_CHILDREN = 8;
 export const ARRAY_SIGNAL_ANY = 1;
 
 /** The children offsets of an array block (for release). */
-export function arrayChildren(sync: Sync, block: number): number[] {
+export function arrayChildren(sync: SyncRecords, block: number): number[] {
   const n = sync.u32[(block + ARRAY_COUNT) >>> 2];
   const first = (block + ARRAY_CHILDREN) >>> 2;
   return Array.from(sync.u32.subarray(first, first + n));
@@ -37,7 +37,7 @@ export class FenceArray extends Fence {
    * dma_fence_array_create. Takes a new reference on every child (the
    * caller keeps its own). EINVAL for no fences or a container child.
    */
-  static create(sync: Sync, fences: Fence[], context: bigint, seqno: bigint, signalOnAny = false): FenceArray {
+  static create(sync: SyncRecords, fences: Fence[], context: bigint, seqno: bigint, signalOnAny = false): FenceArray {
     if (fences.length === 0) throw new DmaBufError("EINVAL", "dma_fence_array_create", "an array needs at least one fence");
     const bad = fences.findIndex((f) => f.kind === FENCE_KIND_ARRAY || f.kind === FENCE_KIND_CHAIN);
     if (bad >= 0) {
@@ -70,7 +70,7 @@ export class FenceArray extends Fence {
   /** The children, borrowed (valid while the array is held). */
   children(): Fence[] {
     const block = this.sync.u32[(this.offset + FENCE_AUX) >>> 2];
-    return arrayChildren(this.sync, block).map((c) => this.sync.view(c, false));
+    return arrayChildren(this.sync, block).map((c) => Fence.view(this.sync, c, false));
   }
 
   override leaves(): Fence[] {
@@ -106,17 +106,20 @@ export class FenceArray extends Fence {
 
   protected override blockUntilSignaled(deadline: number): boolean {
     const children = this.children();
-    if (this.signalOnAny) return this.sync.blockUntilAny(children, deadline);
+    if (this.signalOnAny) return this.sync.blockUntilSignal(() => children.some((c) => c.isSignaled()), deadline, "dma_fence_wait_any");
     return children.every((c) => c.blockOnStatus(deadline));
   }
 
   override async untilSignaled(deadline: number): Promise<boolean> {
     const children = this.children();
-    if (this.signalOnAny) return this.sync.untilAnyAsync(children, deadline);
+    if (this.signalOnAny) return this.sync.untilSignalAsync(() => children.some((c) => c.isSignaled()), deadline);
     for (const c of children) if (!(await c.waitStatusAsync(deadline))) return false;
     return true;
   }
 }
+
+Fence.register(FENCE_KIND_ARRAY, FenceArray);
+registerContainer(FENCE_KIND_ARRAY, { block: RecordType.fenceArrayBlock, children: arrayChildren });
 
 function firstSignaled(fences: Fence[]): Fence | undefined {
   let first: Fence | undefined;

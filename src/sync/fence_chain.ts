@@ -26,7 +26,7 @@ import { RecordType } from "../memory/record.js";
 import { DmaBufError } from "../errno.js";
 import { FENCE_AUX, FENCE_CONTEXT, FENCE_KIND_ARRAY, FENCE_KIND_CHAIN, FENCE_SEQNO } from "../engine/abi.js";
 import { Fence } from "./fence.js";
-import type { Sync } from "./sync.js";
+import { registerContainer, type SyncRecords } from "./records.js";
 
 export const CHAIN_PREV = 0;
 export const CHAIN_FENCE = 4;
@@ -34,7 +34,7 @@ export const CHAIN_PREV_SEQNO = 8;
 export const CHAIN_BLOCK_SIZE = 16;
 
 /** The fences a chain block references (for release; none before init). */
-export function chainLinks(sync: Sync, block: number): number[] {
+export function chainLinks(sync: SyncRecords, block: number): number[] {
   const prev = sync.u32[(block + CHAIN_PREV) >>> 2];
   const fence = sync.u32[(block + CHAIN_FENCE) >>> 2];
   return [prev, fence].filter((f) => f !== 0);
@@ -42,7 +42,7 @@ export function chainLinks(sync: Sync, block: number): number[] {
 
 export class FenceChain extends Fence {
   /** dma_fence_chain_init; takes new references on prev and fence. */
-  static create(sync: Sync, prev: Fence | null, fence: Fence, seqno: bigint): FenceChain {
+  static create(sync: SyncRecords, prev: Fence | null, fence: Fence, seqno: bigint): FenceChain {
     FenceChain.checkLink(fence);
     const chain = FenceChain.alloc(sync);
     chain.init(prev, fence, seqno);
@@ -53,7 +53,7 @@ export class FenceChain extends Fence {
    * dma_fence_chain_alloc: the records of a node, owned, not yet linked (a
    * put() before init() frees them); ENOMEM with nothing taken.
    */
-  static alloc(sync: Sync): FenceChain {
+  static alloc(sync: SyncRecords): FenceChain {
     const block = sync.allocRecord(RecordType.fenceChainBlock, CHAIN_BLOCK_SIZE, "dma_fence_chain_alloc");
     let f: number;
     try {
@@ -105,12 +105,12 @@ export class FenceChain extends Fence {
   /** The previous node or fence, borrowed; null at the start. */
   get prev(): Fence | null {
     const p = this.sync.u32[(this.block + CHAIN_PREV) >>> 2];
-    return p === 0 ? null : this.sync.view(p, false);
+    return p === 0 ? null : Fence.view(this.sync, p, false);
   }
 
   /** The contained fence (dma_fence_chain_contained), borrowed. */
   get fence(): Fence {
-    return this.sync.view(this.sync.u32[(this.block + CHAIN_FENCE) >>> 2], false);
+    return Fence.view(this.sync, this.sync.u32[(this.block + CHAIN_FENCE) >>> 2], false);
   }
 
   get prevSeqno(): bigint {
@@ -200,7 +200,7 @@ export class FenceChain extends Fence {
    * means every node up to that point is signalled already.
    */
   static findSeqno(from: Fence, seqno: bigint): Fence | null {
-    if (seqno === 0n) return from.sync.view(from.offset, false);
+    if (seqno === 0n) return Fence.view(from.sync, from.offset, false);
     if (!(from instanceof FenceChain) || from.seqno < seqno) {
       throw new DmaBufError("EINVAL", "dma_fence_chain_find_seqno",
         `point ${seqno} is not on or before ${from.describe()}`);
@@ -214,6 +214,9 @@ export class FenceChain extends Fence {
     return node;
   }
 }
+
+Fence.register(FENCE_KIND_CHAIN, FenceChain);
+registerContainer(FENCE_KIND_CHAIN, { block: RecordType.fenceChainBlock, children: chainLinks });
 
 function waitLeaf(f: Fence, deadline: number): boolean {
   if (f.kind === FENCE_KIND_ARRAY) return f.wait(Math.max(0, deadline - performance.now())) > 0;

@@ -13,22 +13,22 @@
  * wrap-around), and make a new array (new context, seqno 1, signal on all).
  * The inputs are not consumed; the result is owned.
  */
-import { isLater, type Fence } from "./fence.js";
+import { Fence, isLater } from "./fence.js";
 import { FenceArray } from "./fence_array.js";
-import type { Sync } from "./sync.js";
+import type { SyncRecords } from "./records.js";
 
 export function unwrap(fence: Fence): Fence[] {
   return fence.leaves();
 }
 
-export function merge(sync: Sync, fences: Fence[]): Fence {
+export function merge(sync: SyncRecords, fences: Fence[]): Fence {
   let timestamp = 0;
   const pending: Fence[] = [];
   for (const leaf of fences.flatMap(unwrap)) {
     if (leaf.isSignaled()) timestamp = Math.max(timestamp, leaf.timestampNs);
     else pending.push(leaf);
   }
-  if (pending.length === 0) return sync.privateStub(timestamp);
+  if (pending.length === 0) return Fence.privateStub(sync, timestamp);
   if (pending.length === 1) return pending[0].get();
   pending.sort((a, b) => (a.context !== b.context ? (a.context < b.context ? -1 : 1) : isLater(a, b) ? -1 : isLater(b, a) ? 1 : 0));
   const kept = pending.filter((f, i) => i === 0 || f.context !== pending[i - 1].context);

@@ -27,7 +27,7 @@
  */
 import { DmaBufError, hex } from "../errno.js";
 import { RecordType } from "../memory/record.js";
-import type { Sync } from "./sync.js";
+import type { SyncRecords } from "./records.js";
 
 /** 0 while the reference is parked; 1 once an import (or drop) claimed it. */
 export const FLIGHT_CLAIM = 0;
@@ -59,7 +59,7 @@ export interface ShareToken<K extends ShareKind = ShareKind> {
  * object), and then nothing is left behind.
  */
 export function sendFlight<K extends ShareKind>(
-  sync: Sync, kind: K, offset: number, take: () => void, extra: { flags?: number; name?: string } = {},
+  sync: SyncRecords, kind: K, offset: number, take: () => void, extra: { flags?: number; name?: string } = {},
 ): ShareToken<K> {
   const flight = sync.allocRecord(RecordType.flight, FLIGHT_SIZE, "share");
   try {
@@ -82,7 +82,7 @@ export function sendFlight<K extends ShareKind>(
 const isU32 = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= 0xffffffff;
 
 /** The token's shape and flight record, without claiming it. */
-function checkFlight(sync: Sync, token: unknown, kind: ShareKind, syscall: string): asserts token is ShareToken {
+function checkFlight(sync: SyncRecords, token: unknown, kind: ShareKind, syscall: string): asserts token is ShareToken {
   const t = token as Partial<ShareToken> | null;
   if (t === null || typeof t !== "object" || !isU32(t.offset) || !isU32(t.flight) || !isU32(t.generation)) {
     throw new DmaBufError("EINVAL", syscall, `${describe(token)} is not a share() token`);
@@ -115,7 +115,7 @@ function describe(v: unknown): string {
  * that reference into this thread's object. If adopt() throws, the claim is
  * undone (the token stays importable, nothing changed).
  */
-export function receiveFlight<T>(sync: Sync, token: unknown, kind: ShareKind, syscall: string, adopt: (token: ShareToken) => T): T {
+export function receiveFlight<T>(sync: SyncRecords, token: unknown, kind: ShareKind, syscall: string, adopt: (token: ShareToken) => T): T {
   checkFlight(sync, token, kind, syscall);
   const at = (token.flight + FLIGHT_CLAIM) >>> 2;
   // The claim: exactly one importer (or dropper) of all the copies wins.

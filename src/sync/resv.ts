@@ -52,10 +52,10 @@ import {
 import type { EngineExports } from "../engine/abi.js";
 import { nowMs } from "../memory/futex.js";
 import { Mutex, type MutexStats } from "../memory/mutex.js";
-import { checkTimeout, statusAt, timeLeft, type Fence } from "./fence.js";
+import { Fence, checkTimeout, statusAt, timeLeft } from "./fence.js";
 import { FenceArray } from "./fence_array.js";
 import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
-import type { Sync } from "./sync.js";
+import type { SyncRecords } from "./records.js";
 import { CAT_RESV, T_RESV_WAIT } from "../trace/events.js";
 
 // The record's words and the usages are the engine's ABI (assembly/resv.ts
@@ -95,7 +95,7 @@ export interface ResvEntry {
  * still inherits its error (publishAccess(..., failed)), as the kernel keeps
  * the error visible through the fence status in the reservation.
  */
-function retained(sync: Sync, fence: number, usage: number): boolean {
+function retained(sync: SyncRecords, fence: number, usage: number): boolean {
   return usage <= DMA_RESV_USAGE_WRITE && statusAt(sync, fence) < 0;
 }
 
@@ -118,7 +118,7 @@ export class Resv {
   /** This thread's engine (addFence calls it for every add). */
   private readonly wasm: EngineExports;
 
-  constructor(readonly sync: Sync, readonly offset: number, owned: boolean) {
+  constructor(readonly sync: SyncRecords, readonly offset: number, owned: boolean) {
     this.rec = new RecordView(sync, offset);
     this.wasm = sync.engine.wasm;
     this.mutex = new Mutex(sync.arena.buffer, offset + RESV_LOCK);
@@ -126,7 +126,7 @@ export class Resv {
   }
 
   /** dma_resv_init: a new, empty object (owned). */
-  static create(sync: Sync): Resv {
+  static create(sync: SyncRecords): Resv {
     const offset = sync.allocRecord(RecordType.resv, RESV_SIZE, "dma_resv_init");
     if (sync.san.on) sync.san.resetResv(offset);
     sync.i32[(offset + RESV_REFCOUNT) >>> 2] = 1;
@@ -138,7 +138,7 @@ export class Resv {
    * EINVAL, nothing touched, unless a live reservation object (of
    * `generation`, when given) starts there.
    */
-  static attach(sync: Sync, offset: number, generation?: number): Resv {
+  static attach(sync: SyncRecords, offset: number, generation?: number): Resv {
     getRecord(sync.arena, offset, RecordType.resv, RESV_REFCOUNT, "dma_resv_get", "EINVAL", generation,
       () => new Resv(sync, offset, true).put());
     return new Resv(sync, offset, true);
@@ -150,7 +150,7 @@ export class Resv {
   }
 
   /** This thread's owned view of a shared reservation object (EINVAL/EBADF for a bad or spent token). */
-  static import(lab: { sync: Sync }, token: ShareToken<"resv">): Resv {
+  static import(lab: { sync: SyncRecords }, token: ShareToken<"resv">): Resv {
     return receiveFlight(lab.sync, token, "resv", "dma_resv_import", (t) => new Resv(lab.sync, t.offset, true));
   }
 
@@ -324,7 +324,7 @@ export class Resv {
     for (let i = 0; i < this.rec.word(RESV_COUNT); i++) {
       const s = this.slot(i);
       if (s.usage > usage) continue;
-      yield { fence: this.sync.view(s.fence, false), usage: s.usage, restarted: first };
+      yield { fence: Fence.view(this.sync, s.fence, false), usage: s.usage, restarted: first };
       first = false;
     }
   }
@@ -354,7 +354,7 @@ export class Resv {
           const s = this.slot(index);
           if (s.usage > usage || statusAt(this.sync, s.fence) !== 0) continue;
           index++;
-          return { fence: this.sync.view(s.fence, false).get(), usage: s.usage };
+          return { fence: Fence.view(this.sync, s.fence, false).get(), usage: s.usage };
         }
         return undefined;
       });
@@ -391,7 +391,7 @@ export class Resv {
       if (status !== 0 && sync.san.on) sync.san.acquire(f);
       if (status !== 0 && !(failed && status < 0 && sync.u32[(s + SLOT_USAGE) >>> 2] <= DMA_RESV_USAGE_WRITE)) continue;
       sync.ref(f);
-      out.push(sync.view(f, true));
+      out.push(Fence.view(sync, f, true));
     }
     return out;
   }

@@ -29,11 +29,11 @@
 import { DmaBufError, hex } from "../errno.js";
 import { describe } from "../args.js";
 import { FENCE_AUX, FENCE_KIND_PLAIN, FENCE_SEQNO, FENCE_TIMELINE } from "../engine/abi.js";
-import type { Fence } from "./fence.js";
+import { Fence } from "./fence.js";
 import { SyncFile } from "./sync_file.js";
 import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
-import type { Sync } from "./sync.js";
-import { Timeline, TIMELINE_SW_SYNC, TL_OPEN, TL_PENDING, TL_REFCOUNT, TL_VALUE } from "./timeline.js";
+import { TIMELINE_SW_SYNC, TL_OPEN, TL_PENDING, TL_REFCOUNT, TL_VALUE, type SyncRecords } from "./records.js";
+import { Timeline } from "./timeline.js";
 import { RecordType, getRecord } from "../memory/record.js";
 
 const ENOENT = -2;
@@ -46,12 +46,12 @@ export class SwSyncTimeline {
   private readonly timeline: Timeline;
   private open = true;
 
-  private constructor(readonly sync: Sync, offset: number) {
+  private constructor(readonly sync: SyncRecords, offset: number) {
     this.timeline = new Timeline(sync, offset);
   }
 
   /** Opens a new timeline (SW_SYNC open of /sys/kernel/debug/sync/sw_sync). */
-  static create(sync: Sync, name = "dmabuf-lab"): SwSyncTimeline {
+  static create(sync: SyncRecords, name = "dmabuf-lab"): SwSyncTimeline {
     const t = Timeline.create(sync, { driver: "sw_sync", name }, TIMELINE_SW_SYNC);
     sync.i32[(t.offset + TL_OPEN) >>> 2] = 1;
     return new SwSyncTimeline(sync, t.offset);
@@ -63,7 +63,7 @@ export class SwSyncTimeline {
    * sw_sync timeline (of that generation) starts there; EBADF when its last
    * user reference was closed. Nothing is touched when it fails.
    */
-  static dup(sync: Sync, offset: number, generation?: number): SwSyncTimeline {
+  static dup(sync: SyncRecords, offset: number, generation?: number): SwSyncTimeline {
     const t = () => new Timeline(sync, offset);
     getRecord(sync.arena, offset, RecordType.timeline, TL_REFCOUNT, "sw_sync", "EINVAL", generation, () => t().unref());
     const timeline = t();
@@ -87,12 +87,12 @@ export class SwSyncTimeline {
   }
 
   /** This thread's reference to a shared timeline: it adopts the token's (EINVAL/EBADF for a bad or spent token). */
-  static import(lab: { sync: Sync }, token: ShareToken<"sw_sync">): SwSyncTimeline {
+  static import(lab: { sync: SyncRecords }, token: ShareToken<"sw_sync">): SwSyncTimeline {
     return receiveFlight(lab.sync, token, "sw_sync", "sw_sync_import", (t) => SwSyncTimeline.adopt(lab.sync, t.offset));
   }
 
   /** A view standing for an open reference already counted (a share() token's); close() drops it. */
-  static adopt(sync: Sync, offset: number): SwSyncTimeline {
+  static adopt(sync: SyncRecords, offset: number): SwSyncTimeline {
     return new SwSyncTimeline(sync, offset);
   }
 
@@ -135,7 +135,7 @@ export class SwSyncTimeline {
       let p = sync.u32[(this.offset + TL_PENDING) >>> 2];
       while (p !== 0) {
         const seqno = Number(sync.u64[(p + FENCE_SEQNO) >>> 3] & 0xffffffffn);
-        if (seqno === value) return sync.view(p, false).get();
+        if (seqno === value) return Fence.view(sync, p, false).get();
         if (after(seqno, value)) break;
         prev = p;
         p = sync.u32[(p + FENCE_AUX) >>> 2];
@@ -191,7 +191,7 @@ export class SwSyncTimeline {
         if (error === 0 && after(seqno, value)) break;
         const next = sync.u32[(p + FENCE_AUX) >>> 2];
         sync.u32[(this.offset + TL_PENDING) >>> 2] = next;
-        const f = sync.view(p, false);
+        const f = Fence.view(sync, p, false);
         f.signal(error);
         sync.unref(p);
         p = next;

@@ -19,10 +19,10 @@
  *            is checked (as an ioctl on a closed fd fails in fdget).
  */
 import { DmaBufError } from "../errno.js";
-import type { Fence } from "./fence.js";
+import { Fence } from "./fence.js";
 import { merge, unwrap } from "./fence_unwrap.js";
 import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
-import type { Sync } from "./sync.js";
+import type { SyncRecords } from "./records.js";
 
 export const POLLIN = 0x1;
 const NAME_BYTES = 32;
@@ -55,7 +55,7 @@ export class SyncFile {
   private readonly userName: string;
 
   /** sync_file_create: takes a new reference on the fence. */
-  constructor(readonly sync: Sync, fence: Fence, name = "") {
+  constructor(readonly sync: SyncRecords, fence: Fence, name = "") {
     this.held = fence.get();
     this.userName = cut(name);
   }
@@ -142,9 +142,9 @@ export class SyncFile {
   }
 
   /** This thread's sync_file for a shared one (EINVAL/EBADF for a bad or spent token). */
-  static import(lab: { sync: Sync }, token: ShareToken<"sync_file">): SyncFile {
+  static import(lab: { sync: SyncRecords }, token: ShareToken<"sync_file">): SyncFile {
     return receiveFlight(lab.sync, token, "sync_file", "sync_file_import", (t) => {
-      using fence = lab.sync.view(t.offset, true);
+      using fence = Fence.view(lab.sync, t.offset, true);
       return new SyncFile(lab.sync, fence, typeof t.name === "string" ? t.name : "");
     });
   }
