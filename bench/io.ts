@@ -26,7 +26,9 @@
  * latency (submit to completion, in this thread), and ratios against the
  * fixed dma-buf path and the ceiling. Every completed read is checked
  * against the file's pattern at one byte, read from the destination's
- * memory by a plain load on every path.
+ * memory by a plain load on every path. With `trace`, a short extra pass
+ * of the io_uring paths is recorded (src/trace): the storage device's jobs,
+ * the fences and waits, for `--trace FILE.json`.
  *
  * Contract: runIoBench() returns data and prints nothing; progress goes to
  * onProgress (bench/benchmarks.ts makes it `dmabuf-lab bench io`). Every
@@ -41,6 +43,7 @@ import { spawnStorage, type StorageDevice } from "../src/devices/storage.js";
 import { bufferRuns } from "../src/dmabuf/runs.js";
 import { nowMs } from "../src/memory/futex.js";
 import { IOTLB_INVALIDATE_NS } from "../src/dmabuf/iommu.js";
+import type { TraceData } from "../src/trace/events.js";
 import { Process } from "../src/uapi/process.js";
 import type { DmaBufFile } from "../src/uapi/dma_buf_file.js";
 import { DMA_HEAP_IOCTL_ALLOC, O_DIRECT, O_RDONLY, O_RDWR } from "../src/uapi/uapi.js";
@@ -58,6 +61,12 @@ export interface IoBenchOptions {
   quick?: boolean;
   /** The IOMMUs' modelled IOTLB invalidation latency, ns (default IOTLB_INVALIDATE_NS): what per-I/O mapping pays and premapping saves. */
   iotlbInvalidateNs?: number;
+  /**
+   * Record a trace (src/trace) of a short extra pass after the measured
+   * ones: every io_uring path at 4 KiB QD 32 for TRACE_MS each, so the
+   * figures are not measured with tracing on. The result carries it.
+   */
+  trace?: boolean;
 }
 
 export type IoPattern = "4 KiB random" | "128 KiB sequential";
@@ -88,6 +97,8 @@ export interface IoBenchResult {
   rows: IoBenchRow[];
   targets: TargetResult[];
   notes: string[];
+  /** With options.trace: the traced pass (chromeTrace() for JSON). */
+  trace?: TraceData;
 }
 
 const KiB = 1024;
@@ -101,6 +112,9 @@ const PATTERNS: { name: IoPattern; size: number; random: boolean }[] = [
 const FIXED = "fixed dma-buf";
 const CEILING = "fs.readSync (ceiling)";
 const WAIT_MS = 10_000;
+/** The traced pass: each io_uring path for this long. */
+const TRACE_MS = 20;
+const TRACE_BYTES = 8 * MiB;
 
 /** The file's pattern byte at `pos` (fillPattern's period). */
 interface Checker { (pos: number, got: number): void }
@@ -279,7 +293,7 @@ export async function runIoBench(options: IoBenchOptions = {}, onProgress: (e: P
   const check: Checker = (pos, got) => {
     if (got !== pattern[pos]) throw new Error(`the byte at ${pos} read ${got}, the file holds ${pattern[pos]}`);
   };
-  const lab = await Lab.create({ memoryBytes: 4 * slotBytes + 64 * MiB, poolBytes: 2 * slotBytes });
+  const lab = await Lab.create({ memoryBytes: 4 * slotBytes + 64 * MiB + (options.trace === true ? 8 * TRACE_BYTES : 0), poolBytes: 2 * slotBytes });
   const storages: StorageDevice[] = [];
   const hostFd = openSync(path, "r");
   let ring: IoUring | undefined;
@@ -328,13 +342,26 @@ export async function runIoBench(options: IoBenchOptions = {}, onProgress: (e: P
       const iops = s.ios / (s.elapsedMs / 1000);
       return { pattern: p.name, method: m.name, qd, ios: s.ios, iops, gbps: (iops * p.size) / 1e9, p50Us: st.p50Ns / 1000, p99Us: st.p99Ns / 1000 };
     });
+    let trace: TraceData | undefined;
+    if (options.trace === true) {
+      onProgress({ index: 2 * cases.length, total: 2 * cases.length, label: "a traced pass of the io_uring paths" });
+      lab.trace.start({ bufferBytes: TRACE_BYTES });
+      try {
+        for (const m of methods.filter((x) => !x.sync)) m.run(env, 32, PATTERNS[0].size, positions(PATTERNS[0], fileBytes), TRACE_MS);
+      } finally {
+        trace = lab.trace.stop();
+      }
+    }
     const find = (pattern: IoPattern, method: string, qd: number) => measured.find((r) => r.pattern === pattern && r.method === method && r.qd === qd);
     const rows: IoBenchRow[] = measured.map((r) => ({
       ...r,
       vsFixed: ((f) => (f === undefined ? null : r.iops / f.iops))(find(r.pattern, FIXED, r.qd)),
       vsCeiling: r.iops / find(r.pattern, CEILING, 1)!.iops,
     }));
-    return { machine: machineInfo(), date, quick, iotlbInvalidateNs, fileBytes, budgetMs, rows, targets: ioTargets(rows), notes: ioNotes(iotlbInvalidateNs) };
+    return {
+      machine: machineInfo(), date, quick, iotlbInvalidateNs, fileBytes, budgetMs, rows, targets: ioTargets(rows), notes: ioNotes(iotlbInvalidateNs),
+      ...(trace === undefined ? {} : { trace }),
+    };
   } finally {
     if (ring !== undefined) io_uring_queue_exit(ring);
     proc.closeAll();
@@ -390,7 +417,8 @@ export function renderIoTable(r: IoBenchResult): string {
   ].join("\n") + "\n";
 }
 
-export const ioJson = (r: IoBenchResult): object => r;
+/** The result as JSON, without the trace (--trace writes that to its own file). */
+export const ioJson = ({ trace: _trace, ...r }: IoBenchResult): object => r;
 
 export function ioCharts(r: IoBenchResult): Chart[] {
   const subtitle = `${r.machine.cpu}, ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${r.date.slice(0, 10)}; ${sizeLabel(r.fileBytes)} file`;
