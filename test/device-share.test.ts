@@ -99,6 +99,34 @@ describe("device.share() and DeviceHandle", () => {
     buf.close();
   });
 
+  test("a worker submitting in a loop while the device is killed: every fence signals, the loop ends ENODEV, the records go with the handle", async () => {
+    const lab = await labs.create();
+    const dev = await device(lab, "doomed");
+    const buf = lab.heap("system").alloc(4 * KiB);
+    const other = lab.heap("system").alloc(4 * KiB);
+    await dev.attach(buf);
+    const offset = dev.record.offset;
+    const count = new Int32Array(new SharedArrayBuffer(4));
+    const data: DeviceSubmitterData = {
+      handle: lab.share(), device: dev.share(), buffer: buf.share(), unattached: other.share(), rounds: 0, seed: 0, timeoutMs: WAIT_MS, hammer: count,
+    };
+    const inbox = workers.start("device-submitter", "device-hammer", data);
+    // Some submits first, then the device dies under the loop.
+    const deadline = Date.now() + WAIT_MS;
+    while (Atomics.load(count, 0) < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+    expect(Atomics.load(count, 0)).toBeGreaterThanOrEqual(20);
+    await dev.kill();
+    const report = await inbox.next<DeviceSubmitterReport>("done", WAIT_MS);
+    expect(report.endedBy).toBe("ENODEV");
+    // Done, or failed with the device (EIO, or ECANCELED when stopped between jobs): nothing else, nothing pending.
+    for (const status of Object.keys(report.outcomes!)) expect(["1", "-5", "-125"], `status ${status}`).toContain(status);
+    expect(report.outcomes!["1"]).toBeGreaterThanOrEqual(20);
+    // The worker closed its handle and its lab: the device's records are gone.
+    expect(isDeviceRecord(lab, offset)).toBe(false);
+    buf.close();
+    other.close();
+  });
+
   test("forged and spent tokens, foreign and detached buffers are refused with nothing written", async () => {
     const lab = await labs.create();
     const dev = await device(lab, "guarded");
