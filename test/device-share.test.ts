@@ -7,12 +7,12 @@
  * and detached DeviceBuffers and closed handles are refused with nothing
  * changed.
  */
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { DeviceHandle, type Device, type DeviceBuffer, type Lab } from "../src/index.js";
 import { RecordType } from "../src/memory/record.js";
-import { spawnDevice } from "../src/devices/device.js";
 import { expectErrno } from "./helpers/errors.js";
-import { LabSet } from "./helpers/lab.js";
+import { DeviceSet } from "./helpers/devices.js";
+import { LabSet, cleanUpAfterEach } from "./helpers/lab.js";
 import { testSeed } from "./helpers/prng.js";
 import { WorkerSet } from "./helpers/workers.js";
 import type { DeviceSubmitterData, DeviceSubmitterReport } from "./workers/device-submitter.js";
@@ -21,22 +21,9 @@ const KiB = 1024;
 const WAIT_MS = 20_000;
 const labs = new LabSet({ memoryBytes: 64 * 1024 * KiB, poolBytes: 16 * 1024 * KiB });
 const workers = new WorkerSet();
-const devices: Device[] = [];
-
-afterEach(async () => {
-  try {
-    await workers.terminateAll();
-    await Promise.all(devices.splice(0).map((d) => d.shutdown({ drain: false })));
-  } finally {
-    labs.closeAll();
-  }
-});
-
-async function device(lab: Lab, name: string): Promise<Device> {
-  const d = await spawnDevice(lab, { name });
-  devices.push(d);
-  return d;
-}
+const devices = new DeviceSet();
+cleanUpAfterEach({ workers, devices, labs });
+const device = (lab: Lab, name: string): Promise<Device> => devices.spawn(lab, { name });
 
 const isDeviceRecord = (lab: Lab, offset: number): boolean => lab.arena.records.typeAt(offset) === RecordType.device;
 
