@@ -20,10 +20,15 @@
  * Patterns: 4 KiB random reads and 128 KiB sequential reads, at queue
  * depths 1, 32 and 128 (the io_uring paths; the blocking ones at 1). Every
  * storage device is backed by the same file (spawnStorage's `path`), the
- * first one (strict) under the lab's directory. Per case: I/Os for a time
- * budget, IOPS, GB/s, p50/p99 latency (submit to completion, in this
- * thread), and ratios against the fixed dma-buf path and the ceiling.
- * Every completed read is checked against the file's pattern at one word.
+ * first one (strict) under the lab's directory. Every case is first run
+ * untimed (warm-up), then measured in two passes of half the time budget,
+ * the second in reverse order, their samples pooled: IOPS, GB/s, p50/p99
+ * latency (submit to completion, in this thread), and ratios against the
+ * fixed dma-buf path and the ceiling. Every completed read is checked
+ * against the file's pattern at one byte, read from the destination's
+ * memory by a plain load on every path. With `trace`, a short extra pass
+ * of the io_uring paths is recorded (src/trace): the storage device's jobs,
+ * the fences and waits, for `--trace FILE.json`.
  *
  * Contract: runIoBench() returns data and prints nothing; progress goes to
  * onProgress (bench/benchmarks.ts makes it `dmabuf-lab bench io`). Every
@@ -37,6 +42,8 @@ import { Lab } from "../src/api/lab.js";
 import { spawnStorage, type StorageDevice } from "../src/devices/storage.js";
 import { bufferRuns } from "../src/dmabuf/runs.js";
 import { nowMs } from "../src/memory/futex.js";
+import { IOTLB_INVALIDATE_NS } from "../src/dmabuf/iommu.js";
+import type { TraceData } from "../src/trace/events.js";
 import { Process } from "../src/uapi/process.js";
 import type { DmaBufFile } from "../src/uapi/dma_buf_file.js";
 import { DMA_HEAP_IOCTL_ALLOC, O_DIRECT, O_RDONLY, O_RDWR } from "../src/uapi/uapi.js";
@@ -52,6 +59,14 @@ import {
 
 export interface IoBenchOptions {
   quick?: boolean;
+  /** The IOMMUs' modelled IOTLB invalidation latency, ns (default IOTLB_INVALIDATE_NS): what per-I/O mapping pays and premapping saves. */
+  iotlbInvalidateNs?: number;
+  /**
+   * Record a trace (src/trace) of a short extra pass after the measured
+   * ones: every io_uring path at 4 KiB QD 32 for TRACE_MS each, so the
+   * figures are not measured with tracing on. The result carries it.
+   */
+  trace?: boolean;
 }
 
 export type IoPattern = "4 KiB random" | "128 KiB sequential";
@@ -76,11 +91,14 @@ export interface IoBenchResult {
   machine: MachineInfo;
   date: string;
   quick: boolean;
+  iotlbInvalidateNs: number;
   fileBytes: number;
   budgetMs: number;
   rows: IoBenchRow[];
   targets: TargetResult[];
   notes: string[];
+  /** With options.trace: the traced pass (chromeTrace() for JSON). */
+  trace?: TraceData;
 }
 
 const KiB = 1024;
@@ -94,6 +112,9 @@ const PATTERNS: { name: IoPattern; size: number; random: boolean }[] = [
 const FIXED = "fixed dma-buf";
 const CEILING = "fs.readSync (ceiling)";
 const WAIT_MS = 10_000;
+/** The traced pass: each io_uring path for this long. */
+const TRACE_MS = 20;
+const TRACE_BYTES = 8 * MiB;
 
 /** The file's pattern byte at `pos` (fillPattern's period). */
 interface Checker { (pos: number, got: number): void }
@@ -239,16 +260,24 @@ const methods: Method[] = [
   },
 ];
 
+/**
+ * The dma-buf's byte at `off`, read from its pages as the user-memory paths
+ * read theirs (a plain load): every path's check costs the same, inside its
+ * latency. (A pread per completion would add a whole read/write-path call
+ * to the dma-buf paths only.)
+ */
 function dmaBufByte(env: Env, off: number): number {
-  const one = new Uint8Array(1);
-  env.proc.pread(env.dmabuf, one, off);
-  return one[0];
+  const buf = (env.proc.file(env.dmabuf) as DmaBufFile).buf;
+  const [run] = bufferRuns(buf, off, 1);
+  return env.lab.arena.u8[run.addr];
 }
 
 export async function runIoBench(options: IoBenchOptions = {}, onProgress: (e: Progress) => void = () => {}): Promise<IoBenchResult> {
   const quick = options.quick ?? false;
   const fileBytes = quick ? 16 * MiB : 64 * MiB;
   const budgetMs = quick ? 60 : 400;
+  const warmMs = quick ? 10 : 50;
+  const iotlbInvalidateNs = options.iotlbInvalidateNs ?? IOTLB_INVALIDATE_NS;
   const slotBytes = Math.max(...IO_DEPTHS) * Math.max(...PATTERNS.map((p) => p.size));
   const date = new Date().toISOString();
   const dir = mkdtempSync(join(tmpdir(), "dmabuf-lab-bench-io-"));
@@ -264,14 +293,14 @@ export async function runIoBench(options: IoBenchOptions = {}, onProgress: (e: P
   const check: Checker = (pos, got) => {
     if (got !== pattern[pos]) throw new Error(`the byte at ${pos} read ${got}, the file holds ${pattern[pos]}`);
   };
-  const lab = await Lab.create({ memoryBytes: 4 * slotBytes + 64 * MiB, poolBytes: 2 * slotBytes });
+  const lab = await Lab.create({ memoryBytes: 4 * slotBytes + 64 * MiB + (options.trace === true ? 8 * TRACE_BYTES : 0), poolBytes: 2 * slotBytes });
   const storages: StorageDevice[] = [];
   const hostFd = openSync(path, "r");
   let ring: IoUring | undefined;
   const proc = new Process(lab, { root: dir });
   try {
     for (const [i, mode] of (["strict", "lazy", "passthrough"] as const).entries()) {
-      storages.push(await spawnStorage(lab, { name: `nvme${i}n1`, path, size: fileBytes, blockSize: 512, iommu: { mode } }));
+      storages.push(await spawnStorage(lab, { name: `nvme${i}n1`, path, size: fileBytes, blockSize: 512, iommu: { mode, iotlbInvalidateNs } }));
     }
     const disk = (i: number) => proc.open(`/dev/nvme${i}n1`, O_RDONLY | O_DIRECT);
     const disks = { strict: disk(0), lazy: disk(1), passthrough: disk(2) };
@@ -288,15 +317,40 @@ export async function runIoBench(options: IoBenchOptions = {}, onProgress: (e: P
       direct: proc.open("data.bin", O_RDONLY | O_DIRECT), buffered: proc.open("data.bin", O_RDONLY), hostFd, fileBytes, check,
     };
     const cases = PATTERNS.flatMap((p) => methods.flatMap((m) => (m.sync ? [1] : [...IO_DEPTHS]).map((qd) => ({ p, m, qd }))));
-    const measured: Omit<IoBenchRow, "vsFixed" | "vsCeiling">[] = [];
-    for (const [index, { p, m, qd }] of cases.entries()) {
-      onProgress({ index, total: cases.length, label: `${p.name}, ${m.name}, QD ${qd}` });
-      // A short untimed warm-up (the first map of the registered buffer, page-cache and JIT warm-up).
-      m.run(env, qd, p.size, positions(p, fileBytes), 1);
-      const s = m.run(env, qd, p.size, positions(p, fileBytes), budgetMs);
+    // An untimed warm-up of every case first (the first map of the registered
+    // buffer, the page cache, the JIT of every path): the first case measured
+    // would otherwise pay for what the later ones get for free.
+    for (const { p, m, qd } of cases) m.run(env, qd, p.size, positions(p, fileBytes), warmMs);
+    // Two passes, the second in reverse order, each case's samples pooled:
+    // a drift in the machine's load weighs on every case alike.
+    const pooled = cases.map((): Sampled => ({ ios: 0, elapsedMs: 0, latNs: [] }));
+    const order = [...cases.keys()];
+    let step = 0;
+    for (const pass of [order, [...order].reverse()]) {
+      for (const i of pass) {
+        const { p, m, qd } = cases[i];
+        onProgress({ index: step++, total: 2 * cases.length, label: `${p.name}, ${m.name}, QD ${qd}` });
+        const s = m.run(env, qd, p.size, positions(p, fileBytes), budgetMs / 2);
+        pooled[i].ios += s.ios;
+        pooled[i].elapsedMs += s.elapsedMs;
+        for (const ns of s.latNs) pooled[i].latNs.push(ns);
+      }
+    }
+    const measured: Omit<IoBenchRow, "vsFixed" | "vsCeiling">[] = cases.map(({ p, m, qd }, i) => {
+      const s = pooled[i];
       const st = summarize(s.latNs);
       const iops = s.ios / (s.elapsedMs / 1000);
-      measured.push({ pattern: p.name, method: m.name, qd, ios: s.ios, iops, gbps: (iops * p.size) / 1e9, p50Us: st.p50Ns / 1000, p99Us: st.p99Ns / 1000 });
+      return { pattern: p.name, method: m.name, qd, ios: s.ios, iops, gbps: (iops * p.size) / 1e9, p50Us: st.p50Ns / 1000, p99Us: st.p99Ns / 1000 };
+    });
+    let trace: TraceData | undefined;
+    if (options.trace === true) {
+      onProgress({ index: 2 * cases.length, total: 2 * cases.length, label: "a traced pass of the io_uring paths" });
+      lab.trace.start({ bufferBytes: TRACE_BYTES });
+      try {
+        for (const m of methods.filter((x) => !x.sync)) m.run(env, 32, PATTERNS[0].size, positions(PATTERNS[0], fileBytes), TRACE_MS);
+      } finally {
+        trace = lab.trace.stop();
+      }
     }
     const find = (pattern: IoPattern, method: string, qd: number) => measured.find((r) => r.pattern === pattern && r.method === method && r.qd === qd);
     const rows: IoBenchRow[] = measured.map((r) => ({
@@ -304,7 +358,10 @@ export async function runIoBench(options: IoBenchOptions = {}, onProgress: (e: P
       vsFixed: ((f) => (f === undefined ? null : r.iops / f.iops))(find(r.pattern, FIXED, r.qd)),
       vsCeiling: r.iops / find(r.pattern, CEILING, 1)!.iops,
     }));
-    return { machine: machineInfo(), date, quick, fileBytes, budgetMs, rows, targets: ioTargets(rows), notes: ioNotes() };
+    return {
+      machine: machineInfo(), date, quick, iotlbInvalidateNs, fileBytes, budgetMs, rows, targets: ioTargets(rows), notes: ioNotes(iotlbInvalidateNs),
+      ...(trace === undefined ? {} : { trace }),
+    };
   } finally {
     if (ring !== undefined) io_uring_queue_exit(ring);
     proc.closeAll();
@@ -334,10 +391,10 @@ function ioTargets(rows: IoBenchRow[]): TargetResult[] {
   ];
 }
 
-function ioNotes(): string[] {
+function ioNotes(iotlbInvalidateNs: number): string[] {
   return [
     "every storage device is one worker thread over the same host file; its reads are fs.readSync from the host's page cache straight into the pages its IOMMU translates, so the file is cached after its first read, as on a machine with the file in memory",
-    "the IOMMU's IOTLB invalidation is a modelled 1500 ns wait (src/dmabuf/iommu.ts): strict pays it per I/O, lazy per 256, passthrough and a registered dma-buf never",
+    `the IOMMU's IOTLB invalidation is a modelled ${iotlbInvalidateNs} ns wait (src/dmabuf/iommu.ts; --iotlb-ns sets it): strict pays it per I/O, lazy per 256, passthrough and a registered dma-buf never`,
     "copy_file_range and fs.readSync are blocking calls: depth 1 only; buffered and direct both read the host's page cache here, so the published direct-I/O gain (1032 -> 3776 MB/s on UFS 4.0) cannot show: direct adds the device's hop and its per-I/O mapping",
     "published (Optane, the io_uring dma-buf series): 570 K IOPS with a strict IOMMU and per-I/O mapping, 5.01 M premapped; equal with passthrough",
   ];
@@ -347,7 +404,8 @@ export function renderIoTable(r: IoBenchResult): string {
   const f = (x: number | null, d = 2) => (x === null || !Number.isFinite(x) ? "-" : x.toFixed(d));
   return [
     `dmabuf-lab bench io${r.quick ? " --quick" : ""}: ${r.date}`,
-    `machine: ${r.machine.cpu}, ${r.machine.cpus} CPUs, Node ${r.machine.node}; a ${sizeLabel(r.fileBytes)} file, ${r.budgetMs} ms per case`,
+    `machine: ${r.machine.cpu}, ${r.machine.cpus} CPUs, Node ${r.machine.node}; a ${sizeLabel(r.fileBytes)} file, ${r.budgetMs} ms per case, ` +
+      `IOTLB invalidation ${r.iotlbInvalidateNs} ns`,
     "",
     table(["pattern", "method", "QD", "IOPS", "GB/s", "p50 us", "p99 us", "x fixed", "x ceiling"], r.rows.map((x) => [
       x.pattern, x.method, String(x.qd), Math.round(x.iops).toString(), f(x.gbps, 3), f(x.p50Us, 1), f(x.p99Us, 1), f(x.vsFixed), f(x.vsCeiling),
@@ -359,7 +417,8 @@ export function renderIoTable(r: IoBenchResult): string {
   ].join("\n") + "\n";
 }
 
-export const ioJson = (r: IoBenchResult): object => r;
+/** The result as JSON, without the trace (--trace writes that to its own file). */
+export const ioJson = ({ trace: _trace, ...r }: IoBenchResult): object => r;
 
 export function ioCharts(r: IoBenchResult): Chart[] {
   const subtitle = `${r.machine.cpu}, ${r.machine.cpus} CPUs, Node ${r.machine.node}, ${r.date.slice(0, 10)}; ${sizeLabel(r.fileBytes)} file`;

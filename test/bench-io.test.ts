@@ -10,6 +10,8 @@ import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { IO_DEPTHS, ioCharts, renderIoTable, runIoBench } from "../bench/io.js";
 import { runCli } from "./helpers/cli.js";
+import { checkChromeTrace } from "../src/trace/validate.js";
+import type { ChromeTrace } from "../src/trace/chrome.js";
 
 const methods = ["fixed dma-buf", "mapped strict", "mapped lazy", "mapped passthrough", "READ + pwrite", "copy_file_range direct", "copy_file_range buffered", "fs.readSync (ceiling)"];
 
@@ -35,15 +37,23 @@ describe("bench io", () => {
     expect(charts.map((c) => c.kind)).toEqual(["bars", "bars"]);
   });
 
-  test("the command: --quick --json prints one object, --chart writes the SVG", async () => {
+  test("the command: --quick --json prints one object, --chart writes the SVG, --trace a sound Perfetto file of the storage devices' jobs", async () => {
     const dir = mkdtempSync(join(tmpdir(), "bench-io-"));
     try {
       const chart = join(dir, "io.svg");
-      const { code, stdout } = await runCli(["bench", "io", "--quick", "--json", "--chart", chart]);
+      const traceFile = join(dir, "io.json");
+      const { code, stdout } = await runCli(["bench", "io", "--quick", "--json", "--chart", chart, "--trace", traceFile, "--iotlb-ns", "3000"]);
       expect(code).toBe(0);
-      const json = JSON.parse(stdout) as { rows: unknown[]; targets: unknown[] };
+      const json = JSON.parse(stdout) as { rows: unknown[]; targets: unknown[]; trace?: unknown; iotlbInvalidateNs: number };
       expect(json.rows.length).toBe(2 * (5 * IO_DEPTHS.length + 3));
+      expect(json.trace).toBeUndefined();
+      expect(json.iotlbInvalidateNs).toBe(3000);
       expect(readFileSync(chart, "utf8")).toMatch(/^<svg/);
+      const trace = JSON.parse(readFileSync(traceFile, "utf8")) as ChromeTrace;
+      expect(checkChromeTrace(trace).problems).toEqual([]);
+      // The storage devices' jobs and ring depths are on their tracks.
+      for (const name of ["run", "ring depth nvme0n1", "ring depth nvme2n1"]) expect(trace.traceEvents.some((e) => e.name === name), name).toBe(true);
+      expect((await runCli(["bench", "io", "--iotlb-ns", "-1"])).code).toBe(2);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

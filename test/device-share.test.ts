@@ -7,12 +7,12 @@
  * and detached DeviceBuffers and closed handles are refused with nothing
  * changed.
  */
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { DeviceHandle, type Device, type DeviceBuffer, type Lab } from "../src/index.js";
 import { RecordType } from "../src/memory/record.js";
-import { spawnDevice } from "../src/devices/device.js";
 import { expectErrno } from "./helpers/errors.js";
-import { LabSet } from "./helpers/lab.js";
+import { DeviceSet } from "./helpers/devices.js";
+import { LabSet, cleanUpAfterEach } from "./helpers/lab.js";
 import { testSeed } from "./helpers/prng.js";
 import { WorkerSet } from "./helpers/workers.js";
 import type { DeviceSubmitterData, DeviceSubmitterReport } from "./workers/device-submitter.js";
@@ -21,22 +21,9 @@ const KiB = 1024;
 const WAIT_MS = 20_000;
 const labs = new LabSet({ memoryBytes: 64 * 1024 * KiB, poolBytes: 16 * 1024 * KiB });
 const workers = new WorkerSet();
-const devices: Device[] = [];
-
-afterEach(async () => {
-  try {
-    await workers.terminateAll();
-    await Promise.all(devices.splice(0).map((d) => d.shutdown({ drain: false })));
-  } finally {
-    labs.closeAll();
-  }
-});
-
-async function device(lab: Lab, name: string): Promise<Device> {
-  const d = await spawnDevice(lab, { name });
-  devices.push(d);
-  return d;
-}
+const devices = new DeviceSet();
+cleanUpAfterEach({ workers, devices, labs });
+const device = (lab: Lab, name: string): Promise<Device> => devices.spawn(lab, { name });
 
 const isDeviceRecord = (lab: Lab, offset: number): boolean => lab.arena.records.typeAt(offset) === RecordType.device;
 
@@ -97,6 +84,34 @@ describe("device.share() and DeviceHandle", () => {
       expectErrno(call, "EBADF");
     }
     buf.close();
+  });
+
+  test("a worker submitting in a loop while the device is killed: every fence signals, the loop ends ENODEV, the records go with the handle", async () => {
+    const lab = await labs.create();
+    const dev = await device(lab, "doomed");
+    const buf = lab.heap("system").alloc(4 * KiB);
+    const other = lab.heap("system").alloc(4 * KiB);
+    await dev.attach(buf);
+    const offset = dev.record.offset;
+    const count = new Int32Array(new SharedArrayBuffer(4));
+    const data: DeviceSubmitterData = {
+      handle: lab.share(), device: dev.share(), buffer: buf.share(), unattached: other.share(), rounds: 0, seed: 0, timeoutMs: WAIT_MS, hammer: count,
+    };
+    const inbox = workers.start("device-submitter", "device-hammer", data);
+    // Some submits first, then the device dies under the loop.
+    const deadline = Date.now() + WAIT_MS;
+    while (Atomics.load(count, 0) < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+    expect(Atomics.load(count, 0)).toBeGreaterThanOrEqual(20);
+    await dev.kill();
+    const report = await inbox.next<DeviceSubmitterReport>("done", WAIT_MS);
+    expect(report.endedBy).toBe("ENODEV");
+    // Done, or failed with the device (EIO, or ECANCELED when stopped between jobs): nothing else, nothing pending.
+    for (const status of Object.keys(report.outcomes!)) expect(["1", "-5", "-125"], `status ${status}`).toContain(status);
+    expect(report.outcomes!["1"]).toBeGreaterThanOrEqual(20);
+    // The worker closed its handle and its lab: the device's records are gone.
+    expect(isDeviceRecord(lab, offset)).toBe(false);
+    buf.close();
+    other.close();
   });
 
   test("forged and spent tokens, foreign and detached buffers are refused with nothing written", async () => {

@@ -5,12 +5,13 @@
  * the device is dead (not EAGAIN after the whole timeout); shutdown() behind
  * a job whose in-fence never signals ends after its timeout, as kill() does.
  */
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import type { Fence } from "../src/index.js";
 import { spawnDevice, type Device } from "../src/devices/device.js";
 import type { Lab } from "../src/api/lab.js";
 import { expectErrno, expectErrnoAsync } from "./helpers/errors.js";
-import { LabSet } from "./helpers/lab.js";
+import { DeviceSet } from "./helpers/devices.js";
+import { LabSet, cleanUpAfterEach } from "./helpers/lab.js";
 import { within } from "./helpers/waits.js";
 import { FAULT_SPIN } from "./workers/kernel-faulty.js";
 
@@ -18,21 +19,9 @@ const KiB = 1024;
 const FAULTY = new URL("../build/test-workers/kernel-faulty.mjs", import.meta.url);
 const WAIT_MS = 10_000;
 const labs = new LabSet({ memoryBytes: 64 * 1024 * KiB, poolBytes: 16 * 1024 * KiB });
-const devices: Device[] = [];
-
-afterEach(async () => {
-  try {
-    await Promise.all(devices.splice(0).map((d) => d.kill()));
-  } finally {
-    labs.closeAll();
-  }
-});
-
-async function device(lab: Lab, options: Parameters<typeof spawnDevice>[1] = {}): Promise<Device> {
-  const d = await spawnDevice(lab, options);
-  devices.push(d);
-  return d;
-}
+const devices = new DeviceSet("kill");
+cleanUpAfterEach({ devices, labs });
+const device = (lab: Lab, options: Parameters<typeof spawnDevice>[1] = {}): Promise<Device> => devices.spawn(lab, options);
 
 function expectSignalled(fence: Fence, status: number): void {
   expect(fence.wait(WAIT_MS), "signalled within the wait").toBeGreaterThan(0);

@@ -3,7 +3,7 @@
  * memory, jobs through the ring, fences as completions, implicit sync
  * through the buffers' reservation objects, faults and the watchdog.
  */
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { Lab } from "../src/api/lab.js";
 import { POLLIN, type Fence, type PollFd } from "../src/index.js";
 import { spawnDevice, type Device, type DeviceBuffer } from "../src/devices/device.js";
@@ -11,7 +11,8 @@ import { dmaBufRevoke } from "../src/dmabuf/attachment.js";
 import type { DmaBufRecord } from "../src/dmabuf/dma_buf.js";
 import { bufferRuns } from "../src/dmabuf/runs.js";
 import { pwritev, preadv } from "../src/dmabuf/rw.js";
-import { LabSet } from "./helpers/lab.js";
+import { DeviceSet } from "./helpers/devices.js";
+import { LabSet, cleanUpAfterEach } from "./helpers/lab.js";
 import { runModule } from "./helpers/module.js";
 import { expectErrno } from "./helpers/errors.js";
 import { prng } from "./helpers/prng.js";
@@ -23,21 +24,9 @@ const KiB = 1024;
 const FAULTY = new URL("../build/test-workers/kernel-faulty.mjs", import.meta.url);
 const WAIT_MS = 10_000;
 const labs = new LabSet({ memoryBytes: 64 * 1024 * KiB, poolBytes: 32 * 1024 * KiB });
-const devices: Device[] = [];
-
-afterEach(async () => {
-  try {
-    await Promise.all(devices.splice(0).map((d) => d.shutdown({ drain: false })));
-  } finally {
-    labs.closeAll();
-  }
-});
-
-async function device(lab: Lab, options: Parameters<typeof spawnDevice>[1] = {}): Promise<Device> {
-  const d = await spawnDevice(lab, options);
-  devices.push(d);
-  return d;
-}
+const devices = new DeviceSet();
+cleanUpAfterEach({ devices, labs });
+const device = (lab: Lab, options: Parameters<typeof spawnDevice>[1] = {}): Promise<Device> => devices.spawn(lab, options);
 
 /** Waits (bounded, blocking) until the fence is signalled, and checks its status (1, or a negative errno). */
 function expectSignalled(fence: Fence, status: number): void {

@@ -8,12 +8,12 @@
  * dma_resv usage READ); wrong-state calls are EINVAL and change nothing;
  * waits are bounded (EAGAIN at timeoutMs 0, ETIMEDOUT after).
  */
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { type BufferQueue, Lab, type QueueBuffer } from "../src/index.js";
-import { spawnDevice, type Device } from "../src/devices/device.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
 import { expectErrno, expectErrnoAsync } from "./helpers/errors.js";
-import { LabSet, heapBalanced } from "./helpers/lab.js";
+import { DeviceSet } from "./helpers/devices.js";
+import { LabSet, cleanUpAfterEach, heapBalanced } from "./helpers/lab.js";
 import { WorkerSet } from "./helpers/workers.js";
 import { checkFrame, fillFrame, type SharePeerData, type SharePeerReport } from "./workers/share-peer.js";
 
@@ -22,15 +22,8 @@ const WAIT_MS = 20_000;
 const FRAMES = 60;
 const labs = new LabSet({ memoryBytes: 64 * MiB, poolBytes: 16 * MiB });
 const workers = new WorkerSet();
-const devices: Device[] = [];
-afterEach(async () => {
-  try {
-    await workers.terminateAll();
-    await Promise.all(devices.splice(0).map((d) => d.shutdown({ drain: false })));
-  } finally {
-    labs.closeAll();
-  }
-});
+const devices = new DeviceSet();
+cleanUpAfterEach({ workers, devices, labs });
 
 const words = (v: Uint8Array): Int32Array => new Int32Array(v.buffer, v.byteOffset, v.length >> 2);
 
@@ -77,8 +70,7 @@ describe("BufferQueue between threads", () => {
 describe("BufferQueue with a device and fences", () => {
   test("a device job is the producer: its out-fence travels with the buffer and a read() waits for it (implicit sync)", async () => {
     const lab = await labs.create();
-    const dev = await spawnDevice(lab, { name: "producer" });
-    devices.push(dev);
+    const dev = await devices.spawn(lab, { name: "producer" });
     using q = lab.queue({ buffers: 2, size: PAGE_SIZE });
     const out = new Uint8Array(PAGE_SIZE);
     for (let k = 1; k <= 4; k++) {
@@ -100,8 +92,7 @@ describe("BufferQueue with a device and fences", () => {
 
   test("a device job is the consumer: the acquired fence is its in-fence, its out-fence the release fence the producer waits on", async () => {
     const lab = await labs.create();
-    const dev = await spawnDevice(lab, { name: "consumer" });
-    devices.push(dev);
+    const dev = await devices.spawn(lab, { name: "consumer" });
     using q = lab.queue({ buffers: 1, size: PAGE_SIZE });
     const sums = lab.heap("system").alloc(PAGE_SIZE);
     const sumsOnDev = await dev.attach(sums);

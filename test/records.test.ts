@@ -12,7 +12,7 @@
  * with a DmaBufError, and the sync heap, its record tags, the allocators'
  * state and the fd table are byte for byte what they were.
  */
-import { afterEach, describe, expect, test } from "vitest";
+import { describe, expect, test } from "vitest";
 import { DmaBufError } from "../src/errno.js";
 import { Lab } from "../src/api/lab.js";
 import { DmaBufRecord } from "../src/dmabuf/dma_buf.js";
@@ -27,7 +27,6 @@ import type { ShareToken } from "../src/sync/flight.js";
 import { JOB_RECORD_SIZE } from "../src/devices/job.js";
 import { STOR_RECORD_SIZE, StorageRecord } from "../src/devices/block_io.js";
 import { dmaTokenMaps } from "../src/io_uring/dma_token.js";
-import { spawnDevice, type Device } from "../src/devices/device.js";
 import { RecordType, recordTypeName, type RecordTypeId } from "../src/memory/record.js";
 import { PAGE_SIZE } from "../src/memory/layout.js";
 import { Resv } from "../src/sync/resv.js";
@@ -36,6 +35,7 @@ import { TIMELINE_SW_SYNC, TL_KIND } from "../src/sync/records.js";
 import { Process } from "../src/uapi/process.js";
 import { O_RDWR, O_CLOEXEC, DMA_HEAP_IOCTL_ALLOC, SW_SYNC_IOC_CREATE_FENCE, SW_SYNC_IOC_INC, type FdToken, type sw_sync_create_fence_data } from "../src/uapi/index.js";
 import { expectErrno, expectErrnoAsync } from "./helpers/errors.js";
+import { DeviceSet } from "./helpers/devices.js";
 import { LabSet, cleanUpAfterEach } from "./helpers/lab.js";
 import { prng } from "./helpers/prng.js";
 import { WorkerSet } from "./helpers/workers.js";
@@ -48,11 +48,9 @@ const SEED = process.env.DMABUF_SEED !== undefined ? Number(process.env.DMABUF_S
 const RANDOM_OFFSETS = 10_000;
 
 const labs = new LabSet({ memoryBytes: 32 * MiB, poolBytes: 8 * MiB, syncBytes: 512 * 1024 });
-const devices: Device[] = [];
+const devices = new DeviceSet();
 const workers = new WorkerSet();
-cleanUpAfterEach({ workers, labs });
-// Registered after the labs' hook, so it runs before it (vitest runs after-hooks as a stack).
-afterEach(() => Promise.all(devices.splice(0).map((d) => d.shutdown({ drain: false }))));
+cleanUpAfterEach({ workers, devices, labs });
 
 /** A lab holding at least one live record of every type, made without a device worker (nothing changes behind the test's back). */
 async function everyRecordType(): Promise<{ lab: Lab; proc: Process; keep: unknown[] }> {
@@ -300,8 +298,7 @@ describe("type confusion, one regression each", () => {
 
   test("a forged dma-buf token naming a device record is EBADF, twice, and the device still runs jobs", async () => {
     const lab = await labs.create();
-    const device = await spawnDevice(lab, { name: "victim" });
-    devices.push(device);
+    const device = await devices.spawn(lab, { name: "victim" });
     const offset = device.record.offset;
     for (let i = 0; i < 2; i++) {
       expectErrno(() => lab.process.importFd({ kind: "dma-buf", offset, generation: lab.arena.records.generationAt(offset), flags: O_RDWR }), "EBADF");
@@ -318,8 +315,7 @@ describe("type confusion, one regression each", () => {
 
   test("a ring entry that names no job is skipped and counted as a fault; the next job runs", async () => {
     const lab = await labs.create();
-    const device = await spawnDevice(lab, { name: "ring-forgery" });
-    devices.push(device);
+    const device = await devices.spawn(lab, { name: "ring-forgery" });
     const buf = lab.exporter("system").alloc(PAGE_SIZE);
     const mapped = await device.attach(buf);
     const faults = device.stats().faults;

@@ -6,11 +6,12 @@
  */
 import { afterEach, describe, expect, test } from "vitest";
 import type { Lab } from "../src/api/lab.js";
-import { spawnDevice, type Device } from "../src/devices/device.js";
+import type { Device } from "../src/devices/device.js";
 import { pwritev, preadv } from "../src/dmabuf/rw.js";
 import { DmaBufFile } from "../src/uapi/dma_buf_file.js";
 import { DMA_BUF_IOCTL_SYNC, DMA_BUF_SYNC_END, DMA_BUF_SYNC_READ, DMA_BUF_SYNC_START, DMA_BUF_SYNC_WRITE, O_RDWR, PROT_READ, PROT_WRITE } from "../src/uapi/uapi.js";
-import { LabSet } from "./helpers/lab.js";
+import { DeviceSet } from "./helpers/devices.js";
+import { LabSet, cleanUpAfterEach } from "./helpers/lab.js";
 import { runContend } from "../src/contend/run.js";
 import { runPipeline } from "../src/demo/pipeline.js";
 import { renderSanitizeTable, runSanitizeBench } from "../bench/sanitize.js";
@@ -23,21 +24,9 @@ import { expectErrno } from "./helpers/errors.js";
 const KiB = 1024;
 const WAIT_MS = 10_000;
 const labs = new LabSet({ memoryBytes: 64 * 1024 * KiB, poolBytes: 16 * 1024 * KiB, sanitize: true });
-const devices: Device[] = [];
-
-afterEach(async () => {
-  try {
-    await Promise.all(devices.splice(0).map((d) => d.shutdown({ drain: false })));
-  } finally {
-    labs.closeAll();
-  }
-});
-
-async function device(lab: Lab, name: string): Promise<Device> {
-  const d = await spawnDevice(lab, { name });
-  devices.push(d);
-  return d;
-}
+const devices = new DeviceSet();
+cleanUpAfterEach({ devices, labs });
+const device = (lab: Lab, name: string): Promise<Device> => devices.spawn(lab, { name });
 
 describe("the sanitizer's switch", () => {
   test("a lab without { sanitize } records nothing and report() is EINVAL", async () => {

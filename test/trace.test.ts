@@ -4,14 +4,15 @@
  * B has its E on its track, timestamps monotone per track, flows paired and
  * bound inside slices), with real device workers and real waits.
  */
-import { afterEach, describe, expect, test } from "vitest";
-import { spawnDevice, type Device } from "../src/devices/device.js";
+import { describe, expect, test } from "vitest";
+import { spawnDevice } from "../src/devices/device.js";
 import { preadv, preadvAsync, pwritev } from "../src/dmabuf/rw.js";
 import { chromeTrace, type ChromeEvent, type ChromeTrace } from "../src/trace/chrome.js";
 import { checkChromeTrace } from "../src/trace/validate.js";
 import { CHUNK_BYTES, CHUNK_EVENTS, CH_NAME, CH_NEXT } from "../src/trace/recorder.js";
 import { CTL_TRACE_CHUNKS } from "../src/memory/layout.js";
-import { LabSet } from "./helpers/lab.js";
+import { DeviceSet } from "./helpers/devices.js";
+import { LabSet, cleanUpAfterEach } from "./helpers/lab.js";
 import { dmaBufError } from "./helpers/errors.js";
 import { until } from "./helpers/waits.js";
 import { runCli } from "./helpers/cli.js";
@@ -21,15 +22,8 @@ import { join } from "node:path";
 
 const KiB = 1024;
 const labs = new LabSet({ memoryBytes: 64 * 1024 * KiB, poolBytes: 32 * 1024 * KiB });
-const devices: Device[] = [];
-
-afterEach(async () => {
-  try {
-    await Promise.all(devices.splice(0).map((d) => d.shutdown({ drain: false })));
-  } finally {
-    labs.closeAll();
-  }
-});
+const devices = new DeviceSet();
+cleanUpAfterEach({ devices, labs });
 
 const tidOf = (trace: ChromeTrace, name: string): number | undefined =>
   trace.traceEvents.find((e) => e.ph === "M" && e.name === "thread_name" && (e.args as { name: string }).name === name)?.tid;
@@ -51,8 +45,7 @@ function slicesOf(trace: ChromeTrace, tid: number): { name: string; parents: str
 describe("trace: dma_fence, read/write path and device jobs as Perfetto JSON", () => {
   test("a device job's signal wakes a sleeping reader: slices per thread and device, a flow from signal to wake-up", async () => {
     const lab = await labs.create();
-    const dev = await spawnDevice(lab, { name: "gpu" });
-    devices.push(dev);
+    const dev = await devices.spawn(lab, { name: "gpu" });
     const buf = lab.exporter("system").alloc(256 * KiB);
     const user = lab.alloc(256 * KiB);
     try {

@@ -7,8 +7,8 @@
  * throws.
  *
  * cleanUpAfterEach(): registers the file's afterEach, which first terminates
- * the file's workers (they use the labs' memory) and then closes its labs,
- * whatever the test's outcome.
+ * the file's workers (they use the labs' memory), then ends its devices
+ * (helpers/devices.ts) and then closes its labs, whatever the test's outcome.
  *
  * DMABUF_LAB_SANITIZE=1 (`npm run test:sanitize`): every lab a LabSet makes
  * without a sanitize option of its own runs the race detector
@@ -23,6 +23,7 @@ import { afterEach, expect } from "vitest";
 import { Lab } from "../../src/api/lab.js";
 import type { LabOptions } from "../../src/lab.js";
 import type { WorkerSet } from "./workers.js";
+import type { DeviceSet } from "./devices.js";
 import { raceVerdict, describeSide } from "../../src/sanitize/text.js";
 
 /** Every LabSet lab without a sanitize option of its own is sanitized and checked (see above). */
@@ -63,12 +64,17 @@ export class LabSet {
   }
 }
 
-export function cleanUpAfterEach({ workers, labs }: { workers?: WorkerSet; labs?: LabSet }): void {
+/** After each test: the workers terminated, then the devices ended, then the labs closed (each step however the one before ended). */
+export function cleanUpAfterEach({ workers, devices, labs }: { workers?: WorkerSet; devices?: DeviceSet; labs?: LabSet }): void {
   afterEach(async () => {
     try {
       await workers?.terminateAll();
     } finally {
-      labs?.closeAll();
+      try {
+        await devices?.endAll();
+      } finally {
+        labs?.closeAll();
+      }
     }
   });
 }
