@@ -24,7 +24,10 @@ export class DmaBufError extends Error {
   readonly errno: number;
   readonly syscall: string;
 
-  constructor(code: ErrnoCode, syscall: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrnoCode, syscall: string, message: string, options?: {
+    /** The error that led to this one (Error.cause). */
+    cause?: unknown;
+  }) {
     super(`${code}: ${syscall}: ${message}`, options);
     this.code = code;
     this.errno = errnoNumbers[code];

@@ -26,10 +26,12 @@ export { defaultCalibration, setDefaultCalibration, type Calibration } from "./e
 export { lineSplit, type LineSplit } from "./engine/lines.js";
 export { loadEngineModule } from "./engine/module.js";
 export { spawnLabThread, type LabThread } from "./thread/host.js";
-export { spawnDevice, Device, type DeviceOptions, type DeviceBuffer, type Job, type Range, type InFence } from "./devices/device.js";
+export {
+  spawnDevice, Device, type DeviceOptions, type AttachOptions, type ShutdownOptions, type DeviceBuffer, type Job, type Range, type InFence,
+} from "./devices/device.js";
 export type { DeviceStats } from "./devices/device_record.js";
 export { DeviceHandle } from "./devices/handle.js";
-export type { JobCommon, SubmitTarget } from "./devices/submit.js";
+export type { BufferLike, JobCommon, SubmitTarget } from "./devices/submit.js";
 export type { Kernel, KernelContext } from "./devices/runtime.js";
 export { Iommu, IOMMU_READ, IOMMU_WRITE } from "./dmabuf/iommu.js";
 export { DmaBufAttachment, dmaBufAttach, dmaBufDynamicAttach, dmaBufRevoke, REVOKE_DMA_TIMEOUT_MS, type DmaSgTable, type RevokeOptions } from "./dmabuf/attachment.js";
@@ -49,7 +51,10 @@ export { Fence, type FenceCallback, type FenceNames } from "./sync/fence.js";
 export { FenceArray } from "./sync/fence_array.js";
 export { FenceChain } from "./sync/fence_chain.js";
 export { unwrap, merge } from "./sync/fence_unwrap.js";
-export { SyncFile, POLLIN, type SyncFileInfo, type SyncFenceInfo } from "./sync/sync_file.js";
+export {
+  SyncFile, POLLIN, type SyncFileInfo, type SyncFenceInfo, type SyncMergeArgs, type SyncFileInfoArgs, type SyncSetDeadlineArgs,
+} from "./sync/sync_file.js";
+export type { HasSync } from "./sync/records.js";
 export { SwSyncTimeline } from "./sync/sw_sync.js";
 export { Timeline, type TimelineOptions } from "./sync/timeline.js";
 export {

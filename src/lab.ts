@@ -99,7 +99,9 @@ const LAB_OPTIONS: readonly (keyof LabOptions)[] = ["memoryBytes", "poolBytes", 
 
 /** What crosses to another thread: structured-clonable, shared not copied. */
 export interface LabHandle {
+  /** The lab's shared WebAssembly memory (the arena). */
   memory: WebAssembly.Memory;
+  /** The compiled engine, instantiated again over the same memory in the other thread. */
   module: WebAssembly.Module;
 }
 

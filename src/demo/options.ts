@@ -45,7 +45,9 @@ export interface PipelineOptions {
   frames?: number;
   /** Frame buffers in each ring, the frames in flight (default 4). */
   buffers?: number;
+  /** Frame width in pixels (4 bytes each; default 320). */
   width?: number;
+  /** Frame height in pixels (default 240). */
   height?: number;
   /** The limit of every wait (default 10 s). */
   timeoutMs?: number;

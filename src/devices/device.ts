@@ -40,7 +40,6 @@ import * as Comlink from "comlink";
 import { DmaBufError } from "../errno.js";
 import { describe, finiteTimeoutArg, intArg, objectArg, stringArg } from "../args.js";
 import { DmaBufAttachment, dmaBufAttachments } from "../dmabuf/attachment.js";
-import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import type { LabCore } from "../lab.js";
 import type { Fence } from "../sync/fence.js";
 import { sendFlight, type ShareToken } from "../sync/flight.js";
@@ -54,9 +53,10 @@ import { Iommu, IOTLB_INVALIDATE_NS, type IommuOptions } from "../dmabuf/iommu.j
 import type { DeviceApi } from "./protocol.js";
 import { releaseWatchdog, watchdogFor } from "./watchdog.js";
 import { DEFAULT_RING_ENTRIES, JobRing } from "./ring.js";
-import { JobSubmitter, SUBMIT, bufferRecord, type DeviceBuffer, type Job } from "./submit.js";
+import { JobSubmitter, SUBMIT, bufferRecord, type BufferLike, type DeviceBuffer, type Job } from "./submit.js";
 
 export interface DeviceOptions {
+  /** The device's name (its timeline's, its worker's and its trace track's; at most 31 bytes of UTF-8; default device-N). */
   name?: string;
   /**
    * Whether the device snoops the CPU caches (default true). In a
@@ -78,6 +78,24 @@ export interface DeviceOptions {
 }
 
 export type { DeviceBuffer, InFence, Job, Range } from "./submit.js";
+
+/** Device.attach's options. */
+export interface AttachOptions {
+  /**
+   * A dynamic attachment (dma_buf_dynamic_attach): mapped under the
+   * buffer's resv lock and told of the exporter's revocation (move_notify);
+   * default false, a static attachment pinned and mapped at attach.
+   */
+  dynamic?: boolean;
+}
+
+/** Device.shutdown's options. */
+export interface ShutdownOptions {
+  /** Run the queued jobs first (default true); false: fail them with ECANCELED at once. */
+  drain?: boolean;
+  /** How long the drain may take (ms, finite; default 10 s): past it the device is killed, every pending fence EIO. */
+  timeoutMs?: number;
+}
 
 /** How long kill() lets a live device loop stop by itself before terminating it. */
 const KILL_GRACE_MS = 500;
@@ -236,10 +254,10 @@ export class Device {
   // ---- control plane -------------------------------------------------------
 
   /** dma_buf_attach of a DmaBufRecord, or of anything that holds one as `record` (a DmaBuf of src/api/). */
-  async attach(buf: { readonly record: DmaBufRecord } | DmaBufRecord, options: { dynamic?: boolean } = {}): Promise<DeviceBuffer> {
+  async attach(buf: BufferLike, options: AttachOptions = {}): Promise<DeviceBuffer> {
     this.requireAlive("dma_buf_attach");
     const record = bufferRecord(buf, "dma_buf_attach");
-    const dynamic = objectArg<{ dynamic?: boolean }>(options, "dma_buf_attach", "the options").dynamic ?? false;
+    const dynamic = objectArg<AttachOptions>(options, "dma_buf_attach", "the options").dynamic ?? false;
     if (typeof dynamic !== "boolean") throw new DmaBufError("EINVAL", "dma_buf_attach", `dynamic ${describe(dynamic)} is not a boolean`);
     const r = await this.call(() => this.api.attach(record.offset, dynamic));
     const b: DeviceBuffer = { device: this, attachment: r.attachment, iova: r.iova, bytes: r.bytes, dynamic, buffer: record.get() };
@@ -287,8 +305,8 @@ export class Device {
    * after `timeoutMs` (default 10 s; a job waiting on an in-fence that never
    * signals, say) ends as kill() does, every pending fence signalled EIO.
    */
-  async shutdown(options: { drain?: boolean; timeoutMs?: number } = {}): Promise<void> {
-    const o = objectArg<{ drain?: boolean; timeoutMs?: number }>(options, "device_shutdown", "the options");
+  async shutdown(options: ShutdownOptions = {}): Promise<void> {
+    const o = objectArg<ShutdownOptions>(options, "device_shutdown", "the options");
     const timeoutMs = finiteTimeoutArg(o.timeoutMs ?? SHUTDOWN_TIMEOUT_MS, "device_shutdown", "timeoutMs");
     this.stopping = true;
     if (this.alive) {

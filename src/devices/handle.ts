@@ -27,12 +27,11 @@
  */
 import { DmaBufError } from "../errno.js";
 import { dmaBufAttachmentVia, isAttachmentOf } from "../dmabuf/attachment.js";
-import type { DmaBufRecord } from "../dmabuf/dma_buf.js";
 import type { LabCore } from "../lab.js";
 import type { Fence } from "../sync/fence.js";
 import { receiveFlight, sendFlight, type ShareToken } from "../sync/flight.js";
 import { DEV_DEAD, DeviceRecord, type DeviceStats } from "./device_record.js";
-import { JobSubmitter, bufferRecord, type DeviceBuffer, type Job, type SubmitTarget } from "./submit.js";
+import { JobSubmitter, bufferRecord, type BufferLike, type DeviceBuffer, type Job, type SubmitTarget } from "./submit.js";
 
 export class DeviceHandle implements SubmitTarget {
   readonly name: string;
@@ -70,7 +69,7 @@ export class DeviceHandle implements SubmitTarget {
    * mapped (ENOENT when the buffer is not attached to this device). The
    * DeviceBuffer holds a reference on the buffer until release() or close().
    */
-  attached(buf: { readonly record: DmaBufRecord } | DmaBufRecord): DeviceBuffer {
+  attached(buf: BufferLike): DeviceBuffer {
     const syscall = "dma_buf_attachment";
     this.requireAlive(syscall);
     const record = bufferRecord(buf, syscall);

@@ -47,9 +47,13 @@ export interface SubmitTarget {
 export interface DeviceBuffer {
   /** The Device or DeviceHandle it was attached or looked up through: only that one submits it. */
   readonly device: SubmitTarget;
+  /** The attachment record (src/dmabuf/attachment.ts) in the arena. */
   readonly attachment: number;
+  /** The buffer's first device address in the device's IOMMU. */
   readonly iova: number;
+  /** The buffer's size: the mapping covers [iova, iova + bytes). */
   readonly bytes: number;
+  /** Whether it is a dynamic attachment (mapped under the resv lock, told of revocation by move_notify). */
   readonly dynamic: boolean;
   /** The buffer (a view owned by this DeviceBuffer until detach or release). */
   readonly buffer: DmaBufRecord;
@@ -88,6 +92,12 @@ export type Job = JobCommon & (
   | { kind: "kernel"; kernel: number; buffers: { range: Range; access: JobAccess }[]; args?: number[] });
 
 interface Use { iova: number; len: number; access: number; buffer: DeviceBuffer; offset: number }
+
+/** A dma-buf as the device APIs take it: a DmaBufRecord, or anything that holds one (a DmaBuf of the object API). */
+export type BufferLike = DmaBufRecord | {
+  /** The buffer's record (DmaBuf.record). */
+  readonly record: DmaBufRecord;
+};
 
 /** The DmaBufRecord of a DmaBufRecord, or of anything that holds one as `record` (a DmaBuf of src/api/); else EINVAL. */
 export function bufferRecord(buf: unknown, syscall: string): DmaBufRecord {

@@ -17,7 +17,9 @@ import defaults from "./calibration.json" with { type: "json" };
 export interface Calibration {
   /** Where the table came from (machine, date), for people. */
   source: string;
+  /** Per size class, smallest first: the strategy `auto` uses when source and destination share their alignment. */
   aligned: FixedStrategy[];
+  /** The same for a source and destination of different alignment. */
   misaligned: FixedStrategy[];
 }
 

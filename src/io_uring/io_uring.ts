@@ -185,15 +185,24 @@ export interface IoCqringOffsets { head: number; tail: number; ring_mask: number
 
 /** struct io_uring_params: what the caller passes in (flags, sq_thread_idle, cq_entries with CQSIZE), and what setup fills in. */
 export interface IoUringParams {
+  /**
+   * IORING_SETUP_* flags: SQPOLL (a kernel-side worker polls the SQ), SQ_AFF (accepted, no effect),
+   * CQSIZE (cq_entries is given), CLAMP (too many entries are clamped, not EINVAL); others EINVAL.
+   */
   flags?: number;
+  /** SQPOLL: how long the SQ thread polls an empty ring before it sleeps, ms (default IORING_SQ_THREAD_IDLE_MS, 1000). */
   sq_thread_idle?: number;
+  /** In: with IORING_SETUP_CQSIZE, the CQ's entries (rounded up to a power of two, at least the SQ's). Out: the CQ's entries (default twice the SQ's). */
   cq_entries?: number;
-  // Filled in by io_uring_setup:
+  /** Filled in by io_uring_setup: the SQ's entries (the asked count rounded up to a power of two). */
   sq_entries?: number;
+  /** Filled in: the IORING_FEAT_* the lab implements (SINGLE_MMAP, NODROP, RW_CUR_POS). */
   features?: number;
   /** The ring block's arena offset (this lab's stand-in for the mmap offsets). */
   ring?: number;
+  /** Filled in: the SQ ring's word offsets in the ring block (struct io_sqring_offsets). */
   sq_off?: IoSqringOffsets;
+  /** Filled in: the CQ ring's word offsets (struct io_cqring_offsets). */
   cq_off?: IoCqringOffsets;
 }
 

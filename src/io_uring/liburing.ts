@@ -40,8 +40,11 @@ export class Sqe {
 }
 
 export interface Cqe {
+  /** The SQE's user_data, as io_uring_sqe_set_data set it. */
   user_data: number;
+  /** The result: bytes moved, or a negative errno (the kernel's -EFAULT, -EINVAL, ...). */
   res: number;
+  /** IORING_CQE_F_* flags. */
   flags: number;
 }
 

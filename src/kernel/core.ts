@@ -140,5 +140,6 @@ export function jiffiesLeft(leftMs: number): number {
 
 /** A kernel "pointer to pointer" argument (struct dma_fence **): the callee reads and writes `value`. */
 export interface Ptr<T> {
+  /** The pointed-to value: read by the callee as input, written as output. */
   value: T;
 }

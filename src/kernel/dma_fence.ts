@@ -29,8 +29,11 @@ export type { Fence as dma_fence } from "../index.js";
 
 /** struct dma_fence_ops as the lab takes it (see the module comment). */
 export interface dma_fence_ops {
+  /** The driver's name for fences of this ops (default: the timeline's driver name). */
   get_driver_name?: (fence: Fence) => string;
+  /** The timeline's name (default: the timeline's own). */
   get_timeline_name?: (fence: Fence) => string;
+  /** Called once when the last reference of a fence of this ops is dropped in this thread. */
   release?: (fence: Fence) => void;
 }
 

@@ -117,17 +117,29 @@ export const CTL_SAN_CLOCKS = 588;
 export const CTL_SAN_CHUNK_LIMIT = 592;
 
 export interface Layout {
+  /** The whole arena, bytes. */
   memoryBytes: number;
+  /** The metadata region's offset (control block, allocator states, record tags). */
   metaBase: number;
+  /** The metadata region's size. */
   metaBytes: number;
+  /** The sync heap's offset (fences, timelines, resv and every other record). */
   syncBase: number;
+  /** The sync heap's size. */
   syncBytes: number;
+  /** The page pool's offset (dma-buf pages, IOMMU tables). */
   poolBase: number;
+  /** The page pool's size. */
   poolBytes: number;
+  /** User memory's offset (lab.alloc). */
   userBase: number;
+  /** User memory's size. */
   userBytes: number;
+  /** The page pool's buddy allocator state block (src/memory/buddy.ts). */
   poolAllocator: number;
+  /** User memory's buddy allocator state block. */
   userAllocator: number;
+  /** The sync heap's buddy allocator state block. */
   syncAllocator: number;
   /** The record-tag table: one u32 per sync-heap granule (record.ts). */
   syncTags: number;

@@ -50,7 +50,7 @@ import { RecordType, getRecord, readName } from "../memory/record.js";
 import { CAT_FENCE, T_FENCE_LEAF, T_FENCE_SIGNAL, T_FENCE_WAIT, WAIT_ASYNC, WAIT_SLEPT } from "../trace/events.js";
 import type { WatchCallback } from "./callbacks.js";
 import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
-import { TIMELINE_GENERIC, TL_DRIVER, TL_NAME, type SyncRecords } from "./records.js";
+import { TIMELINE_GENERIC, TL_DRIVER, TL_NAME, type SyncRecords, type HasSync } from "./records.js";
 
 export type FenceCallback = (fence: Fence) => void;
 
@@ -345,7 +345,7 @@ export class Fence {
   }
 
   /** This thread's owned view of a shared fence (EINVAL/EBADF for a bad or spent token). */
-  static import(lab: { sync: SyncRecords }, token: ShareToken<"fence">): Fence {
+  static import(lab: HasSync, token: ShareToken<"fence">): Fence {
     return receiveFlight(lab.sync, token, "fence", "dma_fence_import", (t) => Fence.view(lab.sync, t.offset, true));
   }
 

@@ -41,11 +41,13 @@ export type ShareKind = (typeof shareKinds)[number];
 
 /** What share() returns: structured-cloneable; import it once, or dropToken() it. */
 export interface ShareToken<K extends ShareKind = ShareKind> {
+  /** What it shares: "dma-buf", "fence", "sync_file", "sw_sync", "resv", "queue" or "device". */
   readonly kind: K;
   /** The object's record in the arena. */
   readonly offset: number;
   /** The flight record holding the reference, and that record's generation. */
   readonly flight: number;
+  /** The flight record's generation (src/memory/record.ts): a copy of a spent token is refused. */
   readonly generation: number;
   /** dma-buf: the sender's file flags (access mode, O_NONBLOCK), copied to the importer's file. */
   readonly flags?: number;

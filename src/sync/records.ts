@@ -85,6 +85,12 @@ export interface ContainerKind {
 
 const containers = new Map<number, ContainerKind>();
 
+/** What an import takes as its lab: a Lab, a LabCore, or anything that holds the sync layer. */
+export interface HasSync {
+  /** The lab's sync layer (lab.sync). */
+  readonly sync: SyncRecords;
+}
+
 /** A container kind's release (fence_array.ts and fence_chain.ts register theirs when they load). */
 export function registerContainer(kind: number, container: ContainerKind): void {
   containers.set(kind, container);

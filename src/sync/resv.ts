@@ -55,7 +55,7 @@ import { Mutex, type MutexStats } from "../memory/mutex.js";
 import { Fence, checkTimeout, statusAt, timeLeft } from "./fence.js";
 import { FenceArray } from "./fence_array.js";
 import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
-import type { SyncRecords } from "./records.js";
+import type { SyncRecords, HasSync } from "./records.js";
 import { CAT_RESV, T_RESV_WAIT } from "../trace/events.js";
 
 // The record's words and the usages are the engine's ABI (assembly/resv.ts
@@ -150,7 +150,7 @@ export class Resv {
   }
 
   /** This thread's owned view of a shared reservation object (EINVAL/EBADF for a bad or spent token). */
-  static import(lab: { sync: SyncRecords }, token: ShareToken<"resv">): Resv {
+  static import(lab: HasSync, token: ShareToken<"resv">): Resv {
     return receiveFlight(lab.sync, token, "resv", "dma_resv_import", (t) => new Resv(lab.sync, t.offset, true));
   }
 

@@ -32,7 +32,7 @@ import { FENCE_AUX, FENCE_KIND_PLAIN, FENCE_SEQNO, FENCE_TIMELINE } from "../eng
 import { Fence } from "./fence.js";
 import { SyncFile } from "./sync_file.js";
 import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
-import { TIMELINE_SW_SYNC, TL_OPEN, TL_PENDING, TL_REFCOUNT, TL_VALUE, type SyncRecords } from "./records.js";
+import { TIMELINE_SW_SYNC, TL_OPEN, TL_PENDING, TL_REFCOUNT, TL_VALUE, type SyncRecords, type HasSync } from "./records.js";
 import { Timeline } from "./timeline.js";
 import { RecordType, getRecord } from "../memory/record.js";
 
@@ -87,7 +87,7 @@ export class SwSyncTimeline {
   }
 
   /** This thread's reference to a shared timeline: it adopts the token's (EINVAL/EBADF for a bad or spent token). */
-  static import(lab: { sync: SyncRecords }, token: ShareToken<"sw_sync">): SwSyncTimeline {
+  static import(lab: HasSync, token: ShareToken<"sw_sync">): SwSyncTimeline {
     return receiveFlight(lab.sync, token, "sw_sync", "sw_sync_import", (t) => SwSyncTimeline.adopt(lab.sync, t.offset));
   }
 

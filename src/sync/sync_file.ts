@@ -22,7 +22,7 @@ import { DmaBufError } from "../errno.js";
 import { Fence } from "./fence.js";
 import { merge, unwrap } from "./fence_unwrap.js";
 import { receiveFlight, sendFlight, type ShareToken } from "./flight.js";
-import type { SyncRecords } from "./records.js";
+import type { SyncRecords, HasSync } from "./records.js";
 
 export const POLLIN = 0x1;
 const NAME_BYTES = 32;
@@ -50,6 +50,34 @@ function cut(name: string): string {
   return new TextDecoder().decode(bytes.subarray(0, NAME_BYTES - 1)).replace(/\uFFFD$/, "");
 }
 
+/** struct sync_merge_data: SyncFile.merge's arguments. */
+export interface SyncMergeArgs {
+  /** The new sync_file's name (at most 31 bytes). */
+  name: string;
+  /** Must be 0 (EINVAL otherwise), as the kernel requires. */
+  flags?: number;
+  /** Must be 0. */
+  pad?: number;
+}
+
+/** struct sync_file_info: SyncFile.info's arguments. */
+export interface SyncFileInfoArgs {
+  /** 0: only count the fences (numFences out); otherwise room for that many fence infos (EINVAL when fewer than the file has). */
+  numFences?: number;
+  /** Must be 0. */
+  flags?: number;
+  /** Must be 0. */
+  pad?: number;
+}
+
+/** struct sync_set_deadline: SyncFile.setDeadline's arguments. */
+export interface SyncSetDeadlineArgs {
+  /** The deadline, ns on the lab's monotonic clock (a hint to the signaller: dma_fence_set_deadline). */
+  deadlineNs: number;
+  /** Must be 0. */
+  pad?: number;
+}
+
 export class SyncFile {
   private held: Fence | null;
   private readonly userName: string;
@@ -73,7 +101,7 @@ export class SyncFile {
     return cut(`${driver}-${timeline}${f.context}-${f.seqno}`);
   }
 
-  static merge(a: SyncFile, b: unknown, args: { name: string; flags?: number; pad?: number }): SyncFile {
+  static merge(a: SyncFile, b: unknown, args: SyncMergeArgs): SyncFile {
     const first = a.fence;
     if ((args.flags ?? 0) !== 0 || (args.pad ?? 0) !== 0) {
       throw new DmaBufError("EINVAL", "SYNC_IOC_MERGE", `flags ${args.flags ?? 0} and pad ${args.pad ?? 0} must be 0`);
@@ -92,7 +120,7 @@ export class SyncFile {
     }
   }
 
-  info(args: { numFences?: number; flags?: number; pad?: number } = {}): SyncFileInfo {
+  info(args: SyncFileInfoArgs = {}): SyncFileInfo {
     const { numFences = 0, flags = 0, pad = 0 } = args;
     const fence = this.fence;
     if (flags !== 0 || pad !== 0) {
@@ -116,7 +144,7 @@ export class SyncFile {
     return { name: this.name, status, flags: 0, numFences: leaves.length, fences };
   }
 
-  setDeadline(args: { deadlineNs: number; pad?: number }): void {
+  setDeadline(args: SyncSetDeadlineArgs): void {
     const fence = this.fence;
     if ((args.pad ?? 0) !== 0) throw new DmaBufError("EINVAL", "SYNC_IOC_SET_DEADLINE", `pad ${args.pad} must be 0`);
     fence.setDeadline(args.deadlineNs);
@@ -142,7 +170,7 @@ export class SyncFile {
   }
 
   /** This thread's sync_file for a shared one (EINVAL/EBADF for a bad or spent token). */
-  static import(lab: { sync: SyncRecords }, token: ShareToken<"sync_file">): SyncFile {
+  static import(lab: HasSync, token: ShareToken<"sync_file">): SyncFile {
     return receiveFlight(lab.sync, token, "sync_file", "sync_file_import", (t) => {
       using fence = Fence.view(lab.sync, t.offset, true);
       return new SyncFile(lab.sync, fence, typeof t.name === "string" ? t.name : "");

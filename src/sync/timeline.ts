@@ -14,7 +14,9 @@ import {
 } from "./records.js";
 
 export interface TimelineOptions {
+  /** The driver name its fences report (sync_file info's driver_name; default "dmabuf-lab"; at most 31 bytes). */
   driver?: string;
+  /** The timeline's name (sync_file info's obj_name; default "timeline"; at most 31 bytes). */
   name?: string;
 }
 

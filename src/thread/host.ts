@@ -37,7 +37,12 @@ export function shippedWorker(name: ShippedWorker): { shipped: ShippedWorker; ur
   return { shipped: name, url: workerUrl(name) };
 }
 
-export async function spawnLabThread(lab: LabCore, options: { name?: string; entry?: URL } = {}): Promise<LabThread> {
+export async function spawnLabThread(lab: LabCore, options: {
+  /** The worker's name (default lab-thread-N). */
+  name?: string;
+  /** The worker module to run (default the shipped lab-thread worker). */
+  entry?: URL;
+} = {}): Promise<LabThread> {
   installErrorTransfer();
   const name = options.name ?? `lab-thread-${++serial}`;
   const data: LabThreadData = { handle: lab.share(), name };

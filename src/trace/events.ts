@@ -118,9 +118,14 @@ export interface TraceThread {
 
 /** What stop() returns: every thread's events of one session. */
 export interface TraceData {
+  /** The recording session's number (each start() opens a new one). */
   session: number;
+  /** The categories recorded. */
   categories: TraceCategory[];
+  /** Lab-clock ns at start(). */
   startNs: number;
+  /** Lab-clock ns at stop(). */
   stopNs: number;
+  /** Every thread's and device's events, one entry per track. */
   threads: TraceThread[];
 }

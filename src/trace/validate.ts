@@ -20,7 +20,10 @@ export interface TraceCheck {
   tracks: number;
 }
 
-export function checkChromeTrace(trace: { traceEvents: ChromeEvent[] }): TraceCheck {
+export function checkChromeTrace(trace: {
+  /** The file's events (a ChromeTrace, or a parsed file). */
+  traceEvents: ChromeEvent[];
+}): TraceCheck {
   const problems: string[] = [];
   const stacks = new Map<string, { name: string; ts: number }[]>();
   const lastTs = new Map<string, number>();

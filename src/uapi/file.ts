@@ -25,6 +25,7 @@ export type FileKind = "dma-buf" | "sync_file" | "sw_sync" | "dma-heap" | "memfd
 
 /** What crosses to another thread for an fd (process.exportFd): structured-clonable, holds no reference. */
 export interface FdToken {
+  /** The kind of file it reopens: "dma-buf", "sync_file", "sw_sync", "memfd" or "udmabuf". */
   kind: Exclude<FileKind, "dma-heap" | "regular" | "blockdev" | "io_uring" | "stdio">;
   /** The object's record in the arena (dma-buf record, fence, sw_sync timeline). */
   offset: number;
