@@ -52,13 +52,12 @@ import { PAGE_SIZE } from "../memory/layout.js";
 import { DMA_RESV_USAGE_READ, DMA_RESV_USAGE_WRITE, usageRw } from "../sync/resv.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { unwrap } from "../sync/fence_unwrap.js";
-import { checkRwAccess, OpenFile, type FdToken, type IoOptions } from "./file.js";
+import { checkRwAccess, OpenFile, type FdToken, type IoOptions, type Caller } from "./file.js";
 import { checkDirectAlign, moveFileDmaBuf } from "./dma_buf_rw_file.js";
 import { RegularFile } from "./regular_file.js";
 import { CpuCache } from "../dmabuf/coherence.js";
 import { rwAsync, rwSync, type RwSyscall } from "../dmabuf/rw.js";
 import { DmaBufMapping } from "./mapping.js";
-import type { Process } from "./process.js";
 import { SyncFileFile, installSyncFile } from "./sync_file_file.js";
 import {
   DMA_BUF_IOCTL_EXPORT_SYNC_FILE, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, DMA_BUF_IOCTL_SYNC, DMA_BUF_SET_NAME,
@@ -119,7 +118,7 @@ export class DmaBufFile extends OpenFile {
     this.views.pop()!.closeFile();
   }
 
-  override ioctl(proc: Process, request: number, arg: unknown): number {
+  override ioctl(proc: Caller, request: number, arg: unknown): number {
     switch (request) {
       case DMA_BUF_IOCTL_SYNC: {
         const req = this.syncRequest(arg);
@@ -143,7 +142,7 @@ export class DmaBufFile extends OpenFile {
     }
   }
 
-  override async ioctlAsync(proc: Process, request: number, arg: unknown): Promise<number> {
+  override async ioctlAsync(proc: Caller, request: number, arg: unknown): Promise<number> {
     if (request !== DMA_BUF_IOCTL_SYNC) return super.ioctlAsync(proc, request, arg);
     const req = this.syncRequest(arg);
     if (!req.end) {
@@ -181,7 +180,7 @@ export class DmaBufFile extends OpenFile {
     if (resv.wait(req.usage, req.timeoutMs) === 0) throw timedOut(req);
   }
 
-  private exportSyncFile(proc: Process, arg: dma_buf_export_sync_file): number {
+  private exportSyncFile(proc: Caller, arg: dma_buf_export_sync_file): number {
     writableArg(arg, "DMA_BUF_IOCTL_EXPORT_SYNC_FILE", ["fd"]);
     const flags = rwFlags(arg, "DMA_BUF_IOCTL_EXPORT_SYNC_FILE");
     const { sync } = this.buf;
@@ -196,7 +195,7 @@ export class DmaBufFile extends OpenFile {
     return 0;
   }
 
-  private importSyncFile(proc: Process, arg: dma_buf_import_sync_file): number {
+  private importSyncFile(proc: Caller, arg: dma_buf_import_sync_file): number {
     const flags = rwFlags(arg, "DMA_BUF_IOCTL_IMPORT_SYNC_FILE");
     const file = proc.lookup(arg.fd);
     if (!(file instanceof SyncFileFile)) {
@@ -224,7 +223,7 @@ export class DmaBufFile extends OpenFile {
    * EBADF; offsets or length not integers >= 0, or [buf_offset, +buf_len)
    * not inside the buffer, EINVAL; DIRECT misaligned EINVAL.
    */
-  private rwFile(proc: Process, arg: unknown): number {
+  private rwFile(proc: Caller, arg: unknown): number {
     const syscall = "DMA_BUF_IOCTL_RW_FILE";
     const a = objectArg<Partial<dma_buf_rw_file>>(arg, syscall);
     // A __u32; READ | DIRECT in JavaScript is a negative int32, the same bits.

@@ -22,8 +22,7 @@ import { DmaBufError } from "../errno.js";
 import { describe, writableArg } from "../args.js";
 import type { Heap } from "../dmabuf/heap.js";
 import { DmaBufFile } from "./dma_buf_file.js";
-import { OpenFile } from "./file.js";
-import type { Process } from "./process.js";
+import { OpenFile, type Caller } from "./file.js";
 import {
   _IOC_NR, _IOC_SIZE, _IOC_TYPE, DMA_HEAP_IOC_MAGIC, DMA_HEAP_VALID_FD_FLAGS, DMA_HEAP_VALID_HEAP_FLAGS,
   O_ACCMODE, O_CLOEXEC, dma_heap_allocation_data_offsets, type dma_heap_allocation_data,
@@ -40,7 +39,7 @@ export class DmaHeapFile extends OpenFile {
 
   protected drop(_last: boolean): void {}
 
-  override ioctl(proc: Process, request: number, arg: unknown): number {
+  override ioctl(proc: Caller, request: number, arg: unknown): number {
     if (_IOC_TYPE(request) !== DMA_HEAP_IOC_MAGIC || _IOC_NR(request) !== 0) {
       throw new DmaBufError("EINVAL", "ioctl", `request 0x${request.toString(16)} is not an ioctl of a dma-heap`);
     }

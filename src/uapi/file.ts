@@ -14,10 +14,15 @@
  *     does for a file without that operation: ioctl ENOTTY, llseek ESPIPE,
  *     mmap ENODEV, poll DEFAULT_POLLMASK, fdinfo only the generic lines.
  *   - A failed operation changes nothing.
+ *   - An operation that needs the calling process (an ioctl that takes or
+ *     makes fds, io_uring's setup) gets it as a Caller: the lab, fd lookup
+ *     and installing a new fd, which is all the kinds use. Process
+ *     (process.ts) is one; the kinds name this interface, not the class, so
+ *     that process.ts, which makes every kind of file, sits above them.
  */
 import { DmaBufError } from "../errno.js";
 import { isWrite, type RwSyscall } from "../dmabuf/rw.js";
-import type { Process } from "./process.js";
+import type { LabCore } from "../lab.js";
 import type { DmaBufMapping } from "./mapping.js";
 import { DEFAULT_POLLMASK, O_ACCMODE, O_NONBLOCK, O_RDONLY, O_RDWR, O_WRONLY } from "./uapi.js";
 
@@ -39,6 +44,15 @@ export interface FdToken {
   flags: number;
   /** sync_file: its name. */
   name?: string;
+}
+
+/** The calling process as a file's operations see it (Process is one; see the contract above). */
+export interface Caller {
+  readonly lab: LabCore;
+  /** The file an fd refers to, or undefined (for arguments that name fds). */
+  lookup(fd: unknown): OpenFile | undefined;
+  /** Makes a file and installs it under the lowest free fd (EMFILE before make() runs); returns the fd. */
+  installNew(make: () => OpenFile, cloexec: boolean, syscall?: string): number;
 }
 
 /** Per-call options of read and write. */
@@ -100,12 +114,12 @@ export abstract class OpenFile {
   /** Per-reference bookkeeping of put(); `last` releases the object. */
   protected abstract drop(last: boolean): void;
 
-  ioctl(_proc: Process, request: number, _arg: unknown): number {
+  ioctl(_proc: Caller, request: number, _arg: unknown): number {
     throw new DmaBufError("ENOTTY", "ioctl", `request 0x${request.toString(16)} is not an ioctl of a ${this.kind} file`);
   }
 
   /** The ioctl's async twin: the same, but a wait is a Promise (default: the blocking form, for ioctls that never wait). */
-  ioctlAsync(proc: Process, request: number, arg: unknown): Promise<number> {
+  ioctlAsync(proc: Caller, request: number, arg: unknown): Promise<number> {
     return Promise.resolve().then(() => this.ioctl(proc, request, arg));
   }
 

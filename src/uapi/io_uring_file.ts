@@ -53,8 +53,7 @@ import { dmaTokenCreate, dmaTokenDestroy } from "../io_uring/dma_token.js";
 import { DmaBufFile } from "./dma_buf_file.js";
 import { BlockDevFile } from "./blockdev_file.js";
 import { isIoTargetFile } from "../io_uring/target.js";
-import { OpenFile, checkRwAccess } from "./file.js";
-import type { Process } from "./process.js";
+import { OpenFile, checkRwAccess, type Caller } from "./file.js";
 
 /** How long release waits for each request still on a device. */
 const RELEASE_WAIT_MS = 5000;
@@ -80,7 +79,7 @@ export class IoUringFile extends OpenFile {
   private bufTable = 0;
   private nrBufs = 0;
 
-  private constructor(private readonly proc: Process, private readonly block: Uint8Array, sq: number, cq: number, flags: number, idleMs: number) {
+  private constructor(private readonly proc: Caller, private readonly block: Uint8Array, sq: number, cq: number, flags: number, idleMs: number) {
     super(2);
     const { lab } = proc;
     this.ring = IoRing.init(lab.arena, block.byteOffset, sq, cq, flags, idleMs);
@@ -112,7 +111,7 @@ export class IoUringFile extends OpenFile {
   }
 
   /** io_uring_setup: validates everything, then lays out the ring. */
-  static setup(proc: Process, entries: number, params: IoUringParams): IoUringFile {
+  static setup(proc: Caller, entries: number, params: IoUringParams): IoUringFile {
     const syscall = "io_uring_setup";
     const flags = params.flags ?? 0;
     if (!Number.isInteger(flags) || (flags & ~IORING_SETUP_SUPPORTED) !== 0) throw new DmaBufError("EINVAL", syscall, `flags 0x${flags.toString(16)} include unsupported bits`);

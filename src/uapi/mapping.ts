@@ -21,13 +21,22 @@
  */
 import { DmaBufError } from "../errno.js";
 import { describe } from "../args.js";
-import type { OpenFile } from "./file.js";
+
+/**
+ * What a mapping holds of its file: one reference, taken with get() and
+ * given back at unmap. An OpenFile (file.ts) is one; named here so that
+ * this module sits below file.ts, whose mmap() makes mappings.
+ */
+export interface MappedFile {
+  get(): MappedFile;
+  put(): void;
+}
 
 export class DmaBufMapping {
-  private file: OpenFile | null;
+  private file: MappedFile | null;
 
   constructor(
-    file: OpenFile, readonly offset: number, readonly length: number, readonly views: Uint8Array[],
+    file: MappedFile, readonly offset: number, readonly length: number, readonly views: Uint8Array[],
     readonly prot: number, private readonly onUnmap?: () => void,
     private readonly onAccess?: (offset: number, length: number, write: boolean) => void,
   ) {

@@ -72,7 +72,7 @@ import { SwSyncTimeline } from "../sync/sw_sync.js";
 import { SyncFile } from "../sync/sync_file.js";
 import { DmaBufFile } from "./dma_buf_file.js";
 import { DmaHeapFile } from "./dma_heap.js";
-import { checkRwAccess, type FdToken, type IoOptions, type OpenFile } from "./file.js";
+import { checkRwAccess, type Caller, type FdToken, type IoOptions, type OpenFile } from "./file.js";
 import { receiveFlight, type ShareToken } from "../sync/flight.js";
 import { DmaBufMapping } from "./mapping.js";
 import { MemfdFile } from "./memfd_file.js";
@@ -119,7 +119,7 @@ export interface ProcessOptions {
   root?: string;
 }
 
-export class Process {
+export class Process implements Caller {
   readonly maxFds: number;
   readonly name: string;
   readonly root: string | undefined;

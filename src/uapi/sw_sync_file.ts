@@ -21,8 +21,7 @@
 import { DmaBufError } from "../errno.js";
 import { intArg, stringArg, writableArg } from "../args.js";
 import { SwSyncTimeline } from "../sync/sw_sync.js";
-import { ObjectFile, type FdToken } from "./file.js";
-import type { Process } from "./process.js";
+import { ObjectFile, type FdToken, type Caller } from "./file.js";
 import { SyncFileFile, installSyncFile } from "./sync_file_file.js";
 import {
   SW_SYNC_GET_DEADLINE, SW_SYNC_IOC_CREATE_FENCE, SW_SYNC_IOC_INC, type sw_sync_create_fence_data, type sw_sync_get_deadline,
@@ -31,7 +30,7 @@ import {
 export class SwSyncFile extends ObjectFile<SwSyncTimeline> {
   readonly kind = "sw_sync";
 
-  override ioctl(proc: Process, request: number, arg: unknown): number {
+  override ioctl(proc: Caller, request: number, arg: unknown): number {
     switch (request) {
       case SW_SYNC_IOC_CREATE_FENCE:
       {

@@ -17,8 +17,7 @@
 import { DmaBufError } from "../errno.js";
 import { flagsArg, intArg, objectArg, stringArg, writableArg } from "../args.js";
 import { SyncFile } from "../sync/sync_file.js";
-import { ObjectFile, type FdToken } from "./file.js";
-import type { Process } from "./process.js";
+import { ObjectFile, type FdToken, type Caller } from "./file.js";
 import {
   SYNC_IOC_FILE_INFO, SYNC_IOC_MERGE, SYNC_IOC_SET_DEADLINE,
   type sync_file_info, type sync_merge_data, type sync_set_deadline,
@@ -31,7 +30,7 @@ export class SyncFileFile extends ObjectFile<SyncFile> {
     return this.object;
   }
 
-  override ioctl(proc: Process, request: number, arg: unknown): number {
+  override ioctl(proc: Caller, request: number, arg: unknown): number {
     switch (request) {
       case SYNC_IOC_MERGE: {
         const data = writableArg<sync_merge_data>(arg, "SYNC_IOC_MERGE", ["fence"]);
@@ -89,6 +88,6 @@ export class SyncFileFile extends ObjectFile<SyncFile> {
  * does (get_unused_fd_flags(O_CLOEXEC)): the fd is found first (EMFILE, and
  * make() is not called), then make() gives the SyncFile the file takes over.
  */
-export function installSyncFile(proc: Process, make: () => SyncFile): number {
+export function installSyncFile(proc: Caller, make: () => SyncFile): number {
   return proc.installNew(() => new SyncFileFile(make(), 0), true);
 }

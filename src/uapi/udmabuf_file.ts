@@ -13,9 +13,8 @@ import { DmaBufError } from "../errno.js";
 import { describe, flagsArg, objectArg } from "../args.js";
 import { UDMABUF_FLAGS_CLOEXEC, udmabufCreate, type UdmabufItem } from "../dmabuf/udmabuf.js";
 import { DmaBufFile } from "./dma_buf_file.js";
-import { OpenFile } from "./file.js";
+import { OpenFile, type Caller } from "./file.js";
 import { MemfdFile } from "./memfd_file.js";
-import type { Process } from "./process.js";
 import { O_RDWR, UDMABUF_CREATE, UDMABUF_CREATE_LIST, type udmabuf_create, type udmabuf_create_list } from "./uapi.js";
 
 export class UdmabufDevFile extends OpenFile {
@@ -27,7 +26,7 @@ export class UdmabufDevFile extends OpenFile {
 
   protected drop(_last: boolean): void {}
 
-  override ioctl(proc: Process, request: number, arg: unknown): number {
+  override ioctl(proc: Caller, request: number, arg: unknown): number {
     if (request === UDMABUF_CREATE) {
       const a = objectArg<Partial<udmabuf_create>>(arg, "UDMABUF_CREATE");
       return this.create(proc, "UDMABUF_CREATE", a.flags ?? 0, [{ memfd: a.memfd, offset: a.offset ?? 0, size: a.size ?? 0 }]);
@@ -44,7 +43,7 @@ export class UdmabufDevFile extends OpenFile {
     return super.ioctl(proc, request, arg);
   }
 
-  private create(proc: Process, syscall: string, flags: number, items: { memfd?: unknown; offset: number; size: number }[]): number {
+  private create(proc: Caller, syscall: string, flags: number, items: { memfd?: unknown; offset: number; size: number }[]): number {
     flagsArg(flags, syscall);
     const resolved: UdmabufItem[] = items.map((entry, i) => {
       const item = objectArg<{ memfd?: unknown; offset: number; size: number }>(entry, syscall, `item ${i}`);
