@@ -6,7 +6,8 @@
  * devices down. The page reports its state in window.__demo; every wait is
  * bounded (WAIT_MS) and none is a timing threshold. Screenshots of the
  * demo section are saved to build/test-browser/artifacts/ (demo.png with
- * fences, demo-bypass.png without; docs/demo.png is a copy of the first).
+ * fences, demo-bypass.png without, demo-races.png with the race detector's
+ * marks; docs/demo.png is a copy of the first).
  */
 import { mkdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -127,6 +128,35 @@ describe.skipIf(!inject("chromium"))("the demo page in headless Chromium", () =>
     const s = await until("(d) => d.run === 5 && d.frames >= 120 && d.drawn >= 2");
     expect(s).toMatchObject({ bypass: false, coherent: false, buffers: 2, torn: 0, wrong: 0, readerTorn: 0, readerWrong: 0 });
     expect(s.lastRun!.devices.map((d) => d.state)).toEqual(["dead", "dead", "dead"]);
+    expect(logged).toEqual([]);
+  });
+
+  it("the race detector: a fenced run has no race; with the fences bypassed its races are marked on the run's timeline and listed", async () => {
+    await page.locator("input[name=sanitize]").check();
+    const fenced = await until("(d) => d.sanitize && !d.bypass && d.sanitizedRuns >= 1");
+    expect(fenced).toMatchObject({ races: 0, raceMarks: 0, torn: 0, wrong: 0 });
+    expect(await page.locator("p.race-verdict").innerText()).toMatch(/: 0 races in \d+ accesses/);
+    await page.locator("input[name=bypass]").check();
+    const bypassed = await until(`(d) => d.sanitize && d.bypass && d.sanitizedRuns > ${fenced.sanitizedRuns} && d.races > 0`);
+    expect(bypassed.raceMarks).toBeGreaterThan(0);
+    expect(bypassed.raceMarks).toBeLessThanOrEqual(bypassed.races);
+    // Each marked race is listed with both sides (thread or device, call, buffer, range).
+    const items = await page.locator("ol.races li").allInnerTexts();
+    expect(items.length).toBe(bypassed.raceMarks);
+    for (const item of items) expect(item).toMatch(/^(device \w+|\w[\w ]*): .+ (read|write) of .+ \[\d+, \+\d+\).*\s×\s.+ (read|write) of .+/);
+    // The marks are drawn: red pixels on the race timeline.
+    const red = await page.evaluate(() => {
+      const c = document.querySelector<HTMLCanvasElement>("canvas.races")!;
+      const { data } = c.getContext("2d")!.getImageData(0, 0, c.width, c.height);
+      let n = 0;
+      for (let i = 0; i < data.length; i += 4) if (data[i] > 180 && data[i + 1] < 60 && data[i + 2] < 60 && data[i + 3] > 200) n++;
+      return n;
+    });
+    expect(red).toBeGreaterThan(20);
+    await page.locator("section").first().screenshot({ path: `${artifacts}demo-races.png` });
+    await page.locator("input[name=bypass]").uncheck();
+    await page.locator("input[name=sanitize]").uncheck();
+    await until("(d) => !d.sanitize && !d.bypass && d.running");
     expect(logged).toEqual([]);
   });
 });

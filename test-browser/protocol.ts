@@ -79,6 +79,12 @@ export interface DemoState {
   buffers: number;
   coherent: boolean;
   bypass: boolean;
+  /** The race detector is on: each run is SANITIZED_FRAMES frames in a lab of its own, checked when it ends. */
+  sanitize: boolean;
+  /** Runs checked by the race detector so far, and the last one's race count and the races marked on its timeline. */
+  sanitizedRuns: number;
+  races: number;
+  raceMarks: number;
   lastRun?: { frames: number; devices: { name: string; state: string; error: number }[] };
   error?: string;
 }

@@ -11,7 +11,16 @@
  *                               (frame mod buffers); the display bar of a
  *                               frame whose verdict (frame -> FrameReport) is
  *                               torn outlined in red, wrong in orange; the
- *                               time axis in ms
+ *                               time axis in ms; with `races` (the race
+ *                               detector's pairs, sides already placed on a
+ *                               lane: raceMarks() below), each side outlined
+ *                               in red on its lane over its time, the two
+ *                               joined by a red line and numbered as the
+ *                               page's list numbers them; a side on a CPU
+ *                               thread gets a "cpu" lane of its own
+ *   raceMarks(report, count)    the first `count` races of a report as
+ *                               { n, a, b } with each side's lane (a device's
+ *                               name, else "cpu"), times and text
  */
 const LANES = ["camera", "gpu", "display"];
 const LABEL_W = 64;
@@ -32,19 +41,31 @@ export function drawFrame(canvas, read) {
   ctx.fillText(label, 6, 16);
 }
 
-export function drawTimeline(canvas, bars, verdicts, buffers) {
+/** A race side's text for the page's list. */
+const sideText = (s) => `${s.agent}: ${s.call} ${s.write ? "write" : "read"} of ${s.buffer.name} [${s.range.offset}, +${s.range.length})` +
+  (s.fence === null ? "" : ` (fence ${s.fence.context}:${s.fence.seqno})`);
+
+export function raceMarks(report, count) {
+  const place = (s) => ({ lane: s.agent.startsWith("device ") ? s.agent.slice("device ".length) : "cpu", startNs: s.startNs, endNs: s.endNs, text: sideText(s) });
+  return report.races.slice(0, count).map((r, i) => ({ n: i + 1, a: place(r.a), b: place(r.b) }));
+}
+
+export function drawTimeline(canvas, bars, verdicts, buffers, races = []) {
   const ctx = canvas.getContext("2d");
   const { width, height } = canvas;
   ctx.clearRect(0, 0, width, height);
-  if (bars.length === 0) return;
-  const from = Math.min(...bars.map((b) => b.startNs));
-  const to = Math.max(...bars.map((b) => b.endNs));
+  const sides = races.flatMap((r) => [r.a, r.b]);
+  const spans = [...bars, ...sides];
+  if (spans.length === 0) return;
+  const lanes = sides.some((s) => s.lane === "cpu") ? [...LANES, "cpu"] : LANES;
+  const from = Math.min(...spans.map((b) => b.startNs));
+  const to = Math.max(...spans.map((b) => b.endNs));
   const span = Math.max(to - from, 1);
   const x = (ns) => LABEL_W + ((ns - from) / span) * (width - LABEL_W - 4);
-  const laneH = (height - AXIS_H) / LANES.length;
+  const laneH = (height - AXIS_H) / lanes.length;
   ctx.font = "12px system-ui, sans-serif";
   ctx.textBaseline = "middle";
-  for (const [i, name] of LANES.entries()) {
+  for (const [i, name] of lanes.entries()) {
     const y = i * laneH;
     ctx.fillStyle = "#333";
     ctx.fillText(name, 4, y + laneH / 2);
@@ -61,6 +82,24 @@ export function drawTimeline(canvas, bars, verdicts, buffers) {
         ctx.strokeRect(x0, y + 3, w, laneH - 6);
       }
     }
+  }
+  // The races: each side outlined on its lane, the pair joined and numbered.
+  const laneY = (lane) => Math.max(0, lanes.indexOf(lane)) * laneH;
+  ctx.strokeStyle = "#d00";
+  ctx.fillStyle = "#d00";
+  ctx.lineWidth = 2;
+  for (const r of races) {
+    const mid = [r.a, r.b].map((s) => {
+      const x0 = x(s.startNs);
+      const w = Math.max(3, x(s.endNs) - x0);
+      ctx.strokeRect(x0, laneY(s.lane) + 1, w, laneH - 2);
+      return { cx: x0 + w / 2, cy: laneY(s.lane) + laneH / 2 };
+    });
+    ctx.beginPath();
+    ctx.moveTo(mid[0].cx, mid[0].cy);
+    ctx.lineTo(mid[1].cx, mid[1].cy);
+    ctx.stroke();
+    ctx.fillText(String(r.n), mid[0].cx + 3, mid[0].cy - laneH / 3);
   }
   ctx.fillStyle = "#555";
   ctx.textBaseline = "alphabetic";

@@ -8,7 +8,11 @@
  * trace so far as Perfetto JSON (then recording starts over).
  *
  * Controls: the number of buffers (restarts the run), coherence (restarts
- * the lab), bypass fences (restarts the run). Restarts go one at a time: the
+ * the lab), bypass fences (restarts the run), the race detector (restarts
+ * the lab: then each run is SANITIZED_FRAMES frames in a lab of its own
+ * with Lab.create({ sanitize: true }); when it ends, its report's races are
+ * marked on that run's timeline, numbered, and listed below it, each side
+ * with its thread or device, call, buffer and range). Restarts go one at a time: the
  * run is aborted, which retires its frames in flight and shuts its devices
  * down, before the next one starts. pagehide aborts the run and closes the
  * lab once its devices are down.
@@ -17,12 +21,14 @@
  * of the current run frames, torn, wrong (the display's verdicts), reads,
  * readerTorn, readerWrong, drawn, fps, p50Ms, p99Ms, traceJobs (device jobs
  * read from the trace), traceDownloads (events in the last download); the settings (buffers,
- * coherent, bypass); lastRun (the previous run's frames and its devices'
- * final states); error (what stopped the demo, if anything).
+ * coherent, bypass, sanitize); sanitizedRuns, races (the last checked run's
+ * race count), raceMarks (the races marked on its timeline); lastRun (the
+ * previous run's frames and its devices' final states); error (what stopped
+ * the demo, if anything).
  */
 import { Lab, runPipeline } from "dmabuf-lab";
 import { FrameStats } from "./demo-stats.js";
-import { drawFrame, drawTimeline, slotColour } from "./demo-view.js";
+import { drawFrame, drawTimeline, raceMarks, slotColour } from "./demo-view.js";
 import { TraceFeed } from "./demo-trace.js";
 
 export const title = "the camera → gpu → display pipeline";
@@ -30,10 +36,15 @@ export const title = "the camera → gpu → display pipeline";
 const TIMELINE_FRAMES = 16;
 const READ_INTERVAL_MS = 33;
 const BUFFER_CHOICES = [1, 2, 3, 4, 6, 8];
+/** With the race detector: frames per run (each in a lab of its own, so that the logs hold the whole run). */
+const SANITIZED_FRAMES = 48;
+/** Races marked and listed per run. */
+const MARKED_RACES = 8;
 
 const demo = {
   run: 0, running: false, frames: 0, torn: 0, wrong: 0, reads: 0, readerTorn: 0, readerWrong: 0, drawn: 0,
-  fps: 0, p50Ms: 0, p99Ms: 0, traceJobs: 0, traceDownloads: 0, buffers: 4, coherent: true, bypass: false, lastRun: undefined, error: undefined,
+  fps: 0, p50Ms: 0, p99Ms: 0, traceJobs: 0, traceDownloads: 0, buffers: 4, coherent: true, bypass: false,
+  sanitize: false, sanitizedRuns: 0, races: 0, raceMarks: 0, lastRun: undefined, error: undefined,
 };
 window.__demo = demo;
 
@@ -47,12 +58,18 @@ const html = `
           <option value="true">coherent (x86-like)</option><option value="false">non-coherent (ARM-like)</option>
         </select></label>
         <label><input type="checkbox" name="bypass"> bypass fences</label>
+        <label><input type="checkbox" name="sanitize"> race detector</label>
         <button type="button" name="download">download trace (JSON)</button>
       </form>
       <dl class="stats"></dl>
     </div>
     <canvas class="timeline" width="760" height="120"></canvas>
     <p class="legend"></p>
+    <div class="races" hidden>
+      <p class="race-verdict"></p>
+      <canvas class="races" width="760" height="150"></canvas>
+      <ol class="races"></ol>
+    </div>
   </div>`;
 
 export async function run(_pageLab, element) {
@@ -65,6 +82,31 @@ export async function run(_pageLab, element) {
   let current = Promise.resolve();
   let stats = new FrameStats();
   let feed;
+  /** Runs in the current lab (a sanitized run wants a fresh one). */
+  let labRuns = 0;
+  const newLab = async () => {
+    lab?.close();
+    lab = await Lab.create({ memoryBytes: 64 << 20, coherent: demo.coherent, sanitize: demo.sanitize });
+    labRuns = 0;
+  };
+
+  /** The race detector's verdict on the run that just ended, marked on its timeline. */
+  const showRaces = (verdicts) => {
+    const report = lab.sanitizer.report();
+    const marks = raceMarks(report, MARKED_RACES);
+    drawTimeline($("canvas.races"), feed.bars(SANITIZED_FRAMES), verdicts, demo.buffers, marks);
+    $(".race-verdict").textContent = `race detector, run ${demo.run}: ${report.raceCount} race${report.raceCount === 1 ? "" : "s"} in ` +
+      `${report.accesses} accesses${report.raceCount > marks.length ? ` (the first ${marks.length} marked)` : ""}` +
+      `${report.unbracketedCount ? `; ${report.unbracketedCount} mmap accesses outside SYNC` : ""}` +
+      `${report.incomplete ? "; a log was full, races may be missing" : ""}`;
+    $("ol.races").replaceChildren(...marks.map((m) => {
+      const li = document.createElement("li");
+      li.textContent = `${m.a.text}  ×  ${m.b.text}`;
+      return li;
+    }));
+    $("div.races").hidden = false;
+    Object.assign(demo, { sanitizedRuns: demo.sanitizedRuns + 1, races: report.raceCount, raceMarks: marks.length });
+  };
 
   const render = () => {
     feed?.poll();
@@ -88,10 +130,12 @@ export async function run(_pageLab, element) {
       Object.assign(demo, { run: demo.run + 1, running: true, frames: 0, torn: 0, wrong: 0, reads: 0, readerTorn: 0, readerWrong: 0, drawn: 0 });
       stats = new FrameStats();
       let result;
+      if (demo.sanitize && labRuns > 0) await newLab();
+      labRuns++;
       feed = new TraceFeed(lab);
       try {
         result = await runPipeline(lab, {
-          frames: 1_000_000, buffers: demo.buffers, bypassFences: demo.bypass, readIntervalMs: READ_INTERVAL_MS, keepTimings: false, signal,
+          frames: demo.sanitize ? SANITIZED_FRAMES : 1_000_000, buffers: demo.buffers, bypassFences: demo.bypass, readIntervalMs: READ_INTERVAL_MS, keepTimings: false, signal,
           onFrame: (f) => {
             stats.add(f);
             demo.frames++;
@@ -107,6 +151,10 @@ export async function run(_pageLab, element) {
             render();
           },
         });
+        if (demo.sanitize && !signal.aborted) {
+          feed.poll();
+          showRaces(new Map(stats.recent(SANITIZED_FRAMES).map((r) => [r.frame, r])));
+        }
       } finally {
         feed.stop();
       }
@@ -129,12 +177,11 @@ export async function run(_pageLab, element) {
       controller?.abort();
       await current;
       if (demo.error !== undefined) return;
-      const relab = lab === undefined || (change.coherent !== undefined && change.coherent !== demo.coherent);
+      const relab = lab === undefined || (change.coherent !== undefined && change.coherent !== demo.coherent)
+        || (change.sanitize !== undefined && change.sanitize !== demo.sanitize);
       Object.assign(demo, change);
-      if (relab) {
-        lab?.close();
-        lab = await Lab.create({ memoryBytes: 64 << 20, coherent: demo.coherent });
-      }
+      if (relab) await newLab();
+      if (!demo.sanitize) $("div.races").hidden = true;
       $(".legend").innerHTML = `buffer slots: ${Array.from({ length: demo.buffers },
         (_, i) => `<span style="color:${slotColour(i, demo.buffers)}">■</span> ${i}`).join(" ")}; ` +
         "from the lab's trace, a bar runs from when the job's dependencies were satisfied to its fence's signal; " +
@@ -154,6 +201,7 @@ export async function run(_pageLab, element) {
     if (name === "buffers") restart({ buffers: Number(form.buffers.value) });
     if (name === "coherent") restart({ coherent: form.coherent.value === "true" });
     if (name === "bypass") restart({ bypass: form.bypass.checked });
+    if (name === "sanitize") restart({ sanitize: form.sanitize.checked });
   });
   window.addEventListener("pagehide", () => {
     controller?.abort();
