@@ -4,9 +4,10 @@
  * line printed after a usage error), and run(), which parses its own
  * arguments (parseOptions, src/cli/options.ts), writes results to stdout (a
  * table for people, JSON with --json) and progress to stderr, and returns
- * the process exit code. A command with subcommands (bench) has no run of
- * its own: main() picks the subcommand, whose name is the full path
- * ("bench copy"). progress(), writeFile() and writeCharts() are the shared
+ * the process exit code. A command with subcommands (bench) picks the
+ * subcommand named next, whose name is the full path ("bench copy"); one
+ * that also has a run of its own (demo) runs it when no subcommand is
+ * named ("demo --frames 60" against "demo io"). progress(), writeFile() and writeCharts() are the shared
  * ways to report progress and write what an option names.
  */
 import { mkdirSync, writeFileSync } from "node:fs";

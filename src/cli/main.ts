@@ -81,6 +81,8 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   while (command.subcommands) {
     const [sub, ...more] = rest;
     const choices = command.subcommands.map((c) => c.name.split(" ").pop()!);
+    // A command that runs by itself too (demo) takes its own options unless a subcommand is named.
+    if (command.run !== undefined && !choices.includes(sub)) break;
     if (sub === undefined || sub === "--help" || sub === "-h") {
       if (sub === undefined) return usageError(io, name, `which one? (${choices.join(", ")})`, usageLine(command));
       io.stdout(command.usage);
