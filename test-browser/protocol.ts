@@ -94,11 +94,24 @@ export interface DemoState {
   error?: string;
 }
 
+/** The demo io section's state (web/demo-io.js). */
+export interface DemoIoState {
+  runs: number;
+  running: boolean;
+  ok?: boolean;
+  blocks: number;
+  checked: number;
+  mismatched: number;
+  mbPerSec: number;
+  error?: string;
+}
+
 declare global {
   interface Window {
     __results?: unknown;
     __error?: string;
     __demo?: DemoState;
+    __demoIo?: DemoIoState;
   }
 }
 

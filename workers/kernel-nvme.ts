@@ -12,15 +12,20 @@
 import type { KernelContext } from "../src/devices/runtime.js";
 import { deviceIo, openDeviceFile } from "../src/devices/backing.js";
 
-/** The OPFS backing's sync access handle (browsers: loaded with ?opfs=<name>); undefined with Node's fs. */
-const file = await openDeviceFile(import.meta.url);
+/**
+ * The OPFS backing's sync access handle (browsers: loaded with ?opfs=<name>),
+ * opened at the first request, so that the host may fill the file before any
+ * I/O (the handle locks it); undefined with Node's fs.
+ */
+let file: ReturnType<typeof openDeviceFile> | undefined;
 
-export default function nvme(ctx: KernelContext): void {
+export default async function nvme(ctx: KernelContext): Promise<void> {
+  const opened = await (file ??= openDeviceFile(import.meta.url));
   const [fd, lo, hi, op] = ctx.args;
   let pos = hi * 2 ** 32 + lo;
   for (const runs of ctx.buffers) {
     for (const view of runs) {
-      deviceIo(file, fd, view, pos, op === 1);
+      deviceIo(opened, fd, view, pos, op === 1);
       pos += view.byteLength;
     }
   }

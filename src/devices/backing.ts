@@ -13,8 +13,9 @@
  *             creates and sizes it with the asynchronous API
  *             (getFileHandle, createWritable().truncate); the kernel, loaded
  *             with ?opfs=<name>, opens a FileSystemSyncAccessHandle on it in
- *             the device's worker (sync handles exist only in dedicated
- *             workers; the worker holds the file's lock until it ends) and
+ *             the device's worker at the first request (sync handles exist
+ *             only in dedicated workers; from then on the worker holds the
+ *             file's lock until it ends, so write() works before any I/O) and
  *             reads and writes at the job's position, straight into views of
  *             the shared memory where the browser takes them, else through a
  *             non-shared bounce buffer of the worker's (found at the first
@@ -40,6 +41,8 @@ export interface HostBacking {
   size: number;
   /** The kernel's URL for this backing (OPFS: ?opfs=<name>). */
   kernelUrl(url: URL): URL;
+  /** Writes bytes into the file at `at` from the host side, as a tool writing a disk image (not through the device). */
+  write(at: number, bytes: Uint8Array): Promise<void>;
   /** Closes the fd (Node) and removes a temporary file; call once the device's worker has ended. */
   close(): Promise<void>;
 }
@@ -93,6 +96,9 @@ function openHostFile(fs: HostFs, name: string, path: string | undefined, size: 
   return {
     kind: "fs", path: file, fd, size: Math.max(have, size),
     kernelUrl: (url) => url,
+    async write(at, bytes) {
+      for (let done = 0; done < bytes.length;) done += fs.writeSync(fd, bytes, done, bytes.length - done, at + done);
+    },
     async close() {
       fs.closeSync(fd);
       if (temporary) fs.rmSync(file.slice(0, file.lastIndexOf("/")), { recursive: true, force: true });
@@ -107,7 +113,11 @@ export interface OpfsDirectory {
 }
 interface OpfsFile {
   getFile(): Promise<{ size: number }>;
-  createWritable(options?: { keepExistingData?: boolean }): Promise<{ truncate(size: number): Promise<void>; close(): Promise<void> }>;
+  createWritable(options?: { keepExistingData?: boolean }): Promise<{
+    truncate(size: number): Promise<void>;
+    write(chunk: { type: "write"; position: number; data: Uint8Array }): Promise<void>;
+    close(): Promise<void>;
+  }>;
   createSyncAccessHandle?(): Promise<OpfsSyncHandle>;
 }
 export interface OpfsSyncHandle {
@@ -141,6 +151,15 @@ async function openOpfsFile(root: OpfsDirectory, name: string, path: string | un
       const u = new URL(url);
       u.searchParams.set("opfs", file);
       return u;
+    },
+    async write(at, bytes) {
+      try {
+        const w = await (await root.getFileHandle(file)).createWritable({ keepExistingData: true });
+        await w.write({ type: "write", position: at, data: bytes });
+        await w.close();
+      } catch (e) {
+        throw new DmaBufError("EIO", "nvme_fill", `OPFS backing file '${file}': ${(e as Error).message ?? String(e)}`, { cause: e });
+      }
     },
     async close() {
       if (!temporary) return;

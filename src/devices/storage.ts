@@ -68,6 +68,18 @@ export class StorageDevice {
   /** The backing file: its host path, or in a browser its name in the Origin Private File System. */
   get path(): string { return this.backing.path; }
 
+  /**
+   * Writes bytes into the backing file at `at` from the host side, as a tool
+   * writing a disk image before the device is used: not through the device,
+   * no I/O ordering with requests in flight (EBADF after shutdown). In a
+   * browser only before the first request (the device's worker then holds
+   * the OPFS file's lock: EIO).
+   */
+  async fill(at: number, bytes: Uint8Array): Promise<void> {
+    if (this.closed) throw new DmaBufError("EBADF", "nvme_fill", `storage device ${this.node} was shut down`);
+    await this.backing.write(at, bytes);
+  }
+
   get blockSize(): number { return this.record.blockSize; }
   get capacity(): number { return this.record.capacity; }
   get offset(): number { return this.record.offset; }
