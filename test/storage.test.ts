@@ -4,7 +4,9 @@
  * pread/pwrite with O_DIRECT's alignment rules; its DMA goes through a
  * per-I/O IOMMU mapping; a crashed device fails requests with EIO.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, test } from "vitest";
 import { spawnStorage, type StorageDevice } from "../src/devices/storage.js";
 import { Process } from "../src/uapi/process.js";
@@ -58,6 +60,31 @@ function reap(ring: IoUring, n: number): Map<number, Cqe> {
 }
 
 describe("storage device", () => {
+  test("the caller's file keeps its size (a whole number of blocks of it is the capacity); size grows it; a file with no whole block is EINVAL", async () => {
+    const lab = await labs.create();
+    const dir = mkdtempSync(join(tmpdir(), "storage-path-"));
+    try {
+      const file = join(dir, "disk.img");
+      const bytes = prng(9).bytes(new Uint8Array(40 * KiB + 100));
+      writeFileSync(file, bytes);
+      const st = await spawnStorage(lab, { path: file, blockSize: 4096 });
+      storages.push(st);
+      expect(st.capacity).toBe(40 * KiB);
+      await st.shutdown();
+      expect(Buffer.compare(readFileSync(file), Buffer.from(bytes))).toBe(0); // not grown, not written
+      const grown = await spawnStorage(lab, { name: "nvme1n1", path: file, size: 64 * KiB, blockSize: 4096 });
+      storages.push(grown);
+      expect(grown.capacity).toBe(64 * KiB);
+      expect(readFileSync(file).length).toBe(64 * KiB);
+      const empty = join(dir, "empty.img");
+      writeFileSync(empty, new Uint8Array(100));
+      await expect(spawnStorage(lab, { name: "nvme2n1", path: empty, blockSize: 512 })).rejects.toMatchObject({ code: "EINVAL" });
+      expect(readFileSync(empty).length).toBe(100);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("READ from /dev/nvme0n1 (4096-byte blocks) lands in user memory between canaries, through a per-I/O IOMMU mapping that is gone afterwards", async () => {
     const { lab, st, content, proc, ring } = await storage(4096);
     const fd = proc.open("/dev/nvme0n1", O_RDONLY | O_DIRECT);

@@ -40,7 +40,7 @@ export interface StorageOptions {
   name?: string;
   /** A host file to back the device (default: a new temporary file). */
   path?: string;
-  /** Capacity in bytes for a temporary file, or the least size of `path` (default 64 MiB). */
+  /** Capacity in bytes of a temporary file (default 64 MiB), or the least size of `path`, which grows to it (default: its own size). */
   size?: number;
   /** Logical block size: 512 or 4096 (default 512). */
   blockSize?: number;
@@ -116,10 +116,17 @@ export async function spawnStorage(lab: LabCore, options: StorageOptions = {}): 
   const blockSize = options.blockSize ?? 512;
   if (blockSize !== 512 && blockSize !== 4096) throw new DmaBufError("EINVAL", syscall, `logical block size ${blockSize} is not 512 or 4096`);
   if (!/^[A-Za-z0-9_-]{1,31}$/.test(name)) throw new DmaBufError("EINVAL", syscall, `device name '${name}' is not 1-31 letters, digits, '-' or '_'`);
-  const size = options.size ?? 64 * 1024 * 1024;
-  if (!Number.isSafeInteger(size) || size < blockSize || size > 2 ** 40) throw new DmaBufError("EINVAL", syscall, `size ${size} is not from one block to 1 TiB`);
   if (options.path !== undefined && typeof options.path !== "string") throw new DmaBufError("EINVAL", syscall, "path is not a string");
+  // The caller's file keeps its size unless `size` asks for more; a temporary one is 64 MiB by default.
+  const size = options.size ?? (options.path === undefined ? 64 * 1024 * 1024 : 0);
+  if (!Number.isSafeInteger(size) || (size < blockSize && options.size !== undefined) || size > 2 ** 40) {
+    throw new DmaBufError("EINVAL", syscall, `size ${size} is not from one block to 1 TiB`);
+  }
   const backing = await openBacking(name, options.path, size, syscall);
+  if (backing.size < blockSize) {
+    await backing.close();
+    throw new DmaBufError("EINVAL", syscall, `backing file ${backing.path} holds no whole ${blockSize}-byte block (give size to grow it)`);
+  }
   let device: Device | undefined;
   let record = 0;
   try {
