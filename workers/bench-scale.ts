@@ -103,10 +103,12 @@ const api: ScaleThreadApi = {
     const t0 = performance.now();
     let calls = 0;
     // STOP is read once per batch: a plain look at a line nobody writes until the window closes.
-    while (Atomics.load(control, SCALE_STOP) !== generation) {
+    // At least one batch: a thread the scheduler ran only after STOP (a loaded machine) still
+    // measures its calls over its own time, instead of answering none (a rate of 0, then NaN).
+    do {
       for (let i = 0; i < batch; i++) call();
       calls += batch;
-    }
+    } while (Atomics.load(control, SCALE_STOP) !== generation);
     return { calls, elapsedMs: performance.now() - t0 };
   },
   close() {
