@@ -5,6 +5,11 @@
  * browser_workers import registers the shipped workers in the form bundlers
  * find (src/thread/entries.ts).
  */
+/**
+ * The lab: shared DMA memory, dma-bufs and heaps, fences, reservation
+ * objects, devices, the buffer queue and the uapi (`import ... from "dmabuf-lab"`).
+ * @module dmabuf-lab
+ */
 import "./browser_workers.js";
 export { DmaBufError, errnoNumbers, type ErrnoCode } from "./errno.js";
 export { Lab } from "./api/lab.js";

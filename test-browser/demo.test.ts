@@ -170,6 +170,21 @@ describe.skipIf(!inject("chromium"))("the demo page in headless Chromium", () =>
       return n;
     });
     expect(red).toBeGreaterThan(20);
+    // Linked: hovering a marked side shows that race's text, clicking it picks the race in the list.
+    expect(bypassed.raceSpots.length).toBe(2 * bypassed.raceMarks);
+    const spot = bypassed.raceSpots[bypassed.raceSpots.length - 1];
+    const canvas = page.locator("canvas.races");
+    const box = (await canvas.boundingBox())!;
+    const size = await canvas.evaluate((c: HTMLCanvasElement) => ({ width: c.width, height: c.height }));
+    const at = { x: (spot.x * box.width) / size.width, y: (spot.y * box.height) / size.height };
+    await canvas.hover({ position: at });
+    const title = await canvas.getAttribute("title");
+    expect(title?.startsWith(`${spot.n}. `)).toBe(true);
+    const words = (t: string) => t.replace(/\s+/g, " ").trim();
+    expect(words(title!)).toContain(words(items[spot.n - 1]));
+    await canvas.click({ position: at });
+    expect(await page.evaluate(() => window.__demo!.racePicked)).toBe(spot.n);
+    expect(await page.locator("ol.races li.picked").allInnerTexts()).toEqual([items[spot.n - 1]]);
     await page.locator("section").first().screenshot({ path: `${artifacts}demo-races.png` });
     await page.locator("input[name=bypass]").uncheck();
     await page.locator("input[name=sanitize]").uncheck();

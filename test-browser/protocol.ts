@@ -90,6 +90,10 @@ export interface DemoState {
   sanitizedRuns: number;
   races: number;
   raceMarks: number;
+  /** Each marked race side's centre on the race canvas, in canvas pixels. */
+  raceSpots: { n: number; x: number; y: number }[];
+  /** The race last clicked on the race canvas (1-based), 0 for none. */
+  racePicked: number;
   lastRun?: { frames: number; devices: { name: string; state: string; error: number }[] };
   error?: string;
 }

@@ -1,9 +1,10 @@
 /*
  * The API reference stays buildable: `npm run docs:api` (TypeDoc, the
  * settings in typedoc.json) generates docs/api/ from the doc comments of
- * the public API (src/index.ts). docs/api/ is generated, not committed;
- * this runs TypeDoc into a temporary directory and checks that the main
- * classes have pages. And every option of every public method is typed
+ * the public API (src/index.ts, module dmabuf-lab, and src/kernel/index.ts,
+ * module dmabuf-lab/kernel). docs/api/ is generated, not committed; this
+ * runs TypeDoc into a temporary directory and checks that the main classes
+ * and a kernel function have pages. And every option of every public method is typed
  * and documented (helpers/option-docs.ts reads the signatures with the
  * TypeScript compiler), so the reference shows each one.
  */
@@ -25,8 +26,9 @@ it("TypeDoc builds the API reference of every public class without errors", asyn
     });
     expect(r.output).not.toMatch(/\[error\]/);
     expect(r.code).toBe(0);
-    for (const c of ["Lab", "DmaBuf", "Device", "Fence", "DmaBufError"]) expect(existsSync(join(out, "classes", `${c}.html`)), c).toBe(true);
-    expect(readFileSync(join(out, "classes", "Lab.html"), "utf8")).toContain("spawnDevice");
+    for (const c of ["Lab", "DmaBuf", "Device", "Fence", "DmaBufError"]) expect(existsSync(join(out, "classes", `dmabuf-lab.${c}.html`)), c).toBe(true);
+    expect(readFileSync(join(out, "classes", "dmabuf-lab.Lab.html"), "utf8")).toContain("spawnDevice");
+    expect(existsSync(join(out, "functions", "dmabuf-lab_kernel.dma_fence_init.html"))).toBe(true);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }

@@ -3,7 +3,9 @@
  * importing "dmabuf-lab" (the package's own exports, resolved to the built
  * dist/lib). Each must exit 0 and print its verdict. The browser example is
  * built and run in Chromium by test-browser/bundlers.test.ts. The README's
- * ten-line example (its "## Example" section) runs too, as written.
+ * ten-line example (its "## Example" section) runs too, as written, and so
+ * do the two programs of "### Sharing with workers" (the sharing idiom and
+ * the buffer queue, each a main thread that runs itself as its worker).
  */
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -50,5 +52,20 @@ describe("examples", () => {
     const r = await runModule(block!.replace(/from "dmabuf-lab"/g, `from ${JSON.stringify(lib)}`));
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toBe("Uint8Array(4) [ 42, 42, 42, 42 ] 1");
+  });
+
+  it("the README's \"Sharing with workers\" programs run as written and print what their comments say", async () => {
+    const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+    const section = /^### Sharing with workers\n([\s\S]*?)^### /m.exec(readme)?.[1] ?? "";
+    const blocks = [...section.matchAll(/^```ts\n([\s\S]*?)\n```/gm)].map((m) => m[1]);
+    expect(blocks.length, "the section has the sharing idiom and the queue").toBe(2);
+    const lib = new URL("../dist/lib/index.js", import.meta.url).href;
+    const outputs: string[] = [];
+    for (const block of blocks) {
+      const r = await runModule(block.replace(/from "dmabuf-lab"/g, `from ${JSON.stringify(lib)}`));
+      expect(r.code).toBe(0);
+      outputs.push(r.stdout.trim());
+    }
+    expect(outputs).toEqual(["true", "1,2,3,4,5,6,7,8,9,10"]);
   });
 });

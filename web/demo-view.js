@@ -17,7 +17,12 @@
  *                               in red on its lane over its time, the two
  *                               joined by a red line and numbered as the
  *                               page's list numbers them; a side on a CPU
- *                               thread gets a "cpu" lane of its own
+ *                               thread gets a "cpu" lane of its own;
+ *                               returns each side's box on the canvas,
+ *                               { n, x, y, w, h, text } (raceAt() below)
+ *   raceAt(boxes, x, y)         the race whose side covers canvas point
+ *                               (x, y), as { n, text } with both sides'
+ *                               text, or undefined
  *   raceMarks(report, count)    the first `count` races of a report as
  *                               { n, a, b } with each side's lane (a device's
  *                               name, else "cpu"), times and text
@@ -56,7 +61,7 @@ export function drawTimeline(canvas, bars, verdicts, buffers, races = []) {
   ctx.clearRect(0, 0, width, height);
   const sides = races.flatMap((r) => [r.a, r.b]);
   const spans = [...bars, ...sides];
-  if (spans.length === 0) return;
+  if (spans.length === 0) return [];
   const lanes = sides.some((s) => s.lane === "cpu") ? [...LANES, "cpu"] : LANES;
   const from = Math.min(...spans.map((b) => b.startNs));
   const to = Math.max(...spans.map((b) => b.endNs));
@@ -88,11 +93,13 @@ export function drawTimeline(canvas, bars, verdicts, buffers, races = []) {
   ctx.strokeStyle = "#d00";
   ctx.fillStyle = "#d00";
   ctx.lineWidth = 2;
+  const boxes = [];
   for (const r of races) {
     const mid = [r.a, r.b].map((s) => {
       const x0 = x(s.startNs);
       const w = Math.max(3, x(s.endNs) - x0);
       ctx.strokeRect(x0, laneY(s.lane) + 1, w, laneH - 2);
+      boxes.push({ n: r.n, x: x0, y: laneY(s.lane) + 1, w, h: laneH - 2, text: `${r.n}. ${r.a.text}  ×  ${r.b.text}` });
       return { cx: x0 + w / 2, cy: laneY(s.lane) + laneH / 2 };
     });
     ctx.beginPath();
@@ -110,4 +117,10 @@ export function drawTimeline(canvas, bars, verdicts, buffers, races = []) {
     ctx.fillRect(px, height - AXIS_H, 1, 4);
     ctx.fillText(`${Number(t.toFixed(1))} ms`, px + 2, height - 4);
   }
+  return boxes;
+}
+
+export function raceAt(boxes, x, y) {
+  const hit = boxes.find((b) => x >= b.x - 2 && x <= b.x + b.w + 2 && y >= b.y && y <= b.y + b.h);
+  return hit === undefined ? undefined : { n: hit.n, text: hit.text };
 }

@@ -12,7 +12,9 @@
  * the lab: then each run is SANITIZED_FRAMES frames in a lab of its own
  * with Lab.create({ sanitize: true }); when it ends, its report's races are
  * marked on that run's timeline, numbered, and listed below it, each side
- * with its thread or device, call, buffer and range). Restarts go one at a time: the
+ * with its thread or device, call, buffer and range; hovering a marked side
+ * shows the race's text as the canvas's tooltip, clicking it highlights the
+ * race in the list). Restarts go one at a time: the
  * run is aborted, which retires its frames in flight and shuts its devices
  * down, before the next one starts. pagehide aborts the run and closes the
  * lab once its devices are down.
@@ -22,13 +24,15 @@
  * readerTorn, readerWrong, drawn, fps, p50Ms, p99Ms, traceJobs (device jobs
  * read from the trace), traceDownloads (events in the last download); the settings (buffers,
  * coherent, bypass, sanitize); sanitizedRuns, races (the last checked run's
- * race count), raceMarks (the races marked on its timeline); lastRun (the
+ * race count), raceMarks (the races marked on its timeline), raceSpots
+ * (each marked side's centre on the race canvas, { n, x, y } in canvas
+ * pixels), racePicked (the race last clicked, 0 for none); lastRun (the
  * previous run's frames and its devices' final states); error (what stopped
  * the demo, if anything).
  */
 import { Lab, runPipeline } from "dmabuf-lab";
 import { FrameStats } from "./demo-stats.js";
-import { drawFrame, drawTimeline, raceMarks, slotColour } from "./demo-view.js";
+import { drawFrame, drawTimeline, raceAt, raceMarks, slotColour } from "./demo-view.js";
 import { TraceFeed } from "./demo-trace.js";
 
 export const title = "the camera → gpu → display pipeline";
@@ -44,7 +48,7 @@ const MARKED_RACES = 8;
 const demo = {
   run: 0, running: false, frames: 0, torn: 0, wrong: 0, reads: 0, readerTorn: 0, readerWrong: 0, drawn: 0,
   fps: 0, p50Ms: 0, p99Ms: 0, traceJobs: 0, traceDownloads: 0, buffers: 4, coherent: true, bypass: false,
-  sanitize: false, sanitizedRuns: 0, races: 0, raceMarks: 0, lastRun: undefined, error: undefined,
+  sanitize: false, sanitizedRuns: 0, races: 0, raceMarks: 0, raceSpots: [], racePicked: 0, lastRun: undefined, error: undefined,
 };
 window.__demo = demo;
 
@@ -90,11 +94,26 @@ export async function run(_pageLab, element) {
     labRuns = 0;
   };
 
+  /** The marked sides on the race canvas (drawTimeline's boxes): hover shows a race, click picks it in the list. */
+  let raceBoxes = [];
+  const raceCanvas = $("canvas.races");
+  const canvasPoint = (event) => {
+    const r = raceCanvas.getBoundingClientRect();
+    return [(event.clientX - r.left) * (raceCanvas.width / r.width), (event.clientY - r.top) * (raceCanvas.height / r.height)];
+  };
+  raceCanvas.addEventListener("mousemove", (event) => {
+    raceCanvas.title = raceAt(raceBoxes, ...canvasPoint(event))?.text ?? "";
+  });
+  raceCanvas.addEventListener("click", (event) => {
+    demo.racePicked = raceAt(raceBoxes, ...canvasPoint(event))?.n ?? 0;
+    for (const [i, li] of [...$("ol.races").children].entries()) li.classList.toggle("picked", i + 1 === demo.racePicked);
+  });
+
   /** The race detector's verdict on the run that just ended, marked on its timeline. */
   const showRaces = (verdicts) => {
     const report = lab.sanitizer.report();
     const marks = raceMarks(report, MARKED_RACES);
-    drawTimeline($("canvas.races"), feed.bars(SANITIZED_FRAMES), verdicts, demo.buffers, marks);
+    raceBoxes = drawTimeline(raceCanvas, feed.bars(SANITIZED_FRAMES), verdicts, demo.buffers, marks);
     $(".race-verdict").textContent = `race detector, run ${demo.run}: ${report.raceCount} race${report.raceCount === 1 ? "" : "s"} in ` +
       `${report.accesses} accesses${report.raceCount > marks.length ? ` (the first ${marks.length} marked)` : ""}` +
       `${report.unbracketedCount ? `; ${report.unbracketedCount} mmap accesses outside SYNC` : ""}` +
@@ -105,7 +124,10 @@ export async function run(_pageLab, element) {
       return li;
     }));
     $("div.races").hidden = false;
-    Object.assign(demo, { sanitizedRuns: demo.sanitizedRuns + 1, races: report.raceCount, raceMarks: marks.length });
+    Object.assign(demo, {
+      sanitizedRuns: demo.sanitizedRuns + 1, races: report.raceCount, raceMarks: marks.length, racePicked: 0,
+      raceSpots: raceBoxes.map((b) => ({ n: b.n, x: b.x + b.w / 2, y: b.y + b.h / 2 })),
+    });
   };
 
   const render = () => {
@@ -181,7 +203,10 @@ export async function run(_pageLab, element) {
         || (change.sanitize !== undefined && change.sanitize !== demo.sanitize);
       Object.assign(demo, change);
       if (relab) await newLab();
-      if (!demo.sanitize) $("div.races").hidden = true;
+      if (!demo.sanitize) {
+        $("div.races").hidden = true;
+        raceBoxes = [];
+      }
       $(".legend").innerHTML = `buffer slots: ${Array.from({ length: demo.buffers },
         (_, i) => `<span style="color:${slotColour(i, demo.buffers)}">■</span> ${i}`).join(" ")}; ` +
         "from the lab's trace, a bar runs from when the job's dependencies were satisfied to its fence's signal; " +

@@ -14,6 +14,11 @@
  * each module's comment says where the lab's shape shows through. This
  * layer sits above the object API and imports only the package's root.
  */
+/**
+ * The in-kernel dma-buf API with the kernel's names, over a lab's objects
+ * (`import * as k from "dmabuf-lab/kernel"`).
+ * @module dmabuf-lab/kernel
+ */
 export * from "./core.js";
 export * from "./dma_fence.js";
 export * from "./dma_resv.js";

@@ -4,10 +4,14 @@
  * points, every parameter whose type is (or unions in) an interface or type
  * literal of src/ that holds only data (no methods: a lab or a worker is an
  * API object, not options) must document each of its properties, and no
- * parameter may be typed `any`. undocumented() lists what breaks that, as
+ * parameter may be typed `any`; so must every data-only option type the
+ * entry points export by name (…Options, …Args, …Params, …Init, …Config: a
+ * type a caller builds on its own). undocumented() lists what breaks that, as
  * "file:line property" (each declaration once) and "where(param): any".
  */
 import ts from "typescript";
+
+const OPTION_TYPE = /(Options|Args|Params|Init|Config)$/;
 
 export function undocumented(root: string, entries: string[]): string[] {
   const config = ts.getParsedCommandLineOfConfigFile(`${root}tsconfig.json`, {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} });
@@ -31,17 +35,21 @@ export function undocumented(root: string, entries: string[]): string[] {
     return props.some(isMethod) ? [] : props;
   }
 
+  function checkProps(props: ts.Symbol[]): void {
+    for (const prop of props) {
+      if (documented(prop)) continue;
+      const d = prop.declarations![0];
+      const sf = d.getSourceFile();
+      found.add(`${sf.fileName.slice(root.length)}:${sf.getLineAndCharacterOfPosition(d.getStart()).line + 1} ${prop.name}`);
+    }
+  }
+
   function checkSignature(sig: ts.Signature, where: string): void {
     if (sig.declaration !== undefined && internal(sig.declaration)) return;
     for (const p of sig.getParameters()) {
       const t = checker.getTypeOfSymbolAtLocation(p, p.valueDeclaration!);
       if ((t.flags & ts.TypeFlags.Any) !== 0) found.add(`${where}(${p.name}): any`);
-      for (const prop of optionProps(t, new Set())) {
-        if (documented(prop)) continue;
-        const d = prop.declarations![0];
-        const sf = d.getSourceFile();
-        found.add(`${sf.fileName.slice(root.length)}:${sf.getLineAndCharacterOfPosition(d.getStart()).line + 1} ${prop.name}`);
-      }
+      checkProps(optionProps(t, new Set()));
     }
   }
 
@@ -65,6 +73,8 @@ export function undocumented(root: string, entries: string[]): string[] {
         }
       } else if (ts.isFunctionDeclaration(decl)) {
         for (const sig of checker.getTypeOfSymbolAtLocation(sym, decl).getCallSignatures()) checkSignature(sig, sym.name);
+      } else if ((ts.isInterfaceDeclaration(decl) || ts.isTypeAliasDeclaration(decl)) && !internal(decl) && OPTION_TYPE.test(sym.name)) {
+        checkProps(optionProps(checker.getDeclaredTypeOfSymbol(sym), new Set()));
       }
     }
   }
