@@ -5,7 +5,6 @@
  * Atomics peer on arena words (Words). Tasks create their fences outside
  * the timed part and put them after.
  */
-import { Bench } from "tinybench";
 import type { Lab } from "../src/api/lab.js";
 import { FENCE_STATUS, FENCE_WAITERS } from "../src/engine/abi.js";
 import { Mutex } from "../src/memory/mutex.js";
@@ -14,9 +13,10 @@ import { DMA_RESV_USAGE_BOOKKEEP, DMA_RESV_USAGE_WRITE, type Resv } from "../src
 import type { Timeline } from "../src/sync/timeline.js";
 
 import { makeRow, type FenceBenchRow, type FenceBudget, type RowSpec } from "./fence_rows.js";
+import { measure } from "./harness.js";
 
 // ---------------------------------------------------------------------------
-// Main-thread cases under tinybench
+// Main-thread cases under tinybench (bench/harness.ts)
 
 interface MicroTask extends RowSpec {
   /** Performs `batch` operations; returns the ms spent in the timed part. */
@@ -25,35 +25,13 @@ interface MicroTask extends RowSpec {
 
 const taskKey = (t: RowSpec): string => `${t.case} | ${t.method}`;
 
-/** Runs the tasks under tinybench; per-operation samples (ns) by taskKey. */
-function measureTimed(tasks: MicroTask[], budget: FenceBudget): Map<string, number[]> {
-  const bench = new Bench({
-    time: budget.microMs, iterations: budget.minSamples, warmupTime: budget.warmupMs, warmupIterations: 2,
-    retainSamples: true, throws: true,
-  });
-  for (const t of tasks) {
-    bench.add(taskKey(t), () => {
-      const t0 = performance.now();
-      const timed = t.run();
-      return { overriddenDuration: timed / t.batch, overriddenIterationCost: performance.now() - t0 };
-    }, { async: false });
-  }
-  bench.runSync();
-  const out = new Map<string, number[]>();
-  for (const task of bench.tasks) {
-    const r = task.result;
-    if (r.state !== "completed") throw new Error(`bench fence: task ${task.name} ended in state ${r.state}`);
-    out.set(task.name, Array.from(r.latency.samples ?? [], (ms) => ms * 1e6));
-  }
-  return out;
-}
-
-/** Rounds of a case's tasks, alternating their order; rows with pooled samples. */
+/** Rounds of a case's tasks under the shared harness (measure), alternating their order; rows with pooled samples. */
 export function runMicro(tasks: MicroTask[], budget: FenceBudget): FenceBenchRow[] {
   const samples = new Map<string, number[]>(tasks.map((t) => [taskKey(t), []]));
+  const perRound = { timeMs: budget.microMs, minSamples: budget.minSamples, warmupMs: budget.warmupMs };
   for (let round = 0; round < budget.rounds; round++) {
     const order = round % 2 === 0 ? tasks : [...tasks].reverse();
-    for (const [key, got] of measureTimed(order, budget)) {
+    for (const [key, got] of measure(order.map((t) => ({ name: taskKey(t), body: t.run, batch: t.batch })), perRound)) {
       const into = samples.get(key)!;
       for (const v of got) into.push(v);
     }

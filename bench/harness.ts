@@ -3,7 +3,10 @@
  *   measure(tasks, budget)   runs named bodies under tinybench, each timed
  *                            iteration a batch of operations, and returns
  *                            per-operation samples (ns) by name; summarize()
- *                            (src/report/stats.ts) turns them into figures
+ *                            (src/report/stats.ts) turns them into figures.
+ *                            A body that returns a number says how many ms
+ *                            of it were the timed part (set-up and clean-up
+ *                            of a sample outside it)
  *   budgetFor(quick)         the time budget of one method and case
  *   mulberry32, fillPattern  seeded layouts and data, identical to the C peer's
  *   sizeLabel                "64 KiB" for exact binary sizes
@@ -74,22 +77,26 @@ export function budgetFor(quick: boolean): NativeBudget {
     : { timeMs: 400, minSamples: 10, warmupMs: 50, maxSamples: 20000 };
 }
 
+/** A measured body: performs `batch` operations; returns nothing (all of it is timed) or the ms of its timed part. */
+export type TimedBody = () => void | number;
+
 /**
  * A tinybench task body: runs `op` (which performs `batch` operations) and
- * reports the mean time per operation; the whole batch counts against the
- * time budget.
+ * reports the mean time per operation of its timed part; the whole batch
+ * counts against the time budget.
  */
-export function batched(op: () => void, batch: number): () => { overriddenDuration: number; overriddenIterationCost: number } {
+export function batched(op: TimedBody, batch: number): () => { overriddenDuration: number; overriddenIterationCost: number } {
   return () => {
     const t0 = performance.now();
-    op();
+    const timedMs = op();
     const dt = performance.now() - t0;
-    return { overriddenDuration: dt / batch, overriddenIterationCost: dt };
+    return { overriddenDuration: (typeof timedMs === "number" ? timedMs : dt) / batch, overriddenIterationCost: dt };
   };
 }
 
 /** Runs named bodies under tinybench; returns per-operation samples (ns) by name. */
-export function measure(tasks: { name: string; body: () => void; batch: number }[], budget: NativeBudget): Map<string, number[]> {
+export function measure(tasks: { name: string; body: TimedBody; batch: number }[],
+  budget: Pick<NativeBudget, "timeMs" | "minSamples" | "warmupMs">): Map<string, number[]> {
   const bench = new Bench({
     time: budget.timeMs, iterations: budget.minSamples,
     warmupTime: budget.warmupMs, warmupIterations: 2,

@@ -18,7 +18,7 @@
 import { runContend, type ContendResult } from "../src/contend/run.js";
 import { defaults } from "../src/contend/options.js";
 import type { Progress } from "./harness.js";
-import { machineInfo, renderTargets, table, type Chart, type MachineInfo, type TargetResult } from "../src/report.js";
+import { machineInfo, median, renderTargets, table, type Chart, type MachineInfo, type TargetResult } from "../src/report.js";
 
 export interface SanitizeBenchOptions {
   quick?: boolean;
@@ -48,11 +48,6 @@ export interface SanitizeBenchResult {
 }
 
 const TARGET = 3;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-}
 
 function opsPerSec(r: ContendResult): number {
   return r.roles.reduce((a, x) => a + x.ops, 0) / (r.elapsedMs / 1000);

@@ -27,7 +27,7 @@ import { preadv, pwritev } from "../src/dmabuf/rw.js";
 import { nowMs } from "../src/memory/futex.js";
 import type { TraceData } from "../src/trace/events.js";
 import type { Progress } from "./harness.js";
-import { machineInfo, renderTargets, table, type Chart, type MachineInfo, type TargetResult } from "../src/report.js";
+import { machineInfo, median, renderTargets, table, type Chart, type MachineInfo, type TargetResult } from "../src/report.js";
 
 export interface TraceBenchOptions {
   quick?: boolean;
@@ -58,10 +58,6 @@ export interface TraceBenchResult {
 }
 
 const KiB = 1024;
-const median = (xs: number[]): number => {
-  const s = xs.slice().sort((a, b) => a - b);
-  return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 interface Workload {
   name: string;

@@ -4,6 +4,8 @@
  * count, mean, min, max, the p10/p50/p90/p99 quantiles (linear
  * interpolation between order statistics) and the 95% relative margin of
  * error of the mean (Student t). Charts draw p50 with a p10..p90 bar.
+ * median(values) is the same p50 of figures that are not samples (the
+ * medians of a benchmark's rounds).
  * Pure functions; samples are nanoseconds per operation.
  */
 
@@ -27,6 +29,9 @@ export const quantile = (sorted: readonly number[], q: number): number => {
   const lo = Math.floor(pos);
   return lo + 1 < sorted.length ? sorted[lo] + (pos - lo) * (sorted[lo + 1] - sorted[lo]) : sorted[lo];
 };
+
+/** The median of unsorted values (summarize()'s p50: the mean of the middle two for an even count). */
+export const median = (values: readonly number[]): number => quantile([...values].sort((a, b) => a - b), 0.5);
 
 /** Two-sided 95% Student t, df 1..30; 1.96 + 2.4/df beyond (within 0.5%). */
 const T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145,
