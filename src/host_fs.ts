@@ -3,7 +3,8 @@
  * (regular files opened beneath a Process's root, the storage device's
  * backing file). Node's fs is taken with process.getBuiltinModule, not a
  * static import, so that browser bundles keep no node: import; there it is
- * ENOSYS naming the call (OPFS is not wired up).
+ * ENOSYS naming the call (the storage device's backing uses the Origin
+ * Private File System there instead: src/devices/backing.ts).
  */
 import type * as NodeFs from "node:fs";
 import { DmaBufError, errnoNumbers, type ErrnoCode } from "./errno.js";

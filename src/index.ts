@@ -66,6 +66,7 @@ export * from "./io_uring/io_uring.js";
 export * from "./io_uring/liburing.js";
 export { spawnStorage, StorageDevice, type StorageOptions } from "./devices/storage.js";
 export { runPipeline, type PipelineOptions, type PipelineResult, type PipelineIntegrity, type FrameReport, type ReaderFrame } from "./demo/pipeline.js";
+export { runIoDemo, checkIoDemoOptions, type IoDemoOptions, type IoDemoResult } from "./demo/io.js";
 export { Tracer, type TraceStartOptions } from "./trace/recorder.js";
 export { chromeTrace, type ChromeTrace, type ChromeEvent } from "./trace/chrome.js";
 export { checkChromeTrace, type TraceCheck } from "./trace/validate.js";

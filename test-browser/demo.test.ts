@@ -131,6 +131,23 @@ describe.skipIf(!inject("chromium"))("the demo page in headless Chromium", () =>
     expect(logged).toEqual([]);
   });
 
+  it("demo io: an OPFS file streamed by a storage device worker into registered dma-bufs and summed by a gpu worker, every block checked; run again", async () => {
+    const io = async (ready: string) => {
+      await page.waitForFunction(`window.__demoIo?.error !== undefined || (${ready})(window.__demoIo ?? {})`, undefined, { timeout: WAIT_MS, polling: 50 });
+      const s = (await page.evaluate(() => window.__demoIo))!;
+      expect(s.error, s.error).toBeUndefined();
+      return s;
+    };
+    const first = await io("(d) => d.runs >= 1 && !d.running");
+    expect(first).toMatchObject({ ok: true, blocks: 64, checked: 64, mismatched: 0 });
+    expect(first.mbPerSec).toBeGreaterThan(0);
+    await page.locator("button[name=run-io]").click();
+    const again = await io(`(d) => d.runs >= ${first.runs + 1} && !d.running`);
+    expect(again).toMatchObject({ ok: true, checked: 64, mismatched: 0 });
+    const text = await page.locator("div.demo-io").innerText();
+    expect(text).toMatch(/OK, 64 blocks checked against the file/);
+  });
+
   it("the race detector: a fenced run has no race; with the fences bypassed its races are marked on the run's timeline and listed", async () => {
     await page.locator("input[name=sanitize]").check();
     const fenced = await until("(d) => d.sanitize && !d.bypass && d.sanitizedRuns >= 1");

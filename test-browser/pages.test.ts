@@ -48,6 +48,14 @@ describe.skipIf(!inject("chromium"))("in headless Chromium", () => {
       expect(r.seed).toBe(seed);
     });
 
+    it("a storage device backed by an Origin Private File System file: WRITE, READ and READ_FIXED into a registered dma-buf, canaries intact, O_DIRECT alignment, the temporary file removed", () => {
+      const s = observed(r.storageOpfs, "storageOpfs", seed);
+      expect(s.name).toMatch(/^dmabuf-lab-nvme0n1-.+\.img$/);
+      expect(s).toMatchObject({ wrote: 16384, read: 16384, fixedRead: 16384, misaligned: -22, canaries: "intact", removedAfterShutdown: true });
+      expect(s.readDigest).toBe(s.expectedDigest);
+      expect(s.fixedDigest).toBe(s.expectedDigest);
+    });
+
     it("runs isolated, on a main thread that may not block", () => {
       const env = observed(r.environment, "environment", seed);
       expect(env).toMatchObject({ crossOriginIsolated: true, canBlock: false });

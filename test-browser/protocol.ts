@@ -22,6 +22,11 @@ export interface Environment {
 
 export interface ConformanceResults {
   seed: number;
+  /** A storage device on an OPFS file: WRITE, READ and READ_FIXED results, digests, canaries, a misaligned read's res. */
+  storageOpfs: Check<{
+    name: string; wrote: number; read: number; fixedRead: number; misaligned: number; canaries: string;
+    readDigest: number; fixedDigest: number; expectedDigest: number; removedAfterShutdown: boolean;
+  }>;
   environment: Check<Environment>;
   /** The shipped lab-thread worker (dist/browser/workers/lab-thread.mjs) fills memory and checksums it. */
   labThread: Check<{ filledBytes: number; length: number; checksum: number; expectedChecksum: number }>;
@@ -89,11 +94,24 @@ export interface DemoState {
   error?: string;
 }
 
+/** The demo io section's state (web/demo-io.js). */
+export interface DemoIoState {
+  runs: number;
+  running: boolean;
+  ok?: boolean;
+  blocks: number;
+  checked: number;
+  mismatched: number;
+  mbPerSec: number;
+  error?: string;
+}
+
 declare global {
   interface Window {
     __results?: unknown;
     __error?: string;
     __demo?: DemoState;
+    __demoIo?: DemoIoState;
   }
 }
 

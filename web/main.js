@@ -10,9 +10,10 @@
  */
 import { Lab } from "dmabuf-lab";
 import * as demo from "./demo.js";
+import * as demoIo from "./demo-io.js";
 import * as hello from "./hello.js";
 
-const sections = [demo, hello];
+const sections = [demo, demoIo, hello];
 
 const status = document.getElementById("status");
 const container = document.getElementById("sections");

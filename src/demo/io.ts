@@ -28,7 +28,10 @@
  *
  * runIoDemo(lab, options, onProgress) returns the figures (MB/s, per-stage
  * latency from the fences' timestamps and the host's clock, the verdict)
- * and prints nothing. Node only (the storage device needs a real file).
+ * and prints nothing. It runs in Node and in browsers (the storage device's
+ * file is then an Origin Private File System file, src/devices/backing.ts;
+ * `file` is Node only), blocking where the thread may, else polling between
+ * turns of the event loop.
  * Contract: options are checked before anything starts (EINVAL; EFAULT for
  * a file name that is not a string; the file's own errors: ENOENT, EACCES,
  * EISDIR for one that is not a regular file, EINVAL for one too short);
@@ -54,8 +57,8 @@ import {
   io_uring_cqe_seen, io_uring_get_sqe, io_uring_peek_cqe, io_uring_prep_read_fixed, io_uring_queue_exit, io_uring_queue_init,
   io_uring_register_buffers, io_uring_sqe_set_data, io_uring_submit, io_uring_wait_cqe_timeout, type IoUring,
 } from "../io_uring/liburing.js";
-import { nowMs } from "../memory/futex.js";
-import { summarize, type SampleStats } from "../report.js";
+import { canBlock, nowMs } from "../memory/futex.js";
+import { summarize, type SampleStats } from "../report/stats.js";
 
 export interface IoDemoOptions {
   /** Bytes to stream (a whole number of blocks; default 8 MiB); with `file`, at most its size (default: all of it, whole blocks). */
@@ -94,6 +97,8 @@ export interface IoDemoResult {
 const KiB = 1024;
 const MiB = KiB * KiB;
 const UADDR = 0x2000_0000;
+/** The pattern is written to the file in chunks of at most this many bytes (whole blocks). */
+const FILL_BYTES = 16 * MiB;
 /** The logical block size of the demo's storage device (O_DIRECT alignment). */
 const LBA = 4096;
 
@@ -141,7 +146,6 @@ interface InFlight { k: number; readAt: number; readNs: number; gpu: Fence | nul
 
 export async function runIoDemo(lab: Lab, options: IoDemoOptions = {}, onProgress: (text: string) => void = () => {}): Promise<IoDemoResult> {
   const o = checkIoDemoOptions(options);
-  const fs = hostFs("demo_io");
   const total = o.sizeBytes;
   const blocks = total / o.blockBytes;
   const N = Math.min(o.buffers, blocks);
@@ -157,20 +161,31 @@ export async function runIoDemo(lab: Lab, options: IoDemoOptions = {}, onProgres
     onProgress(`starting the storage device (${o.file ?? "a temporary file"}) and the gpu`);
     // With the caller's file, size is its whole blocks streamed: no larger than the file, which therefore stays as it is.
     storage = await spawnStorage(lab, { name: "nvme0n1", size: total, path: o.file, blockSize: LBA, queueDepth: 256 });
-    const path = o.file ?? storage.path;
-    if (o.file === undefined) {
-      // The pattern, written to the device's own backing file before any read.
-      const fd = fs.openSync(path, "r+");
-      try {
-        const block = new Uint8Array(o.blockBytes);
-        const words = new Uint32Array(block.buffer);
-        for (let k = 0; k < blocks; k++) {
+    // The expected sums: xxHash32 of each block of the file, on the CPU. A
+    // temporary file gets the pattern first, written into the device's own
+    // backing file (a host file, or an OPFS file in a browser) before any read.
+    const expected = new Uint32Array(blocks);
+    const words = new Uint32Array(scratch.buffer, scratch.byteOffset, o.blockBytes >>> 2);
+    const fs = o.file === undefined ? undefined : hostFs("demo_io");
+    const hostFd = fs?.openSync(o.file!, "r");
+    // The pattern goes to the file in chunks of up to FILL_BYTES (one OPFS writable each).
+    const chunk = new Uint8Array(fs === undefined ? Math.floor(Math.min(total, FILL_BYTES) / o.blockBytes) * o.blockBytes : 0);
+    try {
+      for (let k = 0; k < blocks; k++) {
+        if (fs === undefined) {
           fillBlock(words, k);
-          fs.writeSync(fd, block, 0, block.length, k * o.blockBytes);
+          const at = (k * o.blockBytes) % chunk.length;
+          chunk.set(scratch, at);
+          if (at + o.blockBytes === chunk.length || k === blocks - 1) {
+            await storage.fill((k + 1) * o.blockBytes - (at + o.blockBytes), chunk.subarray(0, at + o.blockBytes));
+          }
+        } else {
+          fs.readSync(hostFd!, scratch, 0, o.blockBytes, k * o.blockBytes);
         }
-      } finally {
-        fs.closeSync(fd);
+        expected[k] = lab.engine.checksumRange(scratch.byteOffset, o.blockBytes);
       }
+    } finally {
+      if (hostFd !== undefined) fs!.closeSync(hostFd);
     }
     gpu = await lab.spawnDevice({ name: "gpu" });
     const disk = proc.open(`/dev/${storage.node.split("/").pop()}`, O_RDONLY | O_DIRECT);
@@ -198,17 +213,6 @@ export async function runIoDemo(lab: Lab, options: IoDemoOptions = {}, onProgres
     results.push(result);
     const sums = await gpu.attach(result);
 
-    // The expected sums: xxHash32 of each block of the file, on the CPU.
-    const expected = new Uint32Array(blocks);
-    const hostFd = fs.openSync(path, "r");
-    try {
-      for (let k = 0; k < blocks; k++) {
-        fs.readSync(hostFd, scratch, 0, o.blockBytes, k * o.blockBytes);
-        expected[k] = lab.engine.checksumRange(scratch.byteOffset, o.blockBytes);
-      }
-    } finally {
-      fs.closeSync(hostFd);
-    }
 
     const readNs: number[] = [];
     const gpuNs: number[] = [];
@@ -237,26 +241,43 @@ export async function runIoDemo(lab: Lab, options: IoDemoOptions = {}, onProgres
       b.gpuAtNs = lab.sync.clock.nowNs();
       b.gpu = gpu!.submit({ kind: "checksum", src: slots[k % N].dev, dst: { buffer: sums, offset: 4 * (k % N), length: 4 } });
     };
-    /** Reaps completions: at least one (waiting, bounded) when `wait`. */
-    const reap = (wait: boolean) => {
-      for (let first = true; ; first = false) {
-        const { err, cqe } = wait && first ? io_uring_wait_cqe_timeout(ring!, o.timeoutMs) : io_uring_peek_cqe(ring!);
-        if (cqe === undefined) {
-          if (wait && first) throw new DmaBufError(err === -62 ? "ETIMEDOUT" : "EIO", "demo_io", `no read completed within ${o.timeoutMs} ms (${err})`);
-          return;
-        }
+    /** Reaps the completions there are; none is an error only past the deadline (`waitUntil`). */
+    const reapSome = () => {
+      for (;;) {
+        const { cqe } = io_uring_peek_cqe(ring!);
+        if (cqe === undefined) return;
         const { user_data: k, res } = cqe;
         io_uring_cqe_seen(ring!, cqe);
         completed(k, res);
       }
     };
+    /**
+     * Reaps until block k's read completed: blocking in io_uring_enter where
+     * this thread may block, else polling between turns of the event loop (a
+     * browser's main thread). Bounded by timeoutMs.
+     */
+    const reapUntil = async (b: InFlight, k: number) => {
+      const deadline = nowMs() + o.timeoutMs;
+      for (reapSome(); b.gpu === null; reapSome()) {
+        const left = deadline - nowMs();
+        if (left <= 0) throw new DmaBufError("ETIMEDOUT", "demo_io", `the read of block ${k} did not complete within ${o.timeoutMs} ms`);
+        if (canBlock()) {
+          const { cqe } = io_uring_wait_cqe_timeout(ring!, left);
+          if (cqe !== undefined) continue; // reapSome() takes it
+        } else {
+          await new Promise((resolve) => setTimeout(resolve, 0));
+        }
+      }
+    };
     /** Block k's gpu job done: its sum checked against the file's. */
-    const finish = (k: number) => {
+    const finish = async (k: number) => {
       const b = inFlight[k % N]!;
-      while (b.gpu === null) reap(true);
-      const fence = b.gpu;
+      await reapUntil(b, k);
+      const fence = b.gpu!;
       try {
-        if (fence.wait(o.timeoutMs) <= 0) throw new DmaBufError("ETIMEDOUT", "demo_io", `the gpu's checksum of block ${k} did not signal within ${o.timeoutMs} ms`);
+        if ((canBlock() ? fence.wait(o.timeoutMs) : await fence.waitAsync(o.timeoutMs)) <= 0) {
+          throw new DmaBufError("ETIMEDOUT", "demo_io", `the gpu's checksum of block ${k} did not signal within ${o.timeoutMs} ms`);
+        }
         if (fence.status < 0) throw new DmaBufError(DmaBufError.codeOf(fence.status), "demo_io", `the gpu's checksum of block ${k} failed (${fence.status})`);
         gpuNs.push(Math.max(0, fence.timestampNs - b.gpuAtNs));
       } finally {
@@ -264,7 +285,8 @@ export async function runIoDemo(lab: Lab, options: IoDemoOptions = {}, onProgres
         b.gpu = null;
       }
       // Implicit sync: this read waits for the gpu's write fence on the result buffer.
-      result.read(sum, 4 * (k % N), { timeoutMs: o.timeoutMs });
+      if (canBlock()) result.read(sum, 4 * (k % N), { timeoutMs: o.timeoutMs });
+      else await result.readAsync(sum, 4 * (k % N), { timeoutMs: o.timeoutMs });
       if (new DataView(sum.buffer).getUint32(0, true) !== expected[k]) mismatched.push(k);
       checked++;
       readNs.push(b.readNs);
@@ -275,12 +297,12 @@ export async function runIoDemo(lab: Lab, options: IoDemoOptions = {}, onProgres
 
     for (let k = 0; k < blocks; k++) {
       // Slot k mod N is free again once its previous block's gpu job signalled.
-      if (k >= N) finish(k - N);
+      if (k >= N) await finish(k - N);
       submitRead(k);
       submitted++;
-      reap(false);
+      reapSome();
     }
-    for (let k = Math.max(0, blocks - N); k < blocks; k++) finish(k);
+    for (let k = Math.max(0, blocks - N); k < blocks; k++) await finish(k);
     const elapsedMs = nowMs() - t0;
     const devices = [storage.device, gpu].map((d) => { const s = d.stats(); return { name: s.name, jobsDone: s.jobsDone, jobsFailed: s.jobsFailed }; });
     return {

@@ -11,16 +11,18 @@
  *   backing   `path`: a host file the caller names (its size, rounded down
  *             to whole blocks, is the capacity; `size` grows it when larger),
  *             or a new temporary file of `size` bytes (default 64 MiB),
- *             deleted at shutdown
+ *             deleted at shutdown. In a browser `path` names a file of the
+ *             Origin Private File System (backing.ts: the device's worker
+ *             opens a sync access handle on it)
  *   blockSize the logical block size, 512 or 4096 (EINVAL otherwise)
  *
  * I/O goes through block_io.ts from any thread. shutdown() drains the
  * device, removes the node and closes the backing file; open files of the
  * device then get ENODEV. A device that dies fails its queued requests and
- * every later one with EIO; crash() is that crash. Browsers: no backing store (ENOSYS); OPFS is not wired up.
+ * every later one with EIO; crash() is that crash.
  */
 import { DmaBufError } from "../errno.js";
-import { hostError, hostFs } from "../host_fs.js";
+import { openBacking, type HostBacking } from "./backing.js";
 import type { LabCore } from "../lab.js";
 import type { IommuOptions } from "../dmabuf/iommu.js";
 import { RecordType } from "../memory/record.js";
@@ -58,12 +60,25 @@ export class StorageDevice {
     readonly lab: LabCore,
     readonly device: Device,
     readonly record: StorageRecord,
-    readonly path: string,
+    private readonly backing: HostBacking,
     readonly node: string,
-    private readonly hostFd: number,
-    private readonly temporary: boolean,
     private readonly removeNode: () => void,
   ) {}
+
+  /** The backing file: its host path, or in a browser its name in the Origin Private File System. */
+  get path(): string { return this.backing.path; }
+
+  /**
+   * Writes bytes into the backing file at `at` from the host side, as a tool
+   * writing a disk image before the device is used: not through the device,
+   * no I/O ordering with requests in flight (EBADF after shutdown). In a
+   * browser only before the first request (the device's worker then holds
+   * the OPFS file's lock: EIO).
+   */
+  async fill(at: number, bytes: Uint8Array): Promise<void> {
+    if (this.closed) throw new DmaBufError("EBADF", "nvme_fill", `storage device ${this.node} was shut down`);
+    await this.backing.write(at, bytes);
+  }
 
   get blockSize(): number { return this.record.blockSize; }
   get capacity(): number { return this.record.capacity; }
@@ -79,9 +94,7 @@ export class StorageDevice {
     try {
       await this.device.shutdown();
     } finally {
-      const fs = hostFs("close");
-      fs.closeSync(this.hostFd);
-      if (this.temporary) fs.rmSync(this.path.slice(0, this.path.lastIndexOf("/")), { recursive: true, force: true });
+      await this.backing.close();
       storageUnref(lab, this.record.offset);
     }
   }
@@ -105,35 +118,20 @@ export async function spawnStorage(lab: LabCore, options: StorageOptions = {}): 
   if (!/^[A-Za-z0-9_-]{1,31}$/.test(name)) throw new DmaBufError("EINVAL", syscall, `device name '${name}' is not 1-31 letters, digits, '-' or '_'`);
   const size = options.size ?? 64 * 1024 * 1024;
   if (!Number.isSafeInteger(size) || size < blockSize || size > 2 ** 40) throw new DmaBufError("EINVAL", syscall, `size ${size} is not from one block to 1 TiB`);
-  const fs = hostFs(syscall);
-  let path = options.path;
-  const temporary = path === undefined;
-  let hostFd: number;
-  try {
-    if (path === undefined) {
-      const os = (globalThis as unknown as { process: { getBuiltinModule(id: string): { tmpdir(): string } } }).process.getBuiltinModule("node:os");
-      path = `${fs.mkdtempSync(`${os.tmpdir()}/dmabuf-lab-nvme-`)}/${name}.img`;
-      hostFd = fs.openSync(path, "w+", 0o600);
-    } else {
-      hostFd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
-    }
-  } catch (e) {
-    throw hostError(e, syscall, `backing file ${path}`);
-  }
+  if (options.path !== undefined && typeof options.path !== "string") throw new DmaBufError("EINVAL", syscall, "path is not a string");
+  const backing = await openBacking(name, options.path, size, syscall);
   let device: Device | undefined;
   let record = 0;
   try {
-    const have = fs.fstatSync(hostFd).size;
-    if (have < size) fs.ftruncateSync(hostFd, size);
-    const capacity = Math.floor(Math.max(have, size) / blockSize) * blockSize;
+    const capacity = Math.floor(backing.size / blockSize) * blockSize;
     device = await spawnDevice(lab, { name, coherent: false, ringEntries: options.queueDepth ?? 256, jobTimeoutMs: options.jobTimeoutMs, iommu: options.iommu });
-    const kernel = await device.loadKernel(workerUrl("kernel-nvme"));
+    const kernel = await device.loadKernel(backing.kernelUrl(workerUrl("kernel-nvme")));
     const { sync } = lab;
     record = sync.allocRecord(RecordType.storage, STOR_RECORD_SIZE, syscall);
     const u32 = sync.u32;
     u32[(record + STOR_REFS) >>> 2] = 1;
     u32[(record + STOR_DEVICE) >>> 2] = device.record.offset;
-    u32[(record + STOR_HOST_FD) >>> 2] = hostFd;
+    u32[(record + STOR_HOST_FD) >>> 2] = backing.fd;
     u32[(record + STOR_BLOCK_SIZE) >>> 2] = blockSize;
     u32[(record + STOR_KERNEL) >>> 2] = kernel;
     u32[(record + STOR_SUBMIT_MS) >>> 2] = 1000;
@@ -143,8 +141,7 @@ export async function spawnStorage(lab: LabCore, options: StorageOptions = {}): 
   } catch (e) {
     if (record !== 0) lab.sync.freeRecord(record, RecordType.storage);
     await device?.shutdown();
-    fs.closeSync(hostFd);
-    if (temporary) fs.rmSync(path.slice(0, path.lastIndexOf("/")), { recursive: true, force: true });
+    await backing.close();
     throw e;
   }
   // A device that dies (a crash, the watchdog) fails later I/O with EIO before its records go.
@@ -153,5 +150,5 @@ export async function spawnStorage(lab: LabCore, options: StorageOptions = {}): 
   const st = new StorageRecord(lab, record);
   const removeNode = registerDevNode(lab, node, (flags) => new BlockDevFile(lab, record, node, flags));
   const removeBlock = registerBlockDevice(lab, record);
-  return new StorageDevice(lab, device, st, path, node, hostFd, temporary, () => { removeNode(); removeBlock(); });
+  return new StorageDevice(lab, device, st, backing, node, () => { removeNode(); removeBlock(); });
 }

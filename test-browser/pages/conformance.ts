@@ -20,12 +20,21 @@
  *   resvLockAsync   withLockAsync on this thread waits for a resv lock agent
  *                   A holds, and takes it once released
  *   missingWorker   spawnLabThread on a worker URL that does not exist
+ *   storageOpfs     a storage device backed by an Origin Private File System
+ *                   file: io_uring WRITE then READ (per-I/O mapped) and
+ *                   READ_FIXED into a registered dma-buf, bytes and canaries
+ *                   checked, a misaligned offset -EINVAL; the temporary file
+ *                   is gone after shutdown
  * Every wait has a timeout; every worker is terminated at the end.
  */
 import type { Remote } from "comlink";
 import {
-  DMA_RESV_USAGE_WRITE, Lab, canBlock, spawnLabThread, type DmaBuf, type LabThread,
+  DMA_HEAP_IOCTL_ALLOC, DMA_RESV_USAGE_WRITE, IORING_REGISTER_BUFFERS_UPDATE, IORING_RSRC_F_EXTENDED_UPDATE, Lab, O_DIRECT, O_RDWR, Process,
+  canBlock, io_uring_cqe_seen, io_uring_get_sqe, io_uring_peek_cqe, io_uring_prep_read, io_uring_prep_read_fixed, io_uring_prep_write,
+  io_uring_queue_exit, io_uring_queue_init, io_uring_register_buffers, io_uring_submit, spawnLabThread, spawnStorage,
+  type DmaBuf, type IoUring, type LabThread, type Sqe,
 } from "../../src/index.js";
+import { brokenCanary, guard } from "../../test/helpers/canary.js";
 import { firstDifference } from "../../test/helpers/bytes.js";
 import { prng } from "../../test/helpers/prng.js";
 import { xxh32 } from "../../test/helpers/xxh32.js";
@@ -52,6 +61,22 @@ async function waitersReach(agent: Remote<AgentApi>, fence: number, count: numbe
     if (n >= count) return n;
     if (performance.now() > deadline) throw new Error(`${count} waiters on fence ${fence}: only ${n} within ${WAIT_MS} ms`);
     await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** One io_uring request from this thread, which may not block: submit, then poll the CQ (bounded); its res. */
+async function oneIo(ring: IoUring, prep: (sqe: Sqe) => void): Promise<number> {
+  prep(io_uring_get_sqe(ring)!);
+  io_uring_submit(ring);
+  const deadline = performance.now() + WAIT_MS;
+  for (;;) {
+    const { cqe } = io_uring_peek_cqe(ring);
+    if (cqe !== undefined) {
+      io_uring_cqe_seen(ring, cqe);
+      return cqe.res;
+    }
+    if (performance.now() > deadline) throw new Error(`no completion within ${WAIT_MS} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
   }
 }
 
@@ -236,8 +261,60 @@ report(async (): Promise<ConformanceResults> => {
       return "spawned";
     }));
 
+    const storageOpfs = await check(async () => {
+      using other = await Lab.create({ memoryBytes: 32 << 20 });
+      const KiB = 1024;
+      const storage = await spawnStorage(other, { name: "nvme0n1", size: 256 * KiB, blockSize: 4096 });
+      const name = storage.path;
+      let ring: IoUring | undefined;
+      const proc = new Process(other);
+      try {
+        const disk = proc.open("/dev/nvme0n1", O_RDWR | O_DIRECT);
+        ring = io_uring_queue_init(proc, 8);
+        const data = prng(seed + 3).bytes(new Uint8Array(16 * KiB));
+        // User memory, 4 KiB aligned (O_DIRECT), a page of canaries either side of each destination.
+        const area = other.alloc(3 * 16 * KiB, { align: 4096 });
+        const src = area.subarray(16 * KiB, 32 * KiB);
+        src.set(data);
+        const wrote = await oneIo(ring, (sqe) => io_uring_prep_write(sqe, disk, src, src.length, 32 * KiB));
+        const back = other.alloc(16 * KiB + 8 * KiB, { align: 4096 });
+        const g = guard(back, 4 * KiB, 16 * KiB, 4 * KiB);
+        const read = await oneIo(ring, (sqe) => io_uring_prep_read(sqe, disk, back.subarray(4 * KiB, 20 * KiB), 16 * KiB, 32 * KiB));
+        const readDigest = xxh32(back.subarray(4 * KiB, 20 * KiB));
+        const canaries = brokenCanary(g, 4 * KiB) ?? "intact";
+        // A registered dma-buf with the disk as its target: READ_FIXED straight into its pages.
+        const heap = proc.open("/dev/dma_heap/system", O_RDWR);
+        const alloc = { len: 16 * KiB, fd: 0, fd_flags: O_RDWR, heap_flags: 0 };
+        proc.ioctl(heap, DMA_HEAP_IOCTL_ALLOC, alloc);
+        proc.close(heap);
+        io_uring_register_buffers(ring, [{ iov_base: 0, iov_len: 0 }]);
+        const UADDR = 0x1000_0000;
+        proc.io_uring_register(ring.fd, IORING_REGISTER_BUFFERS_UPDATE,
+          { offset: 0, flags: IORING_RSRC_F_EXTENDED_UPDATE, data: [{ iov_uaddr: UADDR, target_fd: disk, dmabuf_fd: alloc.fd }], nr: 1 }, 1);
+        const fixedRead = await oneIo(ring, (sqe) => io_uring_prep_read_fixed(sqe, disk, UADDR, 16 * KiB, 32 * KiB, 0));
+        const fromDmaBuf = new Uint8Array(16 * KiB);
+        await proc.readAsync(alloc.fd, fromDmaBuf, 0, { timeoutMs: WAIT_MS });
+        const misaligned = await oneIo(ring, (sqe) => io_uring_prep_read(sqe, disk, back.subarray(4 * KiB, 8 * KiB), 4 * KiB, 100));
+        other.free(area);
+        other.free(back);
+        return {
+          name, wrote, read, fixedRead, misaligned, canaries, readDigest, fixedDigest: xxh32(fromDmaBuf), expectedDigest: xxh32(data),
+          removedAfterShutdown: false,
+        };
+      } finally {
+        if (ring !== undefined) io_uring_queue_exit(ring);
+        proc.closeAll();
+        await storage.shutdown();
+      }
+    }).then(async (r) => {
+      if ("error" in r) return r;
+      // The temporary OPFS file went with the device.
+      const root = await (navigator.storage as unknown as { getDirectory(): Promise<{ getFileHandle(n: string): Promise<unknown> }> }).getDirectory();
+      return { ...r, removedAfterShutdown: await root.getFileHandle(r.name).then(() => false, () => true) };
+    });
+
     timeline.unref();
-    return { seed, environment, labThread, fenceWake, uapiRw, implicitSync, blockingOnMain, nonCoherent, resvLockAsync, missingWorker };
+    return { seed, environment, labThread, fenceWake, uapiRw, implicitSync, blockingOnMain, nonCoherent, resvLockAsync, missingWorker, storageOpfs };
   } finally {
     for (const buf of buffers) buf.close();
     await Promise.all(threads.map((t) => t.terminate()));
