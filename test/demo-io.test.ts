@@ -75,6 +75,8 @@ describe("demo io", () => {
     const tiny = join(tempDir(), "tiny.bin");
     writeFileSync(tiny, new Uint8Array(100));
     await expect(runIoDemo(lab, { file: tiny })).rejects.toMatchObject({ code: "EINVAL" });
+    // A directory is not a file to stream (its size is no length of data).
+    expect(expectErrno(() => checkIoDemoOptions({ file: tempDir(), blockBytes: 4 * KiB }), "EISDIR").message).toContain("not a regular file");
     expect(lab.stats().pages.freeBytes).toBe(before.pages.freeBytes);
   });
 
@@ -92,7 +94,9 @@ describe("demo io", () => {
     expect(checkChromeTrace(t).problems).toEqual([]);
     const tracks = t.traceEvents.filter((e: { ph: string; name: string }) => e.ph === "M" && e.name === "thread_name").map((e: { args: { name: string } }) => e.args.name);
     expect(tracks).toEqual(expect.arrayContaining(["device nvme0n1", "device gpu"]));
-    for (const [args, text] of [[["--block", "5000"], "5000"], [["--buffers", "0"], "--buffers"], [["--size", "100K", "--block", "64K"], "102400"]] as const) {
+    const missing = join(tempDir(), "missing.bin");
+    for (const [args, text] of [[["--block", "5000"], "5000"], [["--buffers", "0"], "--buffers"], [["--size", "100K", "--block", "64K"], "102400"],
+      [["--file", missing], missing], [["--file", tempDir()], "not a regular file"]] as const) {
       const bad = await runCli(["demo", "io", ...args]);
       expect(bad.code, args.join(" ")).toBe(2);
       expect(bad.stderr).toContain(text);

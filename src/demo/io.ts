@@ -33,7 +33,9 @@
  * `file` is Node only), blocking where the thread may, else polling between
  * turns of the event loop.
  * Contract: options are checked before anything starts (EINVAL; EFAULT for
- * a file name that is not a string); however it
+ * a file name that is not a string; the file's own errors: ENOENT, EACCES,
+ * EISDIR for one that is not a regular file, EINVAL for one too short);
+ * however it
  * ends, the ring, the registered buffers, the devices and the file
  * descriptors are released (the temporary file is removed by the storage
  * device). Every wait is bounded by timeoutMs.
@@ -100,22 +102,38 @@ const FILL_BYTES = 16 * MiB;
 /** The logical block size of the demo's storage device (O_DIRECT alignment). */
 const LBA = 4096;
 
-interface Resolved { sizeBytes: number | undefined; blockBytes: number; buffers: number; file: string | undefined; timeoutMs: number }
+interface Resolved { sizeBytes: number; blockBytes: number; buffers: number; file: string | undefined; timeoutMs: number }
 
-/** The options, checked before anything starts (EINVAL naming the value). */
+/**
+ * The options, checked before anything starts (EINVAL naming the value);
+ * with `file`, the file too (ENOENT, EACCES; EISDIR for one that is not a
+ * regular file; EINVAL when it holds no whole block or fewer bytes than
+ * sizeBytes), and sizeBytes resolved to the whole blocks streamed.
+ */
 export function checkIoDemoOptions(options: IoDemoOptions = {}): Resolved {
   const syscall = "demo_io";
   const o = objectArg<IoDemoOptions>(options, syscall, "the options");
   const blockBytes = intArg(o.blockBytes ?? 64 * KiB, syscall, "blockBytes", { min: 4 * KiB, max: 16 * MiB });
   if (blockBytes % LBA !== 0) throw new DmaBufError("EINVAL", syscall, `blockBytes ${blockBytes} is not a multiple of ${LBA}`);
-  const sizeBytes = o.sizeBytes === undefined ? (o.file === undefined ? 8 * MiB : undefined) : intArg(o.sizeBytes, syscall, "sizeBytes", { min: blockBytes, max: 1024 * MiB });
+  let sizeBytes = o.sizeBytes === undefined ? (o.file === undefined ? 8 * MiB : undefined) : intArg(o.sizeBytes, syscall, "sizeBytes", { min: blockBytes, max: 1024 * MiB });
   if (sizeBytes !== undefined && sizeBytes % blockBytes !== 0) throw new DmaBufError("EINVAL", syscall, `sizeBytes ${sizeBytes} is not a whole number of ${blockBytes}-byte blocks`);
-  return {
-    sizeBytes, blockBytes,
-    buffers: intArg(o.buffers ?? 4, syscall, "buffers", { min: 1, max: 64 }),
-    file: o.file === undefined ? undefined : stringArg(o.file, syscall, "file"),
-    timeoutMs: intArg(o.timeoutMs ?? 10_000, syscall, "timeoutMs", { min: 1, max: 600_000 }),
-  };
+  const buffers = intArg(o.buffers ?? 4, syscall, "buffers", { min: 1, max: 64 });
+  const file = o.file === undefined ? undefined : stringArg(o.file, syscall, "file");
+  const timeoutMs = intArg(o.timeoutMs ?? 10_000, syscall, "timeoutMs", { min: 1, max: 600_000 });
+  if (file !== undefined) {
+    let stat;
+    try {
+      stat = hostFs(syscall).statSync(file);
+    } catch (e) {
+      throw hostError(e, syscall, `file '${file}'`);
+    }
+    if (!stat.isFile()) throw new DmaBufError("EISDIR", syscall, `file '${file}' is not a regular file`);
+    const whole = Math.floor(stat.size / blockBytes) * blockBytes;
+    if (whole === 0) throw new DmaBufError("EINVAL", syscall, `file '${file}' (${stat.size} bytes) holds no whole ${blockBytes}-byte block`);
+    if (sizeBytes !== undefined && sizeBytes > whole) throw new DmaBufError("EINVAL", syscall, `sizeBytes ${sizeBytes} exceeds the ${whole} bytes of whole blocks in '${file}'`);
+    sizeBytes ??= whole;
+  }
+  return { sizeBytes: sizeBytes!, blockBytes, buffers, file, timeoutMs };
 }
 
 /** Word i of block k of the demo's pattern: every block differs, so a block read into the wrong place fails its check. */
@@ -128,21 +146,7 @@ interface InFlight { k: number; readAt: number; readNs: number; gpu: Fence | nul
 
 export async function runIoDemo(lab: Lab, options: IoDemoOptions = {}, onProgress: (text: string) => void = () => {}): Promise<IoDemoResult> {
   const o = checkIoDemoOptions(options);
-  let bytes = o.sizeBytes;
-  if (o.file !== undefined) {
-    const fs = hostFs("demo_io");
-    let size: number;
-    try {
-      size = fs.statSync(o.file).size;
-    } catch (e) {
-      throw hostError(e, "demo_io", `file '${o.file}'`);
-    }
-    const whole = Math.floor(size / o.blockBytes) * o.blockBytes;
-    if (whole === 0) throw new DmaBufError("EINVAL", "demo_io", `file '${o.file}' (${size} bytes) holds no whole ${o.blockBytes}-byte block`);
-    if (bytes !== undefined && bytes > whole) throw new DmaBufError("EINVAL", "demo_io", `sizeBytes ${bytes} exceeds the ${whole} bytes of whole blocks in '${o.file}'`);
-    bytes ??= whole;
-  }
-  const total = bytes!;
+  const total = o.sizeBytes;
   const blocks = total / o.blockBytes;
   const N = Math.min(o.buffers, blocks);
 

@@ -183,7 +183,8 @@ const demoIo: Command = {
     try {
       o = checkIoDemoOptions(options);
     } catch (e) {
-      if (e instanceof DmaBufError && e.code === "EINVAL") throw new UsageError(e.message.replace(/^EINVAL: demo_io: /, ""));
+      // Every option error, the file's included (missing, not a regular file, too short), is a usage error: nothing has started.
+      if (e instanceof DmaBufError) throw new UsageError(e.message.replace(/^[A-Z]+: demo_io: /, ""));
       throw e;
     }
     const ring = o.buffers * o.blockBytes;
