@@ -33,13 +33,22 @@ import { receiveFlight, sendFlight, type ShareToken } from "../sync/flight.js";
 import { DEV_DEAD, DeviceRecord, type DeviceStats } from "./device_record.js";
 import { JobSubmitter, bufferRecord, type BufferLike, type DeviceBuffer, type Job, type SubmitTarget } from "./submit.js";
 
+/**
+ * A device seen from another thread (`lab.import(device.share())`): looks up
+ * the attachments the spawning thread made and submits jobs over them.
+ */
 export class DeviceHandle implements SubmitTarget {
+  /** The device's name, as given to `lab.spawnDevice`. */
   readonly name: string;
   private readonly submitter: JobSubmitter;
   /** The DeviceBuffers attached() gave, by attachment record. */
   private readonly buffers = new Map<number, DeviceBuffer>();
   private closed = false;
 
+  /**
+   * Use `lab.import(token)` or `DeviceHandle.import(lab, token)`.
+   * @param lab The lab of this thread.
+   */
   private constructor(readonly lab: LabCore, private readonly record: DeviceRecord) {
     this.name = record.name;
     this.submitter = new JobSubmitter(lab.sync, record, this.name, (b): b is DeviceBuffer => this.owns(b));
@@ -127,6 +136,7 @@ export class DeviceHandle implements SubmitTarget {
     this.record.put();
   }
 
+  /** close(), for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -39,7 +39,14 @@ export const SUBMIT = "drm_sched_job_submit";
 
 /** Whoever a DeviceBuffer belongs to: a Device or a DeviceHandle. */
 export interface SubmitTarget {
+  /** The device's name, as given to `lab.spawnDevice` (unique in the lab). */
   readonly name: string;
+  /**
+   * Validates `job` entirely (EINVAL, nothing changed), publishes its
+   * out-fence on the buffers it uses and pushes it into the device's ring;
+   * returns the out-fence, signalled when the job is done (with the job's
+   * error if it failed). EAGAIN: the ring is full; ENODEV: the device died.
+   */
   submit(job: Job): Fence;
 }
 
@@ -61,6 +68,7 @@ export interface DeviceBuffer {
 
 /** A range of a DeviceBuffer: all of it by default. */
 export type Range = DeviceBuffer | {
+  /** The attached buffer the range lies in (from `device.attach` or `handle.attached`). */
   buffer: DeviceBuffer;
   /** Bytes from the buffer's start (default 0). */
   offset?: number;
@@ -85,11 +93,49 @@ export interface JobCommon {
 }
 
 export type Job = JobCommon & (
-  | { kind: "nop" }
-  | { kind: "copy"; src: Range; dst: Range }
-  | { kind: "fill"; dst: Range; value: number }
-  | { kind: "checksum"; src: Range; dst: Range }
-  | { kind: "kernel"; kernel: number; buffers: { range: Range; access: JobAccess }[]; args?: number[] });
+  | {
+    /** Does nothing: its fence signals once its dependencies have. */
+    kind: "nop";
+  }
+  | {
+    /** Copies `src` into `dst` (as many bytes as the shorter of the two holds). */
+    kind: "copy";
+    /** The range read (the job waits like a reader on its buffer's fences). */
+    src: Range;
+    /** The range written (the job waits like a writer). */
+    dst: Range;
+  }
+  | {
+    /** Sets every byte of `dst` to `value`. */
+    kind: "fill";
+    /** The range written. */
+    dst: Range;
+    /** The byte value: its low 8 bits (an unsigned 32-bit integer, EINVAL otherwise). */
+    value: number;
+  }
+  | {
+    /** Hashes `src` (xxHash32) and writes the 32-bit digest, little-endian, into the first 4 bytes of `dst`. */
+    kind: "checksum";
+    /** The range summed. */
+    src: Range;
+    /** Where the sum goes: at least 4 bytes (EINVAL otherwise). */
+    dst: Range;
+  }
+  | {
+    /** Runs a kernel loaded by `device.loadKernel`. */
+    kind: "kernel";
+    /** The kernel id `device.loadKernel` returned (none loaded: the job fails, its fence signalled EINVAL). */
+    kernel: number;
+    /** The buffers the kernel may touch, at most JOB_MAX_BUFS (EINVAL otherwise), in the kernel's argument order. */
+    buffers: {
+      /** The range the kernel sees as this buffer. */
+      range: Range;
+      /** What the kernel does to it: "read", "write" or "read-write" (its implicit-sync role and its IOMMU permission). */
+      access: JobAccess;
+    }[];
+    /** Up to JOB_MAX_ARGS unsigned 32-bit integers passed to the kernel (default none). */
+    args?: number[];
+  });
 
 interface Use { iova: number; len: number; access: number; buffer: DeviceBuffer; offset: number }
 
