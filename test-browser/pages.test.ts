@@ -48,6 +48,12 @@ describe.skipIf(!inject("chromium"))("in headless Chromium", () => {
       expect(r.seed).toBe(seed);
     });
 
+    it("an SQPOLL ring in a browser: its SQ thread (a Web Worker) completes a NOP, and closing the ring settles closed() and frees its block", () => {
+      const s = observed(r.sqpollClose, "sqpollClose", seed);
+      expect(s).toMatchObject({ nop: 0, closed: true });
+      expect(s.userBytesFreed).toBeGreaterThan(0);
+    });
+
     it("a storage device backed by an Origin Private File System file: WRITE, READ and READ_FIXED into a registered dma-buf, canaries intact, O_DIRECT alignment, the temporary file removed", () => {
       const s = observed(r.storageOpfs, "storageOpfs", seed);
       expect(s.name).toMatch(/^dmabuf-lab-nvme0n1-.+\.img$/);

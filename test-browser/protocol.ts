@@ -22,6 +22,8 @@ export interface Environment {
 
 export interface ConformanceResults {
   seed: number;
+  /** An SQPOLL ring's NOP result, and whether closing it settled closed() (its SQ thread, a Web Worker, ended itself). */
+  sqpollClose: Check<{ nop: number; closed: boolean; userBytesFreed: number }>;
   /** A storage device on an OPFS file: WRITE, READ and READ_FIXED results, digests, canaries, a misaligned read's res. */
   storageOpfs: Check<{
     name: string; wrote: number; read: number; fixedRead: number; misaligned: number; canaries: string;

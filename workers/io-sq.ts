@@ -13,7 +13,7 @@
  */
 import { Lab } from "../src/api/lab.js";
 import type { LabHandle } from "../src/lab.js";
-import { workerContext } from "../src/thread/spawn.js";
+import { workerContext, exitWorker } from "../src/thread/spawn.js";
 import { CTX_DYING, CTX_SQ_IDLE_MS, CTX_SQ_WAKE, CTX_STATE, IORING_SQ_NEED_WAKEUP } from "../src/io_uring/io_uring.js";
 import { IoRing } from "../src/io_uring/ring.js";
 import { IoRingKernel } from "../src/io_uring/kernel.js";
@@ -54,5 +54,4 @@ while (ring.load(CTX_STATE) !== CTX_DYING) {
   ring.setSqFlag(IORING_SQ_NEED_WAKEUP, false);
 }
 kernel.cancelAll(5000);
-if (typeof process !== "undefined") process.exit(0);
-else (globalThis as unknown as { close(): void }).close();
+exitWorker(0);

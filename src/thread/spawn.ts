@@ -53,6 +53,8 @@ const isNode = typeof __DMABUF_LAB_BROWSER_ROOT__ !== "string" &&
 
 /** The first message to a browser worker. */
 const DATA_KEY = "dmabuf-lab:data";
+/** The message a Web Worker posts right before it ends itself (exitWorker): a Web Worker has no exit event. */
+const EXIT_KEY = "dmabuf-lab:exit";
 interface DataMessage<T> {
   [DATA_KEY]: T;
   port: MessagePort;
@@ -121,6 +123,11 @@ async function spawnWeb<T>(entry: URL, data: T, name: string, factory?: (name: s
     event.preventDefault();
     finish({ code: 1, error: failure(event) });
   });
+  // A worker that ends itself says so first (exitWorker): its `exited` settles then.
+  worker.addEventListener("message", (event) => {
+    const m = (event as MessageEvent).data as { [EXIT_KEY]?: unknown } | null;
+    if (m !== null && typeof m === "object" && EXIT_KEY in m) finish({ code: typeof m[EXIT_KEY] === "number" ? m[EXIT_KEY] : 0 });
+  });
   try {
     const message: DataMessage<T> = { [DATA_KEY]: data, port: channel.port2 };
     worker.postMessage(message, [channel.port2]);
@@ -143,6 +150,19 @@ async function spawnWeb<T>(entry: URL, data: T, name: string, factory?: (name: s
       await exited;
     },
   };
+}
+
+/**
+ * Ends this worker by itself: process.exit in Node; in a Web Worker, which
+ * has no exit event, it first tells the host (so that `exited` settles
+ * there), then close().
+ */
+export function exitWorker(code = 0): never {
+  if (typeof __DMABUF_LAB_BROWSER_ROOT__ !== "string" && isNode) (globalThis as unknown as { process: { exit(c: number): never } }).process.exit(code);
+  const scope = globalThis as unknown as { postMessage(m: unknown): void; close(): void };
+  scope.postMessage({ [EXIT_KEY]: code });
+  scope.close();
+  throw new Error("the worker is closing");
 }
 
 export async function workerContext<T>(): Promise<WorkerContext<T>> {

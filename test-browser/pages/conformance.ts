@@ -20,6 +20,10 @@
  *   resvLockAsync   withLockAsync on this thread waits for a resv lock agent
  *                   A holds, and takes it once released
  *   missingWorker   spawnLabThread on a worker URL that does not exist
+ *   sqpollClose     an IORING_SETUP_SQPOLL ring (its SQ thread a Web Worker)
+ *                   completes a NOP and, closed, releases everything: the SQ
+ *                   thread ends itself and says so (a Web Worker has no exit
+ *                   event), so closed() settles
  *   storageOpfs     a storage device backed by an Origin Private File System
  *                   file: io_uring WRITE then READ (per-I/O mapped) and
  *                   READ_FIXED into a registered dma-buf, bytes and canaries
@@ -32,7 +36,7 @@ import {
   DMA_HEAP_IOCTL_ALLOC, DMA_RESV_USAGE_WRITE, IORING_REGISTER_BUFFERS_UPDATE, IORING_RSRC_F_EXTENDED_UPDATE, Lab, O_DIRECT, O_RDWR, Process,
   canBlock, io_uring_cqe_seen, io_uring_get_sqe, io_uring_peek_cqe, io_uring_prep_read, io_uring_prep_read_fixed, io_uring_prep_write,
   io_uring_queue_exit, io_uring_queue_init, io_uring_register_buffers, io_uring_submit, spawnLabThread, spawnStorage,
-  type DmaBuf, type IoUring, type LabThread, type Sqe,
+  IORING_SETUP_SQPOLL, IoUringFile, io_uring_prep_nop, type DmaBuf, type IoUring, type LabThread, type Sqe,
 } from "../../src/index.js";
 import { brokenCanary, guard } from "../../test/helpers/canary.js";
 import { firstDifference } from "../../test/helpers/bytes.js";
@@ -261,6 +265,19 @@ report(async (): Promise<ConformanceResults> => {
       return "spawned";
     }));
 
+    const sqpollClose = await check(async () => {
+      using other = await Lab.create({ memoryBytes: 16 << 20 });
+      const proc = new Process(other);
+      const ring = io_uring_queue_init(proc, 8, { flags: IORING_SETUP_SQPOLL, sq_thread_idle: 20 });
+      const file = proc.file(ring.fd) as IoUringFile;
+      await bounded(file.started, WAIT_MS, "the SQ thread's start");
+      const nop = await oneIo(ring, (sqe) => io_uring_prep_nop(sqe));
+      const before = other.stats().user.freeBytes;
+      io_uring_queue_exit(ring);
+      await bounded(file.closed(), WAIT_MS, "closed() of an SQPOLL ring");
+      return { nop, closed: true, userBytesFreed: other.stats().user.freeBytes - before };
+    });
+
     const storageOpfs = await check(async () => {
       using other = await Lab.create({ memoryBytes: 32 << 20 });
       const KiB = 1024;
@@ -314,7 +331,7 @@ report(async (): Promise<ConformanceResults> => {
     });
 
     timeline.unref();
-    return { seed, environment, labThread, fenceWake, uapiRw, implicitSync, blockingOnMain, nonCoherent, resvLockAsync, missingWorker, storageOpfs };
+    return { seed, environment, labThread, fenceWake, uapiRw, implicitSync, blockingOnMain, nonCoherent, resvLockAsync, missingWorker, sqpollClose, storageOpfs };
   } finally {
     for (const buf of buffers) buf.close();
     await Promise.all(threads.map((t) => t.terminate()));
