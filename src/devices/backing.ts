@@ -95,6 +95,7 @@ function openHostFile(fs: HostFs, name: string, path: string | undefined, size: 
     if (have < size) fs.ftruncateSync(fd, size);
   } catch (e) {
     fs.closeSync(fd);
+    if (temporary) fs.rmSync(file.slice(0, file.lastIndexOf("/")), { recursive: true, force: true });
     throw hostError(e, syscall, `backing file ${file}`);
   }
   return {
